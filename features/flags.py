@@ -1,0 +1,148 @@
+"""The project's single flag registry.
+
+Every stage that can fail for one galaxy without stopping a batch records *why* in an integer bit field
+built from :class:`Flag`. A value of 0 means "nothing to report". Quantities that could not be measured
+are NaN, never sentinel values such as -99; the flag says why they are NaN.
+
+The bits are grouped by stage so that one ``flags`` column can be decoded anywhere:
+
+========  ==================  ===============================================================
+bits      stage               meaning
+========  ==================  ===============================================================
+0-7       image               problems with the pixels themselves
+8-19      morphometrics       statmorph / segmentation outcomes
+20-31     photometry          catalogue cross-match and quality cuts
+32-39     embeddings/models   provenance warnings (random weights, missing modality)
+========  ==================  ===============================================================
+
+Use :func:`decode` to turn a stored integer into names, and :func:`describe` for a human sentence.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["Flag", "decode", "describe", "stage_mask"]
+
+
+class Flag(enum.IntFlag):
+    """Bit flags shared by every stage (see module docstring for the layout)."""
+
+    # --- image (0-7) -------------------------------------------------------------------------
+    IMAGE_BLANK = 1 << 0
+    """Every pixel has the same value (or the image is empty)."""
+    IMAGE_NAN = 1 << 1
+    """Some pixels are NaN or infinite (they were replaced before measuring)."""
+    IMAGE_SATURATED = 1 << 2
+    """More than 5 % of the central pixels sit at the maximum value."""
+    IMAGE_DUPLICATE = 1 << 3
+    """Another galaxy has the identical image or lies within the duplicate radius."""
+
+    # --- morphometrics (8-19) ----------------------------------------------------------------
+    MORPH_NO_CENTRAL_SOURCE = 1 << 8
+    """Segmentation found no source at the image centre."""
+    MORPH_CENTRE_BLENDED = 1 << 9
+    """The central source was deblended from a neighbour (its boundary may be uncertain)."""
+    MORPH_STATMORPH_FLAG = 1 << 10
+    """statmorph raised its own warning flag (``flag`` > 0)."""
+    MORPH_SERSIC_FAILED = 1 << 11
+    """The Sersic fit did not converge (``flag_sersic`` > 0); Sersic values are NaN."""
+    MORPH_TIMED_OUT = 1 << 12
+    """statmorph exceeded the per-galaxy time limit; every value is NaN."""
+    MORPH_FAILED = 1 << 13
+    """statmorph raised an exception; every value is NaN."""
+    MORPH_SMALL_SOURCE = 1 << 14
+    """The central source covers too few pixels for meaningful non-parametric statistics."""
+
+    # --- photometry (20-31) ------------------------------------------------------------------
+    PHOT_NO_MATCH = 1 << 20
+    """No catalogue object within the match radius."""
+    PHOT_MATCH_FAR = 1 << 21
+    """The nearest match lies beyond the match radius (kept for reference, not trusted)."""
+    PHOT_NOT_CLEAN = 1 << 22
+    """The catalogue's own clean flag is not set."""
+    PHOT_NOT_GALAXY = 1 << 23
+    """The matched object is not classified as a galaxy."""
+    PHOT_MAG_ERR_HIGH = 1 << 24
+    """A magnitude error exceeds the quality limit; colours using that band are NaN."""
+    PHOT_MAG_MISSING = 1 << 25
+    """A magnitude is missing or non-finite in the catalogue."""
+    PHOT_MULTIPLE_CANDIDATES = 1 << 26
+    """Several catalogue objects lie within the match radius (the nearest was taken)."""
+
+    # --- embeddings / models (32-39) ---------------------------------------------------------
+    RANDOM_WEIGHTS = 1 << 32
+    """The encoder or backbone used randomly initialised weights (a named baseline, not DINOv2)."""
+    MODALITY_MISSING = 1 << 33
+    """An input modality was missing for this galaxy and was imputed."""
+
+
+_STAGES: dict[str, tuple[int, int]] = {
+    "image": (0, 8),
+    "morphometrics": (8, 20),
+    "photometry": (20, 32),
+    "provenance": (32, 40),
+}
+
+
+def stage_mask(stage: str) -> int:
+    """Return the integer mask that selects the bits of one stage.
+
+    Parameters
+    ----------
+    stage : {"image", "morphometrics", "photometry", "provenance"}
+        The stage name.
+
+    Returns
+    -------
+    int
+        ``flags & stage_mask(stage)`` keeps only that stage's bits.
+    """
+    if stage not in _STAGES:
+        raise ValueError(f"unknown stage {stage!r}; known: {', '.join(_STAGES)}")
+    lo, hi = _STAGES[stage]
+    return ((1 << hi) - 1) ^ ((1 << lo) - 1)
+
+
+def decode(value: int | None) -> list[str]:
+    """Names of the flags set in ``value``.
+
+    Parameters
+    ----------
+    value : int or None
+        A stored bit field. ``None`` and ``0`` decode to an empty list.
+
+    Returns
+    -------
+    list of str
+        Flag names in bit order.
+
+    Raises
+    ------
+    ValueError
+        If ``value`` has bits that no flag defines (a corrupt or foreign value).
+
+    Examples
+    --------
+    >>> decode(Flag.MORPH_TIMED_OUT | Flag.IMAGE_BLANK)
+    ['IMAGE_BLANK', 'MORPH_TIMED_OUT']
+    """
+    if not value:
+        return []
+    value = int(value)
+    known = 0
+    names = []
+    for flag in Flag:
+        known |= flag.value
+        if value & flag.value:
+            names.append(flag.name)
+    unknown = value & ~known
+    if unknown:
+        raise ValueError(f"flag value {value} has undefined bits {unknown:#x}")
+    return names
+
+
+def describe(value: int | None) -> str:
+    """One human-readable line for a bit field: ``"ok"`` or the names joined by commas."""
+    names = decode(value)
+    return ", ".join(names) if names else "ok"

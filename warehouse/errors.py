@@ -1,0 +1,13 @@
+"""Errors the warehouse raises for the user to read (the CLI prints them as one line, exit 2)."""
+
+from __future__ import annotations
+
+__all__ = ["SQLError", "WarehouseError"]
+
+
+class WarehouseError(ValueError):
+    """A request the warehouse cannot serve: unknown table, bad rows, missing galaxy."""
+
+
+class SQLError(WarehouseError):
+    """A user query that failed: syntax, unknown column, write attempt, timeout."""

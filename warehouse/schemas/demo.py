@@ -1,0 +1,1 @@
+"""Tables of the demo stage (registered on import)."""

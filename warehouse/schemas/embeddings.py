@@ -1,0 +1,1 @@
+"""Tables of the embeddings stage (registered on import)."""

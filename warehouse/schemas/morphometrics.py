@@ -1,0 +1,1 @@
+"""Tables of the morphometrics stage (registered on import)."""

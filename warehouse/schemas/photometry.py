@@ -1,0 +1,1 @@
+"""Tables of the photometry stage (registered on import)."""

@@ -1,0 +1,1 @@
+"""Tables of the training stage (registered on import)."""

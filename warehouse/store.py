@@ -1,0 +1,343 @@
+"""The warehouse: versioned Lance tables under one root directory.
+
+Layout of a root (default ``./astrovision-data``, else ``$ASTROVISION_HOME``, else ``--home``)::
+
+    <root>/lance/<table>.lance   one Lance dataset per table (storage of record)
+    <root>/models/               model artefacts (checkpoints, configs)
+    <root>/dagster/              the Dagster instance (runs, events, schedules)
+    <root>/cache/                downloads and raw service responses
+
+Writes are idempotent upserts keyed by each table's key columns (Lance ``merge_insert``), retried on a
+commit conflict, so Dagster's parallel steps can write the same table at once and a re-run leaves the
+same rows. A Lance commit is atomic: a crash mid-write leaves the previous version readable.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import lance
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from warehouse import schemas
+from warehouse.errors import WarehouseError
+from warehouse.images import decode_image
+from warehouse.provenance import code_version, new_run_id, utc_now
+
+__all__ = ["DEFAULT_ROOT", "Warehouse", "quote", "resolve_root"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ROOT = Path("astrovision-data")
+_CONFLICT_WORDS = ("conflict", "Retryable", "commit")
+_MAX_RETRIES = 12
+
+RowsLike = pa.Table | pa.RecordBatchReader | pl.DataFrame | Sequence[dict[str, Any]]
+
+
+def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """The warehouse root: ``root`` if given, else ``$ASTROVISION_HOME``, else ``./astrovision-data``."""
+    if root is not None:
+        return Path(root).expanduser().resolve()
+    env = os.environ.get("ASTROVISION_HOME")
+    return Path(env).expanduser().resolve() if env else DEFAULT_ROOT.resolve()
+
+
+def quote(value: str) -> str:
+    """A SQL string literal for Lance and DuckDB filters (single quotes doubled)."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _is_conflict(exc: BaseException) -> bool:
+    text = str(exc)
+    return "onflict" in text or "Retryable" in text
+
+
+class Warehouse:
+    """A warehouse root holding versioned Lance tables.
+
+    Open with :meth:`open`; every method is safe to call from several processes at once (Lance's
+    optimistic concurrency), and readers never block writers.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.lance_dir = root / "lance"
+        self.models_dir = root / "models"
+        self.dagster_home = root / "dagster"
+        self.cache_dir = root / "cache"
+        self._id_index: dict[tuple[str, int], dict[str, int]] = {}
+
+    # ------------------------------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, root: str | os.PathLike[str] | None = None) -> Warehouse:
+        """Create (if needed) and open a warehouse root.
+
+        Parameters
+        ----------
+        root : path, optional
+            See :func:`resolve_root`.
+        """
+        path = resolve_root(root)
+        if path.exists() and not path.is_dir():
+            raise WarehouseError(f"warehouse root {path} exists and is not a directory")
+        for sub in ("lance", "models", "dagster", "cache"):
+            (path / sub).mkdir(parents=True, exist_ok=True)
+        return cls(path)
+
+    def __repr__(self) -> str:
+        return f"Warehouse({str(self.root)!r})"
+
+    # ------------------------------------------------------------------------------------ tables
+    def table_uri(self, table: str) -> str:
+        """Filesystem path of a table's Lance dataset."""
+        if not table.replace("_", "").isalnum():
+            raise WarehouseError(f"invalid table name {table!r}")
+        return str(self.lance_dir / f"{table}.lance")
+
+    def exists(self, table: str) -> bool:
+        """Whether a table has been written at least once."""
+        return (Path(self.table_uri(table)) / "_versions").is_dir()
+
+    def tables(self) -> list[str]:
+        """Names of the tables that exist on disk, sorted."""
+        return sorted(p.name[: -len(".lance")] for p in self.lance_dir.glob("*.lance") if (p / "_versions").is_dir())
+
+    def dataset(self, table: str, version: int | None = None) -> lance.LanceDataset:
+        """The Lance dataset of a table, at its latest version or at ``version`` (time travel)."""
+        if not self.exists(table):
+            raise WarehouseError(
+                f"table {table!r} does not exist in {self.root} (tables: {', '.join(self.tables()) or 'none'})"
+            )
+        try:
+            return lance.dataset(self.table_uri(table), version=version)
+        except (ValueError, OSError) as exc:
+            raise WarehouseError(f"table {table!r} has no version {version}: {exc}") from exc
+
+    def versions(self) -> dict[str, int]:
+        """The latest Lance version of every existing table."""
+        return {t: self.dataset(t).version for t in self.tables()}
+
+    def history(self, table: str) -> list[dict[str, Any]]:
+        """Every version of a table: ``version``, ``timestamp`` and row count."""
+        return [
+            {"version": v["version"], "timestamp": v["timestamp"], "rows": int(v["metadata"].get("total_rows", -1))}
+            for v in self.dataset(table).versions()
+        ]
+
+    def count(self, table: str, where: str | None = None) -> int:
+        """Number of rows (0 for a table that does not exist yet)."""
+        if not self.exists(table):
+            return 0
+        return self.dataset(table).count_rows(filter=where)
+
+    # ------------------------------------------------------------------------------------ reading
+    def read(
+        self,
+        table: str,
+        columns: list[str] | None = None,
+        where: str | None = None,
+        version: int | None = None,
+    ) -> pa.Table:
+        """Read a table (or some columns / rows of it) as Arrow.
+
+        Parameters
+        ----------
+        table : str
+        columns : list of str, optional
+        where : str, optional
+            A SQL predicate in Lance's filter dialect, e.g. ``"shard = 'demo-00000'"``.
+        version : int, optional
+            Read the table as it was at this version.
+        """
+        ds = self.dataset(table, version)
+        try:
+            return ds.to_table(columns=columns, filter=where)
+        except (ValueError, OSError) as exc:
+            raise WarehouseError(f"cannot read {table!r} with columns={columns} where={where!r}: {exc}") from exc
+
+    def read_polars(self, table: str, **kwargs: Any) -> pl.DataFrame:
+        """:meth:`read` as a polars DataFrame."""
+        return pl.from_arrow(self.read(table, **kwargs))  # type: ignore[return-value]
+
+    def scan(self, table: str, columns: list[str] | None = None, where: str | None = None,
+             batch_size: int = 256) -> Iterator[pa.RecordBatch]:
+        """Stream a table in record batches (bounded memory)."""
+        yield from self.dataset(table).to_batches(columns=columns, filter=where, batch_size=batch_size)
+
+    def _row_index(self, table: str, ds: lance.LanceDataset) -> dict[str, int]:
+        key = (table, ds.version)
+        index = self._id_index.get(key)
+        if index is None:
+            ids = ds.to_table(columns=["galaxy_id"]).column("galaxy_id").to_pylist()
+            index = {gid: i for i, gid in enumerate(ids)}
+            self._id_index = {k: v for k, v in self._id_index.items() if k[0] != table}
+            self._id_index[key] = index
+        return index
+
+    def take(self, table: str, galaxy_ids: Sequence[str], columns: list[str] | None = None) -> pa.Table:
+        """Rows of a ``galaxy_id``-keyed table for the given ids, in that order (random access).
+
+        The id -> row map is built once per table version and cached, so repeated calls cost one
+        Lance ``take`` each.
+        """
+        ds = self.dataset(table)
+        index = self._row_index(table, ds)
+        missing = [g for g in galaxy_ids if g not in index]
+        if missing:
+            raise WarehouseError(f"{len(missing)} galaxy id(s) not in {table!r}, e.g. {missing[:3]}")
+        return ds.take([index[g] for g in galaxy_ids], columns=columns)
+
+    def read_images(self, galaxy_ids: Sequence[str]) -> list[np.ndarray]:
+        """Decoded images for the given ids, in order (``(H, W, C)`` arrays)."""
+        rows = self.take("images", galaxy_ids, columns=["encoding", "data", "channels"])
+        enc = rows.column("encoding").to_pylist()
+        data = rows.column("data").to_pylist()
+        chans = rows.column("channels").to_pylist()
+        return [decode_image(e, d, channels=c) for e, d, c in zip(enc, data, chans)]
+
+    def read_image(self, galaxy_id: str) -> np.ndarray:
+        """One galaxy's image as an ``(H, W, C)`` array."""
+        return self.read_images([galaxy_id])[0]
+
+    # ------------------------------------------------------------------------------------ writing
+    def _to_table(self, spec: schemas.TableSpec, rows: RowsLike, run_id: str) -> pa.Table:
+        if isinstance(rows, pl.DataFrame):
+            rows = rows.to_arrow()
+        if isinstance(rows, pa.RecordBatchReader):
+            rows = rows.read_all()
+        if not isinstance(rows, pa.Table):
+            rows = pa.Table.from_pylist(list(rows))
+        missing = [n for n in spec.columns.names if n not in rows.column_names]
+        extra = [n for n in rows.column_names if n not in spec.schema.names]
+        if missing or extra:
+            raise WarehouseError(
+                f"rows for {spec.name!r} do not match its schema: missing {missing}, unexpected {extra}"
+            )
+        now = pa.array([utc_now()] * rows.num_rows, type=pa.timestamp("us", tz="UTC"))
+        stamped = {
+            "code_version": pa.array([code_version()] * rows.num_rows, pa.string()),
+            "run_id": pa.array([run_id] * rows.num_rows, pa.string()),
+            "written_at": now,
+        }
+        arrays = []
+        for f in spec.schema:
+            col = stamped[f.name] if f.name in stamped else rows.column(f.name)
+            try:
+                col = col.cast(f.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise WarehouseError(f"{spec.name}.{f.name}: cannot store as {f.type}: {exc}") from exc
+            if not f.nullable and col.null_count:
+                raise WarehouseError(f"{spec.name}.{f.name}: {col.null_count} null value(s) in a required column")
+            arrays.append(col)
+        table = pa.Table.from_arrays(arrays, schema=spec.schema)
+        self._check_unique_keys(spec, table)
+        return table
+
+    @staticmethod
+    def _check_unique_keys(spec: schemas.TableSpec, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        keys = table.select(list(spec.keys))
+        n_unique = keys.group_by(list(spec.keys)).aggregate([]).num_rows
+        if n_unique != table.num_rows:
+            counts = keys.group_by(list(spec.keys)).aggregate([([], "count_all")])
+            dup = counts.filter(pc.greater(counts.column("count_all"), 1)).slice(0, 3).to_pylist()
+            raise WarehouseError(
+                f"duplicate keys {spec.keys} in rows for {spec.name!r}: "
+                f"{table.num_rows - n_unique} duplicate row(s), e.g. {dup}"
+            )
+
+    def upsert(
+        self,
+        table: str,
+        rows: RowsLike,
+        *,
+        run_id: str | None = None,
+        spec: schemas.TableSpec | None = None,
+    ) -> int:
+        """Insert or replace rows by the table's key columns; returns the new table version.
+
+        Idempotent: upserting the same rows twice leaves the same rows (only provenance columns change).
+        Rows are validated against the registered schema first; nothing is written if any row is bad.
+        A Lance commit conflict with a concurrent writer is retried with jittered exponential back-off.
+
+        Parameters
+        ----------
+        table : str
+            A registered table name.
+        rows : pyarrow.Table, RecordBatchReader, polars.DataFrame or list of dict
+        run_id : str, optional
+            The Dagster run id (or any id) recorded with every row; a ``manual-...`` id otherwise.
+        spec : TableSpec, optional
+            For tables whose schema is made at run time (one embeddings table per encoder).
+        """
+        spec = spec or schemas.get(table)
+        data = self._to_table(spec, rows, run_id or new_run_id())
+        if data.num_rows == 0:
+            return self.dataset(table).version if self.exists(table) else 0
+        uri = self.table_uri(table)
+        for attempt in range(_MAX_RETRIES):
+            try:
+                if not self.exists(table):
+                    try:
+                        return lance.write_dataset(data, uri, schema=spec.schema, mode="create").version
+                    except (OSError, ValueError) as exc:
+                        if not self.exists(table):
+                            raise
+                        log.debug("table %s was created concurrently (%s); merging", table, exc)
+                ds = lance.dataset(uri)
+                if ds.schema != spec.schema:
+                    ds_names = ds.schema.names
+                    if ds_names != spec.schema.names:
+                        raise WarehouseError(
+                            f"table {table!r} on disk has columns {ds_names}, the registry says "
+                            f"{spec.schema.names}; migrate or remove {uri}"
+                        )
+                (
+                    ds.merge_insert(list(spec.keys))
+                    .when_matched_update_all()
+                    .when_not_matched_insert_all()
+                    .execute(data)
+                )
+                return lance.dataset(uri).version
+            except (OSError, RuntimeError, ValueError) as exc:
+                if not _is_conflict(exc) or attempt == _MAX_RETRIES - 1:
+                    raise
+                delay = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
+                log.info("commit conflict on %s (attempt %d), retrying in %.2fs", table, attempt + 1, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def delete(self, table: str, where: str) -> int:
+        """Delete the rows matching ``where``; returns the new version (a no-op on a missing table)."""
+        if not self.exists(table):
+            return 0
+        ds = self.dataset(table)
+        ds.delete(where)
+        return lance.dataset(self.table_uri(table)).version
+
+    def index_keys(self, tables: Iterable[str] | None = None) -> None:
+        """Build (or rebuild) a BTREE index on ``galaxy_id`` of each table, for fast point reads."""
+        for t in tables or self.tables():
+            if not self.exists(t):
+                continue
+            ds = self.dataset(t)
+            if "galaxy_id" in ds.schema.names and ds.count_rows() > 0:
+                ds.create_scalar_index("galaxy_id", index_type="BTREE", replace=True)
+
+    # ------------------------------------------------------------------------------------ SQL
+    def sql(self, query: str, *, limit: int | None = 10_000, timeout_s: float = 60.0) -> pl.DataFrame:
+        """Run a read-only SQL query over every table and view; see :class:`warehouse.sql_engine.SQLEngine`."""
+        from warehouse.sql_engine import SQLEngine
+
+        return SQLEngine(self).query(query, limit=limit, timeout_s=timeout_s)
