@@ -1,0 +1,1 @@
+"""The faces of AstroVision: the ``astrovision`` CLI (and later the HTTP API)."""

@@ -90,7 +90,7 @@ def registered() -> dict[str, TableSpec]:
 # Import order registers the tables. Each stage owns one module.
 from warehouse.schemas import core as _core  # noqa: E402,F401
 from warehouse.schemas import demo as _demo  # noqa: E402,F401
+from warehouse.schemas import embeddings as _embeddings  # noqa: E402,F401
 from warehouse.schemas import morphometrics as _morphometrics  # noqa: E402,F401
 from warehouse.schemas import photometry as _photometry  # noqa: E402,F401
-from warehouse.schemas import embeddings as _embeddings  # noqa: E402,F401
 from warehouse.schemas import training as _training  # noqa: E402,F401

@@ -1,0 +1,1 @@
+"""Definitions grouped by domain: each module that exposes ``defs = dg.Definitions(...)`` is loaded."""

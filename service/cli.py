@@ -1,0 +1,67 @@
+"""The ``astrovision`` command.
+
+Each module in :mod:`service.commands` adds its sub-commands through ``register(subparsers)`` and
+sets ``func(args) -> int`` on its parser. User errors (bad input, a bad query, missing data) exit 2
+with one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from features.errors import InputError
+from service import commands as _commands
+from warehouse.errors import WarehouseError
+
+__all__ = ["USER_ERRORS", "build_parser", "main"]
+
+USER_ERRORS: tuple[type[BaseException], ...] = (InputError, WarehouseError, FileNotFoundError)
+"""Exceptions that are the user's to fix: printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every sub-command registered."""
+    parser = argparse.ArgumentParser(
+        prog="astrovision",
+        description="A feature store and embedding database for galaxy morphology.",
+    )
+    parser.add_argument(
+        "--home",
+        default=None,
+        help="warehouse root (default: $ASTROVISION_HOME or ./astrovision-data)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(_commands.__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"{_commands.__name__}.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``astrovision`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.home is not None:
+        os.environ["ASTROVISION_HOME"] = os.path.abspath(args.home)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as exc:
+        print(f"astrovision: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("astrovision: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Sub-commands of ``astrovision``: each module defines ``register(subparsers)``."""
