@@ -38,7 +38,6 @@ __all__ = ["DEFAULT_ROOT", "Warehouse", "quote", "resolve_root"]
 log = logging.getLogger(__name__)
 
 DEFAULT_ROOT = Path("astrovision-data")
-_CONFLICT_WORDS = ("conflict", "Retryable", "commit")
 _MAX_RETRIES = 12
 
 RowsLike = pa.Table | pa.RecordBatchReader | pl.DataFrame | Sequence[dict[str, Any]]
@@ -210,38 +209,60 @@ class Warehouse:
         return self.read_images([galaxy_id])[0]
 
     # ------------------------------------------------------------------------------------ writing
-    def _to_table(self, spec: schemas.TableSpec, rows: RowsLike, run_id: str) -> pa.Table:
-        if isinstance(rows, pl.DataFrame):
-            rows = rows.to_arrow()
-        if isinstance(rows, pa.RecordBatchReader):
-            rows = rows.read_all()
-        if not isinstance(rows, pa.Table):
-            rows = pa.Table.from_pylist(list(rows))
-        missing = [n for n in spec.columns.names if n not in rows.column_names]
-        extra = [n for n in rows.column_names if n not in spec.schema.names]
+    def _cast(self, spec: schemas.TableSpec, rows: pa.Table | pa.RecordBatch, run_id: str) -> pa.Table:
+        """Validate one chunk of rows against the spec and stamp provenance."""
+        missing = [n for n in spec.columns.names if n not in rows.schema.names]
+        extra = [n for n in rows.schema.names if n not in spec.schema.names]
         if missing or extra:
             raise WarehouseError(
                 f"rows for {spec.name!r} do not match its schema: missing {missing}, unexpected {extra}"
             )
-        now = pa.array([utc_now()] * rows.num_rows, type=pa.timestamp("us", tz="UTC"))
+        n = rows.num_rows
         stamped = {
-            "code_version": pa.array([code_version()] * rows.num_rows, pa.string()),
-            "run_id": pa.array([run_id] * rows.num_rows, pa.string()),
-            "written_at": now,
+            "code_version": pa.array([code_version()] * n, pa.string()),
+            "run_id": pa.array([run_id] * n, pa.string()),
+            "written_at": pa.array([utc_now()] * n, type=pa.timestamp("us", tz="UTC")),
         }
         arrays = []
         for f in spec.schema:
             col = stamped[f.name] if f.name in stamped else rows.column(f.name)
             try:
                 col = col.cast(f.type)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
                 raise WarehouseError(f"{spec.name}.{f.name}: cannot store as {f.type}: {exc}") from exc
             if not f.nullable and col.null_count:
                 raise WarehouseError(f"{spec.name}.{f.name}: {col.null_count} null value(s) in a required column")
             arrays.append(col)
-        table = pa.Table.from_arrays(arrays, schema=spec.schema)
+        return pa.Table.from_arrays(arrays, schema=spec.schema)
+
+    def _to_table(self, spec: schemas.TableSpec, rows: RowsLike, run_id: str) -> pa.Table:
+        if isinstance(rows, pl.DataFrame):
+            rows = rows.to_arrow()
+        if not isinstance(rows, pa.Table):
+            rows = pa.Table.from_pylist(list(rows))
+        table = self._cast(spec, rows, run_id)
         self._check_unique_keys(spec, table)
         return table
+
+    def _stream(self, spec: schemas.TableSpec, reader: pa.RecordBatchReader, run_id: str) -> pa.RecordBatchReader:
+        """Validate a stream batch by batch; an error in any batch aborts the whole (uncommitted) write."""
+        seen: set[tuple] = set()
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            for batch in reader:
+                try:
+                    table = self._cast(spec, batch, run_id)
+                    keys = zip(*(table.column(k).to_pylist() for k in spec.keys))
+                    for key in keys:
+                        if key in seen:
+                            raise WarehouseError(f"duplicate key {key} in rows for {spec.name!r}")
+                        seen.add(key)
+                except WarehouseError as exc:
+                    self._stream_error = exc  # Lance wraps it in an OSError; upsert re-raises this one
+                    raise
+                yield from table.to_batches()
+
+        return pa.RecordBatchReader.from_batches(spec.schema, batches())
 
     @staticmethod
     def _check_unique_keys(spec: schemas.TableSpec, table: pa.Table) -> None:
@@ -270,6 +291,8 @@ class Warehouse:
         Idempotent: upserting the same rows twice leaves the same rows (only provenance columns change).
         Rows are validated against the registered schema first; nothing is written if any row is bad.
         A Lance commit conflict with a concurrent writer is retried with jittered exponential back-off.
+        A ``RecordBatchReader`` is streamed (bounded memory) and validated batch by batch; an error in
+        any batch aborts the write before its commit, so the previous version stays current.
 
         Parameters
         ----------
@@ -282,11 +305,24 @@ class Warehouse:
             For tables whose schema is made at run time (one embeddings table per encoder).
         """
         spec = spec or schemas.get(table)
-        data = self._to_table(spec, rows, run_id or new_run_id())
+        run_id = run_id or new_run_id()
+        if isinstance(rows, pa.RecordBatchReader):
+            self._stream_error: WarehouseError | None = None
+            try:
+                return self._write(table, spec, self._stream(spec, rows, run_id), retries=1)
+            except OSError:
+                if self._stream_error is not None:
+                    raise self._stream_error from None
+                raise
+        data = self._to_table(spec, rows, run_id)
         if data.num_rows == 0:
             return self.dataset(table).version if self.exists(table) else 0
+        return self._write(table, spec, data, retries=_MAX_RETRIES)
+
+    def _write(self, table: str, spec: schemas.TableSpec, data: pa.Table | pa.RecordBatchReader,
+               retries: int) -> int:
         uri = self.table_uri(table)
-        for attempt in range(_MAX_RETRIES):
+        for attempt in range(retries):
             try:
                 if not self.exists(table):
                     try:
@@ -311,7 +347,7 @@ class Warehouse:
                 )
                 return lance.dataset(uri).version
             except (OSError, RuntimeError, ValueError) as exc:
-                if not _is_conflict(exc) or attempt == _MAX_RETRIES - 1:
+                if not _is_conflict(exc) or attempt == retries - 1:
                     raise
                 delay = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
                 log.info("commit conflict on %s (attempt %d), retrying in %.2fs", table, attempt + 1, delay)

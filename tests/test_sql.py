@@ -1,0 +1,86 @@
+"""DuckDB SQL over the Lance tables: views, read-only guard, errors, limits, timeouts, time travel."""
+
+from __future__ import annotations
+
+import pytest
+from test_warehouse import galaxy_row
+
+from warehouse import SQLError
+from warehouse.sql_engine import SQLEngine, view_files
+
+
+@pytest.fixture
+def filled(warehouse):
+    warehouse.upsert("galaxies", [galaxy_row(i) for i in range(20)])
+    return warehouse
+
+
+def test_query_over_table_and_view(filled):
+    df = filled.sql("SELECT label, count(*) AS n FROM galaxies GROUP BY label ORDER BY label")
+    assert df["n"].sum() == 20
+    assert df.height == 10
+    view = filled.sql("SELECT * FROM galaxy_images")
+    assert view.height == 20  # LEFT JOIN onto the (still empty) images table
+
+
+def test_unwritten_registered_tables_are_empty_views(warehouse):
+    assert warehouse.sql("SELECT count(*) AS n FROM images")["n"][0] == 0
+
+
+def test_views_are_created_from_sql_files(filled):
+    engine = SQLEngine(filled)
+    names = {p.stem for p in view_files()}
+    assert names, "sql/ holds at least one view definition"
+    assert "galaxy_images" in engine.views
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "DROP TABLE galaxies",
+        "CREATE TABLE x AS SELECT 1",
+        "INSERT INTO galaxies SELECT * FROM galaxies",
+        "COPY (SELECT 1) TO '/tmp/astrovision-should-not-exist.csv'",
+        "ATTACH 'x.db'",
+        "SET enable_external_access = true",
+    ],
+)
+def test_writes_and_config_changes_are_refused(filled, query):
+    with pytest.raises(SQLError, match="read-only|not allowed"):
+        filled.sql(query)
+
+
+def test_no_file_access(filled):
+    with pytest.raises(SQLError):
+        filled.sql("SELECT * FROM read_csv_auto('/etc/passwd')")
+
+
+def test_bad_query_is_one_line_listing_tables(filled):
+    with pytest.raises(SQLError) as info:
+        filled.sql("SELECT * FROM galaxy")
+    text = str(info.value)
+    assert "\n" not in text
+    assert "galaxies" in text and "views:" in text
+
+
+def test_multiple_statements_refused(filled):
+    with pytest.raises(SQLError, match="exactly one"):
+        filled.sql("SELECT 1; SELECT 2")
+
+
+def test_row_limit(filled):
+    assert filled.sql("SELECT * FROM galaxies", limit=7).height == 7
+    assert filled.sql("SELECT * FROM galaxies", limit=None).height == 20
+
+
+def test_timeout_interrupts(filled):
+    with pytest.raises(SQLError, match="timeout"):
+        filled.sql("SELECT count(*) FROM range(100000000000) a", timeout_s=0.3, limit=None)
+
+
+def test_sql_at_a_table_version(filled):
+    v = filled.versions()["galaxies"]
+    filled.upsert("galaxies", [galaxy_row(100)])
+    old = SQLEngine(filled, version={"galaxies": v}).query("SELECT count(*) AS n FROM galaxies")
+    assert old["n"][0] == 20
+    assert filled.sql("SELECT count(*) AS n FROM galaxies")["n"][0] == 21
