@@ -1,0 +1,64 @@
+"""Image sources: Galaxy10 DECaLS HDF5, a folder of images with a catalogue, and the synthetic demo survey.
+
+:func:`make_source` builds a source from the parameters stored in the warehouse's ``sources`` table, so a
+Dagster partition (a shard) can be re-materialized from the UI with nothing but its key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from features.errors import InputError
+from features.sources.base import GalaxyBatch, Source, image_sha1, shard_key, shard_range
+from features.sources.classes import GALAXY10_CLASSES, GALAXY10_COUNTS
+
+__all__ = [
+    "GALAXY10_CLASSES",
+    "GALAXY10_COUNTS",
+    "SOURCE_NAMES",
+    "GalaxyBatch",
+    "Source",
+    "image_sha1",
+    "make_source",
+    "shard_key",
+    "shard_range",
+]
+
+SOURCE_NAMES = ("demo", "galaxy10", "folder")
+
+
+def make_source(name: str, path: str | None = None, catalog: str | None = None, **params: Any) -> Source:
+    """Build a source by name.
+
+    Parameters
+    ----------
+    name : {"demo", "galaxy10", "folder"}
+    path : str, optional
+        ``Galaxy10_DECals.h5`` for ``galaxy10``; the image directory for ``folder``.
+    catalog : str, optional
+        The CSV catalogue for ``folder`` (default: ``<path>/catalog.csv``).
+    **params
+        Source-specific keyword arguments (``n`` and ``seed`` for the demo; ``label_column`` for a
+        folder), as stored in the ``sources`` table.
+    """
+    if name == "demo":
+        from features.sources.synthetic import SyntheticSurvey
+
+        return SyntheticSurvey(**{k: v for k, v in params.items() if k in ("n", "seed", "size")})
+    if name == "galaxy10":
+        from features.sources.galaxy10 import Galaxy10Source
+
+        if not path:
+            raise InputError(
+                "the galaxy10 source needs --path to Galaxy10_DECals.h5 "
+                "(download it with `astrovision download-galaxy10 DEST`)"
+            )
+        return Galaxy10Source(path)
+    if name == "folder":
+        from features.sources.folder import FolderSource
+
+        if not path:
+            raise InputError("the folder source needs --path to a directory of images")
+        kwargs = {k: v for k, v in params.items() if k in ("label_column", "id_column", "pxscale")}
+        return FolderSource(path, catalog=catalog, **kwargs)
+    raise InputError(f"unknown source {name!r}; choose one of {', '.join(SOURCE_NAMES)}")

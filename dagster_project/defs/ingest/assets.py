@@ -1,0 +1,147 @@
+"""Ingest assets: ``galaxies`` (per shard, images stored alongside) and ``duplicate_groups``."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import dagster as dg
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dagster_project.defs.ingest.records import shard_rows
+from dagster_project.partitions import SHARDS
+from dagster_project.resources import WarehouseResource
+from features.errors import InputError
+from features.flags import Flag
+from features.sources import make_source, shard_range
+from warehouse import Warehouse, quote
+
+__all__ = ["duplicate_groups", "galaxies", "source_for_shard"]
+
+BLANK_RATE_MAX = 0.05
+"""The ``blank_images`` check fails when more than this fraction of a shard's images is blank."""
+
+
+def source_for_shard(wh: Warehouse, shard: str):
+    """The source a shard belongs to, rebuilt from its row in the ``sources`` table, and its row range."""
+    name = shard.rsplit("-", 1)[0]
+    rows = wh.read("sources", where=f"source = {quote(name)}").to_pylist() if wh.exists("sources") else []
+    if not rows:
+        raise InputError(f"shard {shard!r}: source {name!r} is not registered; run `astrovision ingest` first")
+    row = rows[0]
+    params = json.loads(row["params_json"] or "{}")
+    source = make_source(name, path=row["path"], catalog=row["catalog"], **params)
+    start, stop = shard_range(shard, int(row["shard_size"]), int(row["n_galaxies"]))
+    if start >= stop:
+        raise InputError(f"shard {shard!r} is empty: the source {name!r} has {row['n_galaxies']} galaxies")
+    return source, start, stop
+
+
+@dg.asset(
+    partitions_def=SHARDS,
+    group_name="ingest",
+    kinds={"lance"},
+    check_specs=[
+        dg.AssetCheckSpec("unique_ids", asset="galaxies", description="every galaxy_id appears once"),
+        dg.AssetCheckSpec("rows_per_shard", asset="galaxies", description="the shard holds all its rows"),
+        dg.AssetCheckSpec("image_shape_dtype", asset="galaxies", description="one image shape and dtype per shard"),
+        dg.AssetCheckSpec(
+            "blank_images", asset="galaxies", description=f"at most {BLANK_RATE_MAX:.0%} blank images"
+        ),
+    ],
+)
+def galaxies(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """One row per galaxy of the shard in ``galaxies``, its image in ``images`` (and ``truth`` for the demo)."""
+    wh = warehouse.open()
+    shard = context.partition_key
+    source, start, stop = source_for_shard(wh, shard)
+    t0 = time.perf_counter()
+    rows = shard_rows(source.iter_batches(start, stop), shard, total=stop - start)
+    elapsed = time.perf_counter() - t0
+    gal = rows.galaxies_table()
+    if wh.exists("galaxies"):  # keep duplicate groups found earlier; duplicate_groups refreshes them
+        old = wh.read("galaxies", columns=["galaxy_id", "duplicate_group"], where=f"shard = {quote(shard)}")
+        groups = dict(zip(old.column("galaxy_id").to_pylist(), old.column("duplicate_group").to_pylist()))
+        kept = [groups.get(g) for g in gal.column("galaxy_id").to_pylist()]
+        gal = gal.set_column(gal.schema.get_field_index("duplicate_group"), "duplicate_group",
+                             pa.array(kept, pa.string()))
+    # images first: a galaxies row always has its image
+    wh.upsert("images", rows.images_table(), run_id=context.run_id)
+    if hasattr(source, "truth_table"):
+        wh.upsert("truth", source.truth_table(start, stop), run_id=context.run_id)
+    wh.upsert("galaxies", gal, run_id=context.run_id)
+
+    stored = wh.read("galaxies", columns=["galaxy_id"], where=f"shard = {quote(shard)}")
+    ids = stored.column("galaxy_id")
+    n_unique = len(pc.unique(ids))
+    flags = np.asarray(gal.column("flags").to_numpy(zero_copy_only=False), dtype=np.int64)
+    n_blank = int(((flags & int(Flag.IMAGE_BLANK)) > 0).sum())
+    n_nan = int(((flags & int(Flag.IMAGE_NAN)) > 0).sum())
+    blank_rate = n_blank / max(len(rows), 1)
+    checks = [
+        dg.AssetCheckResult(check_name="unique_ids", passed=n_unique == len(ids),
+                            metadata={"rows": len(ids), "unique": n_unique}),
+        dg.AssetCheckResult(check_name="rows_per_shard", passed=len(ids) == stop - start,
+                            metadata={"expected": stop - start, "stored": len(ids)}),
+        dg.AssetCheckResult(check_name="image_shape_dtype", passed=len(rows.shapes) == 1 and len(rows.dtypes) == 1,
+                            metadata={"shapes": dict(rows.shapes), "dtypes": dict(rows.dtypes)}),
+        dg.AssetCheckResult(check_name="blank_images", passed=blank_rate <= BLANK_RATE_MAX,
+                            metadata={"blank": n_blank, "rate": blank_rate, "threshold": BLANK_RATE_MAX}),
+    ]
+    return dg.MaterializeResult(
+        metadata={
+            "source": source.name,
+            "rows": dg.MetadataValue.int(len(rows)),
+            "row_range": f"[{start}, {stop})",
+            "image_bytes_per_galaxy": dg.MetadataValue.float(rows.image_bytes / max(len(rows), 1)),
+            "blank_images": n_blank,
+            "nan_images": n_nan,
+            "galaxies_per_second": dg.MetadataValue.float(len(rows) / max(elapsed, 1e-9)),
+            "table_versions": dg.MetadataValue.json(wh.versions()),
+        },
+        check_results=checks,
+    )
+
+
+@dg.asset(deps=[galaxies], group_name="ingest", kinds={"lance"})
+def duplicate_groups(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Group identical images and positions within 2 arcsec across all shards (``galaxies.duplicate_group``).
+
+    Splits keep each group on one side, so near-duplicates cannot leak test images into training.
+    """
+    from features.sources.duplicates import group_duplicates
+
+    wh = warehouse.open()
+    gal = wh.read("galaxies")
+    groups = group_duplicates(
+        gal.column("galaxy_id").to_pylist(),
+        gal.column("ra").to_numpy(zero_copy_only=False).astype(float),
+        gal.column("dec").to_numpy(zero_copy_only=False).astype(float),
+        gal.column("image_sha1").to_pylist(),
+    )
+    old = gal.column("duplicate_group").to_pylist()
+    flags = gal.column("flags").to_numpy(zero_copy_only=False).astype(np.int64)
+    dup_bit = int(Flag.IMAGE_DUPLICATE)
+    new_flags = np.where([g is not None for g in groups], flags | dup_bit, flags & ~dup_bit)
+    changed = np.array([a != b for a, b in zip(old, groups)]) | (new_flags != flags)
+    if changed.any():
+        upd = gal.filter(pa.array(changed))
+        upd = upd.set_column(upd.schema.get_field_index("duplicate_group"), "duplicate_group",
+                             pa.array([g for g, c in zip(groups, changed) if c], pa.string()))
+        upd = upd.set_column(upd.schema.get_field_index("flags"), "flags",
+                             pa.array(new_flags[changed], pa.int64()))
+        wh.upsert("galaxies", upd.drop_columns(["code_version", "run_id", "written_at"]), run_id=context.run_id)
+    members = [g for g in groups if g is not None]
+    return dg.MaterializeResult(
+        metadata={
+            "galaxies": len(groups),
+            "groups": len(set(members)),
+            "galaxies_in_groups": len(members),
+            "rows_changed": int(changed.sum()),
+        }
+    )
+
+
+defs = dg.Definitions(assets=[galaxies, duplicate_groups])

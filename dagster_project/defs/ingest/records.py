@@ -1,0 +1,124 @@
+"""Turn source batches into ``galaxies`` and ``images`` rows (plain functions, no Dagster)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+from tqdm.auto import tqdm
+
+from features.flags import Flag
+from features.sources.base import GalaxyBatch, image_sha1
+from warehouse import schemas
+from warehouse.images import encode_image
+
+__all__ = ["ShardRows", "image_flags", "shard_rows"]
+
+
+def image_flags(image: np.ndarray) -> int:
+    """Image-level :class:`features.flags.Flag` bits: blank, NaN/inf pixels."""
+    flags = 0
+    if image.size == 0:
+        return int(Flag.IMAGE_BLANK)
+    finite = np.isfinite(image) if image.dtype.kind == "f" else None
+    if finite is not None and not finite.all():
+        flags |= Flag.IMAGE_NAN
+        values = image[finite]
+    else:
+        values = image
+    if values.size == 0 or values.min() == values.max():
+        flags |= Flag.IMAGE_BLANK
+    return int(flags)
+
+
+@dataclass
+class ShardRows:
+    """The rows of one shard, column by column, plus summary counts for the asset metadata."""
+
+    galaxies: dict[str, list] = field(default_factory=lambda: {n: [] for n in schemas.get("galaxies").columns.names})
+    images: dict[str, list] = field(default_factory=lambda: {n: [] for n in schemas.get("images").columns.names})
+    shapes: Counter = field(default_factory=Counter)
+    dtypes: Counter = field(default_factory=Counter)
+    image_bytes: int = 0
+
+    def galaxies_table(self) -> pa.Table:
+        spec = schemas.get("galaxies")
+        return pa.table({f.name: pa.array(self.galaxies[f.name], f.type) for f in spec.columns})
+
+    def images_table(self) -> pa.Table:
+        spec = schemas.get("images")
+        return pa.table({f.name: pa.array(self.images[f.name], f.type) for f in spec.columns})
+
+    def __len__(self) -> int:
+        return len(self.galaxies["galaxy_id"])
+
+
+def _finite_or_none(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def shard_rows(batches: Iterable[GalaxyBatch], shard: str, *, total: int | None = None,
+               progress: bool = False) -> ShardRows:
+    """Encode every image of a shard and build its ``galaxies`` / ``images`` rows.
+
+    Parameters
+    ----------
+    batches : iterable of GalaxyBatch
+        What the source yields for the shard's row range.
+    shard : str
+        The shard (partition) key stored with every row.
+    total : int, optional
+        Number of galaxies expected (for the progress bar).
+    progress : bool
+        Show a progress bar.
+    """
+    import json
+
+    out = ShardRows()
+    bar = tqdm(total=total, desc=f"ingest {shard}", unit="gal", disable=not progress)
+    for batch in batches:
+        stretch = json.dumps(batch.stretch, sort_keys=True) if batch.stretch else None
+        extras = batch.extra_json()
+        for i, gid in enumerate(batch.galaxy_ids):
+            image = np.asarray(batch.images[i])
+            if image.ndim == 2:
+                image = image[:, :, None]
+            encoding, data = encode_image(image)
+            label = int(batch.labels[i])
+            g = out.galaxies
+            g["galaxy_id"].append(gid)
+            g["source"].append(batch.source)
+            g["native_id"].append(batch.native_ids[i])
+            g["shard"].append(shard)
+            g["row_index"].append(int(batch.row_index[i]))
+            g["ra"].append(_finite_or_none(batch.ra[i]))
+            g["dec"].append(_finite_or_none(batch.dec[i]))
+            g["redshift"].append(_finite_or_none(batch.redshift[i]))
+            g["pxscale"].append(_finite_or_none(batch.pxscale[i]))
+            g["label"].append(label if label >= 0 else None)
+            g["label_name"].append(batch.label_names[i] if label >= 0 else None)
+            g["extra_json"].append(extras[i])
+            g["image_sha1"].append(image_sha1(image))
+            g["duplicate_group"].append(None)
+            g["flags"].append(image_flags(image))
+            m = out.images
+            m["galaxy_id"].append(gid)
+            m["shard"].append(shard)
+            m["encoding"].append(encoding)
+            m["data"].append(data)
+            m["height"].append(image.shape[0])
+            m["width"].append(image.shape[1])
+            m["channels"].append(image.shape[2])
+            m["dtype"].append(str(image.dtype))
+            m["bands"].append(batch.bands)
+            m["image_kind"].append(batch.image_kind)
+            m["stretch_json"].append(stretch)
+            out.shapes[str(image.shape)] += 1
+            out.dtypes[str(image.dtype)] += 1
+            out.image_bytes += len(data)
+        bar.update(len(batch))
+    bar.close()
+    return out

@@ -1,0 +1,124 @@
+"""``astrovision sql``, ``tables`` and ``show``: read the warehouse."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+
+import polars as pl
+
+from features.flags import describe
+from warehouse import Warehouse, WarehouseError, quote
+
+__all__ = ["format_frame", "register"]
+
+
+def format_frame(df: pl.DataFrame, fmt: str) -> str:
+    """Render a result as ``table`` (aligned text), ``csv`` (header line then rows) or ``json`` (records)."""
+    if fmt == "csv":
+        return df.write_csv()
+    if fmt == "json":
+        return json.dumps(df.to_dicts(), default=str, indent=None) + "\n"
+    with pl.Config(tbl_rows=200, tbl_cols=30, fmt_str_lengths=60, tbl_width_chars=200):
+        return f"{df}\n"
+
+
+def _binary_to_len(df: pl.DataFrame) -> pl.DataFrame:
+    """Replace binary columns by their byte length (images do not belong in a terminal)."""
+    cols = [pl.col(c).bin.size().alias(f"{c}_bytes") if t == pl.Binary else pl.col(c)
+            for c, t in df.schema.items()]
+    return df.select(cols)
+
+
+def _cmd_sql(args: argparse.Namespace) -> int:
+    wh = Warehouse.open()
+    df = wh.sql(args.query, limit=args.limit or None)
+    if args.format == "parquet":
+        if not args.output:
+            raise WarehouseError("--format parquet needs --output FILE")
+        df.write_parquet(args.output)
+        print(f"wrote {df.height} rows to {args.output}", file=sys.stderr)
+        return 0
+    text = format_frame(df if args.format != "table" else _binary_to_len(df), args.format)
+    if args.output:
+        with open(args.output, "w") as fh:
+            fh.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_tables(args: argparse.Namespace) -> int:
+    wh = Warehouse.open()
+    from warehouse import registered
+
+    specs = registered()
+    rows = []
+    for name in wh.tables():
+        ds = wh.dataset(name)
+        spec = specs.get(name) or specs.get(name.split("_")[0])
+        rows.append({"table": name, "rows": ds.count_rows(), "version": ds.version,
+                     "description": spec.description if spec else ""})
+    if not rows:
+        print(f"no tables yet in {wh.root}; run `astrovision demo` or `astrovision ingest`")
+        return 0
+    sys.stdout.write(format_frame(pl.DataFrame(rows), args.format))
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    wh = Warehouse.open()
+    gid = args.galaxy_id
+    if not wh.exists("galaxies") or wh.count("galaxies", f"galaxy_id = {quote(gid)}") == 0:
+        raise WarehouseError(f"no galaxy {gid!r} in {wh.root} (try `astrovision sql \"SELECT galaxy_id FROM galaxies LIMIT 5\"`)")
+    out = io.StringIO()
+    for table in wh.tables():
+        if table in ("images", "sources"):
+            continue
+        ds = wh.dataset(table)
+        if "galaxy_id" not in ds.schema.names:
+            continue
+        rows = ds.to_table(filter=f"galaxy_id = {quote(gid)}").to_pylist()
+        for row in rows:
+            out.write(f"[{table}]\n")
+            for key, value in row.items():
+                if key in ("galaxy_id", "code_version", "run_id", "written_at") or isinstance(value, bytes):
+                    continue
+                if isinstance(value, list) and len(value) > 12:
+                    value = f"<{len(value)} values>"
+                if key == "flags":
+                    value = f"{value} ({describe(value)})"
+                out.write(f"  {key:<24} {value}\n")
+    sys.stdout.write(f"{gid}\n{out.getvalue()}")
+    if args.png:
+        from PIL import Image
+
+        img = wh.read_image(gid)
+        if img.dtype.kind == "f":
+            import numpy as np
+
+            lo, hi = np.nanpercentile(img, [1, 99.5])
+            img = (np.clip((img - lo) / max(hi - lo, 1e-12), 0, 1) * 255).astype("uint8")
+        Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img[:, :, :3]).save(args.png)
+        print(f"image written to {args.png}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sql", help="run a read-only SQL query over the tables and views")
+    p.add_argument("query")
+    p.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table")
+    p.add_argument("--output", "-o", help="write to this file instead of stdout")
+    p.add_argument("--limit", type=int, default=10_000, help="row limit (0: none)")
+    p.set_defaults(func=_cmd_sql)
+
+    t = sub.add_parser("tables", help="list the tables with their rows and Lance version")
+    t.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    t.set_defaults(func=_cmd_tables)
+
+    s = sub.add_parser("show", help="everything stored about one galaxy")
+    s.add_argument("galaxy_id")
+    s.add_argument("--png", help="also write its image to this PNG")
+    s.set_defaults(func=_cmd_show)
