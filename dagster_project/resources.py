@@ -1,8 +1,8 @@
 """Dagster resources: the warehouse every asset reads from and writes to."""
 
-from __future__ import annotations
 
 import dagster as dg
+from pydantic import Field
 
 from warehouse import Warehouse, resolve_root
 
@@ -12,7 +12,7 @@ __all__ = ["WarehouseResource"]
 class WarehouseResource(dg.ConfigurableResource):
     """Opens the AstroVision warehouse at ``root`` (default: ``$ASTROVISION_HOME`` or ./astrovision-data)."""
 
-    root: str = dg.Field(default="", description="Warehouse root directory; empty means the default.")  # type: ignore[assignment]
+    root: str = Field(default="", description="Warehouse root directory; empty means the default.")
 
     def open(self) -> Warehouse:
         """The :class:`warehouse.Warehouse` at this root."""

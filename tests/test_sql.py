@@ -46,7 +46,7 @@ def test_views_are_created_from_sql_files(filled):
     ],
 )
 def test_writes_and_config_changes_are_refused(filled, query):
-    with pytest.raises(SQLError, match="read-only|not allowed"):
+    with pytest.raises(SQLError, match=r"read-only|not allowed"):
         filled.sql(query)
 
 

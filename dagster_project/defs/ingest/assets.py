@@ -1,6 +1,5 @@
 """Ingest assets: ``galaxies`` (per shard, images stored alongside) and ``duplicate_groups``."""
 
-from __future__ import annotations
 
 import json
 import time
