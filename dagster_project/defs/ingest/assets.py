@@ -30,7 +30,7 @@ def source_for_shard(wh: Warehouse, shard: str):
     if not rows:
         raise InputError(f"shard {shard!r}: source {name!r} is not registered; run `astrovision ingest` first")
     row = rows[0]
-    params = json.loads(row["params_json"] or "{}")
+    params = {k: v for k, v in json.loads(row["params_json"] or "{}").items() if k not in ("path", "catalog")}
     source = make_source(name, path=row["path"], catalog=row["catalog"], **params)
     start, stop = shard_range(shard, int(row["shard_size"]), int(row["n_galaxies"]))
     if start >= stop:

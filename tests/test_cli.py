@@ -1,0 +1,148 @@
+"""The ``astrovision`` command, run as a user would: in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import write_galaxy10_h5
+
+
+def cli(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", "--home", str(home), *args],
+        capture_output=True, text=True, timeout=timeout, env=env,
+    )
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("cli")
+    h5 = write_galaxy10_h5(tmp / "Galaxy10_DECals.h5", n=6)
+    home = tmp / "home"
+    proc = cli(home, "ingest", "--source", "galaxy10", "--path", str(h5), "--shard-size", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert "6 galaxies" in proc.stdout
+    return home, h5
+
+
+def test_sql_formats(ingested):
+    home, _ = ingested
+    csv = cli(home, "sql", "SELECT galaxy_id, label FROM galaxies ORDER BY galaxy_id", "--format", "csv")
+    assert csv.returncode == 0, csv.stderr
+    lines = csv.stdout.strip().splitlines()
+    assert lines[0] == "galaxy_id,label"
+    assert lines[1] == "galaxy10:00000,0"
+    assert len(lines) == 7
+    js = cli(home, "sql", "SELECT count(*) AS n FROM galaxies", "--format", "json")
+    assert json.loads(js.stdout) == [{"n": 6}]
+    table = cli(home, "sql", "SELECT * FROM images LIMIT 1")
+    assert table.returncode == 0 and "data_bytes" in table.stdout
+
+
+def test_sql_parquet_output(ingested, tmp_path):
+    import polars as pl
+
+    home, _ = ingested
+    out = tmp_path / "g.parquet"
+    proc = cli(home, "sql", "SELECT galaxy_id, ra FROM galaxies", "--format", "parquet", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert pl.read_parquet(out).height == 6
+
+
+def test_tables_and_show(ingested, tmp_path):
+    home, _ = ingested
+    tables = cli(home, "tables", "--format", "json")
+    rows = {r["table"]: r for r in json.loads(tables.stdout)}
+    assert rows["galaxies"]["rows"] == 6 and rows["images"]["rows"] == 6
+    png = tmp_path / "g.png"
+    show = cli(home, "show", "galaxy10:00002", "--png", str(png))
+    assert show.returncode == 0, show.stderr
+    assert "[galaxies]" in show.stdout and "Round Smooth" in show.stdout
+    assert png.stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("sql", "SELECT * FROM nowhere"), "nowhere"),
+        (("sql", "DELETE FROM galaxies"), "read-only"),
+        (("show", "galaxy10:99999"), "no galaxy"),
+        (("ingest", "--source", "galaxy10", "--path", "/nonexistent/Galaxy10_DECals.h5"), "Galaxy10_DECals.h5"),
+        (("ingest", "--source", "galaxy10"), "--path"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(ingested, args, needle):
+    home, _ = ingested
+    proc = cli(home, *args)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    err = proc.stderr.strip()
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1
+    assert needle in err
+
+
+def test_corrupt_file_exit_2_and_nothing_written(ingested, tmp_path):
+    home, _ = ingested
+    before = json.loads(cli(home, "tables", "--format", "json").stdout)
+    bad = tmp_path / "Galaxy10_DECals.h5"
+    bad.write_bytes(b"not an hdf5 file at all" * 100)
+    proc = cli(home, "ingest", "--source", "galaxy10", "--path", str(bad))
+    assert proc.returncode == 2
+    assert str(bad) in proc.stderr
+    assert json.loads(cli(home, "tables", "--format", "json").stdout) == before
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ui_serves_the_asset_graph(ingested):
+    """`astrovision ui` starts the real Dagster webserver on 127.0.0.1 and it knows our assets."""
+    home, _ = ingested
+    port = _free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "--home", str(home), "ui", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        preexec_fn=lambda: (signal.signal(signal.SIGINT, signal.SIG_DFL),
+                            signal.signal(signal.SIGTERM, signal.SIG_DFL)),
+    )
+    try:
+        query = json.dumps({"query": "{ assetNodes { assetKey { path } } }"}).encode()
+        deadline = time.monotonic() + 180
+        body = None
+        while time.monotonic() < deadline:
+            try:
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=query,
+                                             headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(req, timeout=5) as resp:
+                    body = json.loads(resp.read())
+                if body.get("data", {}).get("assetNodes"):
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None, "the UI process exited early"
+            time.sleep(1)
+        assert body is not None, "the Dagster webserver never answered"
+        keys = {"/".join(n["assetKey"]["path"]) for n in body["data"]["assetNodes"]}
+        assert {"galaxies", "duplicate_groups"} <= keys
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -1,0 +1,105 @@
+"""Ingest through real Dagster runs: two shards in process, idempotence, duplicates, bad input."""
+
+from __future__ import annotations
+
+import h5py
+import pytest
+
+from dagster_project.runner import instance_for, run_pipeline
+from features.errors import InputError
+from features.flags import Flag
+from features.sources.galaxy10 import Galaxy10Source
+from service.commands.ingest import register_source
+
+
+def test_definitions_load():
+    from dagster_project.definitions import defs
+
+    keys = {a.key.to_user_string() for a in defs.assets}
+    assert {"galaxies", "duplicate_groups"} <= keys
+    defs.resolve_all_job_defs()
+
+
+def ingest(wh, path, shard_size=5):
+    shards = register_source(wh, Galaxy10Source(path), path=str(path), shard_size=shard_size)
+    report = run_pipeline(wh, shards, groups=["ingest"], progress=False, log=lambda m: None)
+    return shards, report
+
+
+def test_two_shards_materialize_and_rerun_is_idempotent(warehouse, galaxy10_h5):
+    shards, report = ingest(warehouse, galaxy10_h5)
+    assert shards == ["galaxy10-00000", "galaxy10-00001"]
+    assert report.ok, report.failed
+    assert not report.checks_failed
+    assert {"galaxies[galaxy10-00000]", "galaxies[galaxy10-00001]", "duplicate_groups"} <= set(report.succeeded)
+    rows = warehouse.sql("SELECT galaxy_id, label, label_name, duplicate_group, flags FROM galaxies ORDER BY 1")
+    assert rows.height == 10
+    assert rows["label_name"][2] == "Round Smooth"
+    groups = dict(zip(rows["galaxy_id"], rows["duplicate_group"]))
+    assert groups["galaxy10:00003"] is not None
+    assert groups["galaxy10:00003"] == groups["galaxy10:00007"]
+    assert sum(g is not None for g in groups.values()) == 2
+    flags = dict(zip(rows["galaxy_id"], rows["flags"]))
+    assert flags["galaxy10:00007"] & Flag.IMAGE_DUPLICATE
+    assert warehouse.read_image("galaxy10:00004").shape == (256, 256, 3)
+
+    before = warehouse.versions()
+    _, again = ingest(warehouse, galaxy10_h5)
+    assert again.ok
+    after = warehouse.sql("SELECT galaxy_id, label, duplicate_group FROM galaxies ORDER BY 1")
+    assert after.height == 10
+    assert after["duplicate_group"].to_list() == rows["duplicate_group"].to_list()
+    assert warehouse.versions()["galaxies"] > before["galaxies"]
+
+    # the runs are in the instance under the warehouse root, so the UI shows them
+    instance = instance_for(warehouse)
+    assert len(instance.get_runs()) >= 6
+    assert set(instance.get_dynamic_partitions("shards")) == set(shards)
+
+
+def test_materialization_metadata_and_checks(warehouse, galaxy10_h5):
+    _, report = ingest(warehouse, galaxy10_h5, shard_size=10)
+    meta = report.metadata["galaxies[galaxy10-00000]"]
+    assert meta["rows"] == 10
+    assert meta["image_bytes_per_galaxy"] > 0
+
+
+def test_blank_image_is_flagged_and_check_fails(warehouse, tmp_path):
+    from conftest import write_galaxy10_h5
+
+    path = write_galaxy10_h5(tmp_path / "g.h5", n=4)
+    with h5py.File(path, "r+") as f:
+        f["images"][1] = 0
+    _, report = ingest(warehouse, path, shard_size=4)
+    assert report.ok
+    flags = warehouse.sql("SELECT flags FROM galaxies WHERE galaxy_id = 'galaxy10:00001'")["flags"][0]
+    assert flags & Flag.IMAGE_BLANK
+    assert any("blank_images" in c for c in report.checks_failed)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "wrong_key", "nan_ra"])
+def test_bad_file_leaves_warehouse_unchanged(warehouse, galaxy10_h5, tmp_path, damage):
+    from conftest import write_galaxy10_h5
+
+    ingest(warehouse, galaxy10_h5)
+    before = warehouse.versions()
+    bad = write_galaxy10_h5(tmp_path / f"{damage}.h5", n=4)
+    if damage == "truncate":
+        data = bad.read_bytes()
+        bad.write_bytes(data[: len(data) // 3])
+    elif damage == "wrong_key":
+        with h5py.File(bad, "r+") as f:
+            f["labels"] = f["ans"][()]
+            del f["ans"]
+    else:
+        with h5py.File(bad, "r+") as f:
+            f["ra"][2] = float("nan")
+    with pytest.raises(InputError, match=str(bad.name)):
+        register_source(warehouse, Galaxy10Source(bad), path=str(bad), shard_size=5)
+    assert warehouse.versions() == before
+
+
+def test_shard_size_must_match_existing_source(warehouse, galaxy10_h5):
+    ingest(warehouse, galaxy10_h5, shard_size=5)
+    with pytest.raises(InputError, match="shard size"):
+        register_source(warehouse, Galaxy10Source(galaxy10_h5), path=str(galaxy10_h5), shard_size=3)
