@@ -377,3 +377,11 @@ class Warehouse:
         from warehouse.sql_engine import SQLEngine
 
         return SQLEngine(self).query(query, limit=limit, timeout_s=timeout_s)
+
+    # ------------------------------------------------------------------------------------ search
+    def similar(self, query: Any, k: int = 10, where: str | None = None, encoder: str | None = None,
+                **kwargs: Any) -> pl.DataFrame:
+        """Lookalike galaxies by embedding similarity; see :func:`warehouse.search.similar`."""
+        from warehouse.search import similar
+
+        return similar(self, query, k=k, where=where, encoder=encoder, **kwargs)
