@@ -69,6 +69,9 @@ class Flag(enum.IntFlag):
     """A magnitude is missing or non-finite in the catalogue."""
     PHOT_MULTIPLE_CANDIDATES = 1 << 26
     """Several catalogue objects lie within the match radius (the nearest was taken)."""
+    PHOT_QUERY_FAILED = 1 << 27
+    """The catalogue service gave no usable answer for this galaxy's batch (after retries); values are
+    NaN because they are unknown, not absent, and the next run asks again."""
 
     # --- embeddings / models (32-39) ---------------------------------------------------------
     RANDOM_WEIGHTS = 1 << 32
