@@ -1,0 +1,1 @@
+"""Embeddings domain: the per-shard ``embeddings`` asset and the ``embedding_index`` asset."""

@@ -1,0 +1,135 @@
+"""Embedding one shard: read its images, embed them, upsert ``embeddings_<encoder>`` (no Dagster here).
+
+Used by the ``embeddings`` asset and by ``astrovision embed``.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from features.embeddings import Encoder, embed_images, image_flags
+from warehouse import Warehouse, quote
+from warehouse.schemas.embeddings import embedding_spec, embedding_table
+
+__all__ = ["NORM_MAX", "NORM_MIN", "ShardEmbedding", "embed_shard", "vector_stats"]
+
+NORM_MIN = 1e-3
+"""The ``norms_in_range`` check fails for a CLS vector shorter than this (a collapsed output)."""
+
+NORM_MAX = 1e4
+"""... or longer than this (a numerical blow-up). DINOv2 / random ViT-S CLS norms are O(10-100)."""
+
+READ_CHUNK = 512
+"""Images decoded at a time (bounded memory for large shards)."""
+
+
+@dataclass(frozen=True)
+class ShardEmbedding:
+    """What :func:`embed_shard` wrote."""
+
+    table: str
+    shard: str
+    rows: int
+    galaxy_ids: list[str]
+    seconds: float
+    flagged: int
+
+
+def _fsl(matrix: np.ndarray) -> pa.FixedSizeListArray:
+    m = np.ascontiguousarray(matrix, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(m.reshape(-1)), m.shape[1])
+
+
+def embed_shard(
+    wh: Warehouse,
+    shard: str,
+    encoder: Encoder,
+    *,
+    batch_size: int = 32,
+    run_id: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ShardEmbedding:
+    """Embed every galaxy of ``shard`` and upsert its rows in ``embeddings_<encoder>`` (one commit).
+
+    Parameters
+    ----------
+    wh : Warehouse
+    shard : str
+        A shard key of the ``galaxies`` table.
+    encoder : Encoder
+        From :func:`features.embeddings.load_encoder`.
+    batch_size : int
+        Images per forward pass.
+    run_id : str, optional
+        Recorded with every row.
+    progress : callable, optional
+        ``progress(done, total)`` over the shard.
+
+    Notes
+    -----
+    Per-galaxy image problems do not stop the shard: a NaN pixel is zeroed and flagged
+    ``IMAGE_NAN``, a constant stamp ``IMAGE_BLANK``; vectors of a random baseline carry
+    ``RANDOM_WEIGHTS``.
+    """
+    import time
+
+    t0 = time.perf_counter()
+    gal = wh.read("galaxies", columns=["galaxy_id"], where=f"shard = {quote(shard)}")
+    ids = gal.column("galaxy_id").to_pylist()
+    n = len(ids)
+    cls = np.empty((n, encoder.dim), dtype=np.float32)
+    pmean = np.empty((n, encoder.dim), dtype=np.float32)
+    flags = np.zeros(n, dtype=np.int64)
+    for lo in range(0, n, READ_CHUNK):
+        chunk = ids[lo:lo + READ_CHUNK]
+        images = wh.read_images(chunk)
+        flags[lo:lo + len(chunk)] = [image_flags(im) | encoder.flags for im in images]
+        done = lo
+
+        def _progress(d: int, _t: int, base: int = done) -> None:
+            if progress is not None:
+                progress(base + d, n)
+
+        c, p = embed_images(images, encoder, batch_size=batch_size, progress=_progress)
+        cls[lo:lo + len(chunk)] = c
+        pmean[lo:lo + len(chunk)] = p
+    table = embedding_table(encoder.name)
+    spec = embedding_spec(encoder.name, encoder.dim)
+    rows = pa.table(
+        {
+            "galaxy_id": pa.array(ids, pa.string()),
+            "shard": pa.array([shard] * n, pa.string()),
+            "encoder": pa.array([encoder.name] * n, pa.string()),
+            "weights_sha256": pa.array([encoder.weights_sha256] * n, pa.string()),
+            "weights_origin": pa.array([encoder.weights_origin] * n, pa.string()),
+            "flags": pa.array(flags, pa.int64()),
+            "vector": _fsl(cls),
+            "patch_mean": _fsl(pmean),
+        }
+    )
+    if n:
+        wh.upsert(table, rows, spec=spec, run_id=run_id)
+    flagged = int(((flags & ~np.int64(encoder.flags)) != 0).sum())
+    return ShardEmbedding(table, shard, n, ids, time.perf_counter() - t0, flagged)
+
+
+def vector_stats(wh: Warehouse, table: str, shard: str) -> dict[str, float | int]:
+    """Counts and norm range of a shard's stored vectors, for the asset checks."""
+    rows = wh.read(table, columns=["galaxy_id", "vector"], where=f"shard = {quote(shard)}")
+    n = rows.num_rows
+    if n == 0:
+        return {"rows": 0, "unique_ids": 0, "nan_vectors": 0, "norm_min": float("nan"), "norm_max": float("nan")}
+    col = rows.column("vector").combine_chunks()
+    dim = col.type.list_size
+    vec = np.asarray(col.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(n, dim)
+    finite = np.isfinite(vec).all(axis=1)
+    norms = np.linalg.norm(vec[finite], axis=1) if finite.any() else np.array([np.nan])
+    return {
+        "rows": n,
+        "unique_ids": len(set(rows.column("galaxy_id").to_pylist())),
+        "nan_vectors": int((~finite).sum()),
+        "norm_min": float(norms.min()),
+        "norm_max": float(norms.max()),
+    }

@@ -1,0 +1,480 @@
+"""Galaxy embeddings from self-supervised vision transformers (DINOv2), computed with timm.
+
+Encoders
+--------
+A small registry, :data:`ENCODERS`:
+
+==================  ===========================================  =====  ==========================
+name                timm model                                   dim    weights
+==================  ===========================================  =====  ==========================
+``dinov2_vits14``   ``vit_small_patch14_dinov2.lvd142m``         384    ``timm/<model>`` on the Hub
+``dinov2_vitb14``   ``vit_base_patch14_dinov2.lvd142m``          768    ``timm/<model>`` on the Hub
+``random_vits14``   ``vit_small_patch14_dinov2`` (same network)  384    none: timm's init, seed 0
+==================  ===========================================  =====  ==========================
+
+DINOv2 is Oquab et al. (2024), "DINOv2: Learning Robust Visual Features without Supervision", TMLR.
+``random_vits14`` is the named random baseline: the same architecture with a seeded random
+initialisation, flagged :attr:`features.flags.Flag.RANDOM_WEIGHTS`. Pretrained weights are resolved by
+:func:`features.weights.resolve_weights`; nothing falls back to random weights silently.
+
+Preprocessing (:func:`preprocess`)
+----------------------------------
+1. ``(H, W)`` / ``(H, W, 1)`` images are repeated to three channels; a fourth (alpha) channel is dropped.
+2. uint8 (and other unsigned integer) pixels are divided by the dtype's maximum; float images are taken
+   as display-ready in [0, 1], with non-finite pixels set to 0 and values clipped to [0, 1].
+3. The stamp (256 x 256 for DECaLS) is resized to the encoder's input (224 x 224, i.e. 16 x 16 patches
+   of 14 px) with antialiased bicubic interpolation (timm's DINOv2 interpolation), clamped to [0, 1].
+4. ImageNet normalisation, mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225).
+
+Outputs (:func:`embed_images`)
+------------------------------
+From timm's ``forward_features`` (the final LayerNorm applied): the CLS token (used for similarity
+search) and the mean of the patch tokens (register tokens excluded), both float32 ``[N, D]``.
+Inference runs under :func:`torch.inference_mode` in batches, on every core the process may use
+(or the GPU when present), and is deterministic: the same images give the same vectors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from features.errors import InputError, OfflineError
+from features.flags import Flag
+from features.weights import WeightsInfo, load_timm_model, resolve_weights
+
+__all__ = [
+    "DEFAULT_ENCODER",
+    "ENCODERS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "Encoder",
+    "EncoderChoice",
+    "EncoderSpec",
+    "choose_default_encoder",
+    "embed_images",
+    "image_flags",
+    "load_encoder",
+    "load_image_file",
+    "preprocess",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """A registered encoder.
+
+    Attributes
+    ----------
+    name : str
+        Registry name, also the suffix of its warehouse table ``embeddings_<name>``.
+    timm_name : str
+        The timm model to build.
+    hf_repo : str or None
+        Hugging Face repository of its weights; ``None`` for a random baseline.
+    dim : int
+        Embedding width.
+    img_size : int
+        Input side in pixels.
+    seed : int or None
+        Seed of the random initialisation (random baselines only).
+    description : str
+    """
+
+    name: str
+    timm_name: str
+    hf_repo: str | None
+    dim: int
+    img_size: int = 224
+    seed: int | None = None
+    description: str = ""
+
+    @property
+    def is_random(self) -> bool:
+        """Whether this encoder is a random-weights baseline."""
+        return self.hf_repo is None
+
+
+ENCODERS: dict[str, EncoderSpec] = {
+    spec.name: spec
+    for spec in (
+        EncoderSpec("dinov2_vits14", "vit_small_patch14_dinov2.lvd142m",
+                    "timm/vit_small_patch14_dinov2.lvd142m", 384,
+                    description="DINOv2 ViT-S/14 (Oquab et al. 2024), LVD-142M pretraining"),
+        EncoderSpec("dinov2_vitb14", "vit_base_patch14_dinov2.lvd142m",
+                    "timm/vit_base_patch14_dinov2.lvd142m", 768,
+                    description="DINOv2 ViT-B/14 (Oquab et al. 2024), LVD-142M pretraining"),
+        EncoderSpec("random_vits14", "vit_small_patch14_dinov2", None, 384, seed=0,
+                    description="ViT-S/14 with timm's random initialisation (seed 0): a named baseline"),
+    )
+}
+"""The encoder registry, by name."""
+
+DEFAULT_ENCODER = "dinov2_vits14"
+"""The encoder the demo uses when its weights resolve (else ``random_vits14``)."""
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """A loaded encoder: the network plus the provenance stored with each of its vectors.
+
+    Attributes
+    ----------
+    spec : EncoderSpec
+    model : torch.nn.Module
+        timm model in eval mode, ``num_classes=0``.
+    weights_sha256 : str
+        SHA-256 of the weights file; for a random baseline, of its initial state dict (so a change of
+        initialisation is visible).
+    weights_origin : {"local", "cache", "download", "random"}
+    img_size : int
+        Input side actually used (the spec's unless overridden, e.g. in tests).
+    """
+
+    spec: EncoderSpec
+    model: object
+    weights_sha256: str
+    weights_origin: str
+    img_size: int
+
+    @property
+    def name(self) -> str:
+        """Registry name."""
+        return self.spec.name
+
+    @property
+    def dim(self) -> int:
+        """Embedding width."""
+        return self.spec.dim
+
+    @property
+    def flags(self) -> int:
+        """Flags every vector of this encoder carries (``RANDOM_WEIGHTS`` for a random baseline)."""
+        return int(Flag.RANDOM_WEIGHTS) if self.weights_origin == "random" else 0
+
+
+def _spec(name: str) -> EncoderSpec:
+    try:
+        return ENCODERS[name]
+    except KeyError:
+        raise InputError(f"unknown encoder {name!r}; known: {', '.join(ENCODERS)}") from None
+
+
+def _state_sha256(model) -> str:
+    h = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        h.update(key.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def load_encoder(
+    name: str,
+    weights_path: str | os.PathLike[str] | None = None,
+    *,
+    img_size: int | None = None,
+    weights: WeightsInfo | None = None,
+    allow_download: bool = True,
+    timeout_s: float = 5.0,
+) -> Encoder:
+    """Build a registered encoder with its weights.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`ENCODERS`.
+    weights_path : path, optional
+        A local ``.safetensors`` / ``.pth`` file in timm's layout (see :func:`features.weights.resolve_weights`
+        for the other places searched). Not allowed for a random baseline.
+    img_size : int, optional
+        Override the input size (a multiple of 14); tests use tiny sizes.
+    weights : WeightsInfo, optional
+        Already resolved weights (skips resolution).
+    allow_download, timeout_s
+        Passed to :func:`features.weights.resolve_weights`.
+
+    Raises
+    ------
+    features.errors.OfflineError
+        The pretrained weights cannot be found or fetched (never a silent random fallback).
+    features.errors.InputError
+        Unknown encoder, missing file, or weights that do not fit.
+    """
+    import torch
+
+    spec = _spec(name)
+    size = int(img_size or spec.img_size)
+    if spec.is_random:
+        if weights_path or weights:
+            raise InputError(f"encoder {name!r} is a random baseline and takes no weights file")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(spec.seed or 0))
+            model = load_timm_model(spec.timm_name, None, img_size=size, num_classes=0)
+        return Encoder(spec, model, _state_sha256(model), "random", size)
+    if weights is None:
+        weights = resolve_weights(spec.hf_repo, local_path=weights_path, timeout_s=timeout_s,  # type: ignore[arg-type]
+                                  allow_download=allow_download)
+    model = load_timm_model(spec.timm_name, weights, img_size=size, num_classes=0)
+    return Encoder(spec, model, weights.sha256, weights.origin, size)
+
+
+@dataclass(frozen=True)
+class EncoderChoice:
+    """Which encoder the demo uses, and why (print it in the run summary).
+
+    Attributes
+    ----------
+    name : str
+        ``dinov2_vits14`` or ``random_vits14``.
+    weights : WeightsInfo or None
+        The resolved DINOv2 weights; ``None`` for the random baseline.
+    reason : str
+        One sentence for the summary.
+    """
+
+    name: str
+    weights: WeightsInfo | None
+    reason: str
+
+    @property
+    def is_random(self) -> bool:
+        """Whether the random baseline was chosen."""
+        return self.weights is None
+
+    def __str__(self) -> str:
+        return f"encoder {self.name}: {self.reason}"
+
+
+def choose_default_encoder(
+    weights_path: str | os.PathLike[str] | None = None,
+    *,
+    allow_download: bool = True,
+    timeout_s: float = 3.0,
+) -> EncoderChoice:
+    """``dinov2_vits14`` when its weights resolve, else the named ``random_vits14`` baseline.
+
+    Parameters
+    ----------
+    weights_path : path, optional
+        A DINOv2 ViT-S/14 weights file; when given it must exist (an error, not a fallback).
+    allow_download : bool
+        Whether a download may be tried when online.
+    timeout_s : float
+        Reachability probe timeout.
+
+    Returns
+    -------
+    EncoderChoice
+        ``str(choice)`` is a line for the summary, e.g. ``"encoder random_vits14: DINOv2 weights not
+        available (...); using the random-weights baseline, whose neighbours are near chance"``.
+    """
+    spec = ENCODERS[DEFAULT_ENCODER]
+    try:
+        info = resolve_weights(spec.hf_repo, local_path=weights_path, timeout_s=timeout_s,  # type: ignore[arg-type]
+                               allow_download=allow_download)
+    except OfflineError as exc:
+        return EncoderChoice(
+            "random_vits14",
+            None,
+            "DINOv2 ViT-S/14 weights are not available, so embeddings use the random-weights baseline "
+            "(flag RANDOM_WEIGHTS; lookalike search is near chance). " + str(exc),
+        )
+    return EncoderChoice(
+        DEFAULT_ENCODER, info, f"DINOv2 ViT-S/14 weights from {info.origin} ({info.path}, sha256 {info.sha256[:12]})"
+    )
+
+
+def image_flags(image: np.ndarray) -> int:
+    """Image-stage flags of one stamp: ``IMAGE_NAN`` (non-finite pixels), ``IMAGE_BLANK`` (constant)."""
+    arr = np.asarray(image)
+    flags = 0
+    if arr.size == 0:
+        return int(Flag.IMAGE_BLANK)
+    if arr.dtype.kind == "f":
+        finite = np.isfinite(arr)
+        if not finite.all():
+            flags |= Flag.IMAGE_NAN
+            arr = arr[finite]
+    if arr.size == 0 or arr.min() == arr.max():
+        flags |= Flag.IMAGE_BLANK
+    return int(flags)
+
+
+def _to_unit_rgb(image: np.ndarray, index: int) -> np.ndarray:
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[0] < 2 or arr.shape[1] < 2 or arr.shape[2] not in (1, 3, 4):
+        raise InputError(f"image {index}: expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got shape {arr.shape}")
+    if arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    elif arr.shape[2] == 4:
+        arr = arr[:, :, :3]
+    if arr.dtype.kind == "u":
+        return arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
+    if arr.dtype.kind in "fi" or arr.dtype == np.bool_:
+        out = np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+        return np.clip(out, 0.0, 1.0)
+    raise InputError(f"image {index}: unsupported dtype {arr.dtype}")
+
+
+def preprocess(images: Sequence[np.ndarray] | np.ndarray, img_size: int = 224, *, start: int = 0):
+    """Images to a normalised ``float32`` tensor ``[N, 3, img_size, img_size]`` (see module docstring).
+
+    Parameters
+    ----------
+    images : sequence of arrays or an ``[N, H, W(, C)]`` array
+    img_size : int
+        Output side.
+    start : int
+        Index of the first image, used in error messages.
+
+    Raises
+    ------
+    features.errors.InputError
+        An image of unusable shape or dtype, naming its index.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if len(images) == 0:
+        return torch.zeros((0, 3, img_size, img_size), dtype=torch.float32)
+    if isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 4 and images.shape[3] == 3:
+        groups = [(list(range(len(images))), torch.from_numpy(np.ascontiguousarray(images)))]
+    else:
+        arrays = [_to_unit_rgb(im, start + i) for i, im in enumerate(images)]
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, a in enumerate(arrays):
+            by_shape.setdefault(a.shape, []).append(i)
+        groups = [(idx, torch.from_numpy(np.stack([arrays[i] for i in idx]))) for idx in by_shape.values()]
+    out = torch.empty((len(images), 3, img_size, img_size), dtype=torch.float32)
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1)
+    for idx, batch in groups:
+        x = batch.permute(0, 3, 1, 2)
+        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+        if x.shape[-2:] != (img_size, img_size):
+            x = F.interpolate(x, size=(img_size, img_size), mode="bicubic", antialias=True, align_corners=False)
+            x = x.clamp_(0.0, 1.0)
+        out[idx] = (x - mean) / std
+    return out
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
+    import torch
+
+    old = torch.get_num_threads()
+    if old != n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if old != n:
+            torch.set_num_threads(old)
+
+
+def embed_images(
+    images: Sequence[np.ndarray] | np.ndarray,
+    encoder: Encoder | str,
+    batch_size: int = 32,
+    device: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embed galaxy stamps: CLS token and mean patch token.
+
+    Parameters
+    ----------
+    images : sequence of arrays or ``[N, H, W(, C)]`` array
+        RGB stamps (see :func:`preprocess` for accepted shapes and dtypes). Sizes may differ.
+    encoder : Encoder or str
+        A loaded encoder, or a registry name (loaded with :func:`load_encoder`).
+    batch_size : int
+        Images per forward pass.
+    device : str, optional
+        ``"cuda"`` / ``"cpu"``; default: the GPU when present.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each batch.
+
+    Returns
+    -------
+    cls : numpy.ndarray
+        ``float32 [N, D]``, the CLS token after the final LayerNorm.
+    patch_mean : numpy.ndarray
+        ``float32 [N, D]``, the mean over patch tokens (prefix / register tokens excluded).
+
+    Notes
+    -----
+    An empty input returns two ``[0, D]`` arrays. Non-finite pixels are set to 0 (flag them with
+    :func:`image_flags`); a wrongly shaped image raises :class:`features.errors.InputError` naming it.
+    """
+    import torch
+
+    enc = load_encoder(encoder) if isinstance(encoder, str) else encoder
+    n = len(images)
+    dim = enc.dim
+    cls_out = np.empty((n, dim), dtype=np.float32)
+    mean_out = np.empty((n, dim), dtype=np.float32)
+    if n == 0:
+        return cls_out, mean_out
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = enc.model
+    model.to(dev)  # type: ignore[attr-defined]
+    n_prefix = int(getattr(model, "num_prefix_tokens", 1))
+    with _threads(_usable_cores()), torch.inference_mode():
+        for lo in range(0, n, batch_size):
+            hi = min(n, lo + batch_size)
+            x = preprocess(images[lo:hi], enc.img_size, start=lo).to(dev, non_blocking=True)
+            tokens = model.forward_features(x)  # type: ignore[attr-defined]
+            cls_out[lo:hi] = tokens[:, 0].float().cpu().numpy()
+            mean_out[lo:hi] = tokens[:, n_prefix:].float().mean(dim=1).cpu().numpy()
+            if progress is not None:
+                progress(hi, n)
+    return cls_out, mean_out
+
+
+def load_image_file(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a PNG/JPEG (or FITS, first image HDU) file into an array for :func:`embed_images`."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"image file {p} does not exist")
+    if p.suffix.lower() in (".fits", ".fit", ".fz"):
+        from astropy.io import fits
+
+        with fits.open(p) as hdul:
+            for hdu in hdul:
+                if hdu.data is not None and hdu.data.ndim >= 2:
+                    data = np.asarray(hdu.data, dtype=np.float32)
+                    break
+            else:
+                raise InputError(f"image file {p}: no image HDU")
+        if data.ndim == 3 and data.shape[0] in (1, 3, 4):
+            data = np.moveaxis(data, 0, -1)
+        finite = data[np.isfinite(data)]
+        lo, hi = (np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0))
+        return np.clip((data - lo) / max(hi - lo, 1e-12), 0.0, 1.0).astype(np.float32)
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(p) as im:
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InputError(f"image file {p} cannot be read: {exc}") from exc

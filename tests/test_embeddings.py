@@ -1,0 +1,254 @@
+"""Encoder registry, preprocessing, inference, the embeddings table and the Dagster assets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from features.embeddings import (
+    ENCODERS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    choose_default_encoder,
+    embed_images,
+    image_flags,
+    load_encoder,
+    load_image_file,
+    preprocess,
+)
+from features.errors import InputError, OfflineError
+from features.flags import Flag
+from features.weights import env_var_name
+from warehouse import schemas
+from warehouse.images import encode_image
+from warehouse.schemas.embeddings import KNOWN_ENCODER_DIMS, embedding_spec
+
+SIZE = 28  # tiny input for speed: 2 x 2 patches
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No DINOv2 weights anywhere and no network: the demo must pick the random baseline."""
+    for spec in ENCODERS.values():
+        if spec.hf_repo:
+            monkeypatch.delenv(env_var_name(spec.hf_repo), raising=False)
+    monkeypatch.delenv("ASTROVISION_WEIGHTS_DIR", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as hfc
+
+    monkeypatch.setattr(hfc, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
+
+
+@pytest.fixture(scope="module")
+def tiny_random():
+    return load_encoder("random_vits14", img_size=SIZE)
+
+
+def _images(n: int, size: int = 32, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def write_tiny_shard(wh, n: int = 5, shard: str = "demo-00000", size: int = 32, nan_image: bool = False) -> list[str]:
+    """``galaxies`` and ``images`` rows of one shard, written directly through the warehouse."""
+    ids = [f"demo:{shard[-5:]}{i:03d}" for i in range(n)]
+    images: list[np.ndarray] = list(_images(n, size))
+    if nan_image:
+        bad = images[0].astype(np.float32) / 255.0
+        bad[0, 0, 0] = np.nan
+        images[0] = bad
+    gal_cols = schemas.get("galaxies").columns
+    gal = {f.name: [None] * n for f in gal_cols}
+    gal.update(galaxy_id=ids, source=["demo"] * n, native_id=[i.split(":")[1] for i in ids], shard=[shard] * n,
+               row_index=list(range(n)), label=[i % 2 for i in range(n)],
+               label_name=["Round Smooth" if i % 2 else "Barred Spiral" for i in range(n)],
+               image_sha1=["x"] * n, flags=[0] * n)
+    wh.upsert("galaxies", pa.table({f.name: pa.array(gal[f.name], f.type) for f in gal_cols}))
+    enc = [encode_image(im) for im in images]
+    wh.upsert("images", pa.table({
+        "galaxy_id": ids, "shard": [shard] * n, "encoding": [e for e, _ in enc],
+        "data": pa.array([d for _, d in enc], pa.large_binary()),
+        "height": pa.array([size] * n, pa.int32()), "width": pa.array([size] * n, pa.int32()),
+        "channels": pa.array([3] * n, pa.int32()), "dtype": [str(im.dtype) for im in images],
+        "bands": ["grz"] * n, "image_kind": ["rgb"] * n, "stretch_json": [None] * n,
+    }))
+    return ids
+
+
+# ------------------------------------------------------------------------------------ registry
+def test_registry_widths_match_the_warehouse_tables():
+    assert {k: s.dim for k, s in ENCODERS.items()} == KNOWN_ENCODER_DIMS
+    for name, dim in KNOWN_ENCODER_DIMS.items():
+        spec = schemas.get(f"embeddings_{name}")
+        assert spec.columns.field("vector").type == pa.list_(pa.float32(), dim)
+    assert ENCODERS["random_vits14"].is_random and not ENCODERS["dinov2_vits14"].is_random
+
+
+def test_embedding_spec_rejects_a_second_width():
+    embedding_spec("test_enc_a", 16)
+    assert embedding_spec("test_enc_a", 16).name == "embeddings_test_enc_a"
+    with pytest.raises(ValueError, match="width"):
+        embedding_spec("test_enc_a", 32)
+
+
+# ------------------------------------------------------------------------------------ preprocessing
+def test_preprocess_resizes_and_normalises():
+    grey = np.full((40, 40, 3), 128, dtype=np.uint8)
+    x = preprocess([grey], img_size=SIZE)
+    assert x.shape == (1, 3, SIZE, SIZE)
+    want = (128 / 255 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
+    np.testing.assert_allclose(x[0].mean(dim=(1, 2)).numpy(), want, atol=1e-5)
+
+
+def test_preprocess_accepts_grey_rgba_float_and_mixed_sizes():
+    grey = np.full((20, 20), 0.5, dtype=np.float32)
+    rgba = np.zeros((30, 30, 4), dtype=np.uint8)
+    rgba[..., :3] = 255
+    x = preprocess([grey, rgba], img_size=SIZE)
+    assert torch.allclose(x[0, 0], (0.5 - IMAGENET_MEAN[0]) / torch.tensor(IMAGENET_STD[0]) * torch.ones(SIZE, SIZE),
+                          atol=1e-5)
+    assert torch.allclose(x[1, 2].mean(), torch.tensor((1 - IMAGENET_MEAN[2]) / IMAGENET_STD[2]), atol=1e-5)
+
+
+def test_preprocess_bad_shape_names_the_image():
+    with pytest.raises(InputError, match="image 3"):
+        preprocess([np.zeros((8, 8, 3))] * 3 + [np.zeros((8, 8, 5))], start=0)
+
+
+def test_image_flags():
+    nan = np.zeros((4, 4, 3), np.float32)
+    nan[0, 0, 0] = np.nan
+    assert image_flags(nan) == Flag.IMAGE_NAN | Flag.IMAGE_BLANK
+    assert image_flags(np.zeros((4, 4, 3), np.uint8)) == Flag.IMAGE_BLANK
+    assert image_flags(_images(1)[0]) == 0
+
+
+# ------------------------------------------------------------------------------------ inference
+def test_embed_is_deterministic_with_cls_and_patch_mean(tiny_random):
+    imgs = _images(5)
+    cls, pm = embed_images(imgs, tiny_random, batch_size=2)
+    cls2, pm2 = embed_images(np.stack(imgs), tiny_random, batch_size=5)  # array path, other batching
+    assert cls.shape == pm.shape == (5, 384) and cls.dtype == np.float32
+    np.testing.assert_allclose(cls, cls2, atol=1e-5)
+    np.testing.assert_allclose(pm, pm2, atol=1e-5)
+    assert not np.allclose(cls, pm)
+    with torch.inference_mode():
+        tokens = tiny_random.model.forward_features(preprocess(imgs, SIZE))
+    np.testing.assert_allclose(cls, tokens[:, 0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(pm, tokens[:, 1:].mean(1).numpy(), atol=1e-5)
+
+
+def test_embed_empty_input(tiny_random):
+    cls, pm = embed_images([], tiny_random)
+    assert cls.shape == pm.shape == (0, 384)
+
+
+def test_random_baseline_is_seeded_and_flagged(tiny_random):
+    again = load_encoder("random_vits14", img_size=SIZE)
+    assert again.weights_sha256 == tiny_random.weights_sha256
+    assert tiny_random.weights_origin == "random" and tiny_random.flags == Flag.RANDOM_WEIGHTS
+    with pytest.raises(InputError, match="random baseline"):
+        load_encoder("random_vits14", "some.safetensors")
+    with pytest.raises(InputError, match="unknown encoder"):
+        load_encoder("resnet_galaxy")
+
+
+def test_dinov2_from_local_file_and_offline_error(tiny_random, offline, tmp_path):
+    from safetensors.torch import save_file
+
+    with pytest.raises(OfflineError, match="not available"):
+        load_encoder("dinov2_vits14", img_size=SIZE)
+    path = tmp_path / "dinov2_vits14.safetensors"
+    save_file(tiny_random.model.state_dict(), str(path))
+    enc = load_encoder("dinov2_vits14", path, img_size=SIZE)
+    assert enc.weights_origin == "local" and enc.flags == 0
+    imgs = _images(2)
+    np.testing.assert_array_equal(embed_images(imgs, enc)[0], embed_images(imgs, tiny_random)[0])
+
+
+def test_choose_default_encoder(offline, tiny_random, tmp_path):
+    choice = choose_default_encoder()
+    assert choice.name == "random_vits14" and choice.is_random
+    assert "random" in str(choice) and "HF_HUB_OFFLINE" in str(choice)
+    from safetensors.torch import save_file
+
+    path = tmp_path / "w.safetensors"
+    save_file(tiny_random.model.state_dict(), str(path))
+    choice = choose_default_encoder(path)
+    assert choice.name == "dinov2_vits14" and choice.weights is not None and choice.weights.origin == "local"
+
+
+def test_real_ring_galaxies_embed(shared_dir, tiny_random):
+    pngs = sorted((shared_dir / "gz_decals_rings" / "images").glob("*.png"))[:3]
+    images = [load_image_file(p) for p in pngs]
+    assert images[0].shape == (256, 256, 3) and images[0].dtype == np.uint8
+    cls, _ = embed_images(images, tiny_random)
+    assert np.isfinite(cls).all()
+
+
+def test_load_image_file_errors(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        load_image_file(tmp_path / "nope.png")
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    with pytest.raises(InputError, match=r"bad\.png"):
+        load_image_file(bad)
+
+
+# ------------------------------------------------------------------------------------ shard + assets
+def test_embed_shard_flags_a_nan_image_without_stopping(warehouse, tiny_random):
+    from dagster_project.defs.embeddings.compute import embed_shard, vector_stats
+
+    ids = write_tiny_shard(warehouse, n=4, nan_image=True)
+    res = embed_shard(warehouse, "demo-00000", tiny_random, batch_size=3)
+    assert res.rows == 4 and res.flagged == 1
+    table = warehouse.read(res.table)
+    flags = dict(zip(table.column("galaxy_id").to_pylist(), table.column("flags").to_pylist()))
+    assert flags[ids[0]] == Flag.IMAGE_NAN | Flag.RANDOM_WEIGHTS
+    assert flags[ids[1]] == Flag.RANDOM_WEIGHTS
+    stats = vector_stats(warehouse, res.table, "demo-00000")
+    assert stats["nan_vectors"] == 0 and stats["unique_ids"] == 4
+    assert set(table.column("weights_origin").to_pylist()) == {"random"}
+    embed_shard(warehouse, "demo-00000", tiny_random)
+    assert warehouse.count(res.table) == 4  # idempotent upsert
+
+
+def _materialize(wh, assets, partition=None):
+    import dagster as dg
+
+    from dagster_project.partitions import SHARDS
+    from dagster_project.resources import WarehouseResource
+
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(SHARDS.name, ["demo-00000"])
+    return dg.materialize(assets, partition_key=partition, instance=instance,
+                          resources={"warehouse": WarehouseResource(root=str(wh.root))})
+
+
+@pytest.mark.slow
+def test_embeddings_assets_materialize(warehouse, offline):
+    from dagster_project.defs.embeddings.assets import embedding_index, embeddings
+
+    ids = write_tiny_shard(warehouse, n=3)
+    for _ in range(2):  # the second run must leave the same rows
+        result = _materialize(warehouse, [embeddings], "demo-00000")
+        assert result.success
+        checks = result.get_asset_check_evaluations()
+        assert {c.check_name for c in checks} == {"no_nan", "norms_in_range", "one_vector_per_galaxy"}
+        assert all(c.passed for c in checks)
+    meta = result.asset_materializations_for_node("embeddings")[0].metadata
+    assert meta["table"].value == "embeddings_random_vits14" and meta["random_weights"].value is True
+    assert sorted(warehouse.read("embeddings_random_vits14").column("galaxy_id").to_pylist()) == sorted(ids)
+    result = _materialize(warehouse, [embedding_index])
+    assert result.success and all(c.passed for c in result.get_asset_check_evaluations())
+    summary = result.asset_materializations_for_node("embedding_index")[0].metadata["tables"].value
+    assert summary["embeddings_random_vits14"]["search"] == "exact"
+
+
+def test_definitions_load_with_the_embedding_assets():
+    from dagster_project.definitions import defs
+
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert {"embeddings", "embedding_index"} <= keys
