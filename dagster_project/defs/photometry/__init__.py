@@ -1,0 +1,1 @@
+"""Photometry assets: ``photometry`` (per shard)."""

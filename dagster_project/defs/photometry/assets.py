@@ -1,0 +1,155 @@
+"""The ``photometry`` asset: per shard, SDSS-like photometry of every galaxy (catalogue file or SDSS).
+
+Where the catalogue comes from, in order: the run config's ``catalog``; the ``photometry_catalog``
+key of the source's ``params_json`` in the ``sources`` table (the demo survey registers its synthetic
+SDSS-like file this way); otherwise SDSS DR17 through astroquery, caching raw responses in
+``<warehouse>/cache/sdss`` (offline, that path fails within seconds and says so).
+"""
+
+
+import json
+import math
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+from pydantic import Field
+
+from dagster_project.partitions import SHARDS
+from dagster_project.resources import WarehouseResource
+from features.errors import InputError
+from features.photometry import (
+    COLOUR_RANGES,
+    MatchConfig,
+    QualityConfig,
+    SDSSConfig,
+    SkyServerClient,
+    photometry_from_catalogue,
+    photometry_from_sdss,
+    read_catalogue,
+)
+from warehouse import Warehouse, quote
+
+__all__ = ["PhotometryConfig", "catalogue_for_source", "defs", "photometry"]
+
+
+class PhotometryConfig(dg.Config):
+    """Run configuration of the ``photometry`` asset (every field has a default)."""
+
+    catalog: str = Field(default="", description="Catalogue file (CSV/FITS/Parquet); overrides the source's own.")
+    column_map_json: str = Field(default="", description='JSON {"file column": "canonical column"} for other names.')
+    radius_arcsec: float = Field(default=1.5, description="Match radius: the nearest object inside it is the match.")
+    search_radius_arcsec: float = Field(default=3.0, description="Nearest object beyond the radius and inside this: far match, flagged.")
+    mag_err_max: float = Field(default=0.2, description="Largest accepted model magnitude error per band (mag).")
+    batch_size: int = Field(default=25, description="SDSS positions per request.")
+    requests_per_second: float = Field(default=1.0, description="Polite SDSS request rate.")
+    max_retries: int = Field(default=4, description="Retries of one SDSS batch (timeouts, 429, 5xx).")
+    sdss_base_url: str = Field(default="", description="SkyServer base URL; empty: astroquery's default.")
+    min_match_rate: float = Field(default=0.5, description="Check: lowest acceptable fraction of galaxies matched.")
+    min_quality_pass_rate: float = Field(default=0.3, description="Check: lowest acceptable fraction passing the quality cuts.")
+    min_colour_in_range: float = Field(default=0.95, description="Check: lowest acceptable fraction of trusted colours in the plausible range.")
+
+
+def catalogue_for_source(wh: Warehouse, source: str, override: str = "") -> Path | None:
+    """The catalogue file for a source: ``override``, else ``photometry_catalog`` in its params_json.
+
+    A relative path is looked up under the warehouse root, then the working directory. ``None`` means
+    "use the SDSS service".
+
+    Raises
+    ------
+    InputError
+        If a named file does not exist (both places are named).
+    """
+    name = override
+    if not name and wh.exists("sources"):
+        rows = wh.read("sources", columns=["params_json"], where=f"source = {quote(source)}").to_pylist()
+        if rows and rows[0]["params_json"]:
+            try:
+                name = json.loads(rows[0]["params_json"]).get("photometry_catalog") or ""
+            except json.JSONDecodeError as exc:
+                raise InputError(f"sources row {source!r}: params_json is not JSON: {exc}") from None
+    if not name:
+        return None
+    path = Path(name).expanduser()
+    candidates = [path] if path.is_absolute() else [wh.root / path, Path.cwd() / path]
+    for p in candidates:
+        if p.is_file():
+            return p
+    raise InputError(f"photometry catalogue for source {source!r} not found: {', '.join(map(str, candidates))}")
+
+
+def _check(name: str, value: float, threshold: float, what: str) -> dg.AssetCheckResult:
+    judged = not math.isnan(value)
+    return dg.AssetCheckResult(
+        check_name=name,
+        asset_key="photometry",
+        passed=bool(value >= threshold) if judged else True,
+        metadata={"value": value if judged else None, "threshold": threshold, "what": what,
+                  **({} if judged else {"note": "nothing to judge"})},
+    )
+
+
+@dg.asset(
+    partitions_def=SHARDS,
+    deps=["galaxies"],
+    group_name="features",
+    kinds={"lance"},
+    check_specs=[
+        dg.AssetCheckSpec("match_rate", asset="photometry", description="fraction of galaxies with a match inside the radius"),
+        dg.AssetCheckSpec("quality_pass_rate", asset="photometry", description="fraction passing the quality cuts (clean galaxy, g-r finite)"),
+        dg.AssetCheckSpec("colour_ranges", asset="photometry", description="trusted colours lie in plausible galaxy ranges"),
+    ],
+)
+def photometry(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, config: PhotometryConfig
+) -> dg.MaterializeResult:
+    """Cross-match the shard's galaxies, apply quality cuts, store one ``photometry`` row per galaxy."""
+    wh = warehouse.open()
+    shard = context.partition_key
+    gal = wh.read("galaxies", columns=["galaxy_id", "source", "ra", "dec", "redshift"], where=f"shard = {quote(shard)}")
+    if gal.num_rows == 0:
+        raise InputError(f"shard {shard!r} has no galaxies; materialize `galaxies` first")
+    gal = gal.sort_by("galaxy_id")
+    ids = gal.column("galaxy_id").to_pylist()
+    ra, dec, z = (np.asarray(gal.column(c).to_numpy(zero_copy_only=False), float) for c in ("ra", "dec", "redshift"))
+    source = gal.column("source")[0].as_py()
+    match = MatchConfig(radius_arcsec=config.radius_arcsec, search_radius_arcsec=config.search_radius_arcsec)
+    quality = QualityConfig(mag_err_max=config.mag_err_max)
+
+    path = catalogue_for_source(wh, source, config.catalog)
+    if path is not None:
+        mapping = json.loads(config.column_map_json) if config.column_map_json else None
+        result = photometry_from_catalogue(ids, ra, dec, z, catalogue=read_catalogue(path, mapping), shard=shard,
+                                           match=match, quality=quality)
+    else:
+        client = SkyServerClient(
+            wh.cache_dir / "sdss",
+            SDSSConfig(batch_size=config.batch_size, search_radius_arcsec=config.search_radius_arcsec,
+                       min_interval_s=1.0 / config.requests_per_second if config.requests_per_second > 0 else 0.0,
+                       max_retries=config.max_retries, base_url=config.sdss_base_url),
+        )
+        result = photometry_from_sdss(ids, ra, dec, z, client=client, shard=shard, match=match, quality=quality)
+    wh.upsert("photometry", result.table, run_id=context.run_id)
+
+    s = result.summary
+    in_range = [v for k, v in s.items() if k.startswith("colour_in_range_") and not math.isnan(v)]
+    worst = min(in_range) if in_range else float("nan")
+    metadata = {k: v for k, v in s.items() if k != "fetch"}
+    metadata["absent_columns"] = ", ".join(s["absent_columns"]) or "none"
+    metadata["colour_ranges"] = json.dumps(COLOUR_RANGES)
+    if "fetch" in s:
+        metadata.update({f"sdss_{k}": v for k, v in s["fetch"].items() if k != "failures"})
+        metadata["sdss_failures"] = "; ".join(s["fetch"]["failures"]) or "none"
+    return dg.MaterializeResult(
+        metadata={k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metadata.items()},
+        check_results=[
+            _check("match_rate", s["match_rate"], config.min_match_rate, "matched inside the radius / galaxies"),
+            _check("quality_pass_rate", s["quality_pass_rate"], config.min_quality_pass_rate, "quality_ok / galaxies"),
+            _check("colour_ranges", worst, config.min_colour_in_range,
+                   "lowest, over u-g g-r r-i i-z u-r, fraction of trusted colours inside COLOUR_RANGES"),
+        ],
+    )
+
+
+defs = dg.Definitions(assets=[photometry])
