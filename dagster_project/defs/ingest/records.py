@@ -60,8 +60,16 @@ def _finite_or_none(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
+def _prepare(image: np.ndarray) -> tuple[np.ndarray, str, bytes, str, int]:
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    encoding, data = encode_image(image)
+    return image, encoding, data, image_sha1(image), image_flags(image)
+
+
 def shard_rows(batches: Iterable[GalaxyBatch], shard: str, *, total: int | None = None,
-               progress: bool = False) -> ShardRows:
+               progress: bool = False, threads: int | None = None) -> ShardRows:
     """Encode every image of a shard and build its ``galaxies`` / ``images`` rows.
 
     Parameters
@@ -74,19 +82,22 @@ def shard_rows(batches: Iterable[GalaxyBatch], shard: str, *, total: int | None 
         Number of galaxies expected (for the progress bar).
     progress : bool
         Show a progress bar.
+    threads : int, optional
+        Threads encoding images (PNG compression and hashing release the GIL); default: the core count.
     """
     import json
+    import os
+    from concurrent.futures import ThreadPoolExecutor
 
     out = ShardRows()
     bar = tqdm(total=total, desc=f"ingest {shard}", unit="gal", disable=not progress)
+    pool = ThreadPoolExecutor(threads or os.cpu_count() or 1)
     for batch in batches:
         stretch = json.dumps(batch.stretch, sort_keys=True) if batch.stretch else None
         extras = batch.extra_json()
+        prepared = list(pool.map(_prepare, batch.images))
         for i, gid in enumerate(batch.galaxy_ids):
-            image = np.asarray(batch.images[i])
-            if image.ndim == 2:
-                image = image[:, :, None]
-            encoding, data = encode_image(image)
+            image, encoding, data, sha1, flags = prepared[i]
             label = int(batch.labels[i])
             g = out.galaxies
             g["galaxy_id"].append(gid)
@@ -101,9 +112,9 @@ def shard_rows(batches: Iterable[GalaxyBatch], shard: str, *, total: int | None 
             g["label"].append(label if label >= 0 else None)
             g["label_name"].append(batch.label_names[i] if label >= 0 else None)
             g["extra_json"].append(extras[i])
-            g["image_sha1"].append(image_sha1(image))
+            g["image_sha1"].append(sha1)
             g["duplicate_group"].append(None)
-            g["flags"].append(image_flags(image))
+            g["flags"].append(flags)
             m = out.images
             m["galaxy_id"].append(gid)
             m["shard"].append(shard)
@@ -120,5 +131,6 @@ def shard_rows(batches: Iterable[GalaxyBatch], shard: str, *, total: int | None 
             out.dtypes[str(image.dtype)] += 1
             out.image_bytes += len(data)
         bar.update(len(batch))
+    pool.shutdown()
     bar.close()
     return out
