@@ -71,8 +71,9 @@ class Galaxy10Source(Source):
     path : str or Path
         The HDF5 file.
     chunk_size : int
-        Images read from disk per h5py call; peak memory is about ``chunk_size`` x 196 kB (50 MB for the
-        default 256) plus the batches the caller holds.
+        Most images read from disk per h5py call (and per batch). Peak memory is a couple of batches of
+        196 kB images plus the batches the caller holds, whatever the file size (see
+        docs/benchmarks_sources.md).
     image_shape : tuple of int
         Expected ``(H, W, 3)`` of each image. The real file is 256 x 256 x 3; a smaller value is only for
         hand-made test files.
@@ -200,9 +201,10 @@ class Galaxy10Source(Source):
     def iter_batches(self, start: int = 0, stop: int | None = None, batch_size: int = 64) -> Iterator[GalaxyBatch]:
         """Yield rows ``[start, stop)`` in batches of at most ``batch_size``.
 
-        Images are read ``chunk_size`` rows per h5py call; a batch's images are views into the current
-        chunk. A read error (e.g. a corrupt compressed chunk) raises :class:`InputError` naming the file
-        and the rows.
+        One h5py read per batch, of at most ``min(batch_size, chunk_size)`` rows and never across a
+        multiple of ``chunk_size``; h5py reads straight into a new array that the batch's images view, so
+        no copy is made and holding an image keeps at most its batch in memory. A read error (e.g. a
+        corrupt compressed chunk) raises :class:`InputError` naming the file and the rows.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -221,9 +223,9 @@ class Galaxy10Source(Source):
             step = max(self.chunk_size, 1)
             for c0 in range(start, stop, step):
                 c1 = min(c0 + step, stop)
-                chunk = self._read(images, slice(c0, c1), "'images'")
                 for b0 in range(c0, c1, batch_size):
                     b1 = min(b0 + batch_size, c1)
+                    block = self._read(images, slice(b0, b1), "'images'")  # a fresh array per batch
                     i0, i1 = b0 - start, b1 - start
                     lab = labels[i0:i1]
                     yield GalaxyBatch(
@@ -237,7 +239,7 @@ class Galaxy10Source(Source):
                         labels=lab,
                         label_names=[GALAXY10_CLASSES[int(v)] if 0 <= v < len(GALAXY10_CLASSES) else None
                                      for v in lab],
-                        images=list(chunk[b0 - c0:b1 - c0]),
+                        images=list(block),
                         image_kind="rgb_composite",
                         bands=GALAXY10_BANDS,
                     )
