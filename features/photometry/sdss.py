@@ -373,6 +373,34 @@ class SkyServerClient:
             batches.append(Batch(index=len(batches), rows=chunk, sql=sql, key=self.cache_key(positions)))
         return batches
 
+    def estimate(self, ra: np.ndarray, dec: np.ndarray, latency_s: float = 0.0) -> dict[str, float]:
+        """What a :meth:`fetch` of these positions would cost, without a request.
+
+        Parameters
+        ----------
+        latency_s : float
+            Assumed server time per request; the time estimate is
+            ``n_to_request * max(min_interval_s, latency_s)`` (a lower bound: retries come on top).
+
+        Returns
+        -------
+        dict
+            ``n_positions``, ``n_batches``, ``n_cached``, ``n_to_request``, ``positions_per_batch``
+            (mean), ``max_url_chars`` and ``est_seconds``.
+        """
+        batches = self.plan(ra, dec)
+        cached = sum(self.cache_path(b).is_file() for b in batches)
+        todo = len(batches) - cached
+        return {
+            "n_positions": int(np.asarray(ra).size),
+            "n_batches": len(batches),
+            "n_cached": int(cached),
+            "n_to_request": int(todo),
+            "positions_per_batch": float(np.mean([b.rows.size for b in batches])) if batches else 0.0,
+            "max_url_chars": max((self.url_length(b.sql) for b in batches), default=0),
+            "est_seconds": float(todo * max(self.config.min_interval_s, latency_s)),
+        }
+
     # ------------------------------------------------------------------------------------ fetching
     def _throttle(self, report: FetchReport) -> None:
         if self._last_start is not None:
