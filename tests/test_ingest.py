@@ -103,3 +103,23 @@ def test_shard_size_must_match_existing_source(warehouse, galaxy10_h5):
     ingest(warehouse, galaxy10_h5, shard_size=5)
     with pytest.raises(InputError, match="shard size"):
         register_source(warehouse, Galaxy10Source(galaxy10_h5), path=str(galaxy10_h5), shard_size=3)
+
+
+def test_folder_of_370_real_galaxies_through_dagster(warehouse, shared_dir):
+    from features.sources.folder import FolderSource
+
+    folder = shared_dir / "gz_decals_rings"
+    source = FolderSource(folder, label_column="ring", pxscale=None)
+    shards = register_source(warehouse, source, path=str(folder), shard_size=200,
+                             params={"label_column": "ring", "pxscale": None})
+    assert shards == ["folder-00000", "folder-00001"]
+    report = run_pipeline(warehouse, shards, groups=["ingest"], progress=False, log=lambda m: None)
+    assert report.ok, report.failed
+    counts = warehouse.sql("SELECT label, count(*) AS n FROM galaxies GROUP BY 1 ORDER BY 1")
+    assert counts["n"].to_list() == [185, 185]
+    one = warehouse.sql("SELECT galaxy_id, pxscale, label_name, extra_json FROM galaxies "
+                        "WHERE galaxy_id = 'folder:J000411.19+020924.0'").to_dicts()[0]
+    assert one["pxscale"] is None  # resampled cutouts: unknown scale, stated as such
+    assert one["label_name"].startswith("ring")
+    assert "smooth-or-featured_featured-or-disk_fraction" in one["extra_json"]  # other columns kept
+    assert warehouse.read_image("folder:J000411.19+020924.0").shape == (256, 256, 3)

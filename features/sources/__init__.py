@@ -6,6 +6,7 @@ Dagster partition (a shard) can be re-materialized from the UI with nothing but 
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from features.errors import InputError
@@ -41,10 +42,11 @@ def make_source(name: str, path: str | None = None, catalog: str | None = None, 
         Source-specific keyword arguments (``n`` and ``seed`` for the demo; ``label_column`` for a
         folder), as stored in the ``sources`` table.
     """
+    params = {k: v for k, v in params.items() if k not in ("path", "catalog")}
     if name == "demo":
         from features.sources.synthetic import SyntheticSurvey
 
-        return SyntheticSurvey(**{k: v for k, v in params.items() if k in ("n", "seed", "size")})
+        return SyntheticSurvey(**_accepted(SyntheticSurvey, params))
     if name == "galaxy10":
         from features.sources.galaxy10 import Galaxy10Source
 
@@ -53,12 +55,18 @@ def make_source(name: str, path: str | None = None, catalog: str | None = None, 
                 "the galaxy10 source needs --path to Galaxy10_DECals.h5 "
                 "(download it with `astrovision download-galaxy10 DEST`)"
             )
-        return Galaxy10Source(path)
+        return Galaxy10Source(path, **_accepted(Galaxy10Source, params))
     if name == "folder":
         from features.sources.folder import FolderSource
 
         if not path:
             raise InputError("the folder source needs --path to a directory of images")
-        kwargs = {k: v for k, v in params.items() if k in ("label_column", "id_column", "pxscale")}
-        return FolderSource(path, catalog=catalog, **kwargs)
+        return FolderSource(path, catalog=catalog, **_accepted(FolderSource, params))
     raise InputError(f"unknown source {name!r}; choose one of {', '.join(SOURCE_NAMES)}")
+
+
+def _accepted(cls: type, params: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``params`` that ``cls``'s constructor takes (others, e.g. the demo's photometry
+    catalogue path, belong to other stages)."""
+    names = set(inspect.signature(cls).parameters)
+    return {k: v for k, v in params.items() if k in names}

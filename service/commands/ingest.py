@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 from features.errors import InputError
@@ -47,6 +48,8 @@ def register_source(
                 "use the same --shard-size or a new --home"
             )
     all_params = {**source.describe(), **(params or {})}
+    path = str(Path(path).resolve()) if path else None
+    catalog = str(Path(catalog).resolve()) if catalog else None
     wh.upsert(
         "sources",
         [{
@@ -76,6 +79,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     params: dict[str, Any] = {}
     if args.label_column:
         params["label_column"] = args.label_column
+    if args.pxscale is not None:
+        params["pxscale"] = None if args.pxscale.lower() == "unknown" else float(args.pxscale)
     if args.source == "demo":
         params.update({"n": args.n, "seed": args.seed}) if args.n else None
     source = make_source(args.source, path=args.path, catalog=args.catalog, **params)
@@ -110,6 +115,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--path", help="Galaxy10_DECals.h5, or the image directory of a folder source")
     p.add_argument("--catalog", help="CSV catalogue of a folder source (default <path>/catalog.csv)")
     p.add_argument("--label-column", help="catalogue column used as the class label (folder source)")
+    p.add_argument("--pxscale", help="folder source: arcsec per pixel, or 'unknown' for resampled cutouts")
     p.add_argument("--shard-size", type=int, help="galaxies per shard (Dagster partition)")
     p.add_argument("--n", type=int, help="demo source: number of galaxies")
     p.add_argument("--seed", type=int, default=0, help="demo source: seed")
