@@ -56,7 +56,7 @@ class FakeSkyServer:
         self.httpd.block_on_close = False
         self.httpd.script = []
         self.httpd.requests = []
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     @property
