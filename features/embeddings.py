@@ -14,7 +14,11 @@ name                timm model                                   dim    weights
 
 DINOv2 is Oquab et al. (2024), "DINOv2: Learning Robust Visual Features without Supervision", TMLR.
 ``random_vits14`` is the named random baseline: the same architecture with a seeded random
-initialisation, flagged :attr:`features.flags.Flag.RANDOM_WEIGHTS`. Pretrained weights are resolved by
+initialisation, flagged :attr:`features.flags.Flag.RANDOM_WEIGHTS`. Its LayerScale factors start at
+1 instead of DINOv2's 1e-5 (Touvron et al. 2021, "Going deeper with image transformers"): with 1e-5
+every random block adds almost nothing to the residual stream, so the CLS token is the same vector for
+every image (pairwise cosine distances ~1e-7, below float32 resolution) and neighbour order would be
+rounding noise. With LayerScale 1 distances are ~1e-4-1e-2: still near-chance neighbours, but ordered. Pretrained weights are resolved by
 :func:`features.weights.resolve_weights`; nothing falls back to random weights silently.
 
 Preprocessing (:func:`preprocess`)
@@ -88,6 +92,8 @@ class EncoderSpec:
     seed : int or None
         Seed of the random initialisation (random baselines only).
     description : str
+    timm_kwargs : tuple of (str, value) pairs
+        Extra arguments for :func:`timm.create_model`.
     """
 
     name: str
@@ -97,6 +103,7 @@ class EncoderSpec:
     img_size: int = 224
     seed: int | None = None
     description: str = ""
+    timm_kwargs: tuple[tuple[str, object], ...] = ()
 
     @property
     def is_random(self) -> bool:
@@ -114,7 +121,8 @@ ENCODERS: dict[str, EncoderSpec] = {
                     "timm/vit_base_patch14_dinov2.lvd142m", 768,
                     description="DINOv2 ViT-B/14 (Oquab et al. 2024), LVD-142M pretraining"),
         EncoderSpec("random_vits14", "vit_small_patch14_dinov2", None, 384, seed=0,
-                    description="ViT-S/14 with timm's random initialisation (seed 0): a named baseline"),
+                    description="ViT-S/14 with timm's random initialisation (seed 0, LayerScale 1): a named baseline",
+                    timm_kwargs=(("init_values", 1.0),)),
     )
 }
 """The encoder registry, by name."""
@@ -218,12 +226,12 @@ def load_encoder(
             raise InputError(f"encoder {name!r} is a random baseline and takes no weights file")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(spec.seed or 0))
-            model = load_timm_model(spec.timm_name, None, img_size=size, num_classes=0)
+            model = load_timm_model(spec.timm_name, None, img_size=size, num_classes=0, **dict(spec.timm_kwargs))
         return Encoder(spec, model, _state_sha256(model), "random", size)
     if weights is None:
         weights = resolve_weights(spec.hf_repo, local_path=weights_path, timeout_s=timeout_s,  # type: ignore[arg-type]
                                   allow_download=allow_download)
-    model = load_timm_model(spec.timm_name, weights, img_size=size, num_classes=0)
+    model = load_timm_model(spec.timm_name, weights, img_size=size, num_classes=0, **dict(spec.timm_kwargs))
     return Encoder(spec, model, weights.sha256, weights.origin, size)
 
 

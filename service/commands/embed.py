@@ -1,0 +1,186 @@
+"""``astrovision embed`` (compute embeddings) and ``astrovision similar`` (lookalike search).
+
+Examples::
+
+    astrovision embed                                  # DINOv2 ViT-S/14 if its weights resolve, else random_vits14
+    astrovision embed --encoder dinov2_vits14 --weights ~/weights/dinov2_vits14.safetensors
+    astrovision similar demo:000042 -k 8 --montage lookalikes.png
+    astrovision similar demo:000042 --where "label_name = 'Barred Spiral' AND g_r > 0.6"
+    astrovision similar --image my_galaxy.png -k 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from features.errors import InputError
+from warehouse import Warehouse, WarehouseError
+
+__all__ = ["embed_query_image", "register", "save_montage"]
+
+_SHOW = ("rank", "galaxy_id", "distance", "label_name", "ra", "dec", "redshift", "g_r", "gini", "m20")
+
+
+# ------------------------------------------------------------------------------------ embed
+def _cmd_embed(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from dagster_project.defs.embeddings.assets import get_encoder
+    from dagster_project.defs.embeddings.compute import embed_shard
+    from warehouse import search
+
+    wh = Warehouse.open()
+    if not wh.exists("galaxies"):
+        raise WarehouseError(f"no galaxies in {wh.root}; run `astrovision ingest` or `astrovision demo` first")
+    shards = args.shard or sorted(set(wh.read("galaxies", columns=["shard"]).column("shard").to_pylist()))
+    enc, note = get_encoder(args.encoder, args.weights or "", not args.no_download)
+    print(note)
+    total = 0
+    for shard in shards:
+        bar = tqdm(desc=f"embed {shard}", unit="gal", disable=args.quiet)
+
+        def _progress(done: int, n: int, bar=bar) -> None:
+            bar.total = n
+            bar.update(done - bar.n)
+
+        res = embed_shard(wh, shard, enc, batch_size=args.batch_size, progress=_progress)
+        bar.close()
+        total += res.rows
+        print(f"{shard}: {res.rows} vectors -> {res.table} ({res.rows / max(res.seconds, 1e-9):.1f} galaxies/s"
+              f"{f', {res.flagged} flagged images' if res.flagged else ''})")
+    min_rows = search.INDEX_MIN_ROWS if args.index_min_rows is None else args.index_min_rows
+    report = search.build_index(wh, enc.name, min_rows=min_rows)
+    print(f"{total} galaxies embedded with {enc.name} (weights {enc.weights_origin}, sha256 "
+          f"{enc.weights_sha256[:12]}); search: {report.reason}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------ similar
+def embed_query_image(wh: Warehouse, path: str | Path, encoder: str | None = None,
+                      weights_path: str | None = None) -> tuple[np.ndarray, str]:
+    """Embed an image file with the encoder (and the same weights) that made the table it is compared with.
+
+    Returns
+    -------
+    vector : numpy.ndarray
+        The CLS token.
+    encoder : str
+        The encoder (table suffix).
+
+    Raises
+    ------
+    WarehouseError
+        The table's weights are not the ones available here (their SHA-256 differ).
+    """
+    from features.embeddings import embed_images, load_encoder, load_image_file
+    from warehouse import search
+
+    table = search.pick_table(wh, encoder)
+    name = table.removeprefix("embeddings_")
+    stored = wh.read(table, columns=["weights_sha256"]).column("weights_sha256").unique().to_pylist()
+    enc = load_encoder(name, weights_path or None)
+    if enc.weights_sha256 not in stored:
+        raise WarehouseError(
+            f"{table} was computed with weights sha256 {', '.join(s[:12] for s in stored)}, but the {name} "
+            f"weights found here have {enc.weights_sha256[:12]}; pass the same file with --weights"
+        )
+    cls, _ = embed_images([load_image_file(path)], enc, batch_size=1)
+    return cls[0], name
+
+
+def save_montage(wh: Warehouse, result: pl.DataFrame, out: str | Path, *, query_image: np.ndarray | None = None,
+                 query_label: str = "query", cols: int = 6) -> Path:
+    """A PNG grid: the query, then each neighbour with its id and distance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ids = result["galaxy_id"].to_list()
+    dists = result["distance"].to_list()
+    images = wh.read_images(ids) if ids else []
+    panels = ([(query_image, query_label)] if query_image is not None else [])
+    panels += [(im, f"{gid}\nd={d:.4f}") for im, gid, d in zip(images, ids, dists)]
+    if not panels:
+        raise InputError("nothing to draw: the search returned no galaxies")
+    cols = min(cols, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.5 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (im, title) in zip(axes.ravel(), panels):
+        arr = np.asarray(im)
+        if arr.dtype.kind == "f":
+            arr = np.clip(np.nan_to_num(arr), 0, 1)
+        ax.imshow(arr[..., 0] if arr.ndim == 3 and arr.shape[2] == 1 else arr, cmap="gray" if arr.ndim == 2 else None)
+        ax.set_title(title, fontsize=7)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def _cmd_similar(args: argparse.Namespace) -> int:
+    from features.embeddings import load_image_file
+    from warehouse import search
+
+    if (args.galaxy_id is None) == (args.image is None):
+        raise InputError("give either a GALAXY_ID or --image PATH (not both)")
+    wh = Warehouse.open()
+    query_image = None
+    if args.image:
+        vec, encoder = embed_query_image(wh, args.image, args.encoder, args.weights)
+        query, label = vec, Path(args.image).name
+        query_image = load_image_file(args.image)
+    else:
+        query, label, encoder = args.galaxy_id, args.galaxy_id, args.encoder
+    result = search.similar(wh, query, k=args.k, where=args.where, encoder=encoder,
+                            exclude_query=args.exclude_self, exact=True if args.exact else None)
+    if result.height == 0:
+        print("no galaxy matches" + (f" where {args.where}" if args.where else ""), file=sys.stderr)
+        return 1
+    cols = [c for c in _SHOW if c in result.columns]
+    with pl.Config(tbl_rows=max(args.k, 10), tbl_hide_dataframe_shape=True, tbl_width_chars=140):
+        print(result.select(cols))
+    if args.montage:
+        if query_image is None and args.exclude_self:  # otherwise the query galaxy is rank 1 already
+            query_image = wh.read_image(args.galaxy_id)
+        path = save_montage(wh, result, args.montage, query_image=query_image, query_label=f"query: {label}")
+        print(f"montage: {path}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``embed`` and ``similar`` to the CLI."""
+    p = sub.add_parser("embed", help="compute DINOv2 embeddings of every galaxy (or of some shards)")
+    p.add_argument("--encoder", default="auto",
+                   help="dinov2_vits14, dinov2_vitb14, random_vits14, or auto (DINOv2 when its weights "
+                        "resolve, else the named random baseline; the output says which)")
+    p.add_argument("--weights", help="local .safetensors/.pth weights in timm's layout")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--shard", action="append", help="only this shard (repeatable); default all")
+    p.add_argument("--no-download", action="store_true", help="never download weights")
+    p.add_argument("--index-min-rows", type=int, default=None,
+                   help="build the ANN index from this many rows (default: the benchmarked threshold)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_embed)
+
+    s = sub.add_parser("similar", help="lookalike galaxies by embedding similarity (cosine distance)")
+    s.add_argument("galaxy_id", nargs="?", help="the query galaxy, e.g. demo:000042")
+    s.add_argument("--image", help="query with an image file (PNG/JPEG/FITS) instead of a stored galaxy")
+    s.add_argument("-k", type=int, default=10, help="number of neighbours (default 10)")
+    s.add_argument("--where", help="SQL predicate over galaxy features, applied before the k nearest are chosen")
+    s.add_argument("--encoder", help="which embeddings table (default: the only one, else DINOv2)")
+    s.add_argument("--weights", help="weights file for embedding --image (must match the table's)")
+    s.add_argument("--exclude-self", action="store_true", help="leave the query galaxy out")
+    s.add_argument("--exact", action="store_true", help="exact search even when an ANN index exists")
+    s.add_argument("--montage", help="write a PNG grid of the query and its neighbours")
+    s.set_defaults(func=_cmd_similar)

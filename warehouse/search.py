@@ -1,0 +1,495 @@
+"""Lookalike search: nearest galaxies in an embeddings table, with SQL filters over galaxy features.
+
+Distances are cosine distances, ``1 - cos(q, v)`` (0 for the same direction, 2 for opposite), on
+the CLS token stored in the ``vector`` column of ``embeddings_<encoder>``.
+
+How a query runs (:func:`similar`):
+
+1. The query vector is the stored vector of a galaxy id, or a vector given directly (the CLI embeds an
+   image first; this package never imports torch).
+2. ``where`` (a SQL predicate over the galaxy features: the ``galaxy_features`` view when one exists,
+   else ``galaxies`` joined with the ``morphometrics`` / ``photometry`` tables keyed by galaxy_id) is
+   evaluated by DuckDB (:class:`warehouse.sql_engine.SQLEngine`, read-only) to the set of allowed ids
+   *before* the k nearest are chosen (pre-filtering: the k results all satisfy ``where``, and there are
+   k of them whenever k galaxies do).
+3. The k nearest are found with LanceDB: exact (flat) search while the table has no vector index; ANN
+   (IVF_PQ with exact re-ranking of ``refine_factor * k`` candidates) once :func:`build_index` made one.
+   Allowed sets of at most :data:`EXACT_SUBSET_MAX` ids are searched exactly with numpy over their
+   vectors (a Lance ``take``), larger ones with a LanceDB pre-filter ``galaxy_id IN (...)``; both
+   thresholds come from ``benchmarks/bench_ann.py`` (see ``docs/benchmarks_embeddings.md``).
+4. The neighbours are joined to their features and returned as a polars DataFrame:
+   ``rank, galaxy_id, distance, <feature columns>``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from warehouse import schemas
+from warehouse.errors import WarehouseError
+from warehouse.schemas.embeddings import TABLE_PREFIX, embedding_table, encoder_of_table
+from warehouse.store import quote
+
+if TYPE_CHECKING:
+    from warehouse.sql_engine import SQLEngine
+    from warehouse.store import Warehouse
+
+__all__ = [
+    "DEFAULT_NPROBES",
+    "DEFAULT_REFINE_FACTOR",
+    "ENCODER_PREFERENCE",
+    "EXACT_SUBSET_MAX",
+    "INDEX_MIN_ROWS",
+    "INDEX_NAME",
+    "METRIC",
+    "IndexParams",
+    "IndexReport",
+    "allowed_ids",
+    "build_index",
+    "default_index_params",
+    "embedding_tables",
+    "features_query",
+    "index_state",
+    "knn",
+    "pick_table",
+    "query_vector",
+    "recall_at_k",
+    "similar",
+]
+
+METRIC = "cosine"
+"""Distance used everywhere: ``1 - cos``."""
+
+INDEX_MIN_ROWS = 100_000
+"""Tables with fewer rows are searched exactly (flat search is already fast; see the benchmark)."""
+
+EXACT_SUBSET_MAX = 20_000
+"""A ``where`` allowing at most this many galaxies is answered by exact numpy search over them."""
+
+DEFAULT_NPROBES = 32
+"""IVF partitions probed per query (ANN only)."""
+
+DEFAULT_REFINE_FACTOR = 10
+"""ANN candidates re-ranked with exact distances: ``refine_factor * k``."""
+
+INDEX_NAME = "vector_idx"
+"""LanceDB's name for the index on the ``vector`` column."""
+
+ENCODER_PREFERENCE = ("dinov2_vits14", "dinov2_vitb14")
+"""When several embeddings tables exist and no encoder is named, the first of these that exists."""
+
+_PROVENANCE = {f.name for f in schemas.PROVENANCE_FIELDS}
+_FEATURE_TABLES = ("morphometrics", "photometry")
+
+
+# ------------------------------------------------------------------------------------ tables
+def embedding_tables(wh: Warehouse) -> list[str]:
+    """The embeddings tables that exist in the warehouse, sorted."""
+    return [t for t in wh.tables() if t.startswith(TABLE_PREFIX)]
+
+
+def pick_table(wh: Warehouse, encoder: str | None = None) -> str:
+    """The embeddings table to search: ``embeddings_<encoder>``, or the only / preferred one.
+
+    Raises
+    ------
+    WarehouseError
+        No embeddings exist, the named encoder has none, or several exist and none is preferred.
+    """
+    tables = embedding_tables(wh)
+    if encoder:
+        try:
+            table = embedding_table(encoder)
+        except ValueError as exc:
+            raise WarehouseError(str(exc)) from None
+        if table not in tables:
+            have = ", ".join(encoder_of_table(t) or t for t in tables) or "none"
+            raise WarehouseError(f"no embeddings for encoder {encoder!r} (have: {have}); run `astrovision embed`")
+        return table
+    if not tables:
+        raise WarehouseError(f"no embeddings in {wh.root}; run `astrovision embed` (or the demo) first")
+    if len(tables) == 1:
+        return tables[0]
+    for name in ENCODER_PREFERENCE:
+        if embedding_table(name) in tables:
+            return embedding_table(name)
+    raise WarehouseError(
+        f"several embeddings tables ({', '.join(tables)}); name one with encoder=... / --encoder"
+    )
+
+
+def _open(wh: Warehouse, table: str):
+    import lancedb
+
+    return lancedb.connect(str(wh.lance_dir)).open_table(table)
+
+
+def _dim(wh: Warehouse, table: str) -> int:
+    return int(wh.dataset(table).schema.field("vector").type.list_size)
+
+
+def _as_matrix(col: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if len(arr) == 0:
+        return np.zeros((0, dim), dtype=np.float32)
+    return np.asarray(arr.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(len(arr), dim)
+
+
+def query_vector(wh: Warehouse, table: str, galaxy_id: str) -> np.ndarray:
+    """The stored vector of one galaxy (``WarehouseError`` when it has none)."""
+    rows = wh.read(table, columns=["vector"], where=f"galaxy_id = {quote(galaxy_id)}")
+    if rows.num_rows == 0:
+        raise WarehouseError(f"galaxy {galaxy_id!r} has no vector in {table!r}; is the id right, and is it embedded?")
+    return _as_matrix(rows.column("vector"), _dim(wh, table))[0]
+
+
+# ------------------------------------------------------------------------------------ filters
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def features_query(engine: SQLEngine) -> str:
+    """The SELECT whose rows are the galaxy features ``where`` may refer to.
+
+    The ``galaxy_features`` view when the SQL files define one; else ``galaxies`` (its own columns)
+    LEFT JOINed with each of ``morphometrics`` and ``photometry`` that is keyed by ``galaxy_id`` alone,
+    their columns prefixed with the table name where a name is already taken (``photometry_flags``).
+    """
+    if "galaxy_features" in engine.views:
+        return "SELECT * FROM galaxy_features"
+    gal = schemas.get("galaxies")
+    taken = set(gal.columns.names)
+    select = [f"g.{_ident(c)}" for c in gal.columns.names]
+    joins = []
+    for i, name in enumerate(_FEATURE_TABLES):
+        if name not in engine.relations:
+            continue
+        spec = schemas.registered().get(name)
+        if spec is None or tuple(spec.keys) != ("galaxy_id",):
+            continue
+        alias = f"t{i}"
+        for col in spec.columns.names:
+            if col == "galaxy_id" or col in _PROVENANCE:
+                continue
+            out = col if col not in taken else f"{name}_{col}"
+            taken.add(out)
+            select.append(f"{alias}.{_ident(col)} AS {_ident(out)}")
+        joins.append(f"LEFT JOIN {name} {alias} ON {alias}.galaxy_id = g.galaxy_id")
+    return f"SELECT {', '.join(select)} FROM galaxies g {' '.join(joins)}"
+
+
+def allowed_ids(wh: Warehouse, where: str, engine: SQLEngine | None = None, timeout_s: float = 60.0) -> list[str]:
+    """The galaxy ids whose features satisfy the SQL predicate ``where`` (read-only DuckDB).
+
+    Raises
+    ------
+    warehouse.SQLError
+        A bad predicate (one line naming the problem and the columns' tables).
+    """
+    from warehouse.sql_engine import SQLEngine
+
+    if ";" in where:
+        raise WarehouseError(f"where must be one SQL predicate, not statements: {where!r}")
+    engine = engine or SQLEngine(wh)
+    sql = f"SELECT galaxy_id FROM ({features_query(engine)}) AS f WHERE ({where})"
+    return engine.query_arrow(sql, limit=None, timeout_s=timeout_s).column("galaxy_id").to_pylist()
+
+
+# ------------------------------------------------------------------------------------ kNN
+def _cosine_topk(vectors: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and cosine distances of the k nearest rows (exact; zero vectors are farthest)."""
+    norms = np.linalg.norm(vectors, axis=1)
+    qn = float(np.linalg.norm(q))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dist = 1.0 - (vectors @ q) / (norms * qn)
+    dist = np.where(np.isfinite(dist), dist, np.inf).astype(np.float32)
+    k = min(k, len(dist))
+    idx = np.argpartition(dist, k - 1)[:k] if k < len(dist) else np.arange(len(dist))
+    idx = idx[np.lexsort((idx, dist[idx]))]
+    return idx, dist[idx]
+
+
+def _has_index(tbl) -> bool:
+    return any("vector" in (getattr(ix, "columns", None) or []) for ix in tbl.list_indices())
+
+
+def knn(
+    wh: Warehouse,
+    table: str,
+    vector: np.ndarray,
+    k: int = 10,
+    allowed: Sequence[str] | None = None,
+    *,
+    nprobes: int | None = None,
+    refine_factor: int | None = None,
+    exact: bool | None = None,
+) -> pa.Table:
+    """The k nearest rows of ``table`` to ``vector``: Arrow table ``galaxy_id, distance`` sorted by distance.
+
+    Parameters
+    ----------
+    allowed : sequence of str, optional
+        Only these galaxy ids are candidates (pre-filter).
+    nprobes, refine_factor : int, optional
+        ANN parameters (defaults :data:`DEFAULT_NPROBES`, :data:`DEFAULT_REFINE_FACTOR`).
+    exact : bool, optional
+        Force exact (True) search; default: ANN when the table has a vector index.
+    """
+    dim = _dim(wh, table)
+    q = np.asarray(vector, dtype=np.float32).reshape(-1)
+    if q.shape[0] != dim:
+        raise WarehouseError(f"query vector has {q.shape[0]} values; {table!r} holds {dim}-d vectors")
+    if not np.isfinite(q).all() or not np.any(q):
+        raise WarehouseError("query vector is zero or not finite; cosine distance is undefined")
+    if k < 1:
+        raise WarehouseError(f"k must be >= 1, got {k}")
+    empty = pa.table({"galaxy_id": pa.array([], pa.string()), "distance": pa.array([], pa.float32())})
+    if allowed is not None:
+        allowed = list(dict.fromkeys(allowed))
+        if not allowed:
+            return empty
+        if len(allowed) <= EXACT_SUBSET_MAX:
+            present = _present(wh, table, allowed)
+            if not present:
+                return empty
+            rows = wh.take(table, present, columns=["vector"])
+            idx, dist = _cosine_topk(_as_matrix(rows.column("vector"), dim), q, k)
+            keep = np.isfinite(dist)
+            return pa.table({"galaxy_id": pa.array([present[i] for i in idx[keep]], pa.string()),
+                             "distance": pa.array(np.maximum(dist[keep], 0.0), pa.float32())})
+    tbl = _open(wh, table)
+    query = tbl.search(q, vector_column_name="vector").distance_type(METRIC).limit(k)
+    if exact or not _has_index(tbl):
+        query = query.bypass_vector_index()
+    else:
+        query = query.nprobes(nprobes or DEFAULT_NPROBES).refine_factor(refine_factor or DEFAULT_REFINE_FACTOR)
+    if allowed is not None:
+        query = query.where(f"galaxy_id IN ({', '.join(quote(a) for a in allowed)})", prefilter=True)
+    res = query.select(["galaxy_id", "_distance"]).to_arrow()
+    dist = np.maximum(res.column("_distance").to_numpy(zero_copy_only=False), 0.0).astype(np.float32)
+    return pa.table({"galaxy_id": res.column("galaxy_id").cast(pa.string()), "distance": pa.array(dist)})
+
+
+def _present(wh: Warehouse, table: str, ids: list[str]) -> list[str]:
+    """The ids that have a row in ``table`` (cached id map of the current version)."""
+    index = wh._row_index(table, wh.dataset(table))  # the warehouse's own cached id -> row map
+    return [g for g in ids if g in index]
+
+
+# ------------------------------------------------------------------------------------ similar
+def similar(
+    wh: Warehouse,
+    query: str | np.ndarray | Sequence[float],
+    k: int = 10,
+    where: str | None = None,
+    encoder: str | None = None,
+    *,
+    exclude_query: bool = False,
+    nprobes: int | None = None,
+    refine_factor: int | None = None,
+    exact: bool | None = None,
+) -> pl.DataFrame:
+    """The k galaxies most similar to a galaxy or a vector, optionally among those matching ``where``.
+
+    Parameters
+    ----------
+    wh : Warehouse
+    query : str or array
+        A ``galaxy_id`` (its stored vector is the query; it is its own nearest neighbour at distance 0
+        unless ``exclude_query``) or a vector of the table's width.
+    k : int
+        Number of neighbours.
+    where : str, optional
+        SQL predicate over the galaxy features, e.g. ``"label_name = 'Barred Spiral' AND gini > 0.5"``,
+        applied before the k nearest are chosen.
+    encoder : str, optional
+        Which ``embeddings_<encoder>`` table; see :func:`pick_table` for the default.
+    exclude_query : bool
+        Leave the query galaxy out of the results.
+    nprobes, refine_factor, exact
+        See :func:`knn`.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``rank`` (1 = nearest), ``galaxy_id``, ``distance`` (cosine), then the galaxy's feature columns
+        (see :func:`features_query`) when a ``galaxies`` table exists. Fewer than k rows when fewer
+        galaxies match.
+
+    Raises
+    ------
+    WarehouseError
+        Unknown galaxy / encoder, wrong vector width, bad ``where`` (``SQLError``).
+    """
+    from warehouse.sql_engine import SQLEngine
+
+    table = pick_table(wh, encoder)
+    if isinstance(query, str):
+        qid: str | None = query
+        vec = query_vector(wh, table, query)
+    else:
+        qid = None
+        vec = np.asarray(query, dtype=np.float32)
+    engine = SQLEngine(wh) if (where or wh.exists("galaxies")) else None
+    allowed = allowed_ids(wh, where, engine) if where else None
+    if allowed is not None and exclude_query and qid is not None:
+        allowed = [a for a in allowed if a != qid]
+    extra = 1 if (exclude_query and qid is not None and allowed is None) else 0
+    hits = knn(wh, table, vec, k + extra, allowed, nprobes=nprobes, refine_factor=refine_factor, exact=exact)
+    out = pl.from_arrow(hits)
+    assert isinstance(out, pl.DataFrame)
+    if extra:
+        out = out.filter(pl.col("galaxy_id") != qid)
+    out = out.head(k).with_row_index("rank", offset=1).with_columns(pl.col("rank").cast(pl.Int64))
+    if engine is None or out.height == 0:
+        return out
+    ids = ", ".join(quote(g) for g in out["galaxy_id"].to_list())
+    feats = engine.query_arrow(f"SELECT * FROM ({features_query(engine)}) AS f WHERE galaxy_id IN ({ids})",
+                               limit=None)
+    feats_df = pl.from_arrow(feats)
+    assert isinstance(feats_df, pl.DataFrame)
+    feats_df = feats_df.select([c for c in feats_df.columns if c not in ("rank", "distance")])
+    return out.join(feats_df, on="galaxy_id", how="left", maintain_order="left")
+
+
+# ------------------------------------------------------------------------------------ index
+@dataclass(frozen=True)
+class IndexParams:
+    """ANN index parameters (see :func:`default_index_params`)."""
+
+    index_type: str = "IVF_PQ"
+    num_partitions: int = 256
+    num_sub_vectors: int = 48
+    num_bits: int = 8
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict, for metadata."""
+        return asdict(self)
+
+
+def default_index_params(n_rows: int, dim: int) -> IndexParams:
+    """IVF_PQ parameters for ``n_rows`` vectors of width ``dim``.
+
+    ``num_partitions ~ sqrt(n)`` (IVF cells of ~sqrt(n) vectors, Jégou et al. 2011, "Product
+    quantization for nearest neighbor search", IEEE TPAMI 33(1)), and ``dim / 8`` PQ sub-vectors of
+    8 bits (8 dimensions per code byte); exact re-ranking of ``refine_factor * k`` candidates recovers
+    the recall PQ loses. Chosen with ``benchmarks/bench_ann.py``.
+    """
+    parts = int(max(1, min(4096, round(np.sqrt(max(n_rows, 1))))))
+    sub = dim // 8 if dim % 8 == 0 else next(s for s in range(dim // 8, 0, -1) if dim % s == 0)
+    return IndexParams("IVF_PQ", parts, max(1, sub))
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    """What :func:`build_index` did."""
+
+    table: str
+    rows: int
+    built: bool
+    search: str
+    reason: str
+    params: IndexParams | None = None
+    build_s: float = 0.0
+    index_bytes: int = 0
+
+
+def index_state(wh: Warehouse, encoder: str | None = None) -> dict[str, Any]:
+    """Whether the table has a vector index and how many rows it does not cover yet."""
+    table = pick_table(wh, encoder)
+    tbl = _open(wh, table)
+    rows = tbl.count_rows()
+    if not _has_index(tbl):
+        return {"table": table, "rows": rows, "indexed": False, "unindexed_rows": rows}
+    stats = tbl.index_stats(INDEX_NAME)
+    unindexed = int(getattr(stats, "num_unindexed_rows", 0) or 0) if stats is not None else rows
+    return {"table": table, "rows": rows, "indexed": True, "unindexed_rows": unindexed,
+            "index_type": getattr(stats, "index_type", None)}
+
+
+def _index_bytes(wh: Warehouse, table: str) -> int:
+    root = Path(wh.table_uri(table)) / "_indices"
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.is_dir() else 0
+
+
+def build_index(
+    wh: Warehouse,
+    encoder: str | None = None,
+    *,
+    min_rows: int = INDEX_MIN_ROWS,
+    params: IndexParams | None = None,
+    force: bool = False,
+) -> IndexReport:
+    """Build (or rebuild) the ANN index of an embeddings table when it is large enough.
+
+    Parameters
+    ----------
+    encoder : str, optional
+        See :func:`pick_table`.
+    min_rows : int
+        Below this many rows nothing is built and search stays exact (an existing index is dropped, so
+        a shrunken table is not served by a stale index).
+    params : IndexParams, optional
+        Default :func:`default_index_params`.
+    force : bool
+        Build even below ``min_rows`` (tests, benchmarks).
+    """
+    table = pick_table(wh, encoder)
+    tbl = _open(wh, table)
+    n = tbl.count_rows()
+    if n < min_rows and not force:
+        dropped = False
+        if _has_index(tbl):
+            tbl.drop_index(INDEX_NAME)
+            dropped = True
+        reason = f"{n} rows < {min_rows}: exact search" + (" (stale index dropped)" if dropped else "")
+        return IndexReport(table, n, False, "exact", reason)
+    p = params or default_index_params(n, _dim(wh, table))
+    if p.index_type.startswith("IVF_PQ") and n < 256:
+        raise WarehouseError(f"{table!r} has {n} rows; PQ training needs at least 256")
+    t0 = time.perf_counter()
+    kwargs: dict[str, Any] = {"num_partitions": min(p.num_partitions, n), "num_bits": p.num_bits}
+    if "PQ" in p.index_type:
+        kwargs["num_sub_vectors"] = p.num_sub_vectors
+    tbl.create_index(metric=METRIC, vector_column_name="vector", index_type=p.index_type, replace=True,
+                     name=INDEX_NAME, **kwargs)
+    elapsed = time.perf_counter() - t0
+    return IndexReport(table, n, True, "ann", f"{n} rows >= {min_rows}" if not force else "forced",
+                       p, elapsed, _index_bytes(wh, table))
+
+
+
+def recall_at_k(wh: Warehouse, encoder: str | None = None, *, n_queries: int = 20, k: int = 10,
+                seed: int = 0, nprobes: int | None = None, refine_factor: int | None = None) -> float:
+    """Mean recall@k of the current search (ANN when indexed) against exact search, on stored vectors.
+
+    ``n_queries`` galaxies are drawn with a fixed seed; each one's ANN neighbours are compared with
+    its exact neighbours (ties at the k-th distance count as hits). Returns 1.0 for an unindexed table.
+    """
+    table = pick_table(wh, encoder)
+    ids = wh.read(table, columns=["galaxy_id"]).column("galaxy_id").to_pylist()
+    if not ids:
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    chosen = [ids[i] for i in rng.choice(len(ids), size=min(n_queries, len(ids)), replace=False)]
+    hits = 0
+    total = 0
+    for gid in chosen:
+        q = query_vector(wh, table, gid)
+        truth = knn(wh, table, q, k, exact=True)
+        approx = knn(wh, table, q, k, nprobes=nprobes, refine_factor=refine_factor)
+        kth = float(truth.column("distance")[-1].as_py())
+        want = set(truth.column("galaxy_id").to_pylist())
+        got = approx.column("galaxy_id").to_pylist()
+        got_d = approx.column("distance").to_numpy()
+        hits += sum(1 for g, d in zip(got, got_d) if g in want or d <= kth + 1e-6)
+        total += len(want)
+    return hits / max(total, 1)
