@@ -79,6 +79,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     params: dict[str, Any] = {}
     if args.label_column:
         params["label_column"] = args.label_column
+    if args.photometry_catalog:
+        params["photometry_catalog"] = str(Path(args.photometry_catalog).resolve())
     if args.pxscale is not None:
         params["pxscale"] = None if args.pxscale.lower() == "unknown" else float(args.pxscale)
     if args.source == "demo":
@@ -116,6 +118,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--catalog", help="CSV catalogue of a folder source (default <path>/catalog.csv)")
     p.add_argument("--label-column", help="catalogue column used as the class label (folder source)")
     p.add_argument("--pxscale", help="folder source: arcsec per pixel, or 'unknown' for resampled cutouts")
+    p.add_argument("--photometry-catalog",
+                   help="CSV/FITS/Parquet photometry catalogue to cross-match instead of querying SDSS")
     p.add_argument("--shard-size", type=int, help="galaxies per shard (Dagster partition)")
     p.add_argument("--n", type=int, help="demo source: number of galaxies")
     p.add_argument("--seed", type=int, default=0, help="demo source: seed")
