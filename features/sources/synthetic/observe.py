@@ -1,4 +1,4 @@
-"""Observe a rendered scene like DECaLS: Moffat PSF, neighbours, sky noise, and the asinh RGB stretch.
+"""Observe a rendered scene like DECaLS: Moffat PSF, neighbours, sky noise, and the Lupton asinh RGB stretch.
 
 * PSF: a Moffat profile (Moffat 1969) per band, drawn by GalSim including the pixel response, with the
   FWHM and ``beta`` of :class:`~features.sources.synthetic.params.GalaxyParams` (seeing near DECaLS's
@@ -6,14 +6,15 @@
   per band (:mod:`scipy.fft`), shared by the target and its neighbours.
 * Neighbours: field stars and faint background galaxies at random positions with plausible high-latitude
   number counts (stars ~2.5, galaxies ~15 per 256 x 256 stamp; counts slope 0.15 and 0.35 dex/mag).
-* Noise: Gaussian sky noise with the per-band sigma of the galaxy (DECaLS depth, see
-  :data:`~features.sources.synthetic.params.SKY_SIGMA`).
-* RGB: each channel ``c`` (z, r, g as R, G, B) becomes
-  ``255 * (asinh(Q x / s_c) / sqrt(Q) - L) / (U - L)`` clipped to [0, 255] and rounded, with
-  ``L = asinh(Q m) / sqrt(Q)`` and ``U = asinh(Q M) / sqrt(Q)``: the per-band asinh stretch of the Legacy
-  Surveys / Galaxy Zoo DECaLS cutouts (Lupton et al. 1999 asinh magnitudes; ``dr2_style_rgb`` in the
-  DECaLS image pipeline of Walmsley et al. 2022). :func:`invert_stretch` undoes it up to 8-bit
-  quantisation and clipping, because the whole recipe is stored in the ``stretch`` dict.
+* Noise: Gaussian sky noise with the per-band sigma of the galaxy (DECaLS depth, halved for the
+  resampling of Galaxy10 cutouts; see :data:`~features.sources.synthetic.params.SKY_SIGMA`).
+* RGB: the Lupton et al. (2004) asinh stretch with the Legacy Surveys viewer's DECaLS settings (their
+  ``sdss_rgb`` / ``dr2_rgb``: band scales z 2.2, r 3.4, g 6.0 per nanomaggy, offset 0.03, Q = 20):
+  ``y_c = max(x_c k_c + m, 0)``, ``I = mean(y)``, ``v_c = y_c asinh(Q I) / (sqrt(Q) I)``, channels z, r, g
+  as R, G, B, rounded to uint8. Colours survive in bright cores (yellow bulges, blue disks) as in the
+  Galaxy10 DECaLS images. The whole recipe is the ``stretch`` dict, so :func:`invert_stretch` returns
+  the fluxes up to 8-bit quantisation wherever no channel clipped. A per-band asinh
+  (``asinh_per_band``) is also supported for other composites.
 """
 
 from __future__ import annotations
@@ -41,18 +42,18 @@ __all__ = [
 ]
 
 DEFAULT_STRETCH: dict[str, Any] = {
-    "method": "asinh_per_band",
+    "method": "lupton",
     "bands": ",".join(BANDS),
-    "scales": [0.04, 0.025, 0.0155],
-    "q": 1.0,
-    "minimum": -0.4,
-    "maximum": 120.0,
+    "scales": [2.2, 3.4, 6.0],
+    "offset": 0.03,
+    "q": 20.0,
+    "alpha": 1.0,
     "max_value": 255,
     "units": "nanomaggies/pixel",
     "zeropoint_ab": 22.5,
     "pxscale_arcsec": PXSCALE,
-    "formula": "v = clip(round(max_value * (asinh(q*x/scale)/sqrt(q) - L) / (U - L)), 0, max_value), "
-               "L = asinh(q*minimum)/sqrt(q), U = asinh(q*maximum)/sqrt(q)",
+    "formula": "y_c = max(x_c*scales_c + offset, 0); I = mean_c(y_c); "
+               "v_c = clip(round(max_value * y_c * asinh(alpha*q*I) / (sqrt(q)*I)), 0, max_value)",
 }
 """The stretch of every demo composite (channel order z, r, g; ``scales`` in nanomaggies per pixel)."""
 
@@ -175,24 +176,46 @@ def render_field(objs: list[FieldObject], size: int) -> np.ndarray:
 
 # --- RGB stretch ---------------------------------------------------------------------------------
 
-def _limits(stretch: dict[str, Any]) -> tuple[float, float, float]:
-    q = float(stretch["q"])
-    lo = math.asinh(q * float(stretch["minimum"])) / math.sqrt(q)
-    hi = math.asinh(q * float(stretch["maximum"])) / math.sqrt(q)
-    return q, lo, hi
+def _check(stretch: dict[str, Any], rgb_or_flux: np.ndarray) -> None:
+    if stretch.get("method") not in ("lupton", "asinh_per_band"):
+        raise ValueError(f"unknown stretch method {stretch.get('method')!r}; expected 'lupton' or 'asinh_per_band'")
+    if rgb_or_flux.ndim != 3 or rgb_or_flux.shape[2] != len(stretch["scales"]):
+        raise ValueError(f"expected an (H, W, {len(stretch['scales'])}) image; got shape {rgb_or_flux.shape}")
 
 
 def apply_stretch(flux: np.ndarray, stretch: dict[str, Any] = DEFAULT_STRETCH) -> np.ndarray:
-    """Flux images ``(H, W, 3)`` (channel order ``stretch['bands']``) to a uint8 RGB composite."""
-    q, lo, hi = _limits(stretch)
-    scales = np.asarray(stretch["scales"], dtype=np.float64)
+    """Flux images ``(H, W, 3)`` (channel order ``stretch['bands']``) to a uint8 RGB composite.
+
+    ``lupton`` (Lupton et al. 2004, as the Legacy Surveys' ``sdss_rgb``): ``y_c = max(x_c k_c + m, 0)``,
+    ``I = mean_c y_c``, ``v_c = y_c asinh(alpha Q I) / (sqrt(Q) I)``; colours are kept while brightness
+    is compressed. ``asinh_per_band``: ``v_c = (asinh(Q x_c / k_c) / sqrt(Q) - L) / (U - L)`` with
+    ``L, U`` the same function of ``minimum, maximum``. Both end with ``clip(round(max_value v), 0, max_value)``.
+    """
+    flux = np.asarray(flux, dtype=np.float64)
+    _check(stretch, flux)
     vmax = float(stretch["max_value"])
-    v = (np.arcsinh(q * flux / scales) / math.sqrt(q) - lo) * (vmax / (hi - lo))
+    k = np.asarray(stretch["scales"], dtype=np.float64)
+    q = float(stretch["q"])
+    if stretch["method"] == "lupton":
+        y = np.maximum(flux * k + float(stretch["offset"]), 0.0)
+        i = y.mean(axis=-1, keepdims=True)
+        a = float(stretch["alpha"])
+        gain = np.where(i > 0, np.arcsinh(a * q * i) / (math.sqrt(q) * np.maximum(i, 1e-300)), a * math.sqrt(q))
+        v = y * gain * vmax
+    else:
+        lo, hi = _limits(stretch)
+        v = (np.arcsinh(q * flux / k) / math.sqrt(q) - lo) * (vmax / (hi - lo))
     return np.clip(np.rint(v), 0, vmax).astype(np.uint8)
 
 
+def _limits(stretch: dict[str, Any]) -> tuple[float, float]:
+    q = float(stretch["q"])
+    return (math.asinh(q * float(stretch["minimum"])) / math.sqrt(q),
+            math.asinh(q * float(stretch["maximum"])) / math.sqrt(q))
+
+
 def invert_stretch(rgb: np.ndarray, stretch: dict[str, Any]) -> np.ndarray:
-    """Undo :func:`apply_stretch`: uint8 ``(H, W, 3)`` back to float64 flux per pixel.
+    """Undo :func:`apply_stretch`: a uint8 ``(H, W, 3)`` composite back to float64 flux per pixel.
 
     Parameters
     ----------
@@ -205,17 +228,23 @@ def invert_stretch(rgb: np.ndarray, stretch: dict[str, Any]) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        ``(H, W, 3)`` float64 in ``stretch['units']`` (nanomaggies per pixel; AB zeropoint 22.5), same
-        channel order. Exact up to 8-bit quantisation (relative error at most
-        ``0.5 (U - L) / max_value`` in asinh units) except where the composite clipped at 0 or 255:
-        those pixels return the clip limits ``minimum * scale`` and ``maximum * scale``.
+        ``(H, W, 3)`` float64 in ``stretch['units']`` (nanomaggies per pixel, AB zeropoint 22.5), same
+        channel order. Exact up to 8-bit quantisation wherever no channel of the pixel was clipped (0 or
+        ``max_value``); where one was, the pixel's values are only approximate (for ``lupton``, a channel
+        at 0 returns ``-offset / scale``, the clip limit; saturated pixels come back too faint).
     """
-    if stretch.get("method") != "asinh_per_band":
-        raise ValueError(f"unknown stretch method {stretch.get('method')!r}; expected 'asinh_per_band'")
     rgb = np.asarray(rgb)
-    if rgb.ndim != 3 or rgb.shape[2] != len(stretch["scales"]):
-        raise ValueError(f"expected an (H, W, {len(stretch['scales'])}) image; got shape {rgb.shape}")
-    q, lo, hi = _limits(stretch)
-    scales = np.asarray(stretch["scales"], dtype=np.float64)
-    a = rgb.astype(np.float64) * ((hi - lo) / float(stretch["max_value"])) + lo
-    return np.sinh(a * math.sqrt(q)) / q * scales
+    _check(stretch, rgb)
+    vmax = float(stretch["max_value"])
+    k = np.asarray(stretch["scales"], dtype=np.float64)
+    q = float(stretch["q"])
+    v = rgb.astype(np.float64) / vmax
+    if stretch["method"] == "lupton":
+        a = float(stretch["alpha"])
+        f = v.mean(axis=-1, keepdims=True)  # = asinh(alpha Q I) / sqrt(Q)
+        i = np.sinh(f * math.sqrt(q)) / (a * q)
+        gain = np.where(f > 0, f / np.maximum(i, 1e-300), a * math.sqrt(q))
+        y = v / gain
+        return (y - float(stretch["offset"])) / k
+    lo, hi = _limits(stretch)
+    return np.sinh((v * (hi - lo) + lo) * math.sqrt(q)) / q * k

@@ -17,7 +17,8 @@ Conventions
   ``A_b = R_b E(B-V)`` (Schlafly & Finkbeiner 2011) is included in the rendered fluxes.
 * Disks: sky axis ratio ``q = sqrt(cos^2 i + q0^2 sin^2 i)`` (Hubble 1926; intrinsic thickness ``q0``).
   Smooth classes draw the sky axis ratio directly; their faint disk (if any) shares it.
-* Colours (g-r, r-z, AB) are per component before ``+0.9 z`` / ``+0.3 z`` K-correction terms.
+* Colours (g-r, r-z, AB) are per component before ``+0.9 z`` / ``+0.3 z`` K-correction terms; edge-on
+  disks are redder (internal extinction along the line of sight).
 * Angles: position angles are degrees in [0, 180) from the image +column axis toward +row axis.
 
 Class ranges
@@ -31,7 +32,7 @@ Every row is ``lo - hi`` of a uniform draw; ``-`` means the component is absent 
 RANGES-TABLE-START
 | parameter | Disturbed | Merging | Round Smooth | In-between Round Smooth | Cigar Shaped Smooth | Barred Spiral | Unbarred Tight Spiral | Unbarred Loose Spiral | Edge-on without Bulge | Edge-on with Bulge |
 |---|---|---|---|---|---|---|---|---|---|---|
-| abs_mag_r | -21.5 - -19 | -22.5 - -20 | -23 - -20 | -22.5 - -19.5 | -22 - -19.5 | -22.5 - -20 | -22.5 - -20 | -22 - -19.5 | -21.5 - -19 | -22.5 - -20 |
+| abs_mag_r | -21.5 - -19 | -22.5 - -20 | -23 - -20 | -22.5 - -19.5 | -22 - -19.5 | -22 - -19.5 | -22 - -19.5 | -21.5 - -19 | -21.5 - -19 | -22.5 - -20 |
 | apparent_re_arcsec | 5 - 14 | 3 - 9 | 2.5 - 9 | 2.5 - 9 | 3 - 10 | 5 - 16 | 5 - 16 | 5 - 16 | 5 - 16 | 4.5 - 14 |
 | bulge_to_total | 0 - 0.3 | 0.3 - 1 | 0.8 - 1 | 0.65 - 1 | 0.55 - 1 | 0.05 - 0.45 | 0.05 - 0.5 | 0 - 0.35 | 0 - 0.15 | 0.12 - 0.6 |
 | bulge_n | 1 - 3 | 1.5 - 5 | 2.5 - 6 | 2 - 5 | 1 - 4 | 1 - 4 | 1.5 - 4.5 | 1 - 3.5 | 1 - 2 | 1.5 - 4.5 |
@@ -61,8 +62,8 @@ RANGES-TABLE-START
 | tail_fraction | - | 0.08 - 0.25 | - | - | - | - | - | - | - | - |
 | bulge_gr | 0.55 - 0.75 | 0.6 - 0.82 | 0.7 - 0.82 | 0.68 - 0.82 | 0.66 - 0.8 | 0.65 - 0.8 | 0.65 - 0.8 | 0.6 - 0.78 | 0.6 - 0.78 | 0.68 - 0.82 |
 | bulge_rz | 0.4 - 0.6 | 0.5 - 0.72 | 0.6 - 0.75 | 0.58 - 0.75 | 0.55 - 0.72 | 0.55 - 0.72 | 0.55 - 0.72 | 0.5 - 0.7 | 0.5 - 0.7 | 0.58 - 0.75 |
-| disk_gr | 0.2 - 0.45 | 0.35 - 0.6 | 0.6 - 0.75 | 0.55 - 0.72 | 0.55 - 0.72 | 0.35 - 0.6 | 0.35 - 0.6 | 0.3 - 0.55 | 0.4 - 0.65 | 0.45 - 0.7 |
-| disk_rz | 0.15 - 0.4 | 0.3 - 0.55 | 0.5 - 0.65 | 0.45 - 0.65 | 0.45 - 0.65 | 0.3 - 0.55 | 0.3 - 0.55 | 0.25 - 0.5 | 0.35 - 0.6 | 0.4 - 0.62 |
+| disk_gr | 0.2 - 0.45 | 0.35 - 0.6 | 0.6 - 0.75 | 0.55 - 0.72 | 0.55 - 0.72 | 0.35 - 0.6 | 0.35 - 0.6 | 0.3 - 0.55 | 0.55 - 0.8 | 0.6 - 0.82 |
+| disk_rz | 0.15 - 0.4 | 0.3 - 0.55 | 0.5 - 0.65 | 0.45 - 0.65 | 0.45 - 0.65 | 0.3 - 0.55 | 0.3 - 0.55 | 0.25 - 0.5 | 0.5 - 0.75 | 0.55 - 0.75 |
 | knot_gr | -0.05 - 0.25 | -0.05 - 0.25 | -0.05 - 0.25 | -0.05 - 0.25 | -0.05 - 0.25 | -0.05 - 0.25 | -0.05 - 0.25 | -0.05 - 0.25 | -0.05 - 0.25 | -0.05 - 0.25 |
 | knot_rz | -0.1 - 0.2 | -0.1 - 0.2 | -0.1 - 0.2 | -0.1 - 0.2 | -0.1 - 0.2 | -0.1 - 0.2 | -0.1 - 0.2 | -0.1 - 0.2 | -0.1 - 0.2 | -0.1 - 0.2 |
 RANGES-TABLE-END
@@ -87,7 +88,9 @@ from features.sources.classes import GALAXY10_CLASSES
 __all__ = [
     "CLASS_RANGES",
     "COMMON_RANGES",
+    "DECALS_DEPTH_SIGMA",
     "EXTINCTION_COEFFS",
+    "RESAMPLING_NOISE_FACTOR",
     "SKY_PATCH",
     "SKY_SIGMA",
     "GalaxyParams",
@@ -100,9 +103,18 @@ __all__ = [
 
 Range = tuple[float, float] | None
 
-SKY_SIGMA: dict[str, float] = {"g": 0.0035, "r": 0.0056, "z": 0.013}
-"""Per-pixel sky noise (nanomaggies) at DECaLS DR9 median 5-sigma point-source depth (g 24.7, r 24.2,
-z 23.3 AB) for a 1.3 arcsec PSF at 0.262 arcsec/pixel: ``sigma_pix = 10^((22.5 - m5) / 2.5) / 5 / sqrt(NEA)``."""
+DECALS_DEPTH_SIGMA: dict[str, float] = {"g": 0.0035, "r": 0.0056, "z": 0.013}
+"""Per-pixel sky noise (nanomaggies) of native DECaLS coadds at the DR9 median 5-sigma point-source depth
+(g 24.7, r 24.2, z 23.3 AB) for a 1.3 arcsec PSF at 0.262 arcsec/pixel:
+``sigma_pix = 10^((22.5 - m5) / 2.5) / 5 / sqrt(NEA)``, ``NEA = 4 pi (FWHM / 2.355)^2``."""
+
+RESAMPLING_NOISE_FACTOR = 0.5
+"""Galaxy10 / Galaxy Zoo DECaLS cutouts are resampled (424 -> 256 pixels, Lanczos, over a field scaled to
+the galaxy), which averages the native noise down; half the native sigma matches their background
+(8-bit noise of ~7-10 counts on a ~16-35 count sky)."""
+
+SKY_SIGMA: dict[str, float] = {b: RESAMPLING_NOISE_FACTOR * s for b, s in DECALS_DEPTH_SIGMA.items()}
+"""Per-pixel sky noise (nanomaggies) of the demo stamps before the per-galaxy factor."""
 
 EXTINCTION_COEFFS: dict[str, float] = {"u": 4.239, "g": 3.303, "r": 2.285, "i": 1.698, "z": 1.263}
 """``A_b / E(B-V)`` for SDSS filters (Schlafly & Finkbeiner 2011, R_V = 3.1); used for DECaLS g, r, z too."""
@@ -209,20 +221,20 @@ CLASS_RANGES: dict[int, ClassRanges] = {
         bulge_gr=(0.66, 0.8), bulge_rz=(0.55, 0.72), disk_gr=(0.55, 0.72), disk_rz=(0.45, 0.65), **_SMOOTH,
     ),
     5: ClassRanges(  # Barred Spiral
-        abs_mag_r=(-22.5, -20.0), bulge_to_total=(0.05, 0.45), bulge_n=(1.0, 4.0), bulge_re_kpc=(0.5, 2.0),
+        abs_mag_r=(-22.0, -19.5), bulge_to_total=(0.05, 0.45), bulge_n=(1.0, 4.0), bulge_re_kpc=(0.5, 2.0),
         bulge_q=(0.7, 1.0), p_bar=1.0, bar_len=(0.35, 0.8), bar_q=(0.2, 0.4), bar_fraction=(0.08, 0.22),
         p_arms=1.0, n_arms=(2, 3), pitch_deg=(10.0, 30.0), arm_strength=(0.45, 0.85),
         knot_fraction=(0.03, 0.12), n_knots=(20, 60),
         bulge_gr=(0.65, 0.8), bulge_rz=(0.55, 0.72), disk_gr=(0.35, 0.6), disk_rz=(0.3, 0.55), **_SPIRAL,
     ),
     6: ClassRanges(  # Unbarred Tight Spiral
-        abs_mag_r=(-22.5, -20.0), bulge_to_total=(0.05, 0.5), bulge_n=(1.5, 4.5), bulge_re_kpc=(0.5, 2.5),
+        abs_mag_r=(-22.0, -19.5), bulge_to_total=(0.05, 0.5), bulge_n=(1.5, 4.5), bulge_re_kpc=(0.5, 2.5),
         bulge_q=(0.7, 1.0), **_NO_BAR, p_arms=1.0, n_arms=(2, 4), pitch_deg=(5.0, 15.0),
         arm_strength=(0.35, 0.8), knot_fraction=(0.02, 0.1), n_knots=(20, 60),
         bulge_gr=(0.65, 0.8), bulge_rz=(0.55, 0.72), disk_gr=(0.35, 0.6), disk_rz=(0.3, 0.55), **_SPIRAL,
     ),
     7: ClassRanges(  # Unbarred Loose Spiral
-        abs_mag_r=(-22.0, -19.5), bulge_to_total=(0.0, 0.35), bulge_n=(1.0, 3.5), bulge_re_kpc=(0.4, 1.8),
+        abs_mag_r=(-21.5, -19.0), bulge_to_total=(0.0, 0.35), bulge_n=(1.0, 3.5), bulge_re_kpc=(0.4, 1.8),
         bulge_q=(0.7, 1.0), **_NO_BAR, p_arms=1.0, n_arms=(2, 4), pitch_deg=(13.0, 35.0),
         arm_strength=(0.45, 0.9), knot_fraction=(0.05, 0.2), n_knots=(20, 70),
         bulge_gr=(0.6, 0.78), bulge_rz=(0.5, 0.7), disk_gr=(0.3, 0.55), disk_rz=(0.25, 0.5), **_SPIRAL,
@@ -232,14 +244,14 @@ CLASS_RANGES: dict[int, ClassRanges] = {
         bulge_n=(1.0, 2.0), bulge_re_kpc=(0.3, 1.0), bulge_q=(0.5, 0.9), disk_re_kpc=(3.0, 10.0),
         inclination_deg=(80.0, 90.0), disk_q0=(0.08, 0.16), **_NO_BAR, **_NO_ARMS,
         knot_fraction=(0.02, 0.1), n_knots=(10, 40), p_dust=0.5, dust_tau_r=(0.2, 0.6), **_NO_IRR, **_NO_MERGER,
-        bulge_gr=(0.6, 0.78), bulge_rz=(0.5, 0.7), disk_gr=(0.4, 0.65), disk_rz=(0.35, 0.6), **_KNOT_COLOURS,
+        bulge_gr=(0.6, 0.78), bulge_rz=(0.5, 0.7), disk_gr=(0.55, 0.8), disk_rz=(0.5, 0.75), **_KNOT_COLOURS,
     ),
     9: ClassRanges(  # Edge-on with Bulge
         abs_mag_r=(-22.5, -20.0), apparent_re_arcsec=(4.5, 14.0), bulge_to_total=(0.12, 0.6),
         bulge_n=(1.5, 4.5), bulge_re_kpc=(0.8, 3.0), bulge_q=(0.5, 0.9), disk_re_kpc=(3.0, 10.0),
         inclination_deg=(78.0, 90.0), disk_q0=(0.1, 0.2), **_NO_BAR, **_NO_ARMS,
         knot_fraction=(0.0, 0.06), n_knots=(5, 30), p_dust=0.8, dust_tau_r=(0.3, 0.9), **_NO_IRR, **_NO_MERGER,
-        bulge_gr=(0.68, 0.82), bulge_rz=(0.58, 0.75), disk_gr=(0.45, 0.7), disk_rz=(0.4, 0.62), **_KNOT_COLOURS,
+        bulge_gr=(0.68, 0.82), bulge_rz=(0.58, 0.75), disk_gr=(0.6, 0.82), disk_rz=(0.55, 0.75), **_KNOT_COLOURS,
     ),
 }
 """Parameter ranges by Galaxy10 label."""
