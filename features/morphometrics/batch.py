@@ -1,6 +1,6 @@
 """Measure many galaxies in worker processes, under a time limit, without ever stopping the batch.
 
-Each task is one galaxy (all its bands). Workers are ``spawn``-ed processes (no fork of a parent that
+Each task is one galaxy (all its bands). Workers come from a ``forkserver`` (never a fork of a parent that
 holds Lance/Arrow threads), each limited to one BLAS/OpenMP thread, so ``workers`` is the number of cores
 used. Two guards keep a bad galaxy from stalling a shard:
 
@@ -147,9 +147,11 @@ class _Feeder:
 
 
 def _pooled(items: Iterable[MorphInput], bands: tuple[str, ...], options: MorphOptions, workers: int,
-            progress: Callable[[int], None] | None, start_method: str) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+            progress: Callable[[int], None] | None, start_method: str,
+            hard_limit: float | None) -> Iterator[tuple[int, list[dict[str, Any]]]]:
     ctx = mp.get_context(start_method)
-    hard_limit = (options.time_limit_s * len(bands) + _GRACE_S) if options.time_limit_s > 0 else None
+    if start_method == "forkserver":
+        ctx.set_forkserver_preload(["features.morphometrics"])
     feeder = _Feeder(items)
     while True:
         stalled = False
@@ -192,7 +194,8 @@ def measure_batch(
     options: MorphOptions | None = None,
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
-    start_method: str = "spawn",
+    start_method: str = "forkserver",
+    hard_timeout_s: float | None = None,
 ) -> list[dict[str, Any]]:
     """Measure every galaxy in every band; one record per (galaxy, band), in input order.
 
@@ -209,7 +212,11 @@ def measure_batch(
     progress : callable, optional
         Called with the number of galaxies just finished (e.g. ``tqdm.update``).
     start_method : str
-        multiprocessing start method for the workers.
+        multiprocessing start method: ``forkserver`` (default; workers fork from a clean server process
+        that has imported this package once, so a restarted pool is ready at once) or ``spawn``.
+    hard_timeout_s : float, optional
+        The parent watchdog's limit for one galaxy; default ``time_limit_s * len(bands) + 60`` (none
+        when ``time_limit_s`` is 0).
 
     Returns
     -------
@@ -236,7 +243,9 @@ def measure_batch(
     if n_workers <= 1:
         chunks = _serial(items, bands, options, progress)
     else:
-        chunks = _pooled(items, bands, options, n_workers, progress, start_method)
+        if hard_timeout_s is None and options.time_limit_s > 0:
+            hard_timeout_s = options.time_limit_s * len(bands) + _GRACE_S
+        chunks = _pooled(items, bands, options, n_workers, progress, start_method, hard_timeout_s)
     return [rec for _, chunk in sorted(chunks, key=lambda c: c[0]) for rec in chunk]
 
 

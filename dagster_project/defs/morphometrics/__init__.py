@@ -1,0 +1,1 @@
+"""Morphometrics domain: the per-shard ``morphometrics`` asset (``defs`` lives in ``assets.py``)."""

@@ -1,0 +1,342 @@
+"""Morphometrics: statmorph reference values, the fast class against plain statmorph, theory checks,
+pathological inputs (NaN + flags, the batch goes on), the process pool and its watchdog, and the asset."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+
+import dagster as dg
+import numpy as np
+import pytest
+import statmorph
+from astropy.io import fits
+from astropy.modeling.models import Sersic2D
+from scipy import ndimage as ndi
+from scipy.stats import spearmanr
+from skimage.transform import rotate
+
+from features.errors import InputError
+from features.flags import Flag
+from features.morphometrics import (
+    QUANTITIES,
+    MorphInput,
+    MorphOptions,
+    Plane,
+    measure_batch,
+    measure_image,
+    measure_plane,
+    measurement_plane,
+    rotate180,
+    run_statmorph,
+)
+from features.morphometrics.fast import FastSourceMorphology, morphology_class
+from warehouse import schemas
+from warehouse.images import encode_image
+from warehouse.schemas.morphometrics import MORPH_ARCSEC_RADII, MORPH_QUANTITIES
+
+SHARD = "demo-00000"
+FAST = MorphOptions(fit_sersic=False, time_limit_s=20.0)
+
+
+def sersic_stamp(n: float, *, size: int = 64, r_eff: float = 6.0, total: float = 1e4, noise: float = 0.5,
+                 seed: int = 0, ellip: float = 0.2, centre: tuple[float, float] | None = None) -> np.ndarray:
+    """A seeded Sersic galaxy (integrated over pixels by 5x oversampling) seen through a Gaussian PSF
+    (FWHM 2.5 px), plus Gaussian noise (flux units)."""
+    k = 5
+    y, x = (np.mgrid[: size * k, : size * k] + 0.5) / k - 0.5
+    cx, cy = centre if centre is not None else (size / 2, size / 2)
+    fine = Sersic2D(amplitude=1.0, r_eff=r_eff, n=n, x_0=cx, y_0=cy, ellip=ellip, theta=0.5)(x, y)
+    model = ndi.gaussian_filter(fine.reshape(size, k, size, k).mean(axis=(1, 3)), 2.5 / 2.355)
+    model *= total / model.sum()
+    return model + np.random.default_rng(seed).normal(0.0, noise, model.shape)
+
+
+def _no_sentinels(rec: dict) -> None:
+    for k, v in rec.items():
+        if isinstance(v, float) and k not in ("flags",):
+            assert v != -99.0, k
+
+
+# --- statmorph reference -----------------------------------------------------------------------------
+
+def test_reference_values_reproduced(shared_dir):
+    ref_dir = shared_dir / "statmorph_reference"
+    ref = json.loads((ref_dir / "reference_values.json").read_text())
+    with fits.open(ref_dir / "slice.fits") as hdul:
+        image = hdul[0].data.astype(np.float64)
+        segmap = hdul[1].data.astype(np.int64)
+        mask = hdul[2].data.astype(bool)
+    assert morphology_class() is FastSourceMorphology  # the verified version is installed
+    morph = run_statmorph(image, segmap, mask=mask, gain=1.0, include_doublesersic=True)
+    bad = []
+    for key, expected in ref["values"].items():
+        rtol = ref["rtol"]["sersic_and_doublesersic_fits"] if "sersic" in key else ref["rtol"]["default"]
+        got = float(morph[key])
+        if not math.isclose(got, expected, rel_tol=rtol, abs_tol=1e-12):
+            bad.append((key, got, expected))
+    assert not bad, bad
+    assert len(ref["values"]) == 72
+
+
+# --- the fast class equals plain statmorph ---------------------------------------------------------------
+
+def test_rotate180_matches_skimage():
+    rng = np.random.default_rng(3)
+    image = rng.normal(size=(37, 41))
+    mask = rng.random((37, 41)) > 0.7
+    for _ in range(50):
+        xc, yc = rng.uniform(0, 40.99), rng.uniform(0, 36.99)
+        np.testing.assert_allclose(rotate180(image, xc, yc), rotate(image, 180.0, center=(xc, yc)), atol=1e-12)
+        np.testing.assert_array_equal(rotate180(mask, xc, yc, order=0) >= 0.5,
+                                      rotate(mask, 180.0, center=(xc, yc)) >= 0.5)
+        box = (3, 20, 5, 33)
+        np.testing.assert_allclose(rotate180(image, xc, yc, box=box), rotate180(image, xc, yc)[3:20, 5:33],
+                                   atol=1e-12)
+    with pytest.raises(ValueError, match="outside"):
+        rotate180(image, 41.5, 3.0)
+
+
+def test_fast_equals_plain_statmorph_on_a_disturbed_galaxy():
+    image = sersic_stamp(1.5, size=72, seed=5) + 0.3 * sersic_stamp(0.8, size=72, r_eff=3, centre=(44, 30), seed=6)
+    segmap = (np.abs(image) > 1.0).astype(int)
+    labels, _ = ndi.label(segmap)
+    segmap = (labels == labels[36, 36]).astype(int)
+    kw = dict(mask=None, weightmap=np.full_like(image, 0.5))
+    fast = run_statmorph(image, segmap, fast=True, **kw)
+    plain = run_statmorph(image, segmap, fast=False, **kw)
+    assert type(fast) is FastSourceMorphology and type(plain) is statmorph.SourceMorphology
+    for name in statmorph.statmorph._quantity_names:
+        a, b = float(plain[name]), float(fast[name])
+        assert math.isclose(a, b, rel_tol=1e-8, abs_tol=1e-10), (name, a, b)
+    assert fast.flag == plain.flag and fast.flag_sersic == plain.flag_sersic
+
+
+def test_skipping_the_sersic_fit_leaves_everything_else_unchanged():
+    plane = Plane(sersic_stamp(2.0, seed=1), "r", "flux")
+    with_fit = measure_plane(plane, options=MorphOptions(fit_sersic=True))
+    without = measure_plane(plane, options=MorphOptions(fit_sersic=False))
+    assert without["flag_sersic"] == -1 and math.isnan(without["sersic_n"]) and math.isfinite(with_fit["sersic_n"])
+    for q in QUANTITIES:
+        if not q.startswith("sersic_"):
+            assert with_fit[q] == pytest.approx(without[q], rel=1e-12, nan_ok=True), q
+
+
+# --- theory and synthetic galaxies -------------------------------------------------------------------------
+
+def test_gini_of_a_uniform_disk_is_near_zero_and_of_a_concentrated_source_high():
+    y, x = np.mgrid[:64, :64]
+    disk = ((x - 32) ** 2 + (y - 32) ** 2 < 15**2) * 100.0 + np.random.default_rng(0).normal(0, 1, (64, 64))
+    flat = measure_plane(Plane(disk, "r", "flux"), options=FAST)
+    peaked = measure_plane(Plane(sersic_stamp(4.0, seed=2), "r", "flux"), options=FAST)
+    assert 0.0 <= flat["gini"] < 0.1  # every pixel equal: Gini 0 (Lotz et al. 2004), noise adds a little
+    assert peaked["gini"] > 0.55  # de Vaucouleurs profiles: Gini ~0.6 (Lotz et al. 2004, fig. 4)
+    assert peaked["m20"] < flat["m20"] < 0  # light concentrated in a nucleus: more negative M20
+
+
+def test_concentration_gini_and_sersic_n_rise_with_sersic_index():
+    ns = [0.5, 1.0, 1.5, 2.0, 3.0, 4.0]
+    psf = np.zeros((15, 15))
+    psf[7, 7] = 1.0
+    psf = ndi.gaussian_filter(psf, 2.5 / 2.355)  # the PSF sersic_stamp applies, for the Sersic fit
+    recs = [measure_plane(Plane(sersic_stamp(n, seed=10 + i), "r", "flux"), pxscale=0.262, psf=psf / psf.sum(),
+                          options=MorphOptions(time_limit_s=20.0)) for i, n in enumerate(ns)]
+    assert all(r["flags"] & ~int(Flag.MORPH_STATMORPH_FLAG) == 0 and r["statmorph_flag"] <= 1 for r in recs), [
+        (r["flags"], r["statmorph_flag"]) for r in recs]
+    for q in ("concentration", "gini", "sersic_n"):
+        rho = spearmanr(ns, [r[q] for r in recs])[0]
+        assert rho >= 0.9, (q, rho)
+    assert recs[1]["sersic_n"] == pytest.approx(1.0, abs=0.15), [r["sersic_n"] for r in recs]
+    assert recs[0]["r50_arcsec"] == pytest.approx(recs[0]["r50"] * 0.262)
+
+
+# --- inputs --------------------------------------------------------------------------------------------------
+
+def test_measurement_plane_methods():
+    rgb = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    p = measurement_plane(rgb, image_kind="rgb_composite", bands="z,r,g", band="r")
+    assert p.method == "channel_proxy" and np.array_equal(p.data, rgb[:, :, 1].astype(float)) and p.noise_floor > 0
+    lum = measurement_plane(rgb, image_kind="rgb_composite", bands="z,r,g", band="lum")
+    assert lum.method == "luminance_proxy" and np.allclose(lum.data, rgb.mean(axis=2))
+    flux = measurement_plane(rgb.astype(np.float32), image_kind="flux", bands="z,r,g", band="g")
+    assert flux.method == "flux" and flux.data.dtype == np.float64
+    with pytest.raises(InputError, match="band 'u'"):
+        measurement_plane(rgb, image_kind="rgb_composite", bands="z,r,g", band="u")
+    with pytest.raises(InputError, match="image_kind"):
+        measurement_plane(rgb, image_kind="jpeg", bands="z,r,g", band="r")
+
+
+def test_known_stretch_is_inverted_to_flux():
+    observe = pytest.importorskip("features.sources.synthetic.observe")
+    stretch = dict(observe.DEFAULT_STRETCH)
+    flux = np.stack([sersic_stamp(1.0, total=200.0, noise=0.01, seed=s) for s in (1, 2, 3)], axis=2) * 0.05
+    rgb = observe.apply_stretch(flux, stretch)
+    plane = measurement_plane(rgb, image_kind="rgb_composite", bands=stretch["bands"], band="r", stretch=stretch)
+    assert plane.method == "inverted_stretch"
+    bright = flux[:, :, 1] > 0.05
+    np.testing.assert_allclose(plane.data[bright], flux[:, :, 1][bright], rtol=0.05)
+    rec = measure_image(rgb, image_kind="rgb_composite", bands=stretch["bands"], band="r", stretch=stretch,
+                        options=FAST)
+    assert rec["method"] == "inverted_stretch" and rec["image_kind"] == "rgb_composite"
+
+
+# --- pathological inputs: NaN + flags, never an exception, never -99 ----------------------------------------
+
+def test_pathological_galaxies_give_nan_and_flags():
+    rng = np.random.default_rng(4)
+    blank = np.zeros((48, 48))
+    nan_pixels = sersic_stamp(1.0, size=48, seed=3)
+    nan_pixels[5:9, 5:9] = np.nan
+    off_centre = sersic_stamp(1.0, size=64, r_eff=2.0, centre=(8, 8), seed=4)
+    tiny = rng.normal(0, 0.5, (48, 48))
+    tiny[23:25, 23:25] += 10.0
+    recs = {name: measure_plane(Plane(img, "r", "flux"), options=FAST)
+            for name, img in [("blank", blank), ("nan", nan_pixels), ("off", off_centre), ("tiny", tiny)]}
+    assert recs["blank"]["flags"] & Flag.IMAGE_BLANK and math.isnan(recs["blank"]["gini"])
+    assert recs["nan"]["flags"] & Flag.IMAGE_NAN and math.isfinite(recs["nan"]["gini"])
+    assert recs["off"]["flags"] & Flag.MORPH_NO_CENTRAL_SOURCE and math.isnan(recs["off"]["concentration"])
+    assert recs["tiny"]["flags"] & Flag.MORPH_SMALL_SOURCE
+    for rec in recs.values():
+        _no_sentinels(rec)
+        assert rec["error"] is None
+
+
+def test_time_limit_gives_timed_out_record():
+    rec = measure_plane(Plane(sersic_stamp(1.0, seed=7), "r", "flux"), options=MorphOptions(time_limit_s=1e-4))
+    assert rec["flags"] & Flag.MORPH_TIMED_OUT
+    assert all(math.isnan(rec[q]) for q in QUANTITIES)
+    assert "MorphTimeout" in rec["error"]
+
+
+def test_an_exception_is_flagged_not_raised(monkeypatch):
+    import features.morphometrics.measure as measure
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("statmorph exploded")
+
+    monkeypatch.setattr(measure, "run_statmorph", boom)
+    rec = measure_plane(Plane(sersic_stamp(1.0, seed=8), "r", "flux"), options=FAST)
+    assert rec["flags"] & Flag.MORPH_FAILED and rec["error"] == "RuntimeError: statmorph exploded"
+    assert math.isnan(rec["gini"])
+
+
+def test_batch_continues_past_bad_galaxies_in_order():
+    items = [
+        MorphInput("g:0", sersic_stamp(1.0, size=48, seed=1), "flux", "r", 0.262),
+        MorphInput("g:1", np.zeros((48, 48)), "flux", "r", 0.262),
+        MorphInput("g:2", np.full((48, 48), np.nan), "flux", "r", None),
+        MorphInput("g:3", sersic_stamp(2.0, size=48, seed=2)[:, :, None], "flux", "r", 0.262),
+    ]
+    recs = measure_batch(items, bands=["r"], options=FAST, workers=1)
+    assert [r["galaxy_id"] for r in recs] == ["g:0", "g:1", "g:2", "g:3"]
+    assert recs[0]["flags"] == 0 and recs[3]["flags"] == 0
+    assert recs[1]["flags"] & Flag.IMAGE_BLANK and recs[2]["flags"] & Flag.IMAGE_BLANK
+    assert math.isnan(recs[2]["r50_arcsec"]) and math.isnan(recs[2]["pxscale"])
+
+
+def test_batch_rejects_a_missing_band_up_front():
+    items = [MorphInput("folder:abc", np.zeros((16, 16, 3), np.uint8), "rgb_composite", "z,r,g")]
+    with pytest.raises(InputError, match=r"folder:abc.*'i'"):
+        measure_batch(items, bands=["i"], workers=1)
+
+
+# --- process pool and watchdog --------------------------------------------------------------------------------
+
+class HangingImage:
+    """An image whose conversion ignores SIGALRM and sleeps: a worker stuck where signals cannot reach."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __array__(self, dtype=None, copy=None):
+        signal.signal(signal.SIGALRM, signal.SIG_IGN)
+        time.sleep(self.seconds)
+        return np.zeros((16, 16))
+
+
+@pytest.mark.slow
+def test_pool_matches_serial_and_watchdog_recovers_from_a_hung_worker():
+    good = [MorphInput(f"g:{i}", sersic_stamp(1.0 + i, size=48, seed=i), "flux", "r", 0.262) for i in range(3)]
+    items = [good[0], MorphInput("g:hang", HangingImage(60.0), "flux", "r", 0.262), good[1], good[2]]
+    opts = MorphOptions(fit_sersic=False, time_limit_s=30.0)
+    pooled = measure_batch(iter(items), bands=["r"], options=opts, workers=2, hard_timeout_s=4.0)
+    serial = measure_batch(good, bands=["r"], options=opts, workers=1)
+    assert [r["galaxy_id"] for r in pooled] == ["g:0", "g:hang", "g:1", "g:2"]
+    assert pooled[1]["flags"] & Flag.MORPH_TIMED_OUT and "worker hung" in pooled[1]["error"]
+    for p, s in zip([pooled[0], pooled[2], pooled[3]], serial):
+        for q in ("gini", "m20", "concentration", "asymmetry"):
+            assert p[q] == pytest.approx(s[q], rel=1e-12)
+
+
+# --- schema and asset ---------------------------------------------------------------------------------------------
+
+def test_schema_covers_every_record_field():
+    spec = schemas.get("morphometrics")
+    assert spec.keys == ("galaxy_id", "band")
+    assert tuple(MORPH_QUANTITIES) == QUANTITIES
+    rec = measure_plane(Plane(sersic_stamp(1.0, seed=9), "r", "flux"), options=FAST)
+    rec.update(galaxy_id="g", pxscale=0.2, image_kind="flux")
+    produced = set(rec) | {"shard", "statmorph_version"}
+    assert produced == set(spec.columns.names)
+    assert {f"{r}_arcsec" for r in MORPH_ARCSEC_RADII} <= produced
+
+
+def _write_shard(wh, n: int = 3) -> list[str]:
+    ids, gal, img = [], [], []
+    for i in range(n):
+        gid = f"demo:{i:06d}"
+        image = np.clip(sersic_stamp(1.0 + i, size=48, total=3000, noise=2.0, seed=20 + i) + 10, 0, 255)
+        rgb = np.repeat(image[:, :, None], 3, axis=2).astype(np.uint8)
+        enc, data = encode_image(rgb)
+        ids.append(gid)
+        gal.append(dict(galaxy_id=gid, source="demo", native_id=f"{i:06d}", shard=SHARD, row_index=i, ra=1.0,
+                        dec=2.0, redshift=None, pxscale=0.262, label=0, label_name=None, extra_json=None,
+                        image_sha1=f"{i:040x}", duplicate_group=None, flags=0))
+        img.append(dict(galaxy_id=gid, shard=SHARD, encoding=enc, data=data, height=48, width=48, channels=3,
+                        dtype="uint8", bands="z,r,g", image_kind="rgb_composite", stretch_json=None))
+    wh.upsert("images", img)
+    wh.upsert("galaxies", gal)
+    return ids
+
+
+def _materialize(root, config: dict | None = None) -> dg.ExecuteInProcessResult:
+    from dagster_project.defs.morphometrics.assets import morphometrics
+    from dagster_project.resources import WarehouseResource
+
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("shards", [SHARD])
+    return dg.materialize(
+        [morphometrics], partition_key=SHARD, instance=instance,
+        resources={"warehouse": WarehouseResource(root=str(root))},
+        run_config={"ops": {"morphometrics": {"config": config}}} if config else None,
+        raise_on_error=False,
+    )
+
+
+def test_asset_materializes_checks_and_is_idempotent(warehouse):
+    ids = _write_shard(warehouse)
+    config = {"workers": 1, "bands": ["r", "lum"], "fit_sersic": False}
+    first = _materialize(warehouse.root, config)
+    assert first.success
+    rows = warehouse.read("morphometrics").sort_by([("galaxy_id", "ascending"), ("band", "ascending")]).to_pylist()
+    assert [(r["galaxy_id"], r["band"]) for r in rows] == [(g, b) for g in ids for b in ("lum", "r")]
+    assert {r["method"] for r in rows} == {"channel_proxy", "luminance_proxy"} and rows[0]["shard"] == SHARD
+    assert all(0 <= r["gini"] <= 1 and r["m20"] < 0 and r["flag_sersic"] == -1 for r in rows)
+    checks = {c.check_name: c for c in first.get_asset_check_evaluations()}
+    assert set(checks) == {"flag_rate", "gini_in_unit_interval", "m20_negative", "finite_when_unflagged"}
+    assert all(c.passed for c in checks.values()), {k: c.metadata for k, c in checks.items()}
+    assert checks["flag_rate"].metadata["max_failed_rate"].value == 0.10
+    meta = first.asset_materializations_for_node("morphometrics")[0].metadata
+    assert meta["distributions"].value["gini"]["n"] == 6
+    second = _materialize(warehouse.root, config)
+    assert second.success and warehouse.count("morphometrics") == 6
+
+
+def test_asset_rejects_a_band_the_images_lack_and_writes_nothing(warehouse):
+    _write_shard(warehouse, n=1)
+    result = _materialize(warehouse.root, {"workers": 1, "bands": ["i"]})
+    assert not result.success
+    assert "demo:000000" in str(result.get_step_failure_events()[0].event_specific_data.error)
+    assert not warehouse.exists("morphometrics")
