@@ -32,7 +32,7 @@ Every row is ``lo - hi`` of a uniform draw; ``-`` means the component is absent 
 RANGES-TABLE-START
 | parameter | Disturbed | Merging | Round Smooth | In-between Round Smooth | Cigar Shaped Smooth | Barred Spiral | Unbarred Tight Spiral | Unbarred Loose Spiral | Edge-on without Bulge | Edge-on with Bulge |
 |---|---|---|---|---|---|---|---|---|---|---|
-| abs_mag_r | -21.5 - -19 | -22.5 - -20 | -23 - -20 | -22.5 - -19.5 | -22 - -19.5 | -22 - -19.5 | -22 - -19.5 | -21.5 - -19 | -21.5 - -19 | -22.5 - -20 |
+| abs_mag_r | -20.5 - -18.5 | -22.5 - -20 | -23 - -20 | -22.5 - -19.5 | -22 - -19.5 | -22 - -19.5 | -22 - -19.5 | -21.5 - -19 | -21.5 - -19 | -22.5 - -20 |
 | apparent_re_arcsec | 5 - 14 | 3 - 9 | 2.5 - 9 | 2.5 - 9 | 3 - 10 | 5 - 16 | 5 - 16 | 5 - 16 | 5 - 16 | 4.5 - 14 |
 | bulge_to_total | 0 - 0.3 | 0.3 - 1 | 0.8 - 1 | 0.65 - 1 | 0.55 - 1 | 0.05 - 0.45 | 0.05 - 0.5 | 0 - 0.35 | 0 - 0.15 | 0.12 - 0.6 |
 | bulge_n | 1 - 3 | 1.5 - 5 | 2.5 - 6 | 2 - 5 | 1 - 4 | 1 - 4 | 1.5 - 4.5 | 1 - 3.5 | 1 - 2 | 1.5 - 4.5 |
@@ -49,8 +49,8 @@ RANGES-TABLE-START
 | n_arms | 2 - 3 | - | - | - | - | 2 - 3 | 2 - 4 | 2 - 4 | - | - |
 | pitch_deg | 15 - 40 | - | - | - | - | 10 - 30 | 5 - 15 | 13 - 35 | - | - |
 | arm_strength | 0.2 - 0.5 | - | - | - | - | 0.45 - 0.85 | 0.35 - 0.8 | 0.45 - 0.9 | - | - |
-| knot_fraction | 0.05 - 0.15 | 0 - 0.08 | - | - | - | 0.03 - 0.12 | 0.02 - 0.1 | 0.05 - 0.2 | 0.02 - 0.1 | 0 - 0.06 |
-| n_knots | 15 - 50 | 5 - 25 | - | - | - | 20 - 60 | 20 - 60 | 20 - 70 | 10 - 40 | 5 - 30 |
+| knot_fraction | 0.03 - 0.1 | 0 - 0.08 | - | - | - | 0.03 - 0.12 | 0.02 - 0.1 | 0.04 - 0.15 | 0.02 - 0.1 | 0 - 0.06 |
+| n_knots | 15 - 50 | 5 - 25 | - | - | - | 20 - 60 | 20 - 60 | 25 - 70 | 10 - 40 | 5 - 30 |
 | p_dust | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 0.5 | 0.8 |
 | dust_tau_r | - | - | - | - | - | - | - | - | 0.2 - 0.6 | 0.3 - 0.9 |
 | asymmetry | 0.3 - 0.8 | 0.1 - 0.5 | - | - | - | - | - | - | - | - |
@@ -63,7 +63,7 @@ RANGES-TABLE-START
 | bulge_gr | 0.55 - 0.75 | 0.6 - 0.82 | 0.7 - 0.82 | 0.68 - 0.82 | 0.66 - 0.8 | 0.65 - 0.8 | 0.65 - 0.8 | 0.6 - 0.78 | 0.6 - 0.78 | 0.68 - 0.82 |
 | bulge_rz | 0.4 - 0.6 | 0.5 - 0.72 | 0.6 - 0.75 | 0.58 - 0.75 | 0.55 - 0.72 | 0.55 - 0.72 | 0.55 - 0.72 | 0.5 - 0.7 | 0.5 - 0.7 | 0.58 - 0.75 |
 | disk_gr | 0.2 - 0.45 | 0.35 - 0.6 | 0.6 - 0.75 | 0.55 - 0.72 | 0.55 - 0.72 | 0.35 - 0.6 | 0.35 - 0.6 | 0.3 - 0.55 | 0.55 - 0.8 | 0.6 - 0.82 |
-| disk_rz | 0.15 - 0.4 | 0.3 - 0.55 | 0.5 - 0.65 | 0.45 - 0.65 | 0.45 - 0.65 | 0.3 - 0.55 | 0.3 - 0.55 | 0.25 - 0.5 | 0.5 - 0.75 | 0.55 - 0.75 |
+| disk_rz | 0.15 - 0.4 | 0.3 - 0.55 | 0.5 - 0.65 | 0.45 - 0.65 | 0.45 - 0.65 | 0.2 - 0.45 | 0.2 - 0.45 | 0.15 - 0.4 | 0.5 - 0.75 | 0.55 - 0.75 |
 | knot_gr | -0.05 - 0.25 | -0.05 - 0.25 | -0.05 - 0.25 | -0.05 - 0.25 | -0.05 - 0.25 | -0.05 - 0.25 | -0.05 - 0.25 | -0.05 - 0.25 | -0.05 - 0.25 | -0.05 - 0.25 |
 | knot_rz | -0.1 - 0.2 | -0.1 - 0.2 | -0.1 - 0.2 | -0.1 - 0.2 | -0.1 - 0.2 | -0.1 - 0.2 | -0.1 - 0.2 | -0.1 - 0.2 | -0.1 - 0.2 | -0.1 - 0.2 |
 RANGES-TABLE-END
@@ -188,11 +188,11 @@ _SPIRAL = {**_NO_DUST, **_NO_IRR, **_NO_MERGER, "inclination_deg": (0.0, 62.0), 
 
 CLASS_RANGES: dict[int, ClassRanges] = {
     0: ClassRanges(  # Disturbed
-        abs_mag_r=(-21.5, -19.0), apparent_re_arcsec=(5.0, 14.0), bulge_to_total=(0.0, 0.3),
+        abs_mag_r=(-20.5, -18.5), apparent_re_arcsec=(5.0, 14.0), bulge_to_total=(0.0, 0.3),
         bulge_n=(1.0, 3.0), bulge_re_kpc=(0.4, 1.5), bulge_q=(0.6, 1.0), disk_re_kpc=(2.0, 6.0),
         inclination_deg=(0.0, 70.0), disk_q0=(0.1, 0.2), **_NO_BAR,
         p_arms=0.35, n_arms=(2, 3), pitch_deg=(15.0, 40.0), arm_strength=(0.2, 0.5),
-        knot_fraction=(0.05, 0.15), n_knots=(15, 50), **_NO_DUST,
+        knot_fraction=(0.03, 0.1), n_knots=(15, 50), **_NO_DUST,
         asymmetry=(0.3, 0.8), irregular_fraction=(0.15, 0.45), n_clumps=(2, 7), **_NO_MERGER,
         bulge_gr=(0.55, 0.75), bulge_rz=(0.4, 0.6), disk_gr=(0.2, 0.45), disk_rz=(0.15, 0.4), **_KNOT_COLOURS,
     ),
@@ -225,19 +225,19 @@ CLASS_RANGES: dict[int, ClassRanges] = {
         bulge_q=(0.7, 1.0), p_bar=1.0, bar_len=(0.35, 0.8), bar_q=(0.2, 0.4), bar_fraction=(0.08, 0.22),
         p_arms=1.0, n_arms=(2, 3), pitch_deg=(10.0, 30.0), arm_strength=(0.45, 0.85),
         knot_fraction=(0.03, 0.12), n_knots=(20, 60),
-        bulge_gr=(0.65, 0.8), bulge_rz=(0.55, 0.72), disk_gr=(0.35, 0.6), disk_rz=(0.3, 0.55), **_SPIRAL,
+        bulge_gr=(0.65, 0.8), bulge_rz=(0.55, 0.72), disk_gr=(0.35, 0.6), disk_rz=(0.2, 0.45), **_SPIRAL,
     ),
     6: ClassRanges(  # Unbarred Tight Spiral
         abs_mag_r=(-22.0, -19.5), bulge_to_total=(0.05, 0.5), bulge_n=(1.5, 4.5), bulge_re_kpc=(0.5, 2.5),
         bulge_q=(0.7, 1.0), **_NO_BAR, p_arms=1.0, n_arms=(2, 4), pitch_deg=(5.0, 15.0),
         arm_strength=(0.35, 0.8), knot_fraction=(0.02, 0.1), n_knots=(20, 60),
-        bulge_gr=(0.65, 0.8), bulge_rz=(0.55, 0.72), disk_gr=(0.35, 0.6), disk_rz=(0.3, 0.55), **_SPIRAL,
+        bulge_gr=(0.65, 0.8), bulge_rz=(0.55, 0.72), disk_gr=(0.35, 0.6), disk_rz=(0.2, 0.45), **_SPIRAL,
     ),
     7: ClassRanges(  # Unbarred Loose Spiral
         abs_mag_r=(-21.5, -19.0), bulge_to_total=(0.0, 0.35), bulge_n=(1.0, 3.5), bulge_re_kpc=(0.4, 1.8),
         bulge_q=(0.7, 1.0), **_NO_BAR, p_arms=1.0, n_arms=(2, 4), pitch_deg=(13.0, 35.0),
-        arm_strength=(0.45, 0.9), knot_fraction=(0.05, 0.2), n_knots=(20, 70),
-        bulge_gr=(0.6, 0.78), bulge_rz=(0.5, 0.7), disk_gr=(0.3, 0.55), disk_rz=(0.25, 0.5), **_SPIRAL,
+        arm_strength=(0.45, 0.9), knot_fraction=(0.04, 0.15), n_knots=(25, 70),
+        bulge_gr=(0.6, 0.78), bulge_rz=(0.5, 0.7), disk_gr=(0.3, 0.55), disk_rz=(0.15, 0.4), **_SPIRAL,
     ),
     8: ClassRanges(  # Edge-on without Bulge
         abs_mag_r=(-21.5, -19.0), apparent_re_arcsec=(5.0, 16.0), bulge_to_total=(0.0, 0.15),

@@ -226,7 +226,7 @@ def render_target(p: GalaxyParams, size: int, rng: np.random.Generator) -> np.nd
                 psi = p.n_arms * (th - np.log(np.maximum(rr, 1e-3) / r_in) / math.tan(math.radians(p.pitch_deg)))
                 psi -= math.radians(p.arm_phase_deg)
                 wgt = ((1 + np.cos(psi)) / 2) ** 4 + 0.05
-            wgt = wgt * rng.lognormal(0.0, 0.6, len(fu))
+            wgt = wgt * rng.lognormal(0.0, 0.4, len(fu))
             wgt /= wgt.sum()
             pa_r = math.radians(p.pa_deg)
             su, sv = fu, fv * p.axis_ratio
