@@ -85,7 +85,10 @@ def test_same_seed_is_byte_identical_and_rows_render_alone(survey):
     assert other.tobytes() != images[7].tobytes()
 
 
-def test_process_pool_renders_the_same_bytes(survey):
+def test_process_pool_renders_the_same_bytes(survey, monkeypatch):
+    from features.sources.synthetic import survey as survey_module
+
+    monkeypatch.setattr(survey_module, "MIN_POOL_ROWS", 1)
     serial = [im for b in survey.iter_batches(10, 16, batch_size=3, workers=1) for im in b.images]
     pooled = [im for b in SyntheticSurvey(n=30, seed=3, size=SIZE).iter_batches(10, 16, batch_size=3, workers=2)
               for im in b.images]
@@ -380,3 +383,29 @@ def test_demo_source_ingests_through_the_warehouse(warehouse):
     back = warehouse.read("truth", columns=["galaxy_id", "bulge_n", "mask_png"])
     assert back.num_rows == 6
     assert decode_mask(back.column("mask_png")[0].as_py()).shape == (SIZE, SIZE)
+
+
+@pytest.mark.slow
+def test_tiny_demo_survey_ingests_through_the_galaxies_asset(warehouse):
+    """The same Dagster ``galaxies`` asset as every source stores the demo's images, rows and truth."""
+    import json
+
+    from dagster_project.runner import run_pipeline
+    from service.commands.ingest import register_source
+
+    survey = SyntheticSurvey(n=8, seed=5, size=SIZE)
+    shards = register_source(warehouse, survey)
+    assert shards == ["demo-00000"]
+    report = run_pipeline(warehouse, shards, groups=["ingest"], progress=False, log=lambda m: None)
+    assert report.ok, report.failed
+    gal = warehouse.sql("SELECT galaxy_id, label, label_name, shard FROM galaxies ORDER BY galaxy_id")
+    assert gal["galaxy_id"].to_list() == [f"demo:{i:06d}" for i in range(8)]
+    assert gal["label"].to_list() == survey.labels.tolist()
+    truth = warehouse.sql("SELECT galaxy_id, label, mag_r FROM truth ORDER BY galaxy_id")
+    assert truth["galaxy_id"].to_list() == gal["galaxy_id"].to_list()
+    assert truth["label"].to_list() == survey.labels.tolist()
+    stored = warehouse.read_image("demo:000006")
+    expected = next(survey.iter_batches(6, 7, workers=1)).images[0]
+    assert stored.tobytes() == expected.tobytes()
+    stretch = warehouse.sql("SELECT stretch_json FROM images WHERE galaxy_id = 'demo:000006'")["stretch_json"][0]
+    assert json.loads(stretch) == DEFAULT_STRETCH

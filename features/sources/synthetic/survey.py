@@ -32,6 +32,9 @@ __all__ = ["DEFAULT_N", "SyntheticSurvey", "class_counts", "default_workers"]
 DEFAULT_N = 600
 """Default survey size of ``astrovision demo``."""
 
+MIN_POOL_ROWS = 32
+"""Fewer rows than this render in-process: starting worker processes would cost more than it saves."""
+
 _CACHE_ROWS = 20_000  # truth records (with field objects) kept after rendering, for truth_table / catalogue
 
 
@@ -165,7 +168,7 @@ class SyntheticSurvey(Source):
         """Render row windows in order; yields ``[(row, rgb, truth, field), ...]`` per window."""
         total = sum(e - s for s, e in windows)
         workers = default_workers() if workers is None else int(workers)
-        if workers <= 1 or total < 4:
+        if workers <= 1 or total < MIN_POOL_ROWS:
             for s, e in windows:
                 rows = list(range(s, e))
                 yield _render_chunk(self.seed, self.size, rows, [int(x) for x in self.labels[s:e]])
