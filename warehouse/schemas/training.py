@@ -1,1 +1,80 @@
-"""Tables of the training stage (registered on import)."""
+"""Tables of the training stage (registered on import): ``splits``, ``models``, ``predictions``.
+
+* ``splits`` holds one row per (galaxy, split set). A split set (``split_name``) is a train/val/test
+  assignment for one label column and seed; duplicate groups never straddle two splits.
+* ``models`` is the model registry: one row per training run (``name``, ``version``), with the config,
+  the metrics, the artefact directory and the Lance version of every table it read, so the exact training
+  set can be read back with time travel.
+* ``predictions`` holds, per galaxy and model version, the class probabilities and the predicted class.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from warehouse.schemas import TableSpec, register
+
+SPLITS = register(
+    TableSpec(
+        name="splits",
+        keys=("galaxy_id", "split_name"),
+        description="train/val/test assignment per galaxy and split set (stratified, duplicate groups kept together)",
+        columns=pa.schema(
+            [
+                pa.field("galaxy_id", pa.string(), nullable=False),
+                pa.field("split_name", pa.string(), nullable=False),
+                pa.field("split", pa.string(), nullable=False),
+                pa.field("label_column", pa.string(), nullable=False),
+                pa.field("label", pa.int16(), nullable=False),
+                pa.field("label_name", pa.string()),
+                pa.field("seed", pa.int64(), nullable=False),
+                pa.field("duplicate_group", pa.string()),
+            ]
+        ),
+    )
+)
+
+MODELS = register(
+    TableSpec(
+        name="models",
+        keys=("name", "version"),
+        description="model registry: one row per training run with config, metrics, artefact and input table versions",
+        columns=pa.schema(
+            [
+                pa.field("name", pa.string(), nullable=False),
+                pa.field("version", pa.int32(), nullable=False),
+                pa.field("kind", pa.string(), nullable=False),
+                pa.field("label_column", pa.string(), nullable=False),
+                pa.field("split_name", pa.string(), nullable=False),
+                pa.field("classes_json", pa.string(), nullable=False),
+                pa.field("config_json", pa.string(), nullable=False),
+                pa.field("seed", pa.int64(), nullable=False),
+                pa.field("metrics_json", pa.string(), nullable=False),
+                pa.field("test_balanced_accuracy", pa.float64()),
+                pa.field("artefact_path", pa.string(), nullable=False),
+                pa.field("table_versions_json", pa.string(), nullable=False),
+                pa.field("weights_origin", pa.string(), nullable=False),
+                pa.field("train_seconds", pa.float64()),
+            ]
+        ),
+    )
+)
+
+PREDICTIONS = register(
+    TableSpec(
+        name="predictions",
+        keys=("galaxy_id", "model_name", "model_version"),
+        description="class probabilities and predicted class per galaxy and model version",
+        columns=pa.schema(
+            [
+                pa.field("galaxy_id", pa.string(), nullable=False),
+                pa.field("model_name", pa.string(), nullable=False),
+                pa.field("model_version", pa.int32(), nullable=False),
+                pa.field("probabilities", pa.list_(pa.float32()), nullable=False),
+                pa.field("predicted_label", pa.int16(), nullable=False),
+                pa.field("predicted_name", pa.string()),
+                pa.field("split", pa.string()),
+            ]
+        ),
+    )
+)

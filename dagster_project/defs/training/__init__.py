@@ -1,0 +1,1 @@
+"""Training domain: ``splits``, the four classifiers and ``predictions`` (``defs`` in :mod:`.assets`)."""

@@ -1,0 +1,232 @@
+"""Training assets: ``splits``, ``cnn``, ``efficientnet_b0``, ``dinov2_probe``, ``dinov2_finetune``, ``predictions``.
+
+Each asset is thin: it opens the warehouse, calls a plain function of :mod:`models.pipeline` /
+:mod:`models.predict` (which read and write through the warehouse with this run's id), and returns a
+``MaterializeResult`` with the metrics, the confusion matrix and its check results.
+
+Run config: every field has a default; model fields left at ``None`` take the value of the chosen
+``preset`` (``demo``: sized for a CPU and the demo survey; ``full``: the documented GPU settings; see
+:mod:`models.config`).
+"""
+
+import base64
+import json
+
+import dagster as dg
+from pydantic import Field
+
+from dagster_project.defs.training.checks import floor_check, leak_check, predictions_check
+from dagster_project.resources import WarehouseResource
+from models.config import make_config
+from models.pipeline import TrainOutcome, build_splits, train_model
+from models.predict import predict_all
+
+__all__ = [
+    "DINOv2FinetuneConfig",
+    "DINOv2ProbeConfig",
+    "ImageModelConfig",
+    "PredictionsConfig",
+    "SplitsConfig",
+    "cnn",
+    "defs",
+    "dinov2_finetune",
+    "dinov2_probe",
+    "efficientnet_b0",
+    "predictions",
+    "splits",
+]
+
+GROUP = "training"
+
+
+class SplitsConfig(dg.Config):
+    """Run configuration of ``splits``."""
+
+    label_column: str = Field(default="label", description="'label' or a key of galaxies.extra_json (e.g. 'ring')")
+    seed: int = Field(default=0, description="seed of the stratified group shuffle")
+    train_fraction: float = Field(default=0.70, description="fraction of each class in train")
+    val_fraction: float = Field(default=0.15, description="fraction of each class in val")
+    test_fraction: float = Field(default=0.15, description="fraction of each class in test")
+
+
+class _ModelConfig(dg.Config):
+    preset: str = Field(default="demo", description="'demo' (CPU, small stamps, few epochs) or 'full' (GPU)")
+    label_column: str = Field(default="label", description="target column; its split set is built if missing")
+    seed: int = Field(default=0, description="seed of the split set and of training")
+    max_train: int | None = Field(default=None, description="cap on training galaxies (0: all)")
+    allow_random_init: bool | None = Field(
+        default=None, description="train from random init when no pretrained weights resolve (demo: true)")
+    floor_vs_chance: float | None = Field(
+        default=None, description="test balanced accuracy floor, as a multiple of chance (1/K)")
+
+    def overrides(self) -> dict:
+        """Fields to pass to :func:`models.config.make_config` (None means: the preset's value)."""
+        return {k: v for k, v in self.model_dump().items() if k != "preset" and v is not None}
+
+
+class ImageModelConfig(_ModelConfig):
+    """Run configuration of ``cnn`` and ``efficientnet_b0``."""
+
+    img_size: int | None = Field(default=None, description="stamp side in pixels (demo 64, full 128/224)")
+    epochs: int | None = Field(default=None, description="maximum epochs (early stopping on val balanced accuracy)")
+    batch_size: int | None = Field(default=None, description="batch size")
+    lr: float | None = Field(default=None, description="peak learning rate (AdamW, cosine schedule)")
+    label_smoothing: float | None = Field(default=None, description="cross-entropy label smoothing")
+    class_balanced: bool | None = Field(default=None, description="inverse-frequency class weights")
+    device: str = Field(default="auto", description="auto, cpu or cuda")
+    num_workers: int | None = Field(default=None, description="data-loader workers (-1: automatic)")
+    weights_path: str | None = Field(default=None, description="local pretrained weights file")
+
+
+class DINOv2ProbeConfig(_ModelConfig):
+    """Run configuration of ``dinov2_probe``."""
+
+    encoder: str = Field(default="auto", description="embeddings_<encoder> to read; auto: what the embeddings stage wrote")
+
+
+class DINOv2FinetuneConfig(ImageModelConfig):
+    """Run configuration of ``dinov2_finetune``."""
+
+    encoder: str = Field(default="auto", description="DINOv2 encoder (auto: the one the probe used)")
+    layer_decay: float | None = Field(default=None, description="layer-wise learning-rate decay")
+    init_from_probe: bool | None = Field(default=None, description="start the head from the latest probe")
+
+
+class PredictionsConfig(dg.Config):
+    """Run configuration of ``predictions``."""
+
+    batch_size: int = Field(default=64, description="inference batch size")
+    device: str = Field(default="auto", description="auto, cpu or cuda")
+
+
+def _md_png(png: bytes, alt: str) -> dg.MetadataValue:
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
+
+
+def _metadata(out: TrainOutcome) -> dict:
+    m = out.metrics
+    recall = "\n".join(f"| {n} | {r:.3f} |" for n, r in m["per_class_recall"].items())
+    meta = {
+        "model": f"{out.name} v{out.version}",
+        "version": out.version,
+        "label_column": out.label_column,
+        "split_name": out.split_name,
+        "preset": out.config.preset,
+        "weights_origin": out.weights_origin,
+        "random_init": "random init" in out.weights_origin,
+        "test_balanced_accuracy": dg.MetadataValue.float(float(m["balanced_accuracy"])),
+        "test_accuracy": dg.MetadataValue.float(float(m["accuracy"])),
+        "test_macro_f1": dg.MetadataValue.float(float(m["macro_f1"])),
+        "val_balanced_accuracy": dg.MetadataValue.float(float(out.val_metrics["balanced_accuracy"])),
+        "per_class_recall": dg.MetadataValue.md("| class | recall |\n|---|---|\n" + recall),
+        "confusion_matrix": _md_png(out.confusion_png, "confusion matrix"),
+        "confusion_png": dg.MetadataValue.path(f"{out.artefact_dir}/confusion.png"),
+        "train_seconds": dg.MetadataValue.float(float(out.train_seconds)),
+        "n_train": out.n["train"], "n_val": out.n["val"], "n_test": out.n["test"],
+        "floor": dg.MetadataValue.float(float(out.floor)),
+        "table_versions": dg.MetadataValue.json(out.table_versions),
+        "config": dg.MetadataValue.json(json.loads(out.config.to_json())),
+        "artefact": dg.MetadataValue.path(out.artefact_dir),
+        "notes": "; ".join(out.notes) or "none",
+    }
+    for key in ("images_per_s", "data_wait_fraction", "best_epoch", "C"):
+        if key in out.fit:
+            meta[key] = out.fit[key]
+    return meta
+
+
+def _train(context: dg.AssetExecutionContext, warehouse: WarehouseResource, name: str, config: dg.Config) -> dg.MaterializeResult:
+    cfg = make_config(name, config.preset, **config.overrides())
+    out = train_model(warehouse.open(), name, cfg, log=context.log.info, run_id=context.run_id)
+    return dg.MaterializeResult(metadata=_metadata(out), check_results=[floor_check(out)])
+
+
+def _floor_spec(asset: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        "test_balanced_accuracy_floor", asset=asset, blocking=True,
+        description="test balanced accuracy >= floor_vs_chance / K (the floor is in the metadata)")
+
+
+@dg.asset(
+    deps=["galaxies", "duplicate_groups"],
+    group_name=GROUP,
+    kinds={"lance"},
+    check_specs=[dg.AssetCheckSpec("no_leak", asset="splits", blocking=True,
+                                   description="no galaxy id and no duplicate group in two splits")],
+)
+def splits(context: dg.AssetExecutionContext, warehouse: WarehouseResource, config: SplitsConfig) -> dg.MaterializeResult:
+    """Stratified train/val/test split of the labelled galaxies; duplicate groups never straddle splits."""
+    wh = warehouse.open()
+    out = build_splits(wh, label_column=config.label_column, seed=config.seed,
+                       fractions=(config.train_fraction, config.val_fraction, config.test_fraction),
+                       run_id=context.run_id)
+    classes = sorted({c for v in out.class_counts.values() for c in v})
+    table = "| class | train | val | test |\n|---|---|---|---|\n" + "\n".join(
+        f"| {c} | " + " | ".join(str(out.class_counts.get(s, {}).get(c, 0)) for s in ("train", "val", "test")) + " |"
+        for c in classes)
+    return dg.MaterializeResult(
+        metadata={
+            "split_name": out.split_name,
+            "label_column": out.label_column,
+            "seed": out.seed,
+            "train": out.counts["train"], "val": out.counts["val"], "test": out.counts["test"],
+            "unlabelled_left_out": out.n_unlabelled,
+            "galaxies_in_duplicate_groups": out.n_groups_shared,
+            "class_counts": dg.MetadataValue.md(table),
+            "table_version": out.table_version,
+        },
+        check_results=[leak_check(wh, out.split_name)],
+    )
+
+
+@dg.asset(deps=["splits", "galaxies"], group_name=GROUP, kinds={"pytorch"}, check_specs=[_floor_spec("cnn")])
+def cnn(context: dg.AssetExecutionContext, warehouse: WarehouseResource, config: ImageModelConfig) -> dg.MaterializeResult:
+    """A compact 4-block CNN trained from scratch on stamps read from the warehouse."""
+    return _train(context, warehouse, "cnn", config)
+
+
+@dg.asset(deps=["splits", "galaxies"], group_name=GROUP, kinds={"pytorch"},
+          check_specs=[_floor_spec("efficientnet_b0")])
+def efficientnet_b0(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                    config: ImageModelConfig) -> dg.MaterializeResult:
+    """timm EfficientNet-B0 (ImageNet weights when they resolve; random init only when allowed, and said)."""
+    return _train(context, warehouse, "efficientnet_b0", config)
+
+
+@dg.asset(deps=["splits", "embeddings"], group_name=GROUP, kinds={"sklearn"},
+          check_specs=[_floor_spec("dinov2_probe")])
+def dinov2_probe(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                 config: DINOv2ProbeConfig) -> dg.MaterializeResult:
+    """Logistic regression on stored DINOv2 embeddings (standardised), C chosen on the validation split."""
+    return _train(context, warehouse, "dinov2_probe", config)
+
+
+@dg.asset(deps=["splits", "galaxies", "dinov2_probe"], group_name=GROUP, kinds={"pytorch"},
+          check_specs=[_floor_spec("dinov2_finetune")])
+def dinov2_finetune(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                    config: DINOv2FinetuneConfig) -> dg.MaterializeResult:
+    """DINOv2 encoder fine-tuned with layer-wise lr decay, head initialised from the probe."""
+    return _train(context, warehouse, "dinov2_finetune", config)
+
+
+@dg.asset(deps=["cnn", "efficientnet_b0", "dinov2_probe", "dinov2_finetune"], group_name=GROUP, kinds={"lance"},
+          check_specs=[dg.AssetCheckSpec("every_version_predicted", asset="predictions",
+                                         description="every registered model version has predictions")])
+def predictions(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                config: PredictionsConfig) -> dg.MaterializeResult:
+    """Class probabilities of every galaxy for every registered model version (only missing pairs computed)."""
+    wh = warehouse.open()
+    summary = predict_all(wh, run_id=context.run_id, log=context.log.info, batch_size=config.batch_size,
+                          device=config.device)
+    return dg.MaterializeResult(
+        metadata={
+            "model_versions": len(summary),
+            "rows_written": sum(v["written"] for v in summary.values()),
+            "per_version": dg.MetadataValue.json(summary),
+            "rows_total": wh.count("predictions"),
+        },
+        check_results=[predictions_check(summary)],
+    )
+
+
+defs = dg.Definitions(assets=[splits, cnn, efficientnet_b0, dinov2_probe, dinov2_finetune, predictions])

@@ -1,0 +1,306 @@
+"""Training data read straight from the warehouse.
+
+* :class:`GalaxyImageDataset` reads images by ``galaxy_id`` with random access (one Lance ``take`` per
+  batch through ``Warehouse.read_images``), never copying the table into memory; it can keep the
+  resized uint8 stamps of up to ``cache_mb`` megabytes so later epochs skip PNG decoding.
+* :class:`GalaxyAugment` applies the augmentations that are valid for galaxies, on whole batches on the
+  training device: any rotation (a galaxy has no preferred orientation on the sky), horizontal and
+  vertical flips (parity does not change the class; Dieleman et al. 2015), small shifts and scale
+  changes (centring and distance errors) and a mild brightness / colour gain (calibration scatter).
+* :func:`read_embeddings` reads stored embedding vectors as one array for the linear probe.
+
+The module never imports the warehouse package: it takes any object with ``read_images`` /
+``take`` / ``exists`` (a :class:`warehouse.Warehouse`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from models.errors import MissingInputError
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "GalaxyAugment",
+    "GalaxyImageDataset",
+    "ImageReader",
+    "auto_num_workers",
+    "make_loader",
+    "prepare_batch",
+    "read_embeddings",
+    "to_uint8_rgb",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ImageReader(Protocol):
+    """What the dataset needs from the warehouse."""
+
+    def read_images(self, galaxy_ids: Sequence[str]) -> list[np.ndarray]: ...
+
+
+def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
+    """Any stored image as ``(H, W, 3)`` uint8.
+
+    uint8 images pass through (grey repeated to three channels, a fourth channel dropped). Float (flux)
+    images are clipped to their 0.5-99.5 percentiles per channel and scaled to 0-255; a constant or
+    all-NaN channel becomes 0.
+    """
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.dtype != np.uint8:
+        out = np.zeros(img.shape, dtype=np.uint8)
+        for c in range(img.shape[2]):
+            ch = np.asarray(img[:, :, c], dtype=np.float64)
+            finite = np.isfinite(ch)
+            if not finite.any():
+                continue
+            lo, hi = np.percentile(ch[finite], [0.5, 99.5])
+            if hi > lo:
+                scaled = np.clip((np.where(finite, ch, lo) - lo) / (hi - lo), 0, 1)
+                out[:, :, c] = np.round(scaled * 255).astype(np.uint8)
+        img = out
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    return np.ascontiguousarray(img[:, :, :3])
+
+
+class GalaxyImageDataset(Dataset):
+    """Images and class indices of a list of galaxies, read from the warehouse on demand.
+
+    Parameters
+    ----------
+    reader : ImageReader
+        A :class:`warehouse.Warehouse` (anything with ``read_images(ids)``).
+    galaxy_ids : sequence of str
+    targets : sequence of int, optional
+        Class index per galaxy (``-1`` when absent, e.g. for prediction).
+    img_size : int
+        Side of the square stamp the model sees; stored images are resized (bilinear, antialiased).
+    cache_mb : float
+        Keep up to this many megabytes of resized uint8 stamps in memory (0: decode every time).
+
+    Notes
+    -----
+    Items are ``(uint8 tensor (3, S, S), int)``. ``__getitems__`` lets a ``DataLoader`` fetch a whole
+    batch with one warehouse ``take``. Normalisation and augmentation happen on the device
+    (:func:`prepare_batch`), so workers ship uint8 (4x less than float).
+    """
+
+    def __init__(
+        self,
+        reader: ImageReader,
+        galaxy_ids: Sequence[str],
+        targets: Sequence[int] | None = None,
+        *,
+        img_size: int = 64,
+        cache_mb: float = 256.0,
+    ) -> None:
+        self.reader = reader
+        self.galaxy_ids = list(galaxy_ids)
+        self.targets = [-1] * len(self.galaxy_ids) if targets is None else [int(t) for t in targets]
+        if len(self.targets) != len(self.galaxy_ids):
+            raise ValueError(f"{len(self.galaxy_ids)} galaxy ids but {len(self.targets)} targets")
+        self.img_size = int(img_size)
+        self.cache_bytes = int(cache_mb * 1e6)
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.galaxy_ids)
+
+    def _resize(self, image: np.ndarray) -> np.ndarray:
+        img = to_uint8_rgb(image)
+        if img.shape[0] != self.img_size or img.shape[1] != self.img_size:
+            img = np.asarray(Image.fromarray(img).resize((self.img_size, self.img_size), Image.BILINEAR))
+        return img
+
+    def _stamps(self, indices: Sequence[int]) -> list[np.ndarray]:
+        missing = [i for i in indices if i not in self._cache]
+        fresh: dict[int, np.ndarray] = {}
+        if missing:
+            images = self.reader.read_images([self.galaxy_ids[i] for i in missing])
+            fresh = {i: self._resize(im) for i, im in zip(missing, images)}
+            per = self.img_size * self.img_size * 3
+            for i, stamp in fresh.items():
+                if (len(self._cache) + 1) * per <= self.cache_bytes:
+                    self._cache[i] = stamp
+        return [self._cache[i] if i in self._cache else fresh[i] for i in indices]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, int]]:
+        stamps = self._stamps(list(indices))
+        return [(torch.from_numpy(np.ascontiguousarray(s.transpose(2, 0, 1))), self.targets[i])
+                for s, i in zip(stamps, indices)]
+
+
+def auto_num_workers(device: str | torch.device) -> int:
+    """Data-loader workers that keep the model busy without starving it of cores.
+
+    On a GPU, one worker per spare core up to 8 (decoding and resizing run beside the GPU step). On the
+    CPU the model itself uses every core, so loading in the main process is fastest
+    (``docs/benchmarks_training.md`` has the measured data-wait fraction).
+    """
+    if torch.device(device).type == "cpu":
+        return 0
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+def make_loader(
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    drop_last: bool = False,
+) -> DataLoader:
+    """A seeded ``DataLoader`` (same seed, same batch order, whatever the worker count)."""
+    gen = torch.Generator()
+    gen.manual_seed(int(seed))
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=gen,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        pin_memory=pin_memory,
+        drop_last=drop_last,
+    )
+
+
+class GalaxyAugment(nn.Module):
+    """Galaxy-valid augmentations of a batch, as one affine resampling plus a colour gain.
+
+    Parameters
+    ----------
+    max_shift : float
+        Largest shift as a fraction of the stamp side (uniform in ``[-max_shift, max_shift]``).
+    scale_range : (float, float)
+        Zoom factor range (log-uniform).
+    brightness : float
+        Largest relative change of overall brightness.
+    colour : float
+        Largest relative change of each channel's gain (mild: colours carry morphology information).
+
+    Notes
+    -----
+    Rotation is uniform in ``[0, 2 pi)`` and each axis is flipped with probability 1/2. Pixels rotated in
+    from outside the stamp are reflected (sky-like texture, not black corners). Randomness comes from
+    the ``generator`` passed to :meth:`forward`, so a seeded fit augments identically.
+    """
+
+    def __init__(
+        self,
+        max_shift: float = 0.05,
+        scale_range: tuple[float, float] = (0.9, 1.1),
+        brightness: float = 0.05,
+        colour: float = 0.03,
+    ) -> None:
+        super().__init__()
+        self.max_shift = max_shift
+        self.scale_range = scale_range
+        self.brightness = brightness
+        self.colour = colour
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Augment ``x`` (``(N, C, H, W)`` float in ``[0, 1]``)."""
+        n = x.shape[0]
+
+        def u(*shape: int) -> torch.Tensor:
+            return torch.rand(*shape, generator=generator).to(x.device, x.dtype)
+
+        theta = u(n) * 2 * math.pi
+        lo, hi = math.log(self.scale_range[0]), math.log(self.scale_range[1])
+        scale = torch.exp(lo + (hi - lo) * u(n))
+        flip_x = torch.where(u(n) < 0.5, -1.0, 1.0).to(x.dtype)
+        flip_y = torch.where(u(n) < 0.5, -1.0, 1.0).to(x.dtype)
+        shift = (u(n, 2) * 2 - 1) * self.max_shift * 2  # grid units span [-1, 1]
+        cos, sin = torch.cos(theta) / scale, torch.sin(theta) / scale
+        mat = torch.stack(
+            [
+                torch.stack([cos * flip_x, -sin * flip_y, shift[:, 0]], dim=1),
+                torch.stack([sin * flip_x, cos * flip_y, shift[:, 1]], dim=1),
+            ],
+            dim=1,
+        )
+        grid = nn.functional.affine_grid(mat, list(x.shape), align_corners=False)
+        out = nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        gain = (1 + (u(n, 1, 1, 1) * 2 - 1) * self.brightness) * (1 + (u(n, x.shape[1], 1, 1) * 2 - 1) * self.colour)
+        return (out * gain).clamp_(0, 1)
+
+
+def prepare_batch(
+    images: torch.Tensor,
+    device: torch.device,
+    *,
+    augment: GalaxyAugment | None = None,
+    generator: torch.Generator | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> torch.Tensor:
+    """uint8 ``(N, 3, H, W)`` -> augmented, normalised float on ``device``."""
+    x = images.to(device, non_blocking=True).float().div_(255.0)
+    if augment is not None:
+        x = augment(x, generator)
+    m = torch.tensor(mean, device=device, dtype=x.dtype).view(1, -1, 1, 1)
+    s = torch.tensor(std, device=device, dtype=x.dtype).view(1, -1, 1, 1)
+    return (x - m) / s
+
+
+def read_embeddings(
+    wh: Any,
+    table: str,
+    galaxy_ids: Sequence[str],
+    columns: Sequence[str] = ("vector", "patch_mean"),
+) -> np.ndarray:
+    """Stored embeddings of ``galaxy_ids`` as one ``(N, D)`` float32 array (columns concatenated).
+
+    Parameters
+    ----------
+    wh : warehouse.Warehouse
+    table : str
+        An embeddings table, e.g. ``embeddings_dinov2_vits14``.
+    galaxy_ids : sequence of str
+    columns : sequence of str
+        Vector columns to concatenate; default the CLS token and the patch-token mean.
+
+    Raises
+    ------
+    MissingInputError
+        When the table does not exist or lacks some of the galaxies (the message names both).
+    """
+    if not wh.exists(table):
+        raise MissingInputError(
+            f"embeddings table {table!r} does not exist in {wh.root}; materialize the "
+            f"{table} asset (or run `astrovision embed`) first"
+        )
+    try:
+        rows = wh.take(table, list(galaxy_ids), columns=list(columns))
+    except ValueError as exc:  # WarehouseError: missing ids or columns
+        raise MissingInputError(f"cannot read {list(columns)} of {len(galaxy_ids)} galaxies from {table!r}: {exc}") from None
+    parts = []
+    for c in columns:
+        col = rows.column(c).combine_chunks()
+        if col.null_count:
+            raise MissingInputError(f"{table}.{c}: {col.null_count} galaxies have no vector")
+        flat = np.asarray(col.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+        parts.append(flat.reshape(len(rows), -1))
+    return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]

@@ -1,0 +1,178 @@
+"""DINOv2 (Oquab et al. 2023) fine-tuning: the ViT encoder plus a probe-initialised head.
+
+The encoder's feature is the concatenation of the final-norm CLS token and the mean of the patch
+tokens, the same vector the embeddings stage stores (``vector`` and ``patch_mean``) and the linear
+probe reads. The head standardises that feature with the probe's training mean and scale, then applies
+the probe's weights, so at step 0 the fine-tuned model predicts what the probe predicts, at the probe's
+scale (the research code put unscaled probe weights on raw features: epoch-1 loss 11.4). Without a
+probe the head starts at zero (loss ``ln K``).
+
+The encoder trains with layer-wise learning-rate decay (Clark et al. 2020, ELECTRA; Bao et al. 2022,
+BEiT): block ``i`` of ``L`` gets ``lr * decay ** (L + 1 - i)``, the patch embedding the smallest rate,
+the head the full rate.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.backbones import Backbone, load_backbone
+from models.classifier import zero_linear
+
+__all__ = [
+    "DINOv2Classifier",
+    "DINOv2Features",
+    "StandardizedHead",
+    "build_dinov2_finetune",
+    "layerwise_param_groups",
+]
+
+class DINOv2Features(nn.Module):
+    """A timm ViT returning ``concat(CLS, mean of patch tokens)``: ``(N, 2 D)``."""
+
+    def __init__(self, vit: nn.Module) -> None:
+        super().__init__()
+        self.vit = vit
+        self.num_prefix_tokens = int(getattr(vit, "num_prefix_tokens", 1))
+        self.num_features = 2 * int(vit.num_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.vit.forward_features(x)
+        return torch.cat([tokens[:, 0], tokens[:, self.num_prefix_tokens:].mean(dim=1)], dim=1)
+
+
+class StandardizedHead(nn.Module):
+    """``logits = W ((f - mean) / scale) + b``, the probe's form; ``mean`` and ``scale`` are buffers."""
+
+    def __init__(self, num_features: int, num_classes: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(num_features))
+        self.register_buffer("scale", torch.ones(num_features))
+        self.linear = zero_linear(num_features, num_classes)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.linear((f - self.mean) / self.scale)
+
+    @torch.no_grad()
+    def init_from_probe(self, mean: np.ndarray, scale: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> None:
+        """Copy a fitted :class:`models.probe.LinearProbe` (same feature layout, same class order)."""
+        if coef.shape != tuple(self.linear.weight.shape):
+            raise ValueError(f"probe weights {coef.shape} do not fit the head {tuple(self.linear.weight.shape)}")
+        self.mean.copy_(torch.as_tensor(mean, dtype=self.mean.dtype))
+        self.scale.copy_(torch.as_tensor(scale, dtype=self.scale.dtype))
+        self.linear.weight.copy_(torch.as_tensor(coef, dtype=self.linear.weight.dtype))
+        self.linear.bias.copy_(torch.as_tensor(intercept, dtype=self.linear.bias.dtype))
+
+
+class DINOv2Classifier(nn.Module):
+    """DINOv2 encoder (:class:`DINOv2Features`) plus :class:`StandardizedHead`."""
+
+    def __init__(self, vit: nn.Module, num_classes: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.encoder = DINOv2Features(vit)
+        self.num_features = self.encoder.num_features
+        self.num_classes = int(num_classes)
+        self.drop = nn.Dropout(dropout)
+        self.head = StandardizedHead(self.num_features, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.drop(features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def param_groups(self, lr: float, weight_decay: float, layer_decay: float = 0.75,
+                     head_lr_scale: float = 1.0) -> list[dict[str, Any]]:
+        """Optimizer parameter groups with layer-wise decay (see :func:`layerwise_param_groups`)."""
+        return layerwise_param_groups(self, lr, weight_decay, layer_decay, head_lr_scale)
+
+
+def _layer_id(name: str, num_blocks: int) -> int:
+    m = re.search(r"\bblocks\.(\d+)\.", name)
+    if m:
+        return int(m.group(1)) + 1
+    if any(k in name for k in ("patch_embed", "cls_token", "reg_token", "pos_embed", "mask_token")):
+        return 0
+    return num_blocks + 1  # final norm and anything after the blocks
+
+
+def layerwise_param_groups(
+    model: DINOv2Classifier,
+    lr: float,
+    weight_decay: float,
+    layer_decay: float = 0.75,
+    head_lr_scale: float = 1.0,
+) -> list[dict[str, Any]]:
+    """Parameter groups: encoder layer ``i`` at ``lr * layer_decay ** (L + 1 - i)``, head at ``lr * head_lr_scale``.
+
+    Biases, norms and tokens (1-D parameters) get no weight decay.
+    """
+    num_blocks = len(getattr(model.encoder.vit, "blocks", []))
+    groups: dict[tuple[int, bool], dict[str, Any]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        no_wd = p.ndim <= 1 or name.endswith((".bias", "token", "pos_embed"))
+        if name.startswith("encoder."):
+            lid = _layer_id(name, num_blocks)
+            scale = layer_decay ** (num_blocks + 1 - lid)
+        else:
+            lid = num_blocks + 2
+            scale = head_lr_scale
+        key = (lid, no_wd)
+        if key not in groups:
+            groups[key] = {"params": [], "lr": lr * scale, "weight_decay": 0.0 if no_wd else weight_decay,
+                           "name": f"layer{lid}{'_no_wd' if no_wd else ''}"}
+        groups[key]["params"].append(p)
+    return [groups[k] for k in sorted(groups)]
+
+
+def build_dinov2_finetune(
+    num_classes: int,
+    *,
+    encoder: str = "dinov2_vits14",
+    img_size: int = 224,
+    pretrained: bool = True,
+    weights_path: str | None = None,
+    allow_random_init: bool = False,
+    dropout: float = 0.0,
+    drop_path_rate: float = 0.1,
+) -> tuple[DINOv2Classifier, Backbone]:
+    """The DINOv2 encoder at ``img_size`` (a multiple of 14) plus a standardised linear head.
+
+    Parameters
+    ----------
+    num_classes : int
+    encoder : str
+        A key of :data:`features.embeddings.ENCODERS` (``dinov2_vits14``, ``dinov2_vitb14``, or the
+        ``random_vits14`` baseline, which is random by definition and needs ``allow_random_init``).
+    img_size : int
+        Input side; position embeddings are interpolated from the checkpoint's 518 px grid.
+    pretrained, weights_path, allow_random_init
+        See :func:`models.backbones.load_backbone`.
+    dropout, drop_path_rate : float
+
+    Returns
+    -------
+    model : DINOv2Classifier
+    backbone : Backbone
+    """
+    from features.embeddings import ENCODERS
+
+    if encoder not in ENCODERS:
+        raise ValueError(f"unknown DINOv2 encoder {encoder!r}; known: {', '.join(ENCODERS)}")
+    if img_size % 14:
+        raise ValueError(f"img_size must be a multiple of the 14 px patch; got {img_size}")
+    spec = ENCODERS[encoder]
+    bb = load_backbone(spec.timm_name, spec.hf_repo, pretrained=pretrained, weights_path=weights_path,
+                       allow_random_init=allow_random_init, num_classes=0, img_size=img_size,
+                       drop_path_rate=drop_path_rate)
+    return DINOv2Classifier(bb.model, num_classes, dropout=dropout), bb

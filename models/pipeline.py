@@ -1,0 +1,519 @@
+"""Plain training functions over a warehouse: splits, training runs, the registry row.
+
+These are what the Dagster assets and ``astrovision train`` call. Each takes a
+:class:`warehouse.Warehouse` (``wh``), reads its inputs, trains, writes the artefact directory and the
+registry row, and returns an outcome with everything the caller reports. Nothing here imports Dagster
+or the warehouse package.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.config import TrainConfig, resolve_device
+from models.errors import MissingInputError, SplitError
+from models.labels import Labels, resolve_labels
+from models.metrics import classification_metrics, confusion_png
+from models.registry import get_spec
+from models.splits import SPLIT_NAMES, check_no_leak, class_counts, make_splits, split_set_name
+from models.versions import artefact_dir, get_model, list_models, next_version, record_model
+
+__all__ = [
+    "AUTO_ENCODERS",
+    "SplitData",
+    "SplitsOutcome",
+    "TrainOutcome",
+    "build_splits",
+    "config_from_registry",
+    "embeddings_table",
+    "load_split",
+    "read_labels",
+    "resolve_encoder",
+    "retrain",
+    "train_model",
+]
+
+LogFn = Callable[[str], None]
+
+
+def _q(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def embeddings_table(encoder: str) -> str:
+    """The embeddings table of an encoder: ``embeddings_<encoder>``."""
+    return f"embeddings_{encoder}"
+
+
+AUTO_ENCODERS: tuple[str, ...] = ("dinov2_vits14", "dinov2_vitb14", "random_vits14")
+"""Preference order of ``encoder="auto"``."""
+
+
+def resolve_encoder(wh: Any, encoder: str) -> str:
+    """``"auto"`` -> the first of :data:`AUTO_ENCODERS` whose embeddings table exists (else the first)."""
+    if encoder != "auto":
+        return encoder
+    for name in AUTO_ENCODERS:
+        if wh.exists(embeddings_table(name)):
+            return name
+    return AUTO_ENCODERS[0]
+
+
+# ------------------------------------------------------------------------------------------ splits
+@dataclass
+class SplitsOutcome:
+    """What :func:`build_splits` wrote."""
+
+    split_name: str
+    label_column: str
+    seed: int
+    counts: dict[str, int]
+    class_counts: dict[str, dict[str, int]]
+    n_unlabelled: int
+    n_groups_shared: int
+    table_version: int
+    problems: list[str] = field(default_factory=list)
+
+
+def read_labels(wh: Any, label_column: str, names: dict[int, str] | None = None) -> tuple[Labels, dict[str, str | None]]:
+    """Labels of every galaxy for ``label_column`` and the duplicate group of each galaxy."""
+    if not wh.exists("galaxies"):
+        raise MissingInputError(f"table 'galaxies' does not exist in {wh.root}; ingest a source first")
+    gal = wh.read("galaxies", columns=["galaxy_id", "label", "label_name", "extra_json", "duplicate_group"])
+    ids = gal.column("galaxy_id").to_pylist()
+    labels = resolve_labels(
+        ids,
+        column=label_column,
+        label=gal.column("label").to_pylist(),
+        label_name=gal.column("label_name").to_pylist(),
+        extra_json=gal.column("extra_json").to_pylist(),
+        names=names,
+    )
+    return labels, dict(zip(ids, gal.column("duplicate_group").to_pylist()))
+
+
+def build_splits(
+    wh: Any,
+    *,
+    label_column: str = "label",
+    seed: int = 0,
+    fractions: Sequence[float] = (0.70, 0.15, 0.15),
+    names: dict[int, str] | None = None,
+    run_id: str | None = None,
+) -> SplitsOutcome:
+    """Split the labelled galaxies (:func:`models.splits.make_splits`) and store them in ``splits``.
+
+    Rows of the same split set (``split_name``) for galaxies that are no longer labelled are deleted
+    after the upsert, so the stored set always equals the computed one.
+
+    Raises
+    ------
+    models.errors.LabelError
+        Unusable label column.
+    models.errors.SplitError
+        The computed split leaks (never expected; checked before anything is written).
+    """
+    labels, groups = read_labels(wh, label_column, names)
+    group = [groups.get(g) for g in labels.galaxy_ids]
+    assign = make_splits(labels.galaxy_ids, labels.values, group, fractions=fractions, seed=seed)
+    problems = check_no_leak(assign.galaxy_ids, list(assign.split), group)
+    if problems:
+        raise SplitError(f"split {label_column}-s{seed} would leak: {'; '.join(problems[:5])}")
+    name = split_set_name(label_column, seed)
+    name_of = labels.name_of
+    rows = {
+        "galaxy_id": labels.galaxy_ids,
+        "split_name": [name] * len(labels.galaxy_ids),
+        "split": [str(s) for s in assign.split],
+        "label_column": [label_column] * len(labels.galaxy_ids),
+        "label": labels.values.astype(np.int16).tolist(),
+        "label_name": [name_of[int(v)] for v in labels.values],
+        "seed": [seed] * len(labels.galaxy_ids),
+        "duplicate_group": group,
+    }
+    import pyarrow as pa
+
+    version = wh.upsert("splits", pa.table(rows), run_id=run_id)
+    stored = wh.read("splits", columns=["galaxy_id"], where=f"split_name = {_q(name)}").column("galaxy_id").to_pylist()
+    stale = sorted(set(stored) - set(labels.galaxy_ids))
+    if stale:
+        for i in range(0, len(stale), 500):
+            chunk = ", ".join(_q(g) for g in stale[i:i + 500])
+            version = wh.delete("splits", f"split_name = {_q(name)} AND galaxy_id IN ({chunk})")
+    cc = class_counts(list(assign.split), labels.values.tolist())
+    return SplitsOutcome(
+        split_name=name,
+        label_column=label_column,
+        seed=seed,
+        counts=assign.counts(),
+        class_counts={s: {name_of[c]: n for c, n in sorted(v.items())} for s, v in cc.items()},
+        n_unlabelled=labels.n_unlabelled,
+        n_groups_shared=sum(1 for g in group if g),
+        table_version=int(version),
+    )
+
+
+@dataclass
+class SplitData:
+    """One split set read back: ids and class indices per split, and the classes."""
+
+    split_name: str
+    label_column: str
+    table_version: int
+    ids: dict[str, list[str]]
+    y: dict[str, np.ndarray]
+    classes: tuple[int, ...]
+    names: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def classes_json(self) -> str:
+        return json.dumps([{"label": int(c), "name": n} for c, n in zip(self.classes, self.names)])
+
+
+def load_split(wh: Any, split_name: str, version: int | None = None, *, require_all_classes: bool = True) -> SplitData:
+    """Read a split set and check it is usable.
+
+    Raises
+    ------
+    models.errors.SplitError
+        No such split set, a galaxy or duplicate group in two splits, an empty split, or (with
+        ``require_all_classes``) a split holding no galaxy of some class; the message names the class
+        and the counts.
+    """
+    if not wh.exists("splits"):
+        raise SplitError(f"table 'splits' does not exist in {wh.root}; materialize the splits asset first")
+    t = wh.read("splits", version=version, where=f"split_name = {_q(split_name)}",
+                columns=["galaxy_id", "split", "label_column", "label", "label_name", "duplicate_group"])
+    if t.num_rows == 0:
+        raise SplitError(f"no split set {split_name!r} in the splits table (materialize splits for it first)")
+    d = t.to_pydict()
+    problems = check_no_leak(d["galaxy_id"], d["split"], d["duplicate_group"])
+    if problems:
+        raise SplitError(f"split set {split_name!r} leaks: {'; '.join(problems[:5])}")
+    labels = np.asarray(d["label"], dtype=np.int64)
+    classes = tuple(int(c) for c in np.unique(labels))
+    name_of: dict[int, str] = {}
+    for v, nm in zip(d["label"], d["label_name"]):
+        name_of.setdefault(int(v), nm or str(v))
+    idx = np.searchsorted(np.asarray(classes), labels)
+    split = np.asarray(d["split"])
+    ids = {s: [g for g, ss in zip(d["galaxy_id"], split) if ss == s] for s in SPLIT_NAMES}
+    y = {s: idx[split == s] for s in SPLIT_NAMES}
+    names = tuple(name_of[c] for c in classes)
+    for s in SPLIT_NAMES:
+        if not ids[s]:
+            raise SplitError(f"split set {split_name!r}: the {s} split is empty ({t.num_rows} galaxies in all)")
+        if require_all_classes:
+            counts = np.bincount(y[s], minlength=len(classes))
+            missing = [names[k] for k in range(len(classes)) if counts[k] == 0]
+            if missing:
+                total = np.bincount(idx, minlength=len(classes))
+                detail = ", ".join(f"{names[k]!r} ({int(total[k])} galaxies in all)" for k in range(len(classes))
+                                   if counts[k] == 0)
+                raise SplitError(
+                    f"split set {split_name!r}: the {s} split has no galaxy of class {detail}; every class "
+                    "needs at least 3 galaxies (one per split); add galaxies or drop the class"
+                )
+    table_version = int(version) if version is not None else int(wh.dataset("splits").version)
+    return SplitData(split_name, d["label_column"][0], table_version, ids, y, classes, names)
+
+
+# ------------------------------------------------------------------------------------------ training
+@dataclass
+class TrainOutcome:
+    """What one training run produced (all of it is also in the registry row and the artefact dir)."""
+
+    name: str
+    version: int
+    kind: str
+    label_column: str
+    split_name: str
+    classes: tuple[int, ...]
+    names: tuple[str, ...]
+    metrics: dict[str, Any]
+    val_metrics: dict[str, Any]
+    weights_origin: str
+    artefact_dir: str
+    confusion_png: bytes
+    train_seconds: float
+    table_versions: dict[str, int]
+    floor: float
+    config: TrainConfig
+    n: dict[str, int]
+    fit: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed_floor(self) -> bool:
+        """Whether the test balanced accuracy reached the floor."""
+        return bool(self.metrics["balanced_accuracy"] >= self.floor)
+
+
+def _subsample(ids: list[str], y: np.ndarray, n: int, seed: int) -> tuple[list[str], np.ndarray]:
+    """A class-stratified seeded subsample of at most ``n`` galaxies (at least one per class)."""
+    if not n or n >= len(ids):
+        return ids, y
+    rng = np.random.default_rng(seed)
+    keep: list[int] = []
+    classes = np.unique(y)
+    for c in classes:
+        members = np.flatnonzero(y == c)
+        k = max(1, round(n * len(members) / len(ids)))
+        keep.extend(rng.choice(members, size=min(k, len(members)), replace=False).tolist())
+    keep.sort()
+    return [ids[i] for i in keep], y[keep]
+
+
+def _latest_probe(wh: Any, cfg: TrainConfig, split: SplitData) -> tuple[dict[str, Any], Path] | None:
+    for row in reversed(list_models(wh)):
+        if row["name"] != "dinov2_probe" or row["split_name"] != split.split_name:
+            continue
+        if json.loads(row["config_json"]).get("encoder") != cfg.encoder or row["classes_json"] != split.classes_json():
+            continue
+        path = Path(row["artefact_path"]) / "probe.npz"
+        if path.is_file():
+            return row, path
+    return None
+
+
+def _train_images(wh: Any, name: str, cfg: TrainConfig, split: SplitData, tmp: Path, log: LogFn,
+                  notes: list[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], str, dict[str, Any]]:
+    import torch
+
+    from models.data import GalaxyImageDataset, auto_num_workers, make_loader
+    from models.fit import evaluate, fit, seed_everything
+    from models.registry import build_model
+
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    model, origin = build_model(name, split.num_classes, cfg)
+    if origin == "random init":
+        log(f"{name}: no pretrained weights found; training from RANDOM INIT (allowed by the config)")
+    params = None
+    if name == "dinov2_finetune":
+        params = model.param_groups(cfg.lr, cfg.weight_decay, cfg.layer_decay, cfg.head_lr_scale)
+        probe = _latest_probe(wh, cfg, split) if cfg.init_from_probe else None
+        if probe is not None:
+            from models.probe import LinearProbe
+
+            p = LinearProbe.load(probe[1])
+            try:
+                model.head.init_from_probe(p.mean, p.scale, p.coef, p.intercept)
+                notes.append(f"head initialised from dinov2_probe v{probe[0]['version']}")
+            except ValueError as exc:
+                notes.append(f"head not initialised from the probe: {exc}")
+        else:
+            notes.append("head initialised at zero (no matching dinov2_probe in the registry)")
+        log(f"{name}: {notes[-1]}")
+    workers = auto_num_workers(device) if cfg.num_workers < 0 else cfg.num_workers
+    train_ids, train_y = _subsample(split.ids["train"], split.y["train"], cfg.max_train, cfg.seed)
+    ds = {s: GalaxyImageDataset(wh, ids, y, img_size=cfg.img_size)
+          for s, ids, y in (("train", train_ids, train_y), ("val", split.ids["val"], split.y["val"]),
+                            ("test", split.ids["test"], split.y["test"]))}
+    pin = device.type == "cuda"
+    loaders = {
+        "train": make_loader(ds["train"], batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed,
+                             num_workers=workers, pin_memory=pin, drop_last=len(train_ids) > cfg.batch_size),
+        "val": make_loader(ds["val"], batch_size=cfg.batch_size * 2, shuffle=False, num_workers=workers, pin_memory=pin),
+        "test": make_loader(ds["test"], batch_size=cfg.batch_size * 2, shuffle=False, num_workers=workers,
+                            pin_memory=pin),
+    }
+    counts = np.bincount(train_y, minlength=split.num_classes).tolist()
+    result = fit(model, loaders["train"], loaders["val"], cfg.fit_config(), seed=cfg.seed, log=log, device=device,
+                 num_classes=split.num_classes, class_counts=counts, param_groups=params, checkpoint_dir=tmp)
+    probs, ys = {}, {}
+    for s in ("val", "test"):
+        probs[s], ys[s] = evaluate(model, loaders[s], device, amp=cfg.amp)
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp / "model.pt")
+    (tmp / "best.pt").unlink(missing_ok=True)
+    info = result.as_dict()
+    info["checkpoint"] = str(tmp / "model.pt")
+    info["num_workers"] = workers
+    info["device"] = str(device)
+    info["n_train_used"] = len(train_ids)
+    return probs, ys, origin, info
+
+
+def _train_probe(wh: Any, cfg: TrainConfig, split: SplitData, tmp: Path, log: LogFn,
+                 notes: list[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], str, dict[str, Any]]:
+    from models.data import read_embeddings
+    from models.probe import fit_probe
+
+    table = embeddings_table(cfg.encoder)
+    if not wh.exists(table):
+        raise MissingInputError(
+            f"the dinov2_probe needs the embeddings table {table!r}, which does not exist in {wh.root}; "
+            f"materialize {table} (astrovision embed / the embeddings assets) first"
+        )
+    present = set(wh.read(table, columns=["galaxy_id"]).column("galaxy_id").to_pylist())
+    x: dict[str, np.ndarray] = {}
+    ys: dict[str, np.ndarray] = {}
+    for s in SPLIT_NAMES:
+        ids, y = split.ids[s], split.y[s]
+        if s == "train":
+            ids, y = _subsample(ids, y, cfg.max_train, cfg.seed)
+        keep = [i for i, g in enumerate(ids) if g in present]
+        if len(keep) < len(ids):
+            notes.append(f"{len(ids) - len(keep)} {s} galaxies have no row in {table} and were left out")
+            log(notes[-1])
+        if not keep:
+            raise MissingInputError(f"no {s} galaxy of split {split.split_name!r} has an embedding in {table!r}")
+        x[s] = read_embeddings(wh, table, [ids[i] for i in keep])
+        ys[s] = y[keep]
+    origins = sorted(set(wh.read(table, columns=["weights_origin"]).column("weights_origin").to_pylist()) - {None})
+    origin = "; ".join(origins) if origins else "unknown"
+    if any("random" in o for o in origins):
+        origin = f"random init (embeddings {table}: {origin})"
+        log(f"dinov2_probe: the embeddings in {table} come from a RANDOM-WEIGHTS encoder")
+    else:
+        origin = f"embeddings {table}: {origin}"
+    t0 = time.perf_counter()
+    probe = fit_probe(x["train"], ys["train"], x["val"], ys["val"], num_classes=split.num_classes, seed=cfg.seed)
+    seconds = time.perf_counter() - t0
+    probe.save(tmp / "probe.npz")
+    log(f"dinov2_probe: C = {probe.C:g} chosen on validation (balanced accuracy {probe.val_scores[probe.C]:.4f}); "
+        f"{x['train'].shape[1]}-D standardised features, {len(ys['train'])} training galaxies")
+    probs = {s: probe.predict_proba(x[s]).astype(np.float32) for s in ("val", "test")}
+    info = {"C": probe.C, "val_scores": {f"{c:g}": v for c, v in probe.val_scores.items()}, "seconds": seconds,
+            "features": f"{table}: vector + patch_mean, {x['train'].shape[1]}-D, standardised",
+            "n_train_used": len(ys["train"])}
+    return probs, {s: ys[s] for s in ("val", "test")}, origin, info
+
+
+def train_model(
+    wh: Any,
+    name: str,
+    config: TrainConfig | None = None,
+    *,
+    log: LogFn | None = None,
+    run_id: str | None = None,
+    ensure_splits: bool = True,
+    split_fractions: Sequence[float] = (0.70, 0.15, 0.15),
+) -> TrainOutcome:
+    """Train one registered model on a split set and record it in the registry.
+
+    Parameters
+    ----------
+    wh : warehouse.Warehouse
+    name : str
+        A key of :data:`models.registry.MODELS`.
+    config : TrainConfig, optional
+        Default: the model's ``demo`` preset.
+    log : callable, optional
+        ``log(message)``.
+    run_id : str, optional
+        Stored with the written rows (the Dagster run id).
+    ensure_splits : bool
+        Build the split set ``<label_column>-s<seed>`` when it does not exist yet.
+
+    Returns
+    -------
+    TrainOutcome
+
+    Raises
+    ------
+    models.errors.LabelError, SplitError, MissingInputError, WeightsUnavailableError
+        Unusable inputs; nothing is written to the warehouse then.
+    """
+    from models.config import make_config
+
+    spec = get_spec(name)
+    cfg = config or make_config(name)
+    if spec.name.startswith("dinov2"):
+        cfg = replace(cfg, encoder=resolve_encoder(wh, cfg.encoder))
+    log = log or (lambda message: None)
+    split_name = split_set_name(cfg.label_column, cfg.seed)
+    have = wh.exists("splits") and wh.count("splits", where=f"split_name = {_q(split_name)}") > 0
+    if not have:
+        if not ensure_splits:
+            raise SplitError(f"no split set {split_name!r}; materialize the splits asset for label "
+                             f"{cfg.label_column!r} and seed {cfg.seed} first")
+        out = build_splits(wh, label_column=cfg.label_column, seed=cfg.seed, fractions=split_fractions, run_id=run_id)
+        log(f"built split set {split_name}: {out.counts}")
+    versions = wh.versions()
+    split = load_split(wh, split_name, version=versions["splits"])
+    read_tables = ["galaxies", "splits"] + (["images"] if spec.kind == "images" else
+                                           [embeddings_table(cfg.encoder)])
+    log(f"training {name} on {split_name} ({split.num_classes} classes, "
+        f"{', '.join(f'{s} {len(split.ids[s])}' for s in SPLIT_NAMES)}), preset {cfg.preset}")
+
+    models_dir = Path(wh.models_dir) / name
+    tmp = models_dir / f".tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    try:
+        t0 = time.perf_counter()
+        if spec.kind == "images":
+            probs, ys, origin, info = _train_images(wh, name, cfg, split, tmp, log, notes)
+        else:
+            probs, ys, origin, info = _train_probe(wh, cfg, split, tmp, log, notes)
+        seconds = time.perf_counter() - t0
+        table_versions = {t: int(versions[t]) for t in read_tables if t in versions}
+        test = classification_metrics(ys["test"], probs["test"].argmax(axis=1), split.names)
+        val = classification_metrics(ys["val"], probs["val"].argmax(axis=1), split.names)
+        floor = cfg.floor_vs_chance / split.num_classes
+        version = next_version(wh, name)
+        title = f"{name} v{version} test (balanced acc {test['balanced_accuracy']:.3f})"
+        png = confusion_png(test["confusion"], split.names, title=title)
+        final = artefact_dir(wh, name, version)
+        if final.exists():
+            shutil.rmtree(final)
+        if "checkpoint" in info:
+            info["checkpoint"] = str(final / "model.pt")
+        metrics = {"test": test, "val": val, "fit": info, "train_seconds": seconds, "floor": floor,
+                   "weights_origin": origin, "notes": notes}
+        (tmp / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+        (tmp / "confusion.png").write_bytes(png)
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    row = {
+        "name": name,
+        "version": version,
+        "kind": spec.kind,
+        "label_column": cfg.label_column,
+        "split_name": split_name,
+        "classes_json": split.classes_json(),
+        "config_json": cfg.to_json(),
+        "seed": cfg.seed,
+        "metrics_json": json.dumps({"test": test, "val": val, "fit": info, "notes": notes}, default=float),
+        "test_balanced_accuracy": float(test["balanced_accuracy"]),
+        "artefact_path": str(final),
+        "table_versions_json": json.dumps(table_versions, sort_keys=True),
+        "weights_origin": origin,
+        "train_seconds": float(seconds),
+    }
+    record_model(wh, row, run_id=run_id)
+    log(f"{name} v{version}: test balanced accuracy {test['balanced_accuracy']:.4f} (floor {floor:.3f}), "
+        f"accuracy {test['accuracy']:.4f}, macro F1 {test['macro_f1']:.4f}; weights: {origin}; "
+        f"{seconds:.1f} s")
+    return TrainOutcome(
+        name=name, version=version, kind=spec.kind, label_column=cfg.label_column, split_name=split_name,
+        classes=split.classes, names=split.names, metrics=test, val_metrics=val, weights_origin=origin,
+        artefact_dir=str(final), confusion_png=png, train_seconds=seconds, table_versions=table_versions,
+        floor=floor, config=cfg, n={s: len(split.ids[s]) for s in SPLIT_NAMES}, fit=info, notes=notes,
+    )
+
+
+def config_from_registry(wh: Any, name: str, version: int | None = None) -> TrainConfig:
+    """The config a registered model version was trained with."""
+    return TrainConfig.from_json(get_model(wh, name, version)["config_json"])
+
+
+def retrain(wh: Any, name: str, version: int, **kwargs: Any) -> TrainOutcome:
+    """Train ``name`` again with the config of ``version`` (same seed: same split, same metrics on the CPU)."""
+    return train_model(wh, name, replace(config_from_registry(wh, name, version)), **kwargs)

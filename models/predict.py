@@ -1,0 +1,206 @@
+"""Predictions of registered model versions for any galaxies, and the ``predictions`` table rows.
+
+A registered version is rebuilt from its artefact directory alone: the architecture from the stored
+config (no pretrained weights needed: the trained state dict replaces them) plus ``model.pt``, or the
+probe's ``probe.npz``. :func:`predict_all` fills the ``predictions`` table for every galaxy and every
+registered model version, computing only the (galaxy, version) pairs that are missing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.config import TrainConfig, resolve_device
+from models.errors import MissingInputError
+from models.versions import get_model, list_models
+
+__all__ = ["Predictor", "load_predictor", "predict_all", "prediction_rows"]
+
+LogFn = Callable[[str], None]
+
+
+def _q(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+@dataclass
+class Predictor:
+    """A trained model version ready to predict.
+
+    Attributes
+    ----------
+    name : str
+    version : int
+    kind : {"images", "embeddings"}
+    classes : list of int
+        Label value of each output.
+    names : list of str
+    config : TrainConfig
+    split_name : str
+    """
+
+    name: str
+    version: int
+    kind: str
+    classes: list[int]
+    names: list[str]
+    config: TrainConfig
+    split_name: str
+    _model: Any = None
+
+    def available(self, wh: Any) -> set[str] | None:
+        """Galaxies this model can predict (None: every galaxy with an image)."""
+        if self.kind == "embeddings":
+            from models.pipeline import embeddings_table
+
+            table = embeddings_table(self.config.encoder)
+            if not wh.exists(table):
+                return set()
+            return set(wh.read(table, columns=["galaxy_id"]).column("galaxy_id").to_pylist())
+        return None
+
+    def predict(self, wh: Any, galaxy_ids: Sequence[str], *, batch_size: int = 64,
+                device: str = "auto") -> np.ndarray:
+        """``(N, K)`` float32 class probabilities for ``galaxy_ids`` (in order)."""
+        ids = list(galaxy_ids)
+        if not ids:
+            return np.zeros((0, len(self.classes)), np.float32)
+        if self.kind == "embeddings":
+            from models.data import read_embeddings
+            from models.pipeline import embeddings_table
+
+            x = read_embeddings(wh, embeddings_table(self.config.encoder), ids)
+            return self._model.predict_proba(x).astype(np.float32)
+        from models.data import GalaxyImageDataset, make_loader
+        from models.fit import evaluate
+
+        dev = resolve_device(device)
+        self._model.to(dev)
+        ds = GalaxyImageDataset(wh, ids, None, img_size=self.config.img_size, cache_mb=0)
+        probs, _ = evaluate(self._model, make_loader(ds, batch_size=batch_size, shuffle=False), dev,
+                            amp=self.config.amp)
+        return probs
+
+
+def load_predictor(wh: Any, name: str, version: int | None = None) -> Predictor:
+    """Rebuild a registered model version from its artefact directory.
+
+    Raises
+    ------
+    MissingInputError
+        Unknown model or version, or its artefact directory is missing.
+    """
+    row = get_model(wh, name, version)
+    cfg = TrainConfig.from_json(row["config_json"])
+    classes = json.loads(row["classes_json"])
+    path = Path(row["artefact_path"])
+    pred = Predictor(name=row["name"], version=int(row["version"]), kind=row["kind"],
+                     classes=[c["label"] for c in classes], names=[c["name"] for c in classes],
+                     config=cfg, split_name=row["split_name"])
+    if row["kind"] == "embeddings":
+        from models.probe import LinearProbe
+
+        file = path / "probe.npz"
+        if not file.is_file():
+            raise MissingInputError(f"{name} v{row['version']}: artefact {file} is missing")
+        pred._model = LinearProbe.load(file)
+        return pred
+    import torch
+
+    from models.registry import build_model
+
+    file = path / "model.pt"
+    if not file.is_file():
+        raise MissingInputError(f"{name} v{row['version']}: artefact {file} is missing")
+    model, _ = build_model(name, len(classes), cfg, pretrained=False)
+    model.load_state_dict(torch.load(file, map_location="cpu", weights_only=True))
+    model.eval()
+    pred._model = model
+    return pred
+
+
+def prediction_rows(pred: Predictor, galaxy_ids: Sequence[str], probs: np.ndarray,
+                    split_of: dict[str, str] | None = None) -> dict[str, list[Any]]:
+    """Columns of ``predictions`` rows for one model version."""
+    k = probs.argmax(axis=1) if len(probs) else np.zeros(0, np.int64)
+    split_of = split_of or {}
+    return {
+        "galaxy_id": list(galaxy_ids),
+        "model_name": [pred.name] * len(galaxy_ids),
+        "model_version": [pred.version] * len(galaxy_ids),
+        "probabilities": [p.astype(np.float32).tolist() for p in probs],
+        "predicted_label": [int(pred.classes[i]) for i in k],
+        "predicted_name": [pred.names[i] for i in k],
+        "split": [split_of.get(g) for g in galaxy_ids],
+    }
+
+
+def predict_all(
+    wh: Any,
+    *,
+    run_id: str | None = None,
+    log: LogFn | None = None,
+    models: Sequence[str] | None = None,
+    batch_size: int = 64,
+    chunk: int = 2048,
+    device: str = "auto",
+) -> dict[str, dict[str, int]]:
+    """Predict every galaxy with every registered model version; write only what is missing.
+
+    Parameters
+    ----------
+    wh : warehouse.Warehouse
+    run_id : str, optional
+    log : callable, optional
+    models : sequence of str, optional
+        Restrict to these model names.
+    batch_size, chunk : int
+        Inference batch size; galaxies written per upsert.
+    device : str
+
+    Returns
+    -------
+    dict
+        Per ``"<name> v<version>"``: ``written``, ``already``, ``unavailable`` (e.g. no embedding).
+    """
+    import pyarrow as pa
+
+    log = log or (lambda message: None)
+    if not wh.exists("galaxies"):
+        raise MissingInputError(f"table 'galaxies' does not exist in {wh.root}")
+    all_ids = wh.read("galaxies", columns=["galaxy_id"]).column("galaxy_id").to_pylist()
+    summary: dict[str, dict[str, int]] = {}
+    for row in list_models(wh):
+        if models is not None and row["name"] not in models:
+            continue
+        key = f"{row['name']} v{row['version']}"
+        done: set[str] = set()
+        if wh.exists("predictions"):
+            done = set(wh.read("predictions", columns=["galaxy_id"],
+                               where=f"model_name = {_q(row['name'])} AND model_version = {int(row['version'])}")
+                       .column("galaxy_id").to_pylist())
+        todo = [g for g in all_ids if g not in done]
+        if not todo:
+            summary[key] = {"written": 0, "already": len(done), "unavailable": 0}
+            continue
+        pred = load_predictor(wh, row["name"], int(row["version"]))
+        avail = pred.available(wh)
+        ready = todo if avail is None else [g for g in todo if g in avail]
+        split_of: dict[str, str] = {}
+        if wh.exists("splits"):
+            s = wh.read("splits", columns=["galaxy_id", "split"], where=f"split_name = {_q(pred.split_name)}")
+            split_of = dict(zip(s.column("galaxy_id").to_pylist(), s.column("split").to_pylist()))
+        for i in range(0, len(ready), chunk):
+            ids = ready[i:i + chunk]
+            probs = pred.predict(wh, ids, batch_size=batch_size, device=device)
+            wh.upsert("predictions", pa.table(prediction_rows(pred, ids, probs, split_of)), run_id=run_id)
+        summary[key] = {"written": len(ready), "already": len(done), "unavailable": len(todo) - len(ready)}
+        log(f"predictions {key}: {len(ready)} written, {len(done)} already there, "
+            f"{len(todo) - len(ready)} without input")
+    return summary
