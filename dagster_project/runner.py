@@ -21,7 +21,17 @@ from warehouse import Warehouse
 
 __all__ = ["PipelineReport", "add_shards", "instance_for", "run_pipeline"]
 
-_QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+_QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+"""Dagster's console logger stays quiet: the runner reports failures itself, one line each."""
+
+
+def _root_cause(err) -> str:
+    """The innermost error's last line ("SplitError: ..."), not Dagster's wrapper."""
+    while getattr(err, "cause", None) is not None:
+        err = err.cause
+    text = (err.message or "").strip().splitlines() if err else []
+    return text[-1] if text else "failed"
+
 
 
 def instance_for(wh: Warehouse) -> dg.DagsterInstance:
@@ -77,8 +87,7 @@ def _collect(result: dg.ExecuteInProcessResult, report: PipelineReport, label: s
                 )
         if event.is_step_failure:
             err = event.event_specific_data.error  # type: ignore[union-attr]
-            msg = err.message.strip().splitlines()[-1] if err else "failed"
-            report.failed[f"{event.step_key} ({label})"] = msg
+            report.failed[f"{event.step_key} ({label})"] = _root_cause(err)
 
 
 def run_pipeline(
@@ -121,7 +130,7 @@ def run_pipeline(
     unpartitioned = [k for a in chosen if a.partitions_def is None for k in a.keys]
     resources = {"warehouse": WarehouseResource(root=str(wh.root))}
     report = PipelineReport()
-    logging.getLogger("dagster").setLevel(logging.ERROR)
+    logging.getLogger("dagster").setLevel(logging.CRITICAL)
     steps: list[tuple[str, str | None, list[dg.AssetKey]]] = []
     if partitioned:
         steps += [(f"shard {s}", s, partitioned) for s in shards]
