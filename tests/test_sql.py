@@ -84,3 +84,13 @@ def test_sql_at_a_table_version(filled):
     old = SQLEngine(filled, version={"galaxies": v}).query("SELECT count(*) AS n FROM galaxies")
     assert old["n"][0] == 20
     assert filled.sql("SELECT count(*) AS n FROM galaxies")["n"][0] == 21
+
+
+def test_feature_views_one_row_per_galaxy_and_nan_as_null(filled):
+    df = filled.sql("SELECT * FROM galaxy_features")
+    assert df.height == 20
+    assert {"gini", "m20", "concentration", "g_r", "morph_flags", "phot_flags"} <= set(df.columns)
+    assert filled.sql("SELECT nan_null('nan'::DOUBLE) IS NULL AS n, nan_null(1.5) AS v").to_dicts() == [
+        {"n": True, "v": 1.5}
+    ]
+    assert filled.sql("SELECT * FROM latest_predictions").height == 0
