@@ -55,7 +55,8 @@ class ImageReader(Protocol):
 def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
     """Any stored image as ``(H, W, 3)`` uint8.
 
-    uint8 images pass through (grey repeated to three channels, a fourth channel dropped). Float (flux)
+    uint8 images pass through (grey repeated to three channels, two bands completed with their mean, a
+    fourth channel dropped). Float (flux)
     images are clipped to their 0.5-99.5 percentiles per channel and scaled to 0-255; a constant or
     all-NaN channel becomes 0.
     """
@@ -76,6 +77,8 @@ def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
         img = out
     if img.shape[2] == 1:
         img = np.repeat(img, 3, axis=2)
+    elif img.shape[2] == 2:  # two bands: the third channel is their mean
+        img = np.concatenate([img, img.mean(axis=2, keepdims=True).astype(np.uint8)], axis=2)
     return np.ascontiguousarray(img[:, :, :3])
 
 

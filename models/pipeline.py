@@ -224,7 +224,8 @@ def load_split(wh: Any, split_name: str, version: int | None = None, *, require_
                                    if counts[k] == 0)
                 raise SplitError(
                     f"split set {split_name!r}: the {s} split has no galaxy of class {detail}; every class "
-                    "needs at least 3 galaxies (one per split); add galaxies or drop the class"
+                    "needs a galaxy in each split (at least 3 duplicate groups): rebuild the splits, add "
+                    "galaxies, or drop the class"
                 )
     table_version = int(version) if version is not None else int(wh.dataset("splits").version)
     return SplitData(split_name, d["label_column"][0], table_version, ids, y, classes, names)

@@ -1,0 +1,182 @@
+"""Training runs over a warehouse: registry and versions, reproducibility, separability, bad input, CLI, Dagster."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from models.config import make_config
+from models.errors import LabelError, MissingInputError
+from models.pipeline import build_splits, train_model
+from models.predict import load_predictor, predict_all
+from models.toy import toy_embeddings, toy_images, toy_rows
+from models.versions import get_model, list_models, training_set
+
+ENCODER = "random_vits14"
+
+
+def _fill(wh, n=64, size=32, *, seed=0, extra=None, embeddings=True):
+    images, y = toy_images(n, size, seed=seed)
+    gal, img = toy_rows(images, y, extra=extra)
+    wh.upsert("galaxies", pa.table(gal))
+    wh.upsert("images", pa.table(img))
+    if embeddings:
+        from warehouse.schemas.embeddings import embedding_spec
+
+        vec, patch = toy_embeddings(y, 384, seed=seed, separation=0.3)
+        wh.upsert(f"embeddings_{ENCODER}", pa.table({
+            "galaxy_id": gal["galaxy_id"], "shard": gal["shard"], "encoder": [ENCODER] * n,
+            "weights_sha256": ["0" * 64] * n, "weights_origin": ["random"] * n, "flags": [1 << 32] * n,
+            "vector": list(vec), "patch_mean": list(patch)}), spec=embedding_spec(ENCODER, 384))
+    return gal, y
+
+
+def _cnn_cfg(**kw):
+    return make_config("cnn", **{"img_size": 32, "epochs": 1, "max_steps": 3, "batch_size": 16,
+                                 "floor_vs_chance": 0.0, **kw})
+
+
+@pytest.fixture
+def filled(warehouse):
+    _fill(warehouse)
+    return warehouse
+
+
+def test_probe_run_is_registered_with_table_versions(filled):
+    out = train_model(filled, "dinov2_probe", make_config("dinov2_probe"))
+    assert (out.name, out.version) == ("dinov2_probe", 1)
+    assert out.config.encoder == ENCODER  # "auto" found the random baseline's table
+    assert out.weights_origin.startswith("random init")
+    assert out.metrics["balanced_accuracy"] > 0.5  # chance is 0.25 for the 4 toy classes
+    row = get_model(filled, "dinov2_probe")
+    versions = json.loads(row["table_versions_json"])
+    assert set(versions) == {"galaxies", "splits", f"embeddings_{ENCODER}"}
+    assert row["label_column"] == "label" and row["split_name"] == "label-s0"
+    assert Path(row["artefact_path"], "probe.npz").is_file()
+    assert Path(row["artefact_path"], "confusion.png").is_file()
+    metrics = json.loads(row["metrics_json"])
+    assert set(metrics["test"]) >= {"balanced_accuracy", "accuracy", "macro_f1", "per_class_recall", "confusion"}
+    out2 = train_model(filled, "dinov2_probe", make_config("dinov2_probe"))
+    assert out2.version == 2
+    assert out2.metrics == out.metrics  # same seed, same table versions
+
+
+def test_training_set_reads_back_the_exact_split(filled):
+    train_model(filled, "dinov2_probe")
+    before = training_set(filled, "dinov2_probe", 1).sort_by("galaxy_id")
+    # the warehouse moves on: more galaxies, a new split of the same name
+    images, y = toy_images(16, 32, seed=9)
+    gal, img = toy_rows(images, y, source="more", shard="more-00000")
+    filled.upsert("galaxies", pa.table(gal))
+    filled.upsert("images", pa.table(img))
+    build_splits(filled)
+    assert filled.count("splits") == 80
+    again = training_set(filled, "dinov2_probe", 1).sort_by("galaxy_id")
+    assert again.num_rows == 64
+    assert again.select(["galaxy_id", "split"]).equals(before.select(["galaxy_id", "split"]))
+
+
+def test_cnn_same_seed_same_versions_same_metrics(filled):
+    a = train_model(filled, "cnn", _cnn_cfg())
+    b = train_model(filled, "cnn", _cnn_cfg())
+    assert (a.version, b.version) == (1, 2)
+    assert a.metrics == b.metrics and a.val_metrics == b.val_metrics
+    assert a.table_versions == b.table_versions
+    assert [h["train_loss"] for h in a.fit["history"]] == [h["train_loss"] for h in b.fit["history"]]
+
+
+def test_cnn_separates_toy_classes_well_above_chance(warehouse):
+    """The 4-class toy set (chance balanced accuracy 0.25): the CNN must reach at least 0.6 on test."""
+    _fill(warehouse, n=160, size=32, embeddings=False)
+    cfg = make_config("cnn", img_size=32, epochs=8, batch_size=16, lr=3e-3, floor_vs_chance=2.4)
+    out = train_model(warehouse, "cnn", cfg, split_fractions=(0.6, 0.2, 0.2))
+    assert out.metrics["balanced_accuracy"] >= 0.6, out.metrics
+    assert out.passed_floor
+
+
+def test_missing_embeddings_table_is_a_clear_error(warehouse):
+    _fill(warehouse, n=24, embeddings=False)
+    with pytest.raises(MissingInputError, match=r"embeddings table 'embeddings_dinov2_vits14'"):
+        train_model(warehouse, "dinov2_probe")
+    assert not warehouse.exists("models")
+    assert not any(Path(warehouse.models_dir).rglob("*.npz"))
+
+
+def test_label_column_with_one_class_is_a_clear_error(warehouse):
+    _fill(warehouse, n=24, extra=[{"ring": 1}] * 24, embeddings=False)
+    with pytest.raises(LabelError, match="'ring' has a single class"):
+        train_model(warehouse, "cnn", _cnn_cfg(label_column="ring"))
+    assert not warehouse.exists("splits") and not warehouse.exists("models")
+
+
+def test_ring_label_column_from_extra_json(warehouse):
+    extra = [{"ring": i % 2} for i in range(40)]
+    _fill(warehouse, n=40, extra=extra)
+    out = train_model(warehouse, "dinov2_probe", make_config("dinov2_probe", label_column="ring"))
+    assert out.names == ("0", "1") and out.split_name == "ring-s0"
+    assert get_model(warehouse, "dinov2_probe")["label_column"] == "ring"
+
+
+def test_finetune_head_starts_from_probe_and_predictions_cover_every_version(filled):
+    train_model(filled, "dinov2_probe")
+    cfg = make_config("dinov2_finetune", img_size=28, max_steps=1, batch_size=8, floor_vs_chance=0.0)
+    out = train_model(filled, "dinov2_finetune", cfg)
+    assert out.notes and out.notes[0] == "head initialised from dinov2_probe v1"
+    assert out.weights_origin == "random init"
+    pred = load_predictor(filled, "dinov2_finetune", 1)
+    assert pred.config.encoder == ENCODER and pred.names == ["round", "cigar", "ring", "pair"]
+    summary = predict_all(filled)
+    assert summary == {"dinov2_finetune v1": {"written": 64, "already": 0, "unavailable": 0},
+                       "dinov2_probe v1": {"written": 64, "already": 0, "unavailable": 0}}
+    rows = filled.read("predictions").to_pylist()
+    assert len(rows) == 128
+    assert all(abs(sum(r["probabilities"]) - 1) < 1e-4 and len(r["probabilities"]) == 4 for r in rows)
+    assert {r["split"] for r in rows} == {"train", "val", "test"}
+    assert predict_all(filled)["dinov2_probe v1"] == {"written": 0, "already": 64, "unavailable": 0}
+
+
+def test_cli_train_with_label_and_list(warehouse, capsys):
+    from service.cli import main
+
+    extra = [{"ring": i % 2} for i in range(40)]
+    _fill(warehouse, n=40, extra=extra)
+    home = str(warehouse.root)
+    assert main(["--home", home, "train", "dinov2_probe", "--label", "ring", "--quiet", "--predict"]) == 0
+    out = capsys.readouterr().out
+    assert "dinov2_probe v1" in out and "label 'ring'" in out and "RANDOM INIT" in out
+    assert main(["--home", home, "train", "--list"]) == 0
+    assert "dinov2_probe" in capsys.readouterr().out
+    assert main(["--home", home, "train", "cnn", "--label", "bars", "--quiet"]) == 2
+    assert "no galaxy has a value in label column 'bars'" in capsys.readouterr().err
+    assert len(list_models(warehouse)) == 1
+
+
+def test_dagster_materializes_splits_probe_cnn_and_predictions(warehouse):
+    import dagster as dg
+
+    from dagster_project.defs.training.assets import cnn, dinov2_probe, predictions, splits
+    from dagster_project.resources import WarehouseResource
+
+    _fill(warehouse, n=48)
+    res = dg.materialize(
+        [splits, dinov2_probe, cnn, predictions],
+        resources={"warehouse": WarehouseResource(root=str(warehouse.root))},
+        run_config={"ops": {"cnn": {"config": {"img_size": 32, "epochs": 1, "batch_size": 16,
+                                               "floor_vs_chance": 0.0}}}},
+    )
+    assert res.success
+    checks = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in res.get_asset_check_evaluations()}
+    assert checks == {("splits", "no_leak"): True, ("dinov2_probe", "test_balanced_accuracy_floor"): True,
+                      ("cnn", "test_balanced_accuracy_floor"): True,
+                      ("predictions", "every_version_predicted"): True}
+    meta = {e.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
+            for e in res.get_asset_materialization_events()}
+    assert meta["splits"]["train"].value + meta["splits"]["val"].value + meta["splits"]["test"].value == 48
+    assert meta["dinov2_probe"]["confusion_matrix"].value.startswith("![confusion matrix](data:image/png;base64,")
+    assert meta["cnn"]["random_init"].value is False
+    assert meta["predictions"]["rows_written"].value == 96
+    assert np.isfinite(meta["cnn"]["test_balanced_accuracy"].value)
