@@ -75,7 +75,17 @@ def test_a_galaxy_is_its_own_nearest_neighbour(warehouse):
         assert res["distance"][0] == pytest.approx(0.0, abs=1e-6)
         assert res["distance"].is_sorted()
         assert set(res["galaxy_id"].to_list()) == {ids[j] for j in brute_force(vecs, vecs[i], 5)}
-        assert {"label_name", "ra", "g_r", "photometry_flags"} <= set(res.columns)  # joined features
+        assert {"label_name", "ra", "g_r"} <= set(res.columns)  # joined features
+
+
+def test_features_query_uses_the_view_or_joins_per_galaxy_tables():
+    from types import SimpleNamespace
+
+    assert search.features_query(SimpleNamespace(views=["galaxy_features"], relations=[])) == (
+        "SELECT * FROM galaxy_features")
+    sql = search.features_query(SimpleNamespace(views=[], relations=["galaxies", "photometry", "morphometrics"]))
+    assert 'AS "photometry_flags"' in sql and "LEFT JOIN photometry" in sql
+    assert "morphometrics" not in sql or schemas.get("morphometrics").keys == ("galaxy_id",)
 
 
 def test_exclude_query_and_vector_query(warehouse):
@@ -138,17 +148,26 @@ def test_without_galaxies_table_results_have_no_features(warehouse):
     assert res.columns == ["rank", "galaxy_id", "distance"] and res["galaxy_id"][0] == "x:4"
 
 
-def test_ann_index_recall_on_clustered_data(warehouse):
-    ids, _ = make_warehouse(warehouse, n=2000, vectors=clustered(2000, clusters=40), photometry=False)
+@pytest.mark.parametrize("params", [search.IndexParams("IVF_PQ", num_partitions=16, num_sub_vectors=4),
+                                    search.default_index_params(2000, DIM)], ids=["IVF_PQ", "default"])
+def test_ann_index_recall_on_clustered_data(warehouse, monkeypatch, params):
+    ids, vecs = make_warehouse(warehouse, n=2000, vectors=clustered(2000, clusters=40))
     small = search.build_index(warehouse, ENC, min_rows=5000)
     assert not small.built and small.search == "exact"
-    params = search.IndexParams("IVF_PQ", num_partitions=16, num_sub_vectors=4)
     report = search.build_index(warehouse, ENC, min_rows=1000, params=params)
     assert report.built and report.index_bytes > 0
     assert search.index_state(warehouse, ENC)["indexed"]
     assert search.recall_at_k(warehouse, ENC, n_queries=30, k=10) >= 0.95
     res = search.similar(warehouse, ids[11], k=10, encoder=ENC)  # through the index
     assert res["galaxy_id"][0] == ids[11]
+    where = "label_name = 'Edge-on'"  # a third of the table: over-fetch + post-filter, then the IN prefilter
+    allowed = np.array([i % 3 == 2 for i in range(2000)])
+    truth = [ids[j] for j in brute_force(vecs, vecs[11], 10, allowed)]
+    monkeypatch.setattr(search, "EXACT_SUBSET_MAX", 0)
+    for post in (0.05, 2.0):
+        monkeypatch.setattr(search, "POSTFILTER_MIN_FRACTION", post)
+        got = search.similar(warehouse, ids[11], k=10, where=where, encoder=ENC)["galaxy_id"].to_list()
+        assert len(set(got) & set(truth)) >= 9 and set(got) <= {ids[j] for j in np.flatnonzero(allowed)}
     dropped = search.build_index(warehouse, ENC, min_rows=10_000)  # table "shrank" below the threshold
     assert "stale index dropped" in dropped.reason and not search.index_state(warehouse, ENC)["indexed"]
 
