@@ -53,6 +53,9 @@ class Flag(enum.IntFlag):
     """statmorph raised an exception; every value is NaN."""
     MORPH_SMALL_SOURCE = 1 << 14
     """The central source covers too few pixels for meaningful non-parametric statistics."""
+    MORPH_SATURATED = 1 << 15
+    """Pixels of the central source sit at the composite's clip level (a flat-topped core): concentration,
+    Gini and the Sersic index are biased low; ``morphometrics.saturated_pixels`` counts them."""
 
     # --- photometry (20-31) ------------------------------------------------------------------
     PHOT_NO_MATCH = 1 << 20

@@ -158,7 +158,7 @@ def test_measurement_plane_methods():
     rgb = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
     p = measurement_plane(rgb, image_kind="rgb_composite", bands="z,r,g", band="r")
     assert p.method == "channel_proxy" and np.array_equal(p.data, rgb[:, :, 1].astype(float)) and p.noise_floor > 0
-    lum = measurement_plane(rgb, image_kind="rgb_composite", bands="z,r,g", band="lum")
+    lum = measurement_plane(rgb, image_kind="rgb_composite", bands="z,r,g", band="luminance")
     assert lum.method == "luminance_proxy" and np.allclose(lum.data, rgb.mean(axis=2))
     flux = measurement_plane(rgb.astype(np.float32), image_kind="flux", bands="z,r,g", band="g")
     assert flux.method == "flux" and flux.data.dtype == np.float64
@@ -201,6 +201,16 @@ def test_pathological_galaxies_give_nan_and_flags():
     for rec in recs.values():
         _no_sentinels(rec)
         assert rec["error"] is None
+
+
+def test_clipped_composite_core_is_flagged_saturated():
+    image = np.clip(sersic_stamp(3.0, total=2e5, noise=2.0, seed=11) + 20, 0, 255).astype(np.uint8)
+    rgb = np.repeat(image[:, :, None], 3, axis=2)
+    rec = measure_image(rgb, image_kind="rgb_composite", bands="z,r,g", band="r", options=FAST)
+    assert rec["saturated_pixels"] == int(((image == 255) & (image > 0)).sum()) > 0
+    assert rec["flags"] & Flag.MORPH_SATURATED and math.isfinite(rec["concentration"])
+    flux = measure_image(image.astype(float), image_kind="flux", bands="r", band="r", options=FAST)
+    assert flux["saturated_pixels"] == 0 and not flux["flags"] & Flag.MORPH_SATURATED
 
 
 def test_time_limit_gives_timed_out_record():
@@ -317,11 +327,11 @@ def _materialize(root, config: dict | None = None) -> dg.ExecuteInProcessResult:
 
 def test_asset_materializes_checks_and_is_idempotent(warehouse):
     ids = _write_shard(warehouse)
-    config = {"workers": 1, "bands": ["r", "lum"], "fit_sersic": False}
+    config = {"workers": 1, "bands": ["r", "luminance"], "fit_sersic": False}
     first = _materialize(warehouse.root, config)
     assert first.success
     rows = warehouse.read("morphometrics").sort_by([("galaxy_id", "ascending"), ("band", "ascending")]).to_pylist()
-    assert [(r["galaxy_id"], r["band"]) for r in rows] == [(g, b) for g in ids for b in ("lum", "r")]
+    assert [(r["galaxy_id"], r["band"]) for r in rows] == [(g, b) for g in ids for b in ("luminance", "r")]
     assert {r["method"] for r in rows} == {"channel_proxy", "luminance_proxy"} and rows[0]["shard"] == SHARD
     assert all(0 <= r["gini"] <= 1 and r["m20"] < 0 and r["flag_sersic"] == -1 for r in rows)
     checks = {c.check_name: c for c in first.get_asset_check_evaluations()}
@@ -332,6 +342,10 @@ def test_asset_materializes_checks_and_is_idempotent(warehouse):
     assert meta["distributions"].value["gini"]["n"] == 6
     second = _materialize(warehouse.root, config)
     assert second.success and warehouse.count("morphometrics") == 6
+    view = warehouse.sql("SELECT * FROM morphology ORDER BY galaxy_id")
+    assert view.height == 3 and view["bands_measured"].to_list() == [2, 2, 2]
+    assert view["gini_r"].is_not_null().all() and view["gini_luminance"].is_not_null().all()
+    assert view["gini_g"].is_null().all()
 
 
 def test_asset_rejects_a_band_the_images_lack_and_writes_nothing(warehouse):

@@ -204,7 +204,7 @@ def measure_batch(
     items : iterable of MorphInput
         May be lazy (e.g. images read chunk by chunk); a sequence is checked for bands up front.
     bands : sequence of str
-        Bands to measure (names from ``images.bands``, or ``"lum"``).
+        Bands to measure (names from ``images.bands``, or ``"luminance"``).
     options : MorphOptions, optional
     workers : int, optional
         Worker processes; None uses every core (``os.cpu_count()``); 0 or 1 measures in this process

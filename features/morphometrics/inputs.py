@@ -16,11 +16,11 @@ three kinds and each is measured in a documented way, recorded in the ``method``
     cores, but galaxies rank in the same order. Compare proxy values with each other, not with flux
     measurements from the literature.
 ``luminance_proxy``
-    Band ``"lum"``: the mean of all channels (composites) or of all flux bands, for a deeper image
+    Band ``"luminance"``: the mean of all channels (composites) or of all flux bands, for a deeper image
     when no single band is wanted.
 
 The measurement band is named as in the ``images.bands`` column (e.g. ``"r"`` of ``"z,r,g"``), or
-``"lum"``.
+``"luminance"``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from features.errors import InputError
 
 __all__ = ["LUMINANCE", "METHODS", "Plane", "measurement_plane", "parse_bands"]
 
-LUMINANCE = "lum"
+LUMINANCE = "luminance"
 """Band name of the mean over all channels."""
 
 METHODS = ("flux", "inverted_stretch", "channel_proxy", "luminance_proxy")
@@ -53,18 +53,22 @@ class Plane:
     data : numpy.ndarray
         ``(H, W)`` float64; may hold NaN where the input did.
     band : str
-        The measured band (or ``"lum"``).
+        The measured band (or ``"luminance"``).
     method : str
         One of :data:`METHODS`.
     noise_floor : float
         The smallest plausible per-pixel noise in ``data`` units (8-bit quantisation for proxies, 0
         otherwise); the background RMS is never taken below it.
+    clipped : numpy.ndarray or None
+        For composites, True where the channel (any channel for ``"luminance"``) sits at the clip level
+        (255): the stretch lost the flux there.
     """
 
     data: np.ndarray
     band: str
     method: str
     noise_floor: float = 0.0
+    clipped: np.ndarray | None = None
 
 
 def parse_bands(bands: str | None, n_channels: int) -> list[str]:
@@ -110,7 +114,7 @@ def measurement_plane(
     bands : str or None
         The ``images.bands`` column, e.g. ``"z,r,g"``.
     band : str
-        A band named in ``bands``, or ``"lum"`` for the mean of all channels.
+        A band named in ``bands``, or ``"luminance"`` for the mean of all channels.
     stretch : dict, optional
         The decoded ``images.stretch_json``; when given for a composite, the stretch is inverted.
 
@@ -142,11 +146,20 @@ def measurement_plane(
     else:
         raise InputError(f"unknown image_kind {image_kind!r}; expected 'rgb_composite' or 'flux'")
 
+    clipped = None
+    if image_kind == "rgb_composite":
+        top = float((stretch or {}).get("max_value", 255))
+        at_top = arr >= top
     if band == LUMINANCE:
         data = flux.mean(axis=2)
         if method == "channel_proxy":
             method = "luminance_proxy"
             floor = QUANTISATION_RMS / np.sqrt(arr.shape[2])
+        if image_kind == "rgb_composite":
+            clipped = at_top.any(axis=2)
     else:
         data = flux[:, :, names.index(band)]
-    return Plane(data=np.ascontiguousarray(data, dtype=np.float64), band=band, method=method, noise_floor=floor)
+        if image_kind == "rgb_composite":
+            clipped = at_top[:, :, names.index(band)]
+    return Plane(data=np.ascontiguousarray(data, dtype=np.float64), band=band, method=method, noise_floor=floor,
+                 clipped=clipped)

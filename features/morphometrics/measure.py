@@ -216,8 +216,8 @@ def empty_record() -> dict[str, Any]:
     """A record with every measured value NaN / None and no flags."""
     rec: dict[str, Any] = dict.fromkeys(QUANTITIES, math.nan)
     rec.update({f"{r}_arcsec": math.nan for r in ARCSEC_RADII})
-    rec.update(background=math.nan, bkg_rms=math.nan, segment_area=0, statmorph_flag=None, flag_sersic=None,
-               flags=0, runtime_s=math.nan, error=None)
+    rec.update(background=math.nan, bkg_rms=math.nan, segment_area=0, saturated_pixels=0, statmorph_flag=None,
+               flag_sersic=None, flags=0, runtime_s=math.nan, error=None)
     return rec
 
 
@@ -277,7 +277,8 @@ def measure_plane(
     -------
     dict
         The record: :data:`QUANTITIES`, ``*_arcsec`` radii, ``background``, ``bkg_rms``,
-        ``segment_area``, ``statmorph_flag``, ``flag_sersic``, ``flags``, ``runtime_s``, ``error``,
+        ``segment_area``, ``saturated_pixels`` (clipped composite pixels in the segment; 0 for flux
+        images; sets ``MORPH_SATURATED``), ``statmorph_flag``, ``flag_sersic``, ``flags``, ``runtime_s``, ``error``,
         ``band`` and ``method``. Never raises for a bad galaxy (see the module docstring).
     """
     opt = options or MorphOptions()
@@ -301,6 +302,11 @@ def measure_plane(
         rec = empty_record()
         rec["flags"] = int(Flag.MORPH_FAILED)
         rec["error"] = f"{type(exc).__name__}: {exc}"[:500]
+    if seg is not None and seg.segmap is not None and plane.clipped is not None:
+        n_clipped = int(np.count_nonzero(plane.clipped & (seg.segmap > 0)))
+        rec["saturated_pixels"] = n_clipped
+        if n_clipped:
+            rec["flags"] |= int(Flag.MORPH_SATURATED)
     if seg is not None:
         rec["flags"] |= seg.flags
         rec["background"] = seg.background

@@ -48,6 +48,7 @@ MORPHOMETRICS = register(
                 pa.field("background", pa.float64()),
                 pa.field("bkg_rms", pa.float64()),
                 pa.field("segment_area", pa.int64()),
+                pa.field("saturated_pixels", pa.int64()),
                 pa.field("statmorph_flag", pa.int16()),
                 pa.field("flag_sersic", pa.int16()),
                 pa.field("flags", pa.int64(), nullable=False),
