@@ -354,3 +354,23 @@ def test_asset_rejects_a_band_the_images_lack_and_writes_nothing(warehouse):
     assert not result.success
     assert "demo:000000" in str(result.get_step_failure_events()[0].event_specific_data.error)
     assert not warehouse.exists("morphometrics")
+
+
+# --- demo survey truth -------------------------------------------------------------------------------------------
+
+def test_demo_asymmetry_is_higher_for_merging_and_disturbed_than_smooth():
+    synthetic = pytest.importorskip("features.sources.synthetic")
+    survey = synthetic.SyntheticSurvey(n=200, seed=0, size=128)
+    labels = survey.labels
+    disturbed = [int(i) for i in np.flatnonzero(np.isin(labels, [0, 1]))[:5]]
+    smooth = [int(i) for i in np.flatnonzero(np.isin(labels, [2, 3]))[:5]]
+    stretch = dict(synthetic.DEFAULT_STRETCH)
+
+    def asym(rows: list[int]) -> np.ndarray:
+        recs = [measure_image(survey.render(r).rgb, image_kind="rgb_composite", bands="z,r,g", band="r",
+                              stretch=stretch, options=FAST) for r in rows]
+        return np.array([r["asymmetry"] for r in recs])
+
+    a_dist, a_smooth = asym(disturbed), asym(smooth)
+    assert np.isfinite(a_dist).all() and np.isfinite(a_smooth).all()
+    assert np.median(a_dist) > np.median(a_smooth) + 0.05, (a_dist, a_smooth)
