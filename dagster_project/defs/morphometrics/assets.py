@@ -44,7 +44,7 @@ SUMMARY_QUANTITIES = ("gini", "m20", "concentration", "asymmetry", "smoothness",
 class MorphometricsConfig(dg.Config):
     """Run configuration of the ``morphometrics`` asset (every field has a default)."""
 
-    bands: list[str] = Field(default=["r"], description='bands to measure, as named in images.bands, or "lum"')
+    bands: list[str] = Field(default=["r"], description='bands to measure, as named in images.bands, or "luminance"')
     fit_sersic: bool = Field(default=True, description="fit the single Sersic profile (~30% of the time)")
     time_limit_s: float = Field(default=30.0, description="per galaxy and band; beyond it NaN + MORPH_TIMED_OUT")
     workers: int = Field(default=0, description="worker processes: 0 one per core, 1 in the step's own process")
