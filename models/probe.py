@@ -92,16 +92,9 @@ class LinearProbe:
                        {float(c): float(s) for c, s in zip(z["cs"], z["scores"])})
 
 
-def _fit_one(xs: np.ndarray, y: np.ndarray, k: int, C: float, class_weight: str | None, max_iter: int,
-             seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
-    clf = LogisticRegression(C=C, class_weight=class_weight, max_iter=max_iter, random_state=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(xs, y)
-    coef = np.zeros((k, xs.shape[1]))
+def _weights(clf: Any, k: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(K, D)`` weights and ``(K,)`` intercepts of a fitted scikit-learn logistic regression."""
+    coef = np.zeros((k, d))
     intercept = np.zeros(k)
     if clf.coef_.shape[0] == 1:  # binary: sigmoid(w.x + b) == softmax([-z/2, z/2])
         a, b = clf.classes_
@@ -169,15 +162,27 @@ def fit_probe(
     scale = np.where(scale > 1e-12, scale, 1.0)
     xs_train = (x_train - mean) / scale
     xs_val = (x_val - mean) / scale
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
+
     best: tuple[float, float, Any] | None = None
     scores: dict[float, float] = {}
-    for C in sorted(float(c) for c in Cs):
-        coef, intercept = _fit_one(xs_train, y_train, k, C, class_weight, max_iter, seed)
-        pred = np.argmax(xs_val @ coef.T + intercept, axis=1)
-        score = balanced_accuracy(y_val, pred) if len(y_val) else 0.0
-        scores[C] = score
-        if best is None or score > best[0] + 1e-12:
-            best = (score, C, (coef, intercept))
+    # ascending C with warm starts: each fit starts from the more regularised solution before it.
+    clf = LogisticRegression(class_weight=class_weight, max_iter=max_iter, random_state=seed, warm_start=True)
+    # one BLAS/OpenMP thread: L-BFGS on a few thousand rows is latency-bound, and oversubscribed
+    # threads made it ~20x slower on a shared 2-core machine (docs/benchmarks_training.md)
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for C in sorted(float(c) for c in Cs):
+            clf.set_params(C=C)
+            clf.fit(xs_train, y_train)
+            coef, intercept = _weights(clf, k, xs_train.shape[1])
+            pred = np.argmax(xs_val @ coef.T + intercept, axis=1)
+            score = balanced_accuracy(y_val, pred) if len(y_val) else 0.0
+            scores[C] = score
+            if best is None or score > best[0] + 1e-12:
+                best = (score, C, (coef, intercept))
     assert best is not None
     _, C, (coef, intercept) = best
     return LinearProbe(mean=mean, scale=scale, coef=coef, intercept=intercept, C=C, val_scores=scores)
