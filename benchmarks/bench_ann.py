@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--refine", default="5,10,20")
     ap.add_argument("--lance-exact-queries", type=int, default=20)
     ap.add_argument("--no-filters", action="store_true")
+    ap.add_argument("--max-listed", type=int, default=100_000,
+                    help="skip the take / IN-list strategies for allowed sets larger than this")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--workdir", help="where to put the temporary warehouse (default: system temp)")
@@ -187,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
                 strategies = (("numpy over subset (take)", 10**12, 2.0), ("ANN over-fetch + post-filter", -1, 0.0),
                               ("LanceDB prefilter IN", -1, 2.0))
                 for label, limit, post in strategies:
+                    if len(allowed) > args.max_listed and "post-filter" not in label:
+                        log(f"  where {frac:.0%} {label}: skipped ({len(allowed):,} ids > --max-listed)")
+                        continue
                     old = vs.EXACT_SUBSET_MAX, vs.POSTFILTER_MIN_FRACTION
                     vs.EXACT_SUBSET_MAX, vs.POSTFILTER_MIN_FRACTION = limit, post
                     times, hits = [], 0

@@ -71,7 +71,7 @@ METRIC = "cosine"
 """Distance used everywhere: ``1 - cos``."""
 
 INDEX_MIN_ROWS = 100_000
-"""Tables with fewer rows are searched exactly (flat search is already fast; see the benchmark)."""
+"""Tables with fewer rows are searched exactly with numpy (~36 ms at 100k x 768 on 2 cores; no build wait)."""
 
 EXACT_SUBSET_MAX = 20_000
 """With an ANN index, a ``where`` allowing at most this many galaxies is answered exactly over them."""
@@ -79,10 +79,10 @@ EXACT_SUBSET_MAX = 20_000
 POSTFILTER_MIN_FRACTION = 0.05
 """With an ANN index, a ``where`` allowing at least this fraction is served by over-fetching and filtering."""
 
-DEFAULT_NPROBES = 32
-"""IVF partitions probed per query (ANN only)."""
+DEFAULT_NPROBES = 8
+"""IVF partitions probed per query (ANN only). At 1M x 384: recall@10 0.988, p50 9 ms (with refine 5)."""
 
-DEFAULT_REFINE_FACTOR = 10
+DEFAULT_REFINE_FACTOR = 5
 """ANN candidates re-ranked with exact distances: ``refine_factor * k``."""
 
 INDEX_NAME = "vector_idx"
@@ -473,7 +473,9 @@ def default_index_params(n_rows: int, dim: int, index_type: str = "IVF_HNSW_SQ")
     re-ranked with exact distances. ``IVF_PQ``: ``~sqrt(n)`` cells and ``dim / 8`` sub-vectors of 8 bits
     (Jégou et al. 2011, "Product quantization for nearest neighbor search", IEEE TPAMI 33(1)).
     Chosen with ``benchmarks/bench_ann.py`` (``docs/benchmarks_embeddings.md``): at 100,000 x 768,
-    IVF_HNSW_SQ reached recall@10 1.000 and built 2.8x faster than IVF_PQ (recall 0.994 with refine 20).
+    IVF_HNSW_SQ reached recall@10 1.000 and built 2.8x faster than IVF_PQ (recall 0.994 with refine 20);
+    at 1,000,000 x 384 (20 cells, nprobes 8, refine 5) recall@10 0.988 at p50 9 ms, 20x faster than
+    exact numpy, built in 11 min on 2 cores.
     """
     sub = dim // 8 if dim % 8 == 0 else next(s for s in range(dim // 8, 0, -1) if dim % s == 0)
     if "HNSW" in index_type:
