@@ -354,8 +354,7 @@ def knn(
 
 def _present(wh: Warehouse, table: str, ids: list[str]) -> list[str]:
     """The ids that have a row in ``table`` (the warehouse's cached id -> row map of the current version)."""
-    index = wh._row_index(table, wh.dataset(table))
-    return [g for g in ids if g in index]
+    return wh.has_ids(table, ids)
 
 
 # ------------------------------------------------------------------------------------ similar

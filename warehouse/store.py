@@ -183,6 +183,13 @@ class Warehouse:
             self._id_index[key] = index
         return index
 
+    def has_ids(self, table: str, galaxy_ids: Sequence[str]) -> list[str]:
+        """The ids among ``galaxy_ids`` that have a row in ``table`` (in the given order)."""
+        if not self.exists(table):
+            return []
+        index = self._row_index(table, self.dataset(table))
+        return [g for g in galaxy_ids if g in index]
+
     def take(self, table: str, galaxy_ids: Sequence[str], columns: list[str] | None = None) -> pa.Table:
         """Rows of a ``galaxy_id``-keyed table for the given ids, in that order (random access).
 
