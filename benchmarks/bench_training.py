@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -203,6 +204,8 @@ def main() -> None:
         lines += ["## Demo survey", "", *demo, "", "## Data loading (demo survey, train split)", "", *data_loading(wh)]
     if not args.skip_rings:
         lines += ["", "## Ring probe (real galaxies)", "", *ring_probe(args.home, args.rings)]
+    lines += ["", f"Load average at the end (1/5/15 min): {', '.join(f'{v:.1f}' for v in os.getloadavg())} "
+              f"on {os.cpu_count()} cores."]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

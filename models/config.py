@@ -10,7 +10,8 @@ file; it never allows random initialisation.
 model                         demo (CPU)                             full (GPU)
 ============================  =====================================  =====================================
 cnn                           64 px, 4 epochs, batch 32, lr 2e-3     128 px, 60 epochs, batch 64, lr 1e-3
-efficientnet_b0               64 px, 2 epochs, batch 32, lr 2e-3     224 px, 30 epochs, batch 64, lr 5e-4
+efficientnet_b0               64 px, 2 epochs on <= 256 galaxies,    224 px, 30 epochs, batch 64, lr 5e-4
+                              batch 32, lr 2e-3
 dinov2_probe                  C on a 13-point grid                   same, ViT-B/14 embeddings
 dinov2_finetune               56 px, 1 epoch on <= 256 galaxies,     224 px, 15 epochs, batch 32, lr 5e-5,
                               batch 32, lr 1e-4                      ViT-B/14, bf16 autocast
@@ -115,7 +116,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "full": {**_COMMON_FULL, "img_size": 128, "epochs": 60, "batch_size": 64, "lr": 1e-3, "floor_vs_chance": 4.0},
     },
     "efficientnet_b0": {
-        "demo": {**_COMMON_DEMO, "img_size": 64, "epochs": 2, "batch_size": 32, "lr": 2e-3, "floor_vs_chance": 1.0},
+        "demo": {**_COMMON_DEMO, "img_size": 64, "epochs": 2, "batch_size": 32, "lr": 2e-3, "max_train": 256,
+                 "floor_vs_chance": 1.2},
         "full": {**_COMMON_FULL, "img_size": 224, "epochs": 30, "batch_size": 64, "lr": 5e-4, "floor_vs_chance": 6.0},
     },
     "dinov2_probe": {
@@ -125,7 +127,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "dinov2_finetune": {
         "demo": {**_COMMON_DEMO, "img_size": 56, "epochs": 1, "batch_size": 32, "lr": 1e-4, "max_train": 256,
                  "layer_decay": 0.75,
-                 "head_lr_scale": 10.0, "floor_vs_chance": 0.0},
+                 "head_lr_scale": 10.0, "floor_vs_chance": 1.2},
         "full": {**_COMMON_FULL, "encoder": "dinov2_vitb14", "img_size": 224, "epochs": 15, "batch_size": 32,
                  "lr": 5e-5, "layer_decay": 0.75, "head_lr_scale": 10.0, "floor_vs_chance": 6.0},
     },

@@ -30,6 +30,7 @@ __all__ = [
     "StandardizedHead",
     "build_dinov2_finetune",
     "layerwise_param_groups",
+    "standardise_head",
 ]
 
 class DINOv2Features(nn.Module):
@@ -67,6 +68,45 @@ class StandardizedHead(nn.Module):
         self.scale.copy_(torch.as_tensor(scale, dtype=self.scale.dtype))
         self.linear.weight.copy_(torch.as_tensor(coef, dtype=self.linear.weight.dtype))
         self.linear.bias.copy_(torch.as_tensor(intercept, dtype=self.linear.bias.dtype))
+
+
+@torch.no_grad()
+def standardise_head(model: DINOv2Classifier, batches, max_batches: int = 4) -> int:
+    """Set the head's ``mean`` / ``scale`` to the statistics of the model's own features.
+
+    The stored embeddings the probe was fitted on come from the encoder at its native input size
+    (224 px); at another size (the CPU demo's 56 px) or with other weights the feature distribution
+    moves, and the probe's weights applied to it would give logits at the wrong scale. Standardising
+    with the fine-tune model's features at its own input size puts the probe's weights back on the
+    scale they were fitted at.
+
+    Parameters
+    ----------
+    model : DINOv2Classifier
+    batches : iterable of torch.Tensor
+        Normalised image batches (training split, no augmentation).
+    max_batches : int
+
+    Returns
+    -------
+    int
+        Number of feature vectors used (0: nothing changed).
+    """
+    was_training = model.training
+    model.eval()
+    feats = []
+    for i, x in enumerate(batches):
+        if i >= max_batches:
+            break
+        feats.append(model.forward_features(x).float())
+    model.train(was_training)
+    if not feats:
+        return 0
+    f = torch.cat(feats)
+    scale = f.std(dim=0) if len(f) > 1 else torch.ones(f.shape[1])
+    model.head.mean.copy_(f.mean(dim=0))
+    model.head.scale.copy_(torch.where(scale > 1e-6, scale, torch.ones_like(scale)))
+    return len(f)
 
 
 class DINOv2Classifier(nn.Module):

@@ -85,7 +85,7 @@ class FitConfig:
     amp: bool = True
     max_steps: int = 0
     augment: bool = True
-    bn_recalibration_batches: int = 16
+    bn_recalibration_batches: int = 8
 
 
 @dataclass

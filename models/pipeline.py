@@ -289,6 +289,28 @@ def _latest_probe(wh: Any, cfg: TrainConfig, split: SplitData) -> tuple[dict[str
     return None
 
 
+def _init_head_from_probe(wh: Any, model: Any, origin: str, cfg: TrainConfig, split: SplitData) -> str:
+    """Copy the latest matching probe into the fine-tune head, if it was fitted on the same weights."""
+    from models.probe import LinearProbe
+
+    probe = _latest_probe(wh, cfg, split)
+    if probe is None:
+        return "head initialised at zero (no dinov2_probe of this encoder and split in the registry)"
+    row, path = probe
+    table = embeddings_table(cfg.encoder)
+    shas = set(wh.read(table, columns=["weights_sha256"]).column("weights_sha256").to_pylist()) if wh.exists(table) else set()
+    mine = origin.split("sha256:", 1)[1][:16] if "sha256:" in origin else None
+    if mine is None or not any(str(s).startswith(mine) for s in shas):
+        return (f"head initialised at zero: dinov2_probe v{row['version']} was fitted on embeddings of other "
+                f"encoder weights than this backbone's ({origin}), so its weights would not transfer")
+    p = LinearProbe.load(path)
+    try:
+        model.head.init_from_probe(p.mean, p.scale, p.coef, p.intercept)
+    except ValueError as exc:
+        return f"head initialised at zero: {exc}"
+    return f"head initialised from dinov2_probe v{row['version']}"
+
+
 def _train_images(wh: Any, name: str, cfg: TrainConfig, split: SplitData, tmp: Path, log: LogFn,
                   notes: list[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], str, dict[str, Any]]:
     import torch
@@ -305,18 +327,8 @@ def _train_images(wh: Any, name: str, cfg: TrainConfig, split: SplitData, tmp: P
     params = None
     if name == "dinov2_finetune":
         params = model.param_groups(cfg.lr, cfg.weight_decay, cfg.layer_decay, cfg.head_lr_scale)
-        probe = _latest_probe(wh, cfg, split) if cfg.init_from_probe else None
-        if probe is not None:
-            from models.probe import LinearProbe
-
-            p = LinearProbe.load(probe[1])
-            try:
-                model.head.init_from_probe(p.mean, p.scale, p.coef, p.intercept)
-                notes.append(f"head initialised from dinov2_probe v{probe[0]['version']}")
-            except ValueError as exc:
-                notes.append(f"head not initialised from the probe: {exc}")
-        else:
-            notes.append("head initialised at zero (no matching dinov2_probe in the registry)")
+        notes.append(_init_head_from_probe(wh, model, origin, cfg, split) if cfg.init_from_probe
+                     else "head initialised at zero (init_from_probe is off)")
         log(f"{name}: {notes[-1]}")
     workers = auto_num_workers(device) if cfg.num_workers < 0 else cfg.num_workers
     train_ids, train_y = _subsample(split.ids["train"], split.y["train"], cfg.max_train, cfg.seed)
@@ -331,6 +343,14 @@ def _train_images(wh: Any, name: str, cfg: TrainConfig, split: SplitData, tmp: P
         "test": make_loader(ds["test"], batch_size=cfg.batch_size * 2, shuffle=False, num_workers=workers,
                             pin_memory=pin),
     }
+    if name == "dinov2_finetune":
+        from models.data import prepare_batch
+        from models.dinov2 import standardise_head
+
+        model.to(device)
+        plain = make_loader(ds["train"], batch_size=cfg.batch_size, shuffle=False)
+        used = standardise_head(model, (prepare_batch(x, device) for x, _ in plain), max_batches=4)
+        notes.append(f"head standardisation re-estimated on {used} training galaxies at {cfg.img_size} px")
     counts = np.bincount(train_y, minlength=split.num_classes).tolist()
     result = fit(model, loaders["train"], loaders["val"], cfg.fit_config(), seed=cfg.seed, log=log, device=device,
                  num_classes=split.num_classes, class_counts=counts, param_groups=params, checkpoint_dir=tmp)

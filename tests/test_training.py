@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from models.versions import get_model, list_models, training_set
 ENCODER = "random_vits14"
 
 
-def _fill(wh, n=64, size=32, *, seed=0, extra=None, embeddings=True):
+def _fill(wh, n=64, size=32, *, seed=0, extra=None, embeddings=True, encoder=ENCODER, sha="0" * 64):
     images, y = toy_images(n, size, seed=seed)
     gal, img = toy_rows(images, y, extra=extra)
     wh.upsert("galaxies", pa.table(gal))
@@ -28,10 +29,12 @@ def _fill(wh, n=64, size=32, *, seed=0, extra=None, embeddings=True):
         from warehouse.schemas.embeddings import embedding_spec
 
         vec, patch = toy_embeddings(y, 384, seed=seed, separation=0.3)
-        wh.upsert(f"embeddings_{ENCODER}", pa.table({
-            "galaxy_id": gal["galaxy_id"], "shard": gal["shard"], "encoder": [ENCODER] * n,
-            "weights_sha256": ["0" * 64] * n, "weights_origin": ["random"] * n, "flags": [1 << 32] * n,
-            "vector": list(vec), "patch_mean": list(patch)}), spec=embedding_spec(ENCODER, 384))
+        random = encoder.startswith("random")
+        wh.upsert(f"embeddings_{encoder}", pa.table({
+            "galaxy_id": gal["galaxy_id"], "shard": gal["shard"], "encoder": [encoder] * n,
+            "weights_sha256": [sha] * n, "weights_origin": ["random" if random else "local"] * n,
+            "flags": [(1 << 32) if random else 0] * n,
+            "vector": list(vec), "patch_mean": list(patch)}), spec=embedding_spec(encoder, 384))
     return gal, y
 
 
@@ -121,12 +124,35 @@ def test_ring_label_column_from_extra_json(warehouse):
     assert get_model(warehouse, "dinov2_probe")["label_column"] == "ring"
 
 
-def test_finetune_head_starts_from_probe_and_predictions_cover_every_version(filled):
+def test_finetune_head_from_probe_only_with_the_same_weights(warehouse, tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    from features.weights import sha256_file
+
+    # "pretrained" weights: a local file, whose SHA-256 the stored embeddings carry
+    vit = timm.create_model("vit_small_patch14_dinov2", num_classes=0, img_size=28)
+    path = tmp_path / "vits14.safetensors"
+    save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(path))
+    _fill(warehouse, n=48, encoder="dinov2_vits14", sha=sha256_file(path))
+    train_model(warehouse, "dinov2_probe")
+    cfg = make_config("dinov2_finetune", img_size=28, max_steps=1, batch_size=8, floor_vs_chance=0.0,
+                      weights_path=str(path), allow_random_init=False)
+    out = train_model(warehouse, "dinov2_finetune", cfg)
+    assert out.weights_origin.startswith("local sha256:")
+    assert out.notes[0] == "head initialised from dinov2_probe v1"
+    assert out.notes[1] == "head standardisation re-estimated on 32 training galaxies at 28 px"
+    # a random-init backbone does not inherit a probe fitted on other weights
+    rnd = train_model(warehouse, "dinov2_finetune", replace(cfg, weights_path="", allow_random_init=True,
+                                                           pretrained=False))
+    assert rnd.weights_origin == "random init"
+    assert rnd.notes[0].startswith("head initialised at zero: dinov2_probe v1 was fitted on embeddings of other")
+
+
+def test_predictions_cover_every_version(filled):
     train_model(filled, "dinov2_probe")
     cfg = make_config("dinov2_finetune", img_size=28, max_steps=1, batch_size=8, floor_vs_chance=0.0)
-    out = train_model(filled, "dinov2_finetune", cfg)
-    assert out.notes and out.notes[0] == "head initialised from dinov2_probe v1"
-    assert out.weights_origin == "random init"
+    train_model(filled, "dinov2_finetune", cfg)
     pred = load_predictor(filled, "dinov2_finetune", 1)
     assert pred.config.encoder == ENCODER and pred.names == ["round", "cigar", "ring", "pair"]
     summary = predict_all(filled)
