@@ -36,17 +36,17 @@ from models.pipeline import train_model
 ORDER = ("dinov2_probe", "cnn", "efficientnet_b0", "dinov2_finetune")
 
 
-def _ingest(wh, source, groups=("ingest", "embeddings")) -> None:
+def _ingest(wh, source, path: str | None = None, groups=("ingest", "embeddings")) -> None:
     from dagster_project.runner import run_pipeline
     from service.commands.ingest import register_source
 
-    shards = register_source(wh, source)
+    shards = register_source(wh, source, path=path)
     report = run_pipeline(wh, shards, groups=list(groups), progress=False, log=print)
     if not report.ok:
         raise SystemExit(f"ingest failed: {report.failed}")
 
 
-def demo_models(home: Path, n: int) -> tuple[list[str], object]:
+def demo_models(home: Path, n: int, train: bool = True) -> tuple[list[str], object]:
     from features.sources.synthetic import SyntheticSurvey
     from warehouse import Warehouse
 
@@ -55,6 +55,8 @@ def demo_models(home: Path, n: int) -> tuple[list[str], object]:
         t0 = time.perf_counter()
         _ingest(wh, SyntheticSurvey(n=n, seed=0))
         print(f"demo ingest + embeddings: {time.perf_counter() - t0:.1f} s")
+    if not train:
+        return [], wh
     rows = ["| model | weights | test bal. acc. | accuracy | macro F1 | train s | images/s | data wait |",
             "|---|---|---|---|---|---|---|---|"]
     recalls = ["| model | " + " | ".join(["per-class recall (test)"]) + " |", "|---|---|"]
@@ -120,7 +122,7 @@ def ring_probe(home: Path, rings: Path) -> list[str]:
     wh = Warehouse.open(home / "rings")
     if not wh.exists("galaxies"):
         t0 = time.perf_counter()
-        _ingest(wh, FolderSource(rings))
+        _ingest(wh, FolderSource(rings), path=str(rings))
         print(f"rings ingest + embeddings: {time.perf_counter() - t0:.1f} s")
     enc = resolve_encoder(wh, "auto")
     table = embeddings_table(enc)
@@ -191,6 +193,7 @@ def main() -> None:
     p.add_argument("--rings", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/gz_decals_rings")
     p.add_argument("--skip-demo", action="store_true")
     p.add_argument("--skip-rings", action="store_true")
+    p.add_argument("--skip-train", action="store_true", help="demo: only the data-loading measurements")
     p.add_argument("--gpu", action="store_true", help="only the GPU fine-tune throughput")
     p.add_argument("--out", type=Path, default=None, help="also write the tables to this file")
     args = p.parse_args()
@@ -200,8 +203,13 @@ def main() -> None:
         lines += ["## Fine-tune throughput (GPU)", "", *gpu_finetune()]
         args.skip_demo = args.skip_rings = True
     if not args.skip_demo:
-        demo, wh = demo_models(args.home, args.n)
-        lines += ["## Demo survey", "", *demo, "", "## Data loading (demo survey, train split)", "", *data_loading(wh)]
+        demo, wh = demo_models(args.home, args.n, train=not args.skip_train)
+        if demo:
+            lines += ["## Demo survey", "", *demo, ""]
+            print("\n".join(demo), flush=True)
+        loading = data_loading(wh)
+        print("\n".join(loading), flush=True)
+        lines += ["## Data loading (demo survey, train split)", "", *loading]
     if not args.skip_rings:
         lines += ["", "## Ring probe (real galaxies)", "", *ring_probe(args.home, args.rings)]
     lines += ["", f"Load average at the end (1/5/15 min): {', '.join(f'{v:.1f}' for v in os.getloadavg())} "
