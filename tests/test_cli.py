@@ -146,3 +146,18 @@ def test_ui_serves_the_asset_graph(ingested):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_cli_names_match_the_model_and_preset_registries():
+    from models.config import PRESETS
+    from models.registry import MODELS
+    from service.commands.train import ORDER, PRESET_NAMES
+
+    assert set(ORDER) == set(MODELS)
+    assert all(set(p) == set(PRESET_NAMES) for p in PRESETS.values())
+
+
+def test_help_does_not_import_torch():
+    code = "import sys, service.cli; service.cli.build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr

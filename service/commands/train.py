@@ -11,14 +11,15 @@ import argparse
 import json
 import sys
 
-from models.config import PRESETS, make_config
-from models.registry import MODELS
 from warehouse import Warehouse
 
 __all__ = ["register"]
 
 ORDER = ("dinov2_probe", "cnn", "efficientnet_b0", "dinov2_finetune")
-"""Training order of ``all`` (the probe first: the fine-tune head starts from it)."""
+"""Training order of ``all`` (the probe first: the fine-tune head starts from it); the names of
+:data:`models.registry.MODELS`, spelled out so ``astrovision --help`` does not import torch."""
+PRESET_NAMES = ("demo", "full")
+"""The presets of :data:`models.config.PRESETS`."""
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -76,6 +77,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     log = (lambda msg: print(f"  {msg}", file=sys.stderr)) if not args.quiet else None
     outcomes = []
     for name in names:
+        from models.config import make_config
+
         cfg = make_config(name, args.preset, **_overrides(args))
         out = train_model(wh, name, cfg, log=log)
         outcomes.append(out)
@@ -97,11 +100,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Defaults are the CPU demo preset; --preset full gives the GPU settings. Exit status 1 when the "
         "test balanced accuracy misses its floor (pretrained or scratch models only).",
     )
-    p.add_argument("model", nargs="?", choices=[*MODELS, "all"], help="model to train ('all': every model)")
+    p.add_argument("model", nargs="?", choices=[*ORDER, "all"], help="model to train ('all': every model)")
     p.add_argument("--list", action="store_true", help="list registered model versions and exit")
     p.add_argument("--label", default=None, metavar="COLUMN",
                    help="target column: 'label' (default) or a key of the catalogue's extra columns, e.g. ring")
-    p.add_argument("--preset", default="demo", choices=sorted(next(iter(PRESETS.values()))),
+    p.add_argument("--preset", default="demo", choices=PRESET_NAMES,
                    help="demo (CPU, small stamps, few epochs; default) or full (GPU)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--img-size", type=int, default=None, help="stamp side in pixels")
