@@ -29,6 +29,7 @@ from features.sources.synthetic import (
 )
 from features.sources.synthetic import params as params_module
 from features.sources.synthetic.catalogue import MISSING_FRACTION, OBJID_BASE, has_entry
+from features.sources.synthetic.observe import DEMO_Q, LEGACY_SURVEYS_LUPTON, matched_lupton
 from features.sources.synthetic.params import disk_axis_ratio
 
 SIZE = 64
@@ -292,6 +293,30 @@ def test_invert_stretch_round_trip_per_band_asinh(rendered):
                "minimum": -0.4, "maximum": 120.0}
     for g in rendered[:3]:
         _round_trip_ok(apply_stretch(g.flux, stretch), g.flux, stretch)
+
+
+def test_default_stretch_keeps_the_legacy_surveys_faint_end_and_clips_later():
+    """Q = 50 with the sky level and sky gain of the viewer's dr2_rgb (Q = 20), saturating ~7x brighter."""
+    base = {**DEFAULT_STRETCH, **LEGACY_SURVEYS_LUPTON, "scales": list(LEGACY_SURVEYS_LUPTON["scales"])}
+    assert DEFAULT_STRETCH["q"] == DEMO_Q and DEFAULT_STRETCH == {**DEFAULT_STRETCH, **matched_lupton(DEMO_Q)}
+    sky = np.random.default_rng(0).normal(0.0, [0.0065, 0.0028, 0.00175], (200, 200, 3))  # demo sky noise (z, r, g)
+    ours, theirs = apply_stretch(sky, DEFAULT_STRETCH).astype(float), apply_stretch(sky, base).astype(float)
+    assert abs(ours.mean() - theirs.mean()) < 1.0  # same sky level (~33 counts)
+    assert np.allclose(ours.std(axis=(0, 1)), theirs.std(axis=(0, 1)), rtol=0.15)  # 8-bit sky noise ~10 % higher
+    grey = np.ones((1, 1, 3))
+    first_clip = {}
+    for name, st in (("ours", DEFAULT_STRETCH), ("base", base)):
+        levels = np.geomspace(0.01, 100, 2000)
+        clipped = [apply_stretch(grey * f, st)[0, 0, 1] >= 255 for f in levels]
+        first_clip[name] = levels[int(np.argmax(clipped))]
+    assert 5.0 < first_clip["ours"] / first_clip["base"] < 10.0
+
+
+def test_few_demo_galaxies_clip_in_r():
+    """< 20 % of galaxies have a 255 r pixel on the galaxy (73 % with the viewer's Q = 20; real GZ DECaLS 29 %)."""
+    s = SyntheticSurvey(n=60, seed=0, size=256)
+    clipped = [bool(((g.rgb[..., 1] >= 255) & g.mask).any()) for g in (s.render(i) for i in range(60))]
+    assert np.mean(clipped) < 0.2, np.mean(clipped)
 
 
 def test_invert_stretch_rejects_bad_input():
