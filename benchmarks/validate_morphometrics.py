@@ -7,13 +7,16 @@ correlations with the volunteers' "featured or disk" vote fraction (smooth, bulg
 should be more concentrated and have higher Gini and lower M20).
 
 ``--demo``: the synthetic demo survey (``features.sources.synthetic``), measured in r after inverting its
-known stretch, with its Moffat PSF for the Sersic fit: Spearman correlations of concentration, Gini and
-the fitted Sersic index with the true bulge-to-total ratio and the light-weighted true Sersic index, and
-the asymmetry of Merging/Disturbed against smooth classes.
+known stretch, with its Moffat PSF for the Sersic fit: Spearman correlations (rho, p, n) of
+concentration, Gini, M20 and the fitted Sersic index with the true bulge-to-total ratio, the
+light-weighted and the bulge Sersic index, over all galaxies and inside families at similar
+resolution (smooth, spirals, edge-on), and the asymmetry of Merging/Disturbed against smooth classes.
+``--diagnose N`` measures the first N galaxies four ways (composite, float flux, target without
+neighbours, target before the PSF) to show what drives C and Gini.
 
 Usage::
 
-    .venv/bin/python benchmarks/validate_morphometrics.py --real --demo --n-demo 200 --workers 2
+    .venv/bin/python benchmarks/validate_morphometrics.py --real --demo --n-demo 300 --diagnose 120 --workers 2
 """
 
 from __future__ import annotations
@@ -115,6 +118,54 @@ def real(workers: int, n: int, fit_sersic: bool) -> None:
     print()
 
 
+SMOOTH, SPIRAL, EDGE_ON, DISTURBED = (2, 3, 4), (5, 6, 7), (8, 9), (0, 1)
+RESOLVED = 2.5
+"""Main component's half-light radius over the r-band PSF FWHM above which a galaxy counts as resolved."""
+
+
+def _truth_arrays(truth: list[dict]) -> dict[str, np.ndarray]:
+    bt = np.nan_to_num(np.array([t["bulge_to_total"] for t in truth], float), nan=0.0)
+    bulge_n = np.nan_to_num(np.array([t["bulge_n"] for t in truth], float), nan=0.0)
+    disk_n = np.nan_to_num(np.array([t["disk_n"] for t in truth], float), nan=1.0)
+    labels = np.array([t["label"] for t in truth])
+    main_hlr = np.array([t["bulge_hlr_arcsec"] if t["label"] in SMOOTH or not math.isfinite(t["disk_hlr_arcsec"] or math.nan)
+                         else t["disk_hlr_arcsec"] for t in truth], float)
+    psf = np.array([t["psf_fwhm_r_arcsec"] for t in truth], float)
+    return {"bt": bt, "bulge_n": bulge_n, "n_eff": bt * bulge_n + (1 - bt) * disk_n, "labels": labels,
+            "resolution": main_hlr / psf}
+
+
+def _rho_p(x: np.ndarray, y: np.ndarray) -> str:
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3:
+        return "-"
+    r_, p = spearmanr(x[ok], y[ok])
+    return f"{r_:+.2f} ({p:.0e})"
+
+
+def _samples(t: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
+    lab, res = t["labels"], t["resolution"]
+    resolved = res >= RESOLVED
+    return [
+        ("all galaxies", np.ones(lab.size, bool)),
+        (f"smooth + spirals, resolved (r_e >= {RESOLVED} FWHM)", np.isin(lab, SMOOTH + SPIRAL) & resolved),
+        ("smooth (classes 2-4), resolved", np.isin(lab, SMOOTH) & resolved),
+        ("spirals (classes 5-7), resolved", np.isin(lab, SPIRAL) & resolved),
+        ("edge-on (classes 8-9)", np.isin(lab, EDGE_ON)),
+    ]
+
+
+def correlation_table(recs: list[dict], t: dict[str, np.ndarray], quantities: tuple[str, ...]) -> None:
+    print("| sample | galaxies | measured | true B/T: rho (p) | light-weighted n: rho (p) | bulge n: rho (p) |\n"
+          "|---|---|---|---|---|---|")
+    for name, sel in _samples(t):
+        for q in quantities:
+            v = _col(recs, q)[sel]
+            print(f"| {name} | {sel.sum()} | {q} | {_rho_p(v, t['bt'][sel])} | {_rho_p(v, t['n_eff'][sel])} "
+                  f"| {_rho_p(v, t['bulge_n'][sel])} |")
+    print()
+
+
 def demo(workers: int, n: int, seed: int, compare_flux: bool = False) -> None:
     from features.sources.classes import GALAXY10_CLASSES
     from features.sources.synthetic import SyntheticSurvey
@@ -137,44 +188,72 @@ def demo(workers: int, n: int, seed: int, compare_flux: bool = False) -> None:
     print(f"## Demo survey: {n} synthetic galaxies (seed {seed}), r band after inverting the stretch, Moffat PSF "
           f"in the Sersic fit (render {t_render:.0f} s, measure {dt:.0f} s with {workers} workers)\n")
     flag_table(recs)
-    bt = np.array([t["bulge_to_total"] for t in truth], float)
-    bt = np.nan_to_num(bt, nan=0.0)
-    bulge_n = np.nan_to_num(np.array([t["bulge_n"] for t in truth], float), nan=0.0)
-    disk_n = np.nan_to_num(np.array([t["disk_n"] for t in truth], float), nan=1.0)
-    n_eff = bt * bulge_n + (1 - bt) * disk_n
-    clean = _col(recs, "saturated_pixels") == 0
-    print("Spearman correlations with the truth (light-weighted n = B/T n_bulge + (1 - B/T) n_disk), over all "
-          f"galaxies and over the {clean.sum()} without clipped (saturated) core pixels:\n")
-    print("| measured | true B/T: all | true n: all | true B/T: unsaturated | true n: unsaturated |\n|---|---|---|---|---|")
-    for q in ("concentration", "gini", "m20", "sersic_n"):
-        v = _col(recs, q)
-        a, _ = rho(v, bt)
-        b, _ = rho(v, n_eff)
-        c, _ = rho(v[clean], bt[clean])
-        d, _ = rho(v[clean], n_eff[clean])
-        print(f"| {q} | {a:+.2f} | {b:+.2f} | {c:+.2f} | {d:+.2f} |")
+    t = _truth_arrays(truth)
+    print("Spearman correlations with the truth: rho (two-sided p); light-weighted n = B/T n_bulge + (1 - B/T) "
+          "n_disk (n_disk = 1); 'resolved' = main component's half-light radius >= "
+          f"{RESOLVED} x the r-band PSF FWHM:\n")
+    correlation_table(recs, t, ("concentration", "gini", "m20", "sersic_n"))
     if compare_flux:
         flux_items = [MorphInput(f"flux:{i}", survey.render(i).flux, "flux", "z,r,g", 0.262) for i in range(n)]
         frecs = measure_batch(flux_items, bands=["r"], options=MorphOptions(fit_sersic=False), workers=workers)
-        print("\nThe same galaxies measured on their float r flux before the 8-bit composite (no clipping):\n")
-        print("| measured | true B/T | true n (light-weighted) |\n|---|---|---|")
-        for q in ("concentration", "gini", "m20"):
-            v = _col(frecs, q)
-            print(f"| {q} | {rho(v, bt)[0]:+.2f} | {rho(v, n_eff)[0]:+.2f} |")
-    labels = np.array([t["label"] for t in truth])
+        print("The same galaxies measured on their float r flux before the 8-bit composite (no clipping):\n")
+        correlation_table(frecs, t, ("concentration", "gini"))
+    labels = t["labels"]
     asym = _col(recs, "asymmetry")
-    disturbed = np.isin(labels, [0, 1]) & np.isfinite(asym)
-    smooth = np.isin(labels, [2, 3, 4]) & np.isfinite(asym)
+    disturbed = np.isin(labels, DISTURBED) & np.isfinite(asym)
+    smooth = np.isin(labels, SMOOTH) & np.isfinite(asym)
     p = mannwhitneyu(asym[disturbed], asym[smooth], alternative="greater").pvalue if disturbed.any() and smooth.any() else math.nan
-    print(f"\nAsymmetry: median {np.median(asym[disturbed]):.3f} for Merging/Disturbed ({disturbed.sum()}) vs "
+    print(f"Asymmetry: median {np.median(asym[disturbed]):.3f} for Merging/Disturbed ({disturbed.sum()}) vs "
           f"{np.median(asym[smooth]):.3f} for the smooth classes ({smooth.sum()}); one-sided Mann-Whitney p = {p:.1e}.\n")
-    print("| class | galaxies | median C | median Gini | median A | median fitted n |\n|---|---|---|---|---|---|")
+    print("| class | galaxies | clipped r (MORPH_SATURATED) | median C | median Gini | median A | median fitted n |\n"
+          "|---|---|---|---|---|---|---|")
+    sat = _col(recs, "saturated_pixels") > 0
     for lab, name in enumerate(GALAXY10_CLASSES):
         sel = labels == lab
         if sel.any():
             med = [np.nanmedian(_col(recs, q)[sel]) for q in ("concentration", "gini", "asymmetry", "sersic_n")]
-            print(f"| {name} | {sel.sum()} | " + " | ".join(f"{m:.3f}" for m in med) + " |")
+            print(f"| {name} | {sel.sum()} | {sat[sel].mean():.0%} | " + " | ".join(f"{m:.3f}" for m in med) + " |")
     print()
+
+
+def diagnose(workers: int, n: int, seed: int) -> None:
+    """What drives C and Gini: the same galaxies as composite, float flux, target alone, and before the PSF."""
+    from features.sources.classes import GALAXY10_CLASSES
+    from features.sources.synthetic import DEFAULT_STRETCH, SyntheticSurvey
+    from features.sources.synthetic.galaxy import rng_streams
+    from features.sources.synthetic.params import draw_params
+    from features.sources.synthetic.render import render_target
+
+    survey = SyntheticSurvey(n=n, seed=seed)
+    gals = [survey.render(i) for i in range(n)]
+    t = _truth_arrays([g.truth for g in gals])
+    noise = np.random.default_rng(seed + 1)
+    versions: dict[str, list[MorphInput]] = {
+        "composite (inverted stretch)": [MorphInput(f"d{i}", g.rgb, "rgb_composite", "z,r,g", 0.262, dict(DEFAULT_STRETCH))
+                                         for i, g in enumerate(gals)],
+        "float flux (no 8-bit, no clipping)": [MorphInput(f"d{i}", g.flux, "flux", "z,r,g", 0.262) for i, g in enumerate(gals)],
+        "target alone + sky noise (no neighbours)": [
+            MorphInput(f"d{i}", g.target + noise.normal(0.0, g.params.sky_sigma_r, g.target.shape), "flux", "z,r,g", 0.262)
+            for i, g in enumerate(gals)],
+    }
+    unconvolved = []
+    for i in range(n):
+        rng_p, rng_r, _ = rng_streams(seed, i)
+        p = draw_params(int(survey.labels[i]), rng_p)
+        light = np.moveaxis(render_target(p, survey.size, rng_r), 0, -1)
+        unconvolved.append(MorphInput(f"d{i}", light + noise.normal(0.0, p.sky_sigma_r, light.shape), "flux", "z,r,g", 0.262))
+    versions["target before the PSF + sky noise"] = unconvolved
+    print(f"## What drives C and Gini: the first {n} demo galaxies (seed {seed}) four ways, r band, no Sersic fit\n")
+    print("| image | C vs B/T | C vs light-weighted n | Gini vs B/T | Gini vs light-weighted n | median Gini: smooth / spirals / edge-on |\n"
+          "|---|---|---|---|---|---|")
+    for name, items in versions.items():
+        recs = measure_batch(items, bands=["r"], options=MorphOptions(fit_sersic=False), workers=workers)
+        c, g = _col(recs, "concentration"), _col(recs, "gini")
+        med = " / ".join(f"{np.nanmedian(g[np.isin(t['labels'], cls)]):.3f}" for cls in (SMOOTH, SPIRAL, EDGE_ON))
+        print(f"| {name} | {_rho_p(c, t['bt'])} | {_rho_p(c, t['n_eff'])} | {_rho_p(g, t['bt'])} "
+              f"| {_rho_p(g, t['n_eff'])} | {med} |")
+    print(f"\nClasses: smooth = {', '.join(GALAXY10_CLASSES[k] for k in SMOOTH)}; spirals = "
+          f"{', '.join(GALAXY10_CLASSES[k] for k in SPIRAL)}; edge-on = {', '.join(GALAXY10_CLASSES[k] for k in EDGE_ON)}.\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--no-sersic", action="store_true")
+    ap.add_argument("--diagnose", type=int, default=0, metavar="N",
+                    help="demo: measure the first N galaxies as composite, float flux, target alone and before the PSF")
     ap.add_argument("--compare-flux", action="store_true",
                     help="demo: also measure the float flux before the composite (shows what clipping costs)")
     args = ap.parse_args(argv)
@@ -193,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         real(args.workers, args.n_real, not args.no_sersic)
     if args.demo:
         demo(args.workers, args.n_demo, args.seed, args.compare_flux)
+    if args.diagnose:
+        diagnose(args.workers, args.diagnose, args.seed)
     return 0
 
 
