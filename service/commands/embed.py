@@ -151,8 +151,8 @@ def _cmd_similar(args: argparse.Namespace) -> int:
     with pl.Config(tbl_rows=max(args.k, 10), tbl_hide_dataframe_shape=True, tbl_width_chars=140):
         print(result.select(cols))
     if args.montage:
-        if query_image is None and args.exclude_self:  # otherwise the query galaxy is rank 1 already
-            query_image = wh.read_image(args.galaxy_id)
+        if query_image is None and result["galaxy_id"][0] != args.galaxy_id:
+            query_image = wh.read_image(args.galaxy_id)  # excluded, or filtered out by --where
         path = save_montage(wh, result, args.montage, query_image=query_image, query_label=f"query: {label}")
         print(f"montage: {path}")
     return 0
