@@ -3,13 +3,14 @@
 
 import json
 import time
+from collections import Counter
 
 import dagster as dg
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dagster_project.defs.ingest.records import shard_rows
+from dagster_project.defs.ingest.records import iter_shard_rows
 from dagster_project.partitions import SHARDS
 from dagster_project.resources import WarehouseResource
 from features.errors import InputError
@@ -57,17 +58,26 @@ def galaxies(context: dg.AssetExecutionContext, warehouse: WarehouseResource) ->
     shard = context.partition_key
     source, start, stop = source_for_shard(wh, shard)
     t0 = time.perf_counter()
-    rows = shard_rows(source.iter_batches(start, stop), shard, total=stop - start)
+    # images first, chunk by chunk (bounded memory): a galaxies row always has its image
+    gal_parts: list[pa.Table] = []
+    shapes: Counter = Counter()
+    dtypes: Counter = Counter()
+    image_bytes = 0
+    for part in iter_shard_rows(source.iter_batches(start, stop), shard, total=stop - start):
+        wh.upsert("images", part.images_table(), run_id=context.run_id)
+        gal_parts.append(part.galaxies_table())
+        shapes.update(part.shapes)
+        dtypes.update(part.dtypes)
+        image_bytes += part.image_bytes
     elapsed = time.perf_counter() - t0
-    gal = rows.galaxies_table()
+    gal = pa.concat_tables(gal_parts)
+    n_rows = gal.num_rows
     if wh.exists("galaxies"):  # keep duplicate groups found earlier; duplicate_groups refreshes them
         old = wh.read("galaxies", columns=["galaxy_id", "duplicate_group"], where=f"shard = {quote(shard)}")
         groups = dict(zip(old.column("galaxy_id").to_pylist(), old.column("duplicate_group").to_pylist()))
         kept = [groups.get(g) for g in gal.column("galaxy_id").to_pylist()]
         gal = gal.set_column(gal.schema.get_field_index("duplicate_group"), "duplicate_group",
                              pa.array(kept, pa.string()))
-    # images first: a galaxies row always has its image
-    wh.upsert("images", rows.images_table(), run_id=context.run_id)
     if hasattr(source, "truth_table"):
         wh.upsert("truth", source.truth_table(start, stop), run_id=context.run_id)
     wh.upsert("galaxies", gal, run_id=context.run_id)
@@ -78,26 +88,26 @@ def galaxies(context: dg.AssetExecutionContext, warehouse: WarehouseResource) ->
     flags = np.asarray(gal.column("flags").to_numpy(zero_copy_only=False), dtype=np.int64)
     n_blank = int(((flags & int(Flag.IMAGE_BLANK)) > 0).sum())
     n_nan = int(((flags & int(Flag.IMAGE_NAN)) > 0).sum())
-    blank_rate = n_blank / max(len(rows), 1)
+    blank_rate = n_blank / max(n_rows, 1)
     checks = [
         dg.AssetCheckResult(check_name="unique_ids", passed=n_unique == len(ids),
                             metadata={"rows": len(ids), "unique": n_unique}),
         dg.AssetCheckResult(check_name="rows_per_shard", passed=len(ids) == stop - start,
                             metadata={"expected": stop - start, "stored": len(ids)}),
-        dg.AssetCheckResult(check_name="image_shape_dtype", passed=len(rows.shapes) == 1 and len(rows.dtypes) == 1,
-                            metadata={"shapes": dict(rows.shapes), "dtypes": dict(rows.dtypes)}),
+        dg.AssetCheckResult(check_name="image_shape_dtype", passed=len(shapes) == 1 and len(dtypes) == 1,
+                            metadata={"shapes": dict(shapes), "dtypes": dict(dtypes)}),
         dg.AssetCheckResult(check_name="blank_images", passed=blank_rate <= BLANK_RATE_MAX,
                             metadata={"blank": n_blank, "rate": blank_rate, "threshold": BLANK_RATE_MAX}),
     ]
     return dg.MaterializeResult(
         metadata={
             "source": source.name,
-            "rows": dg.MetadataValue.int(len(rows)),
+            "rows": dg.MetadataValue.int(n_rows),
             "row_range": f"[{start}, {stop})",
-            "image_bytes_per_galaxy": dg.MetadataValue.float(rows.image_bytes / max(len(rows), 1)),
+            "image_bytes_per_galaxy": dg.MetadataValue.float(image_bytes / max(n_rows, 1)),
             "blank_images": n_blank,
             "nan_images": n_nan,
-            "galaxies_per_second": dg.MetadataValue.float(len(rows) / max(elapsed, 1e-9)),
+            "galaxies_per_second": dg.MetadataValue.float(n_rows / max(elapsed, 1e-9)),
             "table_versions": dg.MetadataValue.json(wh.versions()),
         },
         check_results=checks,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,7 +15,7 @@ from features.sources.base import GalaxyBatch, image_sha1
 from warehouse import schemas
 from warehouse.images import encode_image
 
-__all__ = ["ShardRows", "image_flags", "shard_rows"]
+__all__ = ["ShardRows", "image_flags", "iter_shard_rows"]
 
 
 def image_flags(image: np.ndarray) -> int:
@@ -68,9 +68,13 @@ def _prepare(image: np.ndarray) -> tuple[np.ndarray, str, bytes, str, int]:
     return image, encoding, data, image_sha1(image), image_flags(image)
 
 
-def shard_rows(batches: Iterable[GalaxyBatch], shard: str, *, total: int | None = None,
-               progress: bool = False, threads: int | None = None) -> ShardRows:
-    """Encode every image of a shard and build its ``galaxies`` / ``images`` rows.
+def iter_shard_rows(batches: Iterable[GalaxyBatch], shard: str, *, chunk_rows: int = 256,
+                    total: int | None = None, progress: bool = False,
+                    threads: int | None = None) -> Iterator[ShardRows]:
+    """Encode the images of a shard and yield its ``galaxies`` / ``images`` rows in chunks.
+
+    Chunks of about ``chunk_rows`` galaxies keep memory bounded whatever the shard size: the caller
+    writes each chunk's images and drops them before the next chunk is encoded.
 
     Parameters
     ----------
@@ -80,6 +84,8 @@ def shard_rows(batches: Iterable[GalaxyBatch], shard: str, *, total: int | None 
         The shard (partition) key stored with every row.
     total : int, optional
         Number of galaxies expected (for the progress bar).
+    chunk_rows : int
+        Yield a chunk once it holds at least this many galaxies.
     progress : bool
         Show a progress bar.
     threads : int, optional
@@ -93,6 +99,9 @@ def shard_rows(batches: Iterable[GalaxyBatch], shard: str, *, total: int | None 
     bar = tqdm(total=total, desc=f"ingest {shard}", unit="gal", disable=not progress)
     pool = ThreadPoolExecutor(threads or os.cpu_count() or 1)
     for batch in batches:
+        if len(out) >= chunk_rows:
+            yield out
+            out = ShardRows()
         stretch = json.dumps(batch.stretch, sort_keys=True) if batch.stretch else None
         extras = batch.extra_json()
         prepared = list(pool.map(_prepare, batch.images))
@@ -133,4 +142,5 @@ def shard_rows(batches: Iterable[GalaxyBatch], shard: str, *, total: int | None 
         bar.update(len(batch))
     pool.shutdown()
     bar.close()
-    return out
+    if len(out):
+        yield out
