@@ -12,19 +12,51 @@ a :class:`warehouse.Warehouse` as an argument.
 * :mod:`models.config` - ``demo`` (CPU) and ``full`` (GPU) presets
 * :mod:`models.pipeline` - splits and training runs over a warehouse; :mod:`models.versions` - the
   model registry table; :mod:`models.predict` - predictions of every registered version
+
+The public names below are imported lazily (PEP 562 module ``__getattr__``): ``import models`` or
+``import models.splits`` does not import torch or scikit-learn; ``from models import fit`` imports
+:mod:`models.fit` (and torch) on first use. This keeps processes that only load the Dagster
+definitions (``astrovision ingest``, ``dagster dev``) small.
 """
 
-from models.config import PRESETS, TrainConfig, make_config
-from models.errors import LabelError, MissingInputError, SplitError, TrainingError, WeightsUnavailableError
-from models.fit import FitConfig, FitResult, fit
-from models.labels import Labels, resolve_labels
-from models.metrics import classification_metrics, confusion_png
-from models.pipeline import SplitsOutcome, TrainOutcome, build_splits, load_split, train_model
-from models.predict import load_predictor, predict_all
-from models.probe import LinearProbe, cross_validate_probe, fit_probe
-from models.registry import MODELS, ModelSpec, build_model
-from models.splits import SplitAssignment, check_no_leak, make_splits
-from models.versions import get_model, list_models, training_set
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the eager imports, for type checkers and IDEs only
+    from models.config import PRESETS, TrainConfig, make_config
+    from models.errors import (
+        LabelError,
+        MissingInputError,
+        SplitError,
+        TrainingError,
+        WeightsUnavailableError,
+    )
+    from models.fit import FitConfig, FitResult, fit
+    from models.labels import Labels, resolve_labels
+    from models.metrics import classification_metrics, confusion_png
+    from models.pipeline import SplitsOutcome, TrainOutcome, build_splits, load_split, train_model
+    from models.predict import load_predictor, predict_all
+    from models.probe import LinearProbe, cross_validate_probe, fit_probe
+    from models.registry import MODELS, ModelSpec, build_model
+    from models.splits import SplitAssignment, check_no_leak, make_splits
+    from models.versions import get_model, list_models, training_set
+
+_SOURCES: dict[str, tuple[str, ...]] = {
+    "models.config": ("PRESETS", "TrainConfig", "make_config"),
+    "models.errors": ("LabelError", "MissingInputError", "SplitError", "TrainingError", "WeightsUnavailableError"),
+    "models.fit": ("FitConfig", "FitResult", "fit"),
+    "models.labels": ("Labels", "resolve_labels"),
+    "models.metrics": ("classification_metrics", "confusion_png"),
+    "models.pipeline": ("SplitsOutcome", "TrainOutcome", "build_splits", "load_split", "train_model"),
+    "models.predict": ("load_predictor", "predict_all"),
+    "models.probe": ("LinearProbe", "cross_validate_probe", "fit_probe"),
+    "models.registry": ("MODELS", "ModelSpec", "build_model"),
+    "models.splits": ("SplitAssignment", "check_no_leak", "make_splits"),
+    "models.versions": ("get_model", "list_models", "training_set"),
+}
+_WHERE = {name: module for module, names in _SOURCES.items() for name in names}
 
 __all__ = [
     "MODELS",
@@ -62,3 +94,35 @@ __all__ = [
     "train_model",
     "training_set",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the submodule that defines ``name`` on first access and cache the value here."""
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _LazyPackage(types.ModuleType):
+    """Keeps a public name from being shadowed by the submodule of the same name (``fit``).
+
+    Importing ``models.fit`` (``models.config`` does) makes the import system bind the submodule as
+    the package attribute ``fit``; with eager imports the function re-bound it afterwards. Here the
+    binding is skipped, so ``from models import fit`` is the function, as before.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if (name in _WHERE and isinstance(value, types.ModuleType)
+                and value.__name__ == f"{__name__}.{name}"):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _LazyPackage

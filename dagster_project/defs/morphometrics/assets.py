@@ -8,29 +8,24 @@ per (galaxy, band), and report checks with their thresholds and the distribution
 import json
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import numpy as np
 import pyarrow as pa
-import statmorph
 from pydantic import Field
 
 from dagster_project.partitions import SHARDS
 from dagster_project.resources import WarehouseResource
 from features.errors import InputError
 from features.flags import Flag, decode
-from features.morphometrics import (
-    LUMINANCE,
-    QUANTITIES,
-    SERSIC_QUANTITIES,
-    MorphInput,
-    MorphOptions,
-    measure_batch,
-    morphology_class,
-    records_to_table,
-)
-from features.morphometrics.inputs import parse_bands
 from warehouse import Warehouse, quote, schemas
+
+if TYPE_CHECKING:
+    from features.morphometrics import MorphInput
+
+# features.morphometrics imports statmorph, photutils, astropy and scipy (~100 MB): it is imported inside
+# the functions below, so loading the Dagster definitions does not pay for it.
 
 __all__ = ["MorphometricsConfig", "check_results", "defs", "morphometrics", "summarise"]
 
@@ -53,7 +48,9 @@ class MorphometricsConfig(dg.Config):
     max_bad_rate: float = Field(default=0.50, description="check: largest fraction with statmorph flag >= 2")
 
 
-def _inputs(wh: Warehouse, ids: list[str], pxscale: list, meta: pa.Table, chunk: int) -> Iterator[MorphInput]:
+def _inputs(wh: Warehouse, ids: list[str], pxscale: list, meta: pa.Table, chunk: int) -> Iterator["MorphInput"]:
+    from features.morphometrics import MorphInput
+
     kinds = meta.column("image_kind").to_pylist()
     bands = meta.column("bands").to_pylist()
     stretches = meta.column("stretch_json").to_pylist()
@@ -66,6 +63,8 @@ def _inputs(wh: Warehouse, ids: list[str], pxscale: list, meta: pa.Table, chunk:
 
 
 def _check_bands(ids: list[str], meta: pa.Table, wanted: list[str]) -> None:
+    from features.morphometrics.inputs import LUMINANCE, parse_bands
+
     seen: dict[tuple[str, int], str] = {}
     for gid, b, c in zip(ids, meta.column("bands").to_pylist(), meta.column("channels").to_pylist()):
         seen.setdefault((b, c), gid)
@@ -90,6 +89,8 @@ def summarise(table: pa.Table) -> dict[str, dict[str, float]]:
 
 def check_results(table: pa.Table, max_failed_rate: float, max_bad_rate: float) -> list[dg.AssetCheckResult]:
     """The asset's four checks, thresholds in their metadata."""
+    from features.morphometrics import QUANTITIES, SERSIC_QUANTITIES
+
     n = max(table.num_rows, 1)
     flags = np.asarray(table.column("flags").to_numpy(zero_copy_only=False), dtype=np.int64)
     smf = np.asarray(table.column("statmorph_flag").to_numpy(zero_copy_only=False), dtype=float)
@@ -140,6 +141,10 @@ def check_results(table: pa.Table, max_failed_rate: float, max_bad_rate: float) 
 def morphometrics(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                   config: MorphometricsConfig) -> dg.MaterializeResult:
     """statmorph Gini, M20, CAS, MID, shape asymmetry and Sersic of every galaxy of the shard, per band."""
+    import statmorph
+
+    from features.morphometrics import MorphOptions, measure_batch, morphology_class, records_to_table
+
     wh = warehouse.open()
     shard = context.partition_key
     gal = wh.read("galaxies", columns=["galaxy_id", "pxscale"], where=f"shard = {quote(shard)}")

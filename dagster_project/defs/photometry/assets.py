@@ -18,17 +18,10 @@ from pydantic import Field
 from dagster_project.partitions import SHARDS
 from dagster_project.resources import WarehouseResource
 from features.errors import InputError
-from features.photometry import (
-    COLOUR_RANGES,
-    MatchConfig,
-    QualityConfig,
-    SDSSConfig,
-    SkyServerClient,
-    photometry_from_catalogue,
-    photometry_from_sdss,
-    read_catalogue,
-)
 from warehouse import Warehouse, quote
+
+# features.photometry imports astropy (coordinates, units): it is imported inside the asset body, so
+# loading the Dagster definitions does not pay for it.
 
 __all__ = ["PhotometryConfig", "catalogue_for_source", "defs", "photometry"]
 
@@ -105,6 +98,17 @@ def photometry(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, config: PhotometryConfig
 ) -> dg.MaterializeResult:
     """Cross-match the shard's galaxies, apply quality cuts, store one ``photometry`` row per galaxy."""
+    from features.photometry import (
+        COLOUR_RANGES,
+        MatchConfig,
+        QualityConfig,
+        SDSSConfig,
+        SkyServerClient,
+        photometry_from_catalogue,
+        photometry_from_sdss,
+        read_catalogue,
+    )
+
     wh = warehouse.open()
     shard = context.partition_key
     gal = wh.read("galaxies", columns=["galaxy_id", "source", "ra", "dec", "redshift"], where=f"shard = {quote(shard)}")

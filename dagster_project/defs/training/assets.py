@@ -11,15 +11,19 @@ Run config: every field has a default; model fields left at ``None`` take the va
 
 import base64
 import json
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from pydantic import Field
 
 from dagster_project.defs.training.checks import floor_check, leak_check, predictions_check
 from dagster_project.resources import WarehouseResource
-from models.config import make_config
-from models.pipeline import TrainOutcome, build_splits, train_model
-from models.predict import predict_all
+
+if TYPE_CHECKING:
+    from models.pipeline import TrainOutcome
+
+# models.config / pipeline / predict import torch and scikit-learn: they are imported inside the asset
+# bodies, so loading the definitions (``astrovision ingest``, ``dagster dev``) stays small.
 
 __all__ = [
     "DINOv2FinetuneConfig",
@@ -103,7 +107,7 @@ def _md_png(png: bytes, alt: str) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
-def _metadata(out: TrainOutcome) -> dict:
+def _metadata(out: "TrainOutcome") -> dict:
     m = out.metrics
     recall = "\n".join(f"| {n} | {r:.3f} |" for n, r in m["per_class_recall"].items())
     meta = {
@@ -136,6 +140,9 @@ def _metadata(out: TrainOutcome) -> dict:
 
 
 def _train(context: dg.AssetExecutionContext, warehouse: WarehouseResource, name: str, config: dg.Config) -> dg.MaterializeResult:
+    from models.config import make_config
+    from models.pipeline import train_model
+
     cfg = make_config(name, config.preset, **config.overrides())
     out = train_model(warehouse.open(), name, cfg, log=context.log.info, run_id=context.run_id)
     return dg.MaterializeResult(metadata=_metadata(out), check_results=[floor_check(out)])
@@ -156,6 +163,8 @@ def _floor_spec(asset: str) -> dg.AssetCheckSpec:
 )
 def splits(context: dg.AssetExecutionContext, warehouse: WarehouseResource, config: SplitsConfig) -> dg.MaterializeResult:
     """Stratified train/val/test split of the labelled galaxies; duplicate groups never straddle splits."""
+    from models.pipeline import build_splits
+
     wh = warehouse.open()
     out = build_splits(wh, label_column=config.label_column, seed=config.seed,
                        fractions=(config.train_fraction, config.val_fraction, config.test_fraction),
@@ -215,6 +224,8 @@ def dinov2_finetune(context: dg.AssetExecutionContext, warehouse: WarehouseResou
 def predictions(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                 config: PredictionsConfig) -> dg.MaterializeResult:
     """Class probabilities of every galaxy for every registered model version (only missing pairs computed)."""
+    from models.predict import predict_all
+
     wh = warehouse.open()
     summary = predict_all(wh, run_id=context.run_id, log=context.log.info, batch_size=config.batch_size,
                           device=config.device)

@@ -9,11 +9,15 @@
   galaxy that has its input.
 """
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
 
-from models.pipeline import TrainOutcome
-from models.splits import check_no_leak
+from models.splits import check_no_leak  # numpy only (models/__init__ imports lazily)
 from warehouse import Warehouse, quote
+
+if TYPE_CHECKING:  # models.pipeline imports torch and scikit-learn
+    from models.pipeline import TrainOutcome
 
 __all__ = ["floor_check", "leak_check", "predictions_check"]
 
@@ -38,7 +42,7 @@ def leak_check(wh: Warehouse, split_name: str) -> dg.AssetCheckResult:
     )
 
 
-def floor_check(out: TrainOutcome) -> dg.AssetCheckResult:
+def floor_check(out: "TrainOutcome") -> dg.AssetCheckResult:
     """The test balanced accuracy against the floor (WARN severity for a random-init backbone)."""
     random_init = "random init" in out.weights_origin
     k = len(out.classes)
