@@ -26,8 +26,12 @@ _QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}
 
 
 def _root_cause(err) -> str:
-    """The innermost error's last line ("SplitError: ..."), not Dagster's wrapper."""
-    while getattr(err, "cause", None) is not None:
+    """The first error below Dagster's wrappers ("OfflineError: ..."), in one line.
+
+    Not the innermost one: the project's own errors carry the message meant for the user and chain the
+    low-level exception (a DNS failure, an h5py error) beneath them.
+    """
+    while err is not None and (err.cls_name or "").startswith("Dagster") and err.cause is not None:
         err = err.cause
     text = (err.message or "").strip().splitlines() if err else []
     return text[-1] if text else "failed"
@@ -149,11 +153,11 @@ def run_pipeline(
             raise_on_error=False,
             tags={"astrovision/trigger": "cli"},
         )
+        before = set(report.failed)
         _collect(result, report, label)
-        if report.failed:
-            for step, msg in report.failed.items():
-                log(f"FAILED {step}: {msg}")
-            if partition is not None and "galaxies" in {k.to_user_string() for k in keys}:
-                break  # without its galaxies a shard's features cannot be computed
+        for step in sorted(set(report.failed) - before):
+            log(f"FAILED {step}: {report.failed[step]}")
+        if any(step.startswith("galaxies ") for step in set(report.failed) - before):
+            break  # without its galaxies nothing downstream can be computed
     bar.close()
     return report

@@ -123,3 +123,34 @@ def test_folder_of_370_real_galaxies_through_dagster(warehouse, shared_dir):
     assert one["label_name"].startswith("ring")
     assert "smooth-or-featured_featured-or-disk_fraction" in one["extra_json"]  # other columns kept
     assert warehouse.read_image("folder:J000411.19+020924.0").shape == (256, 256, 3)
+
+
+def test_runner_goes_on_past_a_failed_feature_step_and_names_the_user_error(warehouse):
+    """A shard's failed step (e.g. photometry offline) is reported by the project's own message, and the
+    unpartitioned assets still run; only a failed ``galaxies`` step stops the run."""
+    import dagster as dg
+
+    from dagster_project.partitions import SHARDS
+
+    @dg.asset(partitions_def=SHARDS)
+    def upstream() -> None:
+        return None
+
+    @dg.asset(partitions_def=SHARDS, deps=[upstream])
+    def flaky() -> None:
+        try:
+            raise ConnectionError("low-level DNS failure with a very long URL")
+        except ConnectionError as exc:
+            raise InputError("the service is unreachable; use a catalogue file instead") from exc
+
+    @dg.asset(deps=[upstream])
+    def downstream() -> None:
+        return None
+
+    defs = dg.Definitions(assets=[upstream, flaky, downstream])
+    messages: list[str] = []
+    report = run_pipeline(warehouse, ["t-00000", "t-00001"], defs=defs, progress=False, log=messages.append)
+    assert set(report.failed) == {"flaky (shard t-00000)", "flaky (shard t-00001)"}
+    assert all(m.endswith("use a catalogue file instead") for m in report.failed.values())
+    assert "downstream" in report.succeeded
+    assert len(messages) == 2
