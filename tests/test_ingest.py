@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import h5py
 import pytest
 
@@ -10,6 +12,8 @@ from features.errors import InputError
 from features.flags import Flag
 from features.sources.galaxy10 import Galaxy10Source
 from service.commands.ingest import register_source
+
+SHARED_RINGS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "gz_decals_rings"
 
 
 def test_definitions_load():
@@ -154,3 +158,31 @@ def test_runner_goes_on_past_a_failed_feature_step_and_names_the_user_error(ware
     assert all(m.endswith("use a catalogue file instead") for m in report.failed.values())
     assert "downstream" in report.succeeded
     assert len(messages) == 2
+
+
+def test_unreadable_image_mid_shard_leaves_every_table_as_it_was(warehouse, tmp_path, galaxy10_h5):
+    """A truncated PNG passes the cheap header validation; the shard fails when it is decoded, before
+    anything of that shard is written."""
+    import shutil
+
+    from features.sources.folder import FolderSource
+
+    ingest(warehouse, galaxy10_h5)
+    real = sorted((SHARED_RINGS / "images").glob("*.png"))[:6]
+    folder = tmp_path / "folder"
+    (folder / "images").mkdir(parents=True)
+    rows = ["id,ra,dec"]
+    for i, src in enumerate(real):
+        shutil.copy(src, folder / "images" / src.name)
+        rows.append(f"{src.stem},{10 + i},{1 + i}")
+    (folder / "catalog.csv").write_text("\n".join(rows) + "\n")
+    bad = folder / "images" / real[4].name
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
+    before = warehouse.versions()
+    shards = register_source(warehouse, FolderSource(folder), path=str(folder))
+    report = run_pipeline(warehouse, shards, groups=["ingest"], progress=False, log=lambda m: None)
+    assert not report.ok
+    assert any(real[4].name in msg for msg in report.failed.values())
+    after = warehouse.versions()
+    assert after.pop("sources") == before.pop("sources") + 1  # the attempt is registered, nothing else
+    assert after == before

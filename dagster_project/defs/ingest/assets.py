@@ -58,12 +58,16 @@ def galaxies(context: dg.AssetExecutionContext, warehouse: WarehouseResource) ->
     shard = context.partition_key
     source, start, stop = source_for_shard(wh, shard)
     t0 = time.perf_counter()
-    # images first, chunk by chunk (bounded memory): a galaxies row always has its image
+    # Decode and encode the whole shard before writing anything, so an unreadable image leaves every
+    # table as it was; only the encoded bytes are held (~140 KB a galaxy). Then images first, chunk by
+    # chunk (bounded Arrow buffers): a galaxies row always has its image.
+    parts = list(iter_shard_rows(source.iter_batches(start, stop), shard, total=stop - start))
     gal_parts: list[pa.Table] = []
     shapes: Counter = Counter()
     dtypes: Counter = Counter()
     image_bytes = 0
-    for part in iter_shard_rows(source.iter_batches(start, stop), shard, total=stop - start):
+    while parts:
+        part = parts.pop(0)
         wh.upsert("images", part.images_table(), run_id=context.run_id)
         gal_parts.append(part.galaxies_table())
         shapes.update(part.shapes)
