@@ -77,6 +77,9 @@ def run_demo(wh: Warehouse, n: int | None = None, seed: int = 0, shard_size: int
     print(_summary(wh, time.perf_counter() - t0, str(sheet)))
     if report.checks_failed:
         print("Checks that failed:\n  " + "\n  ".join(report.checks_failed))
+        if any("balanced_accuracy_floor" in c for c in report.checks_failed):
+            print("  (a model marked [random init] above has no pretrained weights on this machine and is "
+                  "expected to miss its floor)")
     if report.failed:
         print("Steps that failed:\n  " + "\n  ".join(f"{k}: {v}" for k, v in report.failed.items()))
         return 1
