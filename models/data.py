@@ -27,6 +27,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from features.embeddings import IMAGENET_MEAN, IMAGENET_STD
 from models.errors import MissingInputError
 
 __all__ = [
@@ -42,8 +43,6 @@ __all__ = [
     "to_uint8_rgb",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class ImageReader(Protocol):

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from models.backbones import Backbone, load_backbone
-from models.classifier import zero_linear
+from models.classifier import EncoderClassifier, zero_linear
 
 __all__ = [
     "DINOv2Classifier",
@@ -109,25 +109,13 @@ def standardise_head(model: DINOv2Classifier, batches, max_batches: int = 4) -> 
     return len(f)
 
 
-class DINOv2Classifier(nn.Module):
+class DINOv2Classifier(EncoderClassifier):
     """DINOv2 encoder (:class:`DINOv2Features`) plus :class:`StandardizedHead`."""
 
     def __init__(self, vit: nn.Module, num_classes: int, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.encoder = DINOv2Features(vit)
-        self.num_features = self.encoder.num_features
-        self.num_classes = int(num_classes)
-        self.drop = nn.Dropout(dropout)
+        encoder = DINOv2Features(vit)
+        super().__init__(encoder, encoder.num_features, num_classes, dropout)
         self.head = StandardizedHead(self.num_features, num_classes)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(self.drop(features))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
     def param_groups(self, lr: float, weight_decay: float, layer_decay: float = 0.75,
                      head_lr_scale: float = 1.0) -> list[dict[str, Any]]:
