@@ -51,6 +51,7 @@ import numpy as np
 
 from features.errors import InputError, OfflineError
 from features.flags import Flag
+from features.sources.base import image_flags
 from features.weights import WeightsInfo, load_timm_model, resolve_weights
 
 __all__ = [
@@ -299,22 +300,6 @@ def choose_default_encoder(
     return EncoderChoice(
         DEFAULT_ENCODER, info, f"DINOv2 ViT-S/14 weights from {info.origin} ({info.path}, sha256 {info.sha256[:12]})"
     )
-
-
-def image_flags(image: np.ndarray) -> int:
-    """Image-stage flags of one stamp: ``IMAGE_NAN`` (non-finite pixels), ``IMAGE_BLANK`` (constant)."""
-    arr = np.asarray(image)
-    flags = 0
-    if arr.size == 0:
-        return int(Flag.IMAGE_BLANK)
-    if arr.dtype.kind == "f":
-        finite = np.isfinite(arr)
-        if not finite.all():
-            flags |= Flag.IMAGE_NAN
-            arr = arr[finite]
-    if arr.size == 0 or arr.min() == arr.max():
-        flags |= Flag.IMAGE_BLANK
-    return int(flags)
 
 
 def _to_unit_rgb(image: np.ndarray, index: int) -> np.ndarray:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["GalaxyBatch", "Source", "image_sha1", "shard_key", "shard_range"]
+__all__ = ["GalaxyBatch", "Source", "image_flags", "image_sha1", "shard_key", "shard_range"]
 
 
 def shard_key(source: str, index: int) -> str:
@@ -40,6 +40,28 @@ def image_sha1(image: np.ndarray) -> str:
     h.update(f"{image.shape}|{image.dtype}|".encode())
     h.update(np.ascontiguousarray(image).tobytes())
     return h.hexdigest()
+
+
+def image_flags(image: np.ndarray) -> int:
+    """Image-stage :class:`features.flags.Flag` bits of one stamp.
+
+    ``IMAGE_NAN`` when a float image has non-finite pixels; ``IMAGE_BLANK`` when the (finite) pixels are
+    all equal or there are none.
+    """
+    from features.flags import Flag
+
+    arr = np.asarray(image)
+    flags = 0
+    if arr.size == 0:
+        return int(Flag.IMAGE_BLANK)
+    if arr.dtype.kind == "f":
+        finite = np.isfinite(arr)
+        if not finite.all():
+            flags |= Flag.IMAGE_NAN
+            arr = arr[finite]
+    if arr.size == 0 or arr.min() == arr.max():
+        flags |= Flag.IMAGE_BLANK
+    return int(flags)
 
 
 @dataclass

@@ -10,28 +10,11 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from features.flags import Flag
-from features.sources.base import GalaxyBatch, image_sha1
+from features.sources.base import GalaxyBatch, image_flags, image_sha1
 from warehouse import schemas
 from warehouse.images import encode_image
 
-__all__ = ["ShardRows", "image_flags", "iter_shard_rows"]
-
-
-def image_flags(image: np.ndarray) -> int:
-    """Image-level :class:`features.flags.Flag` bits: blank, NaN/inf pixels."""
-    flags = 0
-    if image.size == 0:
-        return int(Flag.IMAGE_BLANK)
-    finite = np.isfinite(image) if image.dtype.kind == "f" else None
-    if finite is not None and not finite.all():
-        flags |= Flag.IMAGE_NAN
-        values = image[finite]
-    else:
-        values = image
-    if values.size == 0 or values.min() == values.max():
-        flags |= Flag.IMAGE_BLANK
-    return int(flags)
+__all__ = ["ShardRows", "iter_shard_rows"]
 
 
 @dataclass
