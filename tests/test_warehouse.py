@@ -201,7 +201,6 @@ def test_random_image_read_by_id(warehouse):
     np.testing.assert_array_equal(got[1], images[1])
     with pytest.raises(WarehouseError, match="not in 'images'"):
         warehouse.read_image("demo:999999")
-    warehouse.index_keys(["images"])
     assert warehouse.read("images", columns=["height"], where=f"galaxy_id = {quote('demo:000002')}").num_rows == 1
 
 

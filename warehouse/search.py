@@ -91,7 +91,7 @@ INDEX_NAME = "vector_idx"
 ENCODER_PREFERENCE = ("dinov2_vits14", "dinov2_vitb14")
 """When several embeddings tables exist and no encoder is named, the first of these that exists."""
 
-_PROVENANCE = {f.name for f in schemas.PROVENANCE_FIELDS}
+_PROVENANCE = set(schemas.PROVENANCE_COLUMNS)
 _FEATURE_TABLES = ("morphometrics", "photometry")
 
 

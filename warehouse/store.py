@@ -18,7 +18,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -167,11 +167,6 @@ class Warehouse:
     def read_polars(self, table: str, **kwargs: Any) -> pl.DataFrame:
         """:meth:`read` as a polars DataFrame."""
         return pl.from_arrow(self.read(table, **kwargs))  # type: ignore[return-value]
-
-    def scan(self, table: str, columns: list[str] | None = None, where: str | None = None,
-             batch_size: int = 256) -> Iterator[pa.RecordBatch]:
-        """Stream a table in record batches (bounded memory)."""
-        yield from self.dataset(table).to_batches(columns=columns, filter=where, batch_size=batch_size)
 
     def _row_index(self, table: str, ds: lance.LanceDataset) -> dict[str, int]:
         key = (table, ds.version)
@@ -368,15 +363,6 @@ class Warehouse:
         ds = self.dataset(table)
         ds.delete(where)
         return lance.dataset(self.table_uri(table)).version
-
-    def index_keys(self, tables: Iterable[str] | None = None) -> None:
-        """Build (or rebuild) a BTREE index on ``galaxy_id`` of each table, for fast point reads."""
-        for t in tables or self.tables():
-            if not self.exists(t):
-                continue
-            ds = self.dataset(t)
-            if "galaxy_id" in ds.schema.names and ds.count_rows() > 0:
-                ds.create_scalar_index("galaxy_id", index_type="BTREE", replace=True)
 
     # ------------------------------------------------------------------------------------ SQL
     def sql(self, query: str, *, limit: int | None = 10_000, timeout_s: float = 60.0) -> pl.DataFrame:

@@ -10,7 +10,7 @@ import sys
 import polars as pl
 
 from features.flags import describe
-from warehouse import Warehouse, WarehouseError, quote
+from warehouse import Warehouse, WarehouseError, quote, schemas
 
 __all__ = ["format_frame", "register"]
 
@@ -84,7 +84,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         for row in rows:
             out.write(f"[{table}]\n")
             for key, value in row.items():
-                if key in ("galaxy_id", "code_version", "run_id", "written_at") or isinstance(value, bytes):
+                if key == "galaxy_id" or key in schemas.PROVENANCE_COLUMNS or isinstance(value, bytes):
                     continue
                 if isinstance(value, list) and len(value) > 12:
                     value = f"<{len(value)} values>"

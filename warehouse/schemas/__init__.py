@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 __all__ = [
+    "PROVENANCE_COLUMNS",
     "PROVENANCE_FIELDS",
     "TableSpec",
     "get",
@@ -28,6 +29,8 @@ PROVENANCE_FIELDS: list[pa.Field] = [
     pa.field("run_id", pa.string(), nullable=False),
     pa.field("written_at", pa.timestamp("us", tz="UTC"), nullable=False),
 ]
+PROVENANCE_COLUMNS: tuple[str, ...] = tuple(f.name for f in PROVENANCE_FIELDS)
+"""Names of the provenance columns, for code that strips or skips them."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dagster_project.resources import WarehouseResource
 from features.errors import InputError
 from features.flags import Flag
 from features.sources import make_source, shard_range
-from warehouse import Warehouse, quote
+from warehouse import Warehouse, quote, schemas
 
 __all__ = ["duplicate_groups", "galaxies", "source_for_shard"]
 
@@ -145,7 +145,7 @@ def duplicate_groups(context: dg.AssetExecutionContext, warehouse: WarehouseReso
                              pa.array([g for g, c in zip(groups, changed) if c], pa.string()))
         upd = upd.set_column(upd.schema.get_field_index("flags"), "flags",
                              pa.array(new_flags[changed], pa.int64()))
-        wh.upsert("galaxies", upd.drop_columns(["code_version", "run_id", "written_at"]), run_id=context.run_id)
+        wh.upsert("galaxies", upd.drop_columns(list(schemas.PROVENANCE_COLUMNS)), run_id=context.run_id)
     members = [g for g in groups if g is not None]
     return dg.MaterializeResult(
         metadata={
