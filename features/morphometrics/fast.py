@@ -24,6 +24,11 @@ postage stamp and its mask by 180 degrees with ``skimage.transform.rotate`` (a g
   threshold and keeps the clump areas per threshold: basin-hopping revisits the same pixel value many
   times (the quantile is piecewise constant in ``q``). Same areas, 3.5x faster.
 
+* The single-Sersic fit gets the profile's analytic derivatives (:mod:`features.morphometrics.sersic`)
+  when no PSF is given, so Levenberg-Marquardt needs one model evaluation per iteration instead of
+  eight: 1.4x faster, same parameters to ~3e-8 relative (the only values that are not equal to
+  rounding).
+
 Everything else (segmaps, Petrosian radii, Gini/M20, MID statistics, Sersic fit, flags and warnings) is
 statmorph's own code. The optional ``fit_sersic=False`` skips the single-Sersic fit (statmorph always runs it);
 its outputs are then NaN.
@@ -48,10 +53,13 @@ import warnings
 
 import numpy as np
 import statmorph
+from astropy.utils import lazyproperty
 from astropy.utils.exceptions import AstropyUserWarning
 from photutils.aperture import CircularAnnulus, CircularAperture, EllipticalAnnulus, EllipticalAperture
 from photutils.geometry import circular_overlap_grid
 from scipy import ndimage as ndi
+
+from features.morphometrics.sersic import analytic_sersic_fit
 
 __all__ = ["VERIFIED_STATMORPH", "FastSourceMorphology", "circle_weights", "morphology_class", "rotate180"]
 
@@ -145,6 +153,15 @@ class FastSourceMorphology(statmorph.SourceMorphology):
         super().__init__(*args, **kwargs)
         if not self._fit_sersic and getattr(self, "flag_sersic", None) == 0:
             self.flag_sersic = -1
+
+    @lazyproperty
+    def _sersic_model(self):
+        """statmorph's single-Sersic fit, with the analytic Jacobian when the model is not PSF-convolved."""
+        fit = statmorph.SourceMorphology._sersic_model.fget
+        if self._psf is not None:
+            return fit(self)
+        with analytic_sersic_fit():
+            return fit(self)
 
     def _calculate_morphology(self) -> None:
         if self._fit_sersic:
