@@ -121,6 +121,30 @@ def test_circle_weights_equal_photutils_masks():
                 np.testing.assert_array_equal(weights, m.data[small])  # bit for bit
 
 
+def test_ellipse_weights_equal_photutils_masks():
+    from photutils.aperture import EllipticalAnnulus, EllipticalAperture
+
+    from features.morphometrics.fast import ellipse_weights
+
+    rng = np.random.default_rng(5)
+    shape = (90, 110)
+    for _ in range(60):  # small ellipses (photutils whole) and large ones (edge pixels only), some past the edges
+        xc, yc = rng.uniform(-10, 120), rng.uniform(-10, 100)
+        a = rng.uniform(1, 70)
+        b, theta = a * rng.uniform(0.15, 1), rng.uniform(-4, 4)
+        for ap in (EllipticalAperture((xc, yc), a, b, theta=theta),
+                   EllipticalAnnulus((xc, yc), 0.6 * a, a, b, theta=theta)):
+            m = ap.to_mask(method="exact")
+            region, small = m.get_overlap_slices(shape)
+            weights, got = ellipse_weights(ap, shape)
+            if region is None:
+                assert weights is None and got is None
+                continue
+            assert got == region
+            # photutils' own arithmetic on the edge pixels (pixel edges equal to an ulp), exactly 1 inside
+            np.testing.assert_allclose(weights, m.data[small], rtol=0, atol=1e-13)
+
+
 def test_fast_equals_plain_statmorph_on_a_disturbed_galaxy():
     image = sersic_stamp(1.5, size=72, seed=5) + 0.3 * sersic_stamp(0.8, size=72, r_eff=3, centre=(44, 30), seed=6)
     segmap = (np.abs(image) > 1.0).astype(int)
