@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     load0 = os.getloadavg()[0]
     instance = instance_for(wh)
     resources = {"warehouse": WarehouseResource(root=str(wh.root))}
-    config = {"ops": {"morphometrics": {"config": {"workers": args.workers}}}}
+    config = {"ops": {"morphometrics": {"config": {"workers": args.workers}}},
+              "loggers": {"console": {"config": {"log_level": "ERROR"}}}}
     per_shard = []
     t_all = time.perf_counter()
     for shard in shards:

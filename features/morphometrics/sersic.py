@@ -40,7 +40,7 @@ __all__ = ["Sersic2DWithDerivatives", "analytic_sersic_fit"]
 
 
 class Sersic2DWithDerivatives(models.Sersic2D):
-    """``astropy.modeling.models.Sersic2D`` plus ``fit_deriv`` (same parameters, same values)."""
+    """``astropy.modeling.models.Sersic2D`` plus ``fit_deriv`` (same parameters; ``evaluate`` is astropy's)."""
 
     @staticmethod
     def fit_deriv(x, y, amplitude, r_eff, n, x_0, y_0, ellip, theta):
