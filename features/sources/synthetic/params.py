@@ -20,6 +20,10 @@ Conventions
 * Colours (g-r, r-z, AB) are per component before ``+0.9 z`` / ``+0.3 z`` K-correction terms; edge-on
   disks are redder (internal extinction along the line of sight).
 * Angles: position angles are degrees in [0, 180) from the image +column axis toward +row axis.
+* Spiral structure: ``arm_strength`` ``s`` sets an arm-to-interarm contrast of 1.3 to 5 over the armed
+  classes' ranges (:mod:`features.sources.synthetic.render`), which is the range observed for normal
+  spirals in the red (Schweizer 1976; Elmegreen & Elmegreen 1984). Star-forming knots hold up to 7.5% of a
+  disk's light, which is a few per cent in the red, as for HII regions.
 
 Class ranges
 ------------
@@ -48,8 +52,8 @@ RANGES-TABLE-START
 | p_arms | 0.35 | 0 | 0 | 0 | 0 | 1 | 1 | 1 | 0 | 0 |
 | n_arms | 2 - 3 | - | - | - | - | 2 - 3 | 2 - 4 | 2 - 4 | - | - |
 | pitch_deg | 15 - 40 | - | - | - | - | 10 - 30 | 5 - 15 | 13 - 35 | - | - |
-| arm_strength | 0.2 - 0.5 | - | - | - | - | 0.45 - 0.85 | 0.35 - 0.8 | 0.45 - 0.9 | - | - |
-| knot_fraction | 0.03 - 0.1 | 0 - 0.08 | - | - | - | 0.03 - 0.12 | 0.02 - 0.1 | 0.04 - 0.15 | 0.02 - 0.1 | 0 - 0.06 |
+| arm_strength | 0.1 - 0.3 | - | - | - | - | 0.25 - 0.5 | 0.2 - 0.45 | 0.25 - 0.5 | - | - |
+| knot_fraction | 0.015 - 0.05 | 0 - 0.04 | - | - | - | 0.015 - 0.06 | 0.01 - 0.05 | 0.02 - 0.075 | 0.01 - 0.05 | 0 - 0.03 |
 | n_knots | 15 - 50 | 5 - 25 | - | - | - | 20 - 60 | 20 - 60 | 25 - 70 | 10 - 40 | 5 - 30 |
 | p_dust | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 0.5 | 0.8 |
 | dust_tau_r | - | - | - | - | - | - | - | - | 0.2 - 0.6 | 0.3 - 0.9 |
@@ -191,8 +195,8 @@ CLASS_RANGES: dict[int, ClassRanges] = {
         abs_mag_r=(-20.5, -18.5), apparent_re_arcsec=(5.0, 14.0), bulge_to_total=(0.0, 0.3),
         bulge_n=(1.0, 3.0), bulge_re_kpc=(0.4, 1.5), bulge_q=(0.6, 1.0), disk_re_kpc=(2.0, 6.0),
         inclination_deg=(0.0, 70.0), disk_q0=(0.1, 0.2), **_NO_BAR,
-        p_arms=0.35, n_arms=(2, 3), pitch_deg=(15.0, 40.0), arm_strength=(0.2, 0.5),
-        knot_fraction=(0.03, 0.1), n_knots=(15, 50), **_NO_DUST,
+        p_arms=0.35, n_arms=(2, 3), pitch_deg=(15.0, 40.0), arm_strength=(0.1, 0.3),
+        knot_fraction=(0.015, 0.05), n_knots=(15, 50), **_NO_DUST,
         asymmetry=(0.3, 0.8), irregular_fraction=(0.15, 0.45), n_clumps=(2, 7), **_NO_MERGER,
         bulge_gr=(0.55, 0.75), bulge_rz=(0.4, 0.6), disk_gr=(0.2, 0.45), disk_rz=(0.15, 0.4), **_KNOT_COLOURS,
     ),
@@ -200,7 +204,7 @@ CLASS_RANGES: dict[int, ClassRanges] = {
         abs_mag_r=(-22.5, -20.0), apparent_re_arcsec=(3.0, 9.0), bulge_to_total=(0.3, 1.0),
         bulge_n=(1.5, 5.0), bulge_re_kpc=(1.0, 5.0), bulge_q=(0.5, 1.0), disk_re_kpc=(2.5, 7.0),
         inclination_deg=(0.0, 70.0), disk_q0=(0.1, 0.2), **_NO_BAR, **_NO_ARMS,
-        knot_fraction=(0.0, 0.08), n_knots=(5, 25), **_NO_DUST,
+        knot_fraction=(0.0, 0.04), n_knots=(5, 25), **_NO_DUST,
         asymmetry=(0.1, 0.5), irregular_fraction=None, n_clumps=None,
         comp_flux_ratio=(0.2, 1.0), comp_sep=(1.2, 3.5), comp_n=(1.0, 4.0), tail_fraction=(0.08, 0.25),
         bulge_gr=(0.6, 0.82), bulge_rz=(0.5, 0.72), disk_gr=(0.35, 0.6), disk_rz=(0.3, 0.55), **_KNOT_COLOURS,
@@ -223,34 +227,34 @@ CLASS_RANGES: dict[int, ClassRanges] = {
     5: ClassRanges(  # Barred Spiral
         abs_mag_r=(-22.0, -19.5), bulge_to_total=(0.05, 0.45), bulge_n=(1.0, 4.0), bulge_re_kpc=(0.5, 2.0),
         bulge_q=(0.7, 1.0), p_bar=1.0, bar_len=(0.35, 0.8), bar_q=(0.2, 0.4), bar_fraction=(0.08, 0.22),
-        p_arms=1.0, n_arms=(2, 3), pitch_deg=(10.0, 30.0), arm_strength=(0.45, 0.85),
-        knot_fraction=(0.03, 0.12), n_knots=(20, 60),
+        p_arms=1.0, n_arms=(2, 3), pitch_deg=(10.0, 30.0), arm_strength=(0.25, 0.5),
+        knot_fraction=(0.015, 0.06), n_knots=(20, 60),
         bulge_gr=(0.65, 0.8), bulge_rz=(0.55, 0.72), disk_gr=(0.35, 0.6), disk_rz=(0.2, 0.45), **_SPIRAL,
     ),
     6: ClassRanges(  # Unbarred Tight Spiral
         abs_mag_r=(-22.0, -19.5), bulge_to_total=(0.05, 0.5), bulge_n=(1.5, 4.5), bulge_re_kpc=(0.5, 2.5),
         bulge_q=(0.7, 1.0), **_NO_BAR, p_arms=1.0, n_arms=(2, 4), pitch_deg=(5.0, 15.0),
-        arm_strength=(0.35, 0.8), knot_fraction=(0.02, 0.1), n_knots=(20, 60),
+        arm_strength=(0.2, 0.45), knot_fraction=(0.01, 0.05), n_knots=(20, 60),
         bulge_gr=(0.65, 0.8), bulge_rz=(0.55, 0.72), disk_gr=(0.35, 0.6), disk_rz=(0.2, 0.45), **_SPIRAL,
     ),
     7: ClassRanges(  # Unbarred Loose Spiral
         abs_mag_r=(-21.5, -19.0), bulge_to_total=(0.0, 0.35), bulge_n=(1.0, 3.5), bulge_re_kpc=(0.4, 1.8),
         bulge_q=(0.7, 1.0), **_NO_BAR, p_arms=1.0, n_arms=(2, 4), pitch_deg=(13.0, 35.0),
-        arm_strength=(0.45, 0.9), knot_fraction=(0.04, 0.15), n_knots=(25, 70),
+        arm_strength=(0.25, 0.5), knot_fraction=(0.02, 0.075), n_knots=(25, 70),
         bulge_gr=(0.6, 0.78), bulge_rz=(0.5, 0.7), disk_gr=(0.3, 0.55), disk_rz=(0.15, 0.4), **_SPIRAL,
     ),
     8: ClassRanges(  # Edge-on without Bulge
         abs_mag_r=(-21.5, -19.0), apparent_re_arcsec=(5.0, 16.0), bulge_to_total=(0.0, 0.15),
         bulge_n=(1.0, 2.0), bulge_re_kpc=(0.3, 1.0), bulge_q=(0.5, 0.9), disk_re_kpc=(3.0, 10.0),
         inclination_deg=(80.0, 90.0), disk_q0=(0.08, 0.16), **_NO_BAR, **_NO_ARMS,
-        knot_fraction=(0.02, 0.1), n_knots=(10, 40), p_dust=0.5, dust_tau_r=(0.2, 0.6), **_NO_IRR, **_NO_MERGER,
+        knot_fraction=(0.01, 0.05), n_knots=(10, 40), p_dust=0.5, dust_tau_r=(0.2, 0.6), **_NO_IRR, **_NO_MERGER,
         bulge_gr=(0.6, 0.78), bulge_rz=(0.5, 0.7), disk_gr=(0.55, 0.8), disk_rz=(0.5, 0.75), **_KNOT_COLOURS,
     ),
     9: ClassRanges(  # Edge-on with Bulge
         abs_mag_r=(-22.5, -20.0), apparent_re_arcsec=(4.5, 14.0), bulge_to_total=(0.12, 0.6),
         bulge_n=(1.5, 4.5), bulge_re_kpc=(0.8, 3.0), bulge_q=(0.5, 0.9), disk_re_kpc=(3.0, 10.0),
         inclination_deg=(78.0, 90.0), disk_q0=(0.1, 0.2), **_NO_BAR, **_NO_ARMS,
-        knot_fraction=(0.0, 0.06), n_knots=(5, 30), p_dust=0.8, dust_tau_r=(0.3, 0.9), **_NO_IRR, **_NO_MERGER,
+        knot_fraction=(0.0, 0.03), n_knots=(5, 30), p_dust=0.8, dust_tau_r=(0.3, 0.9), **_NO_IRR, **_NO_MERGER,
         bulge_gr=(0.68, 0.82), bulge_rz=(0.58, 0.75), disk_gr=(0.6, 0.82), disk_rz=(0.55, 0.75), **_KNOT_COLOURS,
     ),
 }
