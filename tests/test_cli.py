@@ -161,3 +161,17 @@ def test_help_does_not_import_torch():
     code = "import sys, service.cli; service.cli.build_parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_ingested_demo_survey_cross_matches_its_own_catalogue_offline(tmp_path):
+    home = tmp_path / "home"
+    proc = cli(home, "ingest", "--source", "demo", "--n", "6", "--shard-size", "6")
+    assert proc.returncode == 0, proc.stderr
+    params = json.loads(cli(home, "sql", "SELECT params_json FROM sources", "--format", "json").stdout)[0]
+    params = json.loads(params["params_json"])
+    assert params["n"] == 6 and params["seed"] == 0 and Path(params["photometry_catalog"]).is_file()
+    proc = cli(home, "materialize", "--group", "features")  # photometry reads the catalogue, not SkyServer
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = json.loads(cli(home, "sql", "SELECT count(*) AS n, count(modelMag_r) AS with_mag FROM photometry",
+                          "--format", "json").stdout)[0]
+    assert rows["n"] == 6 and rows["with_mag"] >= 5  # ~2% of demo galaxies are unmatched by design

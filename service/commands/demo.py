@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from service.commands.ingest import register_source
 from warehouse import Warehouse
 
-__all__ = ["register", "run_demo"]
+if TYPE_CHECKING:
+    from features.sources.synthetic import SyntheticSurvey
+
+__all__ = ["demo_catalogue", "register", "run_demo"]
 
 NEXT_STEPS = """\
 Try next:
@@ -50,24 +55,31 @@ def _summary(wh: Warehouse, elapsed: float, contact_sheet: str | None) -> str:
     return "\n".join(lines) + "\n\n" + NEXT_STEPS
 
 
+def demo_catalogue(wh: Warehouse, survey: SyntheticSurvey) -> Path:
+    """The demo survey's SDSS-like photometry catalogue, written once per (n, seed) under the cache.
+
+    The demo has no SDSS counterpart, so the ``photometry`` asset cross-matches this file instead of
+    querying SkyServer (:func:`features.sources.synthetic.write_photometry_catalogue`).
+    """
+    from features.sources.synthetic import write_photometry_catalogue
+
+    demo_dir = wh.cache_dir / "demo"
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    catalogue = demo_dir / f"sdss_like_n{len(survey)}_seed{survey.seed}.parquet"
+    if not catalogue.exists():
+        write_photometry_catalogue(survey, catalogue)
+    return catalogue
+
+
 def run_demo(wh: Warehouse, n: int | None = None, seed: int = 0, shard_size: int | None = None,
              groups: list[str] | None = None, progress: bool = True) -> int:
     """Render, register, materialize and summarise the demo survey; returns the exit status."""
     from dagster_project.runner import run_pipeline
-    from features.sources.synthetic import (
-        DEFAULT_N,
-        SyntheticSurvey,
-        contact_sheet,
-        write_photometry_catalogue,
-    )
+    from features.sources.synthetic import DEFAULT_N, SyntheticSurvey, contact_sheet
 
     t0 = time.perf_counter()
     survey = SyntheticSurvey(n=n or DEFAULT_N, seed=seed)
-    demo_dir = wh.cache_dir / "demo"
-    demo_dir.mkdir(parents=True, exist_ok=True)
-    catalogue = demo_dir / f"sdss_like_n{len(survey)}_seed{seed}.parquet"
-    if not catalogue.exists():
-        write_photometry_catalogue(survey, catalogue)
+    catalogue = demo_catalogue(wh, survey)
     sheet = wh.root / "demo_contact_sheet.png"
     contact_sheet(survey, sheet)
     params = {"n": len(survey), "seed": seed, "photometry_catalog": str(catalogue)}

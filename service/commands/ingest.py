@@ -84,8 +84,15 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     if args.pxscale is not None:
         params["pxscale"] = None if args.pxscale.lower() == "unknown" else float(args.pxscale)
     if args.source == "demo":
-        params.update({"n": args.n, "seed": args.seed}) if args.n else None
+        params["seed"] = args.seed
+        if args.n:
+            params["n"] = args.n
     source = make_source(args.source, path=args.path, catalog=args.catalog, **params)
+    if args.source == "demo" and "photometry_catalog" not in params:
+        from service.commands.demo import demo_catalogue
+
+        params["n"] = len(source)
+        params["photometry_catalog"] = str(demo_catalogue(wh, source))  # the demo has no SDSS counterpart
     shards = register_source(wh, source, path=args.path, catalog=args.catalog,
                              shard_size=args.shard_size, params=params)
     print(f"ingesting {len(source)} galaxies from {args.source} in {len(shards)} shard(s) into {wh.root}")
