@@ -5,7 +5,7 @@ statmorph 0.7.2 fits ``astropy.modeling.models.Sersic2D`` (Sersic 1963; Graham &
 forward differences: 8 evaluations of the model over the whole stamp per iteration (7 parameters + 1).
 :class:`Sersic2DWithDerivatives` adds the partial derivatives, so ``lmder`` needs one model evaluation
 and one Jacobian (~3.3 evaluations' worth of arithmetic) per iteration: the fit is ~1.4x faster and ends
-on the same parameters to ~3e-8 relative (the iterations are the same; only the Jacobian's rounding
+on the same parameters to ~1e-7 relative (the iterations are the same; only the Jacobian's rounding
 differs). The model values themselves are astropy's (``evaluate`` is inherited).
 
 With ``I = A exp(-b_n (z^(1/n) - 1))``, ``z^2 = (x_maj / r_e)^2 + (x_min / ((1 - e) r_e))^2``, and
