@@ -7,6 +7,8 @@
   training device: any rotation (a galaxy has no preferred orientation on the sky), horizontal and
   vertical flips (parity does not change the class; Dieleman et al. 2015), small shifts and scale
   changes (centring and distance errors) and a mild brightness / colour gain (calibration scatter).
+* :func:`background_cache_fill` decodes a dataset's stamps into its cache in a thread while the first
+  epoch trains (loaders without worker processes).
 * :func:`read_embeddings` reads stored embedding vectors as one array for the linear probe.
 
 The module never imports the warehouse package: it takes any object with ``read_images`` /
@@ -17,8 +19,10 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import numpy as np
@@ -37,6 +41,7 @@ __all__ = [
     "GalaxyImageDataset",
     "ImageReader",
     "auto_num_workers",
+    "background_cache_fill",
     "make_loader",
     "prepare_batch",
     "read_embeddings",
@@ -144,6 +149,25 @@ class GalaxyImageDataset(Dataset):
                     self._cache[i] = stamp
         return [self._cache[i] if i in self._cache else fresh[i] for i in indices]
 
+    @property
+    def fits_in_cache(self) -> bool:
+        """Whether every stamp of the dataset fits in ``cache_mb``."""
+        return len(self) * self.img_size * self.img_size * 3 <= self.cache_bytes
+
+    def fill_cache(self, *, batch_size: int = 64, stop: threading.Event | None = None) -> int:
+        """Decode stamps into the cache in index order, ``batch_size`` per warehouse read.
+
+        Stops when ``stop`` is set or the cache is full; returns the number of cached stamps. It makes
+        no torch call, so it can run in a thread beside training: the stamps it caches are the ones the
+        loader would decode itself, so the batches are unchanged.
+        """
+        per = self.img_size * self.img_size * 3
+        for start in range(0, len(self), batch_size):
+            if (stop is not None and stop.is_set()) or (len(self._cache) + 1) * per > self.cache_bytes:
+                break
+            self._stamps(range(start, min(len(self), start + batch_size)))
+        return len(self._cache)
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.__getitems__([index])[0]
 
@@ -151,6 +175,38 @@ class GalaxyImageDataset(Dataset):
         stamps = self._stamps(list(indices))
         return [(torch.from_numpy(np.ascontiguousarray(s.transpose(2, 0, 1))), self.targets[i])
                 for s, i in zip(stamps, indices)]
+
+
+@contextmanager
+def background_cache_fill(dataset: Dataset) -> Iterator[None]:
+    """While the block runs, a thread decodes the dataset's stamps into its cache.
+
+    Without loader workers, the first epoch otherwise decodes every PNG in the training thread while
+    the model waits (``docs/benchmarks_training.md``). Lance reads and PNG decoding release the GIL, so
+    a thread overlaps them with the training step. Only the decoding moves: batches, their order and
+    everything random stay in the training thread, so results are unchanged. This does nothing for a
+    dataset without ``fill_cache`` or one whose split does not fit in its cache. A read error in the
+    thread is left to the training thread, which meets the same image and raises it there.
+    """
+    fill = getattr(dataset, "fill_cache", None)
+    if fill is None or not getattr(dataset, "fits_in_cache", False):
+        yield
+        return
+    stop = threading.Event()
+
+    def _fill() -> None:
+        try:
+            fill(stop=stop)
+        except Exception:  # the training thread reads the same image and reports it
+            return
+
+    thread = threading.Thread(target=_fill, name="astrovision-cache-fill", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def auto_num_workers(device: str | torch.device) -> int:

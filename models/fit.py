@@ -12,6 +12,7 @@ It also measures the data pipeline: the fraction of each step spent waiting for 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -27,7 +28,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from models.data import GalaxyAugment, prepare_batch
+from models.data import GalaxyAugment, background_cache_fill, prepare_batch
 from models.metrics import balanced_accuracy
 
 __all__ = ["FitConfig", "FitResult", "class_weights", "evaluate", "fit", "recalibrate_bn", "seed_everything"]
@@ -296,6 +297,11 @@ def fit(
     wait_s = 0.0
     step_s = 0.0
     t_start = time.perf_counter()
+    # Without loader workers, a thread decodes the stamps into the dataset's cache while the first epoch
+    # trains (only decoding moves; batches and randomness stay here). It stops after that epoch.
+    filler = contextlib.ExitStack()
+    if not getattr(train_loader, "num_workers", 0):
+        filler.enter_context(background_cache_fill(train_loader.dataset))
     for epoch in range(1, config.epochs + 1):
         model.train()
         t_epoch = time.perf_counter()
@@ -326,6 +332,7 @@ def fit(
             step_s += t2 - t0
             n_images += len(y)
             step += 1
+        filler.close()
         recalibrate_bn(model, train_loader, device, config.bn_recalibration_batches)
         probs, targets = evaluate(model, val_loader, device, amp=config.amp)
         val_bacc = balanced_accuracy(targets, probs.argmax(axis=1)) if len(targets) else float("nan")

@@ -201,6 +201,40 @@ def test_dataset_reads_one_batch_per_take_and_caches():
     assert reader.calls == 1  # cached stamps
 
 
+def test_background_cache_fill_caches_every_stamp_without_changing_a_batch():
+    from models.data import background_cache_fill
+
+    images, y = toy_images(40, 40)
+    plain = GalaxyImageDataset(_Reader(images), [f"g{i}" for i in range(40)], y, img_size=24)
+    filled = GalaxyImageDataset(_Reader(images), [f"g{i}" for i in range(40)], y, img_size=24)
+    with background_cache_fill(filled):
+        batches = [b for b in make_loader(filled, batch_size=8, shuffle=True, seed=3)]
+    expected = [b for b in make_loader(plain, batch_size=8, shuffle=True, seed=3)]
+    assert len(batches) == len(expected) == 5
+    for (xa, ya), (xb, yb) in zip(batches, expected):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert filled.fill_cache() == 40 and filled.reader.calls <= 5 + 5  # thread and loader share the work
+
+    tiny = GalaxyImageDataset(_Reader(images), [f"g{i}" for i in range(40)], y, img_size=24, cache_mb=0.01)
+    assert not tiny.fits_in_cache
+    with background_cache_fill(tiny):  # the split does not fit: no thread, nothing cached ahead
+        pass
+    assert tiny.reader.calls == 0
+
+
+def test_background_cache_fill_leaves_a_read_error_to_the_training_thread():
+    from models.data import background_cache_fill
+
+    class Broken(_Reader):
+        def read_images(self, ids):
+            raise OSError("truncated PNG")
+
+    images, y = toy_images(8, 40)
+    ds = GalaxyImageDataset(Broken(images), [f"g{i}" for i in range(8)], y, img_size=24)
+    with pytest.raises(OSError, match="truncated PNG"), background_cache_fill(ds):
+        next(iter(make_loader(ds, batch_size=4, shuffle=False)))
+
+
 def test_to_uint8_rgb_handles_grey_and_float():
     grey = np.arange(16, dtype=np.uint8).reshape(4, 4)
     assert to_uint8_rgb(grey).shape == (4, 4, 3)
