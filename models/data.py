@@ -123,6 +123,7 @@ class GalaxyImageDataset(Dataset):
         if len(self.targets) != len(self.galaxy_ids):
             raise ValueError(f"{len(self.galaxy_ids)} galaxy ids but {len(self.targets)} targets")
         self.img_size = int(img_size)
+        self.stamp_bytes = self.img_size * self.img_size * 3
         self.cache_bytes = int(cache_mb * 1e6)
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
 
@@ -143,16 +144,15 @@ class GalaxyImageDataset(Dataset):
         if missing:
             images = self.reader.read_images([self.galaxy_ids[i] for i in missing])
             fresh = {i: self._resize(im) for i, im in zip(missing, images)}
-            per = self.img_size * self.img_size * 3
             for i, stamp in fresh.items():
-                if (len(self._cache) + 1) * per <= self.cache_bytes:
+                if (len(self._cache) + 1) * self.stamp_bytes <= self.cache_bytes:
                     self._cache[i] = stamp
         return [self._cache[i] if i in self._cache else fresh[i] for i in indices]
 
     @property
     def fits_in_cache(self) -> bool:
         """Whether every stamp of the dataset fits in ``cache_mb``."""
-        return len(self) * self.img_size * self.img_size * 3 <= self.cache_bytes
+        return len(self) * self.stamp_bytes <= self.cache_bytes
 
     def fill_cache(self, *, batch_size: int = 64, stop: threading.Event | None = None) -> int:
         """Decode stamps into the cache in index order, ``batch_size`` per warehouse read.
@@ -161,9 +161,8 @@ class GalaxyImageDataset(Dataset):
         no torch call, so it can run in a thread beside training: the stamps it caches are the ones the
         loader would decode itself, so the batches are unchanged.
         """
-        per = self.img_size * self.img_size * 3
         for start in range(0, len(self), batch_size):
-            if (stop is not None and stop.is_set()) or (len(self._cache) + 1) * per > self.cache_bytes:
+            if (stop is not None and stop.is_set()) or (len(self._cache) + 1) * self.stamp_bytes > self.cache_bytes:
                 break
             self._stamps(range(start, min(len(self), start + batch_size)))
         return len(self._cache)

@@ -191,15 +191,13 @@ class FastSourceMorphology(statmorph.SourceMorphology):
         """statmorph's circular Petrosian function (Lotz et al. 2004 eq. 4), one aperture mask per aperture."""
         r_in = r - 0.5 * self._annulus_width
         r_out = r + 0.5 * self._annulus_width
+        shape = self._cutout_stamp_maskzeroed.shape
         if not (r_in >= 0 and r > 0):  # photutils rejects these radii: keep its error
-            return self._petrosian_ratio(
-                CircularAnnulus(center, r_in, r_out), CircularAperture(center, r), "rpetro_circ")
-        image = self._cutout_stamp_maskzeroed
-        mask = self._mask_stamp
+            return self._petrosian_ratio(_aperture_weights(CircularAnnulus(center, r_in, r_out), shape),
+                                         _aperture_weights(CircularAperture(center, r), shape), "rpetro_circ")
         xc, yc = center
-        return self._ratio_of_means(_masked_mean(circle_weights(xc, yc, r_out, image.shape, r_in=r_in), image, mask),
-                                    _masked_mean(circle_weights(xc, yc, r, image.shape), image, mask),
-                                    "rpetro_circ")
+        return self._petrosian_ratio(circle_weights(xc, yc, r_out, shape, r_in=r_in),
+                                     circle_weights(xc, yc, r, shape), "rpetro_circ")
 
     def _petrosian_function_ellip(self, a, center, elongation, theta):
         """statmorph's elliptical Petrosian function (Lotz et al. 2004 eq. 4), one mask per aperture."""
@@ -207,23 +205,20 @@ class FastSourceMorphology(statmorph.SourceMorphology):
         a_in = a - 0.5 * self._annulus_width
         a_out = a + 0.5 * self._annulus_width
         b_out = a_out / elongation
+        shape = self._cutout_stamp_maskzeroed.shape
+        return self._petrosian_ratio(ellipse_weights(EllipticalAnnulus(center, a_in, a_out, b_out, theta=theta), shape),
+                                     ellipse_weights(EllipticalAperture(center, a, b, theta=theta), shape),
+                                     "rpetro_ellip")
+
+    def _petrosian_ratio(self, annulus_weights, aperture_weights, what: str) -> float:
+        """statmorph's Petrosian ratio of the annulus and aperture mean fluxes (forced positive) minus eta.
+
+        Both arguments are ``(weights, region)`` overlaps; a zero aperture flux sets flag 2, as statmorph does.
+        """
         image = self._cutout_stamp_maskzeroed
         mask = self._mask_stamp
-        annulus = EllipticalAnnulus(center, a_in, a_out, b_out, theta=theta)
-        aperture = EllipticalAperture(center, a, b, theta=theta)
-        return self._ratio_of_means(_masked_mean(ellipse_weights(annulus, image.shape), image, mask),
-                                    _masked_mean(ellipse_weights(aperture, image.shape), image, mask),
-                                    "rpetro_ellip")
-
-    def _petrosian_ratio(self, annulus, aperture, what: str) -> float:
-        image = self._cutout_stamp_maskzeroed
-        mask = self._mask_stamp
-        return self._ratio_of_means(_aperture_mean(annulus, image, mask), _aperture_mean(aperture, image, mask), what)
-
-    def _ratio_of_means(self, annulus_mean: float, aperture_mean: float, what: str) -> float:
-        """statmorph's Petrosian ratio of two mean fluxes (forced positive) minus eta; flag 2 for zero flux."""
-        annulus_mean = np.abs(annulus_mean)
-        aperture_mean = np.abs(aperture_mean)
+        annulus_mean = np.abs(_masked_mean(annulus_weights, image, mask))
+        aperture_mean = np.abs(_masked_mean(aperture_weights, image, mask))
         if aperture_mean == 0:
             warnings.warn(f"[{what}] Mean flux is zero.", AstropyUserWarning, stacklevel=3)
             ratio = float(annulus_mean != 0)
@@ -484,11 +479,6 @@ def _masked_mean(weights_region: tuple[np.ndarray | None, tuple[slice, slice] | 
         return np.nan
     area = float(np.sum(np.where(mask[region], 0.0, weights)))
     return float(np.sum(image[region] * weights)) / area if area else 0.0
-
-
-def _aperture_mean(ap, image: np.ndarray, mask: np.ndarray) -> float:
-    """statmorph's ``_aperture_mean`` (exact method) with the aperture mask computed once, not twice."""
-    return _masked_mean(_aperture_weights(ap, image.shape), image, mask)
 
 
 def morphology_class(version: str | None = None) -> type[statmorph.SourceMorphology]:

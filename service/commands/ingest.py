@@ -88,11 +88,12 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         if args.n:
             params["n"] = args.n
     source = make_source(args.source, path=args.path, catalog=args.catalog, **params)
-    if args.source == "demo" and "photometry_catalog" not in params:
-        from service.commands.demo import demo_catalogue
+    if args.source == "demo":
+        params["n"] = len(source)  # recorded, so a shard can be rebuilt from its key alone
+        if "photometry_catalog" not in params:
+            from service.commands.demo import demo_catalogue
 
-        params["n"] = len(source)
-        params["photometry_catalog"] = str(demo_catalogue(wh, source))  # the demo has no SDSS counterpart
+            params["photometry_catalog"] = str(demo_catalogue(wh, source))  # the demo has no SDSS counterpart
     shards = register_source(wh, source, path=args.path, catalog=args.catalog,
                              shard_size=args.shard_size, params=params)
     print(f"ingesting {len(source)} galaxies from {args.source} in {len(shards)} shard(s) into {wh.root}")
