@@ -102,14 +102,17 @@ def test_preprocess_resizes_and_normalises():
     np.testing.assert_allclose(x[0].mean(dim=(1, 2)).numpy(), want, atol=1e-5)
 
 
-def test_preprocess_accepts_grey_rgba_float_and_mixed_sizes():
-    grey = np.full((20, 20), 0.5, dtype=np.float32)
+def test_preprocess_accepts_grey_rgba_flux_and_mixed_sizes():
+    grey = np.full((20, 20), 51, dtype=np.uint8)
     rgba = np.zeros((30, 30, 4), dtype=np.uint8)
     rgba[..., :3] = 255
-    x = preprocess([grey, rgba], img_size=SIZE)
-    assert torch.allclose(x[0, 0], (0.5 - IMAGENET_MEAN[0]) / torch.tensor(IMAGENET_STD[0]) * torch.ones(SIZE, SIZE),
+    blank_flux = np.full((24, 24, 1), 0.5, dtype=np.float32)  # features.pixels: no contrast -> 0
+    x = preprocess([grey, rgba, blank_flux], img_size=SIZE)
+    assert torch.allclose(x[0, 0], (0.2 - IMAGENET_MEAN[0]) / torch.tensor(IMAGENET_STD[0]) * torch.ones(SIZE, SIZE),
                           atol=1e-5)
     assert torch.allclose(x[1, 2].mean(), torch.tensor((1 - IMAGENET_MEAN[2]) / IMAGENET_STD[2]), atol=1e-5)
+    assert torch.allclose(x[2, 1], -IMAGENET_MEAN[1] / torch.tensor(IMAGENET_STD[1]) * torch.ones(SIZE, SIZE),
+                          atol=1e-5)
 
 
 def test_preprocess_bad_shape_names_the_image():

@@ -12,7 +12,7 @@ from PIL import Image
 
 from features.errors import OfflineError
 from models.config import make_config
-from models.data import GalaxyAugment, GalaxyImageDataset, make_loader, prepare_batch, to_uint8_rgb
+from models.data import GalaxyAugment, GalaxyImageDataset, make_loader, prepare_batch
 from models.dinov2 import StandardizedHead, layerwise_param_groups
 from models.errors import TrainingError, WeightsUnavailableError
 from models.fit import FitConfig, class_weights, fit, recalibrate_bn
@@ -233,15 +233,6 @@ def test_background_cache_fill_leaves_a_read_error_to_the_training_thread():
     ds = GalaxyImageDataset(Broken(images), [f"g{i}" for i in range(8)], y, img_size=24)
     with pytest.raises(OSError, match="truncated PNG"), background_cache_fill(ds):
         next(iter(make_loader(ds, batch_size=4, shuffle=False)))
-
-
-def test_to_uint8_rgb_handles_grey_and_float():
-    grey = np.arange(16, dtype=np.uint8).reshape(4, 4)
-    assert to_uint8_rgb(grey).shape == (4, 4, 3)
-    flux = np.linspace(-1, 5, 32, dtype=np.float32).reshape(4, 4, 2)
-    flux[0, 0, 0] = np.nan
-    out = to_uint8_rgb(flux)
-    assert out.dtype == np.uint8 and out.shape == (4, 4, 3)
 
 
 def test_augment_is_seeded_and_keeps_range():
