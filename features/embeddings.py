@@ -54,7 +54,7 @@ from features.flags import Flag
 from features.pixels import model_input
 from features.sources.base import image_flags
 from features.sources.folder import read_image_file
-from features.weights import WeightsInfo, load_timm_model, resolve_weights
+from features.weights import WeightsInfo, WeightsOrigin, load_timm_model, resolve_weights
 
 __all__ = [
     "DEFAULT_ENCODER",
@@ -146,7 +146,8 @@ class Encoder:
     weights_sha256 : str
         SHA-256 of the weights file; for a random baseline, of its initial state dict (so a change of
         initialisation is visible).
-    weights_origin : {"local", "cache", "download", "random"}
+    weights_origin : WeightsOrigin
+        ``LOCAL`` / ``CACHE`` / ``DOWNLOAD``, or ``RANDOM_INIT`` for a random baseline.
     img_size : int
         Input side actually used (the spec's unless overridden, e.g. in tests).
     """
@@ -154,7 +155,7 @@ class Encoder:
     spec: EncoderSpec
     model: object
     weights_sha256: str
-    weights_origin: str
+    weights_origin: WeightsOrigin
     img_size: int
 
     @property
@@ -170,7 +171,7 @@ class Encoder:
     @property
     def flags(self) -> int:
         """Flags every vector of this encoder carries (``RANDOM_WEIGHTS`` for a random baseline)."""
-        return int(Flag.RANDOM_WEIGHTS) if self.weights_origin == "random" else 0
+        return int(Flag.RANDOM_WEIGHTS) if self.weights_origin.is_random else 0
 
 
 def _spec(name: str) -> EncoderSpec:
@@ -230,7 +231,7 @@ def load_encoder(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(spec.seed or 0))
             model = load_timm_model(spec.timm_name, None, img_size=size, num_classes=0, **dict(spec.timm_kwargs))
-        return Encoder(spec, model, _state_sha256(model), "random", size)
+        return Encoder(spec, model, _state_sha256(model), WeightsOrigin.RANDOM_INIT, size)
     if weights is None:
         weights = resolve_weights(spec.hf_repo, local_path=weights_path, timeout_s=timeout_s,  # type: ignore[arg-type]
                                   allow_download=allow_download)

@@ -154,9 +154,10 @@ def test_query_file_has_the_stored_pixels_and_vector(embedded_folder):
 
     wh, ids = embedded_folder
     table = f"embeddings_{ENCODER}"
-    stored = wh.take(table, list(ids.values()), columns=["galaxy_id", "vector"])
+    stored = wh.take(table, list(ids.values()), columns=["galaxy_id", "vector", "weights_origin"])
     vectors = dict(zip(stored.column("galaxy_id").to_pylist(),
                        np.stack(stored.column("vector").to_numpy(zero_copy_only=False))))
+    assert set(stored.column("weights_origin").to_pylist()) == {"random init"}
     for path, gid in ids.items():
         np.testing.assert_array_equal(model_input(load_image_file(path)), model_input(wh.read_image(gid)))
         vec, encoder = embed_query_image(wh, path, ENCODER)
