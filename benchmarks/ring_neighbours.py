@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, vec in (("CLS (searched)", cls), ("patch mean", pmean)):
         ring, other = knn_purity(vec, labels, args.k)
         print(f"| {name} | {ring:.3f} | {chance_ring:.3f} | {other:.3f} | {chance_other:.3f} |")
-    if enc.weights_origin == "random":
+    if enc.weights_origin.is_random:
         print("\nRandom weights: a baseline; neighbours are expected near chance. Use DINOv2 weights for the real test.")
     return 0
 

@@ -23,12 +23,12 @@ rounding noise. With LayerScale 1 distances are ~1e-4-1e-2: still near-chance ne
 
 Preprocessing (:func:`preprocess`)
 ----------------------------------
-1. ``(H, W)`` / ``(H, W, 1)`` images are repeated to three channels; a fourth (alpha) channel is dropped.
-2. uint8 (and other unsigned integer) pixels are divided by the dtype's maximum; float images are taken
-   as display-ready in [0, 1], with non-finite pixels set to 0 and values clipped to [0, 1].
-3. The stamp (256 x 256 for DECaLS) is resized to the encoder's input (224 x 224, i.e. 16 x 16 patches
+1. :func:`features.pixels.model_input`, the one normalisation every model input goes through (training,
+   stored embeddings, query images): composites ``uint8 / 255``, flux images a percentile stretch,
+   grey repeated to RGB, non-finite pixels 0 (see that module).
+2. The stamp (256 x 256 for DECaLS) is resized to the encoder's input (224 x 224, i.e. 16 x 16 patches
    of 14 px) with antialiased bicubic interpolation (timm's DINOv2 interpolation), clamped to [0, 1].
-4. ImageNet normalisation, mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225).
+3. ImageNet normalisation, mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225).
 
 Outputs (:func:`embed_images`)
 ------------------------------
@@ -51,8 +51,10 @@ import numpy as np
 
 from features.errors import InputError, OfflineError
 from features.flags import Flag
+from features.pixels import model_input
 from features.sources.base import image_flags
-from features.weights import WeightsInfo, load_timm_model, resolve_weights
+from features.sources.folder import read_image_file
+from features.weights import WeightsInfo, WeightsOrigin, load_timm_model, resolve_weights
 
 __all__ = [
     "DEFAULT_ENCODER",
@@ -144,7 +146,8 @@ class Encoder:
     weights_sha256 : str
         SHA-256 of the weights file; for a random baseline, of its initial state dict (so a change of
         initialisation is visible).
-    weights_origin : {"local", "cache", "download", "random"}
+    weights_origin : WeightsOrigin
+        ``LOCAL`` / ``CACHE`` / ``DOWNLOAD``, or ``RANDOM_INIT`` for a random baseline.
     img_size : int
         Input side actually used (the spec's unless overridden, e.g. in tests).
     """
@@ -152,7 +155,7 @@ class Encoder:
     spec: EncoderSpec
     model: object
     weights_sha256: str
-    weights_origin: str
+    weights_origin: WeightsOrigin
     img_size: int
 
     @property
@@ -168,7 +171,7 @@ class Encoder:
     @property
     def flags(self) -> int:
         """Flags every vector of this encoder carries (``RANDOM_WEIGHTS`` for a random baseline)."""
-        return int(Flag.RANDOM_WEIGHTS) if self.weights_origin == "random" else 0
+        return int(Flag.RANDOM_WEIGHTS) if self.weights_origin.is_random else 0
 
 
 def _spec(name: str) -> EncoderSpec:
@@ -228,7 +231,7 @@ def load_encoder(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(spec.seed or 0))
             model = load_timm_model(spec.timm_name, None, img_size=size, num_classes=0, **dict(spec.timm_kwargs))
-        return Encoder(spec, model, _state_sha256(model), "random", size)
+        return Encoder(spec, model, _state_sha256(model), WeightsOrigin.RANDOM_INIT, size)
     if weights is None:
         weights = resolve_weights(spec.hf_repo, local_path=weights_path, timeout_s=timeout_s,  # type: ignore[arg-type]
                                   allow_download=allow_download)
@@ -302,24 +305,6 @@ def choose_default_encoder(
     )
 
 
-def _to_unit_rgb(image: np.ndarray, index: int) -> np.ndarray:
-    arr = np.asarray(image)
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if arr.ndim != 3 or arr.shape[0] < 2 or arr.shape[1] < 2 or arr.shape[2] not in (1, 3, 4):
-        raise InputError(f"image {index}: expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got shape {arr.shape}")
-    if arr.shape[2] == 1:
-        arr = np.repeat(arr, 3, axis=2)
-    elif arr.shape[2] == 4:
-        arr = arr[:, :, :3]
-    if arr.dtype.kind == "u":
-        return arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
-    if arr.dtype.kind in "fi" or arr.dtype == np.bool_:
-        out = np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
-        return np.clip(out, 0.0, 1.0)
-    raise InputError(f"image {index}: unsupported dtype {arr.dtype}")
-
-
 def preprocess(images: Sequence[np.ndarray] | np.ndarray, img_size: int = 224, *, start: int = 0):
     """Images to a normalised ``float32`` tensor ``[N, 3, img_size, img_size]`` (see module docstring).
 
@@ -342,9 +327,10 @@ def preprocess(images: Sequence[np.ndarray] | np.ndarray, img_size: int = 224, *
     if len(images) == 0:
         return torch.zeros((0, 3, img_size, img_size), dtype=torch.float32)
     if isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 4 and images.shape[3] == 3:
+        # a stack of uint8 RGB stamps: model_input's uint8 / 255, done in torch below (same float32 values)
         groups = [(list(range(len(images))), torch.from_numpy(np.ascontiguousarray(images)))]
     else:
-        arrays = [_to_unit_rgb(im, start + i) for i, im in enumerate(images)]
+        arrays = [model_input(im, what=f"image {start + i}") for i, im in enumerate(images)]
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for i, a in enumerate(arrays):
             by_shape.setdefault(a.shape, []).append(i)
@@ -445,29 +431,15 @@ def embed_images(
 
 
 def load_image_file(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read a PNG/JPEG (or FITS, first image HDU) file into an array for :func:`embed_images`."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"image file {p} does not exist")
-    if p.suffix.lower() in (".fits", ".fit", ".fz"):
-        from astropy.io import fits
+    """Read an image file (PNG/JPEG, or FITS: first image HDU) into an array for :func:`embed_images`.
 
-        with fits.open(p) as hdul:
-            for hdu in hdul:
-                if hdu.data is not None and hdu.data.ndim >= 2:
-                    data = np.asarray(hdu.data, dtype=np.float32)
-                    break
-            else:
-                raise InputError(f"image file {p}: no image HDU")
-        if data.ndim == 3 and data.shape[0] in (1, 3, 4):
-            data = np.moveaxis(data, 0, -1)
-        finite = data[np.isfinite(data)]
-        lo, hi = (np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0))
-        return np.clip((data - lo) / max(hi - lo, 1e-12), 0.0, 1.0).astype(np.float32)
-    from PIL import Image, UnidentifiedImageError
+    The pixels are those a folder source stores for the same file
+    (:func:`features.sources.folder.read_image_file`: uint8 RGB, or float32 flux channels last), so
+    :func:`embed_images` gives a query image the vector its stored copy has.
 
-    try:
-        with Image.open(p) as im:
-            return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(f"image file {p} cannot be read: {exc}") from exc
+    Raises
+    ------
+    features.errors.InputError
+        The file does not exist or cannot be decoded (the message names it).
+    """
+    return read_image_file(Path(path))

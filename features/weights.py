@@ -16,6 +16,11 @@ When none of them works, :class:`features.errors.OfflineError` says which file i
 it and where to put it. Every resolved file comes with its SHA-256, which the embeddings store next to
 every vector.
 
+Where weights came from is a :class:`WeightsOrigin` (``local``, ``cache``, ``download``, ``random init``,
+``scratch``), whose value is the text the tables store; code compares members, never substrings.
+:class:`WeightsProvenance` adds the file's SHA-256 and what a model was built on (a probe: its
+embeddings table), and its ``str()`` is the models registry's ``weights_origin`` text.
+
 :func:`load_timm_model` builds a timm model and loads a ``.safetensors`` or ``.pth`` state dict in
 timm's layout through timm's checkpoint filter of the model's family (so ViT position embeddings are
 resampled to a new ``img_size``); a classifier of another size is left random.
@@ -28,8 +33,8 @@ import os
 import re
 import socket
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Literal
 from urllib.parse import urlparse
 
 from features.errors import InputError, OfflineError
@@ -37,6 +42,8 @@ from features.errors import InputError, OfflineError
 __all__ = [
     "WEIGHTS_DIR_ENV",
     "WeightsInfo",
+    "WeightsOrigin",
+    "WeightsProvenance",
     "env_var_name",
     "hub_reachable",
     "load_timm_model",
@@ -47,7 +54,85 @@ __all__ = [
 WEIGHTS_DIR_ENV = "ASTROVISION_WEIGHTS_DIR"
 """Environment variable naming a directory of weight files (see module docstring for the layout)."""
 
-Origin = Literal["local", "cache", "download"]
+
+
+class WeightsOrigin(StrEnum):
+    """Where a model's weights came from; the value is what the tables store.
+
+    Attributes
+    ----------
+    LOCAL : ``"local"``
+        A file the user named (argument, environment variable or weights directory).
+    CACHE : ``"cache"``
+        The Hugging Face cache.
+    DOWNLOAD : ``"download"``
+        Downloaded from the Hugging Face Hub in this process.
+    RANDOM_INIT : ``"random init"``
+        A random initialisation standing in for pretrained weights: a named random baseline
+        (``random_vits14``) or a backbone whose weights did not resolve, when that was allowed. Its
+        vectors carry ``Flag.RANDOM_WEIGHTS`` and its classifiers' floor failures only warn.
+    SCRATCH : ``"scratch"``
+        An architecture that has no pretrained weights and is trained from random init by design (the
+        compact CNN); judged like any trained model.
+
+    Notes
+    -----
+    ``"random"``, the value embeddings tables written before this type existed carry, reads as
+    ``RANDOM_INIT``.
+    """
+
+    LOCAL = "local"
+    CACHE = "cache"
+    DOWNLOAD = "download"
+    RANDOM_INIT = "random init"
+    SCRATCH = "scratch"
+
+    @classmethod
+    def _missing_(cls, value: object) -> WeightsOrigin | None:
+        return cls.RANDOM_INIT if value == "random" else None
+
+    @property
+    def is_random(self) -> bool:
+        """Whether random weights stand in for pretrained ones (``RANDOM_INIT``)."""
+        return self is WeightsOrigin.RANDOM_INIT
+
+
+@dataclass(frozen=True)
+class WeightsProvenance:
+    """The weights a model was built with, as the models registry records them.
+
+    Attributes
+    ----------
+    origin : WeightsOrigin
+    sha256 : str or None
+        SHA-256 of the weights file (``None`` for random init or scratch).
+    via : str or None
+        What the model was built on when it is not a backbone of its own, e.g.
+        ``"embeddings embeddings_dinov2_vits14: cache"`` for a linear probe.
+
+    Notes
+    -----
+    ``str()`` gives the stored text: the origin's value, then ``sha256:<first 16 hex digits>``, then
+    ``(<via>)``, e.g. ``"local sha256:0123456789abcdef"`` or
+    ``"random init (embeddings embeddings_random_vits14: random init)"``.
+    """
+
+    origin: WeightsOrigin
+    sha256: str | None = None
+    via: str | None = None
+
+    @property
+    def is_random(self) -> bool:
+        """Whether random weights stand in for pretrained ones."""
+        return self.origin.is_random
+
+    def __str__(self) -> str:
+        parts = [self.origin.value]
+        if self.sha256:
+            parts.append(f"sha256:{self.sha256[:16]}")
+        if self.via:
+            parts.append(f"({self.via})")
+        return " ".join(parts)
 
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}
 
@@ -62,14 +147,14 @@ class WeightsInfo:
         The file (``.safetensors`` or ``.pth``).
     sha256 : str
         Hex SHA-256 of the file's bytes.
-    origin : {"local", "cache", "download"}
-        Where it was found: a user-given file (argument, environment variable or weights directory),
-        the Hugging Face cache, or a fresh download.
+    origin : WeightsOrigin
+        Where it was found: ``LOCAL`` (a user-given file: argument, environment variable or weights
+        directory), ``CACHE`` (the Hugging Face cache) or ``DOWNLOAD`` (a fresh download).
     """
 
     path: Path
     sha256: str
-    origin: Origin
+    origin: WeightsOrigin
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 22) -> str:
@@ -196,13 +281,13 @@ def resolve_weights(
     """
     user = _user_file(hf_repo, filename, local_path)
     if user is not None:
-        return WeightsInfo(path=user, sha256=sha256_file(user), origin="local")
+        return WeightsInfo(path=user, sha256=sha256_file(user), origin=WeightsOrigin.LOCAL)
 
     from huggingface_hub import try_to_load_from_cache
 
     cached = try_to_load_from_cache(hf_repo, filename, cache_dir=cache_dir)
     if isinstance(cached, str) and Path(cached).is_file():
-        return WeightsInfo(path=Path(cached), sha256=sha256_file(cached), origin="cache")
+        return WeightsInfo(path=Path(cached), sha256=sha256_file(cached), origin=WeightsOrigin.CACHE)
 
     if not allow_download:
         reason = "downloads are disabled"
@@ -218,7 +303,7 @@ def resolve_weights(
         except Exception as exc:  # network / HTTP errors of any kind: reported, never swallowed
             reason = f"the download failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
         else:
-            return WeightsInfo(path=Path(path), sha256=sha256_file(path), origin="download")
+            return WeightsInfo(path=Path(path), sha256=sha256_file(path), origin=WeightsOrigin.DOWNLOAD)
     raise OfflineError(
         f"weights {hf_repo}/{filename} are not available: not given, not in the Hugging Face cache, and "
         f"{reason}. To use them, {_how_to(hf_repo, filename)}."

@@ -3,7 +3,8 @@
 Weights are found by :func:`features.weights.resolve_weights` (a user file, the Hugging Face cache, a
 download when the hub is reachable). When none resolves, a model trains from random initialisation
 only if the caller allowed it explicitly (the CPU demo does), and the origin recorded in the model
-registry, the asset metadata and the CLI output is then ``"random init"``: never silently random.
+registry, the asset metadata and the CLI output is then :attr:`features.weights.WeightsOrigin.RANDOM_INIT`
+(``"random init"``): never silently random.
 """
 
 from __future__ import annotations
@@ -13,12 +14,10 @@ from typing import Any
 
 from torch import nn
 
+from features.weights import WeightsOrigin, WeightsProvenance
 from models.errors import WeightsUnavailableError
 
-__all__ = ["RANDOM_INIT", "Backbone", "load_backbone"]
-
-RANDOM_INIT = "random init"
-"""The weights origin recorded for a randomly initialised backbone."""
+__all__ = ["Backbone", "load_backbone"]
 
 
 @dataclass(frozen=True)
@@ -29,19 +28,25 @@ class Backbone:
     ----------
     model : torch.nn.Module
         The timm model (``num_classes=0``: it returns pooled features).
-    origin : str
-        ``"local"``, ``"cache"``, ``"download"`` (with the file's SHA-256 appended) or ``"random init"``.
+    origin : WeightsOrigin
+        ``LOCAL``, ``CACHE``, ``DOWNLOAD`` or ``RANDOM_INIT``.
     sha256 : str or None
+        Of the weights file (``None`` for random init).
     """
 
     model: nn.Module
-    origin: str
+    origin: WeightsOrigin
     sha256: str | None = None
 
     @property
     def random(self) -> bool:
         """Whether the backbone is randomly initialised."""
-        return self.origin == RANDOM_INIT
+        return self.origin.is_random
+
+    @property
+    def provenance(self) -> WeightsProvenance:
+        """What the models registry records (``str()``: e.g. ``"local sha256:0123456789abcdef"``)."""
+        return WeightsProvenance(self.origin, self.sha256)
 
 
 def load_backbone(
@@ -83,14 +88,14 @@ def load_backbone(
     from features.weights import load_timm_model, resolve_weights
 
     if not pretrained:
-        return Backbone(load_timm_model(timm_name, None, **timm_kwargs), RANDOM_INIT)
+        return Backbone(load_timm_model(timm_name, None, **timm_kwargs), WeightsOrigin.RANDOM_INIT)
     if hf_repo is None:
         if not allow_random_init:
             raise WeightsUnavailableError(
                 f"{timm_name} is a random-weights baseline; allow random init explicitly "
                 "(config allow_random_init=true, CLI --allow-random-init) to train it"
             )
-        return Backbone(load_timm_model(timm_name, None, **timm_kwargs), RANDOM_INIT)
+        return Backbone(load_timm_model(timm_name, None, **timm_kwargs), WeightsOrigin.RANDOM_INIT)
     try:
         info = resolve_weights(hf_repo, local_path=weights_path, timeout_s=timeout_s)
     except OfflineError as exc:
@@ -99,6 +104,6 @@ def load_backbone(
                 f"{exc} Or allow training {timm_name} from random init explicitly "
                 "(config allow_random_init=true, CLI --allow-random-init)."
             ) from None
-        return Backbone(load_timm_model(timm_name, None, **timm_kwargs), RANDOM_INIT)
+        return Backbone(load_timm_model(timm_name, None, **timm_kwargs), WeightsOrigin.RANDOM_INIT)
     model = load_timm_model(timm_name, info, **timm_kwargs)
-    return Backbone(model, f"{info.origin} sha256:{info.sha256[:16]}", info.sha256)
+    return Backbone(model, info.origin, info.sha256)

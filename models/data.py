@@ -2,7 +2,9 @@
 
 * :class:`GalaxyImageDataset` reads images by ``galaxy_id`` with random access (one Lance ``take`` per
   batch through ``Warehouse.read_images``), never copying the table into memory; it can keep the
-  resized uint8 stamps of up to ``cache_mb`` megabytes so later epochs skip PNG decoding.
+  resized uint8 stamps of up to ``cache_mb`` megabytes so later epochs skip PNG decoding. Every stamp
+  is :func:`features.pixels.model_input` (in 8 bits), the normalisation the embeddings and query
+  images get too.
 * :class:`GalaxyAugment` applies the augmentations that are valid for galaxies, on whole batches on the
   training device: any rotation (a galaxy has no preferred orientation on the sky), horizontal and
   vertical flips (parity does not change the class; Dieleman et al. 2015), small shifts and scale
@@ -32,6 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from features.embeddings import IMAGENET_MEAN, IMAGENET_STD
+from features.pixels import model_input_uint8
 from models.errors import MissingInputError
 
 __all__ = [
@@ -45,7 +48,6 @@ __all__ = [
     "make_loader",
     "prepare_batch",
     "read_embeddings",
-    "to_uint8_rgb",
 ]
 
 
@@ -54,36 +56,6 @@ class ImageReader(Protocol):
     """What the dataset needs from the warehouse."""
 
     def read_images(self, galaxy_ids: Sequence[str]) -> list[np.ndarray]: ...
-
-
-def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
-    """Any stored image as ``(H, W, 3)`` uint8.
-
-    uint8 images pass through (grey repeated to three channels, two bands completed with their mean, a
-    fourth channel dropped). Float (flux)
-    images are clipped to their 0.5-99.5 percentiles per channel and scaled to 0-255; a constant or
-    all-NaN channel becomes 0.
-    """
-    img = np.asarray(image)
-    if img.ndim == 2:
-        img = img[:, :, None]
-    if img.dtype != np.uint8:
-        out = np.zeros(img.shape, dtype=np.uint8)
-        for c in range(img.shape[2]):
-            ch = np.asarray(img[:, :, c], dtype=np.float64)
-            finite = np.isfinite(ch)
-            if not finite.any():
-                continue
-            lo, hi = np.percentile(ch[finite], [0.5, 99.5])
-            if hi > lo:
-                scaled = np.clip((np.where(finite, ch, lo) - lo) / (hi - lo), 0, 1)
-                out[:, :, c] = np.round(scaled * 255).astype(np.uint8)
-        img = out
-    if img.shape[2] == 1:
-        img = np.repeat(img, 3, axis=2)
-    elif img.shape[2] == 2:  # two bands: the third channel is their mean
-        img = np.concatenate([img, img.mean(axis=2, keepdims=True).astype(np.uint8)], axis=2)
-    return np.ascontiguousarray(img[:, :, :3])
 
 
 class GalaxyImageDataset(Dataset):
@@ -131,7 +103,7 @@ class GalaxyImageDataset(Dataset):
         return len(self.galaxy_ids)
 
     def _resize(self, image: np.ndarray) -> np.ndarray:
-        img = to_uint8_rgb(image)
+        img = model_input_uint8(image)
         if img.shape[0] != self.img_size or img.shape[1] != self.img_size:
             # reducing_gap: box-reduce by an integer factor first, then resample (fast, still antialiased)
             img = np.asarray(Image.fromarray(img).resize((self.img_size, self.img_size), Image.BILINEAR,

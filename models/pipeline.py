@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from features.weights import WeightsOrigin, WeightsProvenance
 from models.config import TrainConfig, resolve_device
 from models.errors import MissingInputError, SplitError
 from models.labels import Labels, resolve_labels
@@ -245,7 +246,7 @@ class TrainOutcome:
     names: tuple[str, ...]
     metrics: dict[str, Any]
     val_metrics: dict[str, Any]
-    weights_origin: str
+    weights_origin: WeightsProvenance
     artefact_dir: str
     confusion_png: bytes
     train_seconds: float
@@ -289,7 +290,8 @@ def _latest_probe(wh: Any, cfg: TrainConfig, split: SplitData) -> tuple[dict[str
     return None
 
 
-def _init_head_from_probe(wh: Any, model: Any, origin: str, cfg: TrainConfig, split: SplitData) -> str:
+def _init_head_from_probe(wh: Any, model: Any, origin: WeightsProvenance, cfg: TrainConfig,
+                          split: SplitData) -> str:
     """Copy the latest matching probe into the fine-tune head, if it was fitted on the same weights."""
     from models.probe import LinearProbe
 
@@ -299,8 +301,7 @@ def _init_head_from_probe(wh: Any, model: Any, origin: str, cfg: TrainConfig, sp
     row, path = probe
     table = embeddings_table(cfg.encoder)
     shas = set(wh.read(table, columns=["weights_sha256"]).column("weights_sha256").to_pylist()) if wh.exists(table) else set()
-    mine = origin.split("sha256:", 1)[1][:16] if "sha256:" in origin else None
-    if mine is None or not any(str(s).startswith(mine) for s in shas):
+    if origin.sha256 is None or origin.sha256 not in shas:
         return (f"head initialised at zero: dinov2_probe v{row['version']} was fitted on embeddings of other "
                 f"encoder weights than this backbone's ({origin}), so its weights would not transfer")
     p = LinearProbe.load(path)
@@ -312,7 +313,8 @@ def _init_head_from_probe(wh: Any, model: Any, origin: str, cfg: TrainConfig, sp
 
 
 def _train_images(wh: Any, name: str, cfg: TrainConfig, split: SplitData, tmp: Path, log: LogFn,
-                  notes: list[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], str, dict[str, Any]]:
+                  notes: list[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], WeightsProvenance,
+                                            dict[str, Any]]:
     import torch
 
     from models.data import GalaxyImageDataset, auto_num_workers, make_loader
@@ -322,7 +324,7 @@ def _train_images(wh: Any, name: str, cfg: TrainConfig, split: SplitData, tmp: P
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     model, origin = build_model(name, split.num_classes, cfg)
-    if origin == "random init":
+    if origin.is_random:
         log(f"{name}: no pretrained weights found; training from RANDOM INIT (allowed by the config)")
     params = None
     if name == "dinov2_finetune":
@@ -368,7 +370,8 @@ def _train_images(wh: Any, name: str, cfg: TrainConfig, split: SplitData, tmp: P
 
 
 def _train_probe(wh: Any, cfg: TrainConfig, split: SplitData, tmp: Path, log: LogFn,
-                 notes: list[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], str, dict[str, Any]]:
+                 notes: list[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], WeightsProvenance,
+                                            dict[str, Any]]:
     from models.data import read_embeddings
     from models.probe import fit_probe
 
@@ -393,13 +396,15 @@ def _train_probe(wh: Any, cfg: TrainConfig, split: SplitData, tmp: Path, log: Lo
             raise MissingInputError(f"no {s} galaxy of split {split.split_name!r} has an embedding in {table!r}")
         x[s] = read_embeddings(wh, table, [ids[i] for i in keep])
         ys[s] = y[keep]
-    origins = sorted(set(wh.read(table, columns=["weights_origin"]).column("weights_origin").to_pylist()) - {None})
-    origin = "; ".join(origins) if origins else "unknown"
-    if any("random" in o for o in origins):
-        origin = f"random init (embeddings {table}: {origin})"
+    stored = wh.read(table, columns=["weights_origin", "weights_sha256"])
+    origins = sorted({WeightsOrigin(o) for o in stored.column("weights_origin").to_pylist()})
+    shas = set(stored.column("weights_sha256").to_pylist())
+    random = any(o.is_random for o in origins)
+    origin = WeightsProvenance(WeightsOrigin.RANDOM_INIT if random else origins[0],
+                               sha256=shas.pop() if len(shas) == 1 else None,
+                               via=f"embeddings {table}: {', '.join(origins)}")
+    if random:
         log(f"dinov2_probe: the embeddings in {table} come from a RANDOM-WEIGHTS encoder")
-    else:
-        origin = f"embeddings {table}: {origin}"
     t0 = time.perf_counter()
     probe = fit_probe(x["train"], ys["train"], x["val"], ys["val"], num_classes=split.num_classes, seed=cfg.seed)
     seconds = time.perf_counter() - t0
@@ -494,7 +499,7 @@ def train_model(
         if "checkpoint" in info:
             info["checkpoint"] = str(final / "model.pt")
         metrics = {"test": test, "val": val, "fit": info, "train_seconds": seconds, "floor": floor,
-                   "weights_origin": origin, "notes": notes}
+                   "weights_origin": str(origin), "notes": notes}
         (tmp / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
         (tmp / "confusion.png").write_bytes(png)
@@ -516,7 +521,7 @@ def train_model(
         "test_balanced_accuracy": float(test["balanced_accuracy"]),
         "artefact_path": str(final),
         "table_versions_json": json.dumps(table_versions, sort_keys=True),
-        "weights_origin": origin,
+        "weights_origin": str(origin),
         "train_seconds": float(seconds),
     }
     record_model(wh, row, run_id=run_id)

@@ -13,36 +13,37 @@ from typing import Literal
 
 from torch import nn
 
+from features.weights import WeightsOrigin, WeightsProvenance
 from models.config import TrainConfig
 
 __all__ = ["MODELS", "ModelSpec", "build_model", "get_spec"]
 
-Builder = Callable[[int, TrainConfig, bool], tuple[nn.Module, str]]
+Builder = Callable[[int, TrainConfig, bool], tuple[nn.Module, WeightsProvenance]]
 
 
-def _cnn(num_classes: int, cfg: TrainConfig, pretrained: bool) -> tuple[nn.Module, str]:
+def _cnn(num_classes: int, cfg: TrainConfig, pretrained: bool) -> tuple[nn.Module, WeightsProvenance]:
     from models.cnn import build_cnn
 
-    return build_cnn(num_classes), "scratch"
+    return build_cnn(num_classes), WeightsProvenance(WeightsOrigin.SCRATCH)
 
 
-def _efficientnet(num_classes: int, cfg: TrainConfig, pretrained: bool) -> tuple[nn.Module, str]:
+def _efficientnet(num_classes: int, cfg: TrainConfig, pretrained: bool) -> tuple[nn.Module, WeightsProvenance]:
     from models.efficientnet import build_efficientnet_b0
 
     model, bb = build_efficientnet_b0(num_classes, pretrained=pretrained and cfg.pretrained,
                                       weights_path=cfg.weights_path or None,
                                       allow_random_init=cfg.allow_random_init)
-    return model, bb.origin
+    return model, bb.provenance
 
 
-def _dinov2_finetune(num_classes: int, cfg: TrainConfig, pretrained: bool) -> tuple[nn.Module, str]:
+def _dinov2_finetune(num_classes: int, cfg: TrainConfig, pretrained: bool) -> tuple[nn.Module, WeightsProvenance]:
     from models.dinov2 import build_dinov2_finetune
 
     model, bb = build_dinov2_finetune(num_classes, encoder=cfg.encoder, img_size=cfg.img_size,
                                       pretrained=pretrained and cfg.pretrained,
                                       weights_path=cfg.weights_path or None,
                                       allow_random_init=cfg.allow_random_init)
-    return model, bb.origin
+    return model, bb.provenance
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class ModelSpec:
     kind : {"images", "embeddings"}
     description : str
     builder : callable or None
-        ``builder(num_classes, config, pretrained) -> (module, weights_origin)`` for ``images`` models.
+        ``builder(num_classes, config, pretrained) -> (module, WeightsProvenance)`` for ``images`` models.
         ``pretrained=False`` builds the architecture only (to load a trained checkpoint).
     """
 
@@ -86,8 +87,9 @@ def get_spec(name: str) -> ModelSpec:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}") from None
 
 
-def build_model(name: str, num_classes: int, config: TrainConfig, *, pretrained: bool = True) -> tuple[nn.Module, str]:
-    """Build an ``images`` model; returns the module and its weights origin (``"random init"``, ...)."""
+def build_model(name: str, num_classes: int, config: TrainConfig, *,
+                pretrained: bool = True) -> tuple[nn.Module, WeightsProvenance]:
+    """Build an ``images`` model; returns the module and the weights it was built with."""
     spec = get_spec(name)
     if spec.builder is None:
         raise ValueError(f"model {name!r} is not a torch image model")

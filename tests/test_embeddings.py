@@ -20,7 +20,7 @@ from features.embeddings import (
 )
 from features.errors import InputError, OfflineError
 from features.flags import Flag
-from features.weights import env_var_name
+from features.weights import WeightsOrigin, env_var_name
 from warehouse import schemas
 from warehouse.images import encode_image
 from warehouse.schemas.embeddings import KNOWN_ENCODER_DIMS, embedding_spec
@@ -102,14 +102,17 @@ def test_preprocess_resizes_and_normalises():
     np.testing.assert_allclose(x[0].mean(dim=(1, 2)).numpy(), want, atol=1e-5)
 
 
-def test_preprocess_accepts_grey_rgba_float_and_mixed_sizes():
-    grey = np.full((20, 20), 0.5, dtype=np.float32)
+def test_preprocess_accepts_grey_rgba_flux_and_mixed_sizes():
+    grey = np.full((20, 20), 51, dtype=np.uint8)
     rgba = np.zeros((30, 30, 4), dtype=np.uint8)
     rgba[..., :3] = 255
-    x = preprocess([grey, rgba], img_size=SIZE)
-    assert torch.allclose(x[0, 0], (0.5 - IMAGENET_MEAN[0]) / torch.tensor(IMAGENET_STD[0]) * torch.ones(SIZE, SIZE),
+    blank_flux = np.full((24, 24, 1), 0.5, dtype=np.float32)  # features.pixels: no contrast -> 0
+    x = preprocess([grey, rgba, blank_flux], img_size=SIZE)
+    assert torch.allclose(x[0, 0], (0.2 - IMAGENET_MEAN[0]) / torch.tensor(IMAGENET_STD[0]) * torch.ones(SIZE, SIZE),
                           atol=1e-5)
     assert torch.allclose(x[1, 2].mean(), torch.tensor((1 - IMAGENET_MEAN[2]) / IMAGENET_STD[2]), atol=1e-5)
+    assert torch.allclose(x[2, 1], -IMAGENET_MEAN[1] / torch.tensor(IMAGENET_STD[1]) * torch.ones(SIZE, SIZE),
+                          atol=1e-5)
 
 
 def test_preprocess_bad_shape_names_the_image():
@@ -148,7 +151,7 @@ def test_embed_empty_input(tiny_random):
 def test_random_baseline_is_seeded_and_flagged(tiny_random):
     again = load_encoder("random_vits14", img_size=SIZE)
     assert again.weights_sha256 == tiny_random.weights_sha256
-    assert tiny_random.weights_origin == "random" and tiny_random.flags == Flag.RANDOM_WEIGHTS
+    assert tiny_random.weights_origin is WeightsOrigin.RANDOM_INIT and tiny_random.flags == Flag.RANDOM_WEIGHTS
     with pytest.raises(InputError, match="random baseline"):
         load_encoder("random_vits14", "some.safetensors")
     with pytest.raises(InputError, match="unknown encoder"):
@@ -163,7 +166,7 @@ def test_dinov2_from_local_file_and_offline_error(tiny_random, offline, tmp_path
     path = tmp_path / "dinov2_vits14.safetensors"
     save_file(tiny_random.model.state_dict(), str(path))
     enc = load_encoder("dinov2_vits14", path, img_size=SIZE)
-    assert enc.weights_origin == "local" and enc.flags == 0
+    assert enc.weights_origin is WeightsOrigin.LOCAL and enc.flags == 0
     imgs = _images(2)
     np.testing.assert_array_equal(embed_images(imgs, enc)[0], embed_images(imgs, tiny_random)[0])
 
@@ -177,7 +180,7 @@ def test_choose_default_encoder(offline, tiny_random, tmp_path):
     path = tmp_path / "w.safetensors"
     save_file(tiny_random.model.state_dict(), str(path))
     choice = choose_default_encoder(path)
-    assert choice.name == "dinov2_vits14" and choice.weights is not None and choice.weights.origin == "local"
+    assert choice.name == "dinov2_vits14" and choice.weights is not None and choice.weights.origin is WeightsOrigin.LOCAL
 
 
 def test_real_ring_galaxies_embed(shared_dir, tiny_random):
@@ -210,7 +213,7 @@ def test_embed_shard_flags_a_nan_image_without_stopping(warehouse, tiny_random):
     assert flags[ids[1]] == Flag.RANDOM_WEIGHTS
     stats = vector_stats(warehouse, res.table, "demo-00000")
     assert stats["nan_vectors"] == 0 and stats["unique_ids"] == 4
-    assert set(table.column("weights_origin").to_pylist()) == {"random"}
+    assert set(table.column("weights_origin").to_pylist()) == {"random init"}
     embed_shard(warehouse, "demo-00000", tiny_random)
     assert warehouse.count(res.table) == 4  # idempotent upsert
 

@@ -11,8 +11,9 @@ import torch
 from PIL import Image
 
 from features.errors import OfflineError
+from features.weights import WeightsOrigin
 from models.config import make_config
-from models.data import GalaxyAugment, GalaxyImageDataset, make_loader, prepare_batch, to_uint8_rgb
+from models.data import GalaxyAugment, GalaxyImageDataset, make_loader, prepare_batch
 from models.dinov2 import StandardizedHead, layerwise_param_groups
 from models.errors import TrainingError, WeightsUnavailableError
 from models.fit import FitConfig, class_weights, fit, recalibrate_bn
@@ -68,7 +69,7 @@ def test_forward_shapes_and_initial_loss_is_ln_k(name):
     assert logits.shape == (2, K)
     loss = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 3]))
     assert loss.item() == pytest.approx(math.log(K), abs=1e-5)  # zero-initialised head
-    assert origin in ("scratch", "random init")
+    assert origin.origin in (WeightsOrigin.SCRATCH, WeightsOrigin.RANDOM_INIT) and origin.sha256 is None
 
 
 @pytest.mark.parametrize("name", IMAGE_MODELS)
@@ -122,7 +123,7 @@ def test_pretrained_backbone_never_silently_random(monkeypatch):
     with pytest.raises(WeightsUnavailableError, match="allow_random_init"):
         build_model("efficientnet_b0", K, strict)
     _, origin = build_model("efficientnet_b0", K, make_config("efficientnet_b0", allow_random_init=True))
-    assert origin == "random init"
+    assert origin.origin is WeightsOrigin.RANDOM_INIT and str(origin) == "random init"
     with pytest.raises(WeightsUnavailableError, match="random-weights baseline"):
         build_model("dinov2_finetune", K, make_config("dinov2_finetune", encoder="random_vits14",
                                                        img_size=28, allow_random_init=False))
@@ -233,15 +234,6 @@ def test_background_cache_fill_leaves_a_read_error_to_the_training_thread():
     ds = GalaxyImageDataset(Broken(images), [f"g{i}" for i in range(8)], y, img_size=24)
     with pytest.raises(OSError, match="truncated PNG"), background_cache_fill(ds):
         next(iter(make_loader(ds, batch_size=4, shuffle=False)))
-
-
-def test_to_uint8_rgb_handles_grey_and_float():
-    grey = np.arange(16, dtype=np.uint8).reshape(4, 4)
-    assert to_uint8_rgb(grey).shape == (4, 4, 3)
-    flux = np.linspace(-1, 5, 32, dtype=np.float32).reshape(4, 4, 2)
-    flux[0, 0, 0] = np.nan
-    out = to_uint8_rgb(flux)
-    assert out.dtype == np.uint8 and out.shape == (4, 4, 3)
 
 
 def test_augment_is_seeded_and_keeps_range():

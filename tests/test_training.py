@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from features.weights import WeightsOrigin
 from models.config import make_config
 from models.errors import LabelError, MissingInputError
 from models.pipeline import build_splits, train_model
@@ -32,7 +33,7 @@ def _fill(wh, n=64, size=32, *, seed=0, extra=None, embeddings=True, encoder=ENC
         random = encoder.startswith("random")
         wh.upsert(f"embeddings_{encoder}", pa.table({
             "galaxy_id": gal["galaxy_id"], "shard": gal["shard"], "encoder": [encoder] * n,
-            "weights_sha256": [sha] * n, "weights_origin": ["random" if random else "local"] * n,
+            "weights_sha256": [sha] * n, "weights_origin": [WeightsOrigin.RANDOM_INIT.value if random else WeightsOrigin.LOCAL.value] * n,
             "flags": [(1 << 32) if random else 0] * n,
             "vector": list(vec), "patch_mean": list(patch)}), spec=embedding_spec(encoder, 384))
     return gal, y
@@ -53,7 +54,8 @@ def test_probe_run_is_registered_with_table_versions(filled):
     out = train_model(filled, "dinov2_probe", make_config("dinov2_probe"))
     assert (out.name, out.version) == ("dinov2_probe", 1)
     assert out.config.encoder == ENCODER  # "auto" found the random baseline's table
-    assert out.weights_origin.startswith("random init")
+    assert out.weights_origin.origin is WeightsOrigin.RANDOM_INIT and out.weights_origin.sha256 == "0" * 64
+    assert str(out.weights_origin) == f"random init sha256:{'0' * 16} (embeddings embeddings_{ENCODER}: random init)"
     assert out.metrics["balanced_accuracy"] > 0.5  # chance is 0.25 for the 4 toy classes
     row = get_model(filled, "dinov2_probe")
     versions = json.loads(row["table_versions_json"])
@@ -139,13 +141,14 @@ def test_finetune_head_from_probe_only_with_the_same_weights(warehouse, tmp_path
     cfg = make_config("dinov2_finetune", img_size=28, max_steps=1, batch_size=8, floor_vs_chance=0.0,
                       weights_path=str(path), allow_random_init=False)
     out = train_model(warehouse, "dinov2_finetune", cfg)
-    assert out.weights_origin.startswith("local sha256:")
+    assert out.weights_origin.origin is WeightsOrigin.LOCAL and out.weights_origin.sha256 == sha256_file(path)
+    assert str(out.weights_origin) == f"local sha256:{sha256_file(path)[:16]}"
     assert out.notes[0] == "head initialised from dinov2_probe v1"
     assert out.notes[1] == "head standardisation re-estimated on 32 training galaxies at 28 px"
     # a random-init backbone does not inherit a probe fitted on other weights
     rnd = train_model(warehouse, "dinov2_finetune", replace(cfg, weights_path="", allow_random_init=True,
                                                            pretrained=False))
-    assert rnd.weights_origin == "random init"
+    assert rnd.weights_origin.is_random and str(rnd.weights_origin) == "random init"
     assert rnd.notes[0].startswith("head initialised at zero: dinov2_probe v1 was fitted on embeddings of other")
 
 

@@ -10,7 +10,14 @@ import pytest
 import torch
 
 from features.errors import InputError, OfflineError
-from features.weights import WeightsInfo, env_var_name, load_timm_model, resolve_weights
+from features.weights import (
+    WeightsInfo,
+    WeightsOrigin,
+    WeightsProvenance,
+    env_var_name,
+    load_timm_model,
+    resolve_weights,
+)
 
 REPO = "timm/vit_small_patch14_dinov2.lvd142m"
 ARCH = "vit_small_patch14_dinov2"
@@ -69,7 +76,7 @@ def test_env_var_and_weights_dir(tiny_vit, no_user_weights, monkeypatch, tmp_pat
     (wdir / "vit_small_patch14_dinov2.lvd142m.safetensors").write_bytes((d / "model.safetensors").read_bytes())
     monkeypatch.setenv("ASTROVISION_WEIGHTS_DIR", str(wdir))
     info = resolve_weights(REPO)
-    assert info.origin == "local" and info.sha256 == _sha(d / "model.safetensors")
+    assert info.origin is WeightsOrigin.LOCAL and info.sha256 == _sha(d / "model.safetensors")
 
 
 def test_named_file_that_is_missing_is_an_error_not_a_fallback(no_user_weights, monkeypatch, tmp_path):
@@ -89,7 +96,7 @@ def test_hugging_face_cache_is_used(tiny_vit, no_user_weights, tmp_path):
     (repo_dir / "refs" / "main").write_text("abc123")
     (snap / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes())
     info = resolve_weights(REPO, cache_dir=tmp_path / "hf")
-    assert info.origin == "cache" and info.path == snap / "model.safetensors"
+    assert info.origin is WeightsOrigin.CACHE and info.path == snap / "model.safetensors"
 
 
 def test_offline_without_weights_fails_fast_and_says_how(no_user_weights):
@@ -136,3 +143,21 @@ def test_classifier_of_same_size_loads_other_size_stays_random(tmp_path):
     other = load_timm_model(ARCH, info, img_size=SIZE, num_classes=5)
     assert other.head.weight.shape == (5, 384)
     assert torch.equal(other.blocks[0].attn.qkv.weight, src.blocks[0].attn.qkv.weight)
+
+
+def test_weights_origin_values_are_the_stored_text():
+    assert [o.value for o in WeightsOrigin] == ["local", "cache", "download", "random init", "scratch"]
+    assert WeightsOrigin("random init") is WeightsOrigin.RANDOM_INIT
+    assert WeightsOrigin("random") is WeightsOrigin.RANDOM_INIT  # embeddings written before the type existed
+    assert [o for o in WeightsOrigin if o.is_random] == [WeightsOrigin.RANDOM_INIT]  # scratch is not a fallback
+    with pytest.raises(ValueError, match="'random-ish'"):
+        WeightsOrigin("random-ish")  # no substring matching: an unknown value is an error
+
+
+def test_weights_provenance_text():
+    sha = "0123456789abcdef" * 4
+    assert str(WeightsProvenance(WeightsOrigin.LOCAL, sha)) == "local sha256:0123456789abcdef"
+    assert str(WeightsProvenance(WeightsOrigin.SCRATCH)) == "scratch"
+    probe = WeightsProvenance(WeightsOrigin.RANDOM_INIT, None, "embeddings embeddings_random_vits14: random init")
+    assert probe.is_random and str(probe) == "random init (embeddings embeddings_random_vits14: random init)"
+    assert not WeightsProvenance(WeightsOrigin.CACHE, sha).is_random

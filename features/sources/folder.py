@@ -33,7 +33,7 @@ import numpy as np
 from features.errors import InputError
 from features.sources.base import GalaxyBatch, Source
 
-__all__ = ["DECALS_PXSCALE", "IMAGE_SUFFIXES", "FolderSource", "image_stem"]
+__all__ = ["DECALS_PXSCALE", "IMAGE_SUFFIXES", "FolderSource", "image_stem", "read_image_file"]
 
 DECALS_PXSCALE = 0.262
 """DECam / Legacy Surveys native pixel scale, arcsec per pixel (Dey et al. 2019)."""
@@ -64,6 +64,74 @@ def image_stem(name: str) -> tuple[str, str] | None:
         if low.endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)], IMAGE_SUFFIXES[suffix]
     return None
+
+
+def _read_fits(path: Path) -> tuple[np.ndarray, Any, tuple[int, ...]]:
+    """``(float32 (H, W, C) pixels, header, shape in the file)`` of the first 2-D / 3-D image HDU."""
+    from astropy.io import fits
+
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            hdu = next((h for h in hdul if h.data is not None and h.data.ndim >= 2), None)
+            if hdu is None:
+                raise InputError(f"{path}: FITS file has no 2-D or 3-D image HDU")
+            arr = np.asarray(hdu.data, dtype=np.float32)
+            header = hdu.header
+    except InputError:
+        raise
+    except Exception as e:  # astropy raises OSError, ValueError, VerifyError, TypeError on bad files
+        raise InputError(f"{path}: unreadable FITS file: {e}") from e
+    if arr.ndim not in (2, 3):
+        raise InputError(f"{path}: FITS image has {arr.ndim} axes, expected 2 or 3")
+    image = arr[:, :, None] if arr.ndim == 2 else np.ascontiguousarray(np.moveaxis(arr, 0, -1))
+    return image, header, arr.shape
+
+
+def _read_picture(path: Path) -> np.ndarray:
+    """uint8 ``(H, W, 3)`` pixels of an 8-bit colour or grey picture (PNG, JPEG, anything PIL reads)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode != "RGB":
+                if im.mode not in _RGB_MODES_CONVERTIBLE:
+                    raise InputError(f"{path}: image mode {im.mode!r} is not 8-bit colour or grey")
+                im = im.convert("RGB")
+            return np.array(im, dtype=np.uint8)
+    except InputError:
+        raise
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
+        raise InputError(f"{path}: unreadable image file: {e}") from e
+
+
+def read_image_file(path: str | Path) -> np.ndarray:
+    """The pixels of one image file, exactly as a folder source stores them.
+
+    Parameters
+    ----------
+    path : str or Path
+        A FITS file (by its suffix, :data:`IMAGE_SUFFIXES`) or a picture PIL reads.
+
+    Returns
+    -------
+    numpy.ndarray
+        FITS: float32 ``(H, W, C)`` (a 2-D image ``C = 1``, a cube channels last); pictures: uint8
+        ``(H, W, 3)``. ``astrovision similar --image`` embeds these, so a query file gives the vector
+        of its stored copy.
+
+    Raises
+    ------
+    InputError
+        The file does not exist or cannot be decoded (the message names it).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"image file {p} does not exist")
+    hit = image_stem(p.name)
+    if hit is not None and hit[1] == "fits":
+        return _read_fits(p)[0]
+    return _read_picture(p)
 
 
 def _parse_number(text: str) -> int | float | None:
@@ -376,39 +444,9 @@ class FolderSource(Source):
     def _decode(self, path: Path, reader: str) -> tuple[np.ndarray, tuple[str, str]]:
         """The pixels as ``(H, W, C)`` and the ``(image_kind, bands)`` of the file."""
         if reader == "fits":
-            from astropy.io import fits
-
-            try:
-                with fits.open(path, memmap=False) as hdul:
-                    hdu = next((h for h in hdul if h.data is not None and h.data.ndim >= 2), None)
-                    if hdu is None:
-                        raise InputError(f"{path}: FITS file has no 2-D or 3-D image HDU")
-                    arr = np.asarray(hdu.data, dtype=np.float32)
-                    header = hdu.header
-            except InputError:
-                raise
-            except Exception as e:  # astropy raises OSError, ValueError, VerifyError, TypeError on bad files
-                raise InputError(f"{path}: unreadable FITS file: {e}") from e
-            if arr.ndim not in (2, 3):
-                raise InputError(f"{path}: FITS image has {arr.ndim} axes, expected 2 or 3")
-            key = ("flux", self._fits_bands(header, arr.shape))
-            image = arr[:, :, None] if arr.ndim == 2 else np.ascontiguousarray(np.moveaxis(arr, 0, -1))
-            return image, key
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(path) as im:
-                im.load()
-                if im.mode != "RGB":
-                    if im.mode not in _RGB_MODES_CONVERTIBLE:
-                        raise InputError(f"{path}: image mode {im.mode!r} is not 8-bit colour or grey")
-                    im = im.convert("RGB")
-                arr = np.array(im, dtype=np.uint8)
-        except InputError:
-            raise
-        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
-            raise InputError(f"{path}: unreadable image file: {e}") from e
-        return arr, ("rgb_composite", self.rgb_bands)
+            image, header, shape = _read_fits(path)
+            return image, ("flux", self._fits_bands(header, shape))
+        return _read_picture(path), ("rgb_composite", self.rgb_bands)
 
     # -- Source interface ----------------------------------------------------------------------------
     @property

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from features.weights import WeightsOrigin
 from service.commands.ingest import register_source
 from warehouse import Warehouse
 
@@ -38,7 +39,7 @@ def _summary(wh: Warehouse, elapsed: float, contact_sheet: str | None) -> str:
         origin = wh.sql(f"SELECT DISTINCT encoder, weights_origin FROM {table}").to_dicts()
         for row in origin:
             note = ("RANDOM weights: a named baseline, not DINOv2 (put DINOv2 weights in place to use them)"
-                    if row["weights_origin"] == "random" else f"weights from {row['weights_origin']}")
+                    if WeightsOrigin(row["weights_origin"]).is_random else f"weights from {row['weights_origin']}")
             lines.append(f"\nEmbeddings: {row['encoder']} - {note}")
     if wh.exists("models"):
         models = wh.read_polars("models")

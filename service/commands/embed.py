@@ -96,8 +96,10 @@ def embed_query_image(wh: Warehouse, path: str | Path, encoder: str | None = Non
 
 def save_montage(wh: Warehouse, result: pl.DataFrame, out: str | Path, *, query_image: np.ndarray | None = None,
                  query_label: str = "query", cols: int = 6) -> Path:
-    """A PNG grid: the query, then each neighbour with its id and distance."""
+    """A PNG grid: the query, then each neighbour with its id and distance, drawn as the encoder sees them."""
     import matplotlib
+
+    from features.pixels import model_input_uint8
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -115,10 +117,7 @@ def save_montage(wh: Warehouse, result: pl.DataFrame, out: str | Path, *, query_
     for ax in axes.ravel():
         ax.axis("off")
     for ax, (im, title) in zip(axes.ravel(), panels):
-        arr = np.asarray(im)
-        if arr.dtype.kind == "f":
-            arr = np.clip(np.nan_to_num(arr), 0, 1)
-        ax.imshow(arr[..., 0] if arr.ndim == 3 and arr.shape[2] == 1 else arr, cmap="gray" if arr.ndim == 2 else None)
+        ax.imshow(model_input_uint8(im))  # what the encoder saw
         ax.set_title(title, fontsize=7)
     fig.tight_layout()
     out = Path(out)

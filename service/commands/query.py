@@ -95,13 +95,9 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if args.png:
         from PIL import Image
 
-        img = wh.read_image(gid)
-        if img.dtype.kind == "f":
-            import numpy as np
+        from features.pixels import model_input_uint8
 
-            lo, hi = np.nanpercentile(img, [1, 99.5])
-            img = (np.clip((img - lo) / max(hi - lo, 1e-12), 0, 1) * 255).astype("uint8")
-        Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img[:, :, :3]).save(args.png)
+        Image.fromarray(model_input_uint8(wh.read_image(gid))).save(args.png)  # as the models see it
         print(f"image written to {args.png}")
     return 0
 

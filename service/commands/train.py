@@ -40,7 +40,7 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 def _print_outcome(out) -> None:
     m = out.metrics
-    random_note = "  <-- RANDOM INIT" if "random init" in out.weights_origin else ""
+    random_note = "  <-- RANDOM INIT" if out.weights_origin.is_random else ""
     print(f"{out.name} v{out.version}  (label {out.label_column!r}, split {out.split_name}, preset {out.config.preset})")
     print(f"  weights: {out.weights_origin}{random_note}")
     print("  settings: " + ", ".join(f"{k}={getattr(out.config, k)}" for k in
@@ -88,7 +88,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         summary = predict_all(wh, models=names, log=log)
         print("predictions: " + json.dumps(summary))
-    return 0 if all(o.passed_floor or "random init" in o.weights_origin for o in outcomes) else 1
+    return 0 if all(o.passed_floor or o.weights_origin.is_random for o in outcomes) else 1
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

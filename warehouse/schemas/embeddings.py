@@ -38,8 +38,8 @@ def embedding_spec(encoder: str, dim: int) -> TableSpec:
     """The spec of ``embeddings_<encoder>``, registered (idempotent for the same width).
 
     Columns: ``galaxy_id`` (key), ``shard``, ``encoder``, ``weights_sha256`` (of the weights file, or
-    of the seeded initial state of a random baseline), ``weights_origin`` (``local`` / ``cache`` /
-    ``download`` / ``random``), ``flags`` (``Flag.RANDOM_WEIGHTS``, image flags), ``vector`` (the CLS
+    of the seeded initial state of a random baseline), ``weights_origin`` (a
+    :class:`features.weights.WeightsOrigin` value: ``local`` / ``cache`` / ``download`` / ``random init``), ``flags`` (``Flag.RANDOM_WEIGHTS``, image flags), ``vector`` (the CLS
     token, ``float32[dim]``, used for search) and ``patch_mean`` (mean patch token, ``float32[dim]``).
 
     Raises

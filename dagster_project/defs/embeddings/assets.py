@@ -106,8 +106,8 @@ def embeddings(
         metadata={
             "table": result.table,
             "encoder": enc.name,
-            "random_weights": enc.weights_origin == "random",
-            "weights_origin": enc.weights_origin,
+            "random_weights": enc.weights_origin.is_random,
+            "weights_origin": enc.weights_origin.value,
             "weights_sha256": enc.weights_sha256,
             "encoder_note": note,
             "rows": dg.MetadataValue.int(result.rows),

@@ -103,7 +103,7 @@ def embed_shard(
             "shard": pa.array([shard] * n, pa.string()),
             "encoder": pa.array([encoder.name] * n, pa.string()),
             "weights_sha256": pa.array([encoder.weights_sha256] * n, pa.string()),
-            "weights_origin": pa.array([encoder.weights_origin] * n, pa.string()),
+            "weights_origin": pa.array([encoder.weights_origin.value] * n, pa.string()),
             "flags": pa.array(flags, pa.int64()),
             "vector": _fsl(cls),
             "patch_mean": _fsl(pmean),

@@ -44,7 +44,7 @@ def leak_check(wh: Warehouse, split_name: str) -> dg.AssetCheckResult:
 
 def floor_check(out: "TrainOutcome") -> dg.AssetCheckResult:
     """The test balanced accuracy against the floor (WARN severity for a random-init backbone)."""
-    random_init = "random init" in out.weights_origin
+    random_init = out.weights_origin.is_random
     k = len(out.classes)
     return dg.AssetCheckResult(
         check_name="test_balanced_accuracy_floor",
@@ -55,7 +55,7 @@ def floor_check(out: "TrainOutcome") -> dg.AssetCheckResult:
             "floor": dg.MetadataValue.float(float(out.floor)),
             "floor_rule": f"floor_vs_chance {out.config.floor_vs_chance:g} / {k} classes",
             "chance": dg.MetadataValue.float(1.0 / k),
-            "weights_origin": out.weights_origin,
+            "weights_origin": str(out.weights_origin),
             "severity_note": ("random-init backbone: reported as a warning, does not block downstream"
                               if random_init else "blocks downstream assets when failed"),
         },
