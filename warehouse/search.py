@@ -37,7 +37,7 @@ import pyarrow as pa
 from warehouse import schemas
 from warehouse.errors import WarehouseError
 from warehouse.schemas.embeddings import TABLE_PREFIX, embedding_table, encoder_of_table
-from warehouse.store import quote
+from warehouse.sqltext import ident, quote
 
 if TYPE_CHECKING:
     from warehouse.sql_engine import SQLEngine
@@ -168,10 +168,6 @@ def query_vector(wh: Warehouse, table: str, galaxy_id: str) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------ filters
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def features_query(engine: SQLEngine) -> str:
     """The SELECT whose rows are the galaxy features ``where`` may refer to.
 
@@ -183,7 +179,7 @@ def features_query(engine: SQLEngine) -> str:
         return "SELECT * FROM galaxy_features"
     gal = schemas.get("galaxies")
     taken = set(gal.columns.names)
-    select = [f"g.{_ident(c)}" for c in gal.columns.names]
+    select = [f"g.{ident(c)}" for c in gal.columns.names]
     joins = []
     for i, name in enumerate(_FEATURE_TABLES):
         if name not in engine.relations:
@@ -197,7 +193,7 @@ def features_query(engine: SQLEngine) -> str:
                 continue
             out = col if col not in taken else f"{name}_{col}"
             taken.add(out)
-            select.append(f"{alias}.{_ident(col)} AS {_ident(out)}")
+            select.append(f"{alias}.{ident(col)} AS {ident(out)}")
         joins.append(f"LEFT JOIN {name} {alias} ON {alias}.galaxy_id = g.galaxy_id")
     return f"SELECT {', '.join(select)} FROM galaxies g {' '.join(joins)}"
 

@@ -33,7 +33,7 @@ from warehouse.errors import WarehouseError
 from warehouse.images import decode_image
 from warehouse.provenance import code_version, new_run_id, utc_now
 
-__all__ = ["DEFAULT_ROOT", "Warehouse", "quote", "resolve_root"]
+__all__ = ["DEFAULT_ROOT", "Warehouse", "resolve_root"]
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +49,6 @@ def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
         return Path(root).expanduser().resolve()
     env = os.environ.get("ASTROVISION_HOME")
     return Path(env).expanduser().resolve() if env else DEFAULT_ROOT.resolve()
-
-
-def quote(value: str) -> str:
-    """A SQL string literal for Lance and DuckDB filters (single quotes doubled)."""
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 def _is_conflict(exc: BaseException) -> bool:
