@@ -121,8 +121,19 @@ def test_where_matching_nothing_and_bad_where(warehouse):
     assert search.similar(warehouse, ids[0], where="ra > 1000", encoder=ENC).height == 0
     with pytest.raises(SQLError):
         search.similar(warehouse, ids[0], where="no_such_column = 1", encoder=ENC)
-    with pytest.raises(WarehouseError, match="one SQL predicate"):
-        search.similar(warehouse, ids[0], where="1=1; DROP TABLE galaxies", encoder=ENC)
+    for where in ("1=1; DROP TABLE galaxies", "1=1) UNION SELECT galaxy_id FROM galaxies --"):
+        with pytest.raises(SQLError, match="one SQL expression"):
+            search.similar(warehouse, ids[0], where=where, encoder=ENC)
+
+
+def test_where_is_bound_as_an_expression_not_pasted(warehouse):
+    """A semicolon inside a string literal is data; the filter still selects exactly the matching galaxies."""
+    ids, vecs = make_warehouse(warehouse)
+    warehouse.upsert("galaxies", fill_rows("galaxies", 2, galaxy_id=ids[:2], source=["demo"] * 2, native_id=ids[:2],
+                                           shard=["demo-00000"] * 2, label_name=["a;b", "a;b"], ra=[0.0, 1.0]))
+    res = search.similar(warehouse, ids[5], k=5, where="label_name = 'a;b'", encoder=ENC)
+    assert sorted(res["galaxy_id"].to_list()) == ids[:2]
+    assert res["galaxy_id"].to_list() == [ids[j] for j in brute_force(vecs, vecs[5], 2, np.arange(60) < 2)]
 
 
 def test_errors_name_the_problem(warehouse):

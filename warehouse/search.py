@@ -201,18 +201,19 @@ def features_query(engine: SQLEngine) -> str:
 def allowed_ids(wh: Warehouse, where: str, engine: SQLEngine | None = None, timeout_s: float = 60.0) -> list[str]:
     """The galaxy ids whose features satisfy the SQL predicate ``where`` (read-only DuckDB).
 
+    ``where`` is bound as one SQL expression over :func:`features_query`'s rows
+    (:meth:`warehouse.sql_engine.SQLEngine.select_where`), never pasted into the query text.
+
     Raises
     ------
     warehouse.SQLError
-        A bad predicate (one line naming the problem and the columns' tables).
+        ``where`` is not one expression, or a bad one (one line naming the problem and the tables).
     """
     from warehouse.sql_engine import SQLEngine
 
-    if ";" in where:
-        raise WarehouseError(f"where must be one SQL predicate, not statements: {where!r}")
     engine = engine or SQLEngine(wh)
-    sql = f"SELECT galaxy_id FROM ({features_query(engine)}) AS f WHERE ({where})"
-    return engine.query_arrow(sql, limit=None, timeout_s=timeout_s).column("galaxy_id").to_pylist()
+    rows = engine.select_where(features_query(engine), where, columns=["galaxy_id"], timeout_s=timeout_s)
+    return rows.column("galaxy_id").to_pylist()
 
 
 # ------------------------------------------------------------------------------------ kNN

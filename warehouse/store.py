@@ -18,9 +18,10 @@ import logging
 import os
 import random
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lance
 import numpy as np
@@ -32,6 +33,9 @@ from warehouse import schemas
 from warehouse.errors import WarehouseError
 from warehouse.images import decode_image
 from warehouse.provenance import code_version, new_run_id, utc_now
+
+if TYPE_CHECKING:
+    from warehouse.sql_engine import SQLResult
 
 __all__ = ["DEFAULT_ROOT", "Warehouse", "resolve_root"]
 
@@ -361,10 +365,22 @@ class Warehouse:
 
     # ------------------------------------------------------------------------------------ SQL
     def sql(self, query: str, *, limit: int | None = 10_000, timeout_s: float = 60.0) -> pl.DataFrame:
-        """Run a read-only SQL query over every table and view; see :class:`warehouse.sql_engine.SQLEngine`."""
+        """Run a read-only SQL query over every table and view; see :class:`warehouse.sql_engine.SQLEngine`.
+
+        A result cut at ``limit`` rows comes with a ``UserWarning`` saying so; :meth:`sql_result`
+        returns the flag itself.
+        """
+        result = self.sql_result(query, limit=limit, timeout_s=timeout_s)
+        if result.truncated:
+            warnings.warn(f"SQL result cut at the row limit {result.limit}; pass limit=None or a larger limit",
+                          UserWarning, stacklevel=2)
+        return result.frame
+
+    def sql_result(self, query: str, *, limit: int | None = 10_000, timeout_s: float = 60.0) -> SQLResult:
+        """:meth:`sql` returning a :class:`warehouse.sql_engine.SQLResult` (rows plus ``truncated``)."""
         from warehouse.sql_engine import SQLEngine
 
-        return SQLEngine(self).query(query, limit=limit, timeout_s=timeout_s)
+        return SQLEngine(self).run(query, limit=limit, timeout_s=timeout_s)
 
     # ------------------------------------------------------------------------------------ search
     def similar(self, query: Any, k: int = 10, where: str | None = None, encoder: str | None = None,
