@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -235,7 +237,8 @@ def test_cli_embed_then_similar_by_image(warehouse, tmp_path, capsys, monkeypatc
     assert "random" in out and "exact search" in out
     png = tmp_path / "query.png"
     Image.fromarray(raw[2]).save(png)
-    assert main(["--home", str(warehouse.root), "similar", "--image", str(png), "-k", "2"]) == 0
-    first = capsys.readouterr().out.splitlines()
-    row = next(line for line in first if ids[2] in line)
-    assert "0.0" in row
+    assert main(["--home", str(warehouse.root), "similar", "--image", str(png), "-k", "2", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["rank"] for r in rows] == [1, 2] and rows[0]["galaxy_id"] == ids[2]
+    assert rows[0]["distance"] == pytest.approx(0.0, abs=1e-5)  # float32 cosine of a vector with itself
+    assert rows[1]["distance"] > 1e-3
