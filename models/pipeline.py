@@ -109,8 +109,8 @@ def build_splits(
 ) -> SplitsOutcome:
     """Split the labelled galaxies (:func:`models.splits.make_splits`) and store them in ``splits``.
 
-    Rows of the same split set (``split_name``) for galaxies that are no longer labelled are deleted
-    after the upsert, so the stored set always equals the computed one.
+    The split set (``split_name``) is replaced in one commit (:meth:`warehouse.Warehouse.replace`):
+    rows of galaxies that are no longer labelled go, so the stored set always equals the computed one.
 
     Raises
     ------
@@ -139,13 +139,7 @@ def build_splits(
     }
     import pyarrow as pa
 
-    version = wh.upsert("splits", pa.table(rows), run_id=run_id)
-    stored = wh.read("splits", columns=["galaxy_id"], where=f"split_name = {quote(name)}").column("galaxy_id").to_pylist()
-    stale = sorted(set(stored) - set(labels.galaxy_ids))
-    if stale:
-        for i in range(0, len(stale), 500):
-            chunk = ", ".join(quote(g) for g in stale[i:i + 500])
-            version = wh.delete("splits", f"split_name = {quote(name)} AND galaxy_id IN ({chunk})")
+    version = wh.replace("splits", pa.table(rows), where=f"split_name = {quote(name)}", run_id=run_id)
     cc = class_counts(list(assign.split), labels.values.tolist())
     return SplitsOutcome(
         split_name=name,

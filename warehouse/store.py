@@ -7,19 +7,20 @@ Layout of a root (default ``./astrovision-data``, else ``$ASTROVISION_HOME``, el
     <root>/dagster/              the Dagster instance (runs, events, schedules)
     <root>/cache/                downloads and raw service responses
 
-Writes are idempotent upserts keyed by each table's key columns (Lance ``merge_insert``), retried on a
-commit conflict, so Dagster's parallel steps can write the same table at once and a re-run leaves the
-same rows. A Lance commit is atomic: a crash mid-write leaves the previous version readable.
+Writes are idempotent upserts keyed by each table's key columns (Lance ``merge_insert``), retried by
+Lance on a commit conflict (``conflict_retries``), so Dagster's parallel steps can write the same table at
+once and a re-run leaves the same rows. :meth:`Warehouse.replace` swaps a whole range of rows (a split
+set, a model's predictions) in one commit. A Lance commit is atomic: a crash mid-write leaves the
+previous version readable.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import random
-import time
 import warnings
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +43,10 @@ __all__ = ["DEFAULT_ROOT", "Warehouse", "resolve_root"]
 log = logging.getLogger(__name__)
 
 DEFAULT_ROOT = Path("astrovision-data")
-_MAX_RETRIES = 12
+_CONFLICT_RETRIES = 12
+"""Commit conflicts Lance retries (re-reading the table, re-applying the merge) before a write fails."""
+_RETRY_TIMEOUT = timedelta(seconds=120)
+"""Lance stops retrying after this long (Dagster's parallel shard steps can queue on one table)."""
 
 RowsLike = pa.Table | pa.RecordBatchReader | pl.DataFrame | Sequence[dict[str, Any]]
 
@@ -240,7 +244,8 @@ class Warehouse:
         if isinstance(rows, pl.DataFrame):
             rows = rows.to_arrow()
         if not isinstance(rows, pa.Table):
-            rows = pa.Table.from_pylist(list(rows))
+            rows = list(rows)
+            rows = pa.Table.from_pylist(rows) if rows else spec.columns.empty_table()
         table = self._cast(spec, rows, run_id)
         self._check_unique_keys(spec, table)
         return table
@@ -291,7 +296,7 @@ class Warehouse:
 
         Idempotent: upserting the same rows twice leaves the same rows (only provenance columns change).
         Rows are validated against the registered schema first; nothing is written if any row is bad.
-        A Lance commit conflict with a concurrent writer is retried with jittered exponential back-off.
+        A Lance commit conflict with a concurrent writer is retried by Lance (``conflict_retries``).
         A ``RecordBatchReader`` is streamed (bounded memory) and validated batch by batch; an error in
         any batch aborts the write before its commit, so the previous version stays current.
 
@@ -310,7 +315,7 @@ class Warehouse:
         if isinstance(rows, pa.RecordBatchReader):
             self._stream_error: WarehouseError | None = None
             try:
-                return self._write(table, spec, self._stream(spec, rows, run_id), retries=1)
+                return self._write(table, spec, self._stream(spec, rows, run_id))
             except OSError:
                 if self._stream_error is not None:
                     raise self._stream_error from None
@@ -318,42 +323,70 @@ class Warehouse:
         data = self._to_table(spec, rows, run_id)
         if data.num_rows == 0:
             return self.dataset(table).version if self.exists(table) else 0
-        return self._write(table, spec, data, retries=_MAX_RETRIES)
+        return self._write(table, spec, data)
+
+    def replace(
+        self,
+        table: str,
+        rows: RowsLike,
+        *,
+        where: str,
+        run_id: str | None = None,
+        spec: schemas.TableSpec | None = None,
+    ) -> int:
+        """Make the rows matching ``where`` exactly ``rows``, in one commit; returns the new version.
+
+        One Lance ``merge_insert`` on the key columns: rows whose key exists are updated, new keys are
+        inserted, and stored rows matching ``where`` whose key is not among ``rows`` are deleted
+        (``when_not_matched_by_source_delete``). Readers see the old range or the new one, never a mix;
+        rows outside ``where`` are untouched. ``rows`` should themselves satisfy ``where`` (a row
+        outside it is upserted like any other). Validation and conflict retries as :meth:`upsert`.
+
+        Parameters
+        ----------
+        table : str
+        rows : pyarrow.Table, polars.DataFrame or list of dict
+            The whole new content of the range (empty: the range is deleted).
+        where : str
+            The range, in Lance's filter dialect, e.g. ``"split_name = 'label-s0'"``.
+        run_id, spec
+            See :meth:`upsert`.
+        """
+        spec = spec or schemas.get(table)
+        data = self._to_table(spec, rows, run_id or new_run_id())
+        if data.num_rows == 0:
+            return self.delete(table, where)
+        return self._write(table, spec, data, delete_where=where)
 
     def _write(self, table: str, spec: schemas.TableSpec, data: pa.Table | pa.RecordBatchReader,
-               retries: int) -> int:
+               delete_where: str | None = None) -> int:
         uri = self.table_uri(table)
-        for attempt in range(retries):
+        if not self.exists(table):
             try:
+                return lance.write_dataset(data, uri, schema=spec.schema, mode="create").version
+            except (OSError, ValueError) as exc:
                 if not self.exists(table):
-                    try:
-                        return lance.write_dataset(data, uri, schema=spec.schema, mode="create").version
-                    except (OSError, ValueError) as exc:
-                        if not self.exists(table):
-                            raise
-                        log.debug("table %s was created concurrently (%s); merging", table, exc)
-                ds = lance.dataset(uri)
-                if ds.schema != spec.schema:
-                    ds_names = ds.schema.names
-                    if ds_names != spec.schema.names:
-                        raise WarehouseError(
-                            f"table {table!r} on disk has columns {ds_names}, the registry says "
-                            f"{spec.schema.names}; migrate or remove {uri}"
-                        )
-                (
-                    ds.merge_insert(list(spec.keys))
-                    .when_matched_update_all()
-                    .when_not_matched_insert_all()
-                    .execute(data)
-                )
-                return lance.dataset(uri).version
-            except (OSError, RuntimeError, ValueError) as exc:
-                if not _is_conflict(exc) or attempt == retries - 1:
                     raise
-                delay = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
-                log.info("commit conflict on %s (attempt %d), retrying in %.2fs", table, attempt + 1, delay)
-                time.sleep(delay)
-        raise AssertionError("unreachable")
+                log.debug("table %s was created concurrently (%s); merging", table, exc)
+        ds = lance.dataset(uri)
+        if ds.schema != spec.schema and ds.schema.names != spec.schema.names:
+            raise WarehouseError(
+                f"table {table!r} on disk has columns {ds.schema.names}, the registry says "
+                f"{spec.schema.names}; migrate or remove {uri}"
+            )
+        merge = ds.merge_insert(list(spec.keys)).when_matched_update_all().when_not_matched_insert_all()
+        if delete_where is not None:
+            merge = merge.when_not_matched_by_source_delete(delete_where)
+        try:
+            merge.conflict_retries(_CONFLICT_RETRIES).retry_timeout(_RETRY_TIMEOUT).execute(data)
+        except (OSError, RuntimeError, ValueError) as exc:
+            if _is_conflict(exc):
+                raise WarehouseError(
+                    f"{table}: commit conflicts with concurrent writers persisted after {_CONFLICT_RETRIES} "
+                    f"retries / {_RETRY_TIMEOUT.total_seconds():g} s; nothing was written ({exc})"
+                ) from exc
+            raise
+        return ds.version  # merge_insert moves the handle to the version it committed
 
     def delete(self, table: str, where: str) -> int:
         """Delete the rows matching ``where``; returns the new version (a no-op on a missing table)."""
