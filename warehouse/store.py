@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +37,7 @@ from warehouse.provenance import code_version, new_run_id, utc_now
 
 if TYPE_CHECKING:
     from warehouse.sql_engine import SQLResult
+    from warehouse.vacuum import VacuumReport
 
 __all__ = ["DEFAULT_ROOT", "Warehouse", "resolve_root"]
 
@@ -395,6 +396,46 @@ class Warehouse:
         ds = self.dataset(table)
         ds.delete(where)
         return lance.dataset(self.table_uri(table)).version
+
+    def vacuum(
+        self,
+        *,
+        keep_versions: Mapping[str, Mapping[str, int]] | None = None,
+        tables: Sequence[str] | None = None,
+        older_than: timedelta | None = None,
+        grace: timedelta | None = None,
+        compact: bool = True,
+    ) -> list[VacuumReport]:
+        """Compact every table, delete old versions and the leftovers of killed writes.
+
+        See :mod:`warehouse.vacuum` for the rules (what is kept, and why young files and recently
+        superseded versions stay while writers may be using them).
+
+        Parameters
+        ----------
+        keep_versions : mapping, optional
+            Name -> ``{table: version}``: versions kept whatever their age (e.g. the input tables of
+            every registered model), as Lance tags ``pin-<name>``.
+        tables : sequence of str, optional
+            Default: every table.
+        older_than, grace : timedelta, optional
+            Defaults :data:`warehouse.vacuum.DEFAULT_OLDER_THAN` (7 days) and
+            :data:`warehouse.vacuum.DEFAULT_GRACE` (1 hour: the longest a read or write may take).
+        compact : bool
+            Rewrite small fragments first.
+        """
+        from warehouse.vacuum import DEFAULT_GRACE, DEFAULT_OLDER_THAN, vacuum_table
+
+        keep = keep_versions or {}
+        reports = []
+        for table in tables if tables is not None else self.tables():
+            pins = {name: int(versions[table]) for name, versions in keep.items() if table in versions}
+            reports.append(vacuum_table(
+                self, table, pins=pins, compact=compact,
+                older_than=DEFAULT_OLDER_THAN if older_than is None else older_than,
+                grace=DEFAULT_GRACE if grace is None else grace,
+            ))
+        return reports
 
     # ------------------------------------------------------------------------------------ SQL
     def sql(self, query: str, *, limit: int | None = 10_000, timeout_s: float = 60.0) -> pl.DataFrame:
