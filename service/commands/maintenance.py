@@ -65,13 +65,13 @@ def _cmd_vacuum(args: argparse.Namespace) -> int:
     config = {"older_than_hours": older / timedelta(hours=1), "grace_hours": grace / timedelta(hours=1),
               "compact": not args.no_compact, "tables": args.table or None}
     result = defs.get_job_def("vacuum").execute_in_process(
-        run_config={"ops": {"vacuum": {"config": config}}, "loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+        run_config={"ops": {"vacuum_warehouse": {"config": config}}, "loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
         instance=instance_for(wh), resources={"warehouse": WarehouseResource(root=str(wh.root))},
         raise_on_error=False, tags={"astrovision/trigger": "cli"},
     )
     if not result.success:
         raise WarehouseError(f"vacuum failed (Dagster run {result.run_id}): {_failure(result)}")
-    rows = result.output_for_node("vacuum")
+    rows = result.output_for_node("vacuum_warehouse")
     if not rows:
         print(f"no tables yet in {wh.root}")
         return 0

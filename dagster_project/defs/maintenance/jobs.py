@@ -1,9 +1,9 @@
 """Maintenance jobs: ``vacuum`` (compaction, old versions, leftovers of killed writes).
 
 A job of one op rather than an asset: vacuum makes no data, and an asset would run with every
-``materialize`` of the whole graph. The op calls :func:`stages.maintenance.vacuum`, which keeps the
-table versions every registered model names; one ``vacuum_<table>`` metadata entry per table shows
-what it removed in the UI.
+``materialize`` of the whole graph. The op ``vacuum_warehouse`` (an op and a job may not share a name)
+calls :func:`stages.maintenance.vacuum`, which keeps the table versions every registered model names;
+one ``vacuum_<table>`` metadata entry per table shows what it removed in the UI.
 """
 
 from datetime import timedelta
@@ -13,7 +13,7 @@ from pydantic import Field
 
 from dagster_project.resources import WarehouseResource
 
-__all__ = ["VacuumConfig", "defs", "vacuum", "vacuum_job"]
+__all__ = ["VacuumConfig", "defs", "vacuum_job", "vacuum_warehouse"]
 
 
 class VacuumConfig(dg.Config):
@@ -27,8 +27,8 @@ class VacuumConfig(dg.Config):
     tables: list[str] | None = Field(default=None, description="only these tables (default: all)")
 
 
-@dg.op(name="vacuum", description="compact every table, delete old unpinned versions and leftovers of killed writes")
-def vacuum(context: dg.OpExecutionContext, config: VacuumConfig, warehouse: WarehouseResource) -> list[dict]:
+@dg.op(description="compact every table, delete old unpinned versions and leftovers of killed writes")
+def vacuum_warehouse(context: dg.OpExecutionContext, config: VacuumConfig, warehouse: WarehouseResource) -> list[dict]:
     from dataclasses import asdict
 
     from stages.maintenance import vacuum as run_vacuum
@@ -43,7 +43,7 @@ def vacuum(context: dg.OpExecutionContext, config: VacuumConfig, warehouse: Ware
 
 @dg.job(name="vacuum", description="warehouse maintenance: Lance compaction and cleanup, keeping model-named versions")
 def vacuum_job() -> None:
-    vacuum()
+    vacuum_warehouse()
 
 
 defs = dg.Definitions(jobs=[vacuum_job])
