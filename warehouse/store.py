@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from warehouse import schemas
-from warehouse.errors import WarehouseError
+from warehouse.errors import WarehouseError, is_commit_conflict
 from warehouse.images import decode_image
 from warehouse.provenance import code_version, new_run_id, utc_now
 
@@ -58,11 +58,6 @@ def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
         return Path(root).expanduser().resolve()
     env = os.environ.get("ASTROVISION_HOME")
     return Path(env).expanduser().resolve() if env else DEFAULT_ROOT.resolve()
-
-
-def _is_conflict(exc: BaseException) -> bool:
-    text = str(exc)
-    return "onflict" in text or "Retryable" in text
 
 
 class Warehouse:
@@ -381,7 +376,7 @@ class Warehouse:
         try:
             merge.conflict_retries(_CONFLICT_RETRIES).retry_timeout(_RETRY_TIMEOUT).execute(data)
         except (OSError, RuntimeError, ValueError) as exc:
-            if _is_conflict(exc):
+            if is_commit_conflict(exc):
                 raise WarehouseError(
                     f"{table}: commit conflicts with concurrent writers persisted after {_CONFLICT_RETRIES} "
                     f"retries / {_RETRY_TIMEOUT.total_seconds():g} s; nothing was written ({exc})"

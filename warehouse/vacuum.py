@@ -35,7 +35,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from warehouse.errors import WarehouseError
+from warehouse.errors import WarehouseError, is_commit_conflict
 
 if TYPE_CHECKING:
     from warehouse.store import Warehouse
@@ -104,11 +104,6 @@ class VacuumReport:
     pinned: dict[str, int] = field(default_factory=dict)
     missing_pins: dict[str, int] = field(default_factory=dict)
     note: str = ""
-
-
-def _is_conflict(exc: BaseException) -> bool:
-    text = str(exc)
-    return "onflict" in text or "Retryable" in text
 
 
 def _sync_pins(ds, wanted: Mapping[str, int]) -> tuple[dict[str, int], dict[str, int]]:
@@ -203,7 +198,7 @@ def vacuum_table(
         try:
             ds.optimize.compact_files()
         except (OSError, RuntimeError, ValueError) as exc:
-            if not _is_conflict(exc):
+            if not is_commit_conflict(exc):
                 raise
             note = "compaction skipped: a concurrent write committed first; run vacuum again"
     ds = wh.dataset(table)
