@@ -5,16 +5,29 @@ BIN    := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo test lint bench clean-demo
+LOCK   := requirements.lock
+
+.PHONY: demo test lint bench lock clean-demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Re-install whenever pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# Install the versions the suite passed with (requirements.lock constrains every package pip resolves);
+# re-install whenever pyproject.toml or the lock changes.
+$(VENV)/.installed: pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[dev]'
 	touch $@
+
+## lock: re-resolve the newest versions pyproject.toml allows and record them in requirements.lock
+## (on purpose, never by drift: run `make test` next and commit the lock only if it passes)
+lock: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[dev]'
+	{ echo "# The versions \`make test\` passed with: \`make\` installs with \`pip install -c $(LOCK) -e '.[dev]'\`."; \
+	  echo "# Ranges for users stay in pyproject.toml. Regenerate on purpose with \`make lock\` (then \`make test\`), never by hand."; \
+	  $(BIN)/python -m pip freeze --all --exclude-editable | grep -viE '^(astrovision|pip)([=@ ]|$$)'; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	touch $(VENV)/.installed
 
 ## demo: create the venv, install, and run the whole pipeline on the synthetic demo survey (offline)
 demo: $(VENV)/.installed

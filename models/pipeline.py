@@ -27,6 +27,7 @@ from models.metrics import classification_metrics, confusion_png
 from models.registry import get_spec
 from models.splits import SPLIT_NAMES, check_no_leak, class_counts, make_splits, split_set_name
 from models.versions import artefact_dir, get_model, list_models, next_version, record_model
+from warehouse.sqltext import quote
 
 __all__ = [
     "AUTO_ENCODERS",
@@ -44,10 +45,6 @@ __all__ = [
 ]
 
 LogFn = Callable[[str], None]
-
-
-def _q(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 def embeddings_table(encoder: str) -> str:
@@ -113,8 +110,8 @@ def build_splits(
 ) -> SplitsOutcome:
     """Split the labelled galaxies (:func:`models.splits.make_splits`) and store them in ``splits``.
 
-    Rows of the same split set (``split_name``) for galaxies that are no longer labelled are deleted
-    after the upsert, so the stored set always equals the computed one.
+    The split set (``split_name``) is replaced in one commit (:meth:`warehouse.Warehouse.replace`):
+    rows of galaxies that are no longer labelled go, so the stored set always equals the computed one.
 
     Raises
     ------
@@ -143,13 +140,7 @@ def build_splits(
     }
     import pyarrow as pa
 
-    version = wh.upsert("splits", pa.table(rows), run_id=run_id)
-    stored = wh.read("splits", columns=["galaxy_id"], where=f"split_name = {_q(name)}").column("galaxy_id").to_pylist()
-    stale = sorted(set(stored) - set(labels.galaxy_ids))
-    if stale:
-        for i in range(0, len(stale), 500):
-            chunk = ", ".join(_q(g) for g in stale[i:i + 500])
-            version = wh.delete("splits", f"split_name = {_q(name)} AND galaxy_id IN ({chunk})")
+    version = wh.replace("splits", pa.table(rows), where=f"split_name = {quote(name)}", run_id=run_id)
     cc = class_counts(list(assign.split), labels.values.tolist())
     return SplitsOutcome(
         split_name=name,
@@ -195,7 +186,7 @@ def load_split(wh: Any, split_name: str, version: int | None = None, *, require_
     """
     if not wh.exists("splits"):
         raise SplitError(f"table 'splits' does not exist in {wh.root}; materialize the splits asset first")
-    t = wh.read("splits", version=version, where=f"split_name = {_q(split_name)}",
+    t = wh.read("splits", version=version, where=f"split_name = {quote(split_name)}",
                 columns=["galaxy_id", "split", "label_column", "label", "label_name", "duplicate_group"])
     if t.num_rows == 0:
         raise SplitError(f"no split set {split_name!r} in the splits table (materialize splits for it first)")
@@ -461,7 +452,7 @@ def train_model(
         cfg = replace(cfg, encoder=resolve_encoder(wh, cfg.encoder))
     log = log or (lambda message: None)
     split_name = split_set_name(cfg.label_column, cfg.seed)
-    have = wh.exists("splits") and wh.count("splits", where=f"split_name = {_q(split_name)}") > 0
+    have = wh.exists("splits") and wh.count("splits", where=f"split_name = {quote(split_name)}") > 0
     if not have:
         if not ensure_splits:
             raise SplitError(f"no split set {split_name!r}; materialize the splits asset for label "

@@ -19,14 +19,11 @@ import numpy as np
 from models.config import TrainConfig, resolve_device
 from models.errors import MissingInputError
 from models.versions import get_model, list_models
+from warehouse.sqltext import quote
 
 __all__ = ["Predictor", "load_predictor", "predict_all", "prediction_rows"]
 
 LogFn = Callable[[str], None]
-
-
-def _q(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 @dataclass
@@ -183,7 +180,7 @@ def predict_all(
         done: set[str] = set()
         if wh.exists("predictions"):
             done = set(wh.read("predictions", columns=["galaxy_id"],
-                               where=f"model_name = {_q(row['name'])} AND model_version = {int(row['version'])}")
+                               where=f"model_name = {quote(row['name'])} AND model_version = {int(row['version'])}")
                        .column("galaxy_id").to_pylist())
         todo = [g for g in all_ids if g not in done]
         if not todo:
@@ -194,7 +191,7 @@ def predict_all(
         ready = todo if avail is None else [g for g in todo if g in avail]
         split_of: dict[str, str] = {}
         if wh.exists("splits"):
-            s = wh.read("splits", columns=["galaxy_id", "split"], where=f"split_name = {_q(pred.split_name)}")
+            s = wh.read("splits", columns=["galaxy_id", "split"], where=f"split_name = {quote(pred.split_name)}")
             split_of = dict(zip(s.column("galaxy_id").to_pylist(), s.column("split").to_pylist()))
         for i in range(0, len(ready), chunk):
             ids = ready[i:i + chunk]

@@ -7,7 +7,8 @@ time travel even after the tables moved on. (Two runs of the same model finishin
 could take the same version; the later upsert would win. Dagster runs one materialization of an asset
 at a time, and the CLI is interactive, so this is not guarded further.)
 
-Functions take a :class:`warehouse.Warehouse`; this module does not import the warehouse package.
+Functions take a :class:`warehouse.Warehouse`; of the warehouse package only :func:`warehouse.sqltext.quote`
+is imported.
 """
 
 from __future__ import annotations
@@ -19,19 +20,16 @@ from typing import Any
 import pyarrow as pa
 
 from models.errors import MissingInputError
+from warehouse.sqltext import quote
 
 __all__ = ["artefact_dir", "get_model", "list_models", "next_version", "record_model", "training_set"]
-
-
-def _q(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 def next_version(wh: Any, name: str) -> int:
     """The version the next run of ``name`` gets (1 for the first)."""
     if not wh.exists("models"):
         return 1
-    rows = wh.read("models", columns=["version"], where=f"name = {_q(name)}")
+    rows = wh.read("models", columns=["version"], where=f"name = {quote(name)}")
     versions = rows.column("version").to_pylist()
     return int(max(versions)) + 1 if versions else 1
 
@@ -79,4 +77,4 @@ def training_set(wh: Any, name: str, version: int) -> pa.Table:
     versions = json.loads(row["table_versions_json"])
     if "splits" not in versions:
         raise MissingInputError(f"model {name} v{version} recorded no splits table version")
-    return wh.read("splits", version=int(versions["splits"]), where=f"split_name = {_q(row['split_name'])}")
+    return wh.read("splits", version=int(versions["splits"]), where=f"split_name = {quote(row['split_name'])}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -121,8 +123,19 @@ def test_where_matching_nothing_and_bad_where(warehouse):
     assert search.similar(warehouse, ids[0], where="ra > 1000", encoder=ENC).height == 0
     with pytest.raises(SQLError):
         search.similar(warehouse, ids[0], where="no_such_column = 1", encoder=ENC)
-    with pytest.raises(WarehouseError, match="one SQL predicate"):
-        search.similar(warehouse, ids[0], where="1=1; DROP TABLE galaxies", encoder=ENC)
+    for where in ("1=1; DROP TABLE galaxies", "1=1) UNION SELECT galaxy_id FROM galaxies --"):
+        with pytest.raises(SQLError, match="one SQL expression"):
+            search.similar(warehouse, ids[0], where=where, encoder=ENC)
+
+
+def test_where_is_bound_as_an_expression_not_pasted(warehouse):
+    """A semicolon inside a string literal is data; the filter still selects exactly the matching galaxies."""
+    ids, vecs = make_warehouse(warehouse)
+    warehouse.upsert("galaxies", fill_rows("galaxies", 2, galaxy_id=ids[:2], source=["demo"] * 2, native_id=ids[:2],
+                                           shard=["demo-00000"] * 2, label_name=["a;b", "a;b"], ra=[0.0, 1.0]))
+    res = search.similar(warehouse, ids[5], k=5, where="label_name = 'a;b'", encoder=ENC)
+    assert sorted(res["galaxy_id"].to_list()) == ids[:2]
+    assert res["galaxy_id"].to_list() == [ids[j] for j in brute_force(vecs, vecs[5], 2, np.arange(60) < 2)]
 
 
 def test_errors_name_the_problem(warehouse):
@@ -224,7 +237,8 @@ def test_cli_embed_then_similar_by_image(warehouse, tmp_path, capsys, monkeypatc
     assert "random" in out and "exact search" in out
     png = tmp_path / "query.png"
     Image.fromarray(raw[2]).save(png)
-    assert main(["--home", str(warehouse.root), "similar", "--image", str(png), "-k", "2"]) == 0
-    first = capsys.readouterr().out.splitlines()
-    row = next(line for line in first if ids[2] in line)
-    assert "0.0" in row
+    assert main(["--home", str(warehouse.root), "similar", "--image", str(png), "-k", "2", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["rank"] for r in rows] == [1, 2] and rows[0]["galaxy_id"] == ids[2]
+    assert rows[0]["distance"] == pytest.approx(0.0, abs=1e-5)  # float32 cosine of a vector with itself
+    assert rows[1]["distance"] > 1e-3

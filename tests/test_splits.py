@@ -152,7 +152,9 @@ def test_build_splits_stores_rows_and_drops_stale_ones(warehouse):
     # galaxy 0 loses its label: its row leaves the split set, the others stay
     gal["label"][0] = None
     warehouse.upsert("galaxies", pa.table(gal))
+    before = warehouse.versions()["splits"]
     out2 = build_splits(warehouse, seed=0)
+    assert out2.table_version == warehouse.versions()["splits"] == before + 1  # one commit, no half-replaced set
     assert sum(out2.counts.values()) == 39
     assert warehouse.count("splits", where="galaxy_id = 'toy:000000'") == 0
     split = load_split(warehouse, "label-s0")

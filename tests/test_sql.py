@@ -69,7 +69,8 @@ def test_multiple_statements_refused(filled):
 
 
 def test_row_limit(filled):
-    assert filled.sql("SELECT * FROM galaxies", limit=7).height == 7
+    with pytest.warns(UserWarning, match="row limit"):
+        assert filled.sql("SELECT * FROM galaxies", limit=7).height == 7
     assert filled.sql("SELECT * FROM galaxies", limit=None).height == 20
 
 
@@ -94,3 +95,79 @@ def test_feature_views_one_row_per_galaxy_and_nan_as_null(filled):
         {"n": True, "v": 1.5}
     ]
     assert filled.sql("SELECT * FROM latest_predictions").height == 0
+
+
+# ------------------------------------------------------------------------------------ parsed, not pasted
+@pytest.mark.parametrize(
+    "query",
+    [
+        "EXPLAIN ANALYZE CREATE OR REPLACE VIEW galaxy_images AS SELECT 1 AS x",
+        "EXPLAIN CREATE OR REPLACE VIEW galaxy_images AS SELECT 1 AS x",
+        "EXPLAIN (FORMAT json) CREATE OR REPLACE VIEW galaxy_images AS SELECT 1 AS x",
+        "/* c */ explain analyze -- c\n DROP VIEW galaxy_images",
+        "EXPLAIN ANALYZE INSERT INTO galaxies SELECT * FROM galaxies",
+    ],
+)
+def test_explain_only_wraps_a_select(filled, query):
+    engine = SQLEngine(filled)  # reused: a refused statement must leave its views as they were
+    with pytest.raises(SQLError, match=r"EXPLAIN of .* is not allowed"):
+        engine.query(query)
+    assert engine.query("SELECT count(*) AS n FROM galaxy_images")["n"][0] == 20
+
+
+@pytest.mark.parametrize("query", ["EXPLAIN SELECT * FROM galaxies", "EXPLAIN ANALYZE SELECT count(*) FROM galaxies",
+                                   "EXPLAIN (FORMAT json) SELECT 1 -- why"])
+def test_explain_of_a_select_runs(filled, query):
+    assert filled.sql(query).height >= 1
+
+
+def test_explained_statement_is_found_by_the_tokenizer():
+    from warehouse.sql_engine import explained_statement
+
+    assert explained_statement("EXPLAIN SELECT 1") == "SELECT 1"
+    assert explained_statement("explain analyze /* x */ SELECT 'EXPLAIN'") == "SELECT 'EXPLAIN'"
+    assert explained_statement("EXPLAIN (FORMAT json, ANALYZE) DROP VIEW v") == "DROP VIEW v"
+    with pytest.raises(SQLError):
+        explained_statement("SELECT 1")
+
+
+@pytest.mark.parametrize("limit", [None, 5])
+def test_trailing_comment_is_harmless(filled, limit):
+    df = SQLEngine(filled).query("SELECT galaxy_id FROM galaxies ORDER BY galaxy_id DESC -- newest first", limit=limit)
+    assert df.height == (20 if limit is None else 5)
+    assert df["galaxy_id"][0] == "demo:000019"  # the order survives the limit
+
+
+def test_truncated_says_when_the_limit_cut_rows(filled):
+    engine = SQLEngine(filled)
+    cut = engine.run("SELECT * FROM galaxies", limit=7)
+    assert (cut.table.num_rows, cut.truncated, cut.limit) == (7, True, 7)
+    exact = engine.run("SELECT * FROM galaxies", limit=20)
+    assert (exact.table.num_rows, exact.truncated) == (20, False)
+    assert engine.run("SELECT * FROM galaxies", limit=None).truncated is False
+    with pytest.warns(UserWarning, match="row limit 7"):
+        assert filled.sql("SELECT * FROM galaxies", limit=7).height == 7
+
+
+def test_cli_sql_says_when_rows_were_cut(filled, tmp_path, capsys):
+    from service.cli import main
+
+    out = tmp_path / "g.parquet"
+    home = ["--home", str(filled.root)]
+    assert main([*home, "sql", "SELECT * FROM galaxies", "--limit", "5", "--format", "parquet", "-o", str(out)]) == 0
+    assert "wrote 5 rows" in (err := capsys.readouterr().err) and "cut at the row limit 5" in err
+    assert main([*home, "sql", "SELECT * FROM galaxies", "--limit", "20", "--format", "parquet", "-o", str(out)]) == 0
+    assert "wrote 20 rows" in (err := capsys.readouterr().err) and "cut" not in err
+    assert main([*home, "sql", "SELECT galaxy_id FROM galaxies", "--limit", "3", "--format", "csv"]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 1 + 3 and "cut at the row limit 3" in captured.err
+
+
+def test_select_where_binds_one_expression(filled):
+    engine = SQLEngine(filled)
+    rows = engine.select_where("SELECT * FROM galaxies", "label = 3 OR label_name = 'c;4'", columns=["galaxy_id"])
+    assert sorted(rows.column("galaxy_id").to_pylist()) == ["demo:000003", "demo:000013"]
+    for where in ["1=1) UNION SELECT galaxy_id FROM galaxies --", "1=1; DROP VIEW galaxy_images", "label > 1, label < 3"]:
+        with pytest.raises(SQLError, match="one SQL expression"):
+            engine.select_where("SELECT * FROM galaxies", where)
+    assert engine.query("SELECT count(*) AS n FROM galaxy_images")["n"][0] == 20

@@ -5,7 +5,8 @@ This is the only package that imports duckdb, lance or lancedb.
 
 from warehouse.errors import SQLError, WarehouseError
 from warehouse.schemas import TableSpec, get, register, registered
-from warehouse.store import Warehouse, quote, resolve_root
+from warehouse.sqltext import ident, quote
+from warehouse.store import Warehouse, resolve_root
 
 __all__ = [
     "SQLError",
@@ -13,6 +14,7 @@ __all__ = [
     "Warehouse",
     "WarehouseError",
     "get",
+    "ident",
     "quote",
     "register",
     "registered",

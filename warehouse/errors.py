@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["SQLError", "WarehouseError"]
+__all__ = ["SQLError", "WarehouseError", "is_commit_conflict"]
 
 
 class WarehouseError(ValueError):
@@ -11,3 +11,9 @@ class WarehouseError(ValueError):
 
 class SQLError(WarehouseError):
     """A user query that failed: syntax, unknown column, write attempt, timeout."""
+
+
+def is_commit_conflict(exc: BaseException) -> bool:
+    """Whether a Lance error is a commit conflict with a concurrent writer (Lance says "conflict" / "Retryable")."""
+    text = str(exc)
+    return "onflict" in text or "Retryable" in text

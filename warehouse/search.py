@@ -37,7 +37,7 @@ import pyarrow as pa
 from warehouse import schemas
 from warehouse.errors import WarehouseError
 from warehouse.schemas.embeddings import TABLE_PREFIX, embedding_table, encoder_of_table
-from warehouse.store import quote
+from warehouse.sqltext import ident, quote
 
 if TYPE_CHECKING:
     from warehouse.sql_engine import SQLEngine
@@ -168,10 +168,6 @@ def query_vector(wh: Warehouse, table: str, galaxy_id: str) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------ filters
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def features_query(engine: SQLEngine) -> str:
     """The SELECT whose rows are the galaxy features ``where`` may refer to.
 
@@ -183,7 +179,7 @@ def features_query(engine: SQLEngine) -> str:
         return "SELECT * FROM galaxy_features"
     gal = schemas.get("galaxies")
     taken = set(gal.columns.names)
-    select = [f"g.{_ident(c)}" for c in gal.columns.names]
+    select = [f"g.{ident(c)}" for c in gal.columns.names]
     joins = []
     for i, name in enumerate(_FEATURE_TABLES):
         if name not in engine.relations:
@@ -197,7 +193,7 @@ def features_query(engine: SQLEngine) -> str:
                 continue
             out = col if col not in taken else f"{name}_{col}"
             taken.add(out)
-            select.append(f"{alias}.{_ident(col)} AS {_ident(out)}")
+            select.append(f"{alias}.{ident(col)} AS {ident(out)}")
         joins.append(f"LEFT JOIN {name} {alias} ON {alias}.galaxy_id = g.galaxy_id")
     return f"SELECT {', '.join(select)} FROM galaxies g {' '.join(joins)}"
 
@@ -205,18 +201,19 @@ def features_query(engine: SQLEngine) -> str:
 def allowed_ids(wh: Warehouse, where: str, engine: SQLEngine | None = None, timeout_s: float = 60.0) -> list[str]:
     """The galaxy ids whose features satisfy the SQL predicate ``where`` (read-only DuckDB).
 
+    ``where`` is bound as one SQL expression over :func:`features_query`'s rows
+    (:meth:`warehouse.sql_engine.SQLEngine.select_where`), never pasted into the query text.
+
     Raises
     ------
     warehouse.SQLError
-        A bad predicate (one line naming the problem and the columns' tables).
+        ``where`` is not one expression, or a bad one (one line naming the problem and the tables).
     """
     from warehouse.sql_engine import SQLEngine
 
-    if ";" in where:
-        raise WarehouseError(f"where must be one SQL predicate, not statements: {where!r}")
     engine = engine or SQLEngine(wh)
-    sql = f"SELECT galaxy_id FROM ({features_query(engine)}) AS f WHERE ({where})"
-    return engine.query_arrow(sql, limit=None, timeout_s=timeout_s).column("galaxy_id").to_pylist()
+    rows = engine.select_where(features_query(engine), where, columns=["galaxy_id"], timeout_s=timeout_s)
+    return rows.column("galaxy_id").to_pylist()
 
 
 # ------------------------------------------------------------------------------------ kNN

@@ -5,18 +5,24 @@ directly, pushing projections and filters down; nothing is copied), registered t
 exist yet appear as empty views with their declared schema, and the views in ``sql/*.sql`` are
 created on top, in file-name order.
 
-User queries are guarded: only ``SELECT`` statements (and ``WITH``/``DESCRIBE``/``SHOW``/``EXPLAIN``
-reads), no file or network access (``enable_external_access = false``, configuration locked), a row
-limit, and a timeout that interrupts the query.
+User queries are guarded: DuckDB's own parser decides what a query is (never its text): one
+statement, a ``SELECT`` (``WITH``, ``DESCRIBE``, ``SHOW`` and ``SUMMARIZE`` parse as one) or an
+``EXPLAIN [ANALYZE]`` of a ``SELECT``; no file or network access (``enable_external_access = false``,
+configuration locked); a row limit applied to the parsed relation (the query text is never wrapped,
+so a trailing ``-- comment`` is harmless), with :attr:`SQLResult.truncated` saying when it cut rows;
+and a timeout that interrupts the query. A caller's filter (``similar --where``) is bound as one SQL
+expression (:meth:`SQLEngine.select_where`), never pasted into a query.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import duckdb
 import polars as pl
@@ -28,12 +34,9 @@ from warehouse.errors import SQLError
 if TYPE_CHECKING:
     from warehouse.store import Warehouse
 
-__all__ = ["SQLEngine", "view_files"]
+__all__ = ["SQLEngine", "SQLResult", "explained_statement", "view_files"]
 
-_ALLOWED = {
-    duckdb.StatementType.SELECT,
-    duckdb.StatementType.EXPLAIN,
-}
+_T = TypeVar("_T")
 
 
 def view_files() -> list[Path]:
@@ -45,6 +48,60 @@ def view_files() -> list[Path]:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class SQLResult:
+    """What a query returned, and whether the row limit cut it.
+
+    Attributes
+    ----------
+    table : pyarrow.Table
+        At most ``limit`` rows.
+    truncated : bool
+        The query had more rows than ``limit``; only the first ``limit`` are here.
+    limit : int or None
+        The row limit that applied (``None``: none).
+    """
+
+    table: pa.Table
+    truncated: bool
+    limit: int | None
+
+    @property
+    def frame(self) -> pl.DataFrame:
+        """:attr:`table` as a polars DataFrame."""
+        return pl.from_arrow(self.table)  # type: ignore[return-value]
+
+
+def explained_statement(query: str) -> str:
+    """The statement an ``EXPLAIN [ANALYZE] [(options)] <statement>`` query explains, as text.
+
+    Found with DuckDB's tokenizer (keywords and brackets, comments skipped), so the caller can parse
+    the explained statement on its own and see its type.
+
+    Raises
+    ------
+    SQLError
+        ``query`` does not start with ``EXPLAIN``.
+    """
+    tokens = duckdb.tokenize(query)
+    ends = [pos for pos, _ in tokens[1:]] + [len(query)]
+    words = [(pos, query[pos:end].strip()) for (pos, kind), end in zip(tokens, ends)
+             if kind != duckdb.token_type.comment]
+    if not words or words[0][1].upper() != "EXPLAIN":
+        raise SQLError("not an EXPLAIN statement")
+    i = 1
+    if i < len(words) and words[i][1].upper() == "ANALYZE":
+        i += 1
+    if i < len(words) and words[i][1].startswith("("):
+        depth = 0
+        while i < len(words):
+            depth += words[i][1].count("(") - words[i][1].count(")")
+            i += 1
+            if depth <= 0:
+                break
+    return query[words[i][0]:] if i < len(words) else ""
 
 
 class SQLEngine:
@@ -91,15 +148,54 @@ class SQLEngine:
         """One line naming the tables and views a query can use."""
         return f"tables: {', '.join(self.relations)}; views: {', '.join(self.views) or 'none'}"
 
-    def query(self, query: str, *, limit: int | None = 10_000, timeout_s: float = 60.0) -> pl.DataFrame:
-        """Run one read-only query and return a polars DataFrame.
+    def check(self, query: str) -> duckdb.Statement:
+        """The one statement of ``query`` if DuckDB's parser says it only reads, else ``SQLError``.
+
+        Allowed: one ``SELECT`` (incl. ``WITH``/``DESCRIBE``/``SHOW``/``SUMMARIZE``), or ``EXPLAIN``
+        / ``EXPLAIN ANALYZE`` of one ``SELECT`` (``EXPLAIN ANALYZE`` executes what it explains).
+        """
+        statements = self._parse(query)
+        if len(statements) != 1:
+            raise SQLError(f"expected exactly one statement, got {len(statements)}")
+        stmt = statements[0]
+        if stmt.type == duckdb.StatementType.EXPLAIN:
+            inner = self._parse(explained_statement(stmt.query))
+            if len(inner) != 1 or inner[0].type != duckdb.StatementType.SELECT:
+                kind = inner[0].type.name if len(inner) == 1 else f"{len(inner)} statements"
+                raise SQLError(f"read-only: EXPLAIN of {kind} is not allowed, only EXPLAIN of a SELECT query")
+        elif stmt.type != duckdb.StatementType.SELECT:
+            raise SQLError(f"read-only: {stmt.type.name} statements are not allowed, only SELECT queries")
+        return stmt
+
+    def _parse(self, query: str) -> list[duckdb.Statement]:
+        try:
+            return self.con.extract_statements(query)
+        except duckdb.Error as exc:
+            raise SQLError(f"{_one_line(exc)} ({self.describe()})") from exc
+
+    def _timed(self, work: Callable[[], _T], timeout_s: float) -> _T:
+        """Run ``work`` on the connection, interrupted after ``timeout_s``; DuckDB errors as one line."""
+        timer = threading.Timer(timeout_s, self.con.interrupt)
+        timer.start()
+        try:
+            return work()
+        except duckdb.InterruptException as exc:
+            raise SQLError(f"query interrupted after the {timeout_s:g} s timeout") from exc
+        except duckdb.Error as exc:
+            raise SQLError(f"{_one_line(exc)} ({self.describe()})") from exc
+        finally:
+            timer.cancel()
+
+    def run(self, query: str, *, limit: int | None = 10_000, timeout_s: float = 60.0) -> SQLResult:
+        """Run one read-only query (see :meth:`check`).
 
         Parameters
         ----------
         query : str
-            A single SELECT (or WITH ... SELECT) statement.
+            One SELECT (or WITH ... SELECT, DESCRIBE, EXPLAIN SELECT ...) statement.
         limit : int or None
-            At most this many rows come back (``None``: no limit).
+            At most this many rows come back (``None``: no limit); one row more is fetched, so
+            :attr:`SQLResult.truncated` says whether the limit cut the result.
         timeout_s : float
             The query is interrupted after this many seconds.
 
@@ -108,29 +204,60 @@ class SQLEngine:
         SQLError
             One line: what went wrong, plus the tables and views that exist.
         """
-        return pl.from_arrow(self.query_arrow(query, limit=limit, timeout_s=timeout_s))  # type: ignore[return-value]
+        stmt = self.check(query)
+        cap = None if limit is None or stmt.type != duckdb.StatementType.SELECT else max(int(limit), 0)
+
+        def work() -> pa.Table:
+            rel = self.con.sql(stmt.query)
+            if rel is None:
+                return pa.table({})
+            return (rel if cap is None else rel.limit(cap + 1)).to_arrow_table()
+
+        table = self._timed(work, timeout_s)
+        if cap is not None and table.num_rows > cap:
+            return SQLResult(table.slice(0, cap), True, cap)
+        return SQLResult(table, False, cap)
+
+    def query(self, query: str, *, limit: int | None = 10_000, timeout_s: float = 60.0) -> pl.DataFrame:
+        """:meth:`run`, returning only the rows as a polars DataFrame."""
+        return self.run(query, limit=limit, timeout_s=timeout_s).frame
 
     def query_arrow(self, query: str, *, limit: int | None = 10_000, timeout_s: float = 60.0) -> pa.Table:
-        """:meth:`query` returning an Arrow table."""
+        """:meth:`run`, returning only the rows as an Arrow table."""
+        return self.run(query, limit=limit, timeout_s=timeout_s).table
+
+    def select_where(self, query: str, where: str, *, columns: Sequence[str] | None = None,
+                     timeout_s: float = 60.0) -> pa.Table:
+        """The rows of ``query`` that satisfy ``where``, a caller's filter bound as one SQL expression.
+
+        ``where`` is parsed by DuckDB as a single expression (``duckdb.SQLExpression``) and applied
+        with the relational API, so text such as ``1=1) UNION SELECT ...`` or ``x; DROP ...`` is a
+        parse error, while ``label_name = 'a;b'`` is an ordinary comparison.
+
+        Parameters
+        ----------
+        query : str
+            One SELECT (checked like any query); code-written, e.g. the galaxy features.
+        where : str
+            One SQL expression over the columns of ``query``.
+        columns : sequence of str, optional
+            Only these columns of the matching rows.
+
+        Raises
+        ------
+        SQLError
+            ``where`` is not one expression, names an unknown column, or the query failed.
+        """
+        stmt = self.check(query)
         try:
-            statements = self.con.extract_statements(query)
+            expr = duckdb.SQLExpression(where)
         except duckdb.Error as exc:
-            raise SQLError(f"{_one_line(exc)} ({self.describe()})") from exc
-        if len(statements) != 1:
-            raise SQLError(f"expected exactly one statement, got {len(statements)}")
-        stmt = statements[0]
-        if stmt.type not in _ALLOWED:
-            raise SQLError(f"read-only: {stmt.type.name} statements are not allowed, only SELECT queries")
-        sql = stmt.query.strip().rstrip(";")
-        if limit is not None and stmt.type == duckdb.StatementType.SELECT:
-            sql = f"SELECT * FROM ({sql}) AS _q LIMIT {int(limit)}"
-        timer = threading.Timer(timeout_s, self.con.interrupt)
-        timer.start()
-        try:
-            return self.con.sql(sql).to_arrow_table()
-        except duckdb.InterruptException as exc:
-            raise SQLError(f"query interrupted after the {timeout_s:g} s timeout") from exc
-        except duckdb.Error as exc:
-            raise SQLError(f"{_one_line(exc)} ({self.describe()})") from exc
-        finally:
-            timer.cancel()
+            raise SQLError(f"where must be one SQL expression: {_one_line(exc)} (in {where!r})") from exc
+
+        def work() -> pa.Table:
+            rel = self.con.sql(stmt.query).filter(expr)
+            if columns:
+                rel = rel.select(*(duckdb.ColumnExpression(c) for c in columns))
+            return rel.to_arrow_table()
+
+        return self._timed(work, timeout_s)

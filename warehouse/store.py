@@ -7,20 +7,22 @@ Layout of a root (default ``./astrovision-data``, else ``$ASTROVISION_HOME``, el
     <root>/dagster/              the Dagster instance (runs, events, schedules)
     <root>/cache/                downloads and raw service responses
 
-Writes are idempotent upserts keyed by each table's key columns (Lance ``merge_insert``), retried on a
-commit conflict, so Dagster's parallel steps can write the same table at once and a re-run leaves the
-same rows. A Lance commit is atomic: a crash mid-write leaves the previous version readable.
+Writes are idempotent upserts keyed by each table's key columns (Lance ``merge_insert``), retried by
+Lance on a commit conflict (``conflict_retries``), so Dagster's parallel steps can write the same table at
+once and a re-run leaves the same rows. :meth:`Warehouse.replace` swaps a whole range of rows (a split
+set, a model's predictions) in one commit. A Lance commit is atomic: a crash mid-write leaves the
+previous version readable.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import random
-import time
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lance
 import numpy as np
@@ -29,16 +31,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from warehouse import schemas
-from warehouse.errors import WarehouseError
+from warehouse.errors import WarehouseError, is_commit_conflict
 from warehouse.images import decode_image
 from warehouse.provenance import code_version, new_run_id, utc_now
 
-__all__ = ["DEFAULT_ROOT", "Warehouse", "quote", "resolve_root"]
+if TYPE_CHECKING:
+    from warehouse.sql_engine import SQLResult
+    from warehouse.vacuum import VacuumReport
+
+__all__ = ["DEFAULT_ROOT", "Warehouse", "resolve_root"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ROOT = Path("astrovision-data")
-_MAX_RETRIES = 12
+_CONFLICT_RETRIES = 12
+"""Commit conflicts Lance retries (re-reading the table, re-applying the merge) before a write fails."""
+_RETRY_TIMEOUT = timedelta(seconds=120)
+"""Lance stops retrying after this long (Dagster's parallel shard steps can queue on one table)."""
 
 RowsLike = pa.Table | pa.RecordBatchReader | pl.DataFrame | Sequence[dict[str, Any]]
 
@@ -49,16 +58,6 @@ def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
         return Path(root).expanduser().resolve()
     env = os.environ.get("ASTROVISION_HOME")
     return Path(env).expanduser().resolve() if env else DEFAULT_ROOT.resolve()
-
-
-def quote(value: str) -> str:
-    """A SQL string literal for Lance and DuckDB filters (single quotes doubled)."""
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def _is_conflict(exc: BaseException) -> bool:
-    text = str(exc)
-    return "onflict" in text or "Retryable" in text
 
 
 class Warehouse:
@@ -241,7 +240,8 @@ class Warehouse:
         if isinstance(rows, pl.DataFrame):
             rows = rows.to_arrow()
         if not isinstance(rows, pa.Table):
-            rows = pa.Table.from_pylist(list(rows))
+            rows = list(rows)
+            rows = pa.Table.from_pylist(rows) if rows else spec.columns.empty_table()
         table = self._cast(spec, rows, run_id)
         self._check_unique_keys(spec, table)
         return table
@@ -292,7 +292,7 @@ class Warehouse:
 
         Idempotent: upserting the same rows twice leaves the same rows (only provenance columns change).
         Rows are validated against the registered schema first; nothing is written if any row is bad.
-        A Lance commit conflict with a concurrent writer is retried with jittered exponential back-off.
+        A Lance commit conflict with a concurrent writer is retried by Lance (``conflict_retries``).
         A ``RecordBatchReader`` is streamed (bounded memory) and validated batch by batch; an error in
         any batch aborts the write before its commit, so the previous version stays current.
 
@@ -311,7 +311,7 @@ class Warehouse:
         if isinstance(rows, pa.RecordBatchReader):
             self._stream_error: WarehouseError | None = None
             try:
-                return self._write(table, spec, self._stream(spec, rows, run_id), retries=1)
+                return self._write(table, spec, self._stream(spec, rows, run_id))
             except OSError:
                 if self._stream_error is not None:
                     raise self._stream_error from None
@@ -319,42 +319,70 @@ class Warehouse:
         data = self._to_table(spec, rows, run_id)
         if data.num_rows == 0:
             return self.dataset(table).version if self.exists(table) else 0
-        return self._write(table, spec, data, retries=_MAX_RETRIES)
+        return self._write(table, spec, data)
+
+    def replace(
+        self,
+        table: str,
+        rows: RowsLike,
+        *,
+        where: str,
+        run_id: str | None = None,
+        spec: schemas.TableSpec | None = None,
+    ) -> int:
+        """Make the rows matching ``where`` exactly ``rows``, in one commit; returns the new version.
+
+        One Lance ``merge_insert`` on the key columns: rows whose key exists are updated, new keys are
+        inserted, and stored rows matching ``where`` whose key is not among ``rows`` are deleted
+        (``when_not_matched_by_source_delete``). Readers see the old range or the new one, never a mix;
+        rows outside ``where`` are untouched. ``rows`` should themselves satisfy ``where`` (a row
+        outside it is upserted like any other). Validation and conflict retries as :meth:`upsert`.
+
+        Parameters
+        ----------
+        table : str
+        rows : pyarrow.Table, polars.DataFrame or list of dict
+            The whole new content of the range (empty: the range is deleted).
+        where : str
+            The range, in Lance's filter dialect, e.g. ``"split_name = 'label-s0'"``.
+        run_id, spec
+            See :meth:`upsert`.
+        """
+        spec = spec or schemas.get(table)
+        data = self._to_table(spec, rows, run_id or new_run_id())
+        if data.num_rows == 0:
+            return self.delete(table, where)
+        return self._write(table, spec, data, delete_where=where)
 
     def _write(self, table: str, spec: schemas.TableSpec, data: pa.Table | pa.RecordBatchReader,
-               retries: int) -> int:
+               delete_where: str | None = None) -> int:
         uri = self.table_uri(table)
-        for attempt in range(retries):
+        if not self.exists(table):
             try:
+                return lance.write_dataset(data, uri, schema=spec.schema, mode="create").version
+            except (OSError, ValueError) as exc:
                 if not self.exists(table):
-                    try:
-                        return lance.write_dataset(data, uri, schema=spec.schema, mode="create").version
-                    except (OSError, ValueError) as exc:
-                        if not self.exists(table):
-                            raise
-                        log.debug("table %s was created concurrently (%s); merging", table, exc)
-                ds = lance.dataset(uri)
-                if ds.schema != spec.schema:
-                    ds_names = ds.schema.names
-                    if ds_names != spec.schema.names:
-                        raise WarehouseError(
-                            f"table {table!r} on disk has columns {ds_names}, the registry says "
-                            f"{spec.schema.names}; migrate or remove {uri}"
-                        )
-                (
-                    ds.merge_insert(list(spec.keys))
-                    .when_matched_update_all()
-                    .when_not_matched_insert_all()
-                    .execute(data)
-                )
-                return lance.dataset(uri).version
-            except (OSError, RuntimeError, ValueError) as exc:
-                if not _is_conflict(exc) or attempt == retries - 1:
                     raise
-                delay = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
-                log.info("commit conflict on %s (attempt %d), retrying in %.2fs", table, attempt + 1, delay)
-                time.sleep(delay)
-        raise AssertionError("unreachable")
+                log.debug("table %s was created concurrently (%s); merging", table, exc)
+        ds = lance.dataset(uri)
+        if ds.schema != spec.schema and ds.schema.names != spec.schema.names:
+            raise WarehouseError(
+                f"table {table!r} on disk has columns {ds.schema.names}, the registry says "
+                f"{spec.schema.names}; migrate or remove {uri}"
+            )
+        merge = ds.merge_insert(list(spec.keys)).when_matched_update_all().when_not_matched_insert_all()
+        if delete_where is not None:
+            merge = merge.when_not_matched_by_source_delete(delete_where)
+        try:
+            merge.conflict_retries(_CONFLICT_RETRIES).retry_timeout(_RETRY_TIMEOUT).execute(data)
+        except (OSError, RuntimeError, ValueError) as exc:
+            if is_commit_conflict(exc):
+                raise WarehouseError(
+                    f"{table}: commit conflicts with concurrent writers persisted after {_CONFLICT_RETRIES} "
+                    f"retries / {_RETRY_TIMEOUT.total_seconds():g} s; nothing was written ({exc})"
+                ) from exc
+            raise
+        return ds.version  # merge_insert moves the handle to the version it committed
 
     def delete(self, table: str, where: str) -> int:
         """Delete the rows matching ``where``; returns the new version (a no-op on a missing table)."""
@@ -364,12 +392,64 @@ class Warehouse:
         ds.delete(where)
         return lance.dataset(self.table_uri(table)).version
 
+    def vacuum(
+        self,
+        *,
+        keep_versions: Mapping[str, Mapping[str, int]] | None = None,
+        tables: Sequence[str] | None = None,
+        older_than: timedelta | None = None,
+        grace: timedelta | None = None,
+        compact: bool = True,
+    ) -> list[VacuumReport]:
+        """Compact every table, delete old versions and the leftovers of killed writes.
+
+        See :mod:`warehouse.vacuum` for the rules (what is kept, and why young files and recently
+        superseded versions stay while writers may be using them).
+
+        Parameters
+        ----------
+        keep_versions : mapping, optional
+            Name -> ``{table: version}``: versions kept whatever their age (e.g. the input tables of
+            every registered model), as Lance tags ``pin-<name>``.
+        tables : sequence of str, optional
+            Default: every table.
+        older_than, grace : timedelta, optional
+            Defaults :data:`warehouse.vacuum.DEFAULT_OLDER_THAN` (7 days) and
+            :data:`warehouse.vacuum.DEFAULT_GRACE` (1 hour: the longest a read or write may take).
+        compact : bool
+            Rewrite small fragments first.
+        """
+        from warehouse.vacuum import DEFAULT_GRACE, DEFAULT_OLDER_THAN, vacuum_table
+
+        keep = keep_versions or {}
+        reports = []
+        for table in tables if tables is not None else self.tables():
+            pins = {name: int(versions[table]) for name, versions in keep.items() if table in versions}
+            reports.append(vacuum_table(
+                self, table, pins=pins, compact=compact,
+                older_than=DEFAULT_OLDER_THAN if older_than is None else older_than,
+                grace=DEFAULT_GRACE if grace is None else grace,
+            ))
+        return reports
+
     # ------------------------------------------------------------------------------------ SQL
     def sql(self, query: str, *, limit: int | None = 10_000, timeout_s: float = 60.0) -> pl.DataFrame:
-        """Run a read-only SQL query over every table and view; see :class:`warehouse.sql_engine.SQLEngine`."""
+        """Run a read-only SQL query over every table and view; see :class:`warehouse.sql_engine.SQLEngine`.
+
+        A result cut at ``limit`` rows comes with a ``UserWarning`` saying so; :meth:`sql_result`
+        returns the flag itself.
+        """
+        result = self.sql_result(query, limit=limit, timeout_s=timeout_s)
+        if result.truncated:
+            warnings.warn(f"SQL result cut at the row limit {result.limit}; pass limit=None or a larger limit",
+                          UserWarning, stacklevel=2)
+        return result.frame
+
+    def sql_result(self, query: str, *, limit: int | None = 10_000, timeout_s: float = 60.0) -> SQLResult:
+        """:meth:`sql` returning a :class:`warehouse.sql_engine.SQLResult` (rows plus ``truncated``)."""
         from warehouse.sql_engine import SQLEngine
 
-        return SQLEngine(self).query(query, limit=limit, timeout_s=timeout_s)
+        return SQLEngine(self).run(query, limit=limit, timeout_s=timeout_s)
 
     # ------------------------------------------------------------------------------------ search
     def similar(self, query: Any, k: int = 10, where: str | None = None, encoder: str | None = None,

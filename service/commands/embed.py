@@ -147,13 +147,18 @@ def _cmd_similar(args: argparse.Namespace) -> int:
         print("no galaxy matches" + (f" where {args.where}" if args.where else ""), file=sys.stderr)
         return 1
     cols = [c for c in _SHOW if c in result.columns]
-    with pl.Config(tbl_rows=max(args.k, 10), tbl_hide_dataframe_shape=True, tbl_width_chars=140):
-        print(result.select(cols))
+    if args.format == "table":
+        with pl.Config(tbl_rows=max(args.k, 10), tbl_hide_dataframe_shape=True, tbl_width_chars=140):
+            print(result.select(cols))
+    else:
+        from service.commands.query import format_frame
+
+        sys.stdout.write(format_frame(result.select(cols), args.format))
     if args.montage:
         if query_image is None and result["galaxy_id"][0] != args.galaxy_id:
             query_image = wh.read_image(args.galaxy_id)  # excluded, or filtered out by --where
         path = save_montage(wh, result, args.montage, query_image=query_image, query_label=f"query: {label}")
-        print(f"montage: {path}")
+        print(f"montage: {path}", file=sys.stdout if args.format == "table" else sys.stderr)
     return 0
 
 
@@ -182,4 +187,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--exclude-self", action="store_true", help="leave the query galaxy out")
     s.add_argument("--exact", action="store_true", help="exact search even when an ANN index exists")
     s.add_argument("--montage", help="write a PNG grid of the query and its neighbours")
+    s.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                   help="table (aligned text), csv, or json records (full-precision distances)")
     s.set_defaults(func=_cmd_similar)

@@ -32,21 +32,30 @@ def _binary_to_len(df: pl.DataFrame) -> pl.DataFrame:
     return df.select(cols)
 
 
+def _cut_note(limit: int | None) -> str:
+    return f" (cut at the row limit {limit}; use --limit N, 0 for none)"
+
+
 def _cmd_sql(args: argparse.Namespace) -> int:
     wh = Warehouse.open()
-    df = wh.sql(args.query, limit=args.limit or None)
+    result = wh.sql_result(args.query, limit=args.limit or None)
+    df = result.frame
+    note = _cut_note(result.limit) if result.truncated else ""
     if args.format == "parquet":
         if not args.output:
             raise WarehouseError("--format parquet needs --output FILE")
         df.write_parquet(args.output)
-        print(f"wrote {df.height} rows to {args.output}", file=sys.stderr)
+        print(f"wrote {df.height} rows to {args.output}{note}", file=sys.stderr)
         return 0
     text = format_frame(df if args.format != "table" else _binary_to_len(df), args.format)
     if args.output:
         with open(args.output, "w") as fh:
             fh.write(text)
+        print(f"wrote {df.height} rows to {args.output}{note}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+        if note:
+            print(f"{df.height} rows{note}", file=sys.stderr)
     return 0
 
 

@@ -1,0 +1,48 @@
+"""Warehouse maintenance: vacuum, keeping every table version a registered model was trained on.
+
+A model's registry row records the Lance version of every table its run read
+(``table_versions_json``), so :func:`models.versions.training_set` can read the exact training set back
+by time travel. :func:`vacuum` pins those versions (Lance tags ``pin-model-<name>-v<version>``) before
+:meth:`warehouse.Warehouse.vacuum` deletes old versions, so the registry never names a version that
+is gone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from models.versions import list_models
+
+if TYPE_CHECKING:
+    from warehouse import Warehouse
+    from warehouse.vacuum import VacuumReport
+
+__all__ = ["model_pins", "vacuum"]
+
+
+def model_pins(wh: Warehouse) -> dict[str, dict[str, int]]:
+    """``model-<name>-v<version>`` -> ``{table: version}`` read by that model version, for every registry row."""
+    return {f"model-{row['name']}-v{row['version']}": {t: int(v) for t, v in json.loads(row["table_versions_json"]).items()}
+            for row in list_models(wh)}
+
+
+def vacuum(
+    wh: Warehouse,
+    *,
+    older_than: timedelta | None = None,
+    grace: timedelta | None = None,
+    compact: bool = True,
+    tables: Sequence[str] | None = None,
+) -> list[VacuumReport]:
+    """:meth:`warehouse.Warehouse.vacuum` keeping the table versions every registered model names.
+
+    Parameters
+    ----------
+    older_than, grace, compact, tables
+        See :meth:`warehouse.Warehouse.vacuum`.
+    """
+    return wh.vacuum(keep_versions=model_pins(wh), tables=tables, older_than=older_than,
+                     grace=grace, compact=compact)
