@@ -9,7 +9,8 @@ Layout of a root (default ``./astrovision-data``, else ``$ASTROVISION_HOME``, el
 
 Writes are idempotent upserts keyed by each table's key columns (Lance ``merge_insert``), retried on a
 commit conflict, so Dagster's parallel steps can write the same table at once and a re-run leaves the
-same rows. A Lance commit is atomic: a crash mid-write leaves the previous version readable.
+same rows. A table's first write (its creation) holds a file lock under ``<root>/locks/``
+(:mod:`warehouse.locks`), since Lance turns a racing second creation into an overwrite. A Lance commit is atomic: a crash mid-write leaves the previous version readable.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import pyarrow.compute as pc
 from warehouse import schemas
 from warehouse.errors import WarehouseError
 from warehouse.images import decode_image
+from warehouse.locks import file_lock
 from warehouse.provenance import code_version, new_run_id, utc_now
 
 __all__ = ["DEFAULT_ROOT", "Warehouse", "quote", "resolve_root"]
@@ -327,13 +329,17 @@ class Warehouse:
         for attempt in range(retries):
             try:
                 if not self.exists(table):
-                    try:
-                        return lance.write_dataset(data, uri, schema=spec.schema, mode="create").version
-                    except (OSError, ValueError) as exc:
+                    # Lance commits a racing second "create" as an overwrite of the first: create under a
+                    # lock, and merge into a table another process created meanwhile.
+                    with file_lock(self.root, f"table-{table}"):
                         if not self.exists(table):
-                            raise
-                        log.debug("table %s was created concurrently (%s); merging", table, exc)
-                ds = lance.dataset(uri)
+                            return lance.write_dataset(data, uri, schema=spec.schema, mode="create").version
+                    log.debug("table %s was created concurrently; merging", table)
+                try:
+                    ds = lance.dataset(uri)
+                except (OSError, ValueError):  # seen mid-creation: wait for the creator's lock
+                    with file_lock(self.root, f"table-{table}"):
+                        ds = lance.dataset(uri)
                 if ds.schema != spec.schema:
                     ds_names = ds.schema.names
                     if ds_names != spec.schema.names:
