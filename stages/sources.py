@@ -123,11 +123,12 @@ def register_source(
     elif old is not None:
         diff = _differences(old, row)
         if diff:
+            where = f" at {old['path']}" if old["path"] else ""
             raise InputError(
-                f"source name {name!r} is already registered for {old['kind']} {old['path'] or ''} "
+                f"source name {name!r} is already registered for {old['kind']}{where} "
                 f"({old['n_galaxies']} galaxies) and this is different data ({'; '.join(diff)}): ingest it "
-                f"under another name with --name NAME, or pass --replace to delete {name!r}'s rows and "
-                "ingest this instead"
+                f"under another name with --name NAME, or pass --replace to delete the rows of {name!r} "
+                "and ingest this instead"
             )
         if int(old["shard_size"]) != size:
             raise InputError(

@@ -19,13 +19,13 @@ NEXT_STEPS = """\
 Try next:
   astrovision tables
   astrovision sql "SELECT label_name, count(*) AS n FROM galaxies GROUP BY 1 ORDER BY 2 DESC"
-  astrovision show demo:000001 --png galaxy.png
-  astrovision similar demo:000001 -k 8 --montage lookalikes.png
+  astrovision show {name}:000001 --png galaxy.png
+  astrovision similar {name}:000001 -k 8 --montage lookalikes.png
   astrovision ui            # lineage, runs, checks and re-materialization in the Dagster UI
 """
 
 
-def _summary(wh: Warehouse, elapsed: float, contact_sheet: str | None) -> str:
+def _summary(wh: Warehouse, elapsed: float, contact_sheet: str | None, source: str = "demo") -> str:
     lines = [f"\nDemo finished in {elapsed / 60:.1f} min; warehouse at {wh.root}", "", "Tables:"]
     for name in wh.tables():
         ds = wh.dataset(name)
@@ -49,19 +49,21 @@ def _summary(wh: Warehouse, elapsed: float, contact_sheet: str | None) -> str:
                 lines.append(f"  {row['name']:<18} v{row['version']}  balanced accuracy {bal_s}{extra}")
     if contact_sheet:
         lines.append(f"\nContact sheet: {contact_sheet}")
-    return "\n".join(lines) + "\n\n" + NEXT_STEPS
+    return "\n".join(lines) + "\n\n" + NEXT_STEPS.format(name=source)
 
 
 def run_demo(wh: Warehouse, n: int | None = None, seed: int = 0, shard_size: int | None = None,
-             groups: list[str] | None = None, progress: bool = True, replace: bool = False) -> int:
-    """Render, register (as source ``demo``), materialize and summarise the demo survey; returns the exit
-    status. ``replace`` replaces a ``demo`` source of another size or seed (see
-    :func:`stages.sources.register_source`)."""
+             groups: list[str] | None = None, progress: bool = True, replace: bool = False,
+             name: str | None = None) -> int:
+    """Render, register (as source ``name``, default ``demo``), materialize and summarise the demo survey;
+    returns the exit status. ``replace`` replaces a source of that name holding other data (another size
+    or seed; see :func:`stages.sources.register_source`)."""
     from dagster_project.runner import run_pipeline
     from features.sources.synthetic import DEFAULT_N, SyntheticSurvey, contact_sheet
 
     t0 = time.perf_counter()
     survey = SyntheticSurvey(n=n or DEFAULT_N, seed=seed)
+    survey.name = name
     catalogue = demo_catalogue(wh, survey)
     sheet = wh.root / "demo_contact_sheet.png"
     contact_sheet(survey, sheet)
@@ -70,7 +72,7 @@ def run_demo(wh: Warehouse, n: int | None = None, seed: int = 0, shard_size: int
         shards = register_source(wh, survey, shard_size=shard_size, params=params, replace=replace)
         print(f"demo: {len(survey)} synthetic galaxies (seed {seed}) in {len(shards)} shard(s) -> {wh.root}")
         report = run_pipeline(wh, shards, groups=groups, progress=progress)
-    print(_summary(wh, time.perf_counter() - t0, str(sheet)))
+    print(_summary(wh, time.perf_counter() - t0, str(sheet), survey.name))
     if report.checks_failed:
         print("Checks that failed:\n  " + "\n  ".join(report.checks_failed))
         if any("balanced_accuracy_floor" in c for c in report.checks_failed):
@@ -85,7 +87,7 @@ def run_demo(wh: Warehouse, n: int | None = None, seed: int = 0, shard_size: int
 def _cmd_demo(args: argparse.Namespace) -> int:
     pl.Config.set_tbl_hide_dataframe_shape(True)
     return run_demo(Warehouse.open(), n=args.n, seed=args.seed, shard_size=args.shard_size,
-                    groups=args.group or None, replace=args.replace)
+                    groups=args.group or None, replace=args.replace, name=args.name)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -94,6 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shard-size", type=int, help="galaxies per shard")
     p.add_argument("--group", action="append", help="only assets of this Dagster group (repeatable)")
+    p.add_argument("--name", help="source name, prefix of the galaxy ids (default: demo)")
     p.add_argument("--replace", action="store_true",
-                   help="replace a demo source of another size or seed already in this warehouse")
+                   help="replace a source of this name holding other data (another --n or --seed)")
     p.set_defaults(func=_cmd_demo)
