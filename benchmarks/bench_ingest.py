@@ -80,7 +80,7 @@ def child_raw(path: str) -> dict:
 def child_ingest(path: str, home: str, shard_size: int) -> dict:
     from dagster_project.runner import run_pipeline
     from features.sources.galaxy10 import Galaxy10Source
-    from service.commands.ingest import register_source
+    from stages.sources import register_source
     from warehouse import Warehouse
 
     wh = Warehouse.open(home)

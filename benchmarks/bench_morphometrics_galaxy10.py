@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from dagster_project.resources import WarehouseResource
     from dagster_project.runner import instance_for, run_pipeline
     from features.sources.galaxy10 import Galaxy10Source
-    from service.commands.ingest import register_source
+    from stages.sources import register_source
     from warehouse import Warehouse
 
     work = Path(args.out or tempfile.mkdtemp(prefix="astrovision-morph-g10-"))

@@ -38,7 +38,7 @@ ORDER = ("dinov2_probe", "cnn", "efficientnet_b0", "dinov2_finetune")
 
 def _ingest(wh, source, path: str | None = None, groups=("ingest", "embeddings")) -> None:
     from dagster_project.runner import run_pipeline
-    from service.commands.ingest import register_source
+    from stages.sources import register_source
 
     shards = register_source(wh, source, path=path)
     report = run_pipeline(wh, shards, groups=list(groups), progress=False, log=print)

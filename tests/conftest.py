@@ -65,3 +65,20 @@ def write_galaxy10_h5(path: Path, n: int = 10, size: int = 256, seed: int = 0, d
 def galaxy10_h5(tmp_path: Path) -> Path:
     """A 10-galaxy Galaxy10-format file where rows 3 and 7 are duplicates."""
     return write_galaxy10_h5(tmp_path / "Galaxy10_DECals.h5", n=10, duplicate=(3, 7))
+
+
+def copy_rings(shared_dir: Path, dest: Path, start: int, stop: int) -> Path:
+    """A folder source at ``dest`` holding rows ``[start, stop)`` of the real ring sample (images copied,
+    catalogue rows kept in file order)."""
+    import csv
+    import shutil
+
+    rings = shared_dir / "gz_decals_rings"
+    with open(rings / "catalog.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    (dest / "images").mkdir(parents=True)
+    for row in rows[1 + start:1 + stop]:
+        shutil.copy(rings / "images" / f"{row[0]}.png", dest / "images" / f"{row[0]}.png")
+    with open(dest / "catalog.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([rows[0], *rows[1 + start:1 + stop]])
+    return dest

@@ -66,11 +66,11 @@ def test_reads_images_labels_and_extra_columns(folder) -> None:
     root, images = folder
     src = FolderSource(root, label_column="ring")
     src.validate()
-    assert len(src) == 4 and src.name == "folder" and src.orphans == []
+    assert len(src) == 4 and src.kind == "folder" and src.name == "survey" and src.orphans == []
     batches = _batches(src, batch_size=3)
     assert [len(b) for b in batches] == [3, 1]
     b = batches[0]
-    assert b.galaxy_ids == ["folder:g1", "folder:g2", "folder:g3"]
+    assert b.galaxy_ids == ["survey:g1", "survey:g2", "survey:g3"]  # named after the directory
     np.testing.assert_array_equal(b.images[0], images["g1"])
     assert b.images[0].dtype == np.uint8 and b.images[0].shape == (24, 20, 3)
     assert b.image_kind == "rgb_composite" and b.bands == "z,r,g"
@@ -220,12 +220,42 @@ def test_bad_position_names_the_row(folder, col: int, value: str, shown: str) ->
     assert "catalog.csv" in msg
 
 
-def test_dec_beyond_the_pole(folder) -> None:
+@pytest.mark.parametrize(("col", "value", "span"), [(2, "91", r"\[-90, 90\]"), (2, "-100", r"\[-90, 90\]"),
+                                                    (1, "400", r"\[0, 360\)"), (1, "-0.5", r"\[0, 360\)")])
+def test_position_out_of_range_names_the_row(folder, col: int, value: str, span: str) -> None:
     root, _ = folder
     rows = [list(r) for r in ROWS]
-    rows[0][2] = "91"
+    rows[0][col] = value
     write_catalog(root / "catalog.csv", rows)
-    _invalid(FolderSource(root), r"outside \[-90, 90\], in row 0")
+    name = "ra" if col == 1 else "dec"
+    _invalid(FolderSource(root), rf"'{name}' is {float(value)} \(outside {span} degrees\) in row 0 \(id 'g1'\)")
+
+
+@pytest.mark.parametrize("pxscale", [-1.0, 0.0, float("nan"), float("inf"), "abc"])
+def test_bad_pixel_scale_is_refused(folder, pxscale) -> None:
+    root, _ = folder
+    with pytest.raises(InputError, match="pixel scale"):
+        FolderSource(root, pxscale=pxscale)
+    assert np.isnan(FolderSource(root, pxscale=None).pxscale)  # None: unknown, said so
+
+
+def test_bad_pixel_scale_in_the_catalogue_names_the_row(folder) -> None:
+    root, _ = folder
+    write_catalog(root / "catalog.csv", [[*r[:3], "-0.3" if r[0] == "g2" else "0.262"] for r in ROWS],
+                  header=["id", "ra", "dec", "pxscale"])
+    _invalid(FolderSource(root), r"'pxscale' is -0.3 in row 1 \(id 'g2'\)")
+
+
+def test_oversize_image_is_refused_before_decoding(folder) -> None:
+    root, _ = folder
+    Image.fromarray(np.zeros((1025, 64, 3), np.uint8)).save(root / "images" / "g2.png")
+    msg = _invalid(FolderSource(root), r"g2.png: image is 1025 x 64 pixels, larger than the 1024 px per side")
+    assert "catalog" not in msg
+    small = FolderSource(root, max_side=2048)
+    small.validate()  # the limit is a parameter
+    assert [b.images[0].shape for b in small.iter_batches(1, 2)] == [(1025, 64, 3)]
+    with pytest.raises(InputError, match="larger than the 1024 px"):
+        list(FolderSource(root).iter_batches(1, 2))  # a shard run checks too, without validate()
 
 
 def test_wrong_number_of_fields(folder) -> None:

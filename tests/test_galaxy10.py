@@ -157,7 +157,7 @@ def test_column_length_mismatch(tmp_path: Path) -> None:
 def test_nan_position_names_the_row(tmp_path: Path, key: str) -> None:
     cols = _columns()
     cols[key][7] = np.nan
-    _raises(write_galaxy10(tmp_path / "g.h5", cols), f"'{key}' is NaN or infinite in row 7")
+    _raises(write_galaxy10(tmp_path / "g.h5", cols), rf"'{key}' is nan \(not a finite number\) in row 7")
 
 
 def test_label_out_of_range_names_the_row(tmp_path: Path) -> None:
@@ -166,10 +166,12 @@ def test_label_out_of_range_names_the_row(tmp_path: Path) -> None:
     _raises(write_galaxy10(tmp_path / "g.h5", cols), "'ans' row 4 is 10")
 
 
-def test_dec_out_of_range(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("key", "value", "span"), [("dec", 95.0, r"\[-90, 90\]"), ("ra", 400.0, r"\[0, 360\)"),
+                                                    ("ra", -1.0, r"\[0, 360\)"), ("ra", 360.0, r"\[0, 360\)")])
+def test_position_out_of_range_names_the_row(tmp_path: Path, key: str, value: float, span: str) -> None:
     cols = _columns()
-    cols["dec"][1] = 95.0
-    _raises(write_galaxy10(tmp_path / "g.h5", cols), "'dec' row 1 is 95.0")
+    cols[key][1] = value
+    _raises(write_galaxy10(tmp_path / "g.h5", cols), rf"'{key}' is {value} \(outside {span} degrees\) in row 1")
 
 
 def test_corrupt_image_chunk_is_reported_while_reading(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from dagster_project.runner import instance_for, run_pipeline
 from features.errors import InputError
 from features.flags import Flag
 from features.sources.galaxy10 import Galaxy10Source
-from service.commands.ingest import register_source
+from stages.sources import register_source
 
 SHARED_RINGS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "gz_decals_rings"
 
@@ -116,17 +116,17 @@ def test_folder_of_370_real_galaxies_through_dagster(warehouse, shared_dir):
     source = FolderSource(folder, label_column="ring", pxscale=None)
     shards = register_source(warehouse, source, path=str(folder), shard_size=200,
                              params={"label_column": "ring", "pxscale": None})
-    assert shards == ["folder-00000", "folder-00001"]
+    assert shards == ["gz_decals_rings-00000", "gz_decals_rings-00001"]  # named after the directory
     report = run_pipeline(warehouse, shards, groups=["ingest"], progress=False, log=lambda m: None)
     assert report.ok, report.failed
     counts = warehouse.sql("SELECT label, count(*) AS n FROM galaxies GROUP BY 1 ORDER BY 1")
     assert counts["n"].to_list() == [185, 185]
     one = warehouse.sql("SELECT galaxy_id, pxscale, label_name, extra_json FROM galaxies "
-                        "WHERE galaxy_id = 'folder:J000411.19+020924.0'").to_dicts()[0]
+                        "WHERE galaxy_id = 'gz_decals_rings:J000411.19+020924.0'").to_dicts()[0]
     assert one["pxscale"] is None  # resampled cutouts: unknown scale, stated as such
     assert one["label_name"].startswith("ring")
     assert "smooth-or-featured_featured-or-disk_fraction" in one["extra_json"]  # other columns kept
-    assert warehouse.read_image("folder:J000411.19+020924.0").shape == (256, 256, 3)
+    assert warehouse.read_image("gz_decals_rings:J000411.19+020924.0").shape == (256, 256, 3)
 
 
 def test_runner_goes_on_past_a_failed_feature_step_and_names_the_user_error(warehouse):

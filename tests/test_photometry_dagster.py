@@ -61,7 +61,8 @@ def _run(wh_root, **config) -> dg.ExecuteInProcessResult:
 def tiny(warehouse, tmp_path):
     warehouse.upsert("galaxies", _galaxies())
     _catalogue(warehouse.root / "demo_photometry.csv")
-    warehouse.upsert("sources", [dict(source="demo", path=None, catalog=None, shard_size=6, n_galaxies=6,
+    warehouse.upsert("sources", [dict(source="demo", kind="demo", path=None, catalog=None, fingerprint="x",
+                                      shard_size=6, n_galaxies=6,
                                       params_json=json.dumps({"n": 6, "photometry_catalog": "demo_photometry.csv"}))])
     return warehouse
 

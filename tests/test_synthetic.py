@@ -416,7 +416,7 @@ def test_tiny_demo_survey_ingests_through_the_galaxies_asset(warehouse):
     import json
 
     from dagster_project.runner import run_pipeline
-    from service.commands.ingest import register_source
+    from stages.sources import register_source
 
     survey = SyntheticSurvey(n=8, seed=5, size=SIZE)
     shards = register_source(warehouse, survey)

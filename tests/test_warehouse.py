@@ -169,6 +169,36 @@ def test_concurrent_writers_all_land(warehouse):
     assert warehouse.count("galaxies") == 1 + 2 * 60
 
 
+def test_processes_creating_a_table_at_once_all_land(warehouse):
+    """The first writes of four processes, released at one instant, into a table that does not exist yet.
+
+    Lance commits a racing second ``create`` as an overwrite of the first (that lost one folder's
+    images when two folder ingests ran together); the creation lock makes the losers merge instead."""
+    import time
+
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        sys.path.insert(0, {str(PROJECT_ROOT)!r}); sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_warehouse import galaxy_row
+        from warehouse import Warehouse
+        wh = Warehouse.open({str(warehouse.root)!r})
+        rows = [galaxy_row(int(sys.argv[1]) + j) for j in range(10)]
+        while time.time() < float(sys.argv[2]):
+            pass
+        wh.upsert("galaxies", rows)
+        """
+    )
+    start = time.time() + 8  # after every interpreter has started
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(base), str(start)], stderr=subprocess.PIPE,
+                              text=True) for base in (1000, 2000, 3000, 4000)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    assert warehouse.count("galaxies") == 40
+    assert warehouse.sql("SELECT count(DISTINCT galaxy_id) AS n FROM galaxies")["n"][0] == 40
+
+
 @pytest.mark.parametrize(
     "image",
     [

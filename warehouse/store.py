@@ -12,6 +12,8 @@ Lance on a commit conflict (``conflict_retries``), so Dagster's parallel steps c
 once and a re-run leaves the same rows. :meth:`Warehouse.replace` swaps a whole range of rows (a split
 set, a model's predictions) in one commit. A Lance commit is atomic: a crash mid-write leaves the
 previous version readable.
+A table's first write (its creation) holds a file lock under ``<root>/locks/`` (:mod:`warehouse.locks`),
+since Lance turns a racing second creation into an overwrite.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import pyarrow.compute as pc
 from warehouse import schemas
 from warehouse.errors import WarehouseError, is_commit_conflict
 from warehouse.images import decode_image
+from warehouse.locks import file_lock
 from warehouse.provenance import code_version, new_run_id, utc_now
 
 if TYPE_CHECKING:
@@ -358,13 +361,17 @@ class Warehouse:
                delete_where: str | None = None) -> int:
         uri = self.table_uri(table)
         if not self.exists(table):
-            try:
-                return lance.write_dataset(data, uri, schema=spec.schema, mode="create").version
-            except (OSError, ValueError) as exc:
+            # Lance commits a racing second "create" as an overwrite of the first: create under a lock,
+            # and merge into a table another process created meanwhile.
+            with file_lock(self.root, f"table-{table}"):
                 if not self.exists(table):
-                    raise
-                log.debug("table %s was created concurrently (%s); merging", table, exc)
-        ds = lance.dataset(uri)
+                    return lance.write_dataset(data, uri, schema=spec.schema, mode="create").version
+            log.debug("table %s was created concurrently; merging", table)
+        try:
+            ds = lance.dataset(uri)
+        except (OSError, ValueError):  # seen mid-creation: wait for the creator's lock
+            with file_lock(self.root, f"table-{table}"):
+                ds = lance.dataset(uri)
         if ds.schema != spec.schema and ds.schema.names != spec.schema.names:
             raise WarehouseError(
                 f"table {table!r} on disk has columns {ds.schema.names}, the registry says "

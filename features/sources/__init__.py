@@ -10,30 +10,42 @@ import inspect
 from typing import Any
 
 from features.errors import InputError
-from features.sources.base import GalaxyBatch, Source, image_sha1, shard_key, shard_range
+from features.sources.base import (
+    GalaxyBatch,
+    Source,
+    check_source_name,
+    image_sha1,
+    name_from_path,
+    shard_key,
+    shard_range,
+)
 from features.sources.classes import GALAXY10_CLASSES, GALAXY10_COUNTS
 
 __all__ = [
     "GALAXY10_CLASSES",
     "GALAXY10_COUNTS",
-    "SOURCE_NAMES",
+    "SOURCE_KINDS",
     "GalaxyBatch",
     "Source",
+    "check_source_name",
     "image_sha1",
     "make_source",
+    "name_from_path",
     "shard_key",
     "shard_range",
 ]
 
-SOURCE_NAMES = ("demo", "galaxy10", "folder")
+SOURCE_KINDS = ("demo", "galaxy10", "folder")
+"""The kinds of source (readers) ``astrovision ingest --source`` offers."""
 
 
-def make_source(name: str, path: str | None = None, catalog: str | None = None, **params: Any) -> Source:
-    """Build a source by name.
+def make_source(kind: str, path: str | None = None, catalog: str | None = None, *, name: str | None = None,
+                **params: Any) -> Source:
+    """Build a source of a kind, optionally under a name.
 
     Parameters
     ----------
-    name : {"demo", "galaxy10", "folder"}
+    kind : {"demo", "galaxy10", "folder"}
     path : str, optional
         ``Galaxy10_DECals.h5`` for ``galaxy10``; the image directory for ``folder``.
     catalog : str, optional
@@ -41,13 +53,20 @@ def make_source(name: str, path: str | None = None, catalog: str | None = None, 
     **params
         Source-specific keyword arguments (``n`` and ``seed`` for the demo; ``label_column`` for a
         folder), as stored in the ``sources`` table.
+    name : str, optional
+        The source's name (:func:`check_source_name`); default :meth:`Source.default_name`.
     """
-    params = {k: v for k, v in params.items() if k not in ("path", "catalog")}
-    if name == "demo":
+    source = _build(kind, path, catalog, {k: v for k, v in params.items() if k not in ("path", "catalog")})
+    source.name = name
+    return source
+
+
+def _build(kind: str, path: str | None, catalog: str | None, params: dict[str, Any]) -> Source:
+    if kind == "demo":
         from features.sources.synthetic import SyntheticSurvey
 
         return SyntheticSurvey(**_accepted(SyntheticSurvey, params))
-    if name == "galaxy10":
+    if kind == "galaxy10":
         from features.sources.galaxy10 import Galaxy10Source
 
         if not path:
@@ -56,13 +75,13 @@ def make_source(name: str, path: str | None = None, catalog: str | None = None, 
                 "(download it with `astrovision download-galaxy10 DEST`)"
             )
         return Galaxy10Source(path, **_accepted(Galaxy10Source, params))
-    if name == "folder":
+    if kind == "folder":
         from features.sources.folder import FolderSource
 
         if not path:
             raise InputError("the folder source needs --path to a directory of images")
         return FolderSource(path, catalog=catalog, **_accepted(FolderSource, params))
-    raise InputError(f"unknown source {name!r}; choose one of {', '.join(SOURCE_NAMES)}")
+    raise InputError(f"unknown source kind {kind!r}; choose one of {', '.join(SOURCE_KINDS)}")
 
 
 def _accepted(cls: type, params: dict[str, Any]) -> dict[str, Any]:

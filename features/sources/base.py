@@ -3,24 +3,76 @@
 A source knows how many galaxies it holds and yields them in :class:`GalaxyBatch` batches over any row
 range, so a Dagster partition (a shard of ``shard_size`` rows) reads only its own rows. Sources never
 load a whole survey into memory.
+
+A source has a KIND (``demo``, ``galaxy10``, ``folder``: which reader) and a NAME, unique in a warehouse:
+the prefix of its galaxy ids (``<name>:<native id>``) and shard keys (``<name>-00003``). Two folders or
+two HDF5 files are two sources with two names. A name is a slug: lower-case letters, digits, ``_`` and
+``.`` (:func:`check_source_name`); by default the kind (``demo``, ``galaxy10``) or, for a folder, a slug
+of its directory name (:func:`name_from_path`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["GalaxyBatch", "Source", "image_flags", "image_sha1", "shard_key", "shard_range"]
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "GalaxyBatch",
+    "Source",
+    "check_source_name",
+    "image_flags",
+    "image_sha1",
+    "name_from_path",
+    "shard_key",
+    "shard_range",
+]
+
+MAX_NAME_LENGTH = 64
+"""Longest source name (characters)."""
+
+_NAME_RE = re.compile(rf"[a-z0-9][a-z0-9_.]{{0,{MAX_NAME_LENGTH - 1}}}")
+
+
+def check_source_name(name: str) -> str:
+    """Return ``name`` if it is a valid source name, else raise :class:`features.errors.InputError`.
+
+    A name starts with a lower-case letter or digit and holds only lower-case letters, digits, ``_`` and
+    ``.``, at most :data:`MAX_NAME_LENGTH` characters: it is safe in a galaxy id, a Dagster partition
+    key, a file name and a SQL literal, and never contains the ``:`` and ``-`` that separate ids and
+    shard numbers.
+    """
+    from features.errors import InputError
+
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise InputError(
+            f"invalid source name {name!r}: use lower-case letters, digits, '_' and '.', starting with a "
+            f"letter or digit, at most {MAX_NAME_LENGTH} characters (e.g. 'gz_decals_rings')"
+        )
+    return name
+
+
+def name_from_path(path: str | Path, fallback: str) -> str:
+    """A source name made from a path's last component: lower-cased, other characters as ``_``.
+
+    ``/data/GZ-DECaLS rings/`` gives ``gz_decals_rings``; a component with no letter or digit gives
+    ``fallback``.
+    """
+    stem = Path(path).expanduser().resolve().name.lower()
+    slug = re.sub(r"[^a-z0-9_.]+", "_", stem).strip("_.")[:MAX_NAME_LENGTH].rstrip("_.")
+    return slug if _NAME_RE.fullmatch(slug) else fallback
 
 
 def shard_key(source: str, index: int) -> str:
-    """The Dagster partition key of a shard: ``<source>-<index:05d>`` (e.g. ``demo-00003``)."""
+    """The Dagster partition key of a shard: ``<source name>-<index:05d>`` (e.g. ``demo-00003``)."""
     return f"{source}-{index:05d}"
 
 
@@ -71,7 +123,7 @@ class GalaxyBatch:
     Attributes
     ----------
     source : str
-        Source name (``galaxy10``, ``folder``, ``demo``).
+        Source name (:attr:`Source.name`, e.g. ``galaxy10``, ``demo``, ``gz_decals_rings``).
     native_ids : list of str
         The source's own id of each galaxy; ``galaxy_id`` is ``<source>:<native id>``.
     row_index : numpy.ndarray of int64
@@ -124,10 +176,39 @@ class GalaxyBatch:
 
 
 class Source(ABC):
-    """A collection of galaxy images with a catalogue."""
+    """A collection of galaxy images with a catalogue.
 
-    name: str
+    Attributes
+    ----------
+    kind : str
+        Which reader (``demo``, ``galaxy10``, ``folder``), as ``astrovision ingest --source`` picks it.
+    name : str
+        The source's name in the warehouse (see the module docstring); :meth:`default_name` unless set.
+    """
+
+    kind: str
     default_shard_size: int = 1000
+    _name: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The source's name: the prefix of its galaxy ids and shard keys."""
+        return self._name if self._name is not None else self.default_name()
+
+    @name.setter
+    def name(self, value: str | None) -> None:
+        self._name = None if value is None else check_source_name(value)
+
+    def default_name(self) -> str:
+        """The name used when none is given: the kind (a folder uses its directory name)."""
+        return self.kind
+
+    def fingerprint(self) -> str:
+        """A cheap checksum of the source's data, to tell a re-ingest from different data under one name.
+
+        The default hashes :meth:`describe`; sources with files hash (part of) their content instead.
+        """
+        return hashlib.sha256(json.dumps(self.describe(), sort_keys=True).encode()).hexdigest()
 
     @abstractmethod
     def __len__(self) -> int:

@@ -15,12 +15,17 @@ the header (``BANDS`` = "g,r,z", per-plane ``BAND<k>`` / ``FILTER<k>``, or ``BAN
 :meth:`FolderSource.validate` parses the catalogue and reads only image headers; pixels are decoded in
 :meth:`FolderSource.iter_batches`, where a corrupt file still raises :class:`InputError` naming it.
 Images in the folder without a catalogue row are skipped with a warning (``strict=True`` makes that an
-error): a folder often holds thumbnails or rejects beside the sample.
+error): a folder often holds thumbnails or rejects beside the sample. Positions, pixel scales and image
+sizes are checked against :mod:`features.sources.ranges` (images over 1024 px a side are refused).
+
+The source's default name is a slug of the directory name (``gz_decals_rings``); galaxy ids are
+``<name>:<id>``.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 import warnings
 from collections.abc import Iterator, Sequence
@@ -31,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from features.errors import InputError
-from features.sources.base import GalaxyBatch, Source
+from features.sources.base import GalaxyBatch, Source, name_from_path
+from features.sources.ranges import MAX_IMAGE_SIDE, check_image_size, check_positions, check_pxscale
 
 __all__ = ["DECALS_PXSCALE", "IMAGE_SUFFIXES", "FolderSource", "image_stem", "read_image_file"]
 
@@ -176,7 +182,7 @@ class FolderSource(Source):
         Names of integer labels by index (e.g. the Galaxy10 classes).
     pxscale : float or None
         Arcsec per pixel used when the catalogue has no ``pxscale_column`` value; None means unknown
-        (NaN). The default is the DECaLS native 0.262; image cut-outs resampled to another size (the Galaxy
+        (NaN). Anything but None or a finite positive number raises :class:`InputError`. The default is the DECaLS native 0.262; image cut-outs resampled to another size (the Galaxy
         Zoo DECaLS images are scaled per galaxy) need the right value or None.
     pxscale_column, redshift_column : str
         Optional catalogue columns (used when present).
@@ -185,6 +191,9 @@ class FolderSource(Source):
         convention (see :data:`features.sources.galaxy10.GALAXY10_BANDS`).
     strict : bool
         Raise instead of warn when images have no catalogue row.
+    max_side : int
+        Largest image side in pixels (default :data:`features.sources.ranges.MAX_IMAGE_SIDE`, 1024);
+        larger images raise :class:`InputError` at validation.
 
     Notes
     -----
@@ -192,7 +201,7 @@ class FolderSource(Source):
     cells as None). Rows are numbered from 0 in file order (``row 0`` is line 2, after the header).
     """
 
-    name = "folder"
+    kind = "folder"
     default_shard_size = 1000
 
     def __init__(
@@ -209,16 +218,19 @@ class FolderSource(Source):
         redshift_column: str = "redshift",
         rgb_bands: str = "z,r,g",
         strict: bool = False,
+        max_side: int = MAX_IMAGE_SIDE,
     ) -> None:
         self.path = Path(path)
         self.catalog_path = Path(catalog) if catalog is not None else None
         self.id_column, self.ra_column, self.dec_column = id_column, ra_column, dec_column
         self.label_column = label_column
         self.label_names = list(label_names) if label_names is not None else None
-        self.pxscale = float(pxscale) if pxscale is not None else math.nan
+        scale = check_pxscale(pxscale, f"folder source {self.path}")
+        self.pxscale = scale if scale is not None else math.nan
         self.pxscale_column, self.redshift_column = pxscale_column, redshift_column
         self.rgb_bands = rgb_bands
         self.strict = strict
+        self.max_side = int(max_side)
         self._cat: _Catalog | None = None
         self._labels: tuple[np.ndarray, list[str | None]] | None = None
 
@@ -255,7 +267,25 @@ class FolderSource(Source):
             "redshift_column": self.redshift_column,
             "rgb_bands": self.rgb_bands,
             "strict": self.strict,
+            "max_side": self.max_side,
         }
+
+    def default_name(self) -> str:
+        """A slug of the directory name (``gz_decals_rings``), else ``folder``."""
+        return name_from_path(self.path, self.kind)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the catalogue file's bytes and the name and byte size of every image it names.
+
+        Cheap (one read of the catalogue, one ``stat`` per image) and blind to an image rewritten with
+        the same size; a changed, added or removed catalogue row or image changes it.
+        """
+        cat = self._read_catalog()
+        h = hashlib.sha256()
+        h.update(self._catalog_file().read_bytes())
+        for path in cat.files:
+            h.update(f"\0{path.name}\0{path.stat().st_size}".encode())
+        return h.hexdigest()
 
     # -- catalogue -----------------------------------------------------------------------------------
     def _read_catalog(self) -> _Catalog:
@@ -323,10 +353,13 @@ class FolderSource(Source):
                     raise InputError(f"{cat_file}: {col!r} is {shown} (not a finite number) in row {r} "
                                      f"(id {ids[r]!r})")
             columns[col] = [float(_parse_number(t)) for t in raw[col]]
-        for r, d in enumerate(columns[self.dec_column]):
-            if abs(d) > 90:
-                raise InputError(f"{cat_file}: {self.dec_column!r} is {d}, outside [-90, 90], in row {r} "
-                                 f"(id {ids[r]!r})")
+        check_positions(columns[self.ra_column], columns[self.dec_column], str(cat_file), ids,
+                        ra_name=self.ra_column, dec_name=self.dec_column)
+        if self.pxscale_column in columns and numeric[self.pxscale_column]:
+            for r, v in enumerate(columns[self.pxscale_column]):
+                if v is not None and not (math.isfinite(v) and v > 0):
+                    raise InputError(f"{cat_file}: {self.pxscale_column!r} is {v} in row {r} (id {ids[r]!r}); "
+                                     "expected a positive number of arcsec per pixel, or an empty cell")
 
         files, readers, orphans = self._match_images(ids, cat_file)
         self._cat = _Catalog(ids, columns, numeric, files, readers, orphans)
@@ -395,16 +428,19 @@ class FolderSource(Source):
         """``(image_kind, bands)`` from the file header, without decoding pixels."""
         if reader == "fits":
             hdu_header, shape = self._fits_header(path)
+            check_image_size(shape[-2], shape[-1], str(path), self.max_side)
             return "flux", self._fits_bands(hdu_header, shape)
         from PIL import Image, UnidentifiedImageError
 
         try:
             with Image.open(path) as im:
                 mode = im.mode
+                width, height = im.size
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
             raise InputError(f"{path}: unreadable image file: {e}") from e
         if mode != "RGB" and mode not in _RGB_MODES_CONVERTIBLE:
             raise InputError(f"{path}: image mode {mode!r} is not 8-bit colour or grey; store such data as FITS")
+        check_image_size(height, width, str(path), self.max_side)
         return "rgb_composite", self.rgb_bands
 
     @staticmethod
@@ -464,9 +500,10 @@ class FolderSource(Source):
         ------
         InputError
             No or unreadable catalogue; a required column missing; a row with the wrong number of
-            fields; an empty or duplicate id (both rows named); ra / dec not a finite number or dec
-            beyond +-90 (row and id named); a catalogue id without an image file (id and expected file
-            named); two image files for one id; an unreadable image header (file named); with
+            fields; an empty or duplicate id (both rows named); ra / dec not a finite number, ra outside
+            [0, 360) or dec outside [-90, 90] (row and id named); a pixel scale that is not positive; a
+            catalogue id without an image file (id and expected file named); two image files for one id;
+            an unreadable image header or an image over ``max_side`` pixels a side (file named); with
             ``strict``, images without a catalogue row.
         """
         cat = self._read_catalog()

@@ -1,67 +1,25 @@
-"""``astrovision ingest`` and ``astrovision materialize``: register a source and run its assets."""
+"""``astrovision ingest`` and ``astrovision materialize``: register a named source and run its assets.
+
+The glue (name checks, fingerprints, the ``sources`` row, the per-name lock) lives in
+:mod:`stages.sources`; this module parses arguments and reports.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
+import sys
 from pathlib import Path
 from typing import Any
 
 from features.errors import InputError
-from features.sources import SOURCE_NAMES, Source, make_source, shard_key
-from warehouse import Warehouse, quote
+from features.sources import SOURCE_KINDS, make_source
+from features.sources.ranges import check_pxscale
+from stages.photometry import demo_catalogue
+from stages.sources import register_source, source_lock
+from warehouse import Warehouse
 
-__all__ = ["register", "register_source", "shard_keys"]
-
-
-def shard_keys(name: str, n: int, shard_size: int) -> list[str]:
-    """The shard keys covering ``n`` galaxies."""
-    return [shard_key(name, i) for i in range(math.ceil(n / shard_size))]
-
-
-def register_source(
-    wh: Warehouse,
-    source: Source,
-    *,
-    path: str | None = None,
-    catalog: str | None = None,
-    shard_size: int | None = None,
-    params: dict[str, Any] | None = None,
-) -> list[str]:
-    """Validate a source, record it in the ``sources`` table and return its shard keys.
-
-    Validation runs first, so a bad input leaves the warehouse exactly as it was.
-    """
-    source.validate()
-    n = len(source)
-    if n == 0:
-        raise InputError(f"source {source.name!r} at {path} holds no galaxies")
-    size = int(shard_size or source.default_shard_size)
-    if size <= 0:
-        raise InputError(f"--shard-size must be positive, got {size}")
-    if wh.exists("sources"):
-        old = wh.read("sources", where=f"source = {quote(source.name)}").to_pylist()
-        if old and int(old[0]["shard_size"]) != size:
-            raise InputError(
-                f"source {source.name!r} is already ingested with shard size {old[0]['shard_size']}; "
-                "use the same --shard-size or a new --home"
-            )
-    all_params = {**source.describe(), **(params or {})}
-    path = str(Path(path).resolve()) if path else None
-    catalog = str(Path(catalog).resolve()) if catalog else None
-    wh.upsert(
-        "sources",
-        [{
-            "source": source.name,
-            "path": path,
-            "catalog": catalog,
-            "shard_size": size,
-            "n_galaxies": n,
-            "params_json": json.dumps(all_params, sort_keys=True),
-        }],
-    )
-    return shard_keys(source.name, n, size)
+__all__ = ["register"]
 
 
 def _print_report(report, log=print) -> int:
@@ -70,6 +28,11 @@ def _print_report(report, log=print) -> int:
     for check in report.checks_failed:
         log(f"  check failed: {check}")
     return 0 if report.ok else 1
+
+
+def _pxscale(text: str) -> float | None:
+    """``--pxscale``: arcsec per pixel, or ``unknown`` (None); anything else is an InputError."""
+    return None if text.strip().lower() == "unknown" else check_pxscale(text, "--pxscale")
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
@@ -82,22 +45,23 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     if args.photometry_catalog:
         params["photometry_catalog"] = str(Path(args.photometry_catalog).resolve())
     if args.pxscale is not None:
-        params["pxscale"] = None if args.pxscale.lower() == "unknown" else float(args.pxscale)
+        params["pxscale"] = _pxscale(args.pxscale)
     if args.source == "demo":
         params["seed"] = args.seed
         if args.n:
             params["n"] = args.n
-    source = make_source(args.source, path=args.path, catalog=args.catalog, **params)
-    if args.source == "demo":
-        params["n"] = len(source)  # recorded, so a shard can be rebuilt from its key alone
-        if "photometry_catalog" not in params:
-            from service.commands.demo import demo_catalogue
-
-            params["photometry_catalog"] = str(demo_catalogue(wh, source))  # the demo has no SDSS counterpart
-    shards = register_source(wh, source, path=args.path, catalog=args.catalog,
-                             shard_size=args.shard_size, params=params)
-    print(f"ingesting {len(source)} galaxies from {args.source} in {len(shards)} shard(s) into {wh.root}")
-    report = run_pipeline(wh, shards, groups=None if args.all else ["ingest"])
+    source = make_source(args.source, path=args.path, catalog=args.catalog, name=args.name, **params)
+    with source_lock(wh, source.name, timeout=args.lock_timeout,
+                     on_wait=lambda msg: print(msg, file=sys.stderr, flush=True)):
+        if args.source == "demo":
+            params["n"] = len(source)  # recorded, so a shard can be rebuilt from its key alone
+            if "photometry_catalog" not in params:
+                params["photometry_catalog"] = str(demo_catalogue(wh, source))  # the demo has no SDSS counterpart
+        shards = register_source(wh, source, path=args.path, catalog=args.catalog,
+                                 shard_size=args.shard_size, params=params, replace=args.replace)
+        print(f"ingesting {len(source)} galaxies from {args.source} source {source.name!r} in {len(shards)} "
+              f"shard(s) into {wh.root}")
+        report = run_pipeline(wh, shards, groups=None if args.all else ["ingest"])
     status = _print_report(report)
     print(f"tables: {json.dumps(wh.versions())}")
     return status
@@ -121,8 +85,14 @@ def _cmd_materialize(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ingest", help="register a source and materialize its galaxies (and more with --all)")
-    p.add_argument("--source", choices=SOURCE_NAMES, required=True)
+    p.add_argument("--source", choices=SOURCE_KINDS, required=True, help="the kind of source (which reader)")
     p.add_argument("--path", help="Galaxy10_DECals.h5, or the image directory of a folder source")
+    p.add_argument("--name", help="the source's name, prefix of its galaxy ids (default: demo, galaxy10, or a "
+                                  "folder's directory name); lower-case letters, digits, '_', '.'")
+    p.add_argument("--replace", action="store_true",
+                   help="the name is registered for other data: delete that source's rows, ingest this instead")
+    p.add_argument("--lock-timeout", type=float, default=None,
+                   help="seconds to wait while another process ingests the same source (default: no limit)")
     p.add_argument("--catalog", help="CSV catalogue of a folder source (default <path>/catalog.csv)")
     p.add_argument("--label-column", help="catalogue column used as the class label (folder source)")
     p.add_argument("--pxscale", help="folder source: arcsec per pixel, or 'unknown' for resampled cutouts")

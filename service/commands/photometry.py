@@ -27,7 +27,6 @@ def _sdss_config(args: argparse.Namespace):
 
 
 def _cmd_match(args: argparse.Namespace) -> int:
-    from dagster_project.defs.photometry.assets import catalogue_for_source
     from features.photometry import (
         MatchConfig,
         QualityConfig,
@@ -36,6 +35,7 @@ def _cmd_match(args: argparse.Namespace) -> int:
         photometry_from_sdss,
         read_catalogue,
     )
+    from stages.photometry import catalogue_for_source
     from warehouse import Warehouse, quote
 
     wh = Warehouse.open()

@@ -60,12 +60,14 @@ SOURCES = register(
     TableSpec(
         name="sources",
         keys=("source",),
-        description="registered image sources: where the data came from and how it is sharded",
+        description="registered image sources by name: kind, where the data came from, its checksum, sharding",
         columns=pa.schema(
             [
-                pa.field("source", pa.string(), nullable=False),
+                pa.field("source", pa.string(), nullable=False),  # the source's name, unique
+                pa.field("kind", pa.string(), nullable=False),  # demo, galaxy10, folder
                 pa.field("path", pa.string()),
                 pa.field("catalog", pa.string()),
+                pa.field("fingerprint", pa.string(), nullable=False),  # Source.fingerprint() of the data
                 pa.field("shard_size", pa.int64(), nullable=False),
                 pa.field("n_galaxies", pa.int64(), nullable=False),
                 pa.field("params_json", pa.string()),

@@ -1,7 +1,6 @@
 """Ingest assets: ``galaxies`` (per shard, images stored alongside) and ``duplicate_groups``."""
 
 
-import json
 import time
 from collections import Counter
 
@@ -13,30 +12,14 @@ import pyarrow.compute as pc
 from dagster_project.defs.ingest.records import iter_shard_rows
 from dagster_project.partitions import SHARDS
 from dagster_project.resources import WarehouseResource
-from features.errors import InputError
 from features.flags import Flag
-from features.sources import make_source, shard_range
-from warehouse import Warehouse, quote, schemas
+from stages.sources import source_for_shard
+from warehouse import quote, schemas
 
-__all__ = ["duplicate_groups", "galaxies", "source_for_shard"]
+__all__ = ["duplicate_groups", "galaxies"]
 
 BLANK_RATE_MAX = 0.05
 """The ``blank_images`` check fails when more than this fraction of a shard's images is blank."""
-
-
-def source_for_shard(wh: Warehouse, shard: str):
-    """The source a shard belongs to, rebuilt from its row in the ``sources`` table, and its row range."""
-    name = shard.rsplit("-", 1)[0]
-    rows = wh.read("sources", where=f"source = {quote(name)}").to_pylist() if wh.exists("sources") else []
-    if not rows:
-        raise InputError(f"shard {shard!r}: source {name!r} is not registered; run `astrovision ingest` first")
-    row = rows[0]
-    params = {k: v for k, v in json.loads(row["params_json"] or "{}").items() if k not in ("path", "catalog")}
-    source = make_source(name, path=row["path"], catalog=row["catalog"], **params)
-    start, stop = shard_range(shard, int(row["shard_size"]), int(row["n_galaxies"]))
-    if start >= stop:
-        raise InputError(f"shard {shard!r} is empty: the source {name!r} has {row['n_galaxies']} galaxies")
-    return source, start, stop
 
 
 @dg.asset(
@@ -44,8 +27,11 @@ def source_for_shard(wh: Warehouse, shard: str):
     group_name="ingest",
     kinds={"lance"},
     check_specs=[
-        dg.AssetCheckSpec("unique_ids", asset="galaxies", description="every galaxy_id appears once"),
-        dg.AssetCheckSpec("rows_per_shard", asset="galaxies", description="the shard holds all its rows"),
+        # blocking: a shard that lost or doubled rows fails its step (and the CLI's exit status)
+        dg.AssetCheckSpec("unique_ids", asset="galaxies", description="every galaxy_id appears once",
+                          blocking=True),
+        dg.AssetCheckSpec("rows_per_shard", asset="galaxies", description="the shard holds all its rows",
+                          blocking=True),
         dg.AssetCheckSpec("image_shape_dtype", asset="galaxies", description="one image shape and dtype per shard"),
         dg.AssetCheckSpec(
             "blank_images", asset="galaxies", description=f"at most {BLANK_RATE_MAX:.0%} blank images"
@@ -106,6 +92,7 @@ def galaxies(context: dg.AssetExecutionContext, warehouse: WarehouseResource) ->
     return dg.MaterializeResult(
         metadata={
             "source": source.name,
+            "source_kind": source.kind,
             "rows": dg.MetadataValue.int(n_rows),
             "row_range": f"[{start}, {stop})",
             "image_bytes_per_galaxy": dg.MetadataValue.float(image_bytes / max(n_rows, 1)),

@@ -9,7 +9,6 @@ SDSS-like file this way); otherwise SDSS DR17 through astroquery, caching raw re
 
 import json
 import math
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -18,12 +17,13 @@ from pydantic import Field
 from dagster_project.partitions import SHARDS
 from dagster_project.resources import WarehouseResource
 from features.errors import InputError
-from warehouse import Warehouse, quote
+from stages.photometry import catalogue_for_source
+from warehouse import quote
 
 # features.photometry imports astropy (coordinates, units): it is imported inside the asset body, so
 # loading the Dagster definitions does not pay for it.
 
-__all__ = ["PhotometryConfig", "catalogue_for_source", "defs", "photometry"]
+__all__ = ["PhotometryConfig", "defs", "photometry"]
 
 
 class PhotometryConfig(dg.Config):
@@ -41,35 +41,6 @@ class PhotometryConfig(dg.Config):
     min_match_rate: float = Field(default=0.5, description="Check: lowest acceptable fraction of galaxies matched.")
     min_quality_pass_rate: float = Field(default=0.3, description="Check: lowest acceptable fraction passing the quality cuts.")
     min_colour_in_range: float = Field(default=0.95, description="Check: lowest acceptable fraction of trusted colours in the plausible range.")
-
-
-def catalogue_for_source(wh: Warehouse, source: str, override: str = "") -> Path | None:
-    """The catalogue file for a source: ``override``, else ``photometry_catalog`` in its params_json.
-
-    A relative path is looked up under the warehouse root, then the working directory. ``None`` means
-    "use the SDSS service".
-
-    Raises
-    ------
-    InputError
-        If a named file does not exist (both places are named).
-    """
-    name = override
-    if not name and wh.exists("sources"):
-        rows = wh.read("sources", columns=["params_json"], where=f"source = {quote(source)}").to_pylist()
-        if rows and rows[0]["params_json"]:
-            try:
-                name = json.loads(rows[0]["params_json"]).get("photometry_catalog") or ""
-            except json.JSONDecodeError as exc:
-                raise InputError(f"sources row {source!r}: params_json is not JSON: {exc}") from None
-    if not name:
-        return None
-    path = Path(name).expanduser()
-    candidates = [path] if path.is_absolute() else [wh.root / path, Path.cwd() / path]
-    for p in candidates:
-        if p.is_file():
-            return p
-    raise InputError(f"photometry catalogue for source {source!r} not found: {', '.join(map(str, candidates))}")
 
 
 def _check(name: str, value: float, threshold: float, what: str) -> dg.AssetCheckResult:

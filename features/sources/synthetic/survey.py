@@ -95,7 +95,7 @@ class SyntheticSurvey(Source):
     instead of rendering again.
     """
 
-    name = "demo"
+    kind = "demo"
     default_shard_size = 200
 
     def __init__(self, n: int = DEFAULT_N, seed: int = 0, size: int = 256) -> None:
@@ -245,9 +245,12 @@ class SyntheticSurvey(Source):
         return [out[i] if i in out else self._truth[i] for i in range(start, stop)]
 
     def truth_table(self, start: int = 0, stop: int | None = None, workers: int | None = None) -> pa.Table:
-        """The ``truth`` rows of ``[start, stop)`` (columns exactly :data:`TRUTH_SCHEMA`)."""
+        """The ``truth`` rows of ``[start, stop)`` (columns exactly :data:`TRUTH_SCHEMA`), keyed by this
+        survey's galaxy ids (``<name>:<row:06d>``)."""
         records = [t for t, _ in self.truth_records(start, stop, workers)]
-        return pa.Table.from_pylist(records, schema=TRUTH_SCHEMA)
+        ids = pa.array([f"{self.name}:{row:06d}" for row in range(start, start + len(records))], pa.string())
+        table = pa.Table.from_pylist(records, schema=TRUTH_SCHEMA)
+        return table.set_column(table.schema.get_field_index("galaxy_id"), TRUTH_SCHEMA.field("galaxy_id"), ids)
 
     def _remember(self, row: int, truth: dict[str, Any], field: list[FieldObject]) -> None:
         self._truth[row] = (truth, field)

@@ -1,0 +1,214 @@
+"""Register a named source in the warehouse, find the source of a shard, replace a source, lock one.
+
+A source is registered under its NAME (the ``source`` key of the ``sources`` table, the prefix of its
+galaxy ids and shard keys) with its kind, path and :meth:`~features.sources.Source.fingerprint`.
+Registering a name again is an idempotent re-ingest when kind, path and fingerprint are the same; for
+different data it is refused unless ``replace=True``, which first deletes the old source's rows from
+every per-galaxy table. :func:`source_lock` serialises the ingests of one name across processes (a
+file lock under ``<root>/locks/``); ingests of different names run side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from features.errors import InputError
+from features.sources import Source, check_source_name, make_source, shard_key, shard_range
+from warehouse import Warehouse, quote
+from warehouse.locks import file_lock
+
+__all__ = [
+    "register_source",
+    "registered_source",
+    "remove_source_rows",
+    "shard_keys",
+    "source_for_shard",
+    "source_lock",
+]
+
+
+def shard_keys(name: str, n: int, shard_size: int) -> list[str]:
+    """The shard keys covering ``n`` galaxies of source ``name``: ``<name>-00000``, ``<name>-00001``, ..."""
+    return [shard_key(name, i) for i in range(math.ceil(n / shard_size))]
+
+
+def registered_source(wh: Warehouse, name: str) -> dict[str, Any] | None:
+    """The ``sources`` row of a name, or None when it is not registered."""
+    if not wh.exists("sources"):
+        return None
+    rows = wh.read("sources", where=f"source = {quote(name)}").to_pylist()
+    return rows[0] if rows else None
+
+
+def _resolved(path: str | None) -> str | None:
+    return str(Path(path).expanduser().resolve()) if path else None
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    out = []
+    if old["kind"] != new["kind"]:
+        out.append(f"kind {old['kind']} -> {new['kind']}")
+    if old["path"] != new["path"]:
+        out.append(f"path {old['path']} -> {new['path']}")
+    if old["fingerprint"] != new["fingerprint"]:
+        out.append("content checksum differs")
+    return out
+
+
+def register_source(
+    wh: Warehouse,
+    source: Source,
+    *,
+    path: str | None = None,
+    catalog: str | None = None,
+    shard_size: int | None = None,
+    params: dict[str, Any] | None = None,
+    replace: bool = False,
+) -> list[str]:
+    """Validate a source, record it under its name in the ``sources`` table and return its shard keys.
+
+    Validation runs first, so a bad input leaves the warehouse exactly as it was. Callers that may run
+    beside another ingest of the same name hold :func:`source_lock` around this and the shards' runs.
+
+    Parameters
+    ----------
+    wh : Warehouse
+    source : Source
+        Its :attr:`~features.sources.Source.name` is the key.
+    path, catalog : str, optional
+        Where the data is (default: the source's own ``describe()`` values); stored resolved.
+    shard_size : int, optional
+        Galaxies per shard (default the source's); must match an existing registration of the same data.
+    params : dict, optional
+        More parameters to store (merged over ``source.describe()``).
+    replace : bool
+        Register different data under an existing name: the old source's rows are deleted from every
+        per-galaxy table first (:func:`remove_source_rows`).
+
+    Raises
+    ------
+    InputError
+        Bad input (from ``source.validate()``), no galaxies, a non-positive shard size, the name already
+        registered for different data (kind, path or content checksum) without ``replace``, or with
+        another shard size.
+    """
+    name = check_source_name(source.name)
+    source.validate()
+    n = len(source)
+    described = source.describe()
+    path = _resolved(path or described.get("path"))
+    if n == 0:
+        raise InputError(f"source {name!r} at {path} holds no galaxies")
+    size = int(shard_size or source.default_shard_size)
+    if size <= 0:
+        raise InputError(f"--shard-size must be positive, got {size}")
+    row = {
+        "source": name,
+        "kind": source.kind,
+        "path": path,
+        "catalog": _resolved(catalog or described.get("catalog")),
+        "fingerprint": source.fingerprint(),
+        "shard_size": size,
+        "n_galaxies": n,
+        "params_json": json.dumps({**described, **(params or {})}, sort_keys=True),
+    }
+    old = registered_source(wh, name)
+    if old is not None and replace:
+        remove_source_rows(wh, name)
+    elif old is not None:
+        diff = _differences(old, row)
+        if diff:
+            where = f" at {old['path']}" if old["path"] else ""
+            raise InputError(
+                f"source name {name!r} is already registered for {old['kind']}{where} "
+                f"({old['n_galaxies']} galaxies) and this is different data ({'; '.join(diff)}): ingest it "
+                f"under another name with --name NAME, or pass --replace to delete the rows of {name!r} "
+                "and ingest this instead"
+            )
+        if int(old["shard_size"]) != size:
+            raise InputError(
+                f"source {name!r} is already ingested with shard size {old['shard_size']}; "
+                "use the same --shard-size, or --replace to ingest it again"
+            )
+    wh.upsert("sources", [row])
+    return shard_keys(name, n, size)
+
+
+def remove_source_rows(wh: Warehouse, name: str) -> dict[str, int]:
+    """Delete every row of source ``name`` from every table keyed by ``galaxy_id``; rows deleted per table.
+
+    The ``sources`` row itself stays (a new registration overwrites it). Models trained on the old rows
+    keep their registry rows and recorded table versions; the Dagster partitions of the old shard keys
+    stay listed.
+    """
+    where = f"starts_with(galaxy_id, {quote(check_source_name(name) + ':')})"
+    deleted: dict[str, int] = {}
+    for table in wh.tables():
+        if "galaxy_id" not in wh.dataset(table).schema.names:
+            continue
+        n = wh.count(table, where)
+        if n:
+            wh.delete(table, where)
+            deleted[table] = n
+    return deleted
+
+
+def source_for_shard(wh: Warehouse, shard: str) -> tuple[Source, int, int]:
+    """The source a shard belongs to, rebuilt from its ``sources`` row, and the shard's row range."""
+    name = shard.rsplit("-", 1)[0]
+    row = registered_source(wh, name)
+    if row is None:
+        raise InputError(f"shard {shard!r}: source {name!r} is not registered; run `astrovision ingest` first")
+    params = {k: v for k, v in json.loads(row["params_json"] or "{}").items() if k not in ("path", "catalog")}
+    source = make_source(row["kind"], path=row["path"], catalog=row["catalog"], name=name, **params)
+    start, stop = shard_range(shard, int(row["shard_size"]), int(row["n_galaxies"]))
+    if start >= stop:
+        raise InputError(f"shard {shard!r} is empty: the source {name!r} has {row['n_galaxies']} galaxies")
+    return source, start, stop
+
+
+@contextmanager
+def source_lock(wh: Warehouse, name: str, *, timeout: float | None = None,
+                on_wait: Callable[[str], None] | None = None) -> Iterator[Path]:
+    """Hold the ingest lock of source ``name`` (``<root>/locks/source-<name>.lock``) for the ``with`` body.
+
+    A second process asking for the same name waits until the first releases it (its ingest is then an
+    idempotent re-ingest); ingests of other names do not wait.
+
+    Parameters
+    ----------
+    timeout : float, optional
+        Seconds to wait for another holder; None waits as long as it takes.
+    on_wait : callable, optional
+        Told once, in one line, when the lock is held by someone else and this call waits.
+
+    Raises
+    ------
+    InputError
+        The lock is still held after ``timeout`` seconds.
+    """
+    from filelock import Timeout
+
+    lock = file_lock(wh.root, f"source-{check_source_name(name)}")
+    path = Path(lock.lock_file)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if on_wait is not None:
+            on_wait(f"source {name!r} is being ingested by another process; waiting for it (lock {path})")
+        try:
+            lock.acquire(timeout=-1 if timeout is None else timeout)
+        except Timeout:
+            raise InputError(
+                f"source {name!r} is still being ingested by another process after {timeout:g} s "
+                f"(lock {path}); try again when it has finished"
+            ) from None
+    try:
+        yield path
+    finally:
+        lock.release()
