@@ -31,8 +31,7 @@ _SHOW = ("rank", "galaxy_id", "distance", "label_name", "ra", "dec", "redshift",
 def _cmd_embed(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from dagster_project.defs.embeddings.assets import get_encoder
-    from dagster_project.defs.embeddings.compute import embed_shard
+    from stages.embeddings import embed_shard, get_encoder
     from warehouse import search
 
     wh = Warehouse.open()
