@@ -28,7 +28,8 @@ READ_CHUNK = 512
 """Images decoded at a time (bounded memory for large shards)."""
 
 _ENCODERS: dict[tuple[str, str], Encoder] = {}
-"""Encoders loaded in this process, by (name, weights SHA-256 or path): each shard's run reuses them."""
+"""Encoders loaded in this process, by (name, weights file): each shard's run reuses them. ``auto`` and
+the name it resolves to share an entry (both look for the weights in the same places)."""
 
 
 def get_encoder(name: str, weights_path: str = "", allow_download: bool = True) -> tuple[Encoder, str]:
@@ -54,7 +55,7 @@ def get_encoder(name: str, weights_path: str = "", allow_download: bool = True) 
     if name == "auto":
         choice = choose_default_encoder(weights_path or None, allow_download=allow_download)
         name, weights, note = choice.name, choice.weights, choice.reason
-    key = (name, weights.sha256 if weights else weights_path)
+    key = (name, weights_path)
     if key not in _ENCODERS:
         _ENCODERS[key] = load_encoder(name, weights_path or None, weights=weights, allow_download=allow_download)
     enc = _ENCODERS[key]
