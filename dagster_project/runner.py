@@ -10,8 +10,8 @@ Two guards make the instance safe to share between CLI processes:
 - :func:`instance_for` creates (and migrates) the instance's SQLite storage under a file lock, so
   processes first using a fresh warehouse at the same time do not race on its schema;
 - :func:`mark_orphaned_runs` marks failed the runs whose process died without reporting (``kill -9``,
-  a crash, a power cut): each CLI run is tagged with its host and process id, and the next CLI run of
-  any command finds those that are still STARTED although their process is gone.
+  a crash, a power cut): each CLI run is tagged with its host, process id and the process's start
+  time, and the next CLI run of any command finds those still open although their process is gone.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from warehouse import Warehouse, WarehouseError
 
 __all__ = [
     "HOST_TAG",
+    "PID_START_TAG",
     "PID_TAG",
     "PipelineReport",
     "add_shards",
@@ -48,6 +50,9 @@ PID_TAG = "astrovision/pid"
 
 HOST_TAG = "astrovision/host"
 """Run tag: the host of that process (only this host's runs are judged orphaned here)."""
+
+PID_START_TAG = "astrovision/pid_start"
+"""Run tag: when that process started (Linux clock ticks since boot), so a reused id is not taken for it."""
 
 LOCK_TIMEOUT_S = 120.0
 """How long a process waits for another one creating or migrating the instance."""
@@ -79,13 +84,10 @@ def _error_types(err) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _lock(home: Path) -> FileLock:
-    return FileLock(home / ".instance.lock", timeout=LOCK_TIMEOUT_S)
-
-
-def _locked(home: Path):
-    """The instance lock, or a one-line error naming the lock file when it stays taken."""
-    lock = _lock(home)
+@contextmanager
+def _instance_lock(home: Path) -> Iterator[None]:
+    """Hold ``<home>/.instance.lock``; a one-line error naming it when it stays taken."""
+    lock = FileLock(home / ".instance.lock", timeout=LOCK_TIMEOUT_S)
     try:
         lock.acquire()
     except Timeout:
@@ -93,7 +95,10 @@ def _locked(home: Path):
             f"the Dagster instance in {home} stayed locked by another process for {LOCK_TIMEOUT_S:g} s "
             f"({lock.lock_file}); try again when it is done"
         ) from None
-    return lock
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def instance_for(wh: Warehouse) -> dg.DagsterInstance:
@@ -106,32 +111,42 @@ def instance_for(wh: Warehouse) -> dg.DagsterInstance:
     home = Path(wh.dagster_home)
     home.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("DAGSTER_HOME", str(home))
-    lock = _locked(home)
-    try:
+    with _instance_lock(home):
         yaml = home / "dagster.yaml"
         if not yaml.exists():
             yaml.write_text("telemetry:\n  enabled: false\n")
         return dg.DagsterInstance.from_config(str(home))
-    finally:
-        lock.release()
 
 
-def _process_alive(pid: int) -> bool:
-    """Whether a process exists and is not a zombie (killed but not yet reaped by its parent)."""
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first), or None."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _start_time(pid: int) -> str:
+    """When a process started, in clock ticks since boot (field 22 of its stat); empty without procfs."""
+    fields = _proc_stat(pid)
+    return fields[19] if fields and len(fields) > 19 else ""
+
+
+def _process_gone(pid: int, started: str) -> bool:
+    """Whether the process that tagged a run has ended: no such process, a zombie (killed, not yet
+    reaped), or the id now belongs to a process started at another time (reused after a crash)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
         return True
-    stat = Path(f"/proc/{pid}/stat")
-    if not Path("/proc").is_dir():  # no procfs (macOS): os.kill is all we know
-        return True
-    try:
-        state = stat.read_text().rsplit(")", 1)[-1].split()[0]
-    except (OSError, IndexError):  # it exited just now
+    except PermissionError:  # another user's process holds the id now
+        pass
+    if not Path("/proc").is_dir():  # no procfs (macOS): the id is taken, so assume it is still running
         return False
-    return state != "Z"
+    fields = _proc_stat(pid)
+    if fields is None:  # exited just now
+        return True
+    return fields[0] == "Z" or (bool(started) and len(fields) > 19 and fields[19] != started)
 
 
 def mark_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
@@ -147,19 +162,16 @@ def mark_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
         The ids of the runs marked failed.
     """
     host = socket.gethostname()
-    lock = _locked(Path(instance.root_directory))
-    try:
-        marked = []
+    marked = []
+    with _instance_lock(Path(instance.root_directory)):
         for run in instance.get_runs(filters=dg.RunsFilter(statuses=_OPEN_STATUSES, tags={HOST_TAG: host})):
             pid = run.tags.get(PID_TAG, "")
-            if pid.isdigit() and not _process_alive(int(pid)):
+            if pid.isdigit() and _process_gone(int(pid), run.tags.get(PID_START_TAG, "")):
                 instance.report_run_failed(
                     run, message=f"marked failed by astrovision: its process {pid} on {host} is gone "
                                  "(killed or crashed before the run could finish)")
                 marked.append(run.run_id)
-        return marked
-    finally:
-        lock.release()
+    return marked
 
 
 def add_shards(instance: dg.DagsterInstance, keys: Sequence[str]) -> None:
@@ -310,7 +322,8 @@ def run_pipeline(
     config: dict[str, Any] = {**(run_config or {}), "loggers": loggers}
     if "warehouse" in (defs.resources or {}):  # this warehouse, whatever $ASTROVISION_HOME says
         config["resources"] = {**config.get("resources", {}), "warehouse": {"config": {"root": str(wh.root)}}}
-    tags = {"astrovision/trigger": "cli", PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+    tags = {"astrovision/trigger": "cli", PID_TAG: str(os.getpid()), PID_START_TAG: _start_time(os.getpid()),
+            HOST_TAG: socket.gethostname()}
     logging.getLogger("dagster").setLevel(logging.CRITICAL)
     steps: list[tuple[str, str | None, list[dg.AssetKey]]] = []
     if partitioned:

@@ -19,7 +19,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from dagster_project.runner import HOST_TAG, PID_TAG, instance_for, run_pipeline
+from dagster_project.runner import (
+    HOST_TAG,
+    PID_START_TAG,
+    PID_TAG,
+    instance_for,
+    mark_orphaned_runs,
+    run_pipeline,
+)
 from features.errors import InputError
 from warehouse import Warehouse
 
@@ -165,6 +172,28 @@ def test_a_killed_run_is_marked_failed_by_the_next_run_and_a_live_one_is_not(tmp
     assert again.orphaned_runs == []  # reported once
     statuses = sorted(r.status.value for r in instance.get_runs())
     assert statuses == ["FAILURE", "SUCCESS", "SUCCESS", "SUCCESS"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="process start times come from procfs")
+def test_a_run_whose_process_id_was_reused_is_marked_failed(warehouse, tiny):
+    """After a crash the id may belong to another process (in a container: often this very one); the
+    start time in the tags tells them apart."""
+    import socket
+
+    job = _tiny_defs(tiny).resolve_job_def("pipeline_job")
+    instance = instance_for(warehouse)
+    me = {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+    stat = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    mine = instance.create_run_for_job(job, status=dg.DagsterRunStatus.STARTED,
+                                       tags={**me, PID_START_TAG: stat[19]})
+    reused = instance.create_run_for_job(job, status=dg.DagsterRunStatus.STARTED,
+                                         tags={**me, PID_START_TAG: str(int(stat[19]) - 1)})
+    elsewhere = instance.create_run_for_job(job, status=dg.DagsterRunStatus.STARTED,
+                                            tags={**me, PID_START_TAG: "0", HOST_TAG: "another-host"})
+    assert mark_orphaned_runs(instance) == [reused.run_id]
+    status = {r.run_id: r.status for r in instance.get_runs()}
+    assert status == {mine.run_id: dg.DagsterRunStatus.STARTED, reused.run_id: dg.DagsterRunStatus.FAILURE,
+                      elsewhere.run_id: dg.DagsterRunStatus.STARTED}
 
 
 def test_unknown_group_or_asset_is_a_one_line_error_and_runs_nothing(warehouse, tiny):
