@@ -71,8 +71,14 @@ def _root_cause(err) -> str:
     """
     while err is not None and (err.cls_name or "").startswith("Dagster") and err.cause is not None:
         err = err.cause
-    text = (err.message or "").strip().splitlines() if err else []
-    return text[-1] if text else "failed"
+    if err is None:
+        return "failed"
+    text = (err.message or "").strip()
+    head, sep, rest = text.partition(f"{err.cls_name}: ")
+    if sep and " " not in head:  # "models.errors.LabelError: no galaxy ..." -> "no galaxy ..."
+        text = rest
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else "failed"
 
 
 def _error_types(err) -> tuple[str, ...]:
