@@ -5,7 +5,7 @@ preprocessed ``[B, 3, 224, 224]`` tensor to ``model.forward_features`` under ``t
 the pipeline side is :func:`features.embeddings.embed_images` on uint8 ``256 x 256 x 3`` stamps
 (conversion, antialiased resize, normalisation, CLS + patch mean, copies to numpy). With ``--warehouse``
 the pipeline also reads and decodes the PNG stamps from a warehouse and upserts the vectors
-(:func:`dagster_project.defs.embeddings.compute.embed_shard`). Overhead = pipeline time / bare time - 1.
+(:func:`stages.embeddings.embed_shard`). Overhead = pipeline time / bare time - 1.
 
 Usage::
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
         from test_embeddings import write_tiny_shard  # the tests' direct-write helper
 
-        from dagster_project.defs.embeddings.compute import embed_shard
+        from stages.embeddings import embed_shard
         from warehouse import Warehouse
 
         wh = Warehouse.open(tempfile.mkdtemp(prefix="bench_embed_"))

@@ -1,27 +1,65 @@
-"""Run the asset graph in process for the CLI: every shard's assets, then the unpartitioned ones.
+"""Run named asset jobs in process for the CLI: every shard's assets, then the unpartitioned ones.
 
-The runs are ordinary Dagster runs recorded in the instance under the warehouse root, so
-``astrovision ui`` shows them (lineage, metadata, checks) and any asset can be re-materialized there.
+The runs are ordinary Dagster runs of the jobs in :mod:`dagster_project.jobs`, recorded in the instance
+under the warehouse root, so ``astrovision ui`` lists them by job name (with lineage, metadata and
+checks) and any asset can be re-materialized there. Results are read through Dagster's public result
+API (:class:`dagster.ExecuteInProcessResult`).
+
+Two guards make the instance safe to share between CLI processes:
+
+- :func:`instance_for` creates (and migrates) the instance's SQLite storage under a file lock, so
+  processes first using a fresh warehouse at the same time do not race on its schema;
+- :func:`mark_orphaned_runs` marks failed the runs whose process died without reporting (``kill -9``,
+  a crash, a power cut): each CLI run is tagged with its host, process id and the process's start
+  time, and the next CLI run of any command finds those still open although their process is gone.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+import socket
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
+from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
+from dagster_project.jobs import job_for_groups
 from dagster_project.partitions import SHARDS
-from dagster_project.resources import WarehouseResource
-from warehouse import Warehouse
+from features.errors import InputError
+from warehouse import Warehouse, WarehouseError
 
-__all__ = ["PipelineReport", "add_shards", "instance_for", "run_pipeline"]
+__all__ = [
+    "HOST_TAG",
+    "PID_START_TAG",
+    "PID_TAG",
+    "PipelineReport",
+    "add_shards",
+    "instance_for",
+    "mark_orphaned_runs",
+    "run_pipeline",
+]
 
-_QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+PID_TAG = "astrovision/pid"
+"""Run tag: the id of the process that executes the run in process."""
+
+HOST_TAG = "astrovision/host"
+"""Run tag: the host of that process (only this host's runs are judged orphaned here)."""
+
+PID_START_TAG = "astrovision/pid_start"
+"""Run tag: when that process started (Linux clock ticks since boot), so a reused id is not taken for it."""
+
+LOCK_TIMEOUT_S = 120.0
+"""How long a process waits for another one creating or migrating the instance."""
+
+_OPEN_STATUSES = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+
+_QUIET_LOGGERS = {"console": {"config": {"log_level": "CRITICAL"}}}
 """Dagster's console logger stays quiet: the runner reports failures itself, one line each."""
 
 
@@ -33,20 +71,113 @@ def _root_cause(err) -> str:
     """
     while err is not None and (err.cls_name or "").startswith("Dagster") and err.cause is not None:
         err = err.cause
-    text = (err.message or "").strip().splitlines() if err else []
-    return text[-1] if text else "failed"
+    if err is None:
+        return "failed"
+    text = (err.message or "").strip()
+    head, sep, rest = text.partition(f"{err.cls_name}: ")
+    if sep and " " not in head:  # "models.errors.LabelError: no galaxy ..." -> "no galaxy ..."
+        text = rest
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else "failed"
 
+
+def _error_types(err) -> tuple[str, ...]:
+    """The class names along an error's chain of causes, outermost first."""
+    names: list[str] = []
+    while err is not None:
+        names.append(err.cls_name or "")
+        err = err.cause
+    return tuple(names)
+
+
+@contextmanager
+def _instance_lock(home: Path) -> Iterator[None]:
+    """Hold ``<home>/.instance.lock``; a one-line error naming it when it stays taken."""
+    lock = FileLock(home / ".instance.lock", timeout=LOCK_TIMEOUT_S)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise WarehouseError(
+            f"the Dagster instance in {home} stayed locked by another process for {LOCK_TIMEOUT_S:g} s "
+            f"({lock.lock_file}); try again when it is done"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def instance_for(wh: Warehouse) -> dg.DagsterInstance:
-    """The persistent Dagster instance stored under the warehouse root (``<root>/dagster``)."""
+    """The persistent Dagster instance stored under the warehouse root (``<root>/dagster``).
+
+    Safe under concurrency: the first process creates ``dagster.yaml`` and the SQLite storage (schema
+    and migrations) while holding ``<root>/dagster/.instance.lock``; the others wait for it, then open
+    the finished storage.
+    """
     home = Path(wh.dagster_home)
     home.mkdir(parents=True, exist_ok=True)
-    yaml = home / "dagster.yaml"
-    if not yaml.exists():
-        yaml.write_text("telemetry:\n  enabled: false\n")
     os.environ.setdefault("DAGSTER_HOME", str(home))
-    return dg.DagsterInstance.from_config(str(home))
+    with _instance_lock(home):
+        yaml = home / "dagster.yaml"
+        if not yaml.exists():
+            yaml.write_text("telemetry:\n  enabled: false\n")
+        return dg.DagsterInstance.from_config(str(home))
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first), or None."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _start_time(pid: int) -> str:
+    """When a process started, in clock ticks since boot (field 22 of its stat); empty without procfs."""
+    fields = _proc_stat(pid)
+    return fields[19] if fields and len(fields) > 19 else ""
+
+
+def _process_gone(pid: int, started: str) -> bool:
+    """Whether the process that tagged a run has ended: no such process, a zombie (killed, not yet
+    reaped), or the id now belongs to a process started at another time (reused after a crash)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's process holds the id now
+        pass
+    if not Path("/proc").is_dir():  # no procfs (macOS): the id is taken, so assume it is still running
+        return False
+    fields = _proc_stat(pid)
+    if fields is None:  # exited just now
+        return True
+    return fields[0] == "Z" or (bool(started) and len(fields) > 19 and fields[19] != started)
+
+
+def mark_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed this host's CLI runs that are still open although their process is gone.
+
+    A run counts as a CLI run when it carries :data:`PID_TAG` and :data:`HOST_TAG` (every run started by
+    :func:`run_pipeline` does); runs launched from the UI are Dagster's to watch. The check and the
+    report happen under the instance lock, so two CLI processes never report the same run twice.
+
+    Returns
+    -------
+    list of str
+        The ids of the runs marked failed.
+    """
+    host = socket.gethostname()
+    marked = []
+    with _instance_lock(Path(instance.root_directory)):
+        for run in instance.get_runs(filters=dg.RunsFilter(statuses=_OPEN_STATUSES, tags={HOST_TAG: host})):
+            pid = run.tags.get(PID_TAG, "")
+            if pid.isdigit() and _process_gone(int(pid), run.tags.get(PID_START_TAG, "")):
+                instance.report_run_failed(
+                    run, message=f"marked failed by astrovision: its process {pid} on {host} is gone "
+                                 "(killed or crashed before the run could finish)")
+                marked.append(run.run_id)
+    return marked
 
 
 def add_shards(instance: dg.DagsterInstance, keys: Sequence[str]) -> None:
@@ -59,39 +190,78 @@ def add_shards(instance: dg.DagsterInstance, keys: Sequence[str]) -> None:
 
 @dataclass
 class PipelineReport:
-    """What a pipeline run did: per-step success and each materialization's metadata."""
+    """What the runs did: per-step success, each materialization's metadata, checks, run ids."""
 
     succeeded: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    """``"<step> (<label>)"`` -> the root cause in one line."""
+    failure_types: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """The same keys -> the error's class names along its chain of causes."""
+    skipped: list[str] = field(default_factory=list)
     metadata: dict[str, dict] = field(default_factory=dict)
     checks_failed: list[str] = field(default_factory=list)
+    run_ids: list[str] = field(default_factory=list)
+    orphaned_runs: list[str] = field(default_factory=list)
+    """Runs of dead processes found open and marked failed before these runs started."""
 
     @property
     def ok(self) -> bool:
         return not self.failed
+
+    def user_error(self, kinds: tuple[type[BaseException], ...]) -> str | None:
+        """The message of the first failed step whose error is one of ``kinds`` (or a subclass), if any.
+
+        For commands whose bad input used to raise straight to the CLI (``train --label`` of a column
+        nobody has): the CLI raises this message again, as one line with exit status 2.
+        """
+        names = set()
+        todo = list(kinds)
+        while todo:
+            cls = todo.pop()
+            names.add(cls.__name__)
+            todo.extend(cls.__subclasses__())
+        for step, types in self.failure_types.items():
+            if names & set(types):
+                return self.failed[step]
+        return None
 
 
 def _asset_defs(defs: dg.Definitions) -> list[dg.AssetsDefinition]:
     return [a for a in (defs.assets or []) if isinstance(a, dg.AssetsDefinition)]
 
 
+def _selection(assets: list[dg.AssetsDefinition], groups: Sequence[str] | None,
+               names: Sequence[str] | None) -> set[dg.AssetKey]:
+    """The asset keys of ``groups`` (default all) and, if given, only those named; unknown ones: InputError."""
+    unknown = sorted(g for g in set(groups or ()) if not dg.AssetSelection.groups(g).resolve(assets))
+    if unknown:
+        known = sorted({spec.group_name or "default" for a in assets for spec in a.specs})
+        raise InputError(f"unknown Dagster group(s) {unknown}; known: {known}")
+    selection = dg.AssetSelection.groups(*groups) if groups else dg.AssetSelection.all()
+    if names:
+        known = {k.to_user_string() for a in assets for k in a.keys}
+        missing = sorted(set(names) - known)
+        if missing:
+            raise InputError(f"unknown asset(s) {missing}; known: {sorted(known)}")
+        selection = selection & dg.AssetSelection.assets(*names)
+    return set(selection.resolve(assets))
+
+
 def _collect(result: dg.ExecuteInProcessResult, report: PipelineReport, label: str) -> None:
+    report.run_ids.append(result.run_id)
     for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization  # type: ignore[union-attr]
-        key = mat.asset_key.to_user_string()
-        name = f"{key}[{mat.partition}]" if mat.partition else key
+        key = event.asset_key.to_user_string()  # type: ignore[union-attr]
+        name = f"{key}[{event.partition}]" if event.partition else key
         report.succeeded.append(name)
-        report.metadata[name] = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
-    for event in result.all_events:
-        if event.event_type_value == "ASSET_CHECK_EVALUATION":
-            data = event.event_specific_data
-            if not data.passed:  # type: ignore[union-attr]
-                report.checks_failed.append(
-                    f"{data.asset_key.to_user_string()}:{data.check_name} ({label})"  # type: ignore[union-attr]
-                )
-        if event.is_step_failure:
-            err = event.event_specific_data.error  # type: ignore[union-attr]
-            report.failed[f"{event.step_key} ({label})"] = _root_cause(err)
+        report.metadata[name] = {k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()}
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed:
+            report.checks_failed.append(f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name} ({label})")
+    for event in result.get_step_failure_events():
+        step = f"{event.step_key} ({label})"
+        report.failed[step] = _root_cause(event.step_failure_data.error)
+        report.failure_types[step] = _error_types(event.step_failure_data.error)
+    report.skipped += [f"{event.step_key} ({label})" for event in result.get_step_skipped_events()]
 
 
 def run_pipeline(
@@ -103,8 +273,12 @@ def run_pipeline(
     defs: dg.Definitions | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    assets: Sequence[str] | None = None,
+    job: str | None = None,
+    run_config: Mapping[str, Any] | None = None,
+    asset_logs: bool = False,
 ) -> PipelineReport:
-    """Materialize the asset graph in process.
+    """Materialize assets through a named job, in process: one run per shard, then one for the rest.
 
     Parameters
     ----------
@@ -118,40 +292,60 @@ def run_pipeline(
     defs : Definitions, optional
         Defaults to :data:`dagster_project.definitions.defs`.
     progress : bool
-        Show a progress bar over steps.
+        Show a progress bar over runs.
     log : callable
         Where one-line progress messages go.
+    assets : sequence of str, optional
+        Only these assets (within ``groups``), e.g. ``["photometry"]``.
+    job : str, optional
+        The job to run; default :func:`dagster_project.jobs.job_for_groups` of ``groups``.
+    run_config : mapping, optional
+        Run config (``{"ops": {asset: {"config": {...}}}}``), the same for every run; config of an
+        asset that a run does not select is ignored by that run.
+    asset_logs : bool
+        Print the assets' own log lines on stderr (the ``messages`` logger), e.g. training epochs.
+
+    Raises
+    ------
+    features.errors.InputError
+        Unknown group or asset name (nothing is run).
     """
     if defs is None:
         from dagster_project.definitions import defs as project_defs
 
         defs = project_defs
+    all_assets = _asset_defs(defs)
+    chosen = _selection(all_assets, groups, assets)
+    job_def = defs.resolve_job_def(job or job_for_groups(groups))
     instance = instance_for(wh)
+    report = PipelineReport(orphaned_runs=mark_orphaned_runs(instance))
+    for run_id in report.orphaned_runs:
+        log(f"run {run_id} was left open by a process that is gone: marked failed")
     add_shards(instance, shards)
-    assets = _asset_defs(defs)
-    chosen = [a for a in assets if groups is None or set(a.group_names_by_key.values()) & set(groups)]
-    partitioned = [k for a in chosen if a.partitions_def is not None for k in a.keys]
-    unpartitioned = [k for a in chosen if a.partitions_def is None for k in a.keys]
-    resources = {"warehouse": WarehouseResource(root=str(wh.root))}
-    report = PipelineReport()
+    partitioned = [k for a in all_assets if a.partitions_def is not None for k in a.keys if k in chosen]
+    unpartitioned = [k for a in all_assets if a.partitions_def is None for k in a.keys if k in chosen]
+    loggers = {**_QUIET_LOGGERS, **({"messages": {"config": {}}} if asset_logs else {})}
+    config: dict[str, Any] = {**(run_config or {}), "loggers": loggers}
+    if "warehouse" in (defs.resources or {}):  # this warehouse, whatever $ASTROVISION_HOME says
+        config["resources"] = {**config.get("resources", {}), "warehouse": {"config": {"root": str(wh.root)}}}
+    tags = {"astrovision/trigger": "cli", PID_TAG: str(os.getpid()), PID_START_TAG: _start_time(os.getpid()),
+            HOST_TAG: socket.gethostname()}
     logging.getLogger("dagster").setLevel(logging.CRITICAL)
     steps: list[tuple[str, str | None, list[dg.AssetKey]]] = []
     if partitioned:
         steps += [(f"shard {s}", s, partitioned) for s in shards]
     if include_unpartitioned and unpartitioned:
         steps.append(("unpartitioned assets", None, unpartitioned))
-    bar = tqdm(steps, desc="materialize", unit="run", disable=not progress)
+    bar = tqdm(steps, desc=job_def.name, unit="run", disable=not progress)
     for label, partition, keys in bar:
         bar.set_postfix_str(label)
-        result = dg.materialize(
-            assets,
-            selection=keys,
-            partition_key=partition,
+        result = job_def.execute_in_process(
+            run_config=config,
             instance=instance,
-            resources=resources,
-            run_config=_QUIET_RUN_CONFIG,
+            partition_key=partition,
+            asset_selection=keys,
             raise_on_error=False,
-            tags={"astrovision/trigger": "cli"},
+            tags=tags,
         )
         before = set(report.failed)
         _collect(result, report, label)

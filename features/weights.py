@@ -96,6 +96,20 @@ class WeightsOrigin(StrEnum):
         """Whether random weights stand in for pretrained ones (``RANDOM_INIT``)."""
         return self is WeightsOrigin.RANDOM_INIT
 
+    @classmethod
+    def of_record(cls, text: str) -> WeightsOrigin:
+        """The origin at the head of a stored provenance text (``str(WeightsProvenance)``).
+
+        Raises
+        ------
+        ValueError
+            When the text starts with no known origin.
+        """
+        for member in sorted(cls, key=lambda m: -len(m.value)):
+            if text == member.value or text.startswith(member.value + " "):
+                return member
+        return cls(text)
+
 
 @dataclass(frozen=True)
 class WeightsProvenance:

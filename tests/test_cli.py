@@ -109,19 +109,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ui_serves_the_asset_graph(ingested):
-    """`astrovision ui` starts the real Dagster webserver on 127.0.0.1 and it knows our assets."""
+def test_ui_serves_the_asset_graph_and_named_runs_from_a_folder_that_shadows_a_dependency(ingested, tmp_path):
+    """`astrovision ui` starts the real Dagster webserver on 127.0.0.1 and it knows our assets and jobs,
+    even when typed in a folder holding a ``gql.py`` (a module name Dagster's webserver imports)."""
     home, _ = ingested
     port = _free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cwd = tmp_path / "somewhere"
+    cwd.mkdir()
+    (cwd / "gql.py").write_text('raise ImportError("this gql.py shadows the real gql package")\n')
+    project = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join(p for p in (project, os.environ.get("PYTHONPATH")) if p)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "--home", str(home), "ui", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         preexec_fn=lambda: (signal.signal(signal.SIGINT, signal.SIG_DFL),
                             signal.signal(signal.SIGTERM, signal.SIG_DFL)),
     )
     try:
-        query = json.dumps({"query": "{ assetNodes { assetKey { path } } }"}).encode()
+        query = json.dumps({"query": "{ assetNodes { assetKey { path } } "
+                                     "runsOrError { ... on Runs { results { jobName status } } } }"}).encode()
         deadline = time.monotonic() + 180
         body = None
         while time.monotonic() < deadline:
@@ -139,6 +146,8 @@ def test_ui_serves_the_asset_graph(ingested):
         assert body is not None, "the Dagster webserver never answered"
         keys = {"/".join(n["assetKey"]["path"]) for n in body["data"]["assetNodes"]}
         assert {"galaxies", "duplicate_groups"} <= keys
+        runs = body["data"]["runsOrError"]["results"]  # the CLI's ingest: 2 shard runs + duplicate_groups
+        assert len(runs) >= 3 and {(r["jobName"], r["status"]) for r in runs} == {("ingest_job", "SUCCESS")}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -175,3 +184,16 @@ def test_ingested_demo_survey_cross_matches_its_own_catalogue_offline(tmp_path):
     rows = json.loads(cli(home, "sql", "SELECT count(*) AS n, count(modelMag_r) AS with_mag FROM photometry",
                           "--format", "json").stdout)[0]
     assert rows["n"] == 6 and rows["with_mag"] >= 5  # ~2% of demo galaxies are unmatched by design
+
+
+def test_ui_env_keeps_the_import_path_but_not_the_working_folder(tmp_path, monkeypatch):
+    from service.commands.ui import ui_command, ui_env
+    from warehouse import Warehouse
+
+    monkeypatch.chdir(tmp_path)
+    wh = Warehouse.open(tmp_path / "home")
+    env = ui_env(wh, {"PYTHONPATH": f"src{os.pathsep}{os.pathsep}/abs/lib", "OTHER": "x"})
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(tmp_path / "src"), "/abs/lib"]  # "" (= cwd) dropped
+    assert env["PYTHONSAFEPATH"] == "1" and env["DAGSTER_HOME"] == str(wh.dagster_home)
+    assert env["OTHER"] == "x" and "PYTHONPATH" not in ui_env(wh, {"PYTHONPATH": ""})
+    assert ui_command(3000)[1:3] == ["-P", "-m"]

@@ -202,7 +202,7 @@ def test_load_image_file_errors(tmp_path):
 
 # ------------------------------------------------------------------------------------ shard + assets
 def test_embed_shard_flags_a_nan_image_without_stopping(warehouse, tiny_random):
-    from dagster_project.defs.embeddings.compute import embed_shard, vector_stats
+    from stages.embeddings import embed_shard, vector_stats
 
     ids = write_tiny_shard(warehouse, n=4, nan_image=True)
     res = embed_shard(warehouse, "demo-00000", tiny_random, batch_size=3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dagster as dg
 import h5py
 import pytest
 
@@ -57,7 +58,10 @@ def test_two_shards_materialize_and_rerun_is_idempotent(warehouse, galaxy10_h5):
 
     # the runs are in the instance under the warehouse root, so the UI shows them
     instance = instance_for(warehouse)
-    assert len(instance.get_runs()) >= 6
+    runs = instance.get_runs()
+    assert len(runs) == 6  # per ingest: one run per shard, then duplicate_groups
+    assert {r.job_name for r in runs} == {"ingest_job"}  # named in the UI's run list
+    assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
     assert set(instance.get_dynamic_partitions("shards")) == set(shards)
 
 
@@ -132,8 +136,6 @@ def test_folder_of_370_real_galaxies_through_dagster(warehouse, shared_dir):
 def test_runner_goes_on_past_a_failed_feature_step_and_names_the_user_error(warehouse):
     """A shard's failed step (e.g. photometry offline) is reported by the project's own message, and the
     unpartitioned assets still run; only a failed ``galaxies`` step stops the run."""
-    import dagster as dg
-
     from dagster_project.partitions import SHARDS
 
     @dg.asset(partitions_def=SHARDS)
@@ -151,7 +153,7 @@ def test_runner_goes_on_past_a_failed_feature_step_and_names_the_user_error(ware
     def downstream() -> None:
         return None
 
-    defs = dg.Definitions(assets=[upstream, flaky, downstream])
+    defs = dg.Definitions(assets=[upstream, flaky, downstream], jobs=[dg.define_asset_job("pipeline_job")])
     messages: list[str] = []
     report = run_pipeline(warehouse, ["t-00000", "t-00001"], defs=defs, progress=False, log=messages.append)
     assert set(report.failed) == {"flaky (shard t-00000)", "flaky (shard t-00001)"}

@@ -43,6 +43,12 @@ def test_match_with_catalogue_and_column_map(warehouse, tmp_path, monkeypatch, c
     rows = warehouse.read("photometry").sort_by("galaxy_id").to_pylist()
     assert [r["objid"] for r in rows] == [7, 8, None]
     assert abs(rows[0]["g_r"] - 0.7) < 1e-9 and rows[0]["source"] == "catalogue:cat.csv"
+    from dagster_project.runner import instance_for
+
+    runs = instance_for(warehouse).get_runs()  # both attempts are runs of the named job, in the UI
+    assert sorted((r.job_name, r.status.value) for r in runs) == [("features_job", "FAILURE"),
+                                                                  ("features_job", "SUCCESS")]
+    assert {r.run_id for r in runs} >= set(warehouse.read("photometry").column("run_id").to_pylist())
 
 
 def test_plan_counts_requests_without_asking(warehouse, tmp_path, monkeypatch, capsys):

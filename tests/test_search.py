@@ -235,6 +235,13 @@ def test_cli_embed_then_similar_by_image(warehouse, tmp_path, capsys, monkeypatc
     assert main(["--home", str(warehouse.root), "embed", "--quiet", "--no-download"]) == 0
     out = capsys.readouterr().out
     assert "random" in out and "exact search" in out
+    assert "demo-00000: 4 vectors -> embeddings_random_vits14" in out
+    from dagster_project.runner import instance_for
+
+    runs = instance_for(warehouse).get_runs()  # a Dagster run per shard, then the index: named, checked
+    assert sorted(r.job_name for r in runs) == ["embed_job", "embed_job"]
+    assert main(["--home", str(warehouse.root), "embed", "--quiet", "--shard", "demo-00009"]) == 2
+    assert "unknown shard(s) ['demo-00009']" in capsys.readouterr().err
     png = tmp_path / "query.png"
     Image.fromarray(raw[2]).save(png)
     assert main(["--home", str(warehouse.root), "similar", "--image", str(png), "-k", "2", "--format", "json"]) == 0

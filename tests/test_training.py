@@ -180,8 +180,17 @@ def test_cli_train_with_label_and_list(warehouse, capsys):
     assert main(["--home", home, "train", "--list"]) == 0
     assert "dinov2_probe" in capsys.readouterr().out
     assert main(["--home", home, "train", "cnn", "--label", "bars", "--quiet"]) == 2
-    assert "no galaxy has a value in label column 'bars'" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip()
+    assert err == "astrovision: error: galaxies: no galaxy has a value in label column 'bars' (40 galaxies read)"
     assert len(list_models(warehouse)) == 1
+    assert main(["--home", home, "train", "dinov2_probe", "--epochs", "3"]) == 2  # the probe has no epochs
+    assert capsys.readouterr().err.strip() == "astrovision: error: --epochs does not apply to dinov2_probe"
+
+    from dagster_project.runner import instance_for
+
+    runs = instance_for(warehouse).get_runs()  # both training attempts are Dagster runs, named
+    assert sorted((r.job_name, r.status.value) for r in runs) == [("training_job", "FAILURE"),
+                                                                  ("training_job", "SUCCESS")]
 
 
 def test_dagster_materializes_splits_probe_cnn_and_predictions(warehouse):

@@ -1,5 +1,8 @@
 """``astrovision embed`` (compute embeddings) and ``astrovision similar`` (lookalike search).
 
+``embed`` resolves the encoder once (and says which, and why), then runs ``embed_job``: the
+``embeddings`` asset per shard, then ``embedding_index``, as Dagster runs the UI lists with their checks.
+
 Examples::
 
     astrovision embed                                  # DINOv2 ViT-S/14 if its weights resolve, else random_vits14
@@ -29,36 +32,51 @@ _SHOW = ("rank", "galaxy_id", "distance", "label_name", "ra", "dec", "redshift",
 
 # ------------------------------------------------------------------------------------ embed
 def _cmd_embed(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
-    from dagster_project.defs.embeddings.assets import get_encoder
-    from dagster_project.defs.embeddings.compute import embed_shard
+    from dagster_project.runner import run_pipeline
+    from service.cli import USER_ERRORS
+    from stages.embeddings import get_encoder
     from warehouse import search
 
     wh = Warehouse.open()
     if not wh.exists("galaxies"):
         raise WarehouseError(f"no galaxies in {wh.root}; run `astrovision ingest` or `astrovision demo` first")
-    shards = args.shard or sorted(set(wh.read("galaxies", columns=["shard"]).column("shard").to_pylist()))
-    enc, note = get_encoder(args.encoder, args.weights or "", not args.no_download)
+    known = sorted(set(wh.read("galaxies", columns=["shard"]).column("shard").to_pylist()))
+    unknown = sorted(set(args.shard or ()) - set(known))
+    if unknown:
+        raise InputError(f"unknown shard(s) {unknown}; known: {known}")
+    shards = args.shard or known
+    enc, note = get_encoder(args.encoder, args.weights or "", not args.no_download)  # fails fast, offline
     print(note)
+    min_rows = search.INDEX_MIN_ROWS if args.index_min_rows is None else args.index_min_rows
+    run_config = {"ops": {  # the resolved encoder, so every shard's run uses the same one
+        "embeddings": {"config": {"encoder": enc.name, "weights_path": args.weights or "",
+                                  "batch_size": args.batch_size, "allow_download": not args.no_download}},
+        "embedding_index": {"config": {"min_rows": min_rows, "encoder": enc.name}},
+    }}
+    failures: list[str] = []
+    report = run_pipeline(wh, shards, groups=["embeddings"], run_config=run_config, progress=not args.quiet,
+                          log=failures.append)
+    message = report.user_error(USER_ERRORS)
+    if message:
+        raise InputError(message)
     total = 0
     for shard in shards:
-        bar = tqdm(desc=f"embed {shard}", unit="gal", disable=args.quiet)
-
-        def _progress(done: int, n: int, bar=bar) -> None:
-            bar.total = n
-            bar.update(done - bar.n)
-
-        res = embed_shard(wh, shard, enc, batch_size=args.batch_size, progress=_progress)
-        bar.close()
-        total += res.rows
-        print(f"{shard}: {res.rows} vectors -> {res.table} ({res.rows / max(res.seconds, 1e-9):.1f} galaxies/s"
-              f"{f', {res.flagged} flagged images' if res.flagged else ''})")
-    min_rows = search.INDEX_MIN_ROWS if args.index_min_rows is None else args.index_min_rows
-    report = search.build_index(wh, enc.name, min_rows=min_rows)
+        meta = report.metadata.get(f"embeddings[{shard}]")
+        if meta is None:
+            continue
+        total += meta["rows"]
+        flagged = f", {meta['flagged_images']} flagged images" if meta["flagged_images"] else ""
+        print(f"{shard}: {meta['rows']} vectors -> {meta['table']} ({meta['galaxies_per_second']:.1f} galaxies/s"
+              f"{flagged})")
+    for line in failures:
+        print(line, file=sys.stderr)
+    index = report.metadata.get("embedding_index", {}).get("tables", {}).get(f"embeddings_{enc.name}", {})
+    search_note = index.get("reason") or index.get("action") or "no index run"
     print(f"{total} galaxies embedded with {enc.name} (weights {enc.weights_origin}, sha256 "
-          f"{enc.weights_sha256[:12]}); search: {report.reason}")
-    return 0
+          f"{enc.weights_sha256[:12]}); search: {search_note}")
+    for check in report.checks_failed:
+        print(f"  check failed: {check}")
+    return 0 if report.ok else 1
 
 
 # ------------------------------------------------------------------------------------ similar

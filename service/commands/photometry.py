@@ -1,7 +1,8 @@
 """``astrovision photometry``: cross-match stored galaxies against a catalogue file or SDSS, or plan it.
 
 * ``astrovision photometry match [--catalog FILE] [--shard S ...]`` writes the ``photometry`` table for
-  every shard (or the named ones), with the same code the Dagster asset runs.
+  every shard (or the named ones): a ``features_job`` run of the ``photometry`` asset per shard, its
+  options passed as the asset's run config.
 * ``astrovision photometry plan --coords CSV`` prints how many SDSS requests a cross-match of those
   positions needs, how many are cached, and the time at the configured rate, without a request.
 """
@@ -27,43 +28,43 @@ def _sdss_config(args: argparse.Namespace):
 
 
 def _cmd_match(args: argparse.Namespace) -> int:
-    from features.photometry import (
-        MatchConfig,
-        QualityConfig,
-        SkyServerClient,
-        photometry_from_catalogue,
-        photometry_from_sdss,
-        read_catalogue,
-    )
-    from stages.photometry import catalogue_for_source
-    from warehouse import Warehouse, quote
+    from dagster_project.runner import run_pipeline
+    from service.cli import USER_ERRORS
+    from warehouse import Warehouse
 
     wh = Warehouse.open()
     if not wh.exists("galaxies"):
         raise InputError(f"no galaxies in {wh.root}; run `astrovision ingest` or `astrovision demo` first")
-    shards = args.shard or sorted(set(wh.read("galaxies", columns=["shard"]).column("shard").to_pylist()))
-    mapping = json.loads(args.column_map) if args.column_map else None
-    match = MatchConfig(radius_arcsec=args.radius, search_radius_arcsec=args.search_radius)
-    quality = QualityConfig(mag_err_max=args.mag_err_max)
+    known = sorted(set(wh.read("galaxies", columns=["shard"]).column("shard").to_pylist()))
+    unknown = sorted(set(args.shard or ()) - set(known))
+    if unknown:
+        raise InputError(f"unknown shard(s) {unknown}; known: {known}")
+    if args.column_map:
+        try:
+            json.loads(args.column_map)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"--column-map is not JSON: {exc}") from None
+    config = {"catalog": args.catalog or "", "column_map_json": args.column_map or "", "radius_arcsec": args.radius,
+              "search_radius_arcsec": args.search_radius, "mag_err_max": args.mag_err_max,
+              "batch_size": args.batch_size, "requests_per_second": args.rate}
+    shards = args.shard or known
+    failures: list[str] = []
+    report = run_pipeline(wh, shards, groups=["features"], assets=["photometry"], progress=False,
+                          run_config={"ops": {"photometry": {"config": config}}}, log=failures.append)
+    message = report.user_error(USER_ERRORS)
+    if message:
+        raise InputError(message)
     for shard in shards:
-        gal = wh.read("galaxies", columns=["galaxy_id", "source", "ra", "dec", "redshift"],
-                      where=f"shard = {quote(shard)}").sort_by("galaxy_id")
-        if gal.num_rows == 0:
-            raise InputError(f"shard {shard!r} has no galaxies")
-        ids = gal.column("galaxy_id").to_pylist()
-        ra, dec, z = (np.asarray(gal.column(c).to_numpy(zero_copy_only=False), float) for c in ("ra", "dec", "redshift"))
-        path = catalogue_for_source(wh, gal.column("source")[0].as_py(), args.catalog or "")
-        if path is not None:
-            res = photometry_from_catalogue(ids, ra, dec, z, catalogue=read_catalogue(path, mapping), shard=shard,
-                                            match=match, quality=quality)
-        else:
-            client = SkyServerClient(wh.cache_dir / "sdss", _sdss_config(args))
-            res = photometry_from_sdss(ids, ra, dec, z, client=client, shard=shard, match=match, quality=quality)
-        wh.upsert("photometry", res.table)
-        s = res.summary
-        print(f"{shard}: {s['n_galaxies']} galaxies from {s['source']}: matched {s['match_rate']:.1%}, "
-              f"quality ok {s['quality_pass_rate']:.1%}, median g-r {s['median_g_r']:.3f}")
-    return 0
+        s = report.metadata.get(f"photometry[{shard}]")
+        if s is not None:
+            g_r = "n/a" if s["median_g_r"] is None else f"{s['median_g_r']:.3f}"
+            print(f"{shard}: {s['n_galaxies']} galaxies from {s['source']}: matched {s['match_rate']:.1%}, "
+                  f"quality ok {s['quality_pass_rate']:.1%}, median g-r {g_r}")
+    for line in failures:
+        print(line, file=sys.stderr)
+    for check in report.checks_failed:
+        print(f"  check failed: {check}")
+    return 0 if report.ok else 1
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:

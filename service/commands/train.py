@@ -1,7 +1,9 @@
 """``astrovision train MODEL``: train a classifier from the warehouse and register it.
 
-Runs the same plain functions as the Dagster training assets (:func:`models.pipeline.train_model`), so a
-model trained here is a registry row like any other; ``--predict`` then writes its predictions.
+Runs ``training_job`` (the Dagster training assets, restricted to the chosen models, and ``predictions``
+with ``--predict``), so a model trained here is a registry row like any other and its run, checks and
+lineage show in the UI. The options travel as the assets' typed run config
+(:mod:`dagster_project.defs.training.config`); each applies to the models whose config has it.
 ``astrovision train --list`` shows the registry.
 """
 
@@ -10,7 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
+from features.errors import InputError
+from features.weights import WeightsOrigin
 from warehouse import Warehouse
 
 __all__ = ["register"]
@@ -21,9 +26,17 @@ ORDER = ("dinov2_probe", "cnn", "efficientnet_b0", "dinov2_finetune")
 PRESET_NAMES = ("demo", "full")
 """The presets of :data:`models.config.PRESETS`."""
 
+_OPTIONS = {
+    "label_column": "--label", "seed": "--seed", "epochs": "--epochs", "img_size": "--img-size",
+    "batch_size": "--batch-size", "lr": "--lr", "max_train": "--max-train", "device": "--device",
+    "encoder": "--encoder", "weights_path": "--weights", "allow_random_init": "--allow-random-init",
+}
+"""Run-config field -> the option that sets it."""
 
-def _overrides(args: argparse.Namespace) -> dict:
-    return {
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The options given on the command line, by run-config field."""
+    given = {
         "label_column": args.label,
         "seed": args.seed,
         "epochs": args.epochs,
@@ -36,30 +49,66 @@ def _overrides(args: argparse.Namespace) -> dict:
         "weights_path": args.weights,
         "allow_random_init": args.allow_random_init,
     }
+    return {k: v for k, v in given.items() if v is not None}
 
 
-def _print_outcome(out) -> None:
-    m = out.metrics
-    random_note = "  <-- RANDOM INIT" if out.weights_origin.is_random else ""
-    print(f"{out.name} v{out.version}  (label {out.label_column!r}, split {out.split_name}, preset {out.config.preset})")
-    print(f"  weights: {out.weights_origin}{random_note}")
-    print("  settings: " + ", ".join(f"{k}={getattr(out.config, k)}" for k in
+def _run_config(names: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """Each model's run config: the preset and the options its config class takes.
+
+    Raises
+    ------
+    InputError
+        An option that none of the chosen models takes (``--epochs`` for the probe alone).
+    """
+    from dagster_project.defs.training.config import MODEL_CONFIGS
+
+    given = _overrides(args)
+    ops: dict[str, Any] = {}
+    used: set[str] = set()
+    for name in names:
+        fields = MODEL_CONFIGS[name].model_fields
+        config = {k: v for k, v in given.items() if k in fields}
+        used |= set(config)
+        ops[name] = {"config": {"preset": args.preset, **config}}
+    unused = sorted(_OPTIONS[k] for k in set(given) - used)
+    if unused:
+        raise InputError(f"{', '.join(unused)} does not apply to {', '.join(names)}")
+    if args.predict:
+        ops["predictions"] = {"config": {"models": names}}
+    return {"ops": ops}
+
+
+def _print_outcome(wh: Warehouse, name: str, meta: dict[str, Any]) -> None:
+    """One model's result, from its materialization metadata and its registry row."""
+    from models.versions import get_model
+
+    row = get_model(wh, name, int(meta["version"]))
+    metrics = json.loads(row["metrics_json"])
+    config = json.loads(row["config_json"])
+    m, fit = metrics["test"], metrics.get("fit", {})
+    random_note = "  <-- RANDOM INIT" if WeightsOrigin.of_record(row["weights_origin"]).is_random else ""
+    print(f"{meta['model']}  (label {row['label_column']!r}, split {row['split_name']}, preset {config['preset']})")
+    print(f"  weights: {row['weights_origin']}{random_note}")
+    print("  settings: " + ", ".join(f"{k}={config[k]}" for k in
                                        ("img_size", "epochs", "batch_size", "lr", "max_train", "encoder")))
-    print(f"  test: balanced accuracy {m['balanced_accuracy']:.4f} (floor {out.floor:.3f}, "
-          f"{'passed' if out.passed_floor else 'FAILED'}), accuracy {m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}")
+    floor = float(meta["floor"])
+    print(f"  test: balanced accuracy {m['balanced_accuracy']:.4f} (floor {floor:.3f}, "
+          f"{'passed' if m['balanced_accuracy'] >= floor else 'FAILED'}), accuracy {m['accuracy']:.4f}, "
+          f"macro F1 {m['macro_f1']:.4f}")
     print("  per-class recall: " + ", ".join(f"{n} {r:.2f}" for n, r in m["per_class_recall"].items()))
     extra = ""
-    if "images_per_s" in out.fit:
-        extra = f", {out.fit['images_per_s']:.1f} images/s, data wait {100 * out.fit['data_wait_fraction']:.1f}%"
-    print(f"  time: {out.train_seconds:.1f} s{extra}")
-    print(f"  artefacts: {out.artefact_dir}")
-    for note in out.notes:
+    if "images_per_s" in fit:
+        extra = f", {fit['images_per_s']:.1f} images/s, data wait {100 * fit['data_wait_fraction']:.1f}%"
+    print(f"  time: {row['train_seconds']:.1f} s{extra}")
+    print(f"  artefacts: {row['artefact_path']}")
+    for note in metrics.get("notes", []):
         print(f"  note: {note}")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from models.pipeline import train_model
+    from dagster_project.runner import run_pipeline
     from models.versions import list_models
+    from service.cli import USER_ERRORS
 
     wh = Warehouse.open()
     if args.list:
@@ -74,21 +123,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print("astrovision train: give a MODEL (or --list)", file=sys.stderr)
         return 2
     names = list(ORDER) if args.model == "all" else [args.model]
-    log = (lambda msg: print(f"  {msg}", file=sys.stderr)) if not args.quiet else None
-    outcomes = []
+    failures: list[str] = []
+    report = run_pipeline(wh, [], groups=["training"], assets=[*names, *(["predictions"] if args.predict else [])],
+                          run_config=_run_config(names, args), progress=False, log=failures.append,
+                          asset_logs=not args.quiet)
+    message = report.user_error(USER_ERRORS)
+    if message:
+        raise InputError(message)
     for name in names:
-        from models.config import make_config
-
-        cfg = make_config(name, args.preset, **_overrides(args))
-        out = train_model(wh, name, cfg, log=log)
-        outcomes.append(out)
-        _print_outcome(out)
-    if args.predict:
-        from models.predict import predict_all
-
-        summary = predict_all(wh, models=names, log=log)
-        print("predictions: " + json.dumps(summary))
-    return 0 if all(o.passed_floor or o.weights_origin.is_random for o in outcomes) else 1
+        if name in report.metadata:
+            _print_outcome(wh, name, report.metadata[name])
+    for step in report.skipped:
+        print(f"{step}: skipped (an upstream step failed)")
+    if "predictions" in report.metadata:
+        print("predictions: " + json.dumps(report.metadata["predictions"]["per_version"]))
+    for line in failures:
+        print(line, file=sys.stderr)
+    return 0 if report.ok else 1
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

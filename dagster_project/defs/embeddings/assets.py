@@ -11,19 +11,16 @@
 import dagster as dg
 from pydantic import Field
 
-from dagster_project.defs.embeddings.compute import NORM_MAX, NORM_MIN, embed_shard, vector_stats
 from dagster_project.partitions import SHARDS
 from dagster_project.resources import WarehouseResource
-from features.embeddings import Encoder, choose_default_encoder, load_encoder
+from stages.embeddings import NORM_MAX, NORM_MIN, embed_shard, get_encoder, vector_stats
 from warehouse import quote
 from warehouse import search as vsearch
 
-__all__ = ["EmbeddingIndexConfig", "EmbeddingsConfig", "embedding_index", "embeddings", "get_encoder"]
+__all__ = ["EmbeddingIndexConfig", "EmbeddingsConfig", "embedding_index", "embeddings"]
 
 RECALL_MIN = 0.95
 """The ``ann_recall`` check fails when the index's recall@10 against exact search is below this."""
-
-_ENCODERS: dict[tuple[str, str, int], Encoder] = {}
 
 
 class EmbeddingsConfig(dg.Config):
@@ -44,20 +41,6 @@ class EmbeddingIndexConfig(dg.Config):
 
     min_rows: int = Field(default=vsearch.INDEX_MIN_ROWS, description="build an ANN index from this many rows")
     encoder: str = Field(default="", description="one encoder's table; empty: every embeddings table")
-
-
-def get_encoder(name: str, weights_path: str = "", allow_download: bool = True) -> tuple[Encoder, str]:
-    """Load (once per process) the encoder a config names, and a sentence saying which and why."""
-    note = ""
-    weights = None
-    if name == "auto":
-        choice = choose_default_encoder(weights_path or None, allow_download=allow_download)
-        name, weights, note = choice.name, choice.weights, choice.reason
-    key = (name, weights.sha256 if weights else weights_path, 0)
-    if key not in _ENCODERS:
-        _ENCODERS[key] = load_encoder(name, weights_path or None, weights=weights, allow_download=allow_download)
-    enc = _ENCODERS[key]
-    return enc, note or f"encoder {enc.name}, weights from {enc.weights_origin}"
 
 
 @dg.asset(

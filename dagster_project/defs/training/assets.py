@@ -4,9 +4,8 @@ Each asset is thin: it opens the warehouse, calls a plain function of :mod:`mode
 :mod:`models.predict` (which read and write through the warehouse with this run's id), and returns a
 ``MaterializeResult`` with the metrics, the confusion matrix and its check results.
 
-Run config: every field has a default; model fields left at ``None`` take the value of the chosen
-``preset`` (``demo``: sized for a CPU and the demo survey; ``full``: the documented GPU settings; see
-:mod:`models.config`).
+Run config: :mod:`dagster_project.defs.training.config` (every field has a default; model fields left
+at ``None`` take the value of the chosen ``preset``).
 """
 
 import base64
@@ -14,9 +13,15 @@ import json
 from typing import TYPE_CHECKING
 
 import dagster as dg
-from pydantic import Field
 
 from dagster_project.defs.training.checks import floor_check, leak_check, predictions_check
+from dagster_project.defs.training.config import (
+    DINOv2FinetuneConfig,
+    DINOv2ProbeConfig,
+    ImageModelConfig,
+    PredictionsConfig,
+    SplitsConfig,
+)
 from dagster_project.resources import WarehouseResource
 
 if TYPE_CHECKING:
@@ -41,66 +46,6 @@ __all__ = [
 ]
 
 GROUP = "training"
-
-
-class SplitsConfig(dg.Config):
-    """Run configuration of ``splits``."""
-
-    label_column: str = Field(default="label", description="'label' or a key of galaxies.extra_json (e.g. 'ring')")
-    seed: int = Field(default=0, description="seed of the stratified group shuffle")
-    train_fraction: float = Field(default=0.70, description="fraction of each class in train")
-    val_fraction: float = Field(default=0.15, description="fraction of each class in val")
-    test_fraction: float = Field(default=0.15, description="fraction of each class in test")
-
-
-class _ModelConfig(dg.Config):
-    preset: str = Field(default="demo", description="'demo' (CPU, small stamps, few epochs) or 'full' (GPU)")
-    label_column: str = Field(default="label", description="target column; its split set is built if missing")
-    seed: int = Field(default=0, description="seed of the split set and of training")
-    max_train: int | None = Field(default=None, description="cap on training galaxies (0: all)")
-    allow_random_init: bool | None = Field(
-        default=None, description="train from random init when no pretrained weights resolve (demo: true)")
-    floor_vs_chance: float | None = Field(
-        default=None, description="test balanced accuracy floor, as a multiple of chance (1/K)")
-
-    def overrides(self) -> dict:
-        """Fields to pass to :func:`models.config.make_config` (None means: the preset's value)."""
-        return {k: v for k, v in self.model_dump().items() if k != "preset" and v is not None}
-
-
-class ImageModelConfig(_ModelConfig):
-    """Run configuration of ``cnn`` and ``efficientnet_b0``."""
-
-    img_size: int | None = Field(default=None, description="stamp side in pixels (demo 64, full 128/224)")
-    epochs: int | None = Field(default=None, description="maximum epochs (early stopping on val balanced accuracy)")
-    batch_size: int | None = Field(default=None, description="batch size")
-    lr: float | None = Field(default=None, description="peak learning rate (AdamW, cosine schedule)")
-    label_smoothing: float | None = Field(default=None, description="cross-entropy label smoothing")
-    class_balanced: bool | None = Field(default=None, description="inverse-frequency class weights")
-    device: str = Field(default="auto", description="auto, cpu or cuda")
-    num_workers: int | None = Field(default=None, description="data-loader workers (-1: automatic)")
-    weights_path: str | None = Field(default=None, description="local pretrained weights file")
-
-
-class DINOv2ProbeConfig(_ModelConfig):
-    """Run configuration of ``dinov2_probe``."""
-
-    encoder: str = Field(default="auto", description="embeddings_<encoder> to read; auto: what the embeddings stage wrote")
-
-
-class DINOv2FinetuneConfig(ImageModelConfig):
-    """Run configuration of ``dinov2_finetune``."""
-
-    encoder: str = Field(default="auto", description="DINOv2 encoder (auto: the one the probe used)")
-    layer_decay: float | None = Field(default=None, description="layer-wise learning-rate decay")
-    init_from_probe: bool | None = Field(default=None, description="start the head from the latest probe")
-
-
-class PredictionsConfig(dg.Config):
-    """Run configuration of ``predictions``."""
-
-    batch_size: int = Field(default=64, description="inference batch size")
-    device: str = Field(default="auto", description="auto, cpu or cuda")
 
 
 def _md_png(png: bytes, alt: str) -> dg.MetadataValue:
@@ -227,8 +172,8 @@ def predictions(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
     from models.predict import predict_all
 
     wh = warehouse.open()
-    summary = predict_all(wh, run_id=context.run_id, log=context.log.info, batch_size=config.batch_size,
-                          device=config.device)
+    summary = predict_all(wh, models=config.models or None, run_id=context.run_id, log=context.log.info,
+                          batch_size=config.batch_size, device=config.device)
     return dg.MaterializeResult(
         metadata={
             "model_versions": len(summary),

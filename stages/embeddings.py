@@ -1,19 +1,22 @@
-"""Embedding one shard: read its images, embed them, upsert ``embeddings_<encoder>`` (no Dagster here).
+"""Embeddings stage: load the configured encoder once, embed a shard, upsert ``embeddings_<encoder>``.
 
-Used by the ``embeddings`` asset and by ``astrovision embed``.
+No Dagster here: the ``embeddings`` asset calls these functions, and ``astrovision embed`` resolves its
+encoder with :func:`get_encoder` before it launches that asset's runs (so it can say which encoder it
+uses, and why, before the first shard).
 """
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
-from features.embeddings import Encoder, embed_images, image_flags
+from features.embeddings import Encoder, choose_default_encoder, embed_images, image_flags, load_encoder
 from warehouse import Warehouse, quote
 from warehouse.schemas.embeddings import embedding_spec, embedding_table
 
-__all__ = ["NORM_MAX", "NORM_MIN", "ShardEmbedding", "embed_shard", "vector_stats"]
+__all__ = ["NORM_MAX", "NORM_MIN", "ShardEmbedding", "embed_shard", "get_encoder", "vector_stats"]
 
 NORM_MIN = 1e-3
 """The ``norms_in_range`` check fails for a CLS vector shorter than this (a collapsed output)."""
@@ -23,6 +26,40 @@ NORM_MAX = 1e4
 
 READ_CHUNK = 512
 """Images decoded at a time (bounded memory for large shards)."""
+
+_ENCODERS: dict[tuple[str, str], Encoder] = {}
+"""Encoders loaded in this process, by (name, weights file): each shard's run reuses them. ``auto`` and
+the name it resolves to share an entry (both look for the weights in the same places)."""
+
+
+def get_encoder(name: str, weights_path: str = "", allow_download: bool = True) -> tuple[Encoder, str]:
+    """The encoder a config names (loaded once per process), and a sentence saying which and why.
+
+    Parameters
+    ----------
+    name : str
+        A registered encoder, or ``"auto"``: DINOv2 ViT-S/14 when its weights resolve, else the named
+        ``random_vits14`` baseline (:func:`features.embeddings.choose_default_encoder`).
+    weights_path : str
+        Local weights file in timm's layout; empty: resolve them.
+    allow_download : bool
+        Whether weights may be downloaded from the Hugging Face Hub.
+
+    Raises
+    ------
+    features.errors.OfflineError
+        A named encoder's weights are neither local nor downloadable.
+    """
+    note = ""
+    weights = None
+    if name == "auto":
+        choice = choose_default_encoder(weights_path or None, allow_download=allow_download)
+        name, weights, note = choice.name, choice.weights, choice.reason
+    key = (name, weights_path)
+    if key not in _ENCODERS:
+        _ENCODERS[key] = load_encoder(name, weights_path or None, weights=weights, allow_download=allow_download)
+    enc = _ENCODERS[key]
+    return enc, note or f"encoder {enc.name}, weights from {enc.weights_origin}"
 
 
 @dataclass(frozen=True)
@@ -73,8 +110,6 @@ def embed_shard(
     ``IMAGE_NAN``, a constant stamp ``IMAGE_BLANK``; vectors of a random baseline carry
     ``RANDOM_WEIGHTS``.
     """
-    import time
-
     t0 = time.perf_counter()
     gal = wh.read("galaxies", columns=["galaxy_id"], where=f"shard = {quote(shard)}")
     ids = gal.column("galaxy_id").to_pylist()
