@@ -161,3 +161,14 @@ def test_weights_provenance_text():
     probe = WeightsProvenance(WeightsOrigin.RANDOM_INIT, None, "embeddings embeddings_random_vits14: random init")
     assert probe.is_random and str(probe) == "random init (embeddings embeddings_random_vits14: random init)"
     assert not WeightsProvenance(WeightsOrigin.CACHE, sha).is_random
+
+
+def test_origin_of_a_stored_provenance_text():
+    from features.weights import WeightsOrigin, WeightsProvenance
+
+    for origin in WeightsOrigin:
+        text = str(WeightsProvenance(origin, sha256="ab" * 32, via="embeddings x: cache"))
+        assert WeightsOrigin.of_record(text) is origin
+    assert WeightsOrigin.of_record("random init") is WeightsOrigin.RANDOM_INIT
+    with pytest.raises(ValueError):
+        WeightsOrigin.of_record("randomised")
