@@ -20,7 +20,7 @@ from scipy.stats import spearmanr
 from skimage.transform import rotate
 
 from features.errors import InputError
-from features.flags import Flag
+from features.flags import MORPH_UNTRUSTED, Flag, decode, morph_ok, stage_mask
 from features.morphometrics import (
     QUANTITIES,
     MorphInput,
@@ -288,6 +288,22 @@ def test_pathological_galaxies_give_nan_and_flags():
     for rec in recs.values():
         _no_sentinels(rec)
         assert rec["error"] is None
+
+
+@pytest.mark.parametrize("star_flux, flags", [
+    (0.0, set()),
+    (300.0, {"MORPH_DEBLENDED"}),  # 1.5 % of the galaxy: deblended and masked, trusted
+    (3000.0, {"MORPH_DEBLENDED", "MORPH_CENTRE_BLENDED"}),  # 15 %: the galaxy's values are not
+])
+def test_centre_blended_needs_a_bright_touching_neighbour(star_flux, flags):
+    from features.morphometrics.segmentation import segment_central
+
+    galaxy = sersic_stamp(1.0, size=96, r_eff=8.0, total=2e4, noise=0.5, seed=1)
+    star = sersic_stamp(0.5, size=96, r_eff=1.0, total=star_flux, noise=0.0, ellip=0.0, centre=(72, 48))
+    seg = segment_central(galaxy + star)
+    assert set(decode(seg.flags)) == flags
+    assert seg.blend_fraction == pytest.approx(star_flux / 2e4, abs=0.03)  # the star's own light, above the saddle
+    assert bool(seg.mask[48, 72]) == bool(flags)  # a deblended star is masked for statmorph
 
 
 def test_clipped_composite_core_is_flagged_saturated():
