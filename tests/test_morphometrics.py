@@ -451,6 +451,37 @@ def test_asset_materializes_checks_and_is_idempotent(warehouse):
     assert view["gini_g"].is_null().all()
 
 
+def test_morph_ok_is_false_exactly_for_the_untrusted_bits(warehouse):
+    ids = _write_shard(warehouse, n=2)
+    assert _materialize(warehouse.root, {"workers": 1, "bands": ["r"], "fit_sersic": False}).success
+    measured = warehouse.read("morphometrics").to_pylist()
+    # one more galaxy per image and morphometrics flag bit (plus none, plus one with no morphometrics row)
+    bits = [f for f in Flag if f & (stage_mask("image") | stage_mask("morphometrics"))]
+    values = [0, *[int(f) for f in bits], int(Flag.MORPH_DEBLENDED | Flag.MORPH_CENTRE_BLENDED)]
+    provenance = {"code_version", "run_id", "written_at"}
+    rows, galaxies = [], []
+    for k, value in enumerate(values):
+        gid = f"demo:{100 + k:06d}"
+        rows.append({**{c: v for c, v in measured[0].items() if c not in provenance}, "galaxy_id": gid, "flags": value})
+        galaxies.append(dict(galaxy_id=gid, source="demo", native_id=gid[5:], shard=SHARD, row_index=100 + k, ra=1.0,
+                             dec=2.0, redshift=None, pxscale=0.262, label=0, label_name=None, extra_json=None,
+                             image_sha1=f"{100 + k:040x}", duplicate_group=None, flags=0))
+    galaxies.append({**galaxies[-1], "galaxy_id": "demo:000999", "native_id": "000999", "image_sha1": f"{999:040x}"})
+    warehouse.upsert("morphometrics", rows)
+    warehouse.upsert("galaxies", galaxies)
+
+    df = warehouse.sql("SELECT galaxy_id, morph_flags, morph_ok, morph_untrusted_mask() AS mask FROM galaxy_features")
+    assert df.height == len(ids) + len(values) + 1 and df["mask"].unique().to_list() == [int(MORPH_UNTRUSTED)]
+    got = dict(zip(df["galaxy_id"], zip(df["morph_flags"], df["morph_ok"])))
+    for gid, (flags, ok) in got.items():
+        assert ok is (flags is not None and flags & int(MORPH_UNTRUSTED) == 0), (gid, flags, ok)
+    assert got["demo:000999"] == (None, False)  # not measured: not ok
+    by_bit = {Flag(v).name: got[f"demo:{100 + k:06d}"][1] for k, v in enumerate(values) if v and v in {int(b) for b in bits}}
+    assert {name for name, ok in by_bit.items() if not ok} == {f.name for f in Flag if f & MORPH_UNTRUSTED}
+    assert by_bit["MORPH_DEBLENDED"] and by_bit["MORPH_SERSIC_FAILED"] and by_bit["IMAGE_NAN"]
+    assert [got[g][1] for g in ids] == [morph_ok(r["flags"]) for r in sorted(measured, key=lambda r: r["galaxy_id"])]
+
+
 def test_asset_rejects_a_band_the_images_lack_and_writes_nothing(warehouse):
     _write_shard(warehouse, n=1)
     result = _materialize(warehouse.root, {"workers": 1, "bands": ["i"]})

@@ -94,3 +94,18 @@ def test_feature_views_one_row_per_galaxy_and_nan_as_null(filled):
         {"n": True, "v": 1.5}
     ]
     assert filled.sql("SELECT * FROM latest_predictions").height == 0
+
+
+def test_constants_are_macros_defined_in_python(filled):
+    from features.flags import MORPH_UNTRUSTED
+
+    assert filled.sql("SELECT morph_untrusted_mask() AS m")["m"][0] == int(MORPH_UNTRUSTED)
+    assert filled.sql("SELECT count(*) AS n FROM galaxy_features WHERE morph_ok")["n"][0] == 0  # nothing measured
+
+
+def test_a_constant_that_is_not_a_name_is_refused(filled, monkeypatch):
+    import sql
+
+    monkeypatch.setattr(sql, "constants", lambda: {"mask; DROP": 1})
+    with pytest.raises(SQLError, match="not a valid macro name"):
+        SQLEngine(filled)
