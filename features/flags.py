@@ -16,13 +16,16 @@ bits      stage               meaning
 ========  ==================  ===============================================================
 
 Use :func:`decode` to turn a stored integer into names, and :func:`describe` for a human sentence.
+
+:data:`MORPH_UNTRUSTED` is the one definition of "do not trust these morphometrics": a morphometrics row
+is trusted (``galaxy_features.morph_ok`` in SQL, :func:`morph_ok` here) when none of its bits is set.
 """
 
 from __future__ import annotations
 
 import enum
 
-__all__ = ["Flag", "decode", "describe", "stage_mask"]
+__all__ = ["MORPH_UNTRUSTED", "Flag", "decode", "describe", "morph_ok", "stage_mask"]
 
 
 class Flag(enum.IntFlag):
@@ -42,7 +45,9 @@ class Flag(enum.IntFlag):
     MORPH_NO_CENTRAL_SOURCE = 1 << 8
     """Segmentation found no source at the image centre."""
     MORPH_CENTRE_BLENDED = 1 << 9
-    """The central source was deblended from a neighbour (its boundary may be uncertain)."""
+    """A neighbour touching the central source was deblended off it and holds at least 5 % of its flux
+    (``SegmentationOptions.blend_flux_fraction``, measured above the saddle between them): the masked
+    pixels hide part of the galaxy and the boundary is uncertain. Untrusted (:data:`MORPH_UNTRUSTED`)."""
     MORPH_STATMORPH_FLAG = 1 << 10
     """statmorph raised its own warning flag (``flag`` > 0)."""
     MORPH_SERSIC_FAILED = 1 << 11
@@ -56,6 +61,10 @@ class Flag(enum.IntFlag):
     MORPH_SATURATED = 1 << 15
     """Pixels of the central source sit at the composite's clip level (a flat-topped core): concentration,
     Gini and the Sersic index are biased low; ``morphometrics.saturated_pixels`` counts them."""
+    MORPH_DEBLENDED = 1 << 16
+    """Pieces of the central detection were deblended off and masked as neighbours (informational: the
+    values are trusted unless ``MORPH_CENTRE_BLENDED`` is also set; the pieces may be faint neighbours
+    or, for spirals, knots of the galaxy itself)."""
 
     # --- photometry (20-31) ------------------------------------------------------------------
     PHOT_NO_MATCH = 1 << 20
@@ -81,6 +90,35 @@ class Flag(enum.IntFlag):
     """The encoder or backbone used randomly initialised weights (a named baseline, not DINOv2)."""
     MODALITY_MISSING = 1 << 33
     """An input modality was missing for this galaxy and was imputed."""
+
+
+MORPH_UNTRUSTED = (
+    Flag.IMAGE_BLANK
+    | Flag.MORPH_NO_CENTRAL_SOURCE
+    | Flag.MORPH_CENTRE_BLENDED
+    | Flag.MORPH_STATMORPH_FLAG
+    | Flag.MORPH_TIMED_OUT
+    | Flag.MORPH_FAILED
+    | Flag.MORPH_SMALL_SOURCE
+    | Flag.MORPH_SATURATED
+)
+"""The bits that make a morphometrics row untrustworthy (``morph_ok`` false).
+
+Nothing was measured (``IMAGE_BLANK``, ``MORPH_NO_CENTRAL_SOURCE``, ``MORPH_TIMED_OUT``,
+``MORPH_FAILED``), statmorph itself warned (``MORPH_STATMORPH_FLAG``: its ``flag`` is 1 suspect or
+worse), or the values are biased: a bright neighbour blended with the galaxy (``MORPH_CENTRE_BLENDED``),
+too few pixels (``MORPH_SMALL_SOURCE``), a clipped core (``MORPH_SATURATED``). Not in it:
+``IMAGE_NAN`` (the bad pixels are masked), ``MORPH_SERSIC_FAILED`` (the Sersic values are NaN, the
+others are fine) and ``MORPH_DEBLENDED`` (faint neighbours masked). The SQL views get this value as
+the macro ``morph_untrusted_mask()`` (``sql/__init__.py``)."""
+
+
+def morph_ok(value: int | None) -> bool:
+    """True when a morphometrics ``flags`` value has none of the :data:`MORPH_UNTRUSTED` bits.
+
+    ``None`` (no morphometrics row) is not ok.
+    """
+    return value is not None and not int(value) & MORPH_UNTRUSTED
 
 
 _STAGES: dict[str, tuple[int, int]] = {

@@ -1,5 +1,6 @@
 -- One row per galaxy: catalogue, morphometrics of its primary band (r for flux-calibrated or demo images,
 -- else the first band measured) and SDSS photometry. NaN shows as NULL; each stage's flags column says why.
+-- morph_ok: measured, and none of the morph_untrusted_mask() bits (features.flags.MORPH_UNTRUSTED) set.
 CREATE VIEW galaxy_features AS
 WITH morph AS (
     SELECT * FROM (
@@ -25,6 +26,7 @@ SELECT
     nan_null(m.ellipticity) AS ellipticity, nan_null(m.elongation) AS elongation,
     nan_null(m.sersic_n) AS sersic_n, nan_null(m.sersic_rhalf_arcsec) AS sersic_rhalf_arcsec,
     nan_null(m.sn_per_pixel) AS sn_per_pixel, m.flags AS morph_flags,
+    coalesce((m.flags & morph_untrusted_mask()) = 0, false) AS morph_ok,
     nan_null(p.modelMag_g) AS mag_g, nan_null(p.modelMag_r) AS mag_r, nan_null(p.modelMag_z) AS mag_z,
     nan_null(p.u_g) AS u_g, nan_null(p.g_r) AS g_r, nan_null(p.r_i) AS r_i, nan_null(p.i_z) AS i_z,
     nan_null(p.u_r) AS u_r,

@@ -171,3 +171,18 @@ def test_select_where_binds_one_expression(filled):
         with pytest.raises(SQLError, match="one SQL expression"):
             engine.select_where("SELECT * FROM galaxies", where)
     assert engine.query("SELECT count(*) AS n FROM galaxy_images")["n"][0] == 20
+
+
+def test_constants_are_macros_defined_in_python(filled):
+    from features.flags import MORPH_UNTRUSTED
+
+    assert filled.sql("SELECT morph_untrusted_mask() AS m")["m"][0] == int(MORPH_UNTRUSTED)
+    assert filled.sql("SELECT count(*) AS n FROM galaxy_features WHERE morph_ok")["n"][0] == 0  # nothing measured
+
+
+def test_a_constant_that_is_not_a_name_is_refused(filled, monkeypatch):
+    import sql
+
+    monkeypatch.setattr(sql, "constants", lambda: {"mask; DROP": 1})
+    with pytest.raises(SQLError, match="not a valid macro name"):
+        SQLEngine(filled)

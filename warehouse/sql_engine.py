@@ -113,6 +113,7 @@ class SQLEngine:
         self.con.execute("SET threads TO 2")
         self.relations: list[str] = []
         self._register_tables(version or {})
+        self._create_constants()
         self.views = self._create_views()
         self.con.execute("SET enable_external_access = false")
         self.con.execute("SET lock_configuration = true")
@@ -127,6 +128,15 @@ class SQLEngine:
                 obj = pa.table({f.name: pa.array([], f.type) for f in schemas.get(name).schema})
             self.con.register(name, obj)
             self.relations.append(name)
+
+    def _create_constants(self) -> None:
+        """One macro without arguments per ``sql.constants()`` entry (values defined in Python, used by the views)."""
+        import sql
+
+        for name, value in sql.constants().items():
+            if not name.isidentifier():
+                raise SQLError(f"sql.constants(): {name!r} is not a valid macro name")
+            self.con.execute(f"CREATE MACRO {name}() AS {int(value)}")
 
     def _create_views(self) -> list[str]:
         created = []

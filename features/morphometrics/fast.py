@@ -35,8 +35,13 @@ Everything else (segmaps, Petrosian radii, Gini/M20, MID statistics, Sersic fit,
 statmorph's own code. The optional ``fit_sersic=False`` skips the single-Sersic fit (statmorph always runs it);
 its outputs are then NaN.
 
+The sums keep statmorph's dtypes (numpy float64 scalars, as photutils returns them): for a float32 image
+statmorph's sky terms are float32 and a Python float beside them would make the result float32.
+
 The override is checked against plain statmorph in ``tests/test_morphometrics.py`` (reference image to
-1e-5) and in the benchmark (largest difference per quantity). It is used only for the statmorph versions
+1e-5; float64 and float32 input, same values and types), by statmorph's own test suite run with this
+class in place of ``statmorph.SourceMorphology`` (``tests/test_statmorph_suite.py``) and in the
+benchmark (largest difference per quantity). It is used only for the statmorph versions
 listed in :data:`VERIFIED_STATMORPH`; for any other version :func:`morphology_class` returns plain
 ``statmorph.SourceMorphology``, so a statmorph upgrade can make the stage slower but never wrong.
 
@@ -167,12 +172,16 @@ class FastSourceMorphology(statmorph.SourceMorphology):
 
     @lazyproperty
     def _sersic_model(self):
-        """statmorph's single-Sersic fit, with the analytic Jacobian when the model is not PSF-convolved."""
-        fit = statmorph.SourceMorphology._sersic_model.fget
+        """statmorph's single-Sersic fit, with the analytic Jacobian when the model is not PSF-convolved.
+
+        The parent's fit is reached through ``super()``, never through the ``statmorph.SourceMorphology``
+        module attribute: a caller (or a test) that replaces that attribute with this class would make
+        the fit call itself and wait forever on the model-swap lock.
+        """
         if self._psf is not None:
-            return fit(self)
+            return super()._sersic_model
         with analytic_sersic_fit():
-            return fit(self)
+            return super()._sersic_model
 
     def _calculate_morphology(self) -> None:
         if self._fit_sersic:
@@ -310,9 +319,11 @@ class FastSourceMorphology(statmorph.SourceMorphology):
             # there gives the same (finite) sums term by term.
             weights = np.where(self._mask_stamp[region] | (mask_180 >= 0.5), 0.0, weights)
             diff = image_180 - sub
-            ap_area = float(np.sum(weights))
-            ap_abs_sum = float(np.sum(np.abs(sub) * weights))
-            ap_abs_diff = float(np.sum(np.abs(diff) * weights))
+            # numpy float64 scalars, as photutils returns them: statmorph's sky terms are in the input's
+            # dtype (float32 for a float32 image), and a Python float beside them would let the float32 win.
+            ap_area = np.sum(weights)
+            ap_abs_sum = np.sum(np.abs(sub) * weights)
+            ap_abs_diff = np.sum(np.abs(diff) * weights)
 
         if ap_abs_sum == 0.0:
             warnings.warn("[asymmetry_function] Zero flux sum.", AstropyUserWarning, stacklevel=2)
@@ -322,8 +333,8 @@ class FastSourceMorphology(statmorph.SourceMorphology):
         if kind == "shape":
             asym = ap_abs_diff / ap_abs_sum
         elif kind == "rms":
-            ap_sqr_sum = float(np.sum(sub**2 * weights))
-            ap_sqr_diff = float(np.sum(diff**2 * weights))
+            ap_sqr_sum = np.sum(sub**2 * weights)
+            ap_sqr_diff = np.sum(diff**2 * weights)
             if self.sky_sigma == -99.0:
                 asym = ap_sqr_diff / ap_sqr_sum
             else:
