@@ -57,7 +57,7 @@ class Predictor:
     def available(self, wh: Any) -> set[str] | None:
         """Galaxies this model can predict (None: every galaxy with an image)."""
         if self.kind == "embeddings":
-            from models.pipeline import embeddings_table
+            from models.data import embeddings_table
 
             table = embeddings_table(self.config.encoder)
             if not wh.exists(table):
@@ -72,8 +72,7 @@ class Predictor:
         if not ids:
             return np.zeros((0, len(self.classes)), np.float32)
         if self.kind == "embeddings":
-            from models.data import read_embeddings
-            from models.pipeline import embeddings_table
+            from models.data import embeddings_table, read_embeddings
 
             x = read_embeddings(wh, embeddings_table(self.config.encoder), ids)
             return self._model.predict_proba(x).astype(np.float32)

@@ -10,9 +10,9 @@ import pytest
 
 from models.errors import LabelError, SplitError
 from models.labels import resolve_labels
-from models.pipeline import build_splits, load_split
 from models.splits import check_no_leak, make_splits
 from models.toy import toy_images, toy_rows
+from stages.training import build_splits, load_split
 
 
 def _catalogue(n_per_class=(150, 100, 50), pair_every=7, seed=0):

@@ -12,10 +12,10 @@ import pytest
 
 from models.config import make_config
 from models.errors import LabelError, MissingInputError
-from models.pipeline import build_splits, train_model
 from models.predict import load_predictor, predict_all
 from models.toy import toy_embeddings, toy_images, toy_rows
 from models.versions import get_model, list_models, training_set
+from stages.training import build_splits, train_model
 
 ENCODER = "random_vits14"
 

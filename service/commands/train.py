@@ -1,6 +1,6 @@
 """``astrovision train MODEL``: train a classifier from the warehouse and register it.
 
-Runs the same plain functions as the Dagster training assets (:func:`models.pipeline.train_model`), so a
+Runs the same plain functions as the Dagster training assets (:func:`stages.training.train_model`), so a
 model trained here is a registry row like any other; ``--predict`` then writes its predictions.
 ``astrovision train --list`` shows the registry.
 """
@@ -58,8 +58,8 @@ def _print_outcome(out) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from models.pipeline import train_model
     from models.versions import list_models
+    from stages.training import train_model
 
     wh = Warehouse.open()
     if args.list:

@@ -1,6 +1,6 @@
 """Training assets: ``splits``, ``cnn``, ``efficientnet_b0``, ``dinov2_probe``, ``dinov2_finetune``, ``predictions``.
 
-Each asset is thin: it opens the warehouse, calls a plain function of :mod:`models.pipeline` /
+Each asset is thin: it opens the warehouse, calls a plain function of :mod:`stages.training` /
 :mod:`models.predict` (which read and write through the warehouse with this run's id), and returns a
 ``MaterializeResult`` with the metrics, the confusion matrix and its check results.
 
@@ -20,9 +20,9 @@ from dagster_project.defs.training.checks import floor_check, leak_check, predic
 from dagster_project.resources import WarehouseResource
 
 if TYPE_CHECKING:
-    from models.pipeline import TrainOutcome
+    from stages.training import TrainOutcome
 
-# models.config / pipeline / predict import torch and scikit-learn: they are imported inside the asset
+# models.config, stages.training and models.predict import torch and scikit-learn: they are imported inside the asset
 # bodies, so loading the definitions (``astrovision ingest``, ``dagster dev``) stays small.
 
 __all__ = [
@@ -141,7 +141,7 @@ def _metadata(out: "TrainOutcome") -> dict:
 
 def _train(context: dg.AssetExecutionContext, warehouse: WarehouseResource, name: str, config: dg.Config) -> dg.MaterializeResult:
     from models.config import make_config
-    from models.pipeline import train_model
+    from stages.training import train_model
 
     cfg = make_config(name, config.preset, **config.overrides())
     out = train_model(warehouse.open(), name, cfg, log=context.log.info, run_id=context.run_id)
@@ -163,7 +163,7 @@ def _floor_spec(asset: str) -> dg.AssetCheckSpec:
 )
 def splits(context: dg.AssetExecutionContext, warehouse: WarehouseResource, config: SplitsConfig) -> dg.MaterializeResult:
     """Stratified train/val/test split of the labelled galaxies; duplicate groups never straddle splits."""
-    from models.pipeline import build_splits
+    from stages.training import build_splits
 
     wh = warehouse.open()
     out = build_splits(wh, label_column=config.label_column, seed=config.seed,

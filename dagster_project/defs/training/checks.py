@@ -16,8 +16,8 @@ import dagster as dg
 from models.splits import check_no_leak  # numpy only (models/__init__ imports lazily)
 from warehouse import Warehouse, quote
 
-if TYPE_CHECKING:  # models.pipeline imports torch and scikit-learn
-    from models.pipeline import TrainOutcome
+if TYPE_CHECKING:  # stages.training imports torch and scikit-learn
+    from stages.training import TrainOutcome
 
 __all__ = ["floor_check", "leak_check", "predictions_check"]
 

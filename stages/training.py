@@ -1,9 +1,9 @@
-"""Plain training functions over a warehouse: splits, training runs, the registry row.
+"""The training stage: split sets, training runs and their registry rows, over a warehouse.
 
-These are what the Dagster assets and ``astrovision train`` call. Each takes a
-:class:`warehouse.Warehouse` (``wh``), reads its inputs, trains, writes the artefact directory and the
-registry row, and returns an outcome with everything the caller reports. Nothing here imports Dagster
-or the warehouse package.
+What the Dagster training assets and ``astrovision train`` call. Each function takes a
+:class:`warehouse.Warehouse` (``wh``), reads its inputs, calls the science in :mod:`models`, writes the
+artefact directory and the registry row, and returns an outcome with everything the caller reports.
+No Dagster and no argparse here.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from models.metrics import classification_metrics, confusion_png
 from models.registry import get_spec
 from models.splits import SPLIT_NAMES, check_no_leak, class_counts, make_splits, split_set_name
 from models.versions import artefact_dir, get_model, list_models, next_version, record_model
+from warehouse import quote
+from warehouse.schemas.embeddings import embedding_table
 
 __all__ = [
     "AUTO_ENCODERS",
@@ -34,7 +36,6 @@ __all__ = [
     "TrainOutcome",
     "build_splits",
     "config_from_registry",
-    "embeddings_table",
     "load_split",
     "read_labels",
     "resolve_encoder",
@@ -43,15 +44,6 @@ __all__ = [
 ]
 
 LogFn = Callable[[str], None]
-
-
-def _q(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def embeddings_table(encoder: str) -> str:
-    """The embeddings table of an encoder: ``embeddings_<encoder>``."""
-    return f"embeddings_{encoder}"
 
 
 AUTO_ENCODERS: tuple[str, ...] = ("dinov2_vits14", "dinov2_vitb14", "random_vits14")
@@ -63,7 +55,7 @@ def resolve_encoder(wh: Any, encoder: str) -> str:
     if encoder != "auto":
         return encoder
     for name in AUTO_ENCODERS:
-        if wh.exists(embeddings_table(name)):
+        if wh.exists(embedding_table(name)):
             return name
     return AUTO_ENCODERS[0]
 
@@ -143,12 +135,12 @@ def build_splits(
     import pyarrow as pa
 
     version = wh.upsert("splits", pa.table(rows), run_id=run_id)
-    stored = wh.read("splits", columns=["galaxy_id"], where=f"split_name = {_q(name)}").column("galaxy_id").to_pylist()
+    stored = wh.read("splits", columns=["galaxy_id"], where=f"split_name = {quote(name)}").column("galaxy_id").to_pylist()
     stale = sorted(set(stored) - set(labels.galaxy_ids))
     if stale:
         for i in range(0, len(stale), 500):
-            chunk = ", ".join(_q(g) for g in stale[i:i + 500])
-            version = wh.delete("splits", f"split_name = {_q(name)} AND galaxy_id IN ({chunk})")
+            chunk = ", ".join(quote(g) for g in stale[i:i + 500])
+            version = wh.delete("splits", f"split_name = {quote(name)} AND galaxy_id IN ({chunk})")
     cc = class_counts(list(assign.split), labels.values.tolist())
     return SplitsOutcome(
         split_name=name,
@@ -194,7 +186,7 @@ def load_split(wh: Any, split_name: str, version: int | None = None, *, require_
     """
     if not wh.exists("splits"):
         raise SplitError(f"table 'splits' does not exist in {wh.root}; materialize the splits asset first")
-    t = wh.read("splits", version=version, where=f"split_name = {_q(split_name)}",
+    t = wh.read("splits", version=version, where=f"split_name = {quote(split_name)}",
                 columns=["galaxy_id", "split", "label_column", "label", "label_name", "duplicate_group"])
     if t.num_rows == 0:
         raise SplitError(f"no split set {split_name!r} in the splits table (materialize splits for it first)")
@@ -297,7 +289,7 @@ def _init_head_from_probe(wh: Any, model: Any, origin: str, cfg: TrainConfig, sp
     if probe is None:
         return "head initialised at zero (no dinov2_probe of this encoder and split in the registry)"
     row, path = probe
-    table = embeddings_table(cfg.encoder)
+    table = embedding_table(cfg.encoder)
     shas = set(wh.read(table, columns=["weights_sha256"]).column("weights_sha256").to_pylist()) if wh.exists(table) else set()
     mine = origin.split("sha256:", 1)[1][:16] if "sha256:" in origin else None
     if mine is None or not any(str(s).startswith(mine) for s in shas):
@@ -372,7 +364,7 @@ def _train_probe(wh: Any, cfg: TrainConfig, split: SplitData, tmp: Path, log: Lo
     from models.data import read_embeddings
     from models.probe import fit_probe
 
-    table = embeddings_table(cfg.encoder)
+    table = embedding_table(cfg.encoder)
     if not wh.exists(table):
         raise MissingInputError(
             f"the dinov2_probe needs the embeddings table {table!r}, which does not exist in {wh.root}; "
@@ -456,7 +448,7 @@ def train_model(
         cfg = replace(cfg, encoder=resolve_encoder(wh, cfg.encoder))
     log = log or (lambda message: None)
     split_name = split_set_name(cfg.label_column, cfg.seed)
-    have = wh.exists("splits") and wh.count("splits", where=f"split_name = {_q(split_name)}") > 0
+    have = wh.exists("splits") and wh.count("splits", where=f"split_name = {quote(split_name)}") > 0
     if not have:
         if not ensure_splits:
             raise SplitError(f"no split set {split_name!r}; materialize the splits asset for label "
@@ -466,7 +458,7 @@ def train_model(
     versions = wh.versions()
     split = load_split(wh, split_name, version=versions["splits"])
     read_tables = ["galaxies", "splits"] + (["images"] if spec.kind == "images" else
-                                           [embeddings_table(cfg.encoder)])
+                                           [embedding_table(cfg.encoder)])
     log(f"training {name} on {split_name} ({split.num_classes} classes, "
         f"{', '.join(f'{s} {len(split.ids[s])}' for s in SPLIT_NAMES)}), preset {cfg.preset}")
 
