@@ -175,3 +175,31 @@ def test_ingested_demo_survey_cross_matches_its_own_catalogue_offline(tmp_path):
     rows = json.loads(cli(home, "sql", "SELECT count(*) AS n, count(modelMag_r) AS with_mag FROM photometry",
                           "--format", "json").stdout)[0]
     assert rows["n"] == 6 and rows["with_mag"] >= 5  # ~2% of demo galaxies are unmatched by design
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (("--n", "0"), "--n must be a positive integer (at least 1); got 0"),
+    (("--n", "-3"), "--n must be a positive integer (at least 1); got -3"),
+    (("--shard-size", "0"), "--shard-size must be a positive integer (at least 1); got 0"),
+])
+def test_demo_rejects_sizes_below_one_in_one_line(tmp_path, args, needle):
+    home = tmp_path / "home"
+    proc = cli(home, "demo", *args, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"astrovision: error: demo: {needle}"]
+    assert not home.exists()  # nothing written, not even the warehouse root
+
+
+def test_tiny_demo_finishes_and_says_why_no_model_trained(tmp_path):
+    """Five galaxies cannot give two classes a galaxy in train, val and test: every model is skipped."""
+    home = tmp_path / "home"
+    proc = cli(home, "demo", "--n", "5", timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Skipped (nothing trained):" in proc.stdout
+    skipped = next(line for line in proc.stdout.splitlines() if line.startswith("  cnn, "))
+    assert {"dinov2_probe", "efficientnet_b0", "dinov2_finetune"} <= set(skipped.split(":")[0].split(", ")[1:])
+    assert "fewer than two classes have a galaxy in each of train, val and test" in skipped
+    rows = json.loads(cli(home, "sql", "SELECT count(*) AS n FROM splits", "--format", "json").stdout)
+    assert rows == [{"n": 5}]
+    tables = {r["table"]: r["rows"] for r in json.loads(cli(home, "tables", "--format", "json").stdout)}
+    assert tables["galaxies"] == 5 and tables.get("models", 0) == 0

@@ -45,8 +45,14 @@ def _print_outcome(out) -> None:
     print(f"  weights: {out.weights_origin}{random_note}")
     print("  settings: " + ", ".join(f"{k}={getattr(out.config, k)}" for k in
                                        ("img_size", "epochs", "batch_size", "lr", "max_train", "encoder")))
-    print(f"  test: balanced accuracy {m['balanced_accuracy']:.4f} (floor {out.floor:.3f}, "
-          f"{'passed' if out.passed_floor else 'FAILED'}), accuracy {m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}")
+    print(f"  test: balanced accuracy {m['balanced_accuracy']:.4f}, accuracy {m['accuracy']:.4f}, "
+          f"macro F1 {m['macro_f1']:.4f}")
+    g = out.gate
+    print(f"  gate: {'passed' if g.passed else 'FAILED'} - {g.reason} ("
+          + ", ".join(f"{k} {v['balanced_accuracy']:.3f}" for k, v in g.baselines.items()) + ")")
+    if out.excluded:
+        print("  left out of the label set (too few galaxies for every split): "
+              + ", ".join(f"{n} ({', '.join(f'{s} {c}' for s, c in per.items())})" for n, per in out.excluded.items()))
     print("  per-class recall: " + ", ".join(f"{n} {r:.2f}" for n, r in m["per_class_recall"].items()))
     extra = ""
     if "images_per_s" in out.fit:
@@ -68,7 +74,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             print("no trained models")
         for r in rows:
             print(f"{r['name']:<16} v{r['version']:<3} label={r['label_column']:<8} "
-                  f"test_bacc={r['test_balanced_accuracy']:.4f}  weights={r['weights_origin']}")
+                  f"test_bacc={r['test_balanced_accuracy']:.4f}  gate={'passed' if r['gate_passed'] else 'FAILED'}  "
+                  f"weights={r['weights_origin']}")
         return 0
     if not args.model:
         print("astrovision train: give a MODEL (or --list)", file=sys.stderr)
@@ -88,7 +95,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         summary = predict_all(wh, models=names, log=log)
         print("predictions: " + json.dumps(summary))
-    return 0 if all(o.passed_floor or "random init" in o.weights_origin for o in outcomes) else 1
+        left_out = sorted(k for k, v in summary.items() if v["left_out"])
+        if left_out:
+            print(f"predictions left out (gate failed): {', '.join(left_out)}")
+    return 0 if all(o.passed_gate or "random init" in o.weights_origin for o in outcomes) else 1
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -97,8 +107,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="train a classifier from the warehouse (cnn, efficientnet_b0, dinov2_probe, dinov2_finetune, all)",
         description="Train a classifier on a leak-free split of the labelled galaxies and register it. "
-        "Defaults are the CPU demo preset; --preset full gives the GPU settings. Exit status 1 when the "
-        "test balanced accuracy misses its floor (pretrained or scratch models only).",
+        "Defaults are the CPU demo preset; --preset full gives the GPU settings. Each model is gated "
+        "against a majority-class and a pixel baseline measured on the same test galaxies; --predict "
+        "writes predictions only for models that pass. Exit status 1 when a model with pretrained or "
+        "scratch weights fails its gate.",
     )
     p.add_argument("model", nargs="?", choices=[*ORDER, "all"], help="model to train ('all': every model)")
     p.add_argument("--list", action="store_true", help="list registered model versions and exit")
