@@ -171,6 +171,10 @@ def test_predictions_only_for_versions_that_passed_their_gate(warehouse):
     assert summary["cnn v1"] == {"written": 0, "already": 0, "unavailable": 0, "gate": "failed", "left_out": True}
     written = warehouse.read("predictions", columns=["model_name"]).column("model_name").to_pylist()
     assert written == ["dinov2_probe"] * 96
+    # asked for explicitly, the CNN's predictions are written, but the users' view shows passing models only
+    assert predict_all(warehouse, gated=False)["cnn v1"]["written"] == 96
+    view = warehouse.sql("SELECT model_name, count(*) AS n FROM latest_predictions GROUP BY 1").to_dicts()
+    assert view == [{"model_name": "dinov2_probe", "n": 96}]
 
 
 def test_predictions_cover_every_version_when_ungated(filled):
