@@ -103,7 +103,7 @@ def test_cnn_separates_toy_classes_well_above_chance(warehouse):
     cfg = make_config("cnn", img_size=32, epochs=8, batch_size=16, lr=3e-3)
     out = train_model(warehouse, "cnn", cfg, split_fractions=(0.6, 0.2, 0.2))
     assert out.metrics["balanced_accuracy"] >= 0.6, out.metrics
-    print(out.gate)
+    assert out.gate.baselines["majority"]["difference_lower"] > 0.3  # far above the 1/K baseline
 
 
 def test_missing_embeddings_table_is_a_clear_error(warehouse):
@@ -232,6 +232,16 @@ def test_cli_train_with_label_and_list(warehouse, capsys):
     assert main(["--home", home, "train", "cnn", "--label", "bars", "--quiet"]) == 2
     assert "no galaxy has a value in label column 'bars'" in capsys.readouterr().err
     assert len(list_models(warehouse)) == 1
+
+
+def test_cli_train_with_too_few_classes_is_one_line_exit_2(warehouse, capsys):
+    from service.cli import main
+
+    _fill(warehouse, n=6, embeddings=False)
+    assert main(["--home", str(warehouse.root), "train", "cnn", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fewer than two classes have a galaxy in each of train, val and test" in err[0]
+    assert not warehouse.exists("models")
 
 
 def test_dagster_failed_gate_keeps_only_its_own_predictions_out(warehouse):
