@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from models.config import make_config
-from models.pipeline import train_model
+from stages.training import train_model
 
 ORDER = ("dinov2_probe", "cnn", "efficientnet_b0", "dinov2_finetune")
 
@@ -79,8 +79,8 @@ def demo_models(home: Path, n: int, train: bool = True) -> tuple[list[str], obje
 def data_loading(wh) -> list[str]:
     from models.data import GalaxyImageDataset, make_loader
     from models.fit import FitConfig, fit
-    from models.pipeline import load_split
     from models.registry import build_model
+    from stages.training import load_split
 
     split = load_split(wh, "label-s0")
     ids, y = split.ids["train"], split.y["train"]
@@ -115,9 +115,10 @@ def data_loading(wh) -> list[str]:
 
 def ring_probe(home: Path, rings: Path) -> list[str]:
     from features.sources.folder import FolderSource
-    from models.pipeline import embeddings_table, resolve_encoder
     from models.probe import cross_validate_probe
+    from stages.training import resolve_encoder
     from warehouse import Warehouse
+    from warehouse.schemas.embeddings import embedding_table as embeddings_table
 
     wh = Warehouse.open(home / "rings")
     if not wh.exists("galaxies"):

@@ -10,8 +10,8 @@ a :class:`warehouse.Warehouse` as an argument.
   ``dinov2_finetune``)
 * :mod:`models.fit` - the one training loop; :mod:`models.probe` - the linear probe
 * :mod:`models.config` - ``demo`` (CPU) and ``full`` (GPU) presets
-* :mod:`models.pipeline` - splits and training runs over a warehouse; :mod:`models.versions` - the
-  model registry table; :mod:`models.predict` - predictions of every registered version
+* :mod:`models.versions` - the model registry table; :mod:`models.predict` - predictions of every
+  registered version (split sets and training runs over a warehouse are glue: :mod:`stages.training`)
 
 The public names below are imported lazily (PEP 562 module ``__getattr__``): ``import models`` or
 ``import models.splits`` does not import torch or scikit-learn; ``from models import fit`` imports
@@ -36,7 +36,6 @@ if TYPE_CHECKING:  # the eager imports, for type checkers and IDEs only
     from models.fit import FitConfig, FitResult, fit
     from models.labels import Labels, resolve_labels
     from models.metrics import classification_metrics, confusion_png
-    from models.pipeline import SplitsOutcome, TrainOutcome, build_splits, load_split, train_model
     from models.predict import load_predictor, predict_all
     from models.probe import LinearProbe, cross_validate_probe, fit_probe
     from models.registry import MODELS, ModelSpec, build_model
@@ -49,7 +48,6 @@ _SOURCES: dict[str, tuple[str, ...]] = {
     "models.fit": ("FitConfig", "FitResult", "fit"),
     "models.labels": ("Labels", "resolve_labels"),
     "models.metrics": ("classification_metrics", "confusion_png"),
-    "models.pipeline": ("SplitsOutcome", "TrainOutcome", "build_splits", "load_split", "train_model"),
     "models.predict": ("load_predictor", "predict_all"),
     "models.probe": ("LinearProbe", "cross_validate_probe", "fit_probe"),
     "models.registry": ("MODELS", "ModelSpec", "build_model"),
@@ -70,13 +68,10 @@ __all__ = [
     "ModelSpec",
     "SplitAssignment",
     "SplitError",
-    "SplitsOutcome",
     "TrainConfig",
-    "TrainOutcome",
     "TrainingError",
     "WeightsUnavailableError",
     "build_model",
-    "build_splits",
     "check_no_leak",
     "classification_metrics",
     "confusion_png",
@@ -86,12 +81,10 @@ __all__ = [
     "get_model",
     "list_models",
     "load_predictor",
-    "load_split",
     "make_config",
     "make_splits",
     "predict_all",
     "resolve_labels",
-    "train_model",
     "training_set",
 ]
 

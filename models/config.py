@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from models.errors import TrainingError
 from models.fit import FitConfig
 
 __all__ = ["PRESETS", "TrainConfig", "make_config", "resolve_device"]
@@ -62,8 +63,10 @@ class TrainConfig:
     layer_decay, head_lr_scale, init_from_probe
         DINOv2 fine-tune: layer-wise learning-rate decay, head learning-rate multiplier, and whether the
         head starts from the latest probe of the same encoder and label column.
-    floor_vs_chance : float
-        The test balanced accuracy must reach ``floor_vs_chance / K`` (K classes) for the asset check.
+    gate_confidence, gate_resamples
+        The gate (:func:`models.baselines.gate`): the model's test balanced accuracy must beat the
+        majority-class and pixel baselines of the same run, each difference's ``1 - gate_confidence``
+        quantile over ``gate_resamples`` paired bootstrap resamples of the test galaxies above zero.
     """
 
     preset: str = "demo"
@@ -90,7 +93,14 @@ class TrainConfig:
     layer_decay: float = 0.75
     head_lr_scale: float = 10.0
     init_from_probe: bool = True
-    floor_vs_chance: float = 1.2
+    gate_confidence: float = 0.95
+    gate_resamples: int = 2000
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.gate_confidence < 1.0:
+            raise TrainingError(f"gate_confidence must lie strictly between 0 and 1; got {self.gate_confidence}")
+        if self.gate_resamples < 1:
+            raise TrainingError(f"gate_resamples must be at least 1; got {self.gate_resamples}")
 
     def fit_config(self) -> FitConfig:
         """The :class:`models.fit.FitConfig` part."""
@@ -112,24 +122,23 @@ _COMMON_FULL: dict[str, Any] = {"allow_random_init": False, "label_smoothing": 0
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "cnn": {
-        "demo": {**_COMMON_DEMO, "img_size": 64, "epochs": 4, "batch_size": 32, "lr": 2e-3, "floor_vs_chance": 1.5},
-        "full": {**_COMMON_FULL, "img_size": 128, "epochs": 60, "batch_size": 64, "lr": 1e-3, "floor_vs_chance": 4.0},
+        "demo": {**_COMMON_DEMO, "img_size": 64, "epochs": 4, "batch_size": 32, "lr": 2e-3},
+        "full": {**_COMMON_FULL, "img_size": 128, "epochs": 60, "batch_size": 64, "lr": 1e-3},
     },
     "efficientnet_b0": {
-        "demo": {**_COMMON_DEMO, "img_size": 64, "epochs": 2, "batch_size": 32, "lr": 2e-3, "max_train": 256,
-                 "floor_vs_chance": 1.2},
-        "full": {**_COMMON_FULL, "img_size": 224, "epochs": 30, "batch_size": 64, "lr": 5e-4, "floor_vs_chance": 6.0},
+        "demo": {**_COMMON_DEMO, "img_size": 64, "epochs": 2, "batch_size": 32, "lr": 2e-3, "max_train": 256},
+        "full": {**_COMMON_FULL, "img_size": 224, "epochs": 30, "batch_size": 64, "lr": 5e-4},
     },
     "dinov2_probe": {
-        "demo": {**_COMMON_DEMO, "floor_vs_chance": 1.5},
-        "full": {**_COMMON_FULL, "encoder": "dinov2_vitb14", "floor_vs_chance": 5.0},
+        "demo": {**_COMMON_DEMO},
+        "full": {**_COMMON_FULL, "encoder": "dinov2_vitb14"},
     },
     "dinov2_finetune": {
         "demo": {**_COMMON_DEMO, "img_size": 56, "epochs": 1, "batch_size": 32, "lr": 1e-4, "max_train": 256,
                  "layer_decay": 0.75,
-                 "head_lr_scale": 10.0, "floor_vs_chance": 1.2},
+                 "head_lr_scale": 10.0},
         "full": {**_COMMON_FULL, "encoder": "dinov2_vitb14", "img_size": 224, "epochs": 15, "batch_size": 32,
-                 "lr": 5e-5, "layer_decay": 0.75, "head_lr_scale": 10.0, "floor_vs_chance": 6.0},
+                 "lr": 5e-5, "layer_decay": 0.75, "head_lr_scale": 10.0},
     },
 }
 """Per model and preset, the values that differ from :class:`TrainConfig`'s defaults."""

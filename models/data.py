@@ -45,6 +45,7 @@ __all__ = [
     "ImageReader",
     "auto_num_workers",
     "background_cache_fill",
+    "embeddings_table",
     "make_loader",
     "prepare_batch",
     "read_embeddings",
@@ -296,6 +297,15 @@ def prepare_batch(
     m = torch.tensor(mean, device=device, dtype=x.dtype).view(1, -1, 1, 1)
     s = torch.tensor(std, device=device, dtype=x.dtype).view(1, -1, 1, 1)
     return (x - m) / s
+
+
+def embeddings_table(encoder: str) -> str:
+    """The table of an encoder's stored embeddings, ``embeddings_<encoder>``.
+
+    The name :func:`warehouse.schemas.embeddings.embedding_table` gives (a test keeps the two equal);
+    ``models`` does not import the warehouse package.
+    """
+    return f"embeddings_{encoder}"
 
 
 def read_embeddings(

@@ -8,13 +8,12 @@ scale (the research code put unscaled probe weights on raw features: epoch-1 los
 probe the head starts at zero (loss ``ln K``).
 
 The encoder trains with layer-wise learning-rate decay (Clark et al. 2020, ELECTRA; Bao et al. 2022,
-BEiT): block ``i`` of ``L`` gets ``lr * decay ** (L + 1 - i)``, the patch embedding the smallest rate,
-the head the full rate.
+BEiT), built by timm from the ViT's ``group_matcher``: the patch embedding gets the smallest rate, each
+block deeper a factor ``1 / decay`` more, the head its own multiple.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np
@@ -123,15 +122,6 @@ class DINOv2Classifier(EncoderClassifier):
         return layerwise_param_groups(self, lr, weight_decay, layer_decay, head_lr_scale)
 
 
-def _layer_id(name: str, num_blocks: int) -> int:
-    m = re.search(r"\bblocks\.(\d+)\.", name)
-    if m:
-        return int(m.group(1)) + 1
-    if any(k in name for k in ("patch_embed", "cls_token", "reg_token", "pos_embed", "mask_token")):
-        return 0
-    return num_blocks + 1  # final norm and anything after the blocks
-
-
 def layerwise_param_groups(
     model: DINOv2Classifier,
     lr: float,
@@ -139,28 +129,33 @@ def layerwise_param_groups(
     layer_decay: float = 0.75,
     head_lr_scale: float = 1.0,
 ) -> list[dict[str, Any]]:
-    """Parameter groups: encoder layer ``i`` at ``lr * layer_decay ** (L + 1 - i)``, head at ``lr * head_lr_scale``.
+    """Optimizer groups: the encoder with timm's layer-wise decay, the head at ``lr * head_lr_scale``.
 
-    Biases, norms and tokens (1-D parameters) get no weight decay.
+    The encoder's groups are :func:`timm.optim.param_groups_layer_decay` of the timm ViT, driven by its
+    own ``group_matcher`` (stem: patch embedding and tokens; one group per block; the final norm joins the
+    last block): with ``L`` blocks, the stem gets ``lr * layer_decay ** L``, block ``i`` (0-based)
+    ``lr * layer_decay ** (L - 1 - i)``, so the last block and the final norm get ``lr``. 1-D parameters and the ViT's
+    ``no_weight_decay()`` names (tokens, position embedding) get no weight decay.
+
+    Returns
+    -------
+    list of dict
+        ``params``, ``lr``, ``lr_scale`` (relative to ``lr``) and ``weight_decay`` per group; the
+        head's groups last.
     """
-    num_blocks = len(getattr(model.encoder.vit, "blocks", []))
-    groups: dict[tuple[int, bool], dict[str, Any]] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        no_wd = p.ndim <= 1 or name.endswith((".bias", "token", "pos_embed"))
-        if name.startswith("encoder."):
-            lid = _layer_id(name, num_blocks)
-            scale = layer_decay ** (num_blocks + 1 - lid)
-        else:
-            lid = num_blocks + 2
-            scale = head_lr_scale
-        key = (lid, no_wd)
-        if key not in groups:
-            groups[key] = {"params": [], "lr": lr * scale, "weight_decay": 0.0 if no_wd else weight_decay,
-                           "name": f"layer{lid}{'_no_wd' if no_wd else ''}"}
-        groups[key]["params"].append(p)
-    return [groups[k] for k in sorted(groups)]
+    from timm.optim import param_groups_layer_decay
+
+    vit = model.encoder.vit
+    skip = vit.no_weight_decay() if hasattr(vit, "no_weight_decay") else ()
+    groups = param_groups_layer_decay(vit, weight_decay=weight_decay, no_weight_decay_list=skip,
+                                      layer_decay=layer_decay)
+    head = [p for n, p in model.named_parameters() if not n.startswith("encoder.") and p.requires_grad]
+    groups += [{"params": [p for p in head if p.ndim > 1], "weight_decay": weight_decay, "lr_scale": head_lr_scale},
+               {"params": [p for p in head if p.ndim <= 1], "weight_decay": 0.0, "lr_scale": head_lr_scale}]
+    groups = [g for g in groups if g["params"]]
+    for g in groups:
+        g["lr"] = lr * g["lr_scale"]
+    return groups
 
 
 def build_dinov2_finetune(

@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from features.errors import InputError
 
-__all__ = ["LabelError", "MissingInputError", "SplitError", "TrainingError", "WeightsUnavailableError"]
+__all__ = [
+    "LabelError",
+    "MissingInputError",
+    "SplitError",
+    "TooFewClassesError",
+    "TrainingError",
+    "WeightsUnavailableError",
+]
 
 
 class TrainingError(InputError):
@@ -16,6 +23,26 @@ class TrainingError(InputError):
 
 class LabelError(TrainingError):
     """The label column is unusable: NaN or non-integer values, fewer than two classes, unknown column."""
+
+
+class TooFewClassesError(LabelError):
+    """Fewer than two classes to train on: a single class, or too few left after the rare-class rule.
+
+    Attributes
+    ----------
+    excluded : dict
+        Class name -> galaxies per split (``{"train": n, "val": n, "test": n}``) of the classes left out
+        (empty when the label column itself has a single class).
+
+    Notes
+    -----
+    Nothing is trained then. The Dagster assets report the model as skipped, with this message, instead
+    of failing the run; ``astrovision train`` prints it as an error.
+    """
+
+    def __init__(self, message: str, excluded: dict[str, dict[str, int]] | None = None) -> None:
+        super().__init__(message)
+        self.excluded = dict(excluded or {})
 
 
 class SplitError(TrainingError):

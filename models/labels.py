@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from models.errors import LabelError
+from models.errors import LabelError, TooFewClassesError
 
 __all__ = ["Labels", "resolve_labels"]
 
@@ -110,8 +110,9 @@ def resolve_labels(
     Raises
     ------
     LabelError
-        On NaN or non-integral values (naming the galaxy and row), when no galaxy carries the column,
-        or when fewer than two classes remain.
+        On NaN or non-integral values (naming the galaxy and row), or when no galaxy carries the column.
+    TooFewClassesError
+        When fewer than two classes remain (a :class:`LabelError`).
     """
     n = len(galaxy_ids)
     raw: list[Any]
@@ -177,7 +178,7 @@ def resolve_labels(
         raise LabelError(f"{table}: no galaxy has a value in label column {column!r} ({n} galaxies read)")
     classes = tuple(sorted(set(values)))
     if len(classes) < 2:
-        raise LabelError(
+        raise TooFewClassesError(
             f"{table}: label column {column!r} has a single class ({classes[0]}) among {len(ids)} "
             "labelled galaxies; a classifier needs at least two"
         )

@@ -3,7 +3,9 @@
 A registered version is rebuilt from its artefact directory alone: the architecture from the stored
 config (no pretrained weights needed: the trained state dict replaces them) plus ``model.pt``, or the
 probe's ``probe.npz``. :func:`predict_all` fills the ``predictions`` table for every galaxy and every
-registered model version, computing only the (galaxy, version) pairs that are missing.
+registered model version that passed its gate (the registry's ``gate_passed``: the model beat the
+same-run baselines on its test split), computing only the (galaxy, version) pairs that are missing. A
+version that failed its gate is left out and said so; the others are written all the same.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class Predictor:
     def available(self, wh: Any) -> set[str] | None:
         """Galaxies this model can predict (None: every galaxy with an image)."""
         if self.kind == "embeddings":
-            from models.pipeline import embeddings_table
+            from models.data import embeddings_table
 
             table = embeddings_table(self.config.encoder)
             if not wh.exists(table):
@@ -69,8 +71,7 @@ class Predictor:
         if not ids:
             return np.zeros((0, len(self.classes)), np.float32)
         if self.kind == "embeddings":
-            from models.data import read_embeddings
-            from models.pipeline import embeddings_table
+            from models.data import embeddings_table, read_embeddings
 
             x = read_embeddings(wh, embeddings_table(self.config.encoder), ids)
             return self._model.predict_proba(x).astype(np.float32)
@@ -147,8 +148,9 @@ def predict_all(
     batch_size: int = 64,
     chunk: int = 2048,
     device: str = "auto",
-) -> dict[str, dict[str, int]]:
-    """Predict every galaxy with every registered model version; write only what is missing.
+    gated: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """Predict every galaxy with every registered model version that passed its gate; write only what is missing.
 
     Parameters
     ----------
@@ -160,11 +162,15 @@ def predict_all(
     batch_size, chunk : int
         Inference batch size; galaxies written per upsert.
     device : str
+    gated : bool
+        Leave out versions whose gate failed (default); ``False`` predicts with every version.
 
     Returns
     -------
     dict
-        Per ``"<name> v<version>"``: ``written``, ``already``, ``unavailable`` (e.g. no embedding).
+        Per ``"<name> v<version>"``: ``written``, ``already``, ``unavailable`` (e.g. no embedding) and
+        ``gate`` (``"passed"`` or ``"failed"``); a version left out by its gate has ``left_out`` True and
+        nothing written.
     """
     import pyarrow as pa
 
@@ -172,11 +178,17 @@ def predict_all(
     if not wh.exists("galaxies"):
         raise MissingInputError(f"table 'galaxies' does not exist in {wh.root}")
     all_ids = wh.read("galaxies", columns=["galaxy_id"]).column("galaxy_id").to_pylist()
-    summary: dict[str, dict[str, int]] = {}
+    summary: dict[str, dict[str, Any]] = {}
     for row in list_models(wh):
         if models is not None and row["name"] not in models:
             continue
         key = f"{row['name']} v{row['version']}"
+        verdict = "passed" if row["gate_passed"] else "failed"
+        if gated and not row["gate_passed"]:
+            summary[key] = {"written": 0, "already": 0, "unavailable": 0, "gate": verdict, "left_out": True}
+            log(f"predictions {key}: left out, its gate failed "
+                f"({json.loads(row['gate_json']).get('reason', 'no reason recorded')})")
+            continue
         done: set[str] = set()
         if wh.exists("predictions"):
             done = set(wh.read("predictions", columns=["galaxy_id"],
@@ -184,7 +196,8 @@ def predict_all(
                        .column("galaxy_id").to_pylist())
         todo = [g for g in all_ids if g not in done]
         if not todo:
-            summary[key] = {"written": 0, "already": len(done), "unavailable": 0}
+            summary[key] = {"written": 0, "already": len(done), "unavailable": 0, "gate": verdict,
+                            "left_out": False}
             continue
         pred = load_predictor(wh, row["name"], int(row["version"]))
         avail = pred.available(wh)
@@ -197,7 +210,8 @@ def predict_all(
             ids = ready[i:i + chunk]
             probs = pred.predict(wh, ids, batch_size=batch_size, device=device)
             wh.upsert("predictions", pa.table(prediction_rows(pred, ids, probs, split_of)), run_id=run_id)
-        summary[key] = {"written": len(ready), "already": len(done), "unavailable": len(todo) - len(ready)}
+        summary[key] = {"written": len(ready), "already": len(done), "unavailable": len(todo) - len(ready),
+                        "gate": verdict, "left_out": False}
         log(f"predictions {key}: {len(ready)} written, {len(done)} already there, "
             f"{len(todo) - len(ready)} without input")
     return summary

@@ -7,6 +7,11 @@ group of its own), so a group never straddles two splits, and the split is strat
 manner of scikit-learn's ``StratifiedGroupKFold``: for each class, its groups are shuffled with a fixed
 seed and each goes to the split whose galaxy count lies furthest below its target
 (``fraction * n_class``). A class with at least three groups gets at least one group in every split.
+
+The rare-class rule (:func:`usable_classes`): a class enters a model's label set only when it has at
+least one galaxy in each of train, val and test of the split set (with this splitter: at least three
+duplicate groups). The others are left out of that model's training, validation and test, and named
+with their counts in its registry row; a split set with fewer than two usable classes trains nothing.
 """
 
 from __future__ import annotations
@@ -21,11 +26,13 @@ from models.errors import SplitError
 
 __all__ = [
     "SPLIT_NAMES",
+    "LabelSet",
     "SplitAssignment",
     "check_no_leak",
     "class_counts",
     "make_splits",
     "split_set_name",
+    "usable_classes",
 ]
 
 SPLIT_NAMES: tuple[str, str, str] = ("train", "val", "test")
@@ -184,3 +191,49 @@ def class_counts(splits: Sequence[str], labels: Sequence[int]) -> dict[str, dict
         out.setdefault(s, {})
         out[s][int(y)] = out[s].get(int(y), 0) + 1
     return out
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """The classes a model trains on, and those the rare-class rule left out.
+
+    Attributes
+    ----------
+    kept : tuple of int
+        Label values with enough galaxies in every split, sorted.
+    excluded : dict
+        Label value -> galaxies per split (``{"train": n, "val": n, "test": n}``) of each class left out.
+    """
+
+    kept: tuple[int, ...]
+    excluded: dict[int, dict[str, int]]
+
+
+def usable_classes(splits: Sequence[str], labels: Sequence[int], *, min_per_split: int = 1) -> LabelSet:
+    """Apply the rare-class rule: keep a class iff each of train, val and test holds ``min_per_split`` of it.
+
+    Parameters
+    ----------
+    splits : sequence of str
+        ``"train"``, ``"val"`` or ``"test"`` per galaxy.
+    labels : sequence of int
+        Label value per galaxy.
+    min_per_split : int
+        Galaxies of a class each split must hold (1: the class can be trained, selected on and tested).
+
+    Returns
+    -------
+    LabelSet
+        Every class of ``labels`` is either kept or excluded; an empty input keeps nothing.
+    """
+    counts = class_counts(splits, labels)
+    classes = sorted({int(y) for y in labels})
+    kept: list[int] = []
+    excluded: dict[int, dict[str, int]] = {}
+    for c in classes:
+        per = {s: counts.get(s, {}).get(c, 0) for s in SPLIT_NAMES}
+        if all(n >= min_per_split for n in per.values()):
+            kept.append(c)
+        else:
+            excluded[c] = per
+    return LabelSet(kept=tuple(kept), excluded=excluded)

@@ -197,3 +197,31 @@ def test_ui_env_keeps_the_import_path_but_not_the_working_folder(tmp_path, monke
     assert env["PYTHONSAFEPATH"] == "1" and env["DAGSTER_HOME"] == str(wh.dagster_home)
     assert env["OTHER"] == "x" and "PYTHONPATH" not in ui_env(wh, {"PYTHONPATH": ""})
     assert ui_command(3000)[1:3] == ["-P", "-m"]
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (("--n", "0"), "--n must be a positive integer (at least 1); got 0"),
+    (("--n", "-3"), "--n must be a positive integer (at least 1); got -3"),
+    (("--shard-size", "0"), "--shard-size must be a positive integer (at least 1); got 0"),
+])
+def test_demo_rejects_sizes_below_one_in_one_line(tmp_path, args, needle):
+    home = tmp_path / "home"
+    proc = cli(home, "demo", *args, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"astrovision: error: demo: {needle}"]
+    assert not home.exists()  # nothing written, not even the warehouse root
+
+
+def test_tiny_demo_finishes_and_says_why_no_model_trained(tmp_path):
+    """Five galaxies cannot give two classes a galaxy in train, val and test: every model is skipped."""
+    home = tmp_path / "home"
+    proc = cli(home, "demo", "--n", "5", timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Skipped (nothing trained):" in proc.stdout
+    skipped = next(line for line in proc.stdout.splitlines() if line.startswith("  cnn, "))
+    assert {"dinov2_probe", "efficientnet_b0", "dinov2_finetune"} <= set(skipped.split(":")[0].split(", ")[1:])
+    assert "fewer than two classes have a galaxy in each of train, val and test" in skipped
+    rows = json.loads(cli(home, "sql", "SELECT count(*) AS n FROM splits", "--format", "json").stdout)
+    assert rows == [{"n": 5}]
+    tables = {r["table"]: r["rows"] for r in json.loads(cli(home, "tables", "--format", "json").stdout)}
+    assert tables["galaxies"] == 5 and tables.get("models", 0) == 0

@@ -129,17 +129,31 @@ def test_pretrained_backbone_never_silently_random(monkeypatch):
                                                        img_size=28, allow_random_init=False))
 
 
-def test_dinov2_layerwise_lr_decreases_with_depth():
+def test_dinov2_layerwise_lr_follows_the_decay_schedule():
+    """timm's groups from the ViT's group_matcher: stem lr*d^L, block i lr*d^(L-1-i), final norm lr, head 10 lr."""
     model, _ = _build("dinov2_finetune")
-    groups = layerwise_param_groups(model, lr=1e-4, weight_decay=0.05, layer_decay=0.5, head_lr_scale=10)
-    by_layer = {}
-    for g in groups:
-        by_layer[int(g["name"].split("_")[0][5:])] = g["lr"]
-    layers = sorted(by_layer)
-    assert [by_layer[i] for i in layers[:-1]] == sorted(by_layer[i] for i in layers[:-1])  # deeper: larger
-    assert by_layer[layers[-1]] == pytest.approx(1e-3)  # head
-    assert by_layer[0] == pytest.approx(1e-4 * 0.5 ** (len(model.encoder.vit.blocks) + 1))
-    assert all(g["weight_decay"] == 0 for g in groups if g["name"].endswith("no_wd"))
+    lr, decay = 1e-4, 0.5
+    groups = layerwise_param_groups(model, lr=lr, weight_decay=0.05, layer_decay=decay, head_lr_scale=10)
+    group_of = {id(p): g for g in groups for p in g["params"]}
+    vit = model.encoder.vit
+    n_blocks = len(vit.blocks)
+    assert n_blocks == 12
+
+    def lrs(params):
+        return sorted({group_of[id(p)]["lr"] for p in params})
+
+    for i, block in enumerate(vit.blocks):
+        assert lrs(block.parameters()) == pytest.approx([lr * decay ** (n_blocks - 1 - i)]), i
+    assert lrs([vit.cls_token, vit.pos_embed, *vit.patch_embed.parameters()]) == pytest.approx(
+        [lr * decay ** n_blocks])
+    assert lrs(vit.norm.parameters()) == pytest.approx([lr])
+    assert lrs(model.head.parameters()) == pytest.approx([10 * lr])
+    # every trainable parameter in exactly one group; no weight decay on 1-D parameters and tokens
+    assert sum(len(g["params"]) for g in groups) == sum(1 for p in model.parameters() if p.requires_grad)
+    assert len(group_of) == sum(1 for p in model.parameters() if p.requires_grad)
+    assert all(group_of[id(p)]["weight_decay"] == 0 for p in model.parameters() if p.ndim <= 1)
+    assert group_of[id(vit.cls_token)]["weight_decay"] == 0 and group_of[id(vit.pos_embed)]["weight_decay"] == 0
+    assert group_of[id(vit.blocks[0].attn.qkv.weight)]["weight_decay"] == 0.05
 
 
 def test_head_initialised_from_probe_reproduces_probe_logits():

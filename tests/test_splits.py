@@ -8,11 +8,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from models.errors import LabelError, SplitError
+from models.errors import LabelError, SplitError, TooFewClassesError
 from models.labels import resolve_labels
-from models.pipeline import build_splits, load_split
-from models.splits import check_no_leak, make_splits
+from models.splits import LabelSet, check_no_leak, make_splits, usable_classes
 from models.toy import toy_images, toy_rows
+from stages.training import build_splits, load_split
 
 
 def _catalogue(n_per_class=(150, 100, 50), pair_every=7, seed=0):
@@ -119,7 +119,7 @@ def test_non_integer_label_raises():
 
 
 def test_single_class_raises():
-    with pytest.raises(LabelError, match="single class"):
+    with pytest.raises(TooFewClassesError, match="single class"):
         resolve_labels(["a", "b", "c"], column="label", label=[2, 2, None], label_name=["x", "x", None])
 
 
@@ -161,18 +161,55 @@ def test_build_splits_stores_rows_and_drops_stale_ones(warehouse):
     assert split.names == ("round", "cigar", "ring", "pair")
 
 
-def test_split_missing_a_class_is_a_clear_error(warehouse):
-    _write(warehouse, n=12)
-    rows = warehouse.read("galaxies", columns=["galaxy_id", "label", "label_name"]).to_pylist()
-    # class 3 only in train: val and test lack it
-    split = ["train" if r["label"] == 3 else s for r, s in zip(rows, ["train", "val", "test"] * 4)]
-    warehouse.upsert("splits", pa.table({
-        "galaxy_id": [r["galaxy_id"] for r in rows], "split_name": ["hand"] * 12, "split": split,
-        "label_column": ["label"] * 12, "label": [r["label"] for r in rows],
-        "label_name": [r["label_name"] for r in rows], "seed": [0] * 12, "duplicate_group": [None] * 12,
+def _hand_split(wh, n, split_of):
+    """A hand-made split set 'hand': ``split_of(label, k)`` for the k-th galaxy of each class."""
+    rows = wh.read("galaxies", columns=["galaxy_id", "label", "label_name"]).to_pylist()
+    seen: dict[int, int] = {}
+    split = []
+    for r in rows:
+        split.append(split_of(r["label"], seen.get(r["label"], 0)))
+        seen[r["label"]] = seen.get(r["label"], 0) + 1
+    wh.upsert("splits", pa.table({
+        "galaxy_id": [r["galaxy_id"] for r in rows], "split_name": ["hand"] * n, "split": split,
+        "label_column": ["label"] * n, "label": [r["label"] for r in rows],
+        "label_name": [r["label_name"] for r in rows], "seed": [0] * n, "duplicate_group": [None] * n,
     }))
-    with pytest.raises(SplitError, match=r"the val split has no galaxy of class .*'pair' \(3 galaxies in all\)"):
+
+
+def test_class_missing_from_a_split_is_left_out_of_the_label_set(warehouse):
+    _write(warehouse, n=12)
+    # class 3 ('pair') only in train: val and test lack it
+    _hand_split(warehouse, 12, lambda label, k: "train" if label == 3 else ("train", "val", "test")[k % 3])
+    split = load_split(warehouse, "hand")
+    assert split.names == ("round", "cigar", "ring") and split.classes == (0, 1, 2)
+    assert split.excluded == {"pair": {"train": 3, "val": 0, "test": 0}}
+    assert sum(len(v) for v in split.ids.values()) == 9
+    assert all(set(split.y[s].tolist()) == {0, 1, 2} for s in ("train", "val", "test"))
+    assert json.loads(split.excluded_json()) == [{"name": "pair", "train": 3, "val": 0, "test": 0}]
+
+
+def test_fewer_than_two_usable_classes_is_a_clear_error(warehouse):
+    _write(warehouse, n=12)
+    _hand_split(warehouse, 12, lambda label, k: ("train", "val", "test")[k % 3] if label == 0 else "train")
+    with pytest.raises(TooFewClassesError, match=r"kept: 'round'; left out: 'cigar' \(train 3, val 0, test 0\)") as exc:
         load_split(warehouse, "hand")
+    assert set(exc.value.excluded) == {"cigar", "ring", "pair"}
+
+
+def test_usable_classes_keeps_only_classes_in_every_split():
+    splits = ["train", "val", "test", "train", "train", "val", "train"]
+    labels = [0, 0, 0, 1, 1, 1, 2]
+    rule = usable_classes(splits, labels)
+    assert rule.kept == (0,)
+    assert rule.excluded == {1: {"train": 2, "val": 1, "test": 0}, 2: {"train": 1, "val": 0, "test": 0}}
+    assert usable_classes(splits, labels, min_per_split=2).kept == ()
+    assert usable_classes([], []) == LabelSet(kept=(), excluded={})
+
+
+def test_build_splits_reports_the_classes_the_rule_will_leave_out(warehouse):
+    _write(warehouse, n=42, labels=[0, 1, 2] * 13 + [3, 3, 3][:2] + [0])
+    out = build_splits(warehouse)
+    assert set(out.excluded) == {"pair"} and sum(out.excluded["pair"].values()) == 2
 
 
 def test_build_splits_with_nan_ring_leaves_warehouse_unchanged(warehouse):

@@ -12,24 +12,30 @@ import pytest
 
 from features.weights import WeightsOrigin
 from models.config import make_config
-from models.errors import LabelError, MissingInputError
-from models.pipeline import build_splits, train_model
+from models.errors import LabelError, MissingInputError, TooFewClassesError
 from models.predict import load_predictor, predict_all
 from models.toy import toy_embeddings, toy_images, toy_rows
 from models.versions import get_model, list_models, training_set
+from stages.training import build_splits, train_model
 
 ENCODER = "random_vits14"
 
 
-def _fill(wh, n=64, size=32, *, seed=0, extra=None, embeddings=True, encoder=ENCODER, sha="0" * 64):
+def _fill(wh, n=64, size=32, *, seed=0, extra=None, embeddings=True, encoder=ENCODER, sha="0" * 64,
+          separation=0.3, blind_images=False, labels=None):
+    """Toy galaxies; ``blind_images``: the stamps are drawn for shuffled labels, so pixels say nothing."""
     images, y = toy_images(n, size, seed=seed)
+    if blind_images:
+        y = np.random.default_rng(seed + 1).permutation(y)
+    if labels is not None:
+        y = np.asarray(labels)
     gal, img = toy_rows(images, y, extra=extra)
     wh.upsert("galaxies", pa.table(gal))
     wh.upsert("images", pa.table(img))
     if embeddings:
         from warehouse.schemas.embeddings import embedding_spec
 
-        vec, patch = toy_embeddings(y, 384, seed=seed, separation=0.3)
+        vec, patch = toy_embeddings(y, 384, seed=seed, separation=separation)
         random = encoder.startswith("random")
         wh.upsert(f"embeddings_{encoder}", pa.table({
             "galaxy_id": gal["galaxy_id"], "shard": gal["shard"], "encoder": [encoder] * n,
@@ -40,8 +46,7 @@ def _fill(wh, n=64, size=32, *, seed=0, extra=None, embeddings=True, encoder=ENC
 
 
 def _cnn_cfg(**kw):
-    return make_config("cnn", **{"img_size": 32, "epochs": 1, "max_steps": 3, "batch_size": 16,
-                                 "floor_vs_chance": 0.0, **kw})
+    return make_config("cnn", **{"img_size": 32, "epochs": 1, "max_steps": 3, "batch_size": 16, **kw})
 
 
 @pytest.fixture
@@ -97,10 +102,10 @@ def test_cnn_same_seed_same_versions_same_metrics(filled):
 def test_cnn_separates_toy_classes_well_above_chance(warehouse):
     """The 4-class toy set (chance balanced accuracy 0.25): the CNN must reach at least 0.6 on test."""
     _fill(warehouse, n=160, size=32, embeddings=False)
-    cfg = make_config("cnn", img_size=32, epochs=8, batch_size=16, lr=3e-3, floor_vs_chance=2.4)
+    cfg = make_config("cnn", img_size=32, epochs=8, batch_size=16, lr=3e-3)
     out = train_model(warehouse, "cnn", cfg, split_fractions=(0.6, 0.2, 0.2))
     assert out.metrics["balanced_accuracy"] >= 0.6, out.metrics
-    assert out.passed_floor
+    assert out.gate.baselines["majority"]["difference_lower"] > 0.3  # far above the 1/K baseline
 
 
 def test_missing_embeddings_table_is_a_clear_error(warehouse):
@@ -138,7 +143,7 @@ def test_finetune_head_from_probe_only_with_the_same_weights(warehouse, tmp_path
     save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(path))
     _fill(warehouse, n=48, encoder="dinov2_vits14", sha=sha256_file(path))
     train_model(warehouse, "dinov2_probe")
-    cfg = make_config("dinov2_finetune", img_size=28, max_steps=1, batch_size=8, floor_vs_chance=0.0,
+    cfg = make_config("dinov2_finetune", img_size=28, max_steps=1, batch_size=8,
                       weights_path=str(path), allow_random_init=False)
     out = train_model(warehouse, "dinov2_finetune", cfg)
     assert out.weights_origin.origin is WeightsOrigin.LOCAL and out.weights_origin.sha256 == sha256_file(path)
@@ -152,20 +157,68 @@ def test_finetune_head_from_probe_only_with_the_same_weights(warehouse, tmp_path
     assert rnd.notes[0].startswith("head initialised at zero: dinov2_probe v1 was fitted on embeddings of other")
 
 
-def test_predictions_cover_every_version(filled):
+def test_predictions_only_for_versions_that_passed_their_gate(warehouse):
+    """Separable embeddings, label-blind stamps: the probe beats the baselines, the CNN cannot."""
+    _fill(warehouse, n=96, separation=1.5, blind_images=True)
+    probe = train_model(warehouse, "dinov2_probe")
+    cnn = train_model(warehouse, "cnn", _cnn_cfg())
+    assert probe.passed_gate and probe.gate.baselines["majority"]["balanced_accuracy"] == pytest.approx(0.25)
+    assert probe.gate.baselines["majority"]["difference_lower"] > 0 and probe.gate.baselines["pixels"]["difference_lower"] > 0
+    assert not cnn.passed_gate and "does not beat" in cnn.gate.reason
+    rows = {r["name"]: r for r in list_models(warehouse)}
+    assert rows["dinov2_probe"]["gate_passed"] and not rows["cnn"]["gate_passed"]
+    assert json.loads(rows["cnn"]["gate_json"])["n"] == cnn.gate.n == cnn.n["test"]
+    summary = predict_all(warehouse)
+    assert summary["dinov2_probe v1"] == {"written": 96, "already": 0, "unavailable": 0, "gate": "passed",
+                                          "left_out": False}
+    assert summary["cnn v1"] == {"written": 0, "already": 0, "unavailable": 0, "gate": "failed", "left_out": True}
+    written = warehouse.read("predictions", columns=["model_name"]).column("model_name").to_pylist()
+    assert written == ["dinov2_probe"] * 96
+    # asked for explicitly, the CNN's predictions are written, but the users' view shows passing models only
+    assert predict_all(warehouse, gated=False)["cnn v1"]["written"] == 96
+    view = warehouse.sql("SELECT model_name, count(*) AS n FROM latest_predictions GROUP BY 1").to_dicts()
+    assert view == [{"model_name": "dinov2_probe", "n": 96}]
+
+
+def test_predictions_cover_every_version_when_ungated(filled):
     train_model(filled, "dinov2_probe")
-    cfg = make_config("dinov2_finetune", img_size=28, max_steps=1, batch_size=8, floor_vs_chance=0.0)
+    cfg = make_config("dinov2_finetune", img_size=28, max_steps=1, batch_size=8)
     train_model(filled, "dinov2_finetune", cfg)
     pred = load_predictor(filled, "dinov2_finetune", 1)
     assert pred.config.encoder == ENCODER and pred.names == ["round", "cigar", "ring", "pair"]
-    summary = predict_all(filled)
-    assert summary == {"dinov2_finetune v1": {"written": 64, "already": 0, "unavailable": 0},
-                       "dinov2_probe v1": {"written": 64, "already": 0, "unavailable": 0}}
+    summary = predict_all(filled, gated=False)
+    assert {k: v["written"] for k, v in summary.items()} == {"dinov2_finetune v1": 64, "dinov2_probe v1": 64}
     rows = filled.read("predictions").to_pylist()
     assert len(rows) == 128
     assert all(abs(sum(r["probabilities"]) - 1) < 1e-4 and len(r["probabilities"]) == 4 for r in rows)
     assert {r["split"] for r in rows} == {"train", "val", "test"}
-    assert predict_all(filled)["dinov2_probe v1"] == {"written": 0, "already": 64, "unavailable": 0}
+    assert predict_all(filled, gated=False)["dinov2_probe v1"]["already"] == 64
+
+
+def test_rare_class_is_left_out_and_recorded(warehouse):
+    """Class 3 has two galaxies: it cannot reach train, val and test, so the model trains on three classes."""
+    labels = [0, 1, 2] * 20 + [3, 3]
+    _fill(warehouse, n=62, labels=labels)
+    out = train_model(warehouse, "dinov2_probe")
+    assert out.names == ("round", "cigar", "ring") and out.classes == (0, 1, 2)
+    assert set(out.excluded) == {"pair"} and sum(out.excluded["pair"].values()) == 2
+    assert sum(out.n.values()) == 60
+    row = get_model(warehouse, "dinov2_probe")
+    assert json.loads(row["excluded_classes_json"]) == [{"name": "pair", **out.excluded["pair"]}]
+    assert [c["name"] for c in json.loads(row["classes_json"])] == ["round", "cigar", "ring"]
+    assert "left out of the label set" in out.notes[0] and "'pair'" in out.notes[0]
+    # its galaxies still get predictions, over the three classes the model knows
+    predict_all(warehouse, gated=False)
+    pairs = warehouse.read("predictions", where="galaxy_id IN ('toy:000060', 'toy:000061')").to_pylist()
+    assert len(pairs) == 2 and all(len(r["probabilities"]) == 3 for r in pairs)
+
+
+def test_too_few_classes_for_every_split_trains_nothing(warehouse):
+    _fill(warehouse, n=6, embeddings=False)  # 6 galaxies of 4 classes: no class reaches every split
+    with pytest.raises(TooFewClassesError, match="fewer than two classes have a galaxy in each of train, val and test"):
+        train_model(warehouse, "cnn", _cnn_cfg())
+    assert not warehouse.exists("models")
+    assert not any(Path(warehouse.models_dir).rglob("*.pt"))
 
 
 def test_cli_train_with_label_and_list(warehouse, capsys):
@@ -193,28 +246,62 @@ def test_cli_train_with_label_and_list(warehouse, capsys):
                                                                   ("training_job", "SUCCESS")]
 
 
-def test_dagster_materializes_splits_probe_cnn_and_predictions(warehouse):
+def test_cli_train_with_too_few_classes_is_one_line_exit_2(warehouse, capsys):
+    from service.cli import main
+
+    _fill(warehouse, n=6, embeddings=False)
+    assert main(["--home", str(warehouse.root), "train", "cnn", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fewer than two classes have a galaxy in each of train, val and test" in err[0]
+    assert not warehouse.exists("models")
+
+
+def test_dagster_failed_gate_keeps_only_its_own_predictions_out(warehouse):
     import dagster as dg
 
     from dagster_project.defs.training.assets import cnn, dinov2_probe, predictions, splits
     from dagster_project.resources import WarehouseResource
 
-    _fill(warehouse, n=48)
+    _fill(warehouse, n=96, separation=1.5, blind_images=True)
     res = dg.materialize(
         [splits, dinov2_probe, cnn, predictions],
         resources={"warehouse": WarehouseResource(root=str(warehouse.root))},
-        run_config={"ops": {"cnn": {"config": {"img_size": 32, "epochs": 1, "batch_size": 16,
-                                               "floor_vs_chance": 0.0}}}},
+        run_config={"ops": {"cnn": {"config": {"img_size": 32, "epochs": 1, "batch_size": 16}}}},
     )
     assert res.success
-    checks = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in res.get_asset_check_evaluations()}
-    assert checks == {("splits", "no_leak"): True, ("dinov2_probe", "test_balanced_accuracy_floor"): True,
-                      ("cnn", "test_balanced_accuracy_floor"): True,
-                      ("predictions", "every_version_predicted"): True}
+    evals = {(e.asset_key.to_user_string(), e.check_name): e for e in res.get_asset_check_evaluations()}
+    assert {k: e.passed for k, e in evals.items()} == {
+        ("splits", "no_leak"): True, ("dinov2_probe", "beats_baselines"): True, ("cnn", "beats_baselines"): False,
+        ("predictions", "every_version_predicted"): True}
+    gate = evals[("cnn", "beats_baselines")].metadata
+    assert gate["split"].value == "test" and gate["confidence"].value == pytest.approx(0.95)
+    assert gate["baseline_majority"].value == pytest.approx(0.25) and "baseline_pixels" in gate
+    assert evals[("cnn", "beats_baselines")].severity == dg.AssetCheckSeverity.ERROR  # scratch CNN: not excused
     meta = {e.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
             for e in res.get_asset_materialization_events()}
-    assert meta["splits"]["train"].value + meta["splits"]["val"].value + meta["splits"]["test"].value == 48
+    assert meta["splits"]["train"].value + meta["splits"]["val"].value + meta["splits"]["test"].value == 96
     assert meta["dinov2_probe"]["confusion_matrix"].value.startswith("![confusion matrix](data:image/png;base64,")
-    assert meta["cnn"]["random_init"].value is False
+    assert meta["cnn"]["random_init"].value is False and meta["cnn"]["gate_passed"].value is False
     assert meta["predictions"]["rows_written"].value == 96
+    assert meta["predictions"]["predicted"].value == ["dinov2_probe v1"]
+    assert meta["predictions"]["left_out_gate_failed"].value == ["cnn v1"]
     assert np.isfinite(meta["cnn"]["test_balanced_accuracy"].value)
+
+
+def test_dagster_too_few_classes_skips_the_models_not_the_run(warehouse):
+    import dagster as dg
+
+    from dagster_project.defs.training.assets import cnn, predictions, splits
+    from dagster_project.resources import WarehouseResource
+
+    _fill(warehouse, n=6, embeddings=False)
+    res = dg.materialize([splits, cnn, predictions],
+                         resources={"warehouse": WarehouseResource(root=str(warehouse.root))})
+    assert res.success
+    meta = {e.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
+            for e in res.get_asset_materialization_events()}
+    assert meta["cnn"]["skipped"].value is True and "fewer than two classes" in meta["cnn"]["reason"].value
+    assert sum(sum(v.values()) for v in meta["cnn"]["excluded_classes"].value.values()) == 6
+    check = next(e for e in res.get_asset_check_evaluations() if e.asset_key.to_user_string() == "cnn")
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert meta["predictions"]["rows_written"].value == 0 and not warehouse.exists("models")

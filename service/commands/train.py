@@ -91,10 +91,16 @@ def _print_outcome(wh: Warehouse, name: str, meta: dict[str, Any]) -> None:
     print(f"  weights: {row['weights_origin']}{random_note}")
     print("  settings: " + ", ".join(f"{k}={config[k]}" for k in
                                        ("img_size", "epochs", "batch_size", "lr", "max_train", "encoder")))
-    floor = float(meta["floor"])
-    print(f"  test: balanced accuracy {m['balanced_accuracy']:.4f} (floor {floor:.3f}, "
-          f"{'passed' if m['balanced_accuracy'] >= floor else 'FAILED'}), accuracy {m['accuracy']:.4f}, "
+    print(f"  test: balanced accuracy {m['balanced_accuracy']:.4f}, accuracy {m['accuracy']:.4f}, "
           f"macro F1 {m['macro_f1']:.4f}")
+    gate = json.loads(row["gate_json"])
+    print(f"  gate: {'passed' if row['gate_passed'] else 'FAILED'} - {gate.get('reason', '')} ("
+          + ", ".join(f"{k} {v['balanced_accuracy']:.3f}" for k, v in gate.get("baselines", {}).items()) + ")")
+    excluded = json.loads(row["excluded_classes_json"])
+    if excluded:
+        print("  left out of the label set (too few galaxies for every split): "
+              + ", ".join(f"{e['name']} (" + ", ".join(f"{s} {c}" for s, c in e.items() if s != "name") + ")"
+                          for e in excluded))
     print("  per-class recall: " + ", ".join(f"{n} {r:.2f}" for n, r in m["per_class_recall"].items()))
     extra = ""
     if "images_per_s" in fit:
@@ -107,7 +113,7 @@ def _print_outcome(wh: Warehouse, name: str, meta: dict[str, Any]) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from dagster_project.runner import run_pipeline
-    from models.versions import list_models
+    from models.versions import get_model, list_models
     from service.cli import USER_ERRORS
 
     wh = Warehouse.open()
@@ -117,7 +123,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             print("no trained models")
         for r in rows:
             print(f"{r['name']:<16} v{r['version']:<3} label={r['label_column']:<8} "
-                  f"test_bacc={r['test_balanced_accuracy']:.4f}  weights={r['weights_origin']}")
+                  f"test_bacc={r['test_balanced_accuracy']:.4f}  gate={'passed' if r['gate_passed'] else 'FAILED'}  "
+                  f"weights={r['weights_origin']}")
         return 0
     if not args.model:
         print("astrovision train: give a MODEL (or --list)", file=sys.stderr)
@@ -131,15 +138,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if message:
         raise InputError(message)
     for name in names:
-        if name in report.metadata:
-            _print_outcome(wh, name, report.metadata[name])
+        meta = report.metadata.get(name)
+        if meta and meta.get("skipped"):
+            print(f"{name}: skipped (nothing trained): {meta['reason']}")
+        elif meta:
+            _print_outcome(wh, name, meta)
     for step in report.skipped:
         print(f"{step}: skipped (an upstream step failed)")
     if "predictions" in report.metadata:
-        print("predictions: " + json.dumps(report.metadata["predictions"]["per_version"]))
+        summary = report.metadata["predictions"]["per_version"]
+        print("predictions: " + json.dumps(summary))
+        left_out = sorted(k for k, v in summary.items() if v["left_out"])
+        if left_out:
+            print(f"predictions left out (gate failed): {', '.join(left_out)}")
     for line in failures:
         print(line, file=sys.stderr)
-    return 0 if report.ok else 1
+    gates_ok = all(
+        row["gate_passed"] or WeightsOrigin.of_record(row["weights_origin"]).is_random
+        for name in names if name in report.metadata and "version" in report.metadata[name]
+        for row in [get_model(wh, name, int(report.metadata[name]["version"]))]
+    )
+    return 0 if report.ok and gates_ok else 1
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -148,8 +167,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="train a classifier from the warehouse (cnn, efficientnet_b0, dinov2_probe, dinov2_finetune, all)",
         description="Train a classifier on a leak-free split of the labelled galaxies and register it. "
-        "Defaults are the CPU demo preset; --preset full gives the GPU settings. Exit status 1 when the "
-        "test balanced accuracy misses its floor (pretrained or scratch models only).",
+        "Defaults are the CPU demo preset; --preset full gives the GPU settings. Each model is gated "
+        "against a majority-class and a pixel baseline measured on the same test galaxies; --predict "
+        "writes predictions only for models that pass. Exit status 1 when a model with pretrained or "
+        "scratch weights fails its gate.",
     )
     p.add_argument("model", nargs="?", choices=[*ORDER, "all"], help="model to train ('all': every model)")
     p.add_argument("--list", action="store_true", help="list registered model versions and exit")

@@ -4,7 +4,9 @@
   assignment for one label column and seed; duplicate groups never straddle two splits.
 * ``models`` is the model registry: one row per training run (``name``, ``version``), with the config,
   the metrics, the artefact directory and the Lance version of every table it read, so the exact training
-  set can be read back with time travel.
+  set can be read back with time travel; its gate against the same-run baselines (``gate_passed``, and
+  every number behind it in ``gate_json``: only versions that passed get predictions) and the classes the
+  rare-class rule left out of its label set (``excluded_classes_json``: name and galaxies per split).
 * ``predictions`` holds, per galaxy and model version, the class probabilities and the predicted class.
 """
 
@@ -51,6 +53,9 @@ MODELS = register(
                 pa.field("seed", pa.int64(), nullable=False),
                 pa.field("metrics_json", pa.string(), nullable=False),
                 pa.field("test_balanced_accuracy", pa.float64()),
+                pa.field("gate_passed", pa.bool_(), nullable=False),
+                pa.field("gate_json", pa.string(), nullable=False),
+                pa.field("excluded_classes_json", pa.string(), nullable=False),
                 pa.field("artefact_path", pa.string(), nullable=False),
                 pa.field("table_versions_json", pa.string(), nullable=False),
                 pa.field("weights_origin", pa.string(), nullable=False),

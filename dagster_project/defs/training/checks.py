@@ -1,12 +1,14 @@
 """Asset-check results of the training domain (the checks are declared as ``check_specs`` on the assets).
 
 * ``splits:no_leak`` (blocking): no galaxy id and no duplicate group appears in two splits.
-* ``<model>:test_balanced_accuracy_floor`` (blocking): the test balanced accuracy reaches the floor
-  ``floor_vs_chance / K`` stated in the check metadata. A randomly initialised backbone (a named
-  baseline of the CPU demo) is not expected to clear a floor meant for pretrained weights: its check
-  reports with WARN severity, which does not block downstream assets, and says why.
-* ``predictions:every_version_predicted``: each registered model version has a prediction for every
-  galaxy that has its input.
+* ``<model>:beats_baselines`` (not blocking): the model's test balanced accuracy beats the majority-class
+  and pixel baselines measured on the same test galaxies in the same run (paired bootstrap, one-sided;
+  :func:`models.baselines.gate`); the rule, the baselines and their intervals are in the check metadata.
+  A model that fails keeps *its own* predictions out (``predictions`` reads the verdict from the
+  registry), not everyone else's, so the check does not block. Severity WARN for a random-init backbone
+  (a named baseline of the CPU demo) and for a skipped model (too few classes), ERROR otherwise.
+* ``predictions:every_version_predicted``: each version that passed its gate has a prediction for every
+  galaxy that has its input; the versions left out are listed.
 """
 
 from typing import TYPE_CHECKING
@@ -16,10 +18,12 @@ import dagster as dg
 from models.splits import check_no_leak  # numpy only (models/__init__ imports lazily)
 from warehouse import Warehouse, quote
 
-if TYPE_CHECKING:  # models.pipeline imports torch and scikit-learn
-    from models.pipeline import TrainOutcome
+if TYPE_CHECKING:  # stages.training imports torch and scikit-learn
+    from stages.training import TrainOutcome
 
-__all__ = ["floor_check", "leak_check", "predictions_check"]
+__all__ = ["GATE_CHECK", "gate_check", "leak_check", "predictions_check", "skipped_check"]
+
+GATE_CHECK = "beats_baselines"
 
 
 def leak_check(wh: Warehouse, split_name: str) -> dg.AssetCheckResult:
@@ -42,32 +46,52 @@ def leak_check(wh: Warehouse, split_name: str) -> dg.AssetCheckResult:
     )
 
 
-def floor_check(out: "TrainOutcome") -> dg.AssetCheckResult:
-    """The test balanced accuracy against the floor (WARN severity for a random-init backbone)."""
+def gate_check(out: "TrainOutcome") -> dg.AssetCheckResult:
+    """The model's gate against the same-run baselines (WARN severity for a random-init backbone)."""
+    g = out.gate
     random_init = out.weights_origin.is_random
-    k = len(out.classes)
+    meta = {
+        "rule": g.rule,
+        "split": g.split,
+        "n": g.n,
+        "confidence": dg.MetadataValue.float(g.confidence),
+        "resamples": g.n_boot,
+        "balanced_accuracy": dg.MetadataValue.float(float(g.balanced_accuracy)),
+        "interval": dg.MetadataValue.json(list(g.interval)),
+        "reason": g.reason,
+        "weights_origin": str(out.weights_origin),
+        "excluded_classes": dg.MetadataValue.json(out.excluded),
+    }
+    for name, b in g.baselines.items():
+        meta[f"baseline_{name}"] = dg.MetadataValue.float(float(b["balanced_accuracy"]))
+        meta[f"baseline_{name}_interval"] = dg.MetadataValue.json(b["interval"])
+        meta[f"difference_lower_vs_{name}"] = dg.MetadataValue.float(float(b["difference_lower"]))
     return dg.AssetCheckResult(
-        check_name="test_balanced_accuracy_floor",
-        passed=out.passed_floor,
+        check_name=GATE_CHECK,
+        passed=g.passed,
         severity=dg.AssetCheckSeverity.WARN if random_init else dg.AssetCheckSeverity.ERROR,
-        metadata={
-            "test_balanced_accuracy": dg.MetadataValue.float(float(out.metrics["balanced_accuracy"])),
-            "floor": dg.MetadataValue.float(float(out.floor)),
-            "floor_rule": f"floor_vs_chance {out.config.floor_vs_chance:g} / {k} classes",
-            "chance": dg.MetadataValue.float(1.0 / k),
-            "weights_origin": str(out.weights_origin),
-            "severity_note": ("random-init backbone: reported as a warning, does not block downstream"
-                              if random_init else "blocks downstream assets when failed"),
-        },
+        metadata=meta,
     )
 
 
-def predictions_check(summary: dict[str, dict[str, int]]) -> dg.AssetCheckResult:
-    """Every model version has predictions for all galaxies with input (none left to write)."""
-    missing = {k: v["unavailable"] for k, v in summary.items() if v["unavailable"]}
+def skipped_check(reason: str, excluded: dict[str, dict[str, int]]) -> dg.AssetCheckResult:
+    """A model that was not trained (too few classes) has not passed its gate: WARN, with the reason."""
+    return dg.AssetCheckResult(
+        check_name=GATE_CHECK,
+        passed=False,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"skipped": True, "reason": reason, "excluded_classes": dg.MetadataValue.json(excluded)},
+    )
+
+
+def predictions_check(summary: dict[str, dict]) -> dg.AssetCheckResult:
+    """Every version that passed its gate has predictions for all galaxies with input."""
+    kept = {k: v for k, v in summary.items() if not v["left_out"]}
+    missing = {k: v["unavailable"] for k, v in kept.items() if v["unavailable"]}
     return dg.AssetCheckResult(
         check_name="every_version_predicted",
-        passed=all(v["written"] + v["already"] > 0 for v in summary.values()),
-        metadata={"model_versions": len(summary),
+        passed=all(v["written"] + v["already"] > 0 for v in kept.values()),
+        metadata={"model_versions_predicted": len(kept),
+                  "left_out_gate_failed": dg.MetadataValue.json(sorted(set(summary) - set(kept))),
                   "galaxies_without_input": dg.MetadataValue.json(missing or {})},
     )

@@ -36,8 +36,9 @@ class _ModelConfig(dg.Config):
     max_train: int | None = Field(default=None, description="cap on training galaxies (0: all)")
     allow_random_init: bool | None = Field(
         default=None, description="train from random init when no pretrained weights resolve (demo: true)")
-    floor_vs_chance: float | None = Field(
-        default=None, description="test balanced accuracy floor, as a multiple of chance (1/K)")
+    gate_confidence: float | None = Field(
+        default=None, description="one-sided confidence with which the model must beat the same-run "
+        "majority-class and pixel baselines on test (default 0.95)")
 
     def overrides(self) -> dict:
         """Fields to pass to :func:`models.config.make_config` (None means: the preset's value)."""

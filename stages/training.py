@@ -1,9 +1,9 @@
-"""Plain training functions over a warehouse: splits, training runs, the registry row.
+"""The training stage: split sets, training runs and their registry rows, over a warehouse.
 
-These are what the Dagster assets and ``astrovision train`` call. Each takes a
-:class:`warehouse.Warehouse` (``wh``), reads its inputs, trains, writes the artefact directory and the
-registry row, and returns an outcome with everything the caller reports. Nothing here imports Dagster
-or the warehouse package.
+What the Dagster training assets and ``astrovision train`` call. Each function takes a
+:class:`warehouse.Warehouse` (``wh``), reads its inputs, calls the science in :mod:`models`, writes the
+artefact directory and the registry row, and returns an outcome with everything the caller reports.
+No Dagster and no argparse here.
 """
 
 from __future__ import annotations
@@ -20,13 +20,22 @@ from typing import Any
 import numpy as np
 
 from features.weights import WeightsOrigin, WeightsProvenance
+from models.baselines import PIXEL_STAMP, Gate, gate, majority_predictions, pixel_features
 from models.config import TrainConfig, resolve_device
-from models.errors import MissingInputError, SplitError
+from models.errors import MissingInputError, SplitError, TooFewClassesError
 from models.labels import Labels, resolve_labels
 from models.metrics import classification_metrics, confusion_png
 from models.registry import get_spec
-from models.splits import SPLIT_NAMES, check_no_leak, class_counts, make_splits, split_set_name
+from models.splits import (
+    SPLIT_NAMES,
+    check_no_leak,
+    class_counts,
+    make_splits,
+    split_set_name,
+    usable_classes,
+)
 from models.versions import artefact_dir, get_model, list_models, next_version, record_model
+from warehouse.schemas.embeddings import embedding_table
 from warehouse.sqltext import quote
 
 __all__ = [
@@ -36,7 +45,6 @@ __all__ = [
     "TrainOutcome",
     "build_splits",
     "config_from_registry",
-    "embeddings_table",
     "load_split",
     "read_labels",
     "resolve_encoder",
@@ -45,11 +53,6 @@ __all__ = [
 ]
 
 LogFn = Callable[[str], None]
-
-
-def embeddings_table(encoder: str) -> str:
-    """The embeddings table of an encoder: ``embeddings_<encoder>``."""
-    return f"embeddings_{encoder}"
 
 
 AUTO_ENCODERS: tuple[str, ...] = ("dinov2_vits14", "dinov2_vitb14", "random_vits14")
@@ -61,7 +64,7 @@ def resolve_encoder(wh: Any, encoder: str) -> str:
     if encoder != "auto":
         return encoder
     for name in AUTO_ENCODERS:
-        if wh.exists(embeddings_table(name)):
+        if wh.exists(embedding_table(name)):
             return name
     return AUTO_ENCODERS[0]
 
@@ -79,7 +82,8 @@ class SplitsOutcome:
     n_unlabelled: int
     n_groups_shared: int
     table_version: int
-    problems: list[str] = field(default_factory=list)
+    excluded: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Classes the rare-class rule will leave out of every model trained on this split set."""
 
 
 def read_labels(wh: Any, label_column: str, names: dict[int, str] | None = None) -> tuple[Labels, dict[str, str | None]]:
@@ -116,7 +120,7 @@ def build_splits(
     Raises
     ------
     models.errors.LabelError
-        Unusable label column.
+        Unusable label column (:class:`~models.errors.TooFewClassesError` for a single class).
     models.errors.SplitError
         The computed split leaks (never expected; checked before anything is written).
     """
@@ -142,6 +146,7 @@ def build_splits(
 
     version = wh.replace("splits", pa.table(rows), where=f"split_name = {quote(name)}", run_id=run_id)
     cc = class_counts(list(assign.split), labels.values.tolist())
+    rule = usable_classes(list(assign.split), labels.values.tolist())
     return SplitsOutcome(
         split_name=name,
         label_column=label_column,
@@ -151,12 +156,17 @@ def build_splits(
         n_unlabelled=labels.n_unlabelled,
         n_groups_shared=sum(1 for g in group if g),
         table_version=int(version),
+        excluded={name_of[c]: per for c, per in rule.excluded.items()},
     )
 
 
 @dataclass
 class SplitData:
-    """One split set read back: ids and class indices per split, and the classes."""
+    """One split set read back for training: ids and class indices per split, the classes kept.
+
+    ``excluded`` names the classes the rare-class rule (:func:`models.splits.usable_classes`) left out,
+    with their galaxies per split; their galaxies are not in ``ids`` and ``y``.
+    """
 
     split_name: str
     label_column: str
@@ -165,6 +175,7 @@ class SplitData:
     y: dict[str, np.ndarray]
     classes: tuple[int, ...]
     names: tuple[str, ...]
+    excluded: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -173,16 +184,29 @@ class SplitData:
     def classes_json(self) -> str:
         return json.dumps([{"label": int(c), "name": n} for c, n in zip(self.classes, self.names)])
 
+    def excluded_json(self) -> str:
+        """The registry's ``excluded_classes_json``: ``[{"name", "train", "val", "test"}, ...]``."""
+        return json.dumps([{"name": n, **per} for n, per in self.excluded.items()])
 
-def load_split(wh: Any, split_name: str, version: int | None = None, *, require_all_classes: bool = True) -> SplitData:
-    """Read a split set and check it is usable.
+
+def _describe_excluded(excluded: dict[str, dict[str, int]], limit: int = 4) -> str:
+    items = [f"{n!r} (" + ", ".join(f"{s} {c}" for s, c in per.items()) + ")" for n, per in excluded.items()]
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+def load_split(wh: Any, split_name: str, version: int | None = None) -> SplitData:
+    """Read a split set, check it does not leak, and apply the rare-class rule.
+
+    A class without a galaxy in each of train, val and test is left out of the label set (its
+    galaxies are dropped from every split) and named in :attr:`SplitData.excluded`.
 
     Raises
     ------
     models.errors.SplitError
-        No such split set, a galaxy or duplicate group in two splits, an empty split, or (with
-        ``require_all_classes``) a split holding no galaxy of some class; the message names the class
-        and the counts.
+        No such split set, or a galaxy or duplicate group in two splits.
+    models.errors.TooFewClassesError
+        Fewer than two classes have a galaxy in every split; the message names the counts.
     """
     if not wh.exists("splits"):
         raise SplitError(f"table 'splits' does not exist in {wh.root}; materialize the splits asset first")
@@ -194,33 +218,29 @@ def load_split(wh: Any, split_name: str, version: int | None = None, *, require_
     problems = check_no_leak(d["galaxy_id"], d["split"], d["duplicate_group"])
     if problems:
         raise SplitError(f"split set {split_name!r} leaks: {'; '.join(problems[:5])}")
-    labels = np.asarray(d["label"], dtype=np.int64)
-    classes = tuple(int(c) for c in np.unique(labels))
     name_of: dict[int, str] = {}
     for v, nm in zip(d["label"], d["label_name"]):
         name_of.setdefault(int(v), nm or str(v))
-    idx = np.searchsorted(np.asarray(classes), labels)
-    split = np.asarray(d["split"])
-    ids = {s: [g for g, ss in zip(d["galaxy_id"], split) if ss == s] for s in SPLIT_NAMES}
-    y = {s: idx[split == s] for s in SPLIT_NAMES}
-    names = tuple(name_of[c] for c in classes)
-    for s in SPLIT_NAMES:
-        if not ids[s]:
-            raise SplitError(f"split set {split_name!r}: the {s} split is empty ({t.num_rows} galaxies in all)")
-        if require_all_classes:
-            counts = np.bincount(y[s], minlength=len(classes))
-            missing = [names[k] for k in range(len(classes)) if counts[k] == 0]
-            if missing:
-                total = np.bincount(idx, minlength=len(classes))
-                detail = ", ".join(f"{names[k]!r} ({int(total[k])} galaxies in all)" for k in range(len(classes))
-                                   if counts[k] == 0)
-                raise SplitError(
-                    f"split set {split_name!r}: the {s} split has no galaxy of class {detail}; every class "
-                    "needs a galaxy in each split (at least 3 duplicate groups): rebuild the splits, add "
-                    "galaxies, or drop the class"
-                )
+    rule = usable_classes(d["split"], d["label"])
+    excluded = {name_of[c]: per for c, per in rule.excluded.items()}
+    if len(rule.kept) < 2:
+        kept = ", ".join(repr(name_of[c]) for c in rule.kept) or "none"
+        raise TooFewClassesError(
+            f"split set {split_name!r} ({t.num_rows} galaxies): fewer than two classes have a galaxy in each "
+            f"of train, val and test (kept: {kept}; left out: {_describe_excluded(excluded)}); nothing to "
+            "train: add galaxies or use another label column", excluded)
+    classes = rule.kept
+    index = {c: k for k, c in enumerate(classes)}
+    ids: dict[str, list[str]] = {s: [] for s in SPLIT_NAMES}
+    ys: dict[str, list[int]] = {s: [] for s in SPLIT_NAMES}
+    for g, s, v in zip(d["galaxy_id"], d["split"], d["label"]):
+        if int(v) in index:
+            ids[s].append(g)
+            ys[s].append(index[int(v)])
     table_version = int(version) if version is not None else int(wh.dataset("splits").version)
-    return SplitData(split_name, d["label_column"][0], table_version, ids, y, classes, names)
+    return SplitData(split_name, d["label_column"][0], table_version, ids,
+                     {s: np.asarray(ys[s], dtype=np.int64) for s in SPLIT_NAMES}, classes,
+                     tuple(name_of[c] for c in classes), excluded)
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -242,16 +262,17 @@ class TrainOutcome:
     confusion_png: bytes
     train_seconds: float
     table_versions: dict[str, int]
-    floor: float
+    gate: Gate
     config: TrainConfig
     n: dict[str, int]
+    excluded: dict[str, dict[str, int]] = field(default_factory=dict)
     fit: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
-    def passed_floor(self) -> bool:
-        """Whether the test balanced accuracy reached the floor."""
-        return bool(self.metrics["balanced_accuracy"] >= self.floor)
+    def passed_gate(self) -> bool:
+        """Whether the model beat the same-run baselines on the test split (:func:`models.baselines.gate`)."""
+        return bool(self.gate.passed)
 
 
 def _subsample(ids: list[str], y: np.ndarray, n: int, seed: int) -> tuple[list[str], np.ndarray]:
@@ -290,7 +311,7 @@ def _init_head_from_probe(wh: Any, model: Any, origin: WeightsProvenance, cfg: T
     if probe is None:
         return "head initialised at zero (no dinov2_probe of this encoder and split in the registry)"
     row, path = probe
-    table = embeddings_table(cfg.encoder)
+    table = embedding_table(cfg.encoder)
     shas = set(wh.read(table, columns=["weights_sha256"]).column("weights_sha256").to_pylist()) if wh.exists(table) else set()
     if origin.sha256 is None or origin.sha256 not in shas:
         return (f"head initialised at zero: dinov2_probe v{row['version']} was fitted on embeddings of other "
@@ -303,9 +324,12 @@ def _init_head_from_probe(wh: Any, model: Any, origin: WeightsProvenance, cfg: T
     return f"head initialised from dinov2_probe v{row['version']}"
 
 
+Used = dict[str, tuple[list[str], np.ndarray]]
+"""Per split, the galaxy ids a run used and their class indices."""
+
+
 def _train_images(wh: Any, name: str, cfg: TrainConfig, split: SplitData, tmp: Path, log: LogFn,
-                  notes: list[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], WeightsProvenance,
-                                            dict[str, Any]]:
+                  notes: list[str]) -> tuple[dict[str, np.ndarray], Used, WeightsProvenance, dict[str, Any]]:
     import torch
 
     from models.data import GalaxyImageDataset, auto_num_workers, make_loader
@@ -357,16 +381,16 @@ def _train_images(wh: Any, name: str, cfg: TrainConfig, split: SplitData, tmp: P
     info["num_workers"] = workers
     info["device"] = str(device)
     info["n_train_used"] = len(train_ids)
-    return probs, ys, origin, info
+    used = {"train": (train_ids, train_y), **{s: (split.ids[s], ys[s]) for s in ("val", "test")}}
+    return probs, used, origin, info
 
 
 def _train_probe(wh: Any, cfg: TrainConfig, split: SplitData, tmp: Path, log: LogFn,
-                 notes: list[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], WeightsProvenance,
-                                            dict[str, Any]]:
+                 notes: list[str]) -> tuple[dict[str, np.ndarray], Used, WeightsProvenance, dict[str, Any]]:
     from models.data import read_embeddings
     from models.probe import fit_probe
 
-    table = embeddings_table(cfg.encoder)
+    table = embedding_table(cfg.encoder)
     if not wh.exists(table):
         raise MissingInputError(
             f"the dinov2_probe needs the embeddings table {table!r}, which does not exist in {wh.root}; "
@@ -375,6 +399,7 @@ def _train_probe(wh: Any, cfg: TrainConfig, split: SplitData, tmp: Path, log: Lo
     present = set(wh.read(table, columns=["galaxy_id"]).column("galaxy_id").to_pylist())
     x: dict[str, np.ndarray] = {}
     ys: dict[str, np.ndarray] = {}
+    used: Used = {}
     for s in SPLIT_NAMES:
         ids, y = split.ids[s], split.y[s]
         if s == "train":
@@ -387,6 +412,7 @@ def _train_probe(wh: Any, cfg: TrainConfig, split: SplitData, tmp: Path, log: Lo
             raise MissingInputError(f"no {s} galaxy of split {split.split_name!r} has an embedding in {table!r}")
         x[s] = read_embeddings(wh, table, [ids[i] for i in keep])
         ys[s] = y[keep]
+        used[s] = ([ids[i] for i in keep], ys[s])
     stored = wh.read(table, columns=["weights_origin", "weights_sha256"])
     origins = sorted({WeightsOrigin(o) for o in stored.column("weights_origin").to_pylist()})
     shas = set(stored.column("weights_sha256").to_pylist())
@@ -406,7 +432,39 @@ def _train_probe(wh: Any, cfg: TrainConfig, split: SplitData, tmp: Path, log: Lo
     info = {"C": probe.C, "val_scores": {f"{c:g}": v for c, v in probe.val_scores.items()}, "seconds": seconds,
             "features": f"{table}: vector + patch_mean, {x['train'].shape[1]}-D, standardised",
             "n_train_used": len(ys["train"])}
-    return probs, {s: ys[s] for s in ("val", "test")}, origin, info
+    return probs, used, origin, info
+
+
+def _pixel_stamps(wh: Any, ids: list[str], batch: int = 256) -> np.ndarray:
+    from models.data import GalaxyImageDataset
+
+    ds = GalaxyImageDataset(wh, ids, img_size=PIXEL_STAMP, cache_mb=0)
+    out = [np.stack([x.numpy() for x, _ in ds.__getitems__(list(range(i, min(i + batch, len(ids)))))])
+           for i in range(0, len(ids), batch)]
+    return np.concatenate(out) if out else np.zeros((0, 3, PIXEL_STAMP, PIXEL_STAMP), np.uint8)
+
+
+def _gate(wh: Any, cfg: TrainConfig, split: SplitData, used: Used, test_pred: np.ndarray, log: LogFn) -> Gate:
+    """Measure the baselines on the run's own galaxies and gate the model against them on test.
+
+    The pixel baseline trains on the same training galaxies as the model (after ``max_train``) and
+    chooses its ``C`` on the same validation galaxies.
+    """
+    from models.probe import DEFAULT_CS, fit_probe
+
+    t0 = time.perf_counter()
+    feats = {s: pixel_features(_pixel_stamps(wh, used[s][0])) for s in SPLIT_NAMES}
+    probe = fit_probe(feats["train"], used["train"][1], feats["val"], used["val"][1],
+                      num_classes=split.num_classes, Cs=DEFAULT_CS[::2], seed=cfg.seed)
+    y_test = used["test"][1]
+    preds = {"majority": majority_predictions(used["train"][1], len(y_test)),
+             "pixels": probe.predict_proba(feats["test"]).argmax(axis=1)}
+    out = gate(y_test, test_pred, preds, confidence=cfg.gate_confidence, n_boot=cfg.gate_resamples,
+               seed=cfg.seed)
+    log(f"baselines on the {out.n} test galaxies ({time.perf_counter() - t0:.1f} s): "
+        + ", ".join(f"{k} {v['balanced_accuracy']:.3f}" for k, v in out.baselines.items())
+        + f"; gate {'passed' if out.passed else 'FAILED'}: {out.reason}")
+    return out
 
 
 def train_model(
@@ -438,11 +496,17 @@ def train_model(
     Returns
     -------
     TrainOutcome
+        With its gate (:func:`models.baselines.gate`): the test balanced accuracy against the
+        majority-class and pixel baselines measured on the same galaxies in this run. The registry row
+        records it (``gate_passed``, ``gate_json``); :func:`models.predict.predict_all` writes
+        predictions only for versions that passed.
 
     Raises
     ------
     models.errors.LabelError, SplitError, MissingInputError, WeightsUnavailableError
         Unusable inputs; nothing is written to the warehouse then.
+    models.errors.TooFewClassesError
+        Fewer than two classes left after the rare-class rule (a ``LabelError``): nothing to train.
     """
     from models.config import make_config
 
@@ -462,25 +526,29 @@ def train_model(
     versions = wh.versions()
     split = load_split(wh, split_name, version=versions["splits"])
     read_tables = ["galaxies", "splits"] + (["images"] if spec.kind == "images" else
-                                           [embeddings_table(cfg.encoder)])
+                                           [embedding_table(cfg.encoder)])
     log(f"training {name} on {split_name} ({split.num_classes} classes, "
         f"{', '.join(f'{s} {len(split.ids[s])}' for s in SPLIT_NAMES)}), preset {cfg.preset}")
+    notes: list[str] = []
+    if split.excluded:
+        notes.append(f"left out of the label set (too few galaxies for every split): "
+                     f"{_describe_excluded(split.excluded, limit=len(split.excluded))}")
+        log(f"{name}: {notes[-1]}")
 
     models_dir = Path(wh.models_dir) / name
     tmp = models_dir / f".tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True, exist_ok=True)
-    notes: list[str] = []
     try:
         t0 = time.perf_counter()
         if spec.kind == "images":
-            probs, ys, origin, info = _train_images(wh, name, cfg, split, tmp, log, notes)
+            probs, used, origin, info = _train_images(wh, name, cfg, split, tmp, log, notes)
         else:
-            probs, ys, origin, info = _train_probe(wh, cfg, split, tmp, log, notes)
+            probs, used, origin, info = _train_probe(wh, cfg, split, tmp, log, notes)
         seconds = time.perf_counter() - t0
         table_versions = {t: int(versions[t]) for t in read_tables if t in versions}
-        test = classification_metrics(ys["test"], probs["test"].argmax(axis=1), split.names)
-        val = classification_metrics(ys["val"], probs["val"].argmax(axis=1), split.names)
-        floor = cfg.floor_vs_chance / split.num_classes
+        test = classification_metrics(used["test"][1], probs["test"].argmax(axis=1), split.names)
+        val = classification_metrics(used["val"][1], probs["val"].argmax(axis=1), split.names)
+        verdict = _gate(wh, cfg, split, used, probs["test"].argmax(axis=1), log)
         version = next_version(wh, name)
         title = f"{name} v{version} test (balanced acc {test['balanced_accuracy']:.3f})"
         png = confusion_png(test["confusion"], split.names, title=title)
@@ -489,8 +557,8 @@ def train_model(
             shutil.rmtree(final)
         if "checkpoint" in info:
             info["checkpoint"] = str(final / "model.pt")
-        metrics = {"test": test, "val": val, "fit": info, "train_seconds": seconds, "floor": floor,
-                   "weights_origin": str(origin), "notes": notes}
+        metrics = {"test": test, "val": val, "fit": info, "train_seconds": seconds, "gate": verdict.as_dict(),
+                   "excluded_classes": split.excluded, "weights_origin": str(origin), "notes": notes}
         (tmp / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
         (tmp / "confusion.png").write_bytes(png)
@@ -510,20 +578,24 @@ def train_model(
         "metrics_json": json.dumps({"test_balanced_accuracy": test["balanced_accuracy"], "test": test, "val": val,
                                     "fit": info, "notes": notes}, default=float),
         "test_balanced_accuracy": float(test["balanced_accuracy"]),
+        "gate_passed": verdict.passed,
+        "gate_json": json.dumps(verdict.as_dict(), default=float),
+        "excluded_classes_json": split.excluded_json(),
         "artefact_path": str(final),
         "table_versions_json": json.dumps(table_versions, sort_keys=True),
         "weights_origin": str(origin),
         "train_seconds": float(seconds),
     }
     record_model(wh, row, run_id=run_id)
-    log(f"{name} v{version}: test balanced accuracy {test['balanced_accuracy']:.4f} (floor {floor:.3f}), "
-        f"accuracy {test['accuracy']:.4f}, macro F1 {test['macro_f1']:.4f}; weights: {origin}; "
-        f"{seconds:.1f} s")
+    log(f"{name} v{version}: test balanced accuracy {test['balanced_accuracy']:.4f} "
+        f"(gate {'passed' if verdict.passed else 'FAILED'}), accuracy {test['accuracy']:.4f}, "
+        f"macro F1 {test['macro_f1']:.4f}; weights: {origin}; {seconds:.1f} s")
     return TrainOutcome(
         name=name, version=version, kind=spec.kind, label_column=cfg.label_column, split_name=split_name,
         classes=split.classes, names=split.names, metrics=test, val_metrics=val, weights_origin=origin,
         artefact_dir=str(final), confusion_png=png, train_seconds=seconds, table_versions=table_versions,
-        floor=floor, config=cfg, n={s: len(split.ids[s]) for s in SPLIT_NAMES}, fit=info, notes=notes,
+        gate=verdict, config=cfg, n={s: len(split.ids[s]) for s in SPLIT_NAMES}, excluded=split.excluded,
+        fit=info, notes=notes,
     )
 
 
