@@ -478,11 +478,14 @@ class FolderSource(Source):
         return ",".join(["unknown"] * n)
 
     def _decode(self, path: Path, reader: str) -> tuple[np.ndarray, tuple[str, str]]:
-        """The pixels as ``(H, W, C)`` and the ``(image_kind, bands)`` of the file."""
+        """The pixels as ``(H, W, C)`` and the ``(image_kind, bands)`` of the file.
+
+        The size limit is checked from the header first, so an oversize file is refused undecoded.
+        """
+        kind_bands = self._header(path, reader)
         if reader == "fits":
-            image, header, shape = _read_fits(path)
-            return image, ("flux", self._fits_bands(header, shape))
-        return _read_picture(path), ("rgb_composite", self.rgb_bands)
+            return _read_fits(path)[0], kind_bands
+        return _read_picture(path), kind_bands
 
     # -- Source interface ----------------------------------------------------------------------------
     @property
