@@ -71,6 +71,7 @@ def _record_model(wh, name: str, version: int, table_versions: dict[str, int]) -
         "classes_json": "[]", "config_json": "{}", "seed": 0, "metrics_json": "{}", "test_balanced_accuracy": None,
         "artefact_path": str(wh.models_dir / name / f"v{version}"), "weights_origin": "random",
         "table_versions_json": json.dumps(table_versions), "train_seconds": None,
+        "gate_passed": False, "gate_json": "{}", "excluded_classes_json": "[]",
     })
 
 

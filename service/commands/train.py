@@ -139,9 +139,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise InputError(message)
     for name in names:
         meta = report.metadata.get(name)
-        if meta and meta.get("skipped"):
-            print(f"{name}: skipped (nothing trained): {meta['reason']}")
-        elif meta:
+        if meta and meta.get("skipped"):  # the label set cannot train this model: the user's input
+            raise InputError(f"{name}: nothing trained: {meta['reason']}")
+        if meta:
             _print_outcome(wh, name, meta)
     for step in report.skipped:
         print(f"{step}: skipped (an upstream step failed)")
