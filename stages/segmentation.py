@@ -57,6 +57,7 @@ __all__ = [
     "load_unet",
     "read_labels",
     "score_against_truth",
+    "stored_mask",
     "train_unet",
     "write_masks",
 ]
@@ -468,3 +469,18 @@ def write_masks(wh: Any, *, version: int | None = None, chunk: int = 256, run_id
         log(f"masks: {written}/{len(todo)} galaxies (unet v{v})")
     return MasksOutcome(v, bool(row["gate_passed"]), written, len(done), centre / written if written else math.nan,
                         written / infer_s if infer_s else math.nan, float(np.mean(agree)) if agree else math.nan)
+
+
+def stored_mask(wh: Any, galaxy_id: str) -> tuple[np.ndarray, str, int] | None:
+    """The stored mask of the newest model version that has one for ``galaxy_id``: ``(labels, name, version)``.
+
+    None when the ``masks`` table is absent or holds nothing for that galaxy.
+    """
+    if not wh.exists("masks"):
+        return None
+    rows = wh.read("masks", columns=["model_name", "model_version", "mask_png"],
+                   where=f"galaxy_id = {quote(galaxy_id)}").to_pylist()
+    if not rows:
+        return None
+    best = max(rows, key=lambda r: (r["model_name"] == MODEL_NAME, r["model_version"]))
+    return decode_image("png", best["mask_png"]), best["model_name"], int(best["model_version"])

@@ -238,3 +238,31 @@ def test_unet_check_fails_in_a_real_run_when_it_is_worse(demo_segmented):
     assert any(c.startswith("unet:beats_otsu") for c in report.checks_failed), report.checks_failed
     row = [r for r in wh.read("models").to_pylist() if r["name"] == "unet"][-1]
     assert row["gate_passed"] is False and row["version"] == 2
+
+
+def test_show_png_draws_the_mask_outline(demo_segmented, tmp_path):
+    """``astrovision show ID --png`` (a real subprocess) overlays the stored mask's outline."""
+    import os
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from features.pixels import model_input_uint8
+    from features.segmentation.overlay import outline
+    from stages.segmentation import stored_mask
+
+    wh, _ = demo_segmented
+    row = wh.sql("SELECT galaxy_id FROM galaxy_masks WHERE area_px > 20 ORDER BY galaxy_id LIMIT 1").to_dicts()[0]
+    gid, png = row["galaxy_id"], tmp_path / "g.png"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "service.cli", "--home", str(wh.root), "show", gid, "--png", str(png)],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "outline of the unet v" in proc.stdout and "[masks]" in proc.stdout
+    drawn = np.asarray(Image.open(png))
+    labels, _, _ = stored_mask(wh, gid)
+    edge = outline(labels > 0) & ~outline(labels == 2)
+    assert np.all(drawn[edge] == (0, 255, 0))
+    inside = (labels > 0) & ~outline(labels > 0) & ~outline(labels == 2)
+    assert np.array_equal(drawn[inside], model_input_uint8(wh.read_image(gid))[inside])
