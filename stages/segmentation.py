@@ -49,6 +49,8 @@ from warehouse.images import decode_image, encode_image
 from warehouse.sqltext import quote
 
 __all__ = [
+    "MIN_TRAIN",
+    "MIN_VAL",
     "MODEL_NAME",
     "MasksOutcome",
     "PseudoLabelOutcome",
@@ -65,6 +67,8 @@ __all__ = [
 LogFn = Callable[[str], None]
 MODEL_NAME = "unet"
 """Registry name (and asset name) of the segmentation model."""
+MIN_TRAIN, MIN_VAL = 16, 2
+"""Fewest train and val galaxies with a usable pseudo-label the U-Net is trained on (else it is skipped)."""
 
 
 def _quiet(message: str) -> None:
@@ -290,7 +294,8 @@ def train_unet(wh: Any, config: Any = None, *, seed: int = 0, split_name: str | 
     Raises
     ------
     models.errors.MissingInputError
-        No split set, no pseudo-labels, or fewer than two trainable galaxies in train or one in val.
+        No split set, no pseudo-labels, or fewer than :data:`MIN_TRAIN` / :data:`MIN_VAL` galaxies with a
+        usable pseudo-label in train / val, or an empty test split.
     """
     import torch
 
@@ -313,9 +318,10 @@ def train_unet(wh: Any, config: Any = None, *, seed: int = 0, split_name: str | 
         g = [gids[k] for k in keep]
         data[s] = (g, _stamps(wh, g), [labels[k] for k in keep], flags[keep])
     n = {s: len(v[0]) for s, v in data.items()}
-    if n["train"] < 2 or n["val"] < 1:
+    if n["train"] < MIN_TRAIN or n["val"] < MIN_VAL or not ids["test"]:
         raise MissingInputError(f"unet: too few galaxies with a usable pseudo-label to train on (train {n['train']}, "
-                                f"val {n['val']}; Otsu failed on the others): add galaxies")
+                                f"val {n['val']}, test {len(ids['test'])}; at least {MIN_TRAIN}, {MIN_VAL} and 1 "
+                                "needed): add galaxies")
     notes = [f"left out of training: {len(ids['train']) - n['train']} train and {len(ids['val']) - n['val']} val "
              "galaxies whose pseudo-label failed (flags SEG_OTSU_FAILED / SEG_NO_CENTRAL_SOURCE / IMAGE_BLANK)"]
     train = (resize_images(data["train"][1], cfg.size), resize_labels(data["train"][2], cfg.size))

@@ -266,3 +266,23 @@ def test_show_png_draws_the_mask_outline(demo_segmented, tmp_path):
     assert np.all(drawn[edge] == (0, 255, 0))
     inside = (labels > 0) & ~outline(labels > 0) & ~outline(labels == 2)
     assert np.array_equal(drawn[inside], model_input_uint8(wh.read_image(gid))[inside])
+
+
+def test_pseudo_labels_are_not_recomputed(demo_segmented):
+    from stages.segmentation import build_pseudo_labels
+
+    wh, _ = demo_segmented
+    out = build_pseudo_labels(wh)
+    assert out.written == 0 and out.already == 60 and wh.count("pseudo_labels") == 60
+
+
+def test_unet_and_masks_without_their_inputs_are_one_line_errors(warehouse):
+    from models.errors import MissingInputError
+    from stages.segmentation import build_pseudo_labels, train_unet, write_masks
+
+    with pytest.raises(MissingInputError, match="materialize the splits asset first"):
+        train_unet(warehouse)
+    with pytest.raises(MissingInputError, match="ingest a source first"):
+        build_pseudo_labels(warehouse)
+    with pytest.raises(MissingInputError, match="no trained model 'unet'"):
+        write_masks(warehouse)
