@@ -1,8 +1,8 @@
--- One row per galaxy: the mask of the newest U-Net version (segmentation models in the registry) with the
+-- One row per galaxy: the mask of the newest model version that wrote masks (the U-Net), with the
 -- features measured on it, its gate verdict (U-Net above Otsu against the demo's true masks), the IoU
 -- with its own Otsu pseudo-label and, for demo galaxies, IoU / Dice with the true mask. NaN shows as NULL.
 CREATE VIEW galaxy_masks AS
-WITH latest AS (SELECT name, max(version) AS version FROM models WHERE kind = 'segmentation' GROUP BY name)
+WITH latest AS (SELECT model_name AS name, max(model_version) AS version FROM masks GROUP BY model_name)
 SELECT
     m.galaxy_id, g.label_name, m.model_name, m.model_version, r.gate_passed, m.split,
     m.area_px, nan_null(m.area_arcsec2) AS area_arcsec2,

@@ -238,6 +238,7 @@ def test_unet_check_fails_in_a_real_run_when_it_is_worse(demo_segmented):
     assert any(c.startswith("unet:beats_otsu") for c in report.checks_failed), report.checks_failed
     row = [r for r in wh.read("models").to_pylist() if r["name"] == "unet"][-1]
     assert row["gate_passed"] is False and row["version"] == 2
+    assert wh.sql("SELECT DISTINCT model_version FROM galaxy_masks").to_dicts() == [{"model_version": 1}]  # v2 wrote none
 
 
 def test_show_png_draws_the_mask_outline(demo_segmented, tmp_path):
@@ -253,7 +254,7 @@ def test_show_png_draws_the_mask_outline(demo_segmented, tmp_path):
     from stages.segmentation import stored_mask
 
     wh, _ = demo_segmented
-    row = wh.sql("SELECT galaxy_id FROM galaxy_masks WHERE area_px > 20 ORDER BY galaxy_id LIMIT 1").to_dicts()[0]
+    row = wh.sql("SELECT galaxy_id FROM masks WHERE area_px > 20 ORDER BY galaxy_id LIMIT 1").to_dicts()[0]
     gid, png = row["galaxy_id"], tmp_path / "g.png"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
     proc = subprocess.run([sys.executable, "-m", "service.cli", "--home", str(wh.root), "show", gid, "--png", str(png)],
