@@ -287,3 +287,12 @@ def test_unet_and_masks_without_their_inputs_are_one_line_errors(warehouse):
         build_pseudo_labels(warehouse)
     with pytest.raises(MissingInputError, match="no trained model 'unet'"):
         write_masks(warehouse)
+
+
+def test_train_list_shows_the_unet_without_a_balanced_accuracy(demo_segmented, capsys):
+    from service.cli import main
+
+    wh, _ = demo_segmented
+    assert main(["--home", str(wh.root), "train", "--list"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("unet"))
+    assert "test_bacc=-" in line and "label=pseudo_labels:" in line
