@@ -22,6 +22,7 @@ GROUP_JOBS: dict[str, str] = {
     "features": "features_job",
     "embeddings": "embed_job",
     "training": "training_job",
+    "segmentation": "segmentation_job",
 }
 """Dagster group -> the job that materializes it."""
 
@@ -30,6 +31,7 @@ _DESCRIPTIONS = {
     "features_job": "morphometrics and photometry per shard",
     "embed_job": "embeddings per shard, then the ANN vector index",
     "training_job": "splits, the classifiers and their predictions",
+    "segmentation_job": "Otsu pseudo-labels, the U-Net trained on them, its masks",
 }
 
 JOBS = [

@@ -13,6 +13,7 @@ bits      stage               meaning
 8-19      morphometrics       statmorph / segmentation outcomes
 20-31     photometry          catalogue cross-match and quality cuts
 32-39     embeddings/models   provenance warnings (random weights, missing modality)
+40-47     segmentation        Otsu pseudo-labels and predicted masks
 ========  ==================  ===============================================================
 
 Use :func:`decode` to turn a stored integer into names, and :func:`describe` for a human sentence.
@@ -91,6 +92,16 @@ class Flag(enum.IntFlag):
     MODALITY_MISSING = 1 << 33
     """An input modality was missing for this galaxy and was imputed."""
 
+    # --- segmentation (40-47) ----------------------------------------------------------------
+    SEG_OTSU_FAILED = 1 << 40
+    """Otsu found no galaxy in the histogram: too few distinct pixel values, or the lower multi-Otsu
+    threshold within ``min_snr`` sky RMS of the background (no bimodality: it split the noise). The
+    pseudo-label is empty and is not trained on."""
+    SEG_NO_CENTRAL_SOURCE = 1 << 41
+    """No above-threshold region at (or near) the stamp centre: the mask is empty."""
+    SEG_MASK_TOUCHES_EDGE = 1 << 42
+    """The mask reaches the stamp border: the galaxy may extend beyond the stamp (area is a lower bound)."""
+
 
 MORPH_UNTRUSTED = (
     Flag.IMAGE_BLANK
@@ -126,6 +137,7 @@ _STAGES: dict[str, tuple[int, int]] = {
     "morphometrics": (8, 20),
     "photometry": (20, 32),
     "provenance": (32, 40),
+    "segmentation": (40, 48),
 }
 
 
@@ -134,7 +146,7 @@ def stage_mask(stage: str) -> int:
 
     Parameters
     ----------
-    stage : {"image", "morphometrics", "photometry", "provenance"}
+    stage : {"image", "morphometrics", "photometry", "provenance", "segmentation"}
         The stage name.
 
     Returns

@@ -182,6 +182,8 @@ def predict_all(
     for row in list_models(wh):
         if models is not None and row["name"] not in models:
             continue
+        if row["kind"] == "segmentation":  # per-pixel masks: the masks table, written by stages.segmentation
+            continue
         key = f"{row['name']} v{row['version']}"
         verdict = "passed" if row["gate_passed"] else "failed"
         if gated and not row["gate_passed"]:

@@ -42,7 +42,8 @@ from scipy import ndimage as ndi
 
 from features.flags import Flag
 
-__all__ = ["Segmentation", "SegmentationOptions", "estimate_background", "neighbour_fraction", "segment_central"]
+__all__ = ["Segmentation", "SegmentationOptions", "estimate_background", "neighbour_fraction", "segment_central", "smooth",
+           "smoothing_gain"]
 
 _FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 
@@ -108,7 +109,8 @@ class Segmentation:
     blend_fraction: float = 0.0
 
 
-def _smooth(image: np.ndarray, fwhm: float) -> np.ndarray:
+def smooth(image: np.ndarray, fwhm: float) -> np.ndarray:
+    """Gaussian smoothing of FWHM ``fwhm`` pixels (the detection's; ``fwhm <= 0``: the image itself)."""
     if fwhm <= 0:
         return image
     return ndi.gaussian_filter(image, fwhm * _FWHM_TO_SIGMA, mode="nearest", truncate=3.0)
@@ -135,8 +137,8 @@ def estimate_background(image: np.ndarray, bad: np.ndarray, *, smooth_fwhm: floa
     """
     _, median, std = sigma_clipped_stats(image, mask=bad, sigma=3.0, maxiters=5)
     if np.isfinite(std) and std > 0:
-        smoothed = _smooth(np.where(bad, median, image) - median, smooth_fwhm)
-        sources = ndi.binary_dilation(smoothed > 2.0 * std * _smoothing_gain(smooth_fwhm), iterations=5)
+        smoothed = smooth(np.where(bad, median, image) - median, smooth_fwhm)
+        sources = ndi.binary_dilation(smoothed > 2.0 * std * smoothing_gain(smooth_fwhm), iterations=5)
         keep = bad | sources
         if (~keep).sum() >= max(100, image.size // 20):
             _, median, std = sigma_clipped_stats(image, mask=keep, sigma=3.0, maxiters=5)
@@ -144,7 +146,7 @@ def estimate_background(image: np.ndarray, bad: np.ndarray, *, smooth_fwhm: floa
     return float(median), max(std, float(noise_floor))
 
 
-def _smoothing_gain(fwhm: float) -> float:
+def smoothing_gain(fwhm: float) -> float:
     """How much Gaussian smoothing lowers white-noise RMS: ``1 / (2 sqrt(pi) sigma)``, at most 1."""
     if fwhm <= 0:
         return 1.0
@@ -268,7 +270,7 @@ def segment_central(data: np.ndarray, *, noise_floor: float = 0.0,
     image = np.where(bad, 0.0, data - background)
     if rms <= 0:  # a noiseless image: any positive pixel is signal
         rms = float(np.abs(image).max()) * 1e-6
-    smoothed = _smooth(image, opt.smooth_fwhm)
+    smoothed = smooth(image, opt.smooth_fwhm)
     threshold = opt.nsigma * rms
     segm = detect_sources(smoothed, threshold, opt.npixels, mask=bad)
     radius = max(3.0, opt.centre_radius_frac * min(image.shape))

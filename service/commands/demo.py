@@ -39,6 +39,8 @@ def _model_lines(wh: Warehouse, report: PipelineReport | None) -> list[str]:
     """Each registered model with its gate, the classes left out, skipped models and the predictions."""
     lines: list[str] = []
     rows = wh.read_polars("models").sort(["name", "version"]).to_dicts() if wh.exists("models") else []
+    segmenters = [r for r in rows if r["kind"] == "segmentation"]
+    rows = [r for r in rows if r["kind"] != "segmentation"]
     if rows:
         lines.append("\nModels (test split; gate: beat the majority-class and pixel baselines measured on the same "
                      "test galaxies in this run, one-sided 95% paired bootstrap):")
@@ -72,6 +74,16 @@ def _model_lines(wh: Warehouse, report: PipelineReport | None) -> list[str]:
         lines.append(f"\nPredictions written for: {written}")
         if failed:
             lines.append(f"Predictions left out (gate failed): {', '.join(failed)}")
+    if segmenters:
+        lines.append("\nSegmentation (test split, mean IoU with the TRUE masks; gate: U-Net above its Otsu "
+                     "pseudo-labels):")
+        for row in segmenters:
+            gate = json.loads(row["gate_json"])
+            lines.append(f"  {row['name']:<16} v{row['version']:<3} "
+                         f"{'gate passed' if row['gate_passed'] else 'gate FAILED'}: {gate.get('reason', '')}")
+        if wh.exists("masks"):
+            n = wh.sql("SELECT count(*) AS n FROM masks").to_dicts()[0]["n"]
+            lines.append(f"  masks: {n} rows (SQL view galaxy_masks)")
     return lines
 
 

@@ -105,9 +105,20 @@ def _cmd_show(args: argparse.Namespace) -> int:
         from PIL import Image
 
         from features.pixels import model_input_uint8
+        from stages.segmentation import stored_mask
 
-        Image.fromarray(model_input_uint8(wh.read_image(gid))).save(args.png)  # as the models see it
-        print(f"image written to {args.png}")
+        stamp = model_input_uint8(wh.read_image(gid))  # as the models see it
+        found = stored_mask(wh, gid)
+        if found is None:
+            Image.fromarray(stamp).save(args.png)
+            print(f"image written to {args.png} (no mask stored for {gid}: no outline drawn)")
+        else:
+            from features.segmentation import overlay_outline
+
+            labels, name, version = found
+            Image.fromarray(overlay_outline(stamp, labels)).save(args.png)
+            print(f"image written to {args.png} with the outline of the {name} v{version} mask "
+                  "(green: galaxy, magenta: bulge)")
     return 0
 
 
@@ -125,5 +136,5 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     s = sub.add_parser("show", help="everything stored about one galaxy")
     s.add_argument("galaxy_id")
-    s.add_argument("--png", help="also write its image to this PNG")
+    s.add_argument("--png", help="also write its image to this PNG (with its stored mask's outline, if any)")
     s.set_defaults(func=_cmd_show)

@@ -111,6 +111,11 @@ def _print_outcome(wh: Warehouse, name: str, meta: dict[str, Any]) -> None:
         print(f"  note: {note}")
 
 
+def _num(value: float | None) -> str:
+    """A registry metric to 4 decimals; ``-`` for a model without it (the U-Net has no balanced accuracy)."""
+    return "-" if value is None else f"{value:.4f}"
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from dagster_project.runner import run_pipeline
     from models.versions import get_model, list_models
@@ -123,7 +128,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             print("no trained models")
         for r in rows:
             print(f"{r['name']:<16} v{r['version']:<3} label={r['label_column']:<8} "
-                  f"test_bacc={r['test_balanced_accuracy']:.4f}  gate={'passed' if r['gate_passed'] else 'FAILED'}  "
+                  f"test_bacc={_num(r['test_balanced_accuracy'])}  gate={'passed' if r['gate_passed'] else 'FAILED'}  "
                   f"weights={r['weights_origin']}")
         return 0
     if not args.model:

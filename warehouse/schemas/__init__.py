@@ -96,4 +96,5 @@ from warehouse.schemas import demo as _demo  # noqa: E402,F401
 from warehouse.schemas import embeddings as _embeddings  # noqa: E402,F401
 from warehouse.schemas import morphometrics as _morphometrics  # noqa: E402,F401
 from warehouse.schemas import photometry as _photometry  # noqa: E402,F401
+from warehouse.schemas import segmentation as _segmentation  # noqa: E402,F401
 from warehouse.schemas import training as _training  # noqa: E402,F401

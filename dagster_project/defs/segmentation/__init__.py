@@ -1,0 +1,1 @@
+"""Segmentation domain: ``pseudo_labels``, ``unet`` and ``masks`` (``defs`` in :mod:`.assets`)."""
