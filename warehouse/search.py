@@ -248,7 +248,7 @@ _MATRICES: dict[str, _Matrix] = {}
 def _matrix(wh: Warehouse, table: str) -> _Matrix:
     """All vectors of a table in memory, cached per table version (for exact search)."""
     uri = wh.table_uri(table)
-    version = int(_open(wh, table).version)
+    version = int(wh.dataset(table).version)  # the pinned one, for a pinned warehouse
     cached = _MATRICES.get(uri)
     if cached is None or cached.version != version:
         data = wh.read(table, columns=["galaxy_id", "vector"], version=version)

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -52,6 +54,11 @@ _CONFLICT_RETRIES = 12
 _RETRY_TIMEOUT = timedelta(seconds=120)
 """Lance stops retrying after this long (Dagster's parallel shard steps can queue on one table)."""
 
+_DATASETS: OrderedDict[tuple[str, int, int], lance.LanceDataset] = OrderedDict()
+"""Datasets opened at an explicit version (immutable, so shared): time-travel and pinned reads reuse them."""
+_DATASETS_MAX = 256
+_DATASETS_LOCK = threading.Lock()
+
 RowsLike = pa.Table | pa.RecordBatchReader | pl.DataFrame | Sequence[dict[str, Any]]
 
 
@@ -77,6 +84,7 @@ class Warehouse:
         self.dagster_home = root / "dagster"
         self.cache_dir = root / "cache"
         self._id_index: dict[tuple[str, int], dict[str, int]] = {}
+        self._pins: dict[str, int] = {}
 
     # ------------------------------------------------------------------------------------ opening
     @classmethod
@@ -113,16 +121,69 @@ class Warehouse:
         """Names of the tables that exist on disk, sorted."""
         return sorted(p.name[: -len(".lance")] for p in self.lance_dir.glob("*.lance") if (p / "_versions").is_dir())
 
+    def pinned(self, versions: Mapping[str, int] | None = None) -> Warehouse:
+        """This warehouse with every read of a table at one version: a consistent snapshot.
+
+        Parameters
+        ----------
+        versions : mapping of table -> version, optional
+            Versions to read (time travel); tables not named are read at their version now. Every
+            ``dataset`` / ``read`` / ``take`` / SQL / exact-search call of the returned object then
+            sees the same table versions, whatever is committed meanwhile (one HTTP request's view).
+
+        Raises
+        ------
+        WarehouseError
+            A named table does not exist, or has no such version.
+        """
+        pins = self.versions()
+        for table, version in (versions or {}).items():
+            try:
+                pins[table] = self.dataset(table, int(version)).version  # checks that it exists
+            except WarehouseError:
+                if table not in pins:
+                    raise
+                raise WarehouseError(f"table {table!r} has no version {version} (latest: {pins[table]}; "
+                                     "old versions may have been vacuumed)") from None
+        clone = Warehouse(self.root)
+        clone._id_index = self._id_index
+        clone._pins = pins
+        return clone
+
+    @property
+    def pins(self) -> dict[str, int]:
+        """The table versions a :meth:`pinned` warehouse reads (empty: the latest of each)."""
+        return dict(self._pins)
+
     def dataset(self, table: str, version: int | None = None) -> lance.LanceDataset:
-        """The Lance dataset of a table, at its latest version or at ``version`` (time travel)."""
+        """The Lance dataset of a table, at its latest (or :meth:`pinned`) version or at ``version``."""
+        if version is None:
+            version = self._pins.get(table)
+        key = None
+        if version is not None:
+            try:  # the inode tells a table removed and written again (versions restart at 1) from the old one
+                key = (self.table_uri(table), int(version), os.stat(Path(self.table_uri(table)) / "_versions").st_ino)
+            except OSError:
+                key = None
+            with _DATASETS_LOCK:
+                ds = _DATASETS.get(key) if key else None
+                if ds is not None:
+                    _DATASETS.move_to_end(key)
+                    return ds
         if not self.exists(table):
             raise WarehouseError(
                 f"table {table!r} does not exist in {self.root} (tables: {', '.join(self.tables()) or 'none'})"
             )
         try:
-            return lance.dataset(self.table_uri(table), version=version)
+            ds = lance.dataset(self.table_uri(table), version=version)
         except (ValueError, OSError) as exc:
             raise WarehouseError(f"table {table!r} has no version {version}: {exc}") from exc
+        if key is not None:
+            with _DATASETS_LOCK:
+                _DATASETS[key] = ds
+                while len(_DATASETS) > _DATASETS_MAX:
+                    _DATASETS.popitem(last=False)
+        return ds
 
     def versions(self) -> dict[str, int]:
         """The latest Lance version of every existing table."""
