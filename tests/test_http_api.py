@@ -251,3 +251,30 @@ def test_json_has_no_nan(served):
     r = client.post("/sql", json={"query": "SELECT galaxy_id, g_r FROM photometry ORDER BY galaxy_id"})
     values = [row["g_r"] for row in r.json()["rows"]]
     assert None in values and all(v is None or math.isfinite(v) for v in values)
+
+
+def test_image_outline_draws_the_true_mask_edge(served):
+    from PIL import Image
+    from scipy.ndimage import binary_erosion
+    from service_data import _fill
+
+    from warehouse.images import encode_image
+
+    wh, files, client = served
+    gid, other = sorted(files)[6], sorted(files)[7]
+    h, w = wh.read_image(gid).shape[:2]
+    yy, xx = np.mgrid[:h, :w]
+    mask = (yy - h / 2) ** 2 + (xx - w / 2) ** 2 < (h / 5) ** 2
+    _, png = encode_image(mask.astype(np.uint8) * 255)
+    wh.upsert("truth", _fill("truth", 1, galaxy_id=[gid], label=[1], label_name=["Ring"], stamp_size=[h],
+                             mask_area_px=[int(mask.sum())], mask_png=[png]))
+    r = client.get(f"/galaxies/{gid}/image.png", params={"outline": "truth"})
+    assert r.status_code == 200, r.text
+    rgb = np.array(Image.open(io.BytesIO(r.content)))
+    edge = mask & ~binary_erosion(mask)
+    assert (rgb[edge] == (0, 255, 0)).all()
+    plain = np.array(Image.open(io.BytesIO(client.get(f"/galaxies/{gid}/image.png").content)))
+    np.testing.assert_array_equal(rgb[~edge], plain[~edge])
+    assert "no true mask" in _one_line_error(client.get(f"/galaxies/{other}/image.png",
+                                                        params={"outline": "truth"}), 404)
+    assert "outline" in _one_line_error(client.get(f"/galaxies/{gid}/image.png", params={"outline": "x"}), 422)

@@ -19,8 +19,9 @@ import tempfile
 from datetime import date, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
@@ -78,6 +79,31 @@ def _clean(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()
     return value
+
+
+def _truth_mask(wh: Warehouse, galaxy_id: str) -> np.ndarray:
+    """The demo truth's boolean galaxy mask (HTTP 404 when the galaxy has none)."""
+    from warehouse import quote
+    from warehouse.images import decode_image
+
+    rows = (wh.read("truth", columns=["mask_png"], where=f"galaxy_id = {quote(galaxy_id)}").to_pylist()
+            if wh.exists("truth") else [])
+    if not rows:
+        raise HTTPException(404, f"no true mask for {galaxy_id!r} (only demo galaxies have one)")
+    return np.squeeze(decode_image("png", rows[0]["mask_png"])) > 0
+
+
+def _outlined(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``rgb`` with the edge pixels of ``mask`` (the mask minus its binary erosion) painted green."""
+    from scipy.ndimage import binary_erosion
+
+    if mask.shape != rgb.shape[:2]:
+        raise InputError(f"mask is {mask.shape[1]} x {mask.shape[0]} px, the image {rgb.shape[1]} x {rgb.shape[0]}")
+    out = np.array(rgb[..., :3] if rgb.ndim == 3 else np.repeat(rgb[..., None], 3, axis=2), dtype=np.uint8)
+    if out.shape[2] == 1:
+        out = np.repeat(out, 3, axis=2)
+    out[mask & ~binary_erosion(mask)] = (0, 255, 0)
+    return out
 
 
 def parse_versions(pairs: list[str]) -> dict[str, int]:
@@ -193,15 +219,25 @@ def create_app(settings: Settings) -> FastAPI:
 
     @api.get("/galaxies/{galaxy_id}/image.png", response_class=Response, tags=["galaxies"],
              responses={200: {"content": {"image/png": {}}}})
-    def galaxy_image(galaxy_id: str, wh: Snapshot) -> Response:
-        """The galaxy's stamp as a PNG, as the models see it (:func:`features.pixels.model_input_uint8`)."""
+    def galaxy_image(
+        galaxy_id: str,
+        wh: Snapshot,
+        outline: Annotated[Literal["none", "truth"], Query(description="draw the true mask's edge (demo)")] = "none",
+    ) -> Response:
+        """The galaxy's stamp as a PNG, as the models see it (:func:`features.pixels.model_input_uint8`).
+
+        ``outline=truth`` draws the edge of the demo survey's true galaxy mask (the ``truth`` table) in green.
+        """
         from PIL import Image
 
         from features.pixels import model_input_uint8
 
         galaxy(wh, galaxy_id)
+        rgb = model_input_uint8(wh.read_image(galaxy_id))
+        if outline == "truth":
+            rgb = _outlined(rgb, _truth_mask(wh, galaxy_id))
         buf = io.BytesIO()
-        Image.fromarray(model_input_uint8(wh.read_image(galaxy_id))).save(buf, format="PNG")
+        Image.fromarray(rgb).save(buf, format="PNG")
         return Response(buf.getvalue(), media_type="image/png", headers={"Cache-Control": "max-age=60"})
 
     def _similar(wh: Warehouse, query: Any, label: str, k: int, where: str | None, encoder: str | None,
