@@ -28,7 +28,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     wh = Warehouse.open()
     settings = Settings(home=wh.root, host=args.host, token=read_token(args.token_file),
                         max_upload_bytes=args.max_upload_mb * 1024 * 1024, sql_max_rows=args.sql_max_rows,
-                        sql_timeout_s=args.sql_timeout, allow_download=not args.no_download)
+                        sql_timeout_s=args.sql_timeout, allow_download=args.allow_download)
     app = create_app(settings)
     auth = "token required" if settings.token else "no token (loopback only)"
     print(f"AstroVision on http://{args.host}:{args.port}/ for {wh.root} ({auth}); API docs at /docs", flush=True)
@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-upload-mb", type=int, default=8, help="largest image upload (default 8 MiB)")
     p.add_argument("--sql-max-rows", type=int, default=10_000, help="row cap of POST /sql")
     p.add_argument("--sql-timeout", type=float, default=10.0, help="seconds before a query is interrupted")
-    p.add_argument("--no-download", action="store_true", default=True,
-                   help="never download encoder weights for an uploaded image (the default)")
+    p.add_argument("--allow-download", action="store_true",
+                   help="let an uploaded image's embedding download encoder weights (default: local/cached only)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=_cmd_serve)
