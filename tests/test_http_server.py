@@ -172,6 +172,47 @@ def test_reads_while_another_process_writes_see_one_version_and_never_fail(serve
     assert answers >= 10
 
 
+def test_reads_during_a_dagster_ingest_run_see_whole_commits(server, tmp_path):
+    """A real ``astrovision ingest`` (a Dagster run writing images, then galaxies) beside the server."""
+    import csv
+
+    from conftest import SHARED
+    from service_data import ring_files
+
+    srv, wh, files, cwd = server
+    n = len(files)
+    folder = tmp_path / "more_rings"
+    folder.mkdir()
+    extra = ring_files(SHARED / "data", 2 * n)[n:]
+    with open(folder / "catalog.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "ra", "dec"])
+        for row, path in extra:
+            w.writerow([row["id"], row["ra"], row["dec"]])
+            shutil.copy(path, folder / path.name)
+    ingest = subprocess.Popen([sys.executable, "-m", "service.cli", "--home", str(wh.root), "ingest", "--source",
+                               "folder", "--path", str(folder)], env=_env(), cwd=cwd,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = set()
+    query = ("SELECT (SELECT count(*) FROM galaxies) AS n, "
+             "(SELECT count(*) FROM galaxies JOIN images USING (galaxy_id)) AS with_image")
+    with httpx.Client(base_url=srv.url, timeout=60) as c:
+        def read() -> None:
+            r = c.post("/sql", json={"query": query})
+            assert r.status_code == 200, r.text
+            row = r.json()["rows"][0]
+            assert row["n"] in (n, 2 * n) and row["with_image"] == row["n"]  # a galaxies row always has its image
+            seen.add(row["n"])
+            assert c.get(f"/galaxies/{sorted(files)[0]}").status_code == 200
+
+        while ingest.poll() is None:
+            read()
+        read()  # after the run: all of its rows
+    _, err = ingest.communicate(timeout=300)
+    assert ingest.returncode == 0, err
+    assert 2 * n in seen
+
+
 def test_serve_refuses_a_public_address_without_a_token(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "service.cli", "--home", str(tmp_path / "wh"), "serve",
                            "--host", "0.0.0.0"], capture_output=True, text=True, timeout=60, env=_env())
