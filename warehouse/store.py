@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import warnings
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -54,11 +52,6 @@ _CONFLICT_RETRIES = 12
 _RETRY_TIMEOUT = timedelta(seconds=120)
 """Lance stops retrying after this long (Dagster's parallel shard steps can queue on one table)."""
 
-_DATASETS: OrderedDict[tuple[str, int, int], lance.LanceDataset] = OrderedDict()
-"""Datasets opened at an explicit version (immutable, so shared): time-travel and pinned reads reuse them."""
-_DATASETS_MAX = 256
-_DATASETS_LOCK = threading.Lock()
-
 RowsLike = pa.Table | pa.RecordBatchReader | pl.DataFrame | Sequence[dict[str, Any]]
 
 
@@ -85,6 +78,7 @@ class Warehouse:
         self.cache_dir = root / "cache"
         self._id_index: dict[tuple[str, int], dict[str, int]] = {}
         self._pins: dict[str, int] = {}
+        self._snapshot: dict[str, lance.LanceDataset] = {}
 
     # ------------------------------------------------------------------------------------ opening
     @classmethod
@@ -137,9 +131,11 @@ class Warehouse:
             A named table does not exist, or has no such version.
         """
         pins = self.versions()
+        opened: dict[str, lance.LanceDataset] = {}
         for table, version in (versions or {}).items():
             try:
-                pins[table] = self.dataset(table, int(version)).version  # checks that it exists
+                opened[table] = self.dataset(table, int(version))  # checks that it exists
+                pins[table] = opened[table].version
             except WarehouseError:
                 if table not in pins:
                     raise
@@ -148,6 +144,7 @@ class Warehouse:
         clone = Warehouse(self.root)
         clone._id_index = self._id_index
         clone._pins = pins
+        clone._snapshot = opened
         return clone
 
     @property
@@ -157,19 +154,11 @@ class Warehouse:
 
     def dataset(self, table: str, version: int | None = None) -> lance.LanceDataset:
         """The Lance dataset of a table, at its latest (or :meth:`pinned`) version or at ``version``."""
-        if version is None:
-            version = self._pins.get(table)
-        key = None
-        if version is not None:
-            try:  # the inode tells a table removed and written again (versions restart at 1) from the old one
-                key = (self.table_uri(table), int(version), os.stat(Path(self.table_uri(table)) / "_versions").st_ino)
-            except OSError:
-                key = None
-            with _DATASETS_LOCK:
-                ds = _DATASETS.get(key) if key else None
-                if ds is not None:
-                    _DATASETS.move_to_end(key)
-                    return ds
+        pinned = version is None and table in self._pins
+        if pinned:
+            version = self._pins[table]
+            if table in self._snapshot:
+                return self._snapshot[table]
         if not self.exists(table):
             raise WarehouseError(
                 f"table {table!r} does not exist in {self.root} (tables: {', '.join(self.tables()) or 'none'})"
@@ -178,11 +167,8 @@ class Warehouse:
             ds = lance.dataset(self.table_uri(table), version=version)
         except (ValueError, OSError) as exc:
             raise WarehouseError(f"table {table!r} has no version {version}: {exc}") from exc
-        if key is not None:
-            with _DATASETS_LOCK:
-                _DATASETS[key] = ds
-                while len(_DATASETS) > _DATASETS_MAX:
-                    _DATASETS.popitem(last=False)
+        if pinned:
+            self._snapshot[table] = ds  # one snapshot's datasets, opened once (it lives for one request)
         return ds
 
     def versions(self) -> dict[str, int]:
