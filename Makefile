@@ -7,7 +7,7 @@ export PYTHONUNBUFFERED := 1
 
 LOCK   := requirements.lock
 
-.PHONY: demo test lint bench lock clean-demo
+.PHONY: demo test lint bench lock clean-demo browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,17 @@ lock: | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/astrovision demo
 
+## browser: Debian's chromium + chromium-driver for the web page's headless test (installed when missing,
+## as root; otherwise says how, and that test is skipped with that reason)
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing chromium + chromium-driver (headless browser test)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "chromium missing and not root: the browser test will be skipped (sudo apt-get install chromium chromium-driver)"; fi
+
 ## test: create the venv if needed and run the test suite (fails when no test ran)
-test: $(VENV)/.installed
+test: $(VENV)/.installed browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc

@@ -5,6 +5,7 @@ encoder with :func:`get_encoder` before it launches that asset's runs (so it can
 uses, and why, before the first shard).
 """
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,8 @@ from features.embeddings import Encoder, choose_default_encoder, embed_images, i
 from warehouse import Warehouse, quote
 from warehouse.schemas.embeddings import embedding_spec, embedding_table
 
-__all__ = ["NORM_MAX", "NORM_MIN", "ShardEmbedding", "embed_shard", "get_encoder", "vector_stats"]
+__all__ = ["NORM_MAX", "NORM_MIN", "ShardEmbedding", "embed_query_image", "embed_shard", "get_encoder",
+           "vector_stats"]
 
 NORM_MIN = 1e-3
 """The ``norms_in_range`` check fails for a CLS vector shorter than this (a collapsed output)."""
@@ -60,6 +62,53 @@ def get_encoder(name: str, weights_path: str = "", allow_download: bool = True) 
         _ENCODERS[key] = load_encoder(name, weights_path or None, weights=weights, allow_download=allow_download)
     enc = _ENCODERS[key]
     return enc, note or f"encoder {enc.name}, weights from {enc.weights_origin}"
+
+
+def embed_query_image(wh: Warehouse, image: str | os.PathLike[str] | np.ndarray, encoder: str | None = None,
+                      weights_path: str | None = None, *, allow_download: bool = True) -> tuple[np.ndarray, str]:
+    """Embed a query image with the encoder (and the same weights) that made the table it is compared with.
+
+    Used by ``astrovision similar --image`` and the HTTP service's ``POST /similar``.
+
+    Parameters
+    ----------
+    image : path or numpy.ndarray
+        An image file (PNG/JPEG/FITS, read by :func:`features.embeddings.load_image_file`, so a file
+        gives the vector of its stored copy) or pixels already read that way.
+    encoder : str, optional
+        Which ``embeddings_<encoder>`` table (:func:`warehouse.search.pick_table`).
+    weights_path : str, optional
+        Weights file; the encoder is loaded once per process (:func:`get_encoder`).
+    allow_download : bool
+        Whether weights may be downloaded.
+
+    Returns
+    -------
+    vector : numpy.ndarray
+        The CLS token.
+    encoder : str
+        The encoder (table suffix).
+
+    Raises
+    ------
+    WarehouseError
+        The table's weights are not the ones available here (their SHA-256 differ).
+    """
+    from features.embeddings import load_image_file
+    from warehouse import WarehouseError, search
+
+    table = search.pick_table(wh, encoder)
+    name = table.removeprefix("embeddings_")
+    stored = wh.read(table, columns=["weights_sha256"]).column("weights_sha256").unique().to_pylist()
+    enc, _ = get_encoder(name, weights_path or "", allow_download)
+    if enc.weights_sha256 not in stored:
+        raise WarehouseError(
+            f"{table} was computed with weights sha256 {', '.join(s[:12] for s in stored)}, but the {name} "
+            f"weights found here have {enc.weights_sha256[:12]}; pass the same file with --weights"
+        )
+    pixels = image if isinstance(image, np.ndarray) else load_image_file(image)
+    cls, _ = embed_images([pixels], enc, batch_size=1)
+    return cls[0], name
 
 
 @dataclass(frozen=True)

@@ -217,9 +217,13 @@ def allowed_ids(wh: Warehouse, where: str, engine: SQLEngine | None = None, time
 
 
 # ------------------------------------------------------------------------------------ kNN
-def _cosine_topk(vectors: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and cosine distances of the k nearest rows (exact; zero vectors are farthest)."""
-    norms = np.linalg.norm(vectors, axis=1)
+def _cosine_topk(vectors: np.ndarray, q: np.ndarray, k: int,
+                 norms: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and cosine distances of the k nearest rows (exact; zero vectors are farthest).
+
+    ``norms``: the rows' L2 norms when known (cached with the matrix: a third of the time at 100k x 384).
+    """
+    norms = np.linalg.norm(vectors, axis=1) if norms is None else norms
     qn = float(np.linalg.norm(q))
     with np.errstate(invalid="ignore", divide="ignore"):
         dist = 1.0 - (vectors @ q) / (norms * qn)
@@ -240,6 +244,7 @@ class _Matrix:
     ids: list[str]
     rows: dict[str, int]
     vectors: np.ndarray
+    norms: np.ndarray
 
 
 _MATRICES: dict[str, _Matrix] = {}
@@ -248,13 +253,13 @@ _MATRICES: dict[str, _Matrix] = {}
 def _matrix(wh: Warehouse, table: str) -> _Matrix:
     """All vectors of a table in memory, cached per table version (for exact search)."""
     uri = wh.table_uri(table)
-    version = int(_open(wh, table).version)
+    version = int(wh.dataset(table).version)  # the pinned one, for a pinned warehouse
     cached = _MATRICES.get(uri)
     if cached is None or cached.version != version:
         data = wh.read(table, columns=["galaxy_id", "vector"], version=version)
         ids = data.column("galaxy_id").to_pylist()
-        cached = _Matrix(version, ids, {g: i for i, g in enumerate(ids)},
-                         _as_matrix(data.column("vector"), _dim(wh, table)))
+        vectors = _as_matrix(data.column("vector"), _dim(wh, table))
+        cached = _Matrix(version, ids, {g: i for i, g in enumerate(ids)}, vectors, np.linalg.norm(vectors, axis=1))
         _MATRICES.clear()  # one table at a time: bounded memory
         _MATRICES[uri] = cached
     return cached
@@ -313,12 +318,12 @@ def knn(
     if exact or not _has_index(tbl):
         m = _matrix(wh, table)
         if allowed_list is None:
-            idx, dist = _cosine_topk(m.vectors, q, k)
+            idx, dist = _cosine_topk(m.vectors, q, k, m.norms)
             return _result([m.ids[i] for i in idx], dist)
         rows = np.fromiter((m.rows[g] for g in allowed_list if g in m.rows), dtype=np.int64)
         if rows.size == 0:
             return _result([], np.zeros(0, np.float32))
-        idx, dist = _cosine_topk(m.vectors[rows], q, k)
+        idx, dist = _cosine_topk(m.vectors[rows], q, k, m.norms[rows])
         return _result([m.ids[rows[i]] for i in idx], dist)
     if allowed_list is not None and len(allowed_list) <= EXACT_SUBSET_MAX:
         present = _present(wh, table, allowed_list)

@@ -77,6 +77,8 @@ class Warehouse:
         self.dagster_home = root / "dagster"
         self.cache_dir = root / "cache"
         self._id_index: dict[tuple[str, int], dict[str, int]] = {}
+        self._pins: dict[str, int] = {}
+        self._snapshot: dict[str, lance.LanceDataset] = {}
 
     # ------------------------------------------------------------------------------------ opening
     @classmethod
@@ -113,16 +115,61 @@ class Warehouse:
         """Names of the tables that exist on disk, sorted."""
         return sorted(p.name[: -len(".lance")] for p in self.lance_dir.glob("*.lance") if (p / "_versions").is_dir())
 
+    def pinned(self, versions: Mapping[str, int] | None = None) -> Warehouse:
+        """This warehouse with every read of a table at one version: a consistent snapshot.
+
+        Parameters
+        ----------
+        versions : mapping of table -> version, optional
+            Versions to read (time travel); tables not named are read at their version now. Every
+            ``dataset`` / ``read`` / ``take`` / SQL / exact-search call of the returned object then
+            sees the same table versions, whatever is committed meanwhile (one HTTP request's view).
+
+        Raises
+        ------
+        WarehouseError
+            A named table does not exist, or has no such version.
+        """
+        pins = self.versions()
+        opened: dict[str, lance.LanceDataset] = {}
+        for table, version in (versions or {}).items():
+            try:
+                opened[table] = self.dataset(table, int(version))  # checks that it exists
+                pins[table] = opened[table].version
+            except WarehouseError:
+                if table not in pins:
+                    raise
+                raise WarehouseError(f"table {table!r} has no version {version} (latest: {pins[table]}; "
+                                     "old versions may have been vacuumed)") from None
+        clone = Warehouse(self.root)
+        clone._id_index = self._id_index
+        clone._pins = pins
+        clone._snapshot = opened
+        return clone
+
+    @property
+    def pins(self) -> dict[str, int]:
+        """The table versions a :meth:`pinned` warehouse reads (empty: the latest of each)."""
+        return dict(self._pins)
+
     def dataset(self, table: str, version: int | None = None) -> lance.LanceDataset:
-        """The Lance dataset of a table, at its latest version or at ``version`` (time travel)."""
+        """The Lance dataset of a table, at its latest (or :meth:`pinned`) version or at ``version``."""
+        pinned = version is None and table in self._pins
+        if pinned:
+            version = self._pins[table]
+            if table in self._snapshot:
+                return self._snapshot[table]
         if not self.exists(table):
             raise WarehouseError(
                 f"table {table!r} does not exist in {self.root} (tables: {', '.join(self.tables()) or 'none'})"
             )
         try:
-            return lance.dataset(self.table_uri(table), version=version)
+            ds = lance.dataset(self.table_uri(table), version=version)
         except (ValueError, OSError) as exc:
             raise WarehouseError(f"table {table!r} has no version {version}: {exc}") from exc
+        if pinned:
+            self._snapshot[table] = ds  # one snapshot's datasets, opened once (it lives for one request)
+        return ds
 
     def versions(self) -> dict[str, int]:
         """The latest Lance version of every existing table."""

@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from features.errors import InputError
+from stages.embeddings import embed_query_image
 from warehouse import Warehouse, WarehouseError
 
 __all__ = ["embed_query_image", "register", "save_montage"]
@@ -80,38 +81,6 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------ similar
-def embed_query_image(wh: Warehouse, path: str | Path, encoder: str | None = None,
-                      weights_path: str | None = None) -> tuple[np.ndarray, str]:
-    """Embed an image file with the encoder (and the same weights) that made the table it is compared with.
-
-    Returns
-    -------
-    vector : numpy.ndarray
-        The CLS token.
-    encoder : str
-        The encoder (table suffix).
-
-    Raises
-    ------
-    WarehouseError
-        The table's weights are not the ones available here (their SHA-256 differ).
-    """
-    from features.embeddings import embed_images, load_encoder, load_image_file
-    from warehouse import search
-
-    table = search.pick_table(wh, encoder)
-    name = table.removeprefix("embeddings_")
-    stored = wh.read(table, columns=["weights_sha256"]).column("weights_sha256").unique().to_pylist()
-    enc = load_encoder(name, weights_path or None)
-    if enc.weights_sha256 not in stored:
-        raise WarehouseError(
-            f"{table} was computed with weights sha256 {', '.join(s[:12] for s in stored)}, but the {name} "
-            f"weights found here have {enc.weights_sha256[:12]}; pass the same file with --weights"
-        )
-    cls, _ = embed_images([load_image_file(path)], enc, batch_size=1)
-    return cls[0], name
-
-
 def save_montage(wh: Warehouse, result: pl.DataFrame, out: str | Path, *, query_image: np.ndarray | None = None,
                  query_label: str = "query", cols: int = 6) -> Path:
     """A PNG grid: the query, then each neighbour with its id and distance, drawn as the encoder sees them."""

@@ -10,7 +10,7 @@ import sys
 import polars as pl
 
 from features.flags import describe
-from warehouse import Warehouse, WarehouseError, quote, schemas
+from warehouse import Warehouse, WarehouseError
 
 __all__ = ["format_frame", "register"]
 
@@ -60,16 +60,10 @@ def _cmd_sql(args: argparse.Namespace) -> int:
 
 
 def _cmd_tables(args: argparse.Namespace) -> int:
-    wh = Warehouse.open()
-    from warehouse import registered
+    from stages.records import table_summary
 
-    specs = registered()
-    rows = []
-    for name in wh.tables():
-        ds = wh.dataset(name)
-        spec = specs.get(name) or specs.get(name.split("_")[0])
-        rows.append({"table": name, "rows": ds.count_rows(), "version": ds.version,
-                     "description": spec.description if spec else ""})
+    wh = Warehouse.open()
+    rows = table_summary(wh)
     if not rows:
         print(f"no tables yet in {wh.root}; run `astrovision demo` or `astrovision ingest`")
         return 0
@@ -78,23 +72,15 @@ def _cmd_tables(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
+    from stages.records import galaxy_rows
+
     wh = Warehouse.open()
     gid = args.galaxy_id
-    if not wh.exists("galaxies") or wh.count("galaxies", f"galaxy_id = {quote(gid)}") == 0:
-        raise WarehouseError(f"no galaxy {gid!r} in {wh.root} (try `astrovision sql \"SELECT galaxy_id FROM galaxies LIMIT 5\"`)")
     out = io.StringIO()
-    for table in wh.tables():
-        if table in ("images", "sources"):
-            continue
-        ds = wh.dataset(table)
-        if "galaxy_id" not in ds.schema.names:
-            continue
-        rows = ds.to_table(filter=f"galaxy_id = {quote(gid)}").to_pylist()
+    for table, rows in galaxy_rows(wh, gid).items():
         for row in rows:
             out.write(f"[{table}]\n")
             for key, value in row.items():
-                if key == "galaxy_id" or key in schemas.PROVENANCE_COLUMNS or isinstance(value, bytes):
-                    continue
                 if isinstance(value, list) and len(value) > 12:
                     value = f"<{len(value)} values>"
                 if key == "flags":

@@ -1,0 +1,337 @@
+"""The FastAPI app: JSON API over the warehouse, the web page, and one error shape.
+
+Every request reads one snapshot: the table versions current when it starts
+(:meth:`warehouse.Warehouse.pinned`), or those it names with ``?version=table:N`` (time travel; the
+``versions`` of a ``POST /sql`` body too). Answers say which versions they read, so a notebook can pin
+them and get the same answer again while Dagster runs write.
+
+Bad input is a 4xx whose body is :class:`service.http.models.ErrorResponse` (one line); the SQL surface
+is the CLI's (:class:`warehouse.sql_engine.SQLEngine`: one read-only statement, no file access, a row
+cap and a timeout).
+"""
+
+import io
+import json
+import logging
+import math
+import secrets
+import tempfile
+from datetime import date, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+
+from features.errors import InputError
+from service.http.models import (
+    ErrorResponse,
+    GalaxyRecord,
+    HealthResponse,
+    Neighbour,
+    Prediction,
+    SimilarResponse,
+    SQLRequest,
+    SQLResponse,
+    TableInfo,
+    TablesResponse,
+)
+from service.http.settings import Settings
+from service.http.uploads import read_upload
+from warehouse import Warehouse, WarehouseError
+from warehouse.provenance import code_version
+
+__all__ = ["create_app", "parse_versions"]
+
+log = logging.getLogger(__name__)
+
+_STATIC = resources.files("service.http") / "static"
+_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422)}
+_PREDICTION_FIELDS = set(Prediction.model_fields) - {"extra"}
+
+
+def _one_line(text: Any) -> str:
+    lines = str(text).strip().splitlines()
+    return lines[0][:500] if lines else "bad request"
+
+
+def _error(status: int, message: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": _one_line(message)}, status_code=status, headers=headers)
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe values: NaN and infinities as null (stored NaN means "not measured"), bytes as their length."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, bytes):
+        return len(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def _truth_mask(wh: Warehouse, galaxy_id: str) -> np.ndarray:
+    """The demo truth's boolean galaxy mask (HTTP 404 when the galaxy has none)."""
+    from warehouse import quote
+    from warehouse.images import decode_image
+
+    rows = (wh.read("truth", columns=["mask_png"], where=f"galaxy_id = {quote(galaxy_id)}").to_pylist()
+            if wh.exists("truth") else [])
+    if not rows:
+        raise HTTPException(404, f"no true mask for {galaxy_id!r} (only demo galaxies have one)")
+    return np.squeeze(decode_image("png", rows[0]["mask_png"])) > 0
+
+
+def _outlined(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``rgb`` with the edge pixels of ``mask`` (the mask minus its binary erosion) painted green."""
+    from scipy.ndimage import binary_erosion
+
+    if mask.shape != rgb.shape[:2]:
+        raise InputError(f"mask is {mask.shape[1]} x {mask.shape[0]} px, the image {rgb.shape[1]} x {rgb.shape[0]}")
+    out = np.array(rgb[..., :3] if rgb.ndim == 3 else np.repeat(rgb[..., None], 3, axis=2), dtype=np.uint8)
+    if out.shape[2] == 1:
+        out = np.repeat(out, 3, axis=2)
+    out[mask & ~binary_erosion(mask)] = (0, 255, 0)
+    return out
+
+
+def parse_versions(pairs: list[str]) -> dict[str, int]:
+    """``["galaxies:3", "photometry:7"]`` -> ``{"galaxies": 3, "photometry": 7}`` (``InputError`` otherwise)."""
+    out: dict[str, int] = {}
+    for pair in pairs:
+        table, sep, number = pair.rpartition(":")
+        if not sep or not table or not number.isdigit():
+            raise InputError(f"version must be TABLE:N (e.g. galaxies:3), got {pair!r}")
+        out[table] = int(number)
+    return out
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The service for the warehouse at ``settings.home`` (opened once; each request pins a snapshot)."""
+    base = Warehouse.open(settings.home)
+    app = FastAPI(
+        title="AstroVision",
+        version=code_version(),
+        description="Galaxy records, lookalikes and read-only SQL over an AstroVision warehouse.",
+        responses=_ERRORS,
+    )
+    app.state.settings = settings
+
+    # ------------------------------------------------------------------------------------ errors
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
+        return _error(422, f"{where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        return _error(exc.status_code, exc.detail, getattr(exc, "headers", None))
+
+    @app.exception_handler(InputError)
+    @app.exception_handler(WarehouseError)  # SQLError included
+    async def _user(request: Request, exc: Exception) -> JSONResponse:
+        return _error(400, exc)
+
+    @app.exception_handler(FileNotFoundError)
+    async def _missing(request: Request, exc: FileNotFoundError) -> JSONResponse:
+        return _error(404, exc)
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error(500, f"internal error ({type(exc).__name__}); the server log has the details")
+
+    @app.middleware("http")
+    async def _upload_size(request: Request, call_next):
+        size = request.headers.get("content-length")
+        if request.method == "POST" and size and size.isdigit() and int(size) > settings.max_upload_bytes + 65536:
+            return _error(413, f"request body of {int(size)} bytes exceeds the {settings.max_upload_bytes} byte limit")
+        return await call_next(request)
+
+    # ------------------------------------------------------------------------------------ dependencies
+    def authorised(authorization: Annotated[str | None, Header()] = None) -> None:
+        if settings.token is None:
+            return
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip(), settings.token):
+            raise HTTPException(401, "missing or wrong API token (Authorization: Bearer <token>)",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    VersionQuery = Annotated[list[str], Query(description="pin a table version: TABLE:N (repeatable)")]
+
+    def snapshot(version: VersionQuery = []) -> Warehouse:  # noqa: B006 (FastAPI copies defaults)
+        return base.pinned(parse_versions(version))
+
+    Snapshot = Annotated[Warehouse, Depends(snapshot)]
+
+    def galaxy(wh: Warehouse, galaxy_id: str) -> None:
+        from stages.records import require_galaxy
+
+        try:
+            require_galaxy(wh, galaxy_id)
+        except WarehouseError as exc:
+            raise HTTPException(404, f"no galaxy {galaxy_id!r}") from exc
+
+    def check_k(k: int) -> None:
+        if k > settings.max_k:
+            raise InputError(f"k must be at most {settings.max_k}, got {k}")
+
+    api = APIRouter(dependencies=[Depends(authorised)])
+
+    # ------------------------------------------------------------------------------------ reads
+    @app.get("/healthz", response_model=HealthResponse, tags=["service"])
+    def healthz() -> HealthResponse:
+        """Liveness: the server answers and its warehouse opens (no token needed)."""
+        return HealthResponse(tables=len(base.tables()), code_version=code_version())
+
+    @api.get("/tables", response_model=TablesResponse, tags=["warehouse"])
+    def tables(wh: Snapshot) -> TablesResponse:
+        """Every table with its rows and Lance version."""
+        from stages.records import table_summary
+
+        return TablesResponse(tables=[TableInfo(**row) for row in table_summary(wh)])
+
+    @api.get("/galaxies/{galaxy_id}", response_model=GalaxyRecord, tags=["galaxies"])
+    def galaxy_record(galaxy_id: str, wh: Snapshot) -> GalaxyRecord:
+        """Catalogue row, morphometrics, photometry, latest predictions and decoded flags of one galaxy."""
+        from stages.records import galaxy_record as record
+
+        galaxy(wh, galaxy_id)
+        rec = _clean(record(wh, galaxy_id))
+        rec["predictions"] = [
+            Prediction(**{k: v for k, v in p.items() if k in _PREDICTION_FIELDS},
+                       extra={k: v for k, v in p.items() if k not in _PREDICTION_FIELDS})
+            for p in rec["predictions"]
+        ]
+        return GalaxyRecord(**rec)
+
+    @api.get("/galaxies/{galaxy_id}/image.png", response_class=Response, tags=["galaxies"],
+             responses={200: {"content": {"image/png": {}}}})
+    def galaxy_image(
+        galaxy_id: str,
+        wh: Snapshot,
+        outline: Annotated[Literal["none", "truth"], Query(description="draw the true mask's edge (demo)")] = "none",
+    ) -> Response:
+        """The galaxy's stamp as a PNG, as the models see it (:func:`features.pixels.model_input_uint8`).
+
+        ``outline=truth`` draws the edge of the demo survey's true galaxy mask (the ``truth`` table) in green.
+        """
+        from PIL import Image
+
+        from features.pixels import model_input_uint8
+
+        galaxy(wh, galaxy_id)
+        rgb = model_input_uint8(wh.read_image(galaxy_id))
+        if outline == "truth":
+            rgb = _outlined(rgb, _truth_mask(wh, galaxy_id))
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, format="PNG")
+        return Response(buf.getvalue(), media_type="image/png", headers={"Cache-Control": "max-age=60"})
+
+    def _similar(wh: Warehouse, query: Any, label: str, k: int, where: str | None, encoder: str | None,
+                 exclude_self: bool = False) -> SimilarResponse:
+        from warehouse import search
+
+        check_k(k)
+        table = search.pick_table(wh, encoder)
+        result = search.similar(wh, query, k=k, where=where or None, encoder=table.removeprefix("embeddings_"),
+                                exclude_query=exclude_self)
+        neighbours = []
+        for row in _clean(result.to_dicts()):
+            rank, gid, dist = row.pop("rank"), row.pop("galaxy_id"), row.pop("distance")
+            neighbours.append(Neighbour(rank=rank, galaxy_id=gid, distance=dist, features=row))
+        return SimilarResponse(query=label, encoder=table.removeprefix("embeddings_"), k=k, where=where or None,
+                               neighbours=neighbours, versions=wh.pins)
+
+    @api.get("/galaxies/{galaxy_id}/similar", response_model=SimilarResponse, tags=["search"])
+    def similar_to_galaxy(
+        galaxy_id: str,
+        wh: Snapshot,
+        k: Annotated[int, Query(ge=1, description="neighbours")] = 10,
+        where: Annotated[str | None, Query(max_length=2000, description="SQL predicate over galaxy features")] = None,
+        encoder: Annotated[str | None, Query(max_length=100)] = None,
+        exclude_self: bool = False,
+    ) -> SimilarResponse:
+        """The k nearest galaxies by cosine distance, among those matching ``where`` (applied first)."""
+        galaxy(wh, galaxy_id)
+        return _similar(wh, galaxy_id, galaxy_id, k, where, encoder, exclude_self)
+
+    @api.post("/similar", response_model=SimilarResponse, tags=["search"])
+    def similar_to_image(
+        wh: Snapshot,
+        file: Annotated[UploadFile, File(description="PNG, JPEG or FITS image")],
+        k: Annotated[int, Form(ge=1)] = 10,
+        where: Annotated[str | None, Form(max_length=2000)] = None,
+        encoder: Annotated[str | None, Form(max_length=100)] = None,
+    ) -> SimilarResponse:
+        """Lookalikes of an uploaded image, embedded with the encoder and weights of the searched table."""
+        from stages.embeddings import embed_query_image
+        from warehouse import search
+
+        check_k(k)
+        name = Path(file.filename or "upload").name
+        with tempfile.TemporaryDirectory(prefix="astrovision-upload-") as tmp:
+            pixels = read_upload(file.file, name, Path(tmp), settings.max_upload_bytes)
+            table = search.pick_table(wh, encoder)
+            vector, enc = embed_query_image(wh, pixels, table.removeprefix("embeddings_"),
+                                            allow_download=settings.allow_download)
+        return _similar(wh, vector, name, k, where, enc)
+
+    @api.post("/sql", tags=["warehouse"], response_model=SQLResponse,
+              responses={200: {"content": {"application/vnd.apache.arrow.stream": {},
+                                           "application/vnd.apache.parquet": {}}}})
+    def sql(body: SQLRequest, wh: Snapshot) -> Any:
+        """One read-only query over the tables and views (DuckDB), capped and timed out as in the CLI.
+
+        ``format``: ``json`` (rows as records; binary columns as their byte length), ``arrow`` (an
+        Arrow IPC stream) or ``parquet``; ``X-Truncated`` says whether the row cap cut the result.
+        """
+        from warehouse.sql_engine import SQLEngine
+
+        if body.versions:
+            wh = base.pinned({**wh.pins, **body.versions})
+        cap = settings.sql_max_rows
+        limit = cap if body.limit is None else min(body.limit, cap)
+        result = SQLEngine(wh).run(body.query, limit=limit, timeout_s=settings.sql_timeout_s)
+        headers = {"X-Truncated": str(result.truncated).lower(), "X-Versions": json.dumps(wh.pins)}
+        table = result.table
+        if body.format == "arrow":
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, table.schema) as writer:
+                writer.write_table(table)
+            return Response(sink.getvalue().to_pybytes(), media_type="application/vnd.apache.arrow.stream",
+                            headers=headers)
+        if body.format == "parquet":
+            import pyarrow.parquet as pq
+
+            buf = io.BytesIO()
+            pq.write_table(table, buf)
+            return Response(buf.getvalue(), media_type="application/vnd.apache.parquet", headers=headers)
+        for i, field in enumerate(table.schema):
+            if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+                table = table.set_column(i, f"{field.name}_bytes", pc.binary_length(table.column(i)))
+        return JSONResponse(SQLResponse(columns=table.column_names, rows=_clean(table.to_pylist()),
+                                        truncated=result.truncated, limit=result.limit,
+                                        versions=wh.pins).model_dump(), headers=headers)
+
+    app.include_router(api)
+
+    # ------------------------------------------------------------------------------------ the page
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> HTMLResponse:
+        return HTMLResponse((_STATIC / "index.html").read_text())
+
+    app.mount("/static", StaticFiles(directory=str(_STATIC)), name="static")
+    return app

@@ -1,0 +1,125 @@
+"""What the warehouse holds about one galaxy, and what tables it has: for ``astrovision show`` / ``tables``
+and the HTTP service alike.
+
+Pass a :meth:`warehouse.Warehouse.pinned` warehouse to read every table at one version (a consistent
+record while a run writes, or a past one: time travel).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from features.flags import decode
+from warehouse import Warehouse, WarehouseError, quote, registered, schemas
+from warehouse.schemas.embeddings import TABLE_PREFIX
+
+__all__ = ["SKIPPED_TABLES", "galaxy_record", "galaxy_rows", "model_classes", "require_galaxy", "table_summary"]
+
+SKIPPED_TABLES = ("images", "sources")
+"""Tables a galaxy's record leaves out: pixels (see its image instead) and the sources registry."""
+
+
+def table_summary(wh: Warehouse) -> list[dict[str, Any]]:
+    """One row per existing table: ``table``, ``rows``, ``version`` (Lance) and the registry's ``description``."""
+    specs = registered()
+    rows = []
+    for name in wh.tables():
+        ds = wh.dataset(name)
+        spec = specs.get(name) or specs.get(name.split("_")[0])
+        rows.append({"table": name, "rows": ds.count_rows(), "version": ds.version,
+                     "description": spec.description if spec else ""})
+    return rows
+
+
+def require_galaxy(wh: Warehouse, galaxy_id: str) -> None:
+    """``WarehouseError`` naming the problem when ``galaxy_id`` is not in the ``galaxies`` table."""
+    if not wh.exists("galaxies") or wh.count("galaxies", f"galaxy_id = {quote(galaxy_id)}") == 0:
+        raise WarehouseError(
+            f"no galaxy {galaxy_id!r} in {wh.root} (try `astrovision sql \"SELECT galaxy_id FROM galaxies LIMIT 5\"`)"
+        )
+
+
+def galaxy_rows(wh: Warehouse, galaxy_id: str) -> dict[str, list[dict[str, Any]]]:
+    """Every row keyed by ``galaxy_id`` in every table (but :data:`SKIPPED_TABLES`), by table name.
+
+    Provenance columns and binary values are left out; values are as stored (lists stay lists).
+
+    Raises
+    ------
+    WarehouseError
+        No such galaxy (:func:`require_galaxy`).
+    """
+    require_galaxy(wh, galaxy_id)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for table in wh.tables():
+        if table in SKIPPED_TABLES:
+            continue
+        ds = wh.dataset(table)
+        if "galaxy_id" not in ds.schema.names:
+            continue
+        rows = ds.to_table(filter=f"galaxy_id = {quote(galaxy_id)}").to_pylist()
+        if rows:
+            out[table] = [{k: v for k, v in row.items()
+                           if k != "galaxy_id" and k not in schemas.PROVENANCE_COLUMNS and not isinstance(v, bytes)}
+                          for row in rows]
+    return out
+
+
+def model_classes(wh: Warehouse) -> dict[tuple[str, int], list[str]]:
+    """Class names per ``(model name, version)``, in the order of its ``probabilities`` (registry ``classes_json``)."""
+    if not wh.exists("models"):
+        return {}
+    rows = wh.read("models", columns=["name", "version", "classes_json"]).to_pylist()
+    return {(r["name"], int(r["version"])): [c["name"] for c in json.loads(r["classes_json"])] for r in rows}
+
+
+def galaxy_record(wh: Warehouse, galaxy_id: str) -> dict[str, Any]:
+    """One galaxy as a reader wants it: catalogue row, morphometrics, photometry, latest predictions.
+
+    Returns
+    -------
+    dict
+        ``galaxy_id``; ``catalogue`` (its ``galaxies`` row); ``morphometrics`` (one row per band);
+        ``photometry`` (its row or None); ``predictions``: the newest gate-passing version of each model
+        (the ``latest_predictions`` view) with ``classes`` and ``confidence`` (the largest probability)
+        and any further stored columns of the prediction (e.g. a conformal set); ``embeddings``: the
+        encoders holding a vector for it; ``flags``: the decoded flag names of each table's
+        ``flags`` column (:func:`features.flags.decode`); ``versions``: the table versions read.
+
+    Raises
+    ------
+    WarehouseError
+        No such galaxy.
+    """
+    from warehouse.sql_engine import SQLEngine
+
+    rows = galaxy_rows(wh, galaxy_id)
+    embeddings = sorted(t.removeprefix(TABLE_PREFIX) for t in rows if t.startswith(TABLE_PREFIX))
+    flags = {t: decode(r[0].get("flags")) for t, r in rows.items()
+             if r and "flags" in r[0] and not t.startswith(TABLE_PREFIX)}
+    for name in embeddings:
+        flags[TABLE_PREFIX + name] = decode(rows[TABLE_PREFIX + name][0].get("flags"))
+    predictions: list[dict[str, Any]] = []
+    if "predictions" in rows:
+        engine = SQLEngine(wh)  # a pinned warehouse's engine reads its versions
+        latest = engine.query_arrow(
+            f"SELECT * FROM latest_predictions WHERE galaxy_id = {quote(galaxy_id)} ORDER BY model_name",
+            limit=None).to_pylist()
+        classes = model_classes(wh)
+        stored = {(r["model_name"], int(r["model_version"])): r for r in rows["predictions"]}
+        for row in latest:
+            key = (row["model_name"], int(row["model_version"]))
+            extra = {k: v for k, v in stored.get(key, {}).items() if k not in row}
+            predictions.append({**{k: v for k, v in row.items() if k != "galaxy_id"}, **extra,
+                                "classes": classes.get(key, [])})
+    return {
+        "galaxy_id": galaxy_id,
+        "catalogue": rows["galaxies"][0],
+        "morphometrics": rows.get("morphometrics", []),
+        "photometry": (rows.get("photometry") or [None])[0],
+        "predictions": predictions,
+        "embeddings": embeddings,
+        "flags": flags,
+        "versions": {t: wh.dataset(t).version for t in (*rows, "galaxies") if wh.exists(t)},
+    }
