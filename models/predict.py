@@ -6,6 +6,11 @@ probe's ``probe.npz``. :func:`predict_all` fills the ``predictions`` table for e
 registered model version that passed its gate (the registry's ``gate_passed``: the model beat the
 same-run baselines on its test split), computing only the (galaxy, version) pairs that are missing. A
 version that failed its gate is left out and said so; the others are written all the same.
+
+The ``split`` of each prediction is the one the model was trained on: its split set read at the
+registry's ``split_version`` and checked against its ``split_hash``, never the split set of that name
+today (it may have been rebuilt since). When that version is gone (vacuumed) and today's set differs,
+``split`` is left null and the summary says so.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from models.errors import MissingInputError
 from models.versions import get_model, list_models
 from warehouse.sqltext import quote
 
-__all__ = ["Predictor", "load_predictor", "predict_all", "prediction_rows"]
+__all__ = ["Predictor", "load_predictor", "predict_all", "prediction_rows", "training_split"]
 
 LogFn = Callable[[str], None]
 
@@ -51,6 +56,8 @@ class Predictor:
     names: list[str]
     config: TrainConfig
     split_name: str
+    split_hash: str | None = None
+    split_version: int | None = None
     _model: Any = None
 
     def available(self, wh: Any) -> set[str] | None:
@@ -100,7 +107,8 @@ def load_predictor(wh: Any, name: str, version: int | None = None) -> Predictor:
     path = Path(row["artefact_path"])
     pred = Predictor(name=row["name"], version=int(row["version"]), kind=row["kind"],
                      classes=[c["label"] for c in classes], names=[c["name"] for c in classes],
-                     config=cfg, split_name=row["split_name"])
+                     config=cfg, split_name=row["split_name"], split_hash=row.get("split_hash"),
+                     split_version=row.get("split_version"))
     if row["kind"] == "embeddings":
         from models.probe import LinearProbe
 
@@ -136,7 +144,37 @@ def prediction_rows(pred: Predictor, galaxy_ids: Sequence[str], probs: np.ndarra
         "predicted_label": [int(pred.classes[i]) for i in k],
         "predicted_name": [pred.names[i] for i in k],
         "split": [split_of.get(g) for g in galaxy_ids],
+        "split_hash": [pred.split_hash if split_of else None] * len(galaxy_ids),
     }
+
+
+def training_split(wh: Any, pred: Predictor) -> tuple[dict[str, str], str]:
+    """``galaxy_id -> split`` of the split set ``pred`` was trained on, and how it was found.
+
+    Read at the recorded ``split_version`` and checked against ``split_hash``; when that version can no
+    longer be read, today's set of the same name is used only if its content hash is the same.
+    Returns an empty mapping (and the reason) when neither matches.
+    """
+    from models.splits import split_content_hash
+
+    if not wh.exists("splits"):
+        return {}, "no splits table"
+    where = f"split_name = {quote(pred.split_name)}"
+    cols = ["galaxy_id", "split", "label"]
+    attempts = [("recorded version", pred.split_version)] if pred.split_version is not None else []
+    attempts.append(("current version", None))
+    for how, version in attempts:
+        try:
+            t = wh.read("splits", version=version, where=where, columns=cols).to_pydict()
+        except (OSError, ValueError, RuntimeError):
+            continue  # the recorded version was vacuumed
+        if not t["galaxy_id"]:
+            continue
+        if pred.split_hash and split_content_hash(t["galaxy_id"], t["split"], t["label"]) != pred.split_hash:
+            continue
+        return dict(zip(t["galaxy_id"], t["split"])), how
+    return {}, (f"split set {pred.split_name} #{pred.split_hash} of v{pred.version} is no longer readable and "
+                "today's set of that name differs: split left null")
 
 
 def predict_all(
@@ -202,16 +240,15 @@ def predict_all(
         pred = load_predictor(wh, row["name"], int(row["version"]))
         avail = pred.available(wh)
         ready = todo if avail is None else [g for g in todo if g in avail]
-        split_of: dict[str, str] = {}
-        if wh.exists("splits"):
-            s = wh.read("splits", columns=["galaxy_id", "split"], where=f"split_name = {quote(pred.split_name)}")
-            split_of = dict(zip(s.column("galaxy_id").to_pylist(), s.column("split").to_pylist()))
+        split_of, split_from = training_split(wh, pred)
+        if not split_of:
+            log(f"predictions {key}: {split_from}")
         for i in range(0, len(ready), chunk):
             ids = ready[i:i + chunk]
             probs = pred.predict(wh, ids, batch_size=batch_size, device=device)
             wh.upsert("predictions", pa.table(prediction_rows(pred, ids, probs, split_of)), run_id=run_id)
         summary[key] = {"written": len(ready), "already": len(done), "unavailable": len(todo) - len(ready),
-                        "gate": verdict, "left_out": False}
+                        "gate": verdict, "left_out": False, "split_from": split_from}
         log(f"predictions {key}: {len(ready)} written, {len(done)} already there, "
             f"{len(todo) - len(ready)} without input")
     return summary

@@ -40,15 +40,18 @@ def _model_lines(wh: Warehouse, report: PipelineReport | None) -> list[str]:
     lines: list[str] = []
     rows = wh.read_polars("models").sort(["name", "version"]).to_dicts() if wh.exists("models") else []
     if rows:
-        lines.append("\nModels (test split; gate: beat the majority-class and pixel baselines measured on the same "
-                     "test galaxies in this run, one-sided 95% paired bootstrap):")
+        lines.append("\nModels (test split, 95% bootstrap CI of the balanced accuracy; gate: beat the majority-class "
+                     "and pixel baselines measured on the same test galaxies in this run, one-sided 95% paired "
+                     "bootstrap):")
         excluded: dict[str, list[str]] = {}
         for row in rows:
             gate = json.loads(row["gate_json"])
             verdict = "gate passed" if row["gate_passed"] else f"gate FAILED: {gate.get('reason', '')}"
             base = ", ".join(f"{k} {v['balanced_accuracy']:.3f}" for k, v in gate.get("baselines", {}).items())
+            low, high = row.get("test_balanced_accuracy_low"), row.get("test_balanced_accuracy_high")
+            ci = f" [95% CI {low:.3f}-{high:.3f}]" if low is not None and high is not None else ""
             lines.append(f"  {row['name']:<16} v{row['version']:<3} balanced accuracy "
-                         f"{row['test_balanced_accuracy']:.3f}  (baselines: {base})  [{row['weights_origin']}]")
+                         f"{row['test_balanced_accuracy']:.3f}{ci}  (baselines: {base})  [{row['weights_origin']}]")
             lines.append(f"  {'':<16}      {verdict}")
             for item in json.loads(row["excluded_classes_json"]):
                 per = {k: v for k, v in item.items() if k != "name"}

@@ -1,6 +1,7 @@
 """Asset-check results of the training domain (the checks are declared as ``check_specs`` on the assets).
 
-* ``splits:no_leak`` (blocking): no galaxy id and no duplicate group appears in two splits.
+* ``splits:no_leak`` (blocking): no galaxy id and no duplicate group (as ``galaxies`` holds them now)
+  appears in two splits.
 * ``<model>:beats_baselines`` (not blocking): the model's test balanced accuracy beats the majority-class
   and pixel baselines measured on the same test galaxies in the same run (paired bootstrap, one-sided;
   :func:`models.baselines.gate`); the rule, the baselines and their intervals are in the check metadata.
@@ -15,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from models.splits import check_no_leak  # numpy only (models/__init__ imports lazily)
-from warehouse import Warehouse, quote
+from stages.split_leaks import split_leaks  # numpy only (models/__init__ imports lazily)
+from warehouse import Warehouse
 
 if TYPE_CHECKING:  # stages.training imports torch and scikit-learn
     from stages.training import TrainOutcome
@@ -27,12 +28,9 @@ GATE_CHECK = "beats_baselines"
 
 
 def leak_check(wh: Warehouse, split_name: str) -> dg.AssetCheckResult:
-    """Re-read the stored split set and look for ids or duplicate groups in two splits."""
-    rows = wh.read("splits", columns=["galaxy_id", "split", "duplicate_group"],
-                   where=f"split_name = {quote(split_name)}")
-    problems = check_no_leak(rows.column("galaxy_id").to_pylist(), rows.column("split").to_pylist(),
-                             rows.column("duplicate_group").to_pylist())
-    groups = {g for g in rows.column("duplicate_group").to_pylist() if g}
+    """Re-read the stored split set and look for ids in two splits, and for duplicate groups in two splits
+    as ``galaxies`` groups them now (:func:`stages.split_leaks.split_leaks`), not as the copy in ``splits``."""
+    problems, groups = split_leaks(wh, split_name)
     return dg.AssetCheckResult(
         check_name="no_leak",
         passed=not problems,
@@ -40,7 +38,8 @@ def leak_check(wh: Warehouse, split_name: str) -> dg.AssetCheckResult:
             "split_name": split_name,
             "leaks": len(problems),
             "threshold": 0,
-            "duplicate_groups_checked": len(groups),
+            "duplicate_groups_checked": groups,
+            "groups_from": "galaxies.duplicate_group (current version)",
             "examples": "; ".join(problems[:5]) or "none",
         },
     )
