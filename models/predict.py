@@ -58,6 +58,8 @@ class Predictor:
     split_name: str
     split_hash: str | None = None
     split_version: int | None = None
+    temperature: float | None = None
+    """Fitted on val at training (``metrics_json["calibration"]``); None for versions trained before."""
     _model: Any = None
 
     def available(self, wh: Any) -> set[str] | None:
@@ -108,7 +110,8 @@ def load_predictor(wh: Any, name: str, version: int | None = None) -> Predictor:
     pred = Predictor(name=row["name"], version=int(row["version"]), kind=row["kind"],
                      classes=[c["label"] for c in classes], names=[c["name"] for c in classes],
                      config=cfg, split_name=row["split_name"], split_hash=row.get("split_hash"),
-                     split_version=row.get("split_version"))
+                     split_version=row.get("split_version"),
+                     temperature=json.loads(row["metrics_json"]).get("calibration", {}).get("temperature"))
     if row["kind"] == "embeddings":
         from models.probe import LinearProbe
 
@@ -134,8 +137,13 @@ def load_predictor(wh: Any, name: str, version: int | None = None) -> Predictor:
 def prediction_rows(pred: Predictor, galaxy_ids: Sequence[str], probs: np.ndarray,
                     split_of: dict[str, str] | None = None) -> dict[str, list[Any]]:
     """Columns of ``predictions`` rows for one model version."""
+    from models.calibration import apply_temperature, log_probs
+
     k = probs.argmax(axis=1) if len(probs) else np.zeros(0, np.int64)
     split_of = split_of or {}
+    t = pred.temperature
+    calibrated = (apply_temperature(log_probs(probs), t).astype(np.float32) if t is not None and len(probs)
+                  else None)
     return {
         "galaxy_id": list(galaxy_ids),
         "model_name": [pred.name] * len(galaxy_ids),
@@ -145,6 +153,9 @@ def prediction_rows(pred: Predictor, galaxy_ids: Sequence[str], probs: np.ndarra
         "predicted_name": [pred.names[i] for i in k],
         "split": [split_of.get(g) for g in galaxy_ids],
         "split_hash": [pred.split_hash if split_of else None] * len(galaxy_ids),
+        "temperature": [t] * len(galaxy_ids),
+        "calibrated_probabilities": ([p.tolist() for p in calibrated] if calibrated is not None
+                                     else [None] * len(galaxy_ids)),
     }
 
 

@@ -28,6 +28,7 @@ from models.baselines import (
     majority_predictions,
     pixel_features,
 )
+from models.calibration import CalibrationReport, apply_temperature, calibrate, log_probs, reliability_png
 from models.config import TrainConfig, resolve_device
 from models.errors import MissingInputError, SplitError, TooFewClassesError
 from models.labels import Labels, resolve_labels
@@ -301,6 +302,9 @@ class TrainOutcome:
     """95% percentile bootstrap interval of the test balanced accuracy."""
     split_hash: str = ""
     split_version: int = -1
+    calibration: CalibrationReport | None = None
+    """Temperature scaling fitted on val, scores before and after (:func:`models.calibration.calibrate`)."""
+    reliability_png: bytes = b""
 
     @property
     def passed_gate(self) -> bool:
@@ -587,19 +591,29 @@ def train_model(
         _, ci_low, ci_high = balanced_accuracy_interval(used["test"][1], probs["test"].argmax(axis=1),
                                                         n_boot=cfg.gate_resamples, seed=cfg.seed)
         test["balanced_accuracy_ci95"] = [ci_low, ci_high]
+        cal = calibrate(probs["val"], used["val"][1], probs["test"], used["test"][1])
+        log(f"{name}: temperature {cal.temperature:.3f} (fitted on val by NLL); test ECE "
+            f"{cal.test['before']['ece']:.4f} -> {cal.test['after']['ece']:.4f}, NLL {cal.test['before']['nll']:.4f} "
+            f"-> {cal.test['after']['nll']:.4f}" + ("; it RAISED the validation ECE" if cal.val_ece_raised else ""))
         version = next_version(wh, name)
         title = f"{name} v{version} test (balanced acc {test['balanced_accuracy']:.3f})"
         png = confusion_png(test["confusion"], split.names, title=title)
+        rel_png = reliability_png(
+            [probs["test"], apply_temperature(log_probs(probs["test"]), cal.temperature)], used["test"][1],
+            ["before", f"after, T = {cal.temperature:.2f}"], n_bins=cal.n_bins,
+            title=f"{name} v{version} test reliability ({len(used['test'][1])} galaxies)")
         final = artefact_dir(wh, name, version)
         if final.exists():
             shutil.rmtree(final)
         if "checkpoint" in info:
             info["checkpoint"] = str(final / "model.pt")
         metrics = {"test": test, "val": val, "fit": info, "train_seconds": seconds, "gate": verdict.as_dict(),
-                   "excluded_classes": split.excluded, "weights_origin": str(origin), "notes": notes}
+                   "excluded_classes": split.excluded, "weights_origin": str(origin), "notes": notes,
+                   "calibration": cal.as_dict()}
         (tmp / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
         (tmp / "confusion.png").write_bytes(png)
+        (tmp / "reliability.png").write_bytes(rel_png)
         tmp.rename(final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -617,7 +631,7 @@ def train_model(
         "split_version": split.table_version,
         "split_hash": split.content_hash,
         "metrics_json": json.dumps({"test_balanced_accuracy": test["balanced_accuracy"], "test": test, "val": val,
-                                    "fit": info, "notes": notes}, default=float),
+                                    "fit": info, "notes": notes, "calibration": cal.as_dict()}, default=float),
         "test_balanced_accuracy": float(test["balanced_accuracy"]),
         "test_balanced_accuracy_low": ci_low,
         "test_balanced_accuracy_high": ci_high,
@@ -640,7 +654,7 @@ def train_model(
         artefact_dir=str(final), confusion_png=png, train_seconds=seconds, table_versions=table_versions,
         gate=verdict, config=cfg, n={s: len(split.ids[s]) for s in SPLIT_NAMES}, excluded=split.excluded,
         fit=info, notes=notes, interval=(ci_low, ci_high), split_hash=split.content_hash,
-        split_version=split.table_version,
+        split_version=split.table_version, calibration=cal, reliability_png=rel_png,
     )
 
 

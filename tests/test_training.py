@@ -270,9 +270,15 @@ def test_dagster_failed_gate_keeps_only_its_own_predictions_out(warehouse):
     )
     assert res.success
     evals = {(e.asset_key.to_user_string(), e.check_name): e for e in res.get_asset_check_evaluations()}
-    assert {k: e.passed for k, e in evals.items()} == {
+    gates = {k: e.passed for k, e in evals.items() if k[1] != "scaling_keeps_val_ece"}
+    assert gates == {
         ("splits", "no_leak"): True, ("dinov2_probe", "beats_baselines"): True, ("cnn", "beats_baselines"): False,
         ("predictions", "every_version_predicted"): True}
+    for model in ("dinov2_probe", "cnn"):  # the calibration check: its verdict is the registry's
+        cal = json.loads(get_model(warehouse, model, 1)["metrics_json"])["calibration"]
+        check = evals[(model, "scaling_keeps_val_ece")]
+        assert check.passed == (not cal["val_ece_raised"])
+        assert check.metadata["temperature"].value == pytest.approx(cal["temperature"])
     gate = evals[("cnn", "beats_baselines")].metadata
     assert gate["split"].value == "test" and gate["confidence"].value == pytest.approx(0.95)
     assert gate["baseline_majority"].value == pytest.approx(0.25) and "baseline_pixels" in gate
@@ -281,6 +287,7 @@ def test_dagster_failed_gate_keeps_only_its_own_predictions_out(warehouse):
             for e in res.get_asset_materialization_events()}
     assert meta["splits"]["train"].value + meta["splits"]["val"].value + meta["splits"]["test"].value == 96
     assert meta["dinov2_probe"]["confusion_matrix"].value.startswith("![confusion matrix](data:image/png;base64,")
+    assert meta["dinov2_probe"]["reliability_diagram"].value.startswith("![reliability diagram](data:image/png;base64,")
     assert meta["cnn"]["random_init"].value is False and meta["cnn"]["gate_passed"].value is False
     assert meta["predictions"]["rows_written"].value == 96
     assert meta["predictions"]["predicted"].value == ["dinov2_probe v1"]

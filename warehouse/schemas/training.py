@@ -13,7 +13,8 @@
   ``split_seed`` the split's. ``test_balanced_accuracy_low`` / ``_high``: its 95% bootstrap interval.
 * ``predictions`` holds, per galaxy and model version, the class probabilities and the predicted class,
   and the ``split_hash`` of the split set its ``split`` column comes from (the model's, read at
-  ``split_version``; never a split set rebuilt since).
+  ``split_version``; never a split set rebuilt since); ``temperature`` (fitted on the model's val split
+  by NLL, :mod:`models.calibration`) and ``calibrated_probabilities`` = ``softmax(log p / T)``.
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ PREDICTIONS = register(
                 pa.field("predicted_name", pa.string()),
                 pa.field("split", pa.string()),
                 pa.field("split_hash", pa.string()),
+                pa.field("temperature", pa.float64()),
+                pa.field("calibrated_probabilities", pa.list_(pa.float32())),
             ]
         ),
     )

@@ -8,6 +8,8 @@
   A model that fails keeps *its own* predictions out (``predictions`` reads the verdict from the
   registry), not everyone else's, so the check does not block. Severity WARN for a random-init backbone
   (a named baseline of the CPU demo) and for a skipped model (too few classes), ERROR otherwise.
+* ``<model>:scaling_keeps_val_ece`` (not blocking, WARN): temperature scaling fitted on val by NLL did not
+  raise the validation ECE (it may: NLL and ECE are different objectives); scores before/after attached.
 * ``predictions:every_version_predicted``: each version that passed its gate has a prediction for every
   galaxy that has its input; the versions left out are listed.
 """
@@ -22,9 +24,11 @@ from warehouse import Warehouse
 if TYPE_CHECKING:  # stages.training imports torch and scikit-learn
     from stages.training import TrainOutcome
 
-__all__ = ["GATE_CHECK", "gate_check", "leak_check", "predictions_check", "skipped_check"]
+__all__ = ["CALIBRATION_CHECK", "GATE_CHECK", "calibration_check", "gate_check", "leak_check", "predictions_check",
+           "skipped_check"]
 
 GATE_CHECK = "beats_baselines"
+CALIBRATION_CHECK = "scaling_keeps_val_ece"
 
 
 def leak_check(wh: Warehouse, split_name: str) -> dg.AssetCheckResult:
@@ -73,10 +77,30 @@ def gate_check(out: "TrainOutcome") -> dg.AssetCheckResult:
     )
 
 
-def skipped_check(reason: str, excluded: dict[str, dict[str, int]]) -> dg.AssetCheckResult:
+def calibration_check(out: "TrainOutcome") -> dg.AssetCheckResult:
+    """Temperature scaling (fitted on val by NLL) must not raise the validation ECE; the scores are in the metadata."""
+    cal = out.calibration
+    assert cal is not None
+    return dg.AssetCheckResult(
+        check_name=CALIBRATION_CHECK,
+        passed=not cal.val_ece_raised,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "temperature": dg.MetadataValue.float(float(cal.temperature)),
+            "val_ece_before": dg.MetadataValue.float(float(cal.val["before"]["ece"])),
+            "val_ece_after": dg.MetadataValue.float(float(cal.val["after"]["ece"])),
+            "test_ece_before": dg.MetadataValue.float(float(cal.test["before"]["ece"])),
+            "test_ece_after": dg.MetadataValue.float(float(cal.test["after"]["ece"])),
+            "n_bins": cal.n_bins,
+            "scores": dg.MetadataValue.md(cal.table_md()),
+        },
+    )
+
+
+def skipped_check(reason: str, excluded: dict[str, dict[str, int]], check_name: str = GATE_CHECK) -> dg.AssetCheckResult:
     """A model that was not trained (too few classes) has not passed its gate: WARN, with the reason."""
     return dg.AssetCheckResult(
-        check_name=GATE_CHECK,
+        check_name=check_name,
         passed=False,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"skipped": True, "reason": reason, "excluded_classes": dg.MetadataValue.json(excluded)},
