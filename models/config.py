@@ -68,6 +68,9 @@ class TrainConfig:
     layer_decay, head_lr_scale, init_from_probe
         DINOv2 fine-tune: layer-wise learning-rate decay, head learning-rate multiplier, and whether the
         head starts from the latest probe of the same encoder and label column.
+    conformal_alpha : float
+        Target miscoverage of the conformal sets (:mod:`models.conformal`; 0.1: sets hold the true class
+        for at least 90% of galaxies, per class for the class-conditional sets).
     gate_confidence, gate_resamples
         The gate (:func:`models.baselines.gate`): the model's test balanced accuracy must beat the
         majority-class and pixel baselines of the same run, each difference's ``1 - gate_confidence``
@@ -102,6 +105,7 @@ class TrainConfig:
     init_from_probe: bool = True
     gate_confidence: float = 0.95
     gate_resamples: int = 2000
+    conformal_alpha: float = 0.1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "split_fractions", tuple(float(x) for x in self.split_fractions))
@@ -111,6 +115,8 @@ class TrainConfig:
                                 f"got {self.split_fractions}")
         if not 0.0 < self.gate_confidence < 1.0:
             raise TrainingError(f"gate_confidence must lie strictly between 0 and 1; got {self.gate_confidence}")
+        if not 0.0 < self.conformal_alpha < 1.0:
+            raise TrainingError(f"conformal_alpha must lie strictly between 0 and 1; got {self.conformal_alpha}")
         if self.gate_resamples < 1:
             raise TrainingError(f"gate_resamples must be at least 1; got {self.gate_resamples}")
 

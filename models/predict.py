@@ -60,6 +60,8 @@ class Predictor:
     split_version: int | None = None
     temperature: float | None = None
     """Fitted on val at training (``metrics_json["calibration"]``); None for versions trained before."""
+    conformal: Any = None
+    """The LAC :class:`models.conformal.Conformalizer` of ``conformal.joblib``; None for versions trained before."""
     _model: Any = None
 
     def available(self, wh: Any) -> set[str] | None:
@@ -107,11 +109,17 @@ def load_predictor(wh: Any, name: str, version: int | None = None) -> Predictor:
     cfg = TrainConfig.from_json(row["config_json"])
     classes = json.loads(row["classes_json"])
     path = Path(row["artefact_path"])
+    conformal = None
+    if (path / "conformal.joblib").is_file():
+        import joblib
+
+        conformal = joblib.load(path / "conformal.joblib").get("lac")
     pred = Predictor(name=row["name"], version=int(row["version"]), kind=row["kind"],
                      classes=[c["label"] for c in classes], names=[c["name"] for c in classes],
                      config=cfg, split_name=row["split_name"], split_hash=row.get("split_hash"),
                      split_version=row.get("split_version"),
-                     temperature=json.loads(row["metrics_json"]).get("calibration", {}).get("temperature"))
+                     temperature=json.loads(row["metrics_json"]).get("calibration", {}).get("temperature"),
+                     conformal=conformal)
     if row["kind"] == "embeddings":
         from models.probe import LinearProbe
 
@@ -144,6 +152,10 @@ def prediction_rows(pred: Predictor, galaxy_ids: Sequence[str], probs: np.ndarra
     t = pred.temperature
     calibrated = (apply_temperature(log_probs(probs), t).astype(np.float32) if t is not None and len(probs)
                   else None)
+    none: list[Any] = [None] * len(galaxy_ids)
+    sets = marginal = None
+    if pred.conformal is not None and calibrated is not None:
+        sets, marginal = pred.conformal.class_sets(calibrated), pred.conformal.marginal_sets(calibrated)
     return {
         "galaxy_id": list(galaxy_ids),
         "model_name": [pred.name] * len(galaxy_ids),
@@ -154,8 +166,11 @@ def prediction_rows(pred: Predictor, galaxy_ids: Sequence[str], probs: np.ndarra
         "split": [split_of.get(g) for g in galaxy_ids],
         "split_hash": [pred.split_hash if split_of else None] * len(galaxy_ids),
         "temperature": [t] * len(galaxy_ids),
-        "calibrated_probabilities": ([p.tolist() for p in calibrated] if calibrated is not None
-                                     else [None] * len(galaxy_ids)),
+        "calibrated_probabilities": [p.tolist() for p in calibrated] if calibrated is not None else none,
+        "conformal_set": [[pred.names[j] for j in np.flatnonzero(r)] for r in sets] if sets is not None else none,
+        "conformal_set_size": [int(r.sum()) for r in sets] if sets is not None else none,
+        "marginal_set": ([[pred.names[j] for j in np.flatnonzero(r)] for r in marginal] if marginal is not None
+                         else none),
     }
 
 

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 
 from features.weights import WeightsOrigin, WeightsProvenance
@@ -30,6 +31,7 @@ from models.baselines import (
 )
 from models.calibration import CalibrationReport, apply_temperature, calibrate, log_probs, reliability_png
 from models.config import TrainConfig, resolve_device
+from models.conformal import SCORES, Conformalizer, set_report, val_halves
 from models.errors import MissingInputError, SplitError, TooFewClassesError
 from models.labels import Labels, resolve_labels
 from models.metrics import classification_metrics, confusion_png
@@ -45,7 +47,7 @@ from models.splits import (
     usable_classes,
 )
 from models.versions import artefact_dir, get_model, list_models, next_version, record_model
-from stages.split_leaks import split_leaks
+from stages.split_leaks import current_groups, split_leaks
 from warehouse.schemas.embeddings import embedding_table
 from warehouse.sqltext import quote
 
@@ -302,6 +304,8 @@ class TrainOutcome:
     """95% percentile bootstrap interval of the test balanced accuracy."""
     split_hash: str = ""
     split_version: int = -1
+    conformal: dict[str, Any] = field(default_factory=dict)
+    """Conformal sets on test per score, marginal and class-conditional (:func:`_conformalize`)."""
     calibration: CalibrationReport | None = None
     """Temperature scaling fitted on val, scores before and after (:func:`models.calibration.calibrate`)."""
     reliability_png: bytes = b""
@@ -505,6 +509,30 @@ def _gate(wh: Any, cfg: TrainConfig, split: SplitData, used: Used, test_pred: np
     return out
 
 
+def _conformalize(conf_probs: np.ndarray, y_conf: np.ndarray, test_probs: np.ndarray, y_test: np.ndarray,
+                  names: tuple[str, ...], cfg: TrainConfig, log: LogFn) -> tuple[dict[str, Conformalizer], dict[str, Any]]:
+    """Fit a :class:`models.conformal.Conformalizer` per score on the conformalization half; report on test."""
+    fitted: dict[str, Conformalizer] = {}
+    report: dict[str, Any] = {"alpha": cfg.conformal_alpha, "n_conformalize": len(y_conf),
+                              "conformalize_split": "val, conformalization half (the other half fitted the "
+                                                    "temperature)", "scores": {}}
+    for score in SCORES:
+        c = Conformalizer.fit(conf_probs, y_conf, alpha=cfg.conformal_alpha, score=score, names=names)
+        fitted[score] = c
+        marginal, classwise = c.marginal_sets(test_probs), c.class_sets(test_probs)
+        report["scores"][score] = {
+            "marginal": set_report(marginal, y_test, names) if marginal is not None else None,
+            "class_conditional": set_report(classwise, y_test, names) if classwise is not None else None,
+            "flags": c.flags}
+    lac = report["scores"]["lac"]
+    log(f"conformal (alpha {cfg.conformal_alpha:g}, {len(y_conf)} conformalization galaxies), test coverage LAC "
+        f"marginal {lac['marginal']['coverage']:.3f} (mean size {lac['marginal']['mean_size']:.2f}), "
+        f"class-conditional {lac['class_conditional']['coverage']:.3f} "
+        f"(mean size {lac['class_conditional']['mean_size']:.2f})"
+        + (f"; {len(lac['flags'])} flag(s): {lac['flags'][0]}" if lac["flags"] else ""))
+    return fitted, report
+
+
 def train_model(
     wh: Any,
     name: str,
@@ -591,7 +619,13 @@ def train_model(
         _, ci_low, ci_high = balanced_accuracy_interval(used["test"][1], probs["test"].argmax(axis=1),
                                                         n_boot=cfg.gate_resamples, seed=cfg.seed)
         test["balanced_accuracy_ci95"] = [ci_low, ci_high]
-        cal = calibrate(probs["val"], used["val"][1], probs["test"], used["test"][1])
+        conf_half = val_halves(used["val"][0], used["val"][1],
+                               [current_groups(wh, used["val"][0]).get(g) for g in used["val"][0]], seed=cfg.split_seed)
+        y_val = used["val"][1]
+        cal = calibrate(probs["val"][~conf_half], y_val[~conf_half], probs["test"], used["test"][1])
+        conformal, conformal_metrics = _conformalize(
+            apply_temperature(log_probs(probs["val"][conf_half]), cal.temperature), y_val[conf_half],
+            apply_temperature(log_probs(probs["test"]), cal.temperature), used["test"][1], split.names, cfg, log)
         log(f"{name}: temperature {cal.temperature:.3f} (fitted on val by NLL); test ECE "
             f"{cal.test['before']['ece']:.4f} -> {cal.test['after']['ece']:.4f}, NLL {cal.test['before']['nll']:.4f} "
             f"-> {cal.test['after']['nll']:.4f}" + ("; it RAISED the validation ECE" if cal.val_ece_raised else ""))
@@ -609,11 +643,12 @@ def train_model(
             info["checkpoint"] = str(final / "model.pt")
         metrics = {"test": test, "val": val, "fit": info, "train_seconds": seconds, "gate": verdict.as_dict(),
                    "excluded_classes": split.excluded, "weights_origin": str(origin), "notes": notes,
-                   "calibration": cal.as_dict()}
+                   "calibration": cal.as_dict(), "conformal": conformal_metrics}
         (tmp / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
         (tmp / "confusion.png").write_bytes(png)
         (tmp / "reliability.png").write_bytes(rel_png)
+        joblib.dump(conformal, tmp / "conformal.joblib")
         tmp.rename(final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -631,7 +666,8 @@ def train_model(
         "split_version": split.table_version,
         "split_hash": split.content_hash,
         "metrics_json": json.dumps({"test_balanced_accuracy": test["balanced_accuracy"], "test": test, "val": val,
-                                    "fit": info, "notes": notes, "calibration": cal.as_dict()}, default=float),
+                                    "fit": info, "notes": notes, "calibration": cal.as_dict(),
+                                    "conformal": conformal_metrics}, default=float),
         "test_balanced_accuracy": float(test["balanced_accuracy"]),
         "test_balanced_accuracy_low": ci_low,
         "test_balanced_accuracy_high": ci_high,
@@ -654,7 +690,7 @@ def train_model(
         artefact_dir=str(final), confusion_png=png, train_seconds=seconds, table_versions=table_versions,
         gate=verdict, config=cfg, n={s: len(split.ids[s]) for s in SPLIT_NAMES}, excluded=split.excluded,
         fit=info, notes=notes, interval=(ci_low, ci_high), split_hash=split.content_hash,
-        split_version=split.table_version, calibration=cal, reliability_png=rel_png,
+        split_version=split.table_version, calibration=cal, reliability_png=rel_png, conformal=conformal_metrics,
     )
 
 

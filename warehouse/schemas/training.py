@@ -14,7 +14,9 @@
 * ``predictions`` holds, per galaxy and model version, the class probabilities and the predicted class,
   and the ``split_hash`` of the split set its ``split`` column comes from (the model's, read at
   ``split_version``; never a split set rebuilt since); ``temperature`` (fitted on the model's val split
-  by NLL, :mod:`models.calibration`) and ``calibrated_probabilities`` = ``softmax(log p / T)``.
+  by NLL, :mod:`models.calibration`) and ``calibrated_probabilities`` = ``softmax(log p / T)``; the
+  conformal sets at the model's alpha (LAC score, :mod:`models.conformal`): ``conformal_set``
+  (class-conditional, class names) and its ``conformal_set_size``, and the ``marginal_set``.
 """
 
 from __future__ import annotations
@@ -94,6 +96,9 @@ PREDICTIONS = register(
                 pa.field("split_hash", pa.string()),
                 pa.field("temperature", pa.float64()),
                 pa.field("calibrated_probabilities", pa.list_(pa.float32())),
+                pa.field("conformal_set", pa.list_(pa.string())),
+                pa.field("conformal_set_size", pa.int32()),
+                pa.field("marginal_set", pa.list_(pa.string())),
             ]
         ),
     )

@@ -104,6 +104,14 @@ def _metadata(out: "TrainOutcome") -> dict:
         meta["calibration"] = dg.MetadataValue.md(cal.table_md())
         meta["reliability_diagram"] = _md_png(out.reliability_png, "reliability diagram")
         meta["reliability_png"] = dg.MetadataValue.path(f"{out.artefact_dir}/reliability.png")
+    if out.conformal:
+        from models.conformal import coverage_table_md
+
+        meta["conformal_alpha"] = dg.MetadataValue.float(float(out.conformal["alpha"]))
+        meta["n_conformalize"] = out.conformal["n_conformalize"]
+        for score, rep in out.conformal["scores"].items():
+            meta[f"conformal_coverage_{score}"] = dg.MetadataValue.md(coverage_table_md(rep))
+        meta["conformal_flags"] = dg.MetadataValue.json(out.conformal["scores"]["lac"]["flags"])
     for key in ("images_per_s", "data_wait_fraction", "best_epoch", "C"):
         if key in out.fit:
             meta[key] = out.fit[key]
