@@ -96,6 +96,29 @@ class Predictor:
                             amp=self.config.amp)
         return probs
 
+    def mc_dropout_status(self) -> str | None:
+        """None when MC dropout applies; else why not (stored with the null entropy / mutual information)."""
+        if self.kind != "images":
+            return f"no MC dropout: {self.name} is a linear probe on stored embeddings (no dropout layer)"
+        from models.mc_dropout import dropout_layers
+
+        if not dropout_layers(self._model):
+            return f"no MC dropout: {self.name} has no dropout layer with a positive rate"
+        return None
+
+    def mc_dropout(self, wh: Any, galaxy_ids: Sequence[str], *, passes: int = 8, batch_size: int = 64,
+                   device: str = "auto", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Predictive entropy and mutual information per galaxy over ``passes`` MC-dropout passes."""
+        from models.data import GalaxyImageDataset, make_loader, prepare_batch
+        from models.mc_dropout import entropy, mc_dropout_probs, mutual_information
+
+        dev = resolve_device(device)
+        self._model.to(dev)
+        ds = GalaxyImageDataset(wh, list(galaxy_ids), None, img_size=self.config.img_size, cache_mb=0)
+        batches = (prepare_batch(x, dev) for x, _ in make_loader(ds, batch_size=batch_size, shuffle=False))
+        samples = mc_dropout_probs(self._model, batches, passes, seed=seed)
+        return entropy(samples.mean(axis=0)), mutual_information(samples)
+
 
 def load_predictor(wh: Any, name: str, version: int | None = None) -> Predictor:
     """Rebuild a registered model version from its artefact directory.
@@ -143,8 +166,10 @@ def load_predictor(wh: Any, name: str, version: int | None = None) -> Predictor:
 
 
 def prediction_rows(pred: Predictor, galaxy_ids: Sequence[str], probs: np.ndarray,
-                    split_of: dict[str, str] | None = None) -> dict[str, list[Any]]:
-    """Columns of ``predictions`` rows for one model version."""
+                    split_of: dict[str, str] | None = None,
+                    mc: tuple[np.ndarray, np.ndarray] | None = None, mc_note: str | None = None,
+                    ) -> dict[str, list[Any]]:
+    """Columns of ``predictions`` rows for one model version (``mc``: entropy and mutual information)."""
     from models.calibration import apply_temperature, log_probs
 
     k = probs.argmax(axis=1) if len(probs) else np.zeros(0, np.int64)
@@ -171,6 +196,9 @@ def prediction_rows(pred: Predictor, galaxy_ids: Sequence[str], probs: np.ndarra
         "conformal_set_size": [int(r.sum()) for r in sets] if sets is not None else none,
         "marginal_set": ([[pred.names[j] for j in np.flatnonzero(r)] for r in marginal] if marginal is not None
                          else none),
+        "predictive_entropy": [float(v) for v in mc[0]] if mc is not None else none,
+        "mutual_information": [float(v) for v in mc[1]] if mc is not None else none,
+        "mc_dropout": [mc_note] * len(galaxy_ids),
     }
 
 
@@ -213,6 +241,7 @@ def predict_all(
     chunk: int = 2048,
     device: str = "auto",
     gated: bool = True,
+    mc_passes: int = 8,
 ) -> dict[str, dict[str, Any]]:
     """Predict every galaxy with every registered model version that passed its gate; write only what is missing.
 
@@ -228,6 +257,9 @@ def predict_all(
     device : str
     gated : bool
         Leave out versions whose gate failed (default); ``False`` predicts with every version.
+    mc_passes : int
+        MC-dropout passes per galaxy (:mod:`models.mc_dropout`) for models with dropout; 0 turns it off
+        (then ``mc_dropout`` says so and entropy / mutual information stay null).
 
     Returns
     -------
@@ -269,12 +301,16 @@ def predict_all(
         split_of, split_from = training_split(wh, pred)
         if not split_of:
             log(f"predictions {key}: {split_from}")
+        status = pred.mc_dropout_status() if mc_passes >= 2 else "no MC dropout: turned off (mc_passes < 2)"
+        note = status or f"MC dropout, {mc_passes} passes (dropout on, batch norm eval)"
         for i in range(0, len(ready), chunk):
             ids = ready[i:i + chunk]
             probs = pred.predict(wh, ids, batch_size=batch_size, device=device)
-            wh.upsert("predictions", pa.table(prediction_rows(pred, ids, probs, split_of)), run_id=run_id)
+            mc = None if status else pred.mc_dropout(wh, ids, passes=mc_passes, batch_size=batch_size,
+                                                     device=device, seed=pred.config.seed)
+            wh.upsert("predictions", pa.table(prediction_rows(pred, ids, probs, split_of, mc, note)), run_id=run_id)
         summary[key] = {"written": len(ready), "already": len(done), "unavailable": len(todo) - len(ready),
-                        "gate": verdict, "left_out": False, "split_from": split_from}
+                        "gate": verdict, "left_out": False, "split_from": split_from, "mc_dropout": note}
         log(f"predictions {key}: {len(ready)} written, {len(done)} already there, "
             f"{len(todo) - len(ready)} without input")
     return summary

@@ -16,7 +16,9 @@
   ``split_version``; never a split set rebuilt since); ``temperature`` (fitted on the model's val split
   by NLL, :mod:`models.calibration`) and ``calibrated_probabilities`` = ``softmax(log p / T)``; the
   conformal sets at the model's alpha (LAC score, :mod:`models.conformal`): ``conformal_set``
-  (class-conditional, class names) and its ``conformal_set_size``, and the ``marginal_set``.
+  (class-conditional, class names) and its ``conformal_set_size``, and the ``marginal_set``;
+  ``predictive_entropy`` and ``mutual_information`` over MC-dropout passes (:mod:`models.mc_dropout`),
+  null for a model without dropout, with the reason in ``mc_dropout``.
 """
 
 from __future__ import annotations
@@ -99,6 +101,9 @@ PREDICTIONS = register(
                 pa.field("conformal_set", pa.list_(pa.string())),
                 pa.field("conformal_set_size", pa.int32()),
                 pa.field("marginal_set", pa.list_(pa.string())),
+                pa.field("predictive_entropy", pa.float64()),
+                pa.field("mutual_information", pa.float64()),
+                pa.field("mc_dropout", pa.string()),
             ]
         ),
     )

@@ -234,7 +234,7 @@ def predictions(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
 
     wh = warehouse.open()
     summary = predict_all(wh, models=config.models or None, run_id=context.run_id, log=context.log.info,
-                          batch_size=config.batch_size, device=config.device)
+                          batch_size=config.batch_size, device=config.device, mc_passes=config.mc_passes)
     return dg.MaterializeResult(
         metadata={
             "model_versions": len(summary),

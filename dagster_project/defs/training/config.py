@@ -82,6 +82,7 @@ class PredictionsConfig(dg.Config):
     models: list[str] = Field(default=[], description="only these model names; empty: every registered model")
     batch_size: int = Field(default=64, description="inference batch size")
     device: str = Field(default="auto", description="auto, cpu or cuda")
+    mc_passes: int = Field(default=8, description="MC-dropout passes for models with dropout (0: off)")
 
 
 MODEL_CONFIGS: dict[str, type[dg.Config]] = {
