@@ -170,7 +170,9 @@ def test_predictions_only_for_versions_that_passed_their_gate(warehouse):
     assert json.loads(rows["cnn"]["gate_json"])["n"] == cnn.gate.n == cnn.n["test"]
     summary = predict_all(warehouse)
     assert summary["dinov2_probe v1"] == {"written": 96, "already": 0, "unavailable": 0, "gate": "passed",
-                                          "left_out": False, "split_from": "recorded version"}
+                                          "left_out": False, "split_from": "recorded version",
+                                          "mc_dropout": "no MC dropout: dinov2_probe is a linear probe on stored "
+                                                        "embeddings (no dropout layer)"}
     assert summary["cnn v1"] == {"written": 0, "already": 0, "unavailable": 0, "gate": "failed", "left_out": True}
     written = warehouse.read("predictions", columns=["model_name"]).column("model_name").to_pylist()
     assert written == ["dinov2_probe"] * 96
