@@ -82,7 +82,7 @@ def data_loading(wh) -> list[str]:
     from models.registry import build_model
     from stages.training import load_split
 
-    split = load_split(wh, "label-s0")
+    split = load_split(wh, "label-s0-f70.15.15")
     ids, y = split.ids["train"], split.y["train"]
     out = ["| measurement | images/s | data wait | ratio to CNN step |", "|---|---|---|---|"]
     ds = GalaxyImageDataset(wh, ids, y, img_size=64)

@@ -28,6 +28,7 @@ __all__ = [
     "BASELINES",
     "PIXEL_STAMP",
     "Gate",
+    "balanced_accuracy_interval",
     "bootstrap_balanced_accuracy",
     "gate",
     "majority_predictions",
@@ -121,6 +122,33 @@ def bootstrap_balanced_accuracy(
         point[name] = float(_balanced_accuracy(ones, onehot, correct)[0])
         reps[name] = _balanced_accuracy(weights, onehot, correct)
     return point, reps
+
+
+def balanced_accuracy_interval(
+    y_true: np.ndarray, y_pred: np.ndarray, *, level: float = 0.95, n_boot: int = 2000, seed: int = 0,
+) -> tuple[float, float, float]:
+    """Balanced accuracy and its percentile bootstrap interval (Efron & Tibshirani 1993, ch. 13).
+
+    Parameters
+    ----------
+    y_true, y_pred : numpy.ndarray of int
+        True and predicted class index per galaxy.
+    level : float
+        Central coverage of the interval, in (0, 1) (0.95: the 2.5th and 97.5th percentiles).
+    n_boot, seed : int
+        Resamples of the galaxies (with replacement) and their seed (:func:`bootstrap_balanced_accuracy`).
+
+    Returns
+    -------
+    (point, low, high) : tuple of float
+        NaN for an empty input.
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie in (0, 1); got {level}")
+    point, reps = bootstrap_balanced_accuracy(y_true, {"m": y_pred}, n_boot=n_boot, seed=seed)
+    q = (1.0 - level) / 2
+    low, high = _quantiles(reps["m"], q, 1 - q)
+    return point["m"], low, high
 
 
 @dataclass

@@ -28,6 +28,7 @@ import torch
 
 from models.errors import TrainingError
 from models.fit import FitConfig
+from models.splits import split_set_name
 
 __all__ = ["PRESETS", "TrainConfig", "make_config", "resolve_device"]
 
@@ -43,7 +44,11 @@ class TrainConfig:
     label_column : str
         Target: ``"label"`` or an ``extra_json`` key such as ``"ring"``.
     seed : int
-        Seed of the split and of training.
+        Seed of training only: initialisation, shuffling, augmentation, the ``max_train`` subsample and the
+        bootstraps. The split is set by ``split_seed``, so a seed sweep varies training alone.
+    split_seed, split_fractions
+        The split set the run trains on: :func:`models.splits.split_set_name` of ``label_column``,
+        ``split_seed`` and ``split_fractions`` (train, val, test), e.g. ``"label-s0-f70.15.15"``.
     img_size, batch_size, epochs, lr, weight_decay, patience, label_smoothing, class_balanced, augment,
     amp, max_steps
         Image-model training (see :class:`models.fit.FitConfig`).
@@ -63,6 +68,9 @@ class TrainConfig:
     layer_decay, head_lr_scale, init_from_probe
         DINOv2 fine-tune: layer-wise learning-rate decay, head learning-rate multiplier, and whether the
         head starts from the latest probe of the same encoder and label column.
+    conformal_alpha : float
+        Target miscoverage of the conformal sets (:mod:`models.conformal`; 0.1: sets hold the true class
+        for at least 90% of galaxies, per class for the class-conditional sets).
     gate_confidence, gate_resamples
         The gate (:func:`models.baselines.gate`): the model's test balanced accuracy must beat the
         majority-class and pixel baselines of the same run, each difference's ``1 - gate_confidence``
@@ -72,6 +80,8 @@ class TrainConfig:
     preset: str = "demo"
     label_column: str = "label"
     seed: int = 0
+    split_seed: int = 0
+    split_fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
     img_size: int = 64
     batch_size: int = 32
     epochs: int = 3
@@ -95,12 +105,25 @@ class TrainConfig:
     init_from_probe: bool = True
     gate_confidence: float = 0.95
     gate_resamples: int = 2000
+    conformal_alpha: float = 0.1
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "split_fractions", tuple(float(x) for x in self.split_fractions))
+        if len(self.split_fractions) != 3 or any(x <= 0 for x in self.split_fractions) or abs(
+                sum(self.split_fractions) - 1.0) > 1e-6:
+            raise TrainingError(f"split_fractions must be three positive numbers (train, val, test) summing to 1; "
+                                f"got {self.split_fractions}")
         if not 0.0 < self.gate_confidence < 1.0:
             raise TrainingError(f"gate_confidence must lie strictly between 0 and 1; got {self.gate_confidence}")
+        if not 0.0 < self.conformal_alpha < 1.0:
+            raise TrainingError(f"conformal_alpha must lie strictly between 0 and 1; got {self.conformal_alpha}")
         if self.gate_resamples < 1:
             raise TrainingError(f"gate_resamples must be at least 1; got {self.gate_resamples}")
+
+    @property
+    def split_name(self) -> str:
+        """The split set this run trains on (:func:`models.splits.split_set_name`)."""
+        return split_set_name(self.label_column, self.split_seed, self.split_fractions)
 
     def fit_config(self) -> FitConfig:
         """The :class:`models.fit.FitConfig` part."""
@@ -114,7 +137,9 @@ class TrainConfig:
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in json.loads(text).items() if k in known})
+        data = json.loads(text)
+        data.setdefault("split_seed", data.get("seed", 0))  # before split_seed, one seed set both
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 _COMMON_DEMO: dict[str, Any] = {"allow_random_init": True, "patience": 5}

@@ -6,6 +6,11 @@ probe's ``probe.npz``. :func:`predict_all` fills the ``predictions`` table for e
 registered model version that passed its gate (the registry's ``gate_passed``: the model beat the
 same-run baselines on its test split), computing only the (galaxy, version) pairs that are missing. A
 version that failed its gate is left out and said so; the others are written all the same.
+
+The ``split`` of each prediction is the one the model was trained on: its split set read at the
+registry's ``split_version`` and checked against its ``split_hash``, never the split set of that name
+today (it may have been rebuilt since). When that version is gone (vacuumed) and today's set differs,
+``split`` is left null and the summary says so.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from models.errors import MissingInputError
 from models.versions import get_model, list_models
 from warehouse.sqltext import quote
 
-__all__ = ["Predictor", "load_predictor", "predict_all", "prediction_rows"]
+__all__ = ["Predictor", "load_predictor", "predict_all", "prediction_rows", "training_split"]
 
 LogFn = Callable[[str], None]
 
@@ -51,6 +56,12 @@ class Predictor:
     names: list[str]
     config: TrainConfig
     split_name: str
+    split_hash: str | None = None
+    split_version: int | None = None
+    temperature: float | None = None
+    """Fitted on val at training (``metrics_json["calibration"]``); None for versions trained before."""
+    conformal: Any = None
+    """The LAC :class:`models.conformal.Conformalizer` of ``conformal.joblib``; None for versions trained before."""
     _model: Any = None
 
     def available(self, wh: Any) -> set[str] | None:
@@ -85,6 +96,29 @@ class Predictor:
                             amp=self.config.amp)
         return probs
 
+    def mc_dropout_status(self) -> str | None:
+        """None when MC dropout applies; else why not (stored with the null entropy / mutual information)."""
+        if self.kind != "images":
+            return f"no MC dropout: {self.name} is a linear probe on stored embeddings (no dropout layer)"
+        from models.mc_dropout import dropout_layers
+
+        if not dropout_layers(self._model):
+            return f"no MC dropout: {self.name} has no dropout layer with a positive rate"
+        return None
+
+    def mc_dropout(self, wh: Any, galaxy_ids: Sequence[str], *, passes: int = 8, batch_size: int = 64,
+                   device: str = "auto", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Predictive entropy and mutual information per galaxy over ``passes`` MC-dropout passes."""
+        from models.data import GalaxyImageDataset, make_loader, prepare_batch
+        from models.mc_dropout import entropy, mc_dropout_probs, mutual_information
+
+        dev = resolve_device(device)
+        self._model.to(dev)
+        ds = GalaxyImageDataset(wh, list(galaxy_ids), None, img_size=self.config.img_size, cache_mb=0)
+        batches = (prepare_batch(x, dev) for x, _ in make_loader(ds, batch_size=batch_size, shuffle=False))
+        samples = mc_dropout_probs(self._model, batches, passes, seed=seed)
+        return entropy(samples.mean(axis=0)), mutual_information(samples)
+
 
 def load_predictor(wh: Any, name: str, version: int | None = None) -> Predictor:
     """Rebuild a registered model version from its artefact directory.
@@ -98,9 +132,17 @@ def load_predictor(wh: Any, name: str, version: int | None = None) -> Predictor:
     cfg = TrainConfig.from_json(row["config_json"])
     classes = json.loads(row["classes_json"])
     path = Path(row["artefact_path"])
+    conformal = None
+    if (path / "conformal.joblib").is_file():
+        import joblib
+
+        conformal = joblib.load(path / "conformal.joblib").get("lac")
     pred = Predictor(name=row["name"], version=int(row["version"]), kind=row["kind"],
                      classes=[c["label"] for c in classes], names=[c["name"] for c in classes],
-                     config=cfg, split_name=row["split_name"])
+                     config=cfg, split_name=row["split_name"], split_hash=row.get("split_hash"),
+                     split_version=row.get("split_version"),
+                     temperature=json.loads(row["metrics_json"]).get("calibration", {}).get("temperature"),
+                     conformal=conformal)
     if row["kind"] == "embeddings":
         from models.probe import LinearProbe
 
@@ -124,10 +166,21 @@ def load_predictor(wh: Any, name: str, version: int | None = None) -> Predictor:
 
 
 def prediction_rows(pred: Predictor, galaxy_ids: Sequence[str], probs: np.ndarray,
-                    split_of: dict[str, str] | None = None) -> dict[str, list[Any]]:
-    """Columns of ``predictions`` rows for one model version."""
+                    split_of: dict[str, str] | None = None,
+                    mc: tuple[np.ndarray, np.ndarray] | None = None, mc_note: str | None = None,
+                    ) -> dict[str, list[Any]]:
+    """Columns of ``predictions`` rows for one model version (``mc``: entropy and mutual information)."""
+    from models.calibration import apply_temperature, log_probs
+
     k = probs.argmax(axis=1) if len(probs) else np.zeros(0, np.int64)
     split_of = split_of or {}
+    t = pred.temperature
+    calibrated = (apply_temperature(log_probs(probs), t).astype(np.float32) if t is not None and len(probs)
+                  else None)
+    none: list[Any] = [None] * len(galaxy_ids)
+    sets = marginal = None
+    if pred.conformal is not None and calibrated is not None:
+        sets, marginal = pred.conformal.class_sets(calibrated), pred.conformal.marginal_sets(calibrated)
     return {
         "galaxy_id": list(galaxy_ids),
         "model_name": [pred.name] * len(galaxy_ids),
@@ -136,7 +189,46 @@ def prediction_rows(pred: Predictor, galaxy_ids: Sequence[str], probs: np.ndarra
         "predicted_label": [int(pred.classes[i]) for i in k],
         "predicted_name": [pred.names[i] for i in k],
         "split": [split_of.get(g) for g in galaxy_ids],
+        "split_hash": [pred.split_hash if split_of else None] * len(galaxy_ids),
+        "temperature": [t] * len(galaxy_ids),
+        "calibrated_probabilities": [p.tolist() for p in calibrated] if calibrated is not None else none,
+        "conformal_set": [[pred.names[j] for j in np.flatnonzero(r)] for r in sets] if sets is not None else none,
+        "conformal_set_size": [int(r.sum()) for r in sets] if sets is not None else none,
+        "marginal_set": ([[pred.names[j] for j in np.flatnonzero(r)] for r in marginal] if marginal is not None
+                         else none),
+        "predictive_entropy": [float(v) for v in mc[0]] if mc is not None else none,
+        "mutual_information": [float(v) for v in mc[1]] if mc is not None else none,
+        "mc_dropout": [mc_note] * len(galaxy_ids),
     }
+
+
+def training_split(wh: Any, pred: Predictor) -> tuple[dict[str, str], str]:
+    """``galaxy_id -> split`` of the split set ``pred`` was trained on, and how it was found.
+
+    Read at the recorded ``split_version`` and checked against ``split_hash``; when that version can no
+    longer be read, today's set of the same name is used only if its content hash is the same.
+    Returns an empty mapping (and the reason) when neither matches.
+    """
+    from models.splits import split_content_hash
+
+    if not wh.exists("splits"):
+        return {}, "no splits table"
+    where = f"split_name = {quote(pred.split_name)}"
+    cols = ["galaxy_id", "split", "label"]
+    attempts = [("recorded version", pred.split_version)] if pred.split_version is not None else []
+    attempts.append(("current version", None))
+    for how, version in attempts:
+        try:
+            t = wh.read("splits", version=version, where=where, columns=cols).to_pydict()
+        except (OSError, ValueError, RuntimeError):
+            continue  # the recorded version was vacuumed
+        if not t["galaxy_id"]:
+            continue
+        if pred.split_hash and split_content_hash(t["galaxy_id"], t["split"], t["label"]) != pred.split_hash:
+            continue
+        return dict(zip(t["galaxy_id"], t["split"])), how
+    return {}, (f"split set {pred.split_name} #{pred.split_hash} of v{pred.version} is no longer readable and "
+                "today's set of that name differs: split left null")
 
 
 def predict_all(
@@ -149,6 +241,7 @@ def predict_all(
     chunk: int = 2048,
     device: str = "auto",
     gated: bool = True,
+    mc_passes: int = 8,
 ) -> dict[str, dict[str, Any]]:
     """Predict every galaxy with every registered model version that passed its gate; write only what is missing.
 
@@ -164,6 +257,9 @@ def predict_all(
     device : str
     gated : bool
         Leave out versions whose gate failed (default); ``False`` predicts with every version.
+    mc_passes : int
+        MC-dropout passes per galaxy (:mod:`models.mc_dropout`) for models with dropout; 0 turns it off
+        (then ``mc_dropout`` says so and entropy / mutual information stay null).
 
     Returns
     -------
@@ -204,16 +300,19 @@ def predict_all(
         pred = load_predictor(wh, row["name"], int(row["version"]))
         avail = pred.available(wh)
         ready = todo if avail is None else [g for g in todo if g in avail]
-        split_of: dict[str, str] = {}
-        if wh.exists("splits"):
-            s = wh.read("splits", columns=["galaxy_id", "split"], where=f"split_name = {quote(pred.split_name)}")
-            split_of = dict(zip(s.column("galaxy_id").to_pylist(), s.column("split").to_pylist()))
+        split_of, split_from = training_split(wh, pred)
+        if not split_of:
+            log(f"predictions {key}: {split_from}")
+        status = pred.mc_dropout_status() if mc_passes >= 2 else "no MC dropout: turned off (mc_passes < 2)"
+        note = status or f"MC dropout, {mc_passes} passes (dropout on, batch norm eval)"
         for i in range(0, len(ready), chunk):
             ids = ready[i:i + chunk]
             probs = pred.predict(wh, ids, batch_size=batch_size, device=device)
-            wh.upsert("predictions", pa.table(prediction_rows(pred, ids, probs, split_of)), run_id=run_id)
+            mc = None if status else pred.mc_dropout(wh, ids, passes=mc_passes, batch_size=batch_size,
+                                                     device=device, seed=pred.config.seed)
+            wh.upsert("predictions", pa.table(prediction_rows(pred, ids, probs, split_of, mc, note)), run_id=run_id)
         summary[key] = {"written": len(ready), "already": len(done), "unavailable": len(todo) - len(ready),
-                        "gate": verdict, "left_out": False}
+                        "gate": verdict, "left_out": False, "split_from": split_from, "mc_dropout": note}
         log(f"predictions {key}: {len(ready)} written, {len(done)} already there, "
             f"{len(todo) - len(ready)} without input")
     return summary

@@ -16,6 +16,7 @@ with their counts in its registry row; a split set with fewer than two usable cl
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,12 +26,14 @@ import numpy as np
 from models.errors import SplitError
 
 __all__ = [
+    "DEFAULT_FRACTIONS",
     "SPLIT_NAMES",
     "LabelSet",
     "SplitAssignment",
     "check_no_leak",
     "class_counts",
     "make_splits",
+    "split_content_hash",
     "split_set_name",
     "usable_classes",
 ]
@@ -38,9 +41,36 @@ __all__ = [
 SPLIT_NAMES: tuple[str, str, str] = ("train", "val", "test")
 
 
-def split_set_name(label_column: str, seed: int) -> str:
-    """The ``split_name`` of the split set for a label column and seed (``"label-s0"``, ``"ring-s0"``)."""
-    return f"{label_column}-s{seed}"
+DEFAULT_FRACTIONS: tuple[float, float, float] = (0.70, 0.15, 0.15)
+"""Train, val and test fractions of the default split set."""
+
+
+def _percent(x: float) -> str:
+    return f"{round(100 * float(x), 1):g}".replace(".", "p")
+
+
+def split_set_name(label_column: str, seed: int, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> str:
+    """The ``split_name`` of a split set: label column, split seed and fractions in percent.
+
+    ``("label", 0)`` -> ``"label-s0-f70.15.15"``; ``("ring", 1, (0.5, 0.25, 0.25))`` ->
+    ``"ring-s1-f50.25.25"`` (a fractional percent is written with ``p``: ``33p3``). Split sets that
+    differ in fractions never share a name, so building one never overwrites another.
+    """
+    f = _check_fractions(fractions)
+    return f"{label_column}-s{int(seed)}-f" + ".".join(_percent(x) for x in f)
+
+
+def split_content_hash(galaxy_ids: Sequence[str], splits: Sequence[str], labels: Sequence[int]) -> str:
+    """A short SHA-256 of a split set's content: the sorted ``(galaxy_id, split, label)`` rows.
+
+    Two split sets hash alike iff every galaxy has the same split and label in both, whatever the
+    table version or row order; a model records the hash it was trained on, so a split set rebuilt
+    under the same name (new galaxies, new duplicate groups) is told apart from the one it used.
+    """
+    h = hashlib.sha256()
+    for g, s, y in sorted(zip(galaxy_ids, splits, (int(v) for v in labels))):
+        h.update(f"{g}\t{s}\t{y}\n".encode())
+    return h.hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -83,7 +113,7 @@ def make_splits(
     labels: Sequence[int] | np.ndarray,
     groups: Sequence[str | None] | None = None,
     *,
-    fractions: Sequence[float] = (0.70, 0.15, 0.15),
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
     seed: int = 0,
 ) -> SplitAssignment:
     """Stratified, group-aware train/val/test split.

@@ -17,24 +17,37 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 
 from features.weights import WeightsOrigin, WeightsProvenance
-from models.baselines import PIXEL_STAMP, Gate, gate, majority_predictions, pixel_features
+from models.baselines import (
+    PIXEL_STAMP,
+    Gate,
+    balanced_accuracy_interval,
+    gate,
+    majority_predictions,
+    pixel_features,
+)
+from models.calibration import CalibrationReport, apply_temperature, calibrate, log_probs, reliability_png
 from models.config import TrainConfig, resolve_device
+from models.conformal import SCORES, Conformalizer, set_report, val_halves
 from models.errors import MissingInputError, SplitError, TooFewClassesError
 from models.labels import Labels, resolve_labels
 from models.metrics import classification_metrics, confusion_png
 from models.registry import get_spec
 from models.splits import (
+    DEFAULT_FRACTIONS,
     SPLIT_NAMES,
     check_no_leak,
     class_counts,
     make_splits,
+    split_content_hash,
     split_set_name,
     usable_classes,
 )
 from models.versions import artefact_dir, get_model, list_models, next_version, record_model
+from stages.split_leaks import current_groups, split_leaks
 from warehouse.schemas.embeddings import embedding_table
 from warehouse.sqltext import quote
 
@@ -84,6 +97,9 @@ class SplitsOutcome:
     table_version: int
     excluded: dict[str, dict[str, int]] = field(default_factory=dict)
     """Classes the rare-class rule will leave out of every model trained on this split set."""
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
+    content_hash: str = ""
+    """:func:`models.splits.split_content_hash` of the rows written."""
 
 
 def read_labels(wh: Any, label_column: str, names: dict[int, str] | None = None) -> tuple[Labels, dict[str, str | None]]:
@@ -108,14 +124,18 @@ def build_splits(
     *,
     label_column: str = "label",
     seed: int = 0,
-    fractions: Sequence[float] = (0.70, 0.15, 0.15),
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
     names: dict[int, str] | None = None,
     run_id: str | None = None,
 ) -> SplitsOutcome:
     """Split the labelled galaxies (:func:`models.splits.make_splits`) and store them in ``splits``.
 
-    The split set (``split_name``) is replaced in one commit (:meth:`warehouse.Warehouse.replace`):
-    rows of galaxies that are no longer labelled go, so the stored set always equals the computed one.
+    The split set is named by its content's recipe, :func:`models.splits.split_set_name` of the label
+    column, ``seed`` (the split seed) and ``fractions``, so split sets of other fractions are never
+    overwritten. It is replaced in one commit (:meth:`warehouse.Warehouse.replace`): rows of galaxies that
+    are no longer labelled go, so the stored set always equals the computed one; the groups are those of
+    ``galaxies`` now (a model trained on an earlier version of the set is told apart by its
+    ``split_hash``).
 
     Raises
     ------
@@ -127,10 +147,10 @@ def build_splits(
     labels, groups = read_labels(wh, label_column, names)
     group = [groups.get(g) for g in labels.galaxy_ids]
     assign = make_splits(labels.galaxy_ids, labels.values, group, fractions=fractions, seed=seed)
+    name = split_set_name(label_column, seed, fractions)
     problems = check_no_leak(assign.galaxy_ids, list(assign.split), group)
     if problems:
-        raise SplitError(f"split {label_column}-s{seed} would leak: {'; '.join(problems[:5])}")
-    name = split_set_name(label_column, seed)
+        raise SplitError(f"split {name} would leak: {'; '.join(problems[:5])}")
     name_of = labels.name_of
     rows = {
         "galaxy_id": labels.galaxy_ids,
@@ -157,6 +177,8 @@ def build_splits(
         n_groups_shared=sum(1 for g in group if g),
         table_version=int(version),
         excluded={name_of[c]: per for c, per in rule.excluded.items()},
+        fractions=tuple(float(x) for x in fractions),  # type: ignore[arg-type]
+        content_hash=split_content_hash(rows["galaxy_id"], rows["split"], rows["label"]),
     )
 
 
@@ -176,6 +198,8 @@ class SplitData:
     classes: tuple[int, ...]
     names: tuple[str, ...]
     excluded: dict[str, dict[str, int]] = field(default_factory=dict)
+    content_hash: str = ""
+    """:func:`models.splits.split_content_hash` of every row of the set (excluded classes included)."""
 
     @property
     def num_classes(self) -> int:
@@ -196,7 +220,11 @@ def _describe_excluded(excluded: dict[str, dict[str, int]], limit: int = 4) -> s
 
 
 def load_split(wh: Any, split_name: str, version: int | None = None) -> SplitData:
-    """Read a split set, check it does not leak, and apply the rare-class rule.
+    """Read a split set, check it does not leak under today's duplicate groups, and apply the rare-class rule.
+
+    The leak check reads the groups from the current ``galaxies`` (:func:`stages.split_leaks.split_leaks`),
+    not the copy stored with the split: a split set built before an ingest grouped one of its training
+    galaxies with a test galaxy is refused, with the advice to rebuild it.
 
     A class without a galaxy in each of train, val and test is left out of the label set (its
     galaxies are dropped from every split) and named in :attr:`SplitData.excluded`.
@@ -204,7 +232,7 @@ def load_split(wh: Any, split_name: str, version: int | None = None) -> SplitDat
     Raises
     ------
     models.errors.SplitError
-        No such split set, or a galaxy or duplicate group in two splits.
+        No such split set, or a galaxy or (current) duplicate group in two splits.
     models.errors.TooFewClassesError
         Fewer than two classes have a galaxy in every split; the message names the counts.
     """
@@ -215,9 +243,12 @@ def load_split(wh: Any, split_name: str, version: int | None = None) -> SplitDat
     if t.num_rows == 0:
         raise SplitError(f"no split set {split_name!r} in the splits table (materialize splits for it first)")
     d = t.to_pydict()
-    problems = check_no_leak(d["galaxy_id"], d["split"], d["duplicate_group"])
+    problems, _ = split_leaks(wh, split_name, version=version)
     if problems:
-        raise SplitError(f"split set {split_name!r} leaks: {'; '.join(problems[:5])}")
+        raise SplitError(
+            f"split set {split_name!r} leaks under the current duplicate groups of 'galaxies' "
+            f"({len(problems)} problem(s): {'; '.join(problems[:3])}); rebuild it (materialize splits, "
+            "or build_splits) before training on it")
     name_of: dict[int, str] = {}
     for v, nm in zip(d["label"], d["label_name"]):
         name_of.setdefault(int(v), nm or str(v))
@@ -240,7 +271,8 @@ def load_split(wh: Any, split_name: str, version: int | None = None) -> SplitDat
     table_version = int(version) if version is not None else int(wh.dataset("splits").version)
     return SplitData(split_name, d["label_column"][0], table_version, ids,
                      {s: np.asarray(ys[s], dtype=np.int64) for s in SPLIT_NAMES}, classes,
-                     tuple(name_of[c] for c in classes), excluded)
+                     tuple(name_of[c] for c in classes), excluded,
+                     split_content_hash(d["galaxy_id"], d["split"], d["label"]))
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -268,6 +300,15 @@ class TrainOutcome:
     excluded: dict[str, dict[str, int]] = field(default_factory=dict)
     fit: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    interval: tuple[float, float] = (float("nan"), float("nan"))
+    """95% percentile bootstrap interval of the test balanced accuracy."""
+    split_hash: str = ""
+    split_version: int = -1
+    conformal: dict[str, Any] = field(default_factory=dict)
+    """Conformal sets on test per score, marginal and class-conditional (:func:`_conformalize`)."""
+    calibration: CalibrationReport | None = None
+    """Temperature scaling fitted on val, scores before and after (:func:`models.calibration.calibrate`)."""
+    reliability_png: bytes = b""
 
     @property
     def passed_gate(self) -> bool:
@@ -292,8 +333,8 @@ def _subsample(ids: list[str], y: np.ndarray, n: int, seed: int) -> tuple[list[s
 
 def _latest_probe(wh: Any, cfg: TrainConfig, split: SplitData) -> tuple[dict[str, Any], Path] | None:
     for row in reversed(list_models(wh)):
-        if row["name"] != "dinov2_probe" or row["split_name"] != split.split_name:
-            continue
+        if row["name"] != "dinov2_probe" or row.get("split_hash") != split.content_hash:
+            continue  # only a probe fitted on this very split set (by content, not by name)
         if json.loads(row["config_json"]).get("encoder") != cfg.encoder or row["classes_json"] != split.classes_json():
             continue
         path = Path(row["artefact_path"]) / "probe.npz"
@@ -309,7 +350,8 @@ def _init_head_from_probe(wh: Any, model: Any, origin: WeightsProvenance, cfg: T
 
     probe = _latest_probe(wh, cfg, split)
     if probe is None:
-        return "head initialised at zero (no dinov2_probe of this encoder and split in the registry)"
+        return ("head initialised at zero (no dinov2_probe of this encoder trained on this split set, "
+                f"{split.split_name} #{split.content_hash}, in the registry)")
     row, path = probe
     table = embedding_table(cfg.encoder)
     shas = set(wh.read(table, columns=["weights_sha256"]).column("weights_sha256").to_pylist()) if wh.exists(table) else set()
@@ -467,6 +509,30 @@ def _gate(wh: Any, cfg: TrainConfig, split: SplitData, used: Used, test_pred: np
     return out
 
 
+def _conformalize(conf_probs: np.ndarray, y_conf: np.ndarray, test_probs: np.ndarray, y_test: np.ndarray,
+                  names: tuple[str, ...], cfg: TrainConfig, log: LogFn) -> tuple[dict[str, Conformalizer], dict[str, Any]]:
+    """Fit a :class:`models.conformal.Conformalizer` per score on the conformalization half; report on test."""
+    fitted: dict[str, Conformalizer] = {}
+    report: dict[str, Any] = {"alpha": cfg.conformal_alpha, "n_conformalize": len(y_conf),
+                              "conformalize_split": "val, conformalization half (the other half fitted the "
+                                                    "temperature)", "scores": {}}
+    for score in SCORES:
+        c = Conformalizer.fit(conf_probs, y_conf, alpha=cfg.conformal_alpha, score=score, names=names)
+        fitted[score] = c
+        marginal, classwise = c.marginal_sets(test_probs), c.class_sets(test_probs)
+        report["scores"][score] = {
+            "marginal": set_report(marginal, y_test, names) if marginal is not None else None,
+            "class_conditional": set_report(classwise, y_test, names) if classwise is not None else None,
+            "flags": c.flags}
+    lac = report["scores"]["lac"]
+    log(f"conformal (alpha {cfg.conformal_alpha:g}, {len(y_conf)} conformalization galaxies), test coverage LAC "
+        f"marginal {lac['marginal']['coverage']:.3f} (mean size {lac['marginal']['mean_size']:.2f}), "
+        f"class-conditional {lac['class_conditional']['coverage']:.3f} "
+        f"(mean size {lac['class_conditional']['mean_size']:.2f})"
+        + (f"; {len(lac['flags'])} flag(s): {lac['flags'][0]}" if lac["flags"] else ""))
+    return fitted, report
+
+
 def train_model(
     wh: Any,
     name: str,
@@ -475,7 +541,6 @@ def train_model(
     log: LogFn | None = None,
     run_id: str | None = None,
     ensure_splits: bool = True,
-    split_fractions: Sequence[float] = (0.70, 0.15, 0.15),
 ) -> TrainOutcome:
     """Train one registered model on a split set and record it in the registry.
 
@@ -491,7 +556,8 @@ def train_model(
     run_id : str, optional
         Stored with the written rows (the Dagster run id).
     ensure_splits : bool
-        Build the split set ``<label_column>-s<seed>`` when it does not exist yet.
+        Build the split set of the config (``config.split_name``: label column, ``split_seed`` and
+        ``split_fractions``) when it does not exist yet.
 
     Returns
     -------
@@ -515,13 +581,14 @@ def train_model(
     if spec.name.startswith("dinov2"):
         cfg = replace(cfg, encoder=resolve_encoder(wh, cfg.encoder))
     log = log or (lambda message: None)
-    split_name = split_set_name(cfg.label_column, cfg.seed)
+    split_name = cfg.split_name
     have = wh.exists("splits") and wh.count("splits", where=f"split_name = {quote(split_name)}") > 0
     if not have:
         if not ensure_splits:
             raise SplitError(f"no split set {split_name!r}; materialize the splits asset for label "
-                             f"{cfg.label_column!r} and seed {cfg.seed} first")
-        out = build_splits(wh, label_column=cfg.label_column, seed=cfg.seed, fractions=split_fractions, run_id=run_id)
+                             f"{cfg.label_column!r}, seed {cfg.split_seed} and fractions {cfg.split_fractions} first")
+        out = build_splits(wh, label_column=cfg.label_column, seed=cfg.split_seed, fractions=cfg.split_fractions,
+                           run_id=run_id)
         log(f"built split set {split_name}: {out.counts}")
     versions = wh.versions()
     split = load_split(wh, split_name, version=versions["splits"])
@@ -549,19 +616,39 @@ def train_model(
         test = classification_metrics(used["test"][1], probs["test"].argmax(axis=1), split.names)
         val = classification_metrics(used["val"][1], probs["val"].argmax(axis=1), split.names)
         verdict = _gate(wh, cfg, split, used, probs["test"].argmax(axis=1), log)
+        _, ci_low, ci_high = balanced_accuracy_interval(used["test"][1], probs["test"].argmax(axis=1),
+                                                        n_boot=cfg.gate_resamples, seed=cfg.seed)
+        test["balanced_accuracy_ci95"] = [ci_low, ci_high]
+        conf_half = val_halves(used["val"][0], used["val"][1],
+                               [current_groups(wh, used["val"][0]).get(g) for g in used["val"][0]], seed=cfg.split_seed)
+        y_val = used["val"][1]
+        cal = calibrate(probs["val"][~conf_half], y_val[~conf_half], probs["test"], used["test"][1])
+        conformal, conformal_metrics = _conformalize(
+            apply_temperature(log_probs(probs["val"][conf_half]), cal.temperature), y_val[conf_half],
+            apply_temperature(log_probs(probs["test"]), cal.temperature), used["test"][1], split.names, cfg, log)
+        log(f"{name}: temperature {cal.temperature:.3f} (fitted on val by NLL); test ECE "
+            f"{cal.test['before']['ece']:.4f} -> {cal.test['after']['ece']:.4f}, NLL {cal.test['before']['nll']:.4f} "
+            f"-> {cal.test['after']['nll']:.4f}" + ("; it RAISED the validation ECE" if cal.val_ece_raised else ""))
         version = next_version(wh, name)
         title = f"{name} v{version} test (balanced acc {test['balanced_accuracy']:.3f})"
         png = confusion_png(test["confusion"], split.names, title=title)
+        rel_png = reliability_png(
+            [probs["test"], apply_temperature(log_probs(probs["test"]), cal.temperature)], used["test"][1],
+            ["before", f"after, T = {cal.temperature:.2f}"], n_bins=cal.n_bins,
+            title=f"{name} v{version} test reliability ({len(used['test'][1])} galaxies)")
         final = artefact_dir(wh, name, version)
         if final.exists():
             shutil.rmtree(final)
         if "checkpoint" in info:
             info["checkpoint"] = str(final / "model.pt")
         metrics = {"test": test, "val": val, "fit": info, "train_seconds": seconds, "gate": verdict.as_dict(),
-                   "excluded_classes": split.excluded, "weights_origin": str(origin), "notes": notes}
+                   "excluded_classes": split.excluded, "weights_origin": str(origin), "notes": notes,
+                   "calibration": cal.as_dict(), "conformal": conformal_metrics}
         (tmp / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
         (tmp / "confusion.png").write_bytes(png)
+        (tmp / "reliability.png").write_bytes(rel_png)
+        joblib.dump(conformal, tmp / "conformal.joblib")
         tmp.rename(final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -575,9 +662,15 @@ def train_model(
         "classes_json": split.classes_json(),
         "config_json": cfg.to_json(),
         "seed": cfg.seed,
+        "split_seed": cfg.split_seed,
+        "split_version": split.table_version,
+        "split_hash": split.content_hash,
         "metrics_json": json.dumps({"test_balanced_accuracy": test["balanced_accuracy"], "test": test, "val": val,
-                                    "fit": info, "notes": notes}, default=float),
+                                    "fit": info, "notes": notes, "calibration": cal.as_dict(),
+                                    "conformal": conformal_metrics}, default=float),
         "test_balanced_accuracy": float(test["balanced_accuracy"]),
+        "test_balanced_accuracy_low": ci_low,
+        "test_balanced_accuracy_high": ci_high,
         "gate_passed": verdict.passed,
         "gate_json": json.dumps(verdict.as_dict(), default=float),
         "excluded_classes_json": split.excluded_json(),
@@ -588,6 +681,7 @@ def train_model(
     }
     record_model(wh, row, run_id=run_id)
     log(f"{name} v{version}: test balanced accuracy {test['balanced_accuracy']:.4f} "
+        f"(95% bootstrap CI {ci_low:.3f}-{ci_high:.3f}) on split set {split_name} #{split.content_hash} "
         f"(gate {'passed' if verdict.passed else 'FAILED'}), accuracy {test['accuracy']:.4f}, "
         f"macro F1 {test['macro_f1']:.4f}; weights: {origin}; {seconds:.1f} s")
     return TrainOutcome(
@@ -595,7 +689,8 @@ def train_model(
         classes=split.classes, names=split.names, metrics=test, val_metrics=val, weights_origin=origin,
         artefact_dir=str(final), confusion_png=png, train_seconds=seconds, table_versions=table_versions,
         gate=verdict, config=cfg, n={s: len(split.ids[s]) for s in SPLIT_NAMES}, excluded=split.excluded,
-        fit=info, notes=notes,
+        fit=info, notes=notes, interval=(ci_low, ci_high), split_hash=split.content_hash,
+        split_version=split.table_version, calibration=cal, reliability_png=rel_png, conformal=conformal_metrics,
     )
 
 
@@ -605,5 +700,5 @@ def config_from_registry(wh: Any, name: str, version: int | None = None) -> Trai
 
 
 def retrain(wh: Any, name: str, version: int, **kwargs: Any) -> TrainOutcome:
-    """Train ``name`` again with the config of ``version`` (same seed: same split, same metrics on the CPU)."""
+    """Train ``name`` again with the config of ``version`` (same seeds: same split, same metrics on the CPU)."""
     return train_model(wh, name, replace(config_from_registry(wh, name, version)), **kwargs)

@@ -144,7 +144,7 @@ def test_build_splits_stores_rows_and_drops_stale_ones(warehouse):
     groups[0] = groups[4] = "pair"
     gal = _write(warehouse, groups=groups)
     out = build_splits(warehouse, seed=0)
-    assert out.split_name == "label-s0"
+    assert out.split_name == "label-s0-f70.15.15"
     stored = warehouse.read("splits").to_pylist()
     assert len(stored) == 40 and {r["split"] for r in stored} == {"train", "val", "test"}
     pair = [r["split"] for r in stored if r["duplicate_group"] == "pair"]
@@ -157,7 +157,7 @@ def test_build_splits_stores_rows_and_drops_stale_ones(warehouse):
     assert out2.table_version == warehouse.versions()["splits"] == before + 1  # one commit, no half-replaced set
     assert sum(out2.counts.values()) == 39
     assert warehouse.count("splits", where="galaxy_id = 'toy:000000'") == 0
-    split = load_split(warehouse, "label-s0")
+    split = load_split(warehouse, "label-s0-f70.15.15")
     assert split.names == ("round", "cigar", "ring", "pair")
 
 

@@ -65,7 +65,7 @@ def test_probe_run_is_registered_with_table_versions(filled):
     row = get_model(filled, "dinov2_probe")
     versions = json.loads(row["table_versions_json"])
     assert set(versions) == {"galaxies", "splits", f"embeddings_{ENCODER}"}
-    assert row["label_column"] == "label" and row["split_name"] == "label-s0"
+    assert row["label_column"] == "label" and row["split_name"] == "label-s0-f70.15.15"
     assert Path(row["artefact_path"], "probe.npz").is_file()
     assert Path(row["artefact_path"], "confusion.png").is_file()
     metrics = json.loads(row["metrics_json"])
@@ -102,8 +102,8 @@ def test_cnn_same_seed_same_versions_same_metrics(filled):
 def test_cnn_separates_toy_classes_well_above_chance(warehouse):
     """The 4-class toy set (chance balanced accuracy 0.25): the CNN must reach at least 0.6 on test."""
     _fill(warehouse, n=160, size=32, embeddings=False)
-    cfg = make_config("cnn", img_size=32, epochs=8, batch_size=16, lr=3e-3)
-    out = train_model(warehouse, "cnn", cfg, split_fractions=(0.6, 0.2, 0.2))
+    cfg = make_config("cnn", img_size=32, epochs=8, batch_size=16, lr=3e-3, split_fractions=(0.6, 0.2, 0.2))
+    out = train_model(warehouse, "cnn", cfg)
     assert out.metrics["balanced_accuracy"] >= 0.6, out.metrics
     assert out.gate.baselines["majority"]["difference_lower"] > 0.3  # far above the 1/K baseline
 
@@ -127,7 +127,7 @@ def test_ring_label_column_from_extra_json(warehouse):
     extra = [{"ring": i % 2} for i in range(40)]
     _fill(warehouse, n=40, extra=extra)
     out = train_model(warehouse, "dinov2_probe", make_config("dinov2_probe", label_column="ring"))
-    assert out.names == ("0", "1") and out.split_name == "ring-s0"
+    assert out.names == ("0", "1") and out.split_name == "ring-s0-f70.15.15"
     assert get_model(warehouse, "dinov2_probe")["label_column"] == "ring"
 
 
@@ -170,7 +170,9 @@ def test_predictions_only_for_versions_that_passed_their_gate(warehouse):
     assert json.loads(rows["cnn"]["gate_json"])["n"] == cnn.gate.n == cnn.n["test"]
     summary = predict_all(warehouse)
     assert summary["dinov2_probe v1"] == {"written": 96, "already": 0, "unavailable": 0, "gate": "passed",
-                                          "left_out": False}
+                                          "left_out": False, "split_from": "recorded version",
+                                          "mc_dropout": "no MC dropout: dinov2_probe is a linear probe on stored "
+                                                        "embeddings (no dropout layer)"}
     assert summary["cnn v1"] == {"written": 0, "already": 0, "unavailable": 0, "gate": "failed", "left_out": True}
     written = warehouse.read("predictions", columns=["model_name"]).column("model_name").to_pylist()
     assert written == ["dinov2_probe"] * 96
@@ -270,9 +272,15 @@ def test_dagster_failed_gate_keeps_only_its_own_predictions_out(warehouse):
     )
     assert res.success
     evals = {(e.asset_key.to_user_string(), e.check_name): e for e in res.get_asset_check_evaluations()}
-    assert {k: e.passed for k, e in evals.items()} == {
+    gates = {k: e.passed for k, e in evals.items() if k[1] != "scaling_keeps_val_ece"}
+    assert gates == {
         ("splits", "no_leak"): True, ("dinov2_probe", "beats_baselines"): True, ("cnn", "beats_baselines"): False,
         ("predictions", "every_version_predicted"): True}
+    for model in ("dinov2_probe", "cnn"):  # the calibration check: its verdict is the registry's
+        cal = json.loads(get_model(warehouse, model, 1)["metrics_json"])["calibration"]
+        check = evals[(model, "scaling_keeps_val_ece")]
+        assert check.passed == (not cal["val_ece_raised"])
+        assert check.metadata["temperature"].value == pytest.approx(cal["temperature"])
     gate = evals[("cnn", "beats_baselines")].metadata
     assert gate["split"].value == "test" and gate["confidence"].value == pytest.approx(0.95)
     assert gate["baseline_majority"].value == pytest.approx(0.25) and "baseline_pixels" in gate
@@ -281,6 +289,7 @@ def test_dagster_failed_gate_keeps_only_its_own_predictions_out(warehouse):
             for e in res.get_asset_materialization_events()}
     assert meta["splits"]["train"].value + meta["splits"]["val"].value + meta["splits"]["test"].value == 96
     assert meta["dinov2_probe"]["confusion_matrix"].value.startswith("![confusion matrix](data:image/png;base64,")
+    assert meta["dinov2_probe"]["reliability_diagram"].value.startswith("![reliability diagram](data:image/png;base64,")
     assert meta["cnn"]["random_init"].value is False and meta["cnn"]["gate_passed"].value is False
     assert meta["predictions"]["rows_written"].value == 96
     assert meta["predictions"]["predicted"].value == ["dinov2_probe v1"]

@@ -67,8 +67,10 @@ def _record_model(wh, name: str, version: int, table_versions: dict[str, int]) -
     from models.versions import record_model
 
     record_model(wh, {
-        "name": name, "version": version, "kind": "images", "label_column": "label", "split_name": "label-s0",
+        "name": name, "version": version, "kind": "images", "label_column": "label", "split_name": "label-s0-f70.15.15",
         "classes_json": "[]", "config_json": "{}", "seed": 0, "metrics_json": "{}", "test_balanced_accuracy": None,
+        "split_seed": 0, "split_version": None, "split_hash": None,
+        "test_balanced_accuracy_low": None, "test_balanced_accuracy_high": None,
         "artefact_path": str(wh.models_dir / name / f"v{version}"), "weights_origin": "random",
         "table_versions_json": json.dumps(table_versions), "train_seconds": None,
         "gate_passed": False, "gate_json": "{}", "excluded_classes_json": "[]",

@@ -241,7 +241,10 @@ def test_quote_escapes():
 # ------------------------------------------------------------------------------------ replace
 def prediction_rows(model: str, ids: range, version: int = 1, label: int = 0) -> list[dict]:
     return [dict(galaxy_id=f"demo:{i:06d}", model_name=model, model_version=version, probabilities=[0.25, 0.75],
-                 predicted_label=label, predicted_name=f"c{label}", split=None) for i in ids]
+                 predicted_label=label, predicted_name=f"c{label}", split=None, split_hash=None,
+                 temperature=None, calibrated_probabilities=None, conformal_set=None,
+                 conformal_set_size=None, marginal_set=None,
+                 predictive_entropy=None, mutual_information=None, mc_dropout=None) for i in ids]
 
 
 def test_replace_is_one_commit_and_leaves_other_ranges_untouched(warehouse):

@@ -35,6 +35,27 @@ def _per_split(per: dict[str, int]) -> str:
     return ", ".join(f"{s} {n}" for s, n in per.items())
 
 
+def _uncertainty_lines(metrics: dict) -> list[str]:
+    """Temperature scaling and conformal coverage of one model version (test split), when recorded."""
+    out: list[str] = []
+    cal = metrics.get("calibration")
+    if cal:
+        t = cal["test"]
+        out.append(f"  {'':<16}      temperature {cal['temperature']:.2f}: test ECE {t['before']['ece']:.3f} -> "
+                   f"{t['after']['ece']:.3f}, NLL {t['before']['nll']:.3f} -> {t['after']['nll']:.3f}"
+                   + ("  (RAISED the val ECE)" if cal["val_ece_raised"] else ""))
+    conf = metrics.get("conformal", {}).get("scores", {}).get("lac")
+    if conf and conf["marginal"] and conf["class_conditional"]:
+        m, c = conf["marginal"], conf["class_conditional"]
+        worst = min(((n, d) for n, d in m["per_class"].items() if d["n"]), key=lambda x: x[1]["coverage"],
+                    default=None)
+        low = f", lowest class {worst[0]} {worst[1]['coverage']:.2f} (n={worst[1]['n']})" if worst else ""
+        out.append(f"  {'':<16}      conformal (LAC, alpha {metrics['conformal']['alpha']:g}): coverage marginal "
+                   f"{m['coverage']:.3f} (size {m['mean_size']:.2f}{low}), class-conditional {c['coverage']:.3f} "
+                   f"(size {c['mean_size']:.2f}); {len(conf['flags'])} flag(s)")
+    return out
+
+
 def _model_lines(wh: Warehouse, report: PipelineReport | None) -> list[str]:
     """Each registered model with its gate, the classes left out, skipped models and the predictions."""
     lines: list[str] = []
@@ -42,16 +63,20 @@ def _model_lines(wh: Warehouse, report: PipelineReport | None) -> list[str]:
     segmenters = [r for r in rows if r["kind"] == "segmentation"]
     rows = [r for r in rows if r["kind"] != "segmentation"]
     if rows:
-        lines.append("\nModels (test split; gate: beat the majority-class and pixel baselines measured on the same "
-                     "test galaxies in this run, one-sided 95% paired bootstrap):")
+        lines.append("\nModels (test split, 95% bootstrap CI of the balanced accuracy; gate: beat the majority-class "
+                     "and pixel baselines measured on the same test galaxies in this run, one-sided 95% paired "
+                     "bootstrap):")
         excluded: dict[str, list[str]] = {}
         for row in rows:
             gate = json.loads(row["gate_json"])
             verdict = "gate passed" if row["gate_passed"] else f"gate FAILED: {gate.get('reason', '')}"
             base = ", ".join(f"{k} {v['balanced_accuracy']:.3f}" for k, v in gate.get("baselines", {}).items())
+            low, high = row.get("test_balanced_accuracy_low"), row.get("test_balanced_accuracy_high")
+            ci = f" [95% CI {low:.3f}-{high:.3f}]" if low is not None and high is not None else ""
             lines.append(f"  {row['name']:<16} v{row['version']:<3} balanced accuracy "
-                         f"{row['test_balanced_accuracy']:.3f}  (baselines: {base})  [{row['weights_origin']}]")
+                         f"{row['test_balanced_accuracy']:.3f}{ci}  (baselines: {base})  [{row['weights_origin']}]")
             lines.append(f"  {'':<16}      {verdict}")
+            lines += _uncertainty_lines(json.loads(row["metrics_json"]))
             for item in json.loads(row["excluded_classes_json"]):
                 per = {k: v for k, v in item.items() if k != "name"}
                 excluded.setdefault(f"{item['name']} ({_per_split(per)})", []).append(f"{row['name']} v{row['version']}")

@@ -27,7 +27,7 @@ PRESET_NAMES = ("demo", "full")
 """The presets of :data:`models.config.PRESETS`."""
 
 _OPTIONS = {
-    "label_column": "--label", "seed": "--seed", "epochs": "--epochs", "img_size": "--img-size",
+    "label_column": "--label", "seed": "--seed", "split_seed": "--split-seed", "epochs": "--epochs", "img_size": "--img-size",
     "batch_size": "--batch-size", "lr": "--lr", "max_train": "--max-train", "device": "--device",
     "encoder": "--encoder", "weights_path": "--weights", "allow_random_init": "--allow-random-init",
 }
@@ -39,6 +39,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     given = {
         "label_column": args.label,
         "seed": args.seed,
+        "split_seed": args.split_seed,
         "epochs": args.epochs,
         "img_size": args.img_size,
         "batch_size": args.batch_size,
@@ -91,7 +92,9 @@ def _print_outcome(wh: Warehouse, name: str, meta: dict[str, Any]) -> None:
     print(f"  weights: {row['weights_origin']}{random_note}")
     print("  settings: " + ", ".join(f"{k}={config[k]}" for k in
                                        ("img_size", "epochs", "batch_size", "lr", "max_train", "encoder")))
-    print(f"  test: balanced accuracy {m['balanced_accuracy']:.4f}, accuracy {m['accuracy']:.4f}, "
+    ci = m.get("balanced_accuracy_ci95")
+    ci_text = f" (95% bootstrap CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""
+    print(f"  test: balanced accuracy {m['balanced_accuracy']:.4f}{ci_text}, accuracy {m['accuracy']:.4f}, "
           f"macro F1 {m['macro_f1']:.4f}")
     gate = json.loads(row["gate_json"])
     print(f"  gate: {'passed' if row['gate_passed'] else 'FAILED'} - {gate.get('reason', '')} ("
@@ -188,7 +191,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None, help="peak learning rate")
     p.add_argument("--max-train", type=int, default=None, help="cap on training galaxies (0: all)")
-    p.add_argument("--seed", type=int, default=None, help="seed of the split and of training (default 0)")
+    p.add_argument("--seed", type=int, default=None, help="training seed (default 0)")
+    p.add_argument("--split-seed", type=int, default=None,
+                   help="seed of the split set to train on (default 0; built if missing)")
     p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
     p.add_argument("--encoder", default=None, help="DINOv2 encoder / embeddings table (default auto)")
     p.add_argument("--weights", default=None, metavar="PATH", help="local pretrained weights file")

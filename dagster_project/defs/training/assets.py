@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from dagster_project.defs.training.checks import (
+    CALIBRATION_CHECK,
     GATE_CHECK,
+    calibration_check,
     gate_check,
     leak_check,
     predictions_check,
@@ -75,6 +77,9 @@ def _metadata(out: "TrainOutcome") -> dict:
         "weights_origin": str(out.weights_origin),
         "random_init": out.weights_origin.is_random,
         "test_balanced_accuracy": dg.MetadataValue.float(float(m["balanced_accuracy"])),
+        "test_balanced_accuracy_ci95": dg.MetadataValue.json([float(x) for x in out.interval]),
+        "split_hash": out.split_hash,
+        "split_version": out.split_version,
         "test_accuracy": dg.MetadataValue.float(float(m["accuracy"])),
         "test_macro_f1": dg.MetadataValue.float(float(m["macro_f1"])),
         "val_balanced_accuracy": dg.MetadataValue.float(float(out.val_metrics["balanced_accuracy"])),
@@ -91,6 +96,22 @@ def _metadata(out: "TrainOutcome") -> dict:
         "artefact": dg.MetadataValue.path(out.artefact_dir),
         "notes": "; ".join(out.notes) or "none",
     }
+    if out.calibration is not None:
+        cal = out.calibration
+        meta["temperature"] = dg.MetadataValue.float(float(cal.temperature))
+        meta["test_ece_before"] = dg.MetadataValue.float(float(cal.test["before"]["ece"]))
+        meta["test_ece_after"] = dg.MetadataValue.float(float(cal.test["after"]["ece"]))
+        meta["calibration"] = dg.MetadataValue.md(cal.table_md())
+        meta["reliability_diagram"] = _md_png(out.reliability_png, "reliability diagram")
+        meta["reliability_png"] = dg.MetadataValue.path(f"{out.artefact_dir}/reliability.png")
+    if out.conformal:
+        from models.conformal import coverage_table_md
+
+        meta["conformal_alpha"] = dg.MetadataValue.float(float(out.conformal["alpha"]))
+        meta["n_conformalize"] = out.conformal["n_conformalize"]
+        for score, rep in out.conformal["scores"].items():
+            meta[f"conformal_coverage_{score}"] = dg.MetadataValue.md(coverage_table_md(rep))
+        meta["conformal_flags"] = dg.MetadataValue.json(out.conformal["scores"]["lac"]["flags"])
     for key in ("images_per_s", "data_wait_fraction", "best_epoch", "C"):
         if key in out.fit:
             meta[key] = out.fit[key]
@@ -110,8 +131,16 @@ def _train(context: dg.AssetExecutionContext, warehouse: WarehouseResource, name
         return dg.MaterializeResult(
             metadata={"skipped": True, "reason": str(exc), "label_column": cfg.label_column,
                       "excluded_classes": dg.MetadataValue.json(exc.excluded)},
-            check_results=[skipped_check(str(exc), exc.excluded)])
-    return dg.MaterializeResult(metadata=_metadata(out), check_results=[gate_check(out)])
+            check_results=[skipped_check(str(exc), exc.excluded),
+                           skipped_check(str(exc), exc.excluded, CALIBRATION_CHECK)])
+    return dg.MaterializeResult(metadata=_metadata(out), check_results=[gate_check(out), calibration_check(out)])
+
+
+def _calibration_spec(asset: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        CALIBRATION_CHECK, asset=asset, blocking=False,
+        description="temperature scaling (fitted on val by NLL) does not raise the validation ECE "
+        "(15 equal-width bins); ECE, NLL and Brier before/after on val and test in the metadata")
 
 
 def _gate_spec(asset: str) -> dg.AssetCheckSpec:
@@ -165,14 +194,14 @@ def splits(context: dg.AssetExecutionContext, warehouse: WarehouseResource, conf
     )
 
 
-@dg.asset(deps=["splits", "galaxies"], group_name=GROUP, kinds={"pytorch"}, check_specs=[_gate_spec("cnn")])
+@dg.asset(deps=["splits", "galaxies"], group_name=GROUP, kinds={"pytorch"}, check_specs=[_gate_spec("cnn"), _calibration_spec("cnn")])
 def cnn(context: dg.AssetExecutionContext, warehouse: WarehouseResource, config: ImageModelConfig) -> dg.MaterializeResult:
     """A compact 4-block CNN trained from scratch on stamps read from the warehouse."""
     return _train(context, warehouse, "cnn", config)
 
 
 @dg.asset(deps=["splits", "galaxies"], group_name=GROUP, kinds={"pytorch"},
-          check_specs=[_gate_spec("efficientnet_b0")])
+          check_specs=[_gate_spec("efficientnet_b0"), _calibration_spec("efficientnet_b0")])
 def efficientnet_b0(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                     config: ImageModelConfig) -> dg.MaterializeResult:
     """timm EfficientNet-B0 (ImageNet weights when they resolve; random init only when allowed, and said)."""
@@ -180,7 +209,7 @@ def efficientnet_b0(context: dg.AssetExecutionContext, warehouse: WarehouseResou
 
 
 @dg.asset(deps=["splits", "embeddings"], group_name=GROUP, kinds={"sklearn"},
-          check_specs=[_gate_spec("dinov2_probe")])
+          check_specs=[_gate_spec("dinov2_probe"), _calibration_spec("dinov2_probe")])
 def dinov2_probe(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                  config: DINOv2ProbeConfig) -> dg.MaterializeResult:
     """Logistic regression on stored DINOv2 embeddings (standardised), C chosen on the validation split."""
@@ -188,7 +217,7 @@ def dinov2_probe(context: dg.AssetExecutionContext, warehouse: WarehouseResource
 
 
 @dg.asset(deps=["splits", "galaxies", "dinov2_probe"], group_name=GROUP, kinds={"pytorch"},
-          check_specs=[_gate_spec("dinov2_finetune")])
+          check_specs=[_gate_spec("dinov2_finetune"), _calibration_spec("dinov2_finetune")])
 def dinov2_finetune(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                     config: DINOv2FinetuneConfig) -> dg.MaterializeResult:
     """DINOv2 encoder fine-tuned with layer-wise lr decay, head initialised from the probe."""
@@ -205,7 +234,7 @@ def predictions(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
 
     wh = warehouse.open()
     summary = predict_all(wh, models=config.models or None, run_id=context.run_id, log=context.log.info,
-                          batch_size=config.batch_size, device=config.device)
+                          batch_size=config.batch_size, device=config.device, mc_passes=config.mc_passes)
     return dg.MaterializeResult(
         metadata={
             "model_versions": len(summary),

@@ -1,12 +1,15 @@
 """Asset-check results of the training domain (the checks are declared as ``check_specs`` on the assets).
 
-* ``splits:no_leak`` (blocking): no galaxy id and no duplicate group appears in two splits.
+* ``splits:no_leak`` (blocking): no galaxy id and no duplicate group (as ``galaxies`` holds them now)
+  appears in two splits.
 * ``<model>:beats_baselines`` (not blocking): the model's test balanced accuracy beats the majority-class
   and pixel baselines measured on the same test galaxies in the same run (paired bootstrap, one-sided;
   :func:`models.baselines.gate`); the rule, the baselines and their intervals are in the check metadata.
   A model that fails keeps *its own* predictions out (``predictions`` reads the verdict from the
   registry), not everyone else's, so the check does not block. Severity WARN for a random-init backbone
   (a named baseline of the CPU demo) and for a skipped model (too few classes), ERROR otherwise.
+* ``<model>:scaling_keeps_val_ece`` (not blocking, WARN): temperature scaling fitted on val by NLL did not
+  raise the validation ECE (it may: NLL and ECE are different objectives); scores before/after attached.
 * ``predictions:every_version_predicted``: each version that passed its gate has a prediction for every
   galaxy that has its input; the versions left out are listed.
 """
@@ -15,24 +18,23 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from models.splits import check_no_leak  # numpy only (models/__init__ imports lazily)
-from warehouse import Warehouse, quote
+from stages.split_leaks import split_leaks  # numpy only (models/__init__ imports lazily)
+from warehouse import Warehouse
 
 if TYPE_CHECKING:  # stages.training imports torch and scikit-learn
     from stages.training import TrainOutcome
 
-__all__ = ["GATE_CHECK", "gate_check", "leak_check", "predictions_check", "skipped_check"]
+__all__ = ["CALIBRATION_CHECK", "GATE_CHECK", "calibration_check", "gate_check", "leak_check", "predictions_check",
+           "skipped_check"]
 
 GATE_CHECK = "beats_baselines"
+CALIBRATION_CHECK = "scaling_keeps_val_ece"
 
 
 def leak_check(wh: Warehouse, split_name: str) -> dg.AssetCheckResult:
-    """Re-read the stored split set and look for ids or duplicate groups in two splits."""
-    rows = wh.read("splits", columns=["galaxy_id", "split", "duplicate_group"],
-                   where=f"split_name = {quote(split_name)}")
-    problems = check_no_leak(rows.column("galaxy_id").to_pylist(), rows.column("split").to_pylist(),
-                             rows.column("duplicate_group").to_pylist())
-    groups = {g for g in rows.column("duplicate_group").to_pylist() if g}
+    """Re-read the stored split set and look for ids in two splits, and for duplicate groups in two splits
+    as ``galaxies`` groups them now (:func:`stages.split_leaks.split_leaks`), not as the copy in ``splits``."""
+    problems, groups = split_leaks(wh, split_name)
     return dg.AssetCheckResult(
         check_name="no_leak",
         passed=not problems,
@@ -40,7 +42,8 @@ def leak_check(wh: Warehouse, split_name: str) -> dg.AssetCheckResult:
             "split_name": split_name,
             "leaks": len(problems),
             "threshold": 0,
-            "duplicate_groups_checked": len(groups),
+            "duplicate_groups_checked": groups,
+            "groups_from": "galaxies.duplicate_group (current version)",
             "examples": "; ".join(problems[:5]) or "none",
         },
     )
@@ -74,10 +77,30 @@ def gate_check(out: "TrainOutcome") -> dg.AssetCheckResult:
     )
 
 
-def skipped_check(reason: str, excluded: dict[str, dict[str, int]]) -> dg.AssetCheckResult:
+def calibration_check(out: "TrainOutcome") -> dg.AssetCheckResult:
+    """Temperature scaling (fitted on val by NLL) must not raise the validation ECE; the scores are in the metadata."""
+    cal = out.calibration
+    assert cal is not None
+    return dg.AssetCheckResult(
+        check_name=CALIBRATION_CHECK,
+        passed=not cal.val_ece_raised,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "temperature": dg.MetadataValue.float(float(cal.temperature)),
+            "val_ece_before": dg.MetadataValue.float(float(cal.val["before"]["ece"])),
+            "val_ece_after": dg.MetadataValue.float(float(cal.val["after"]["ece"])),
+            "test_ece_before": dg.MetadataValue.float(float(cal.test["before"]["ece"])),
+            "test_ece_after": dg.MetadataValue.float(float(cal.test["after"]["ece"])),
+            "n_bins": cal.n_bins,
+            "scores": dg.MetadataValue.md(cal.table_md()),
+        },
+    )
+
+
+def skipped_check(reason: str, excluded: dict[str, dict[str, int]], check_name: str = GATE_CHECK) -> dg.AssetCheckResult:
     """A model that was not trained (too few classes) has not passed its gate: WARN, with the reason."""
     return dg.AssetCheckResult(
-        check_name=GATE_CHECK,
+        check_name=check_name,
         passed=False,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"skipped": True, "reason": reason, "excluded_classes": dg.MetadataValue.json(excluded)},

@@ -23,7 +23,7 @@ class SplitsConfig(dg.Config):
     """Run configuration of ``splits``."""
 
     label_column: str = Field(default="label", description="'label' or a key of galaxies.extra_json (e.g. 'ring')")
-    seed: int = Field(default=0, description="seed of the stratified group shuffle")
+    seed: int = Field(default=0, description="split seed: seed of the stratified group shuffle (in the split set's name)")
     train_fraction: float = Field(default=0.70, description="fraction of each class in train")
     val_fraction: float = Field(default=0.15, description="fraction of each class in val")
     test_fraction: float = Field(default=0.15, description="fraction of each class in test")
@@ -32,7 +32,10 @@ class SplitsConfig(dg.Config):
 class _ModelConfig(dg.Config):
     preset: str = Field(default="demo", description="'demo' (CPU, small stamps, few epochs) or 'full' (GPU)")
     label_column: str = Field(default="label", description="target column; its split set is built if missing")
-    seed: int = Field(default=0, description="seed of the split set and of training")
+    seed: int = Field(default=0, description="training seed (initialisation, shuffling, subsample, bootstraps)")
+    split_seed: int = Field(default=0, description="seed of the split set to train on (built if missing)")
+    split_fractions: list[float] = Field(
+        default=[0.70, 0.15, 0.15], description="train, val, test fractions of the split set to train on")
     max_train: int | None = Field(default=None, description="cap on training galaxies (0: all)")
     allow_random_init: bool | None = Field(
         default=None, description="train from random init when no pretrained weights resolve (demo: true)")
@@ -79,6 +82,7 @@ class PredictionsConfig(dg.Config):
     models: list[str] = Field(default=[], description="only these model names; empty: every registered model")
     batch_size: int = Field(default=64, description="inference batch size")
     device: str = Field(default="auto", description="auto, cpu or cuda")
+    mc_passes: int = Field(default=8, description="MC-dropout passes for models with dropout (0: off)")
 
 
 MODEL_CONFIGS: dict[str, type[dg.Config]] = {
