@@ -22,6 +22,7 @@ GROUP_JOBS: dict[str, str] = {
     "features": "features_job",
     "embeddings": "embed_job",
     "training": "training_job",
+    "analysis": "analysis_job",
 }
 """Dagster group -> the job that materializes it."""
 
@@ -30,6 +31,7 @@ _DESCRIPTIONS = {
     "features_job": "morphometrics and photometry per shard",
     "embed_job": "embeddings per shard, then the ANN vector index",
     "training_job": "splits, the classifiers and their predictions",
+    "analysis_job": "PCA/UMAP maps of the embeddings, then their correlations with physics and CV R^2",
 }
 
 JOBS = [
