@@ -245,3 +245,17 @@ def test_report_to_a_missing_folder_is_one_line_exit_2(toy, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "nope" in err and "does not exist" in err
     assert not (tmp_path / "nope").exists()
+
+
+def test_bootstrap_ranks_equal_the_ranks_of_the_resample():
+    """The O(n) resample ranks are scipy's average ranks of the resampled values, ties included."""
+    from scipy.stats import rankdata
+
+    from models.representation.stats import _rank_groups, _resample_ranks
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 12, 50).astype(float)  # many ties
+    idx = rng.integers(0, 50, 50)
+    counts = np.bincount(idx, minlength=50)[None, :]
+    ranks = _resample_ranks(counts, *_rank_groups(x))[0]
+    np.testing.assert_allclose(ranks[idx], rankdata(x[idx]))
