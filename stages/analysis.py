@@ -27,8 +27,10 @@ from warehouse.schemas.embeddings import TABLE_PREFIX, encoder_of_table
 
 __all__ = [
     "METHODS",
+    "PCA_MIN_VECTORS",
     "PIXELS",
     "QUANTITIES",
+    "UMAP_MIN_VECTORS",
     "AnalysisOutcome",
     "MapsOutcome",
     "Quantity",
@@ -40,6 +42,13 @@ __all__ = [
 
 METHODS: tuple[str, ...] = ("pca", "umap")
 """The map methods :func:`build_maps` knows."""
+
+PCA_MIN_VECTORS = 3
+"""An encoder table with fewer vectors gets no map (named in the outcome, never a made-up layout)."""
+
+UMAP_MIN_VECTORS = 50
+"""Fewer vectors get no UMAP (a neighbour graph of a handful of points says nothing; named in the
+outcome), so a tiny demo does not pay numba's first compile either."""
 
 PIXELS = "pixels"
 """The ``encoder`` name of the downsampled-image baseline in ``representation_analysis``."""
@@ -122,6 +131,7 @@ class MapsOutcome:
 
     encoders: dict[str, dict[str, Any]] = field(default_factory=dict)
     figures: dict[str, Path] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -176,6 +186,10 @@ def build_maps(wh: Warehouse, *, encoders: Sequence[str] | None = None, methods:
         info: dict[str, Any] = {"rows": len(v.ids), "dim": int(v.x.shape[1]), "embeddings_version": v.version,
                                 "weights_origin": v.weights_origin, "weights_sha256": v.weights_sha256}
         shown = None
+        if len(v.ids) < PCA_MIN_VECTORS:
+            out.notes.append(f"{v.encoder}: {len(v.ids)} vectors, fewer than {PCA_MIN_VECTORS}: no map")
+            out.encoders[v.encoder] = {**info, "skipped": out.notes[-1]}
+            continue
         if "pca" in methods:
             t = time.perf_counter()
             pm = pca_map(v.x, n_components)
@@ -195,7 +209,10 @@ def build_maps(wh: Warehouse, *, encoders: Sequence[str] | None = None, methods:
                                                                          pm.explained_variance_ratio],
                            "seconds": round(time.perf_counter() - t, 3)}
             shown = ("pca", coords[:, :2])
-        if "umap" in methods:
+        if "umap" in methods and len(v.ids) < UMAP_MIN_VECTORS:
+            out.notes.append(f"{v.encoder}: {len(v.ids)} vectors, fewer than {UMAP_MIN_VECTORS}: no UMAP")
+            info["umap"] = {"skipped": out.notes[-1]}
+        elif "umap" in methods:
             t = time.perf_counter()
             cap = UMAP_MAX_FIT if umap_max_fit is None else int(umap_max_fit)
             um = umap_map(v.x, seed=seed, n_neighbors=umap_neighbors, max_fit=cap)
@@ -210,6 +227,9 @@ def build_maps(wh: Warehouse, *, encoders: Sequence[str] | None = None, methods:
                             "seconds": round(time.perf_counter() - t, 3)}
             shown = ("umap", um.coords)
         log(f"{table}: {info}")
+        if shown is None:
+            out.encoders[v.encoder] = info
+            continue
         method, xy = shown
         colours = _colour_values(wh, v.ids)
         for key, label, cat in (("label_name", "class", True), ("gini", "Gini", False), ("g_r", "g-r", False)):
@@ -314,7 +334,11 @@ def analyse(wh: Warehouse, *, encoders: Sequence[str] | None = None, n_pcs: int 
     notes: list[str] = []
     rows: list[dict[str, Any]] = []
     meta: dict[str, dict[str, Any]] = {}
-    for enc in names:
+    for enc in list(names):
+        if wh.count(TABLE_PREFIX + enc) < PCA_MIN_VECTORS:
+            notes.append(f"{enc}: fewer than {PCA_MIN_VECTORS} vectors, not analysed")
+            names.remove(enc)
+            continue
         ids, pcs, m = _pcs(wh, enc, n_pcs)
         meta[enc] = m
         pos = {g: i for i, g in enumerate(ids)}
@@ -328,7 +352,7 @@ def analyse(wh: Warehouse, *, encoders: Sequence[str] | None = None, n_pcs: int 
                              "ci_low": e.ci_low, "ci_high": e.ci_high, "p": e.p, "n": e.n, **m})
     # cross-validated R^2 on the galaxies every feature set has
     vecs = {enc: _vectors(wh, TABLE_PREFIX + enc) for enc in names}
-    shared = sorted(set.intersection(*(set(v.ids) for v in vecs.values())))
+    shared = sorted(set.intersection(*(set(v.ids) for v in vecs.values()))) if vecs else []
     feats: dict[str, np.ndarray] = {}
     for enc, v in vecs.items():
         pos = {g: i for i, g in enumerate(v.ids)}

@@ -259,3 +259,16 @@ def test_bootstrap_ranks_equal_the_ranks_of_the_resample():
     counts = np.bincount(idx, minlength=50)[None, :]
     ranks = _resample_ranks(counts, *_rank_groups(x))[0]
     np.testing.assert_allclose(ranks[idx], rankdata(x[idx]))
+
+
+def test_a_tiny_warehouse_gets_named_skips_not_failures(warehouse):
+    from stages.analysis import UMAP_MIN_VECTORS
+
+    fill_toy(warehouse, n=2)
+    out = build_maps(warehouse)
+    assert out.notes == ["dinov2_vits14: 2 vectors, fewer than 3: no map", "random_vits14: 2 vectors, fewer than 3: no map"]
+    assert analyse(warehouse, n_boot=10, n_perm=10).rows.num_rows == 0
+    fill_toy(warehouse, n=20)
+    out = build_maps(warehouse)
+    assert f"dinov2_vits14: 20 vectors, fewer than {UMAP_MIN_VECTORS}: no UMAP" in out.notes
+    assert set(warehouse.sql("SELECT DISTINCT method FROM embedding_maps")["method"]) == {"pca"}

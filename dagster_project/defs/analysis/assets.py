@@ -58,7 +58,8 @@ def embedding_maps(context: dg.AssetExecutionContext, warehouse: WarehouseResour
                      n_components=config.n_components, seed=config.seed, umap_neighbors=config.umap_neighbors,
                      umap_max_fit=config.umap_max_fit, run_id=context.run_id, log=context.log.info)
     meta: dict = {"encoders": dg.MetadataValue.json(out.encoders), "seconds": dg.MetadataValue.float(out.seconds),
-                  "weights": ", ".join(f"{e}: {i['weights_origin']}" for e, i in out.encoders.items())}
+                  "weights": ", ".join(f"{e}: {i['weights_origin']}" for e, i in out.encoders.items()),
+                  "notes": "; ".join(out.notes) or "none"}
     for key, path in out.figures.items():
         meta[key] = _md_png(path, key)
     return dg.MaterializeResult(metadata=meta)
