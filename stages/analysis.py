@@ -314,7 +314,8 @@ def analyse(wh: Warehouse, *, encoders: Sequence[str] | None = None, n_pcs: int 
     encoder tables and the images), folds grouped by ``duplicate_group`` (a galaxy without one is its
     own group), so encoders and baseline are compared on the same galaxies and folds. BH q-values are
     taken over the whole rho grid (every quantity x encoder x PC) and, separately, over the
-    ``r2_cv_minus_pixels`` tests. The whole ``representation_analysis`` table is replaced in one commit.
+    ``r2_cv_minus_pixels`` tests of this call. The rows of the analysed encoders and of ``pixels`` are
+replaced in one commit; other encoders' rows stay.
 
     Raises
     ------
@@ -396,7 +397,8 @@ def analyse(wh: Warehouse, *, encoders: Sequence[str] | None = None, n_pcs: int 
                                                         "weights_origin", "weights_sha256",
                                                         "embeddings_version")})
     if rows:
-        wh.replace("representation_analysis", table, where="quantity IS NOT NULL", run_id=run_id)
+        analysed = ", ".join(quote(e) for e in [*names, PIXELS])
+        wh.replace("representation_analysis", table, where=f"encoder IN ({analysed})", run_id=run_id)
     figures: dict[str, Path] = {}
     out_dir = figures_dir(wh)
     qnames = list(quantities)

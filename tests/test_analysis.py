@@ -193,6 +193,9 @@ def test_analysis_finds_the_planted_signal_and_names_the_weights(toy):
     assert rows[("gini", "dinov2_vits14", "r2_cv_minus_pixels")]["ci_low"] > 0.5
     assert ("g_r", "dinov2_vits14", "spearman_pc1") not in rows  # no photometry, no colour rows
     assert {"dinov2_vits14_correlations", "random_vits14_correlations", "r2_cv"} <= set(out.figures)
+    analyse(wh, encoders=["random_vits14"], n_boot=50, n_perm=50)  # one encoder again: the other's rows stay
+    assert wh.count("representation_analysis", "encoder = 'dinov2_vits14'") == sum(
+        1 for k in rows if k[1] == "dinov2_vits14")
 
 
 def test_analysis_group_materializes_through_dagster(toy):
