@@ -29,7 +29,7 @@ class MapsConfig(dg.Config):
     n_components: int = Field(default=10, description="principal components stored")
     seed: int = Field(default=0, description="UMAP seed")
     umap_neighbors: int = Field(default=15, description="UMAP n_neighbors")
-    umap_max_fit: int = Field(default=20_000, description="fit UMAP on a seeded subsample of this many vectors "
+    umap_max_fit: int = Field(default=100_000, description="fit UMAP on a seeded subsample of this many vectors "
                               "above it, the rest placed by transform")
 
 
