@@ -23,6 +23,7 @@ GROUP_JOBS: dict[str, str] = {
     "embeddings": "embed_job",
     "training": "training_job",
     "segmentation": "segmentation_job",
+    "analysis": "analysis_job",
 }
 """Dagster group -> the job that materializes it."""
 
@@ -32,6 +33,7 @@ _DESCRIPTIONS = {
     "embed_job": "embeddings per shard, then the ANN vector index",
     "training_job": "splits, the classifiers and their predictions",
     "segmentation_job": "Otsu pseudo-labels, the U-Net trained on them, its masks",
+    "analysis_job": "PCA/UMAP maps of the embeddings, then their correlations with physics and CV R^2",
 }
 
 JOBS = [

@@ -27,6 +27,7 @@ Try next:
   astrovision sql "SELECT label_name, count(*) AS n FROM galaxies GROUP BY 1 ORDER BY 2 DESC"
   astrovision show {name}:000001 --png galaxy.png
   astrovision similar {name}:000001 -k 8 --montage lookalikes.png
+  astrovision report --out report.html   # maps, correlations with physics, classifiers: one static page
   astrovision ui            # lineage, runs, checks and re-materialization in the Dagster UI
 """
 
@@ -112,6 +113,20 @@ def _model_lines(wh: Warehouse, report: PipelineReport | None) -> list[str]:
     return lines
 
 
+def _analysis_lines(wh: Warehouse) -> list[str]:
+    """Cross-validated R^2 of each quantity from every encoder and the pixel baseline, one line per quantity."""
+    if not wh.exists("representation_analysis") or wh.count("representation_analysis") == 0:
+        return []
+    rows = wh.sql("SELECT quantity, encoder, value, ci_low, ci_high FROM representation_analysis "
+                  "WHERE statistic = 'r2_cv' ORDER BY quantity, encoder", limit=None).to_dicts()
+    by: dict[str, list[str]] = {}
+    for r in rows:
+        by.setdefault(r["quantity"], []).append(f"{r['encoder']} {r['value']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]")
+    lines = [f"\nWhat the embeddings encode (cross-validated R^2, 95% CI, folds grouped by duplicate group; "
+             f"table representation_analysis, figures in {wh.root / 'analysis'}):"]
+    return lines + [f"  {q:<22} {'   '.join(v)}" for q, v in by.items()]
+
+
 def _summary(wh: Warehouse, elapsed: float, contact_sheet: str | None, source: str = "demo",
              report: PipelineReport | None = None) -> str:
     lines = [f"\nDemo finished in {elapsed / 60:.1f} min; warehouse at {wh.root}", "", "Tables:"]
@@ -125,6 +140,7 @@ def _summary(wh: Warehouse, elapsed: float, contact_sheet: str | None, source: s
             note = ("RANDOM weights: a named baseline, not DINOv2 (put DINOv2 weights in place to use them)"
                     if WeightsOrigin(row["weights_origin"]).is_random else f"weights from {row['weights_origin']}")
             lines.append(f"\nEmbeddings: {row['encoder']} - {note}")
+    lines += _analysis_lines(wh)
     lines += _model_lines(wh, report)
     if contact_sheet:
         lines.append(f"\nContact sheet: {contact_sheet}")

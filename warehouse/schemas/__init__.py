@@ -91,6 +91,7 @@ def registered() -> dict[str, TableSpec]:
 
 
 # Import order registers the tables. Each stage owns one module.
+from warehouse.schemas import analysis as _analysis  # noqa: E402,F401
 from warehouse.schemas import core as _core  # noqa: E402,F401
 from warehouse.schemas import demo as _demo  # noqa: E402,F401
 from warehouse.schemas import embeddings as _embeddings  # noqa: E402,F401
