@@ -6,7 +6,7 @@ reads images, pseudo-labels, splits and truth through it, calls the science in
 :mod:`features.segmentation`, :mod:`models.unet` and :mod:`models.segfit`, and writes with this run's id.
 No Dagster and no argparse here.
 
-Training uses the classifier split set (``splits``, default ``label-s0``): the U-Net trains on the train
+Training uses the classifier split set (``splits``, default ``label-s0-f70.15.15``): the U-Net trains on the train
 galaxies whose pseudo-label holds a galaxy, chooses its epoch on the val galaxies' pseudo-labels, and is
 scored on the test galaxies against the TRUE masks (``truth``; demo only), beside the Otsu
 pseudo-labels of the same galaxies. Its gate: the U-Net's mean IoU with the true masks is above Otsu's
@@ -289,7 +289,7 @@ def train_unet(wh: Any, config: Any = None, *, seed: int = 0, split_name: str | 
     config : models.segfit.SegFitConfig, optional
     seed : int
     split_name : str, optional
-        Default ``label-s0`` (the classifiers' split set of seed 0).
+        Default ``split_set_name("label", 0)`` (the classifiers' default split set, ``label-s0-f70.15.15``).
 
     Raises
     ------

@@ -48,7 +48,9 @@ class UNetConfig(dg.Config):
     augment: bool = Field(default=True, description="paired flips, rotations and crops")
     max_steps: int = Field(default=0, description="stop after this many steps (0: no limit); smoke tests")
     seed: int = Field(default=0, description="seeds the weights, the batches and the augmentation")
-    split_name: str = Field(default="label-s0", description="the split set (of the splits table) to train on")
+    split_name: str | None = Field(
+        default=None, description="the split set (of the splits table) to train on; default: the classifiers' "
+        "default set, label-s0-f70.15.15")
 
 
 class MasksConfig(dg.Config):
