@@ -43,7 +43,7 @@ from features.segmentation import (
 from features.segmentation.otsu import FAILED
 from features.weights import WeightsOrigin
 from models.errors import MissingInputError
-from models.splits import split_set_name
+from models.splits import split_content_hash, split_set_name
 from models.versions import artefact_dir, get_model, next_version, record_model
 from warehouse.images import decode_image, encode_image
 from warehouse.sqltext import quote
@@ -258,7 +258,8 @@ def _predict(model: Any, stamps: Sequence[np.ndarray], size: int) -> list[np.nda
 def _split_rows(wh: Any, split_name: str) -> dict[str, list]:
     if not wh.exists("splits"):
         raise MissingInputError(f"table 'splits' does not exist in {wh.root}; materialize the splits asset first")
-    t = wh.read("splits", columns=["galaxy_id", "split", "label_name"], where=f"split_name = {quote(split_name)}")
+    t = wh.read("splits", columns=["galaxy_id", "split", "label", "label_name", "seed"],
+                where=f"split_name = {quote(split_name)}")
     if t.num_rows == 0:
         raise MissingInputError(f"no split set {split_name!r} in the splits table (materialize splits for it first)")
     return t.to_pydict()
@@ -376,6 +377,9 @@ def train_unet(wh: Any, config: Any = None, *, seed: int = 0, split_name: str | 
         "label_column": f"pseudo_labels:{PSEUDO_LABEL_METHOD}", "split_name": split_name,
         "classes_json": json.dumps([{"label": i, "name": c} for i, c in enumerate(CLASS_NAMES)]),
         "config_json": config_json, "seed": seed,
+        "split_seed": int(rows["seed"][0]), "split_version": versions.get("splits"),
+        "split_hash": split_content_hash(rows["galaxy_id"], rows["split"], rows["label"]),
+        "test_balanced_accuracy_low": None, "test_balanced_accuracy_high": None,
         "metrics_json": json.dumps({"fit": fit_info, "test": scores, "notes": notes}, default=float),
         "test_balanced_accuracy": None, "gate_passed": passed, "gate_json": json.dumps(gate, default=float),
         "excluded_classes_json": "[]", "artefact_path": str(final),
