@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -109,7 +110,13 @@ def _timed_out(item: MorphInput, bands: Sequence[str], why: str) -> list[dict[st
 
 
 def _init_worker() -> None:
-    """Worker set-up: one BLAS/OpenMP thread per process (the pool is the parallelism)."""
+    """Worker set-up: default SIGTERM, one BLAS/OpenMP thread per process (the pool is the parallelism).
+
+    ``Pool.terminate`` stops workers with SIGTERM. A process started in the background from a shell can
+    inherit SIGTERM as ignored, and its workers then outlive ``terminate`` (the watchdog's hung worker
+    never exits and the pool's join waits forever), so the default action is restored here.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"
     try:
