@@ -15,11 +15,12 @@ closed at 1 (a confidence of exactly 1 counts, in the last bin), and averages
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from models.metrics import figure_png
 
 __all__ = [
     "CalibrationReport",
@@ -225,9 +226,6 @@ def reliability_png(probs: Sequence[np.ndarray], y: np.ndarray, labels: Sequence
             ax.set_title(title, fontsize=9)
         hist.set_xlabel("confidence (top class)")
         hist.set_ylabel("galaxies")
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        return buf.getvalue()
+        return figure_png(fig)
     finally:
         plt.close(fig)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, recall_score
 
-__all__ = ["balanced_accuracy", "classification_metrics", "confusion_png"]
+__all__ = ["balanced_accuracy", "classification_metrics", "confusion_png", "figure_png"]
 
 
 def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -67,6 +67,14 @@ def classification_metrics(
     }
 
 
+def figure_png(fig) -> bytes:
+    """A matplotlib figure as PNG bytes, after ``tight_layout`` (the caller closes the figure)."""
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
 def confusion_png(confusion: Sequence[Sequence[int]], names: Sequence[str], title: str = "") -> bytes:
     """A PNG of the row-normalised confusion matrix (rows: true class), with counts in the cells."""
     import matplotlib
@@ -94,9 +102,6 @@ def confusion_png(confusion: Sequence[Sequence[int]], names: Sequence[str], titl
                     ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=6,
                             color="white" if frac[i, j] > 0.5 else "black")
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        return buf.getvalue()
+        return figure_png(fig)
     finally:
         plt.close(fig)

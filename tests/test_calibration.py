@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pytest
 from sklearn.metrics import log_loss
+from toy_warehouse import fill_toy_warehouse
 
 from models.calibration import (
     apply_temperature,
@@ -22,10 +22,8 @@ from models.calibration import (
 )
 from models.config import make_config
 from models.predict import predict_all
-from models.toy import toy_embeddings, toy_images, toy_rows
 from models.versions import get_model
 from stages.training import train_model
-from warehouse.schemas.embeddings import embedding_spec
 
 
 def _overconfident(n=4000, k=4, true_t=2.5, seed=0):
@@ -92,16 +90,7 @@ def test_check_flags_scaling_that_raises_val_ece():
 
 
 def test_training_run_stores_calibration_and_calibrated_predictions(warehouse):
-    n = 80
-    images, y = toy_images(n, 16, seed=3)
-    gal, img = toy_rows(images, y)
-    warehouse.upsert("galaxies", pa.table(gal))
-    warehouse.upsert("images", pa.table(img))
-    vec, patch = toy_embeddings(y, 384, seed=3, separation=0.4)
-    warehouse.upsert("embeddings_random_vits14", pa.table({
-        "galaxy_id": gal["galaxy_id"], "shard": gal["shard"], "encoder": ["random_vits14"] * n,
-        "weights_sha256": ["0" * 64] * n, "weights_origin": ["random init"] * n, "flags": [1 << 32] * n,
-        "vector": list(vec), "patch_mean": list(patch)}), spec=embedding_spec("random_vits14", 384))
+    gal, y = fill_toy_warehouse(warehouse, n=80, size=16, seed=3, separation=0.4)
     out = train_model(warehouse, "dinov2_probe", make_config("dinov2_probe", encoder="random_vits14",
                                                              gate_resamples=200))
     cal = json.loads(get_model(warehouse, "dinov2_probe", 1)["metrics_json"])["calibration"]

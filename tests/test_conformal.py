@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
 import pytest
 from scipy.stats import binomtest
+from toy_warehouse import fill_toy_warehouse
 
 from models.calibration import apply_temperature
 from models.config import make_config
 from models.conformal import Conformalizer, clopper_pearson, set_report, val_halves
 from models.predict import predict_all
-from models.toy import toy_embeddings, toy_images, toy_rows
 from models.versions import get_model
 from stages.training import train_model
-from warehouse.schemas.embeddings import embedding_spec
 
 
 def _hard_rare(n, seed):
@@ -97,16 +95,7 @@ def test_val_halves_are_group_aware_stratified_and_seeded():
 
 
 def test_training_run_stores_conformal_sets_per_galaxy(warehouse):
-    n = 200
-    images, y = toy_images(n, 16, seed=4)
-    gal, img = toy_rows(images, y)
-    warehouse.upsert("galaxies", pa.table(gal))
-    warehouse.upsert("images", pa.table(img))
-    vec, patch = toy_embeddings(y, 384, seed=4, separation=0.25)
-    warehouse.upsert("embeddings_random_vits14", pa.table({
-        "galaxy_id": gal["galaxy_id"], "shard": gal["shard"], "encoder": ["random_vits14"] * n,
-        "weights_sha256": ["0" * 64] * n, "weights_origin": ["random init"] * n, "flags": [1 << 32] * n,
-        "vector": list(vec), "patch_mean": list(patch)}), spec=embedding_spec("random_vits14", 384))
+    gal, _ = fill_toy_warehouse(warehouse, n=200, size=16, seed=4, separation=0.25)
     out = train_model(warehouse, "dinov2_probe", make_config("dinov2_probe", encoder="random_vits14",
                                                              gate_resamples=200))
     conf = out.conformal

@@ -6,10 +6,11 @@ metadata and into the static report.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+
+from models.metrics import figure_png
 
 __all__ = ["correlation_heatmap_png", "map_png", "r2_bars_png"]
 
@@ -21,13 +22,6 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
 
 
 def map_png(coords: np.ndarray, values: Sequence, title: str, *, categorical: bool = False,
@@ -63,7 +57,7 @@ def map_png(coords: np.ndarray, values: Sequence, title: str, *, categorical: bo
         ax.set_title(title, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-        return _png(fig)
+        return figure_png(fig)
     finally:
         plt.close(fig)
 
@@ -93,7 +87,7 @@ def correlation_heatmap_png(rho: np.ndarray, ci_low: np.ndarray, ci_high: np.nda
         ax.set_yticks(range(len(rows)), rows, fontsize=7)
         ax.set_title(title + "  (hatched: BH q >= 0.05)", fontsize=8)
         fig.colorbar(im, ax=ax, label="Spearman rho", fraction=0.046, pad=0.04)
-        return _png(fig)
+        return figure_png(fig)
     finally:
         plt.close(fig)
 
@@ -121,6 +115,6 @@ def r2_bars_png(r2: Mapping[str, Mapping[str, tuple[float, float, float]]], titl
         ax.set_ylim(-0.2, 1.0)
         ax.legend(fontsize=7, frameon=False)
         ax.set_title(title, fontsize=9)
-        return _png(fig)
+        return figure_png(fig)
     finally:
         plt.close(fig)
