@@ -293,15 +293,12 @@ def _pcs(wh: Warehouse, encoder: str, k: int) -> tuple[list[str], np.ndarray, di
     return rows.column("galaxy_id").to_pylist(), coords, meta
 
 
-def _pixel_features(wh: Warehouse, ids: list[str], batch: int = 256) -> np.ndarray:
+def _pixel_features(wh: Warehouse, ids: list[str]) -> np.ndarray:
     """The gate's pixel features (:func:`models.baselines.pixel_features` of 16 px stamps) of ``ids``."""
-    from models.baselines import PIXEL_STAMP, pixel_features
-    from models.data import GalaxyImageDataset
+    from models.baselines import pixel_features
+    from stages.training import pixel_stamps
 
-    ds = GalaxyImageDataset(wh, ids, img_size=PIXEL_STAMP, cache_mb=0)
-    parts = [pixel_features(np.stack([x.numpy() for x, _ in ds.__getitems__(list(range(i, min(i + batch, len(ids)))))]))
-             for i in range(0, len(ids), batch)]
-    return np.concatenate(parts)
+    return pixel_features(pixel_stamps(wh, ids))
 
 
 def analyse(wh: Warehouse, *, encoders: Sequence[str] | None = None, n_pcs: int = 5, n_boot: int = 1000,

@@ -59,6 +59,7 @@ __all__ = [
     "build_splits",
     "config_from_registry",
     "load_split",
+    "pixel_stamps",
     "read_labels",
     "resolve_encoder",
     "retrain",
@@ -477,7 +478,11 @@ def _train_probe(wh: Any, cfg: TrainConfig, split: SplitData, tmp: Path, log: Lo
     return probs, used, origin, info
 
 
-def _pixel_stamps(wh: Any, ids: list[str], batch: int = 256) -> np.ndarray:
+def pixel_stamps(wh: Any, ids: list[str], batch: int = 256) -> np.ndarray:
+    """The ``(N, 3, 16, 16)`` uint8 stamps of ``ids`` that :func:`models.baselines.pixel_features` reads.
+
+    The gate's pixel baseline and the representation analysis's pixel baseline both read them.
+    """
     from models.data import GalaxyImageDataset
 
     ds = GalaxyImageDataset(wh, ids, img_size=PIXEL_STAMP, cache_mb=0)
@@ -495,7 +500,7 @@ def _gate(wh: Any, cfg: TrainConfig, split: SplitData, used: Used, test_pred: np
     from models.probe import DEFAULT_CS, fit_probe
 
     t0 = time.perf_counter()
-    feats = {s: pixel_features(_pixel_stamps(wh, used[s][0])) for s in SPLIT_NAMES}
+    feats = {s: pixel_features(pixel_stamps(wh, used[s][0])) for s in SPLIT_NAMES}
     probe = fit_probe(feats["train"], used["train"][1], feats["val"], used["val"][1],
                       num_classes=split.num_classes, Cs=DEFAULT_CS[::2], seed=cfg.seed)
     y_test = used["test"][1]
