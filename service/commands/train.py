@@ -79,11 +79,8 @@ def _run_config(names: list[str], args: argparse.Namespace) -> dict[str, Any]:
     return {"ops": ops}
 
 
-def _print_outcome(wh: Warehouse, name: str, meta: dict[str, Any]) -> None:
+def _print_outcome(row: dict[str, Any], meta: dict[str, Any]) -> None:
     """One model's result, from its materialization metadata and its registry row."""
-    from models.versions import get_model
-
-    row = get_model(wh, name, int(meta["version"]))
     metrics = json.loads(row["metrics_json"])
     config = json.loads(row["config_json"])
     m, fit = metrics["test"], metrics.get("fit", {})
@@ -145,12 +142,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     message = report.user_error(USER_ERRORS)
     if message:
         raise InputError(message)
+    trained: list[dict[str, Any]] = []
     for name in names:
         meta = report.metadata.get(name)
         if meta and meta.get("skipped"):  # the label set cannot train this model: the user's input
             raise InputError(f"{name}: nothing trained: {meta['reason']}")
         if meta:
-            _print_outcome(wh, name, meta)
+            trained.append(get_model(wh, name, int(meta["version"])))
+            _print_outcome(trained[-1], meta)
     for step in report.skipped:
         print(f"{step}: skipped (an upstream step failed)")
     if "predictions" in report.metadata:
@@ -161,11 +160,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             print(f"predictions left out (gate failed): {', '.join(left_out)}")
     for line in failures:
         print(line, file=sys.stderr)
-    gates_ok = all(
-        row["gate_passed"] or WeightsOrigin.of_record(row["weights_origin"]).is_random
-        for name in names if name in report.metadata and "version" in report.metadata[name]
-        for row in [get_model(wh, name, int(report.metadata[name]["version"]))]
-    )
+    gates_ok = all(row["gate_passed"] or WeightsOrigin.of_record(row["weights_origin"]).is_random for row in trained)
     return 0 if report.ok and gates_ok else 1
 
 
