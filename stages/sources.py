@@ -194,7 +194,7 @@ def source_lock(wh: Warehouse, name: str, *, timeout: float | None = None,
     """
     from filelock import Timeout
 
-    lock = file_lock(wh.root, f"source-{check_source_name(name)}")
+    lock = file_lock(wh.local_root, f"source-{check_source_name(name)}")
     path = Path(lock.lock_file)
     try:
         lock.acquire(timeout=0)

@@ -123,7 +123,7 @@ def _analysis_lines(wh: Warehouse) -> list[str]:
     for r in rows:
         by.setdefault(r["quantity"], []).append(f"{r['encoder']} {r['value']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]")
     lines = [f"\nWhat the embeddings encode (cross-validated R^2, 95% CI, folds grouped by duplicate group; "
-             f"table representation_analysis, figures in {wh.root / 'analysis'}):"]
+             f"table representation_analysis, figures in {wh.local_root / 'analysis'}):"]
     return lines + [f"  {q:<22} {'   '.join(v)}" for q, v in by.items()]
 
 
@@ -186,7 +186,7 @@ def run_demo(wh: Warehouse, n: int | None = None, seed: int = 0, shard_size: int
     survey = SyntheticSurvey(n=DEFAULT_N if n is None else n, seed=seed)
     survey.name = name
     catalogue = demo_catalogue(wh, survey)
-    sheet = wh.root / "demo_contact_sheet.png"
+    sheet = wh.local_root / "demo_contact_sheet.png"
     contact_sheet(survey, sheet)
     params = {"n": len(survey), "seed": seed, "photometry_catalog": str(catalogue)}
     with source_lock(wh, survey.name, on_wait=lambda msg: print(msg, file=sys.stderr, flush=True)):
