@@ -1,0 +1,132 @@
+"""Sky partitions: HEALPix shards cover every galaxy exactly once, and one region can be materialized again."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from features.errors import InputError
+from features.sources.sky import (
+    check_nside,
+    cone_pixels,
+    healpix_pixels,
+    parse_sky_shard,
+    row_runs,
+    sky_shard_key,
+)
+from features.sources.synthetic import SyntheticSurvey
+
+
+def test_healpix_pixels_of_the_base_pixel_centres_and_across_ra_zero():
+    # nside 1: the 12 base pixels; 0-3 centred at dec +41.8, 4-7 on the equator at ra 0, 90, ..., 8-11 at -41.8
+    ra = np.array([45.0, 135.0, 0.0, 90.0, 45.0, 315.0])
+    dec = np.array([41.8, 41.8, 0.0, 0.0, -41.8, -41.8])
+    assert healpix_pixels(ra, dec, 1).tolist() == [0, 1, 4, 5, 8, 11]
+    # NESTED: the four children of pixel p at 2 * nside are 4p .. 4p + 3
+    fine = healpix_pixels(ra, dec, 2)
+    assert (fine // 4).tolist() == [0, 1, 4, 5, 8, 11]
+    assert healpix_pixels([360.0, 720.5], [10.0, -5.0], 64).tolist() == healpix_pixels([0.0, 0.5], [10.0, -5.0],
+                                                                                       64).tolist()
+    # the four pixels around the north pole at nside 8 hold every RA there
+    assert sorted(set(healpix_pixels(np.arange(0, 360, 5.0), np.full(72, 89.9), 8).tolist())) == [63, 127, 191, 255]
+
+
+def test_cone_pixels_hold_every_galaxy_of_the_cone():
+    rng = np.random.default_rng(3)
+    ra, dec = rng.uniform(150, 152, 2000), rng.uniform(1, 3, 2000)
+    centre = (151.0, 2.0, 1800.0)  # 0.5 deg
+    sep = np.degrees(np.arccos(np.clip(np.sin(np.radians(dec)) * np.sin(np.radians(2.0)) + np.cos(np.radians(dec))
+                                       * np.cos(np.radians(2.0)) * np.cos(np.radians(ra - 151.0)), -1, 1))) * 3600
+    inside = sep <= centre[2]
+    pixels = set(cone_pixels(*centre, nside=64).tolist())
+    assert inside.sum() > 100 and set(healpix_pixels(ra[inside], dec[inside], 64).tolist()) <= pixels
+    with pytest.raises(InputError, match="radius"):
+        cone_pixels(10, 10, 0, 8)
+
+
+@pytest.mark.parametrize("bad", [0, 3, -4, 2**30, 2.0, True])
+def test_nside_must_be_a_power_of_two(bad):
+    with pytest.raises(InputError, match="power of two"):
+        check_nside(bad)
+
+
+def test_shard_keys_and_runs():
+    assert sky_shard_key("demo", 8, 301) == "demo-hpx8-301"
+    assert parse_sky_shard("demo-hpx8-301") == ("demo", 8, 301)
+    assert parse_sky_shard("demo-00003") is None and parse_sky_shard("demo-hpx8") is None
+    assert row_runs([7, 0, 1, 2, 9, 8]) == [(0, 3), (7, 10)]
+    assert row_runs([]) == []
+
+
+def test_healpix_shards_cover_every_galaxy_exactly_once(warehouse):
+    from dagster_project.runner import run_pipeline
+    from stages.sources import register_source, shard_rows
+
+    survey = SyntheticSurvey(n=40, seed=0)
+    shards = register_source(warehouse, survey, healpix_nside=4, params={"n": 40, "seed": 0})
+    assert len(shards) >= 3 and all(parse_sky_shard(s)[1] == 4 for s in shards)
+    rows = np.concatenate([shard_rows(warehouse, s)[1] for s in shards])
+    assert sorted(rows.tolist()) == list(range(40))  # a partition: each row in exactly one shard
+
+    report = run_pipeline(warehouse, shards, groups=["ingest"], progress=False)
+    assert report.ok, report.failed
+    gal = warehouse.read("galaxies", columns=["galaxy_id", "shard", "ra", "dec"]).to_pydict()
+    assert len(gal["galaxy_id"]) == len(set(gal["galaxy_id"])) == 40
+    pixels = healpix_pixels(gal["ra"], gal["dec"], 4)
+    assert [f"demo-hpx4-{p}" for p in pixels] == gal["shard"]  # each galaxy in the shard of its own pixel
+    assert warehouse.count("images") == warehouse.count("truth") == 40
+
+
+def test_partitioning_cannot_change_without_replace(warehouse):
+    from stages.sources import register_source
+
+    survey = SyntheticSurvey(n=12, seed=0)
+    register_source(warehouse, survey, healpix_nside=2, params={"n": 12, "seed": 0})
+    with pytest.raises(InputError, match="already ingested with HEALPix nside 2"):
+        register_source(warehouse, survey, params={"n": 12, "seed": 0})
+    assert register_source(warehouse, survey, healpix_nside=2, params={"n": 12, "seed": 0})  # idempotent
+
+
+def _cli(home, *args):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
+    return subprocess.run([sys.executable, "-m", "service.cli", "--home", str(home), *args],
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
+def _run_ids(home) -> dict[str, list[str]]:
+    out = _cli(home, "sql", "SELECT shard, list(DISTINCT run_id) AS runs FROM galaxies GROUP BY shard", "--format",
+               "json")
+    assert out.returncode == 0, out.stderr
+    return {r["shard"]: r["runs"] for r in json.loads(out.stdout)}
+
+
+def test_materialize_one_region_again(tmp_path):
+    from astropy_healpix import healpix_to_lonlat
+
+    home = tmp_path / "home"
+    proc = _cli(home, "ingest", "--source", "demo", "--n", "30", "--healpix-nside", "4")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    before = _run_ids(home)
+    assert len(before) >= 2
+    target = sorted(before)[0]
+    pixel = parse_sky_shard(target)[2]
+    lon, lat = healpix_to_lonlat(pixel, 4, order="nested")
+    again = _cli(home, "materialize", "--group", "ingest", "--cone", str(lon.deg), str(lat.deg), "60")
+    assert again.returncode == 0, again.stdout + again.stderr
+    after = _run_ids(home)
+    changed = sorted(s for s in after if after[s] != before[s])
+    assert changed == [target]  # only the region's shard was written again
+    count = _cli(home, "sql", "SELECT count(*) AS n, count(DISTINCT galaxy_id) AS u FROM galaxies", "--format", "json")
+    assert json.loads(count.stdout) == [{"n": 30, "u": 30}]
+
+    bad = _cli(home, "ingest", "--source", "demo", "--n", "30", "--healpix-nside", "3")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == ["astrovision: error: --healpix-nside must be a power of two from 1 "
+                                               "to 2**29 (e.g. 32: ~1.8 deg pixels); got 3"]
+    far = _cli(home, "materialize", "--cone", "10", "-60", "5")
+    assert far.returncode == 2 and "no ingested sky shard overlaps" in far.stderr
