@@ -1,7 +1,8 @@
 """An S3-compatible server on loopback for tests: moto's server mode in a subprocess.
 
 The server (``python -m moto.server``) listens on a free 127.0.0.1 port, holds its buckets in memory
-and honours ``If-None-Match: *`` on PUT, the conditional write Lance commits with. It starts with the
+and honours ``If-None-Match: *`` on PUT, the conditional write Lance commits with; the same endpoint
+serves DynamoDB, for Lance's ``s3+ddb://`` commit store. It starts with the
 default SIGINT/SIGTERM handling restored (a shell started in the background passes them on ignored)
 and is stopped by its PID. Nothing leaves the machine.
 """
@@ -34,16 +35,36 @@ class S3Server:
         return {
             "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
             "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": self.endpoint, "AWS_ALLOW_HTTP": "true",
-            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_EC2_METADATA_DISABLED": "true", "DYNAMODB_ENDPOINT": self.endpoint,
         }
+
+    def _client(self, service: str):
+        import boto3
+
+        return boto3.client(service, endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
 
     def create_bucket(self, name: str) -> None:
         """Create a bucket (through boto3, which moto ships with)."""
-        import boto3
+        self._client("s3").create_bucket(Bucket=name)
 
-        client = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                              aws_access_key_id="testing", aws_secret_access_key="testing")
-        client.create_bucket(Bucket=name)
+    def create_commit_table(self, name: str) -> None:
+        """Create the DynamoDB table Lance's ``s3+ddb://...?ddbTableName=NAME`` commits through.
+
+        Its key is what Lance's external manifest store expects: ``base_uri`` (string, hash) and
+        ``version`` (number, range).
+        """
+        self._client("dynamodb").create_table(
+            TableName=name, BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "base_uri", "KeyType": "HASH"},
+                       {"AttributeName": "version", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": "base_uri", "AttributeType": "S"},
+                                  {"AttributeName": "version", "AttributeType": "N"}])
+
+    def commits(self, table: str) -> list[tuple[str, int]]:
+        """``(base_uri, version)`` of every commit recorded in a DynamoDB commit table."""
+        items = self._client("dynamodb").scan(TableName=table)["Items"]
+        return sorted((i["base_uri"]["S"], int(i["version"]["N"])) for i in items)
 
 
 def _free_port() -> int:

@@ -27,6 +27,7 @@ BUCKET = "astro"
 def server() -> S3Server:
     with s3_server() as srv:
         srv.create_bucket(BUCKET)
+        srv.create_commit_table("lance-commits")
         yield srv
 
 
@@ -49,11 +50,23 @@ def _objects(server: S3Server, prefix: str) -> list[str]:
     return keys
 
 
-def test_demo_pipeline_on_s3_then_sql_similar_show_tables_vacuum(server, tmp_path):
+def _main(capsys, *args: str) -> tuple[int, str, str]:
+    """The CLI's own entry point in this process (its env: the S3 server's)."""
+    from service.cli import main
+
+    capsys.readouterr()
+    status = main(list(args))
+    out = capsys.readouterr()
+    return status, out.out, out.err
+
+
+def test_demo_pipeline_on_s3_then_sql_similar_show_tables_vacuum(server, tmp_path, monkeypatch, capsys):
     home, local = f"s3://{BUCKET}/pipeline", tmp_path / "local"
-    proc = cli(server, home, local, "demo", "--n", "30", "--shard-size", "15", "--group", "ingest",
-               "--group", "features", "--group", "embeddings", timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for name, value in {**server.env, "ASTROVISION_LOCAL_HOME": str(local), "TQDM_DISABLE": "1"}.items():
+        monkeypatch.setenv(name, value)
+    status, out, err = _main(capsys, "--home", home, "demo", "--n", "12", "--shard-size", "6", "--group", "ingest",
+                             "--group", "features", "--group", "embeddings")
+    assert status == 0, out[-3000:] + err[-3000:]
 
     keys = _objects(server, "pipeline/lance/")
     assert any(k.startswith("pipeline/lance/galaxies.lance/_versions/") for k in keys)
@@ -61,27 +74,28 @@ def test_demo_pipeline_on_s3_then_sql_similar_show_tables_vacuum(server, tmp_pat
     assert not (local / "lance").exists()  # tables only on the object store
     assert (local / "dagster" / "dagster.yaml").is_file()  # the Dagster instance on local disk
 
-    out = cli(server, home, local, "sql", "SELECT count(*) AS n, count(DISTINCT g.shard) AS shards, "
-              "count(m.galaxy_id) AS morph FROM galaxies g LEFT JOIN morphometrics m USING (galaxy_id)",
-              "--format", "json")
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == [{"n": 30, "shards": 2, "morph": 30}]
+    status, out, err = _main(capsys, "--home", home, "sql", "SELECT count(*) AS n, count(DISTINCT g.shard) AS shards, "
+                             "count(m.galaxy_id) AS morph FROM galaxies g LEFT JOIN morphometrics m USING (galaxy_id)",
+                             "--format", "json")
+    assert status == 0, err
+    assert json.loads(out) == [{"n": 12, "shards": 2, "morph": 12}]
 
-    near = cli(server, home, local, "similar", "demo:000003", "-k", "4", "--format", "json")
-    assert near.returncode == 0, near.stderr
-    rows = json.loads(near.stdout)
+    status, out, err = _main(capsys, "--home", home, "similar", "demo:000003", "-k", "4", "--format", "json")
+    assert status == 0, err
+    rows = json.loads(out)
     assert len(rows) == 4 and rows[0]["galaxy_id"] == "demo:000003" and rows[0]["distance"] < 1e-5
 
-    shown = cli(server, home, local, "show", "demo:000007")
-    assert shown.returncode == 0 and "demo:000007" in shown.stdout, shown.stderr
-    tables = {r["table"]: r["rows"] for r in json.loads(cli(server, home, local, "tables", "--format",
-                                                              "json").stdout)}
-    assert tables["galaxies"] == 30 and tables["images"] == 30 and tables["photometry"] == 30
+    status, out, err = _main(capsys, "--home", home, "show", "demo:000007")
+    assert status == 0 and "demo:000007" in out, err
+    status, out, _ = _main(capsys, "--home", home, "tables", "--format", "json")
+    tables = {r["table"]: r["rows"] for r in json.loads(out)}
+    assert tables["galaxies"] == 12 and tables["images"] == 12 and tables["photometry"] == 12
 
-    vac = cli(server, home, local, "vacuum", "--older-than", "0s", "--grace", "0s")
-    assert vac.returncode == 0, vac.stdout + vac.stderr
-    count = cli(server, home, local, "sql", "SELECT count(*) AS n FROM galaxy_features", "--format", "json")
-    assert json.loads(count.stdout) == [{"n": 30}]
+    status, out, err = _main(capsys, "--home", home, "vacuum", "--older-than", "0s", "--grace", "0s")
+    assert status == 0, out + err
+    status, out, _ = _main(capsys, "--home", home, "sql", "SELECT count(*) AS n FROM galaxy_features", "--format",
+                           "json")
+    assert json.loads(out) == [{"n": 12}]
 
 
 _WRITER = r"""
@@ -98,9 +112,13 @@ print("done")
 """
 
 
-def test_two_processes_writing_one_s3_table_at_once_lose_no_row(server, tmp_path, monkeypatch):
-    """Two writers as on two machines: separate local state, so no shared file lock, not even at creation."""
-    home = f"s3://{BUCKET}/race"
+@pytest.mark.parametrize("home", [f"s3://{BUCKET}/race", f"s3+ddb://{BUCKET}/race-ddb?ddbTableName=lance-commits"],
+                         ids=["conditional-put", "dynamodb"])
+def test_two_processes_writing_one_s3_table_at_once_lose_no_row(server, tmp_path, monkeypatch, home):
+    """Two writers as on two machines: separate local state, so no shared file lock, not even at creation.
+
+    Commits go through S3's conditional PUT (``s3://``) or Lance's DynamoDB commit store (``s3+ddb://``).
+    """
     start = time.time() + 4.0
     env = {**os.environ, **server.env, "PYTHONPATH": os.getcwd()}
     procs = [subprocess.Popen([sys.executable, "-c", _WRITER, home, str(who), str(start)], text=True,
@@ -117,6 +135,9 @@ def test_two_processes_writing_one_s3_table_at_once_lose_no_row(server, tmp_path
     rows = wh.read("race", columns=["k", "who"]).to_pylist()
     assert len(rows) == 2 * 4 * 25 == len({r["k"] for r in rows})
     assert sorted({r["who"] for r in rows}) == [0, 1]
+    if home.startswith("s3+ddb"):  # every version was committed through DynamoDB
+        versions = {v["version"] for v in wh.history("race")}
+        assert {v for uri, v in server.commits("lance-commits") if uri.endswith("race-ddb/lance/race.lance")} == versions
 
 
 def test_missing_bucket_is_one_line(server, tmp_path):

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -63,25 +58,6 @@ def test_shard_keys_and_runs():
     assert row_runs([]) == []
 
 
-def test_healpix_shards_cover_every_galaxy_exactly_once(warehouse):
-    from dagster_project.runner import run_pipeline
-    from stages.sources import register_source, shard_rows
-
-    survey = SyntheticSurvey(n=40, seed=0)
-    shards = register_source(warehouse, survey, healpix_nside=4, params={"n": 40, "seed": 0})
-    assert len(shards) >= 3 and all(parse_sky_shard(s)[1] == 4 for s in shards)
-    rows = np.concatenate([shard_rows(warehouse, s)[1] for s in shards])
-    assert sorted(rows.tolist()) == list(range(40))  # a partition: each row in exactly one shard
-
-    report = run_pipeline(warehouse, shards, groups=["ingest"], progress=False)
-    assert report.ok, report.failed
-    gal = warehouse.read("galaxies", columns=["galaxy_id", "shard", "ra", "dec"]).to_pydict()
-    assert len(gal["galaxy_id"]) == len(set(gal["galaxy_id"])) == 40
-    pixels = healpix_pixels(gal["ra"], gal["dec"], 4)
-    assert [f"demo-hpx4-{p}" for p in pixels] == gal["shard"]  # each galaxy in the shard of its own pixel
-    assert warehouse.count("images") == warehouse.count("truth") == 40
-
-
 def test_partitioning_cannot_change_without_replace(warehouse):
     from stages.sources import register_source
 
@@ -92,41 +68,48 @@ def test_partitioning_cannot_change_without_replace(warehouse):
     assert register_source(warehouse, survey, healpix_nside=2, params={"n": 12, "seed": 0})  # idempotent
 
 
-def _cli(home, *args):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
-    return subprocess.run([sys.executable, "-m", "service.cli", "--home", str(home), *args],
-                          capture_output=True, text=True, timeout=300, env=env)
+def _run_ids(home) -> dict[str, set[str]]:
+    from warehouse import Warehouse
+
+    out: dict[str, set[str]] = {}
+    for r in Warehouse(home).read("galaxies", columns=["shard", "run_id"]).to_pylist():
+        out.setdefault(r["shard"], set()).add(r["run_id"])
+    return out
 
 
-def _run_ids(home) -> dict[str, list[str]]:
-    out = _cli(home, "sql", "SELECT shard, list(DISTINCT run_id) AS runs FROM galaxies GROUP BY shard", "--format",
-               "json")
-    assert out.returncode == 0, out.stderr
-    return {r["shard"]: r["runs"] for r in json.loads(out.stdout)}
-
-
-def test_materialize_one_region_again(tmp_path):
+def test_healpix_shards_cover_every_galaxy_once_and_one_region_runs_again(tmp_path, monkeypatch, capsys):
+    """``ingest --healpix-nside`` then ``materialize --cone`` through the CLI's own entry point."""
     from astropy_healpix import healpix_to_lonlat
 
-    home = tmp_path / "home"
-    proc = _cli(home, "ingest", "--source", "demo", "--n", "30", "--healpix-nside", "4")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    before = _run_ids(home)
-    assert len(before) >= 2
-    target = sorted(before)[0]
-    pixel = parse_sky_shard(target)[2]
-    lon, lat = healpix_to_lonlat(pixel, 4, order="nested")
-    again = _cli(home, "materialize", "--group", "ingest", "--cone", str(lon.deg), str(lat.deg), "60")
-    assert again.returncode == 0, again.stdout + again.stderr
-    after = _run_ids(home)
-    changed = sorted(s for s in after if after[s] != before[s])
-    assert changed == [target]  # only the region's shard was written again
-    count = _cli(home, "sql", "SELECT count(*) AS n, count(DISTINCT galaxy_id) AS u FROM galaxies", "--format", "json")
-    assert json.loads(count.stdout) == [{"n": 30, "u": 30}]
+    from service.cli import main
+    from stages.sources import shard_rows
+    from warehouse import Warehouse
 
-    bad = _cli(home, "ingest", "--source", "demo", "--n", "30", "--healpix-nside", "3")
-    assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines() == ["astrovision: error: --healpix-nside must be a power of two from 1 "
-                                               "to 2**29 (e.g. 32: ~1.8 deg pixels); got 3"]
-    far = _cli(home, "materialize", "--cone", "10", "-60", "5")
-    assert far.returncode == 2 and "no ingested sky shard overlaps" in far.stderr
+    home = tmp_path / "home"
+    monkeypatch.setenv("ASTROVISION_HOME", str(home))
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert main(["ingest", "--source", "demo", "--n", "24", "--healpix-nside", "2"]) == 0, capsys.readouterr()
+    wh = Warehouse(home)
+    shards = sorted(_run_ids(home))
+    assert len(shards) >= 2 and all(parse_sky_shard(s)[:2] == ("demo", 2) for s in shards)
+    rows = np.concatenate([shard_rows(wh, s)[1] for s in shards])
+    assert sorted(rows.tolist()) == list(range(24))  # a partition: each row in exactly one shard
+    gal = wh.read("galaxies", columns=["galaxy_id", "shard", "ra", "dec"]).to_pydict()
+    assert len(gal["galaxy_id"]) == len(set(gal["galaxy_id"])) == 24
+    assert [f"demo-hpx2-{p}" for p in healpix_pixels(gal["ra"], gal["dec"], 2)] == gal["shard"]
+    assert wh.count("images") == wh.count("truth") == 24
+
+    before = _run_ids(home)
+    target = shards[0]
+    lon, lat = healpix_to_lonlat(parse_sky_shard(target)[2], 2, order="nested")
+    assert main(["materialize", "--group", "ingest", "--cone", str(lon.deg), str(lat.deg), "60"]) == 0
+    after = _run_ids(home)
+    assert sorted(s for s in after if after[s] != before[s]) == [target]  # only the region's shard ran again
+    assert wh.count("galaxies") == 24
+
+    capsys.readouterr()
+    assert main(["ingest", "--source", "demo", "--n", "24", "--healpix-nside", "3"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "astrovision: error: --healpix-nside must be a power of two from 1 to 2**29 (e.g. 32: ~1.8 deg pixels); got 3"]
+    assert main(["materialize", "--cone", "10", "-60", "5"]) == 2
+    assert "no ingested sky shard overlaps" in capsys.readouterr().err
