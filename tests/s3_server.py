@@ -38,7 +38,8 @@ class S3Server:
             "AWS_EC2_METADATA_DISABLED": "true", "DYNAMODB_ENDPOINT": self.endpoint,
         }
 
-    def _client(self, service: str):
+    def client(self, service: str):
+        """A boto3 client of ``service`` (``s3``, ``dynamodb``) on this server."""
         import boto3
 
         return boto3.client(service, endpoint_url=self.endpoint, region_name="us-east-1",
@@ -46,7 +47,7 @@ class S3Server:
 
     def create_bucket(self, name: str) -> None:
         """Create a bucket (through boto3, which moto ships with)."""
-        self._client("s3").create_bucket(Bucket=name)
+        self.client("s3").create_bucket(Bucket=name)
 
     def create_commit_table(self, name: str) -> None:
         """Create the DynamoDB table Lance's ``s3+ddb://...?ddbTableName=NAME`` commits through.
@@ -54,7 +55,7 @@ class S3Server:
         Its key is what Lance's external manifest store expects: ``base_uri`` (string, hash) and
         ``version`` (number, range).
         """
-        self._client("dynamodb").create_table(
+        self.client("dynamodb").create_table(
             TableName=name, BillingMode="PAY_PER_REQUEST",
             KeySchema=[{"AttributeName": "base_uri", "KeyType": "HASH"},
                        {"AttributeName": "version", "KeyType": "RANGE"}],
@@ -63,7 +64,7 @@ class S3Server:
 
     def commits(self, table: str) -> list[tuple[str, int]]:
         """``(base_uri, version)`` of every commit recorded in a DynamoDB commit table."""
-        items = self._client("dynamodb").scan(TableName=table)["Items"]
+        items = self.client("dynamodb").scan(TableName=table)["Items"]
         return sorted((i["base_uri"]["S"], int(i["version"]["N"])) for i in items)
 
 

@@ -40,12 +40,8 @@ def cli(server: S3Server, home: str, local: Path, *args: str, timeout: float = 3
 
 
 def _objects(server: S3Server, prefix: str) -> list[str]:
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
     keys: list[str] = []
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+    for page in server.client("s3").get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
         keys += [o["Key"] for o in page.get("Contents", [])]
     return keys
 
@@ -138,6 +134,17 @@ def test_two_processes_writing_one_s3_table_at_once_lose_no_row(server, tmp_path
     if home.startswith("s3+ddb"):  # every version was committed through DynamoDB
         versions = {v["version"] for v in wh.history("race")}
         assert {v for uri, v in server.commits("lance-commits") if uri.endswith("race-ddb/lance/race.lance")} == versions
+
+
+def test_server_refuses_a_second_conditional_put(server):
+    """What Lance's commits rely on: PUT with If-None-Match: * fails when the object exists."""
+    from botocore.exceptions import ClientError
+
+    client = server.client("s3")
+    client.put_object(Bucket=BUCKET, Key="cond/x", Body=b"1", IfNoneMatch="*")
+    with pytest.raises(ClientError, match="PreconditionFailed"):
+        client.put_object(Bucket=BUCKET, Key="cond/x", Body=b"2", IfNoneMatch="*")
+    assert client.get_object(Bucket=BUCKET, Key="cond/x")["Body"].read() == b"1"
 
 
 def test_missing_bucket_is_one_line(server, tmp_path):

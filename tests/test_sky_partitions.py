@@ -113,3 +113,20 @@ def test_healpix_shards_cover_every_galaxy_once_and_one_region_runs_again(tmp_pa
         "astrovision: error: --healpix-nside must be a power of two from 1 to 2**29 (e.g. 32: ~1.8 deg pixels); got 3"]
     assert main(["materialize", "--cone", "10", "-60", "5"]) == 2
     assert "no ingested sky shard overlaps" in capsys.readouterr().err
+
+
+def test_each_reader_gives_the_positions_its_batches_carry(galaxy10_h5, shared_dir, tmp_path):
+    from conftest import copy_rings
+
+    from features.sources.folder import FolderSource
+    from features.sources.galaxy10 import Galaxy10Source
+
+    folder = copy_rings(shared_dir, tmp_path / "rings", 0, 6)
+    for source in (Galaxy10Source(galaxy10_h5), FolderSource(folder / "images", folder / "catalog.csv"),
+                   SyntheticSurvey(n=5, seed=1)):
+        ra, dec = source.positions()
+        batches = list(source.iter_batches(0, len(source)))
+        assert np.array_equal(ra, np.concatenate([b.ra for b in batches])), source.kind
+        assert np.array_equal(dec, np.concatenate([b.dec for b in batches])), source.kind
+        runs = list(source.iter_runs([(0, 2), (3, 5)]))
+        assert np.concatenate([b.row_index for b in runs]).tolist() == [0, 1, 3, 4], source.kind
