@@ -87,6 +87,17 @@ def test_demo_pipeline_on_s3_then_sql_similar_show_tables_vacuum(server, tmp_pat
     tables = {r["table"]: r["rows"] for r in json.loads(out)}
     assert tables["galaxies"] == 12 and tables["images"] == 12 and tables["photometry"] == 12
 
+    from fastapi.testclient import TestClient
+
+    from service.http import Settings, create_app
+
+    client = TestClient(create_app(Settings(home=home)))  # what `astrovision serve` runs
+    similar = client.get("/galaxies/demo:000003/similar", params={"k": 3})
+    assert similar.status_code == 200, similar.text
+    neighbours = similar.json()["neighbours"]
+    assert len(neighbours) == 3 and neighbours[0]["galaxy_id"] == "demo:000003"
+    assert client.get("/galaxies/demo:000005/image.png").content[:4] == b"\x89PNG"
+
     status, out, err = _main(capsys, "--home", home, "vacuum", "--older-than", "0s", "--grace", "0s")
     assert status == 0, out + err
     status, out, _ = _main(capsys, "--home", home, "sql", "SELECT count(*) AS n FROM galaxy_features", "--format",
