@@ -98,8 +98,14 @@ def test_demo_pipeline_on_s3_then_sql_similar_show_tables_vacuum(server, tmp_pat
     assert len(neighbours) == 3 and neighbours[0]["galaxy_id"] == "demo:000003"
     assert client.get("/galaxies/demo:000005/image.png").content[:4] == b"\x89PNG"
 
+    status, out, err = _main(capsys, "--home", home, "materialize", "--group", "ingest", "--shard", "demo-00001")
+    assert status == 0, out + err
+
+    orphan = "pipeline/lance/galaxies.lance/data/killed-write.lance"  # what a killed writer leaves
+    server.client("s3").put_object(Bucket=BUCKET, Key=orphan, Body=b"partial")
     status, out, err = _main(capsys, "--home", home, "vacuum", "--older-than", "0s", "--grace", "0s")
     assert status == 0, out + err
+    assert orphan not in _objects(server, "pipeline/lance/galaxies.lance/data/")
     status, out, _ = _main(capsys, "--home", home, "sql", "SELECT count(*) AS n FROM galaxy_features", "--format",
                            "json")
     assert json.loads(out) == [{"n": 12}]
