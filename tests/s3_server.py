@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-__all__ = ["S3Server", "s3_server"]
+__all__ = ["S3Server", "free_port", "s3_server"]
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,8 @@ class S3Server:
         return sorted((i["base_uri"]["S"], int(i["version"]["N"])) for i in items)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (now)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -82,7 +83,7 @@ def _default_signals() -> None:
 @contextmanager
 def s3_server(timeout_s: float = 30.0) -> Iterator[S3Server]:
     """Run a moto S3 server on a free loopback port for the ``with`` body; stopped (by PID) afterwards."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_default_signals)
     try:

@@ -172,6 +172,16 @@ def test_missing_bucket_is_one_line(server, tmp_path):
         "(create it first)"]
 
 
+def test_unreachable_endpoint_is_one_line(server, tmp_path):
+    from s3_server import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}"
+    proc = cli(server, f"s3://{BUCKET}/x", tmp_path / "local", "tables", env={"AWS_ENDPOINT_URL": closed})
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"astrovision: error: cannot reach the warehouse root s3://{BUCKET}/x: ")
+
+
 def test_plain_http_endpoint_needs_allow_http(server, tmp_path):
     proc = cli(server, f"s3://{BUCKET}/x", tmp_path / "local", "tables", env={"AWS_ALLOW_HTTP": ""})
     assert proc.returncode == 2

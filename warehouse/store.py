@@ -36,6 +36,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 
 from warehouse import schemas
 from warehouse.errors import WarehouseError, is_commit_conflict
@@ -130,8 +131,6 @@ class Warehouse:
 
     def _check_bucket(self) -> None:
         """One line when an object-store root cannot be used: plain HTTP not allowed, unreachable, no bucket."""
-        import pyarrow.fs as pafs
-
         self.location.check_endpoint()
         fs, lance_path = self.filesystem()
         bucket = lance_path.split("/", 1)[0]
@@ -156,8 +155,6 @@ class Warehouse:
         """Whether a table has been written at least once."""
         if not self.location.remote:
             return (Path(self.table_uri(table)) / "_versions").is_dir()
-        import pyarrow.fs as pafs
-
         fs, lance_path = self.filesystem()
         self.table_uri(table)  # checks the name
         return fs.get_file_info(f"{lance_path}/{table}.lance/_versions").type == pafs.FileType.Directory
@@ -167,8 +164,6 @@ class Warehouse:
         if not self.location.remote:
             return sorted(p.name[: -len(".lance")] for p in Path(self.lance_dir).glob("*.lance")
                           if (p / "_versions").is_dir())
-        import pyarrow.fs as pafs
-
         fs, lance_path = self.filesystem()
         found = fs.get_file_info(pafs.FileSelector(lance_path, allow_not_found=True))
         names = [i.base_name[: -len(".lance")] for i in found
