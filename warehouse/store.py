@@ -62,6 +62,12 @@ _RETRY_TIMEOUT = timedelta(seconds=120)
 _OVERWRITE_RETRIES = 3
 """Merges restarted after a racing creation on another machine overwrote the version they read."""
 
+
+def _overwritten(exc: BaseException) -> bool:
+    """Whether a Lance write failed because a racing creation overwrote the version it read (retry it)."""
+    return "incompatible with concurrent transaction Overwrite" in str(exc)
+
+
 RowsLike = pa.Table | pa.RecordBatchReader | pl.DataFrame | Sequence[dict[str, Any]]
 
 
@@ -474,11 +480,10 @@ class Warehouse:
         for attempt in range(_OVERWRITE_RETRIES + 1):
             try:
                 return self._merge(table, spec, data, delete_where)
-            except OSError as exc:
+            except (OSError, RuntimeError, ValueError) as exc:
                 # A creation on another machine that raced ours committed as an overwrite after our read
                 # version; it merges the overwritten rows back (see _create), and this merge starts again.
-                if "incompatible with concurrent transaction Overwrite" not in str(exc) \
-                        or isinstance(data, pa.RecordBatchReader) or attempt == _OVERWRITE_RETRIES:
+                if not _overwritten(exc) or isinstance(data, pa.RecordBatchReader) or attempt == _OVERWRITE_RETRIES:
                     raise
                 log.warning("%s: a concurrent creation overwrote the version this write read; retrying", table)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -531,7 +536,7 @@ class Warehouse:
         try:
             merge.conflict_retries(_CONFLICT_RETRIES).retry_timeout(_RETRY_TIMEOUT).execute(data)
         except (OSError, RuntimeError, ValueError) as exc:
-            if is_commit_conflict(exc):
+            if is_commit_conflict(exc) and not _overwritten(exc):
                 raise WarehouseError(
                     f"{table}: commit conflicts with concurrent writers persisted after {_CONFLICT_RETRIES} "
                     f"retries / {_RETRY_TIMEOUT.total_seconds():g} s; nothing was written ({exc})"
