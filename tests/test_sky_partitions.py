@@ -113,6 +113,10 @@ def test_healpix_shards_cover_every_galaxy_once_and_one_region_runs_again(tmp_pa
         "astrovision: error: --healpix-nside must be a power of two from 1 to 2**29 (e.g. 32: ~1.8 deg pixels); got 3"]
     assert main(["materialize", "--cone", "10", "-60", "5"]) == 2
     assert "no ingested sky shard overlaps" in capsys.readouterr().err
+    fresh = tmp_path / "fresh"
+    assert main(["--home", str(fresh), "demo", "--n", "5", "--healpix-nside", "6"]) == 2
+    assert "--healpix-nside must be a power of two" in capsys.readouterr().err
+    assert not fresh.exists()  # refused before anything was written
 
 
 def test_each_reader_gives_the_positions_its_batches_carry(galaxy10_h5, shared_dir, tmp_path):

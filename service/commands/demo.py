@@ -213,6 +213,10 @@ def run_demo(wh: Warehouse, n: int | None = None, seed: int = 0, shard_size: int
 def _cmd_demo(args: argparse.Namespace) -> int:
     pl.Config.set_tbl_hide_dataframe_shape(True)
     check_sizes(args.n, args.shard_size)
+    if args.healpix_nside is not None:
+        from features.sources.sky import check_nside
+
+        check_nside(args.healpix_nside)  # before the warehouse is created
     return run_demo(Warehouse.open(), n=args.n, seed=args.seed, shard_size=args.shard_size,
                     groups=args.group or None, replace=args.replace, name=args.name,
                     healpix_nside=args.healpix_nside)
