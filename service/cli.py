@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from features.errors import InputError
 from service import commands as _commands
 from warehouse.errors import WarehouseError
+from warehouse.location import normalise_root
 
 __all__ = ["USER_ERRORS", "build_parser", "main"]
 
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--home",
         default=None,
-        help="warehouse root (default: $ASTROVISION_HOME or ./astrovision-data)",
+        help="warehouse root, a directory or s3://BUCKET/PREFIX (default: $ASTROVISION_HOME or ./astrovision-data)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(_commands.__path__), key=lambda i: i.name):
@@ -48,12 +49,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``astrovision`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.home is not None:
-        os.environ["ASTROVISION_HOME"] = os.path.abspath(args.home)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
+        if args.home is not None:
+            os.environ["ASTROVISION_HOME"] = normalise_root(args.home)  # a directory made absolute, or an s3:// URI
         return int(args.func(args) or 0)
     except USER_ERRORS as exc:
         print(f"astrovision: error: {exc}", file=sys.stderr)

@@ -85,7 +85,7 @@ QUANTITIES: tuple[Quantity, ...] = (
 
 def figures_dir(wh: Warehouse) -> Path:
     """``<root>/analysis``, where the figures are written (created)."""
-    d = Path(wh.root) / "analysis"
+    d = Path(wh.local_root) / "analysis"
     d.mkdir(parents=True, exist_ok=True)
     return d
 

@@ -38,7 +38,7 @@ def catalogue_for_source(wh: Warehouse, source: str, override: str = "") -> Path
     if not name:
         return None
     path = Path(name).expanduser()
-    candidates = [path] if path.is_absolute() else [wh.root / path, Path.cwd() / path]
+    candidates = [path] if path.is_absolute() else [wh.local_root / path, Path.cwd() / path]
     for p in candidates:
         if p.is_file():
             return p

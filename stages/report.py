@@ -56,7 +56,7 @@ def _table(rows: list[dict], columns: list[str], table_id: str) -> str:
 
 
 def _contact_sheet(wh: Warehouse) -> bytes | None:
-    sheet = Path(wh.root) / "demo_contact_sheet.png"
+    sheet = Path(wh.local_root) / "demo_contact_sheet.png"
     if sheet.is_file():
         return sheet.read_bytes()
     if not wh.exists("images") or wh.count("images") == 0:

@@ -5,7 +5,12 @@ galaxy ids and shard keys) with its kind, path and :meth:`~features.sources.Sour
 Registering a name again is an idempotent re-ingest when kind, path and fingerprint are the same; for
 different data it is refused unless ``replace=True``, which first deletes the old source's rows from
 every per-galaxy table. :func:`source_lock` serialises the ingests of one name across processes (a
-file lock under ``<root>/locks/``); ingests of different names run side by side.
+file lock under ``<local>/locks/``); ingests of different names run side by side.
+
+A source is cut into shards (Dagster partitions) by row index, ``shard_size`` rows each
+(``<name>-00003``), or by sky position (``healpix_nside``): one shard per HEALPix pixel holding
+galaxies, ``<name>-hpx<nside>-<pixel>`` (:mod:`features.sources.sky`), so one region can be
+materialized again on its own (:func:`sky_shards_in_cone`).
 """
 
 from __future__ import annotations
@@ -17,8 +22,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from features.errors import InputError
 from features.sources import Source, check_source_name, make_source, shard_key, shard_range
+from features.sources.sky import (
+    check_nside,
+    cone_pixels,
+    healpix_pixels,
+    parse_sky_shard,
+    pixel_rows,
+    sky_shard_key,
+)
 from warehouse import Warehouse, quote
 from warehouse.locks import file_lock
 
@@ -27,14 +42,27 @@ __all__ = [
     "registered_source",
     "remove_source_rows",
     "shard_keys",
+    "shard_rows",
+    "sky_shard_keys",
+    "sky_shards_in_cone",
     "source_for_shard",
     "source_lock",
 ]
+
+HEALPIX_PARAM = "healpix_nside"
+"""The ``params_json`` key of a sky-partitioned source (not a parameter of its reader)."""
 
 
 def shard_keys(name: str, n: int, shard_size: int) -> list[str]:
     """The shard keys covering ``n`` galaxies of source ``name``: ``<name>-00000``, ``<name>-00001``, ..."""
     return [shard_key(name, i) for i in range(math.ceil(n / shard_size))]
+
+
+def sky_shard_keys(source: Source, nside: int) -> list[str]:
+    """The sky shard keys of a source: one per NESTED HEALPix pixel holding at least one galaxy, sorted."""
+    ra, dec = source.positions()
+    pixels = np.unique(healpix_pixels(ra, dec, nside))
+    return [sky_shard_key(source.name, nside, int(p)) for p in pixels]
 
 
 def registered_source(wh: Warehouse, name: str) -> dict[str, Any] | None:
@@ -69,6 +97,7 @@ def register_source(
     shard_size: int | None = None,
     params: dict[str, Any] | None = None,
     replace: bool = False,
+    healpix_nside: int | None = None,
 ) -> list[str]:
     """Validate a source, record it under its name in the ``sources`` table and return its shard keys.
 
@@ -89,15 +118,19 @@ def register_source(
     replace : bool
         Register different data under an existing name: the old source's rows are deleted from every
         per-galaxy table first (:func:`remove_source_rows`).
+    healpix_nside : int, optional
+        Partition by sky position instead of row index: one shard per HEALPix pixel at this ``nside``
+        (a power of two) holding galaxies (:func:`sky_shard_keys`); ``shard_size`` is then unused.
 
     Raises
     ------
     InputError
         Bad input (from ``source.validate()``), no galaxies, a non-positive shard size, the name already
         registered for different data (kind, path or content checksum) without ``replace``, or with
-        another shard size.
+        another shard size or partitioning; an ``nside`` that is not a power of two.
     """
     name = check_source_name(source.name)
+    nside = None if healpix_nside is None else check_nside(healpix_nside)
     source.validate()
     n = len(source)
     described = source.describe()
@@ -115,7 +148,8 @@ def register_source(
         "fingerprint": source.fingerprint(),
         "shard_size": size,
         "n_galaxies": n,
-        "params_json": json.dumps({**described, **(params or {})}, sort_keys=True),
+        "params_json": json.dumps({**described, **(params or {}), **({HEALPIX_PARAM: nside} if nside else {})},
+                                  sort_keys=True),
     }
     old = registered_source(wh, name)
     if old is not None and replace:
@@ -130,13 +164,33 @@ def register_source(
                 f"under another name with --name NAME, or pass --replace to delete the rows of {name!r} "
                 "and ingest this instead"
             )
-        if int(old["shard_size"]) != size:
+        old_nside = _nside(old)
+        if old_nside != nside:
+            raise InputError(
+                f"source {name!r} is already ingested with {_partitioning(old_nside)}; use the same "
+                f"partitioning (--healpix-nside), or --replace to ingest it again with {_partitioning(nside)}"
+            )
+        if nside is None and int(old["shard_size"]) != size:
             raise InputError(
                 f"source {name!r} is already ingested with shard size {old['shard_size']}; "
                 "use the same --shard-size, or --replace to ingest it again"
             )
+    keys = sky_shard_keys(source, nside) if nside else shard_keys(name, n, size)
     wh.upsert("sources", [row])
-    return shard_keys(name, n, size)
+    return keys
+
+
+def _partitioning(nside: int | None) -> str:
+    return f"HEALPix nside {nside}" if nside else "row shards"
+
+
+def _nside(row: dict[str, Any]) -> int | None:
+    """The HEALPix nside a ``sources`` row is partitioned by (None: row shards)."""
+    try:
+        value = json.loads(row["params_json"] or "{}").get(HEALPIX_PARAM)
+    except json.JSONDecodeError:
+        return None
+    return int(value) if value else None
 
 
 def remove_source_rows(wh: Warehouse, name: str) -> dict[str, int]:
@@ -158,18 +212,77 @@ def remove_source_rows(wh: Warehouse, name: str) -> dict[str, int]:
     return deleted
 
 
-def source_for_shard(wh: Warehouse, shard: str) -> tuple[Source, int, int]:
-    """The source a shard belongs to, rebuilt from its ``sources`` row, and the shard's row range."""
-    name = shard.rsplit("-", 1)[0]
+def _shard_source(wh: Warehouse, shard: str) -> tuple[Source, dict[str, Any]]:
+    name = shard.split("-", 1)[0]
     row = registered_source(wh, name)
     if row is None:
         raise InputError(f"shard {shard!r}: source {name!r} is not registered; run `astrovision ingest` first")
-    params = {k: v for k, v in json.loads(row["params_json"] or "{}").items() if k not in ("path", "catalog")}
-    source = make_source(row["kind"], path=row["path"], catalog=row["catalog"], name=name, **params)
+    params = {k: v for k, v in json.loads(row["params_json"] or "{}").items()
+              if k not in ("path", "catalog", HEALPIX_PARAM)}
+    return make_source(row["kind"], path=row["path"], catalog=row["catalog"], name=name, **params), row
+
+
+def source_for_shard(wh: Warehouse, shard: str) -> tuple[Source, int, int]:
+    """The source a row shard belongs to, rebuilt from its ``sources`` row, and the shard's row range.
+
+    A sky shard has rows, not a range: see :func:`shard_rows`.
+    """
+    source, row = _shard_source(wh, shard)
+    if parse_sky_shard(shard) is not None:
+        raise InputError(f"shard {shard!r} is a sky shard (a HEALPix pixel), not a row range")
     start, stop = shard_range(shard, int(row["shard_size"]), int(row["n_galaxies"]))
     if start >= stop:
-        raise InputError(f"shard {shard!r} is empty: the source {name!r} has {row['n_galaxies']} galaxies")
+        raise InputError(f"shard {shard!r} is empty: the source {source.name!r} has {row['n_galaxies']} galaxies")
     return source, start, stop
+
+
+def shard_rows(wh: Warehouse, shard: str) -> tuple[Source, np.ndarray]:
+    """The source of any shard and the rows (ascending source row indices) it holds.
+
+    A row shard holds its ``[start, stop)`` range; a sky shard ``<name>-hpx<nside>-<pixel>`` the
+    rows whose position falls in that HEALPix pixel (recomputed from the source's positions, which
+    its fingerprint pins).
+
+    Raises
+    ------
+    InputError
+        Unknown source, an empty shard, or a sky shard at another nside than the source's.
+    """
+    sky = parse_sky_shard(shard)
+    if sky is None:
+        source, start, stop = source_for_shard(wh, shard)
+        return source, np.arange(start, stop, dtype=np.int64)
+    source, row = _shard_source(wh, shard)
+    _, nside, pixel = sky
+    if _nside(row) != nside:
+        raise InputError(f"shard {shard!r}: source {source.name!r} is partitioned by {_partitioning(_nside(row))}")
+    ra, dec = source.positions()
+    rows = pixel_rows(ra, dec, nside, pixel)
+    if rows.size == 0:
+        raise InputError(f"shard {shard!r} is empty: no galaxy of {source.name!r} lies in HEALPix pixel {pixel}")
+    return source, rows
+
+
+def sky_shards_in_cone(wh: Warehouse, ra: float, dec: float, radius_arcsec: float) -> list[str]:
+    """The sky shards of every sky-partitioned source that overlap a cone (a region to materialize again).
+
+    Raises
+    ------
+    InputError
+        No source is partitioned by sky position, or the cone is not on the sky.
+    """
+    if not wh.exists("sources"):
+        raise InputError("no source is registered; run `astrovision ingest` first")
+    keys: list[str] = []
+    partitioned = False
+    for row in wh.read("sources", columns=["source", "params_json"]).to_pylist():
+        nside = _nside(row)
+        if nside:
+            partitioned = True
+            keys += [sky_shard_key(row["source"], nside, int(p)) for p in cone_pixels(ra, dec, radius_arcsec, nside)]
+    if not partitioned:
+        raise InputError("no source is partitioned by sky position; ingest one with --healpix-nside N")
+    return keys
 
 
 @contextmanager
@@ -194,7 +307,7 @@ def source_lock(wh: Warehouse, name: str, *, timeout: float | None = None,
     """
     from filelock import Timeout
 
-    lock = file_lock(wh.root, f"source-{check_source_name(name)}")
+    lock = file_lock(wh.local_root, f"source-{check_source_name(name)}")
     path = Path(lock.lock_file)
     try:
         lock.acquire(timeout=0)

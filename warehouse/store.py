@@ -12,8 +12,13 @@ Lance on a commit conflict (``conflict_retries``), so Dagster's parallel steps c
 once and a re-run leaves the same rows. :meth:`Warehouse.replace` swaps a whole range of rows (a split
 set, a model's predictions) in one commit. A Lance commit is atomic: a crash mid-write leaves the
 previous version readable.
-A table's first write (its creation) holds a file lock under ``<root>/locks/`` (:mod:`warehouse.locks`),
-since Lance turns a racing second creation into an overwrite.
+A table's first write (its creation) holds a file lock under ``<local>/locks/`` (:mod:`warehouse.locks`),
+since Lance turns a racing second creation into an overwrite; a creation that lost such a race anyway
+(writers on two machines sharing an object-store root) merges the overwritten rows back.
+
+The root may be an object-store URI (``s3://bucket/prefix``): the tables are then read and written by
+Lance on the object store and everything else stays in a local state directory
+(:mod:`warehouse.location`).
 """
 
 from __future__ import annotations
@@ -31,10 +36,12 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 
 from warehouse import schemas
 from warehouse.errors import WarehouseError, is_commit_conflict
 from warehouse.images import decode_image
+from warehouse.location import Location, is_uri, normalise_root
 from warehouse.locks import file_lock
 from warehouse.provenance import code_version, new_run_id, utc_now
 
@@ -52,15 +59,27 @@ _CONFLICT_RETRIES = 12
 _RETRY_TIMEOUT = timedelta(seconds=120)
 """Lance stops retrying after this long (Dagster's parallel shard steps can queue on one table)."""
 
+_OVERWRITE_RETRIES = 3
+"""Merges restarted after a racing creation on another machine overwrote the version they read."""
+
+
+def _overwritten(exc: BaseException) -> bool:
+    """Whether a Lance write failed because a racing creation overwrote the version it read (retry it)."""
+    return "incompatible with concurrent transaction Overwrite" in str(exc)
+
+
 RowsLike = pa.Table | pa.RecordBatchReader | pl.DataFrame | Sequence[dict[str, Any]]
 
 
-def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
-    """The warehouse root: ``root`` if given, else ``$ASTROVISION_HOME``, else ``./astrovision-data``."""
-    if root is not None:
-        return Path(root).expanduser().resolve()
-    env = os.environ.get("ASTROVISION_HOME")
-    return Path(env).expanduser().resolve() if env else DEFAULT_ROOT.resolve()
+def resolve_root(root: str | os.PathLike[str] | None = None) -> Path | str:
+    """The warehouse root: ``root`` if given, else ``$ASTROVISION_HOME``, else ``./astrovision-data``.
+
+    A directory comes back as an absolute ``Path``, an object-store URI (``s3://bucket/prefix``) as
+    its normalised string (:func:`warehouse.location.normalise_root`).
+    """
+    text = root if root is not None else (os.environ.get("ASTROVISION_HOME") or DEFAULT_ROOT)
+    norm = normalise_root(text)
+    return norm if is_uri(norm) else Path(norm)
 
 
 class Warehouse:
@@ -70,12 +89,20 @@ class Warehouse:
     optimistic concurrency), and readers never block writers.
     """
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.lance_dir = root / "lance"
-        self.models_dir = root / "models"
-        self.dagster_home = root / "dagster"
-        self.cache_dir = root / "cache"
+    def __init__(self, root: Path | str, local_root: Path | None = None) -> None:
+        loc = Location.of(root)
+        if local_root is not None:
+            loc = Location(loc.root, Path(local_root))
+        self.location = loc
+        self.root: Path | str = loc.root if loc.remote else Path(loc.root)
+        """The directory, or the object-store URI, of the tables."""
+        self.local_root = loc.local
+        """Where the non-table state lives (the root itself for a directory; see :mod:`warehouse.location`)."""
+        self.lance_dir: Path | str = loc.lance_uri() if loc.remote else Path(loc.lance_uri())
+        self.models_dir = loc.local / "models"
+        self.dagster_home = loc.local / "dagster"
+        self.cache_dir = loc.local / "cache"
+        self._fs: tuple[Any, str] | None = None
         self._id_index: dict[tuple[str, int], dict[str, int]] = {}
         self._pins: dict[str, int] = {}
         self._snapshot: dict[str, lance.LanceDataset] = {}
@@ -91,29 +118,63 @@ class Warehouse:
             See :func:`resolve_root`.
         """
         path = resolve_root(root)
-        if path.exists() and not path.is_dir():
+        wh = cls(path)
+        if wh.location.remote:
+            wh._check_bucket()
+        elif Path(path).exists() and not Path(path).is_dir():
             raise WarehouseError(f"warehouse root {path} exists and is not a directory")
-        for sub in ("lance", "models", "dagster", "cache"):
-            (path / sub).mkdir(parents=True, exist_ok=True)
-        return cls(path)
+        else:
+            Path(wh.lance_dir).mkdir(parents=True, exist_ok=True)
+        for sub in (wh.models_dir, wh.dagster_home, wh.cache_dir):
+            sub.mkdir(parents=True, exist_ok=True)
+        return wh
+
+    def filesystem(self) -> tuple[Any, str]:
+        """The pyarrow file system of the tables and the path of ``lance/`` in it (made once)."""
+        if self._fs is None:
+            self._fs = self.location.filesystem()
+        return self._fs
+
+    def _check_bucket(self) -> None:
+        """One line when an object-store root cannot be used: plain HTTP not allowed, unreachable, no bucket."""
+        self.location.check_endpoint()
+        fs, lance_path = self.filesystem()
+        bucket = lance_path.split("/", 1)[0]
+        try:
+            info = fs.get_file_info(bucket)
+        except OSError as exc:
+            raise WarehouseError(f"cannot reach the warehouse root {self.root}: {str(exc).splitlines()[0]}") from exc
+        if info.type == pafs.FileType.NotFound:
+            raise WarehouseError(f"warehouse root {self.root}: bucket {bucket!r} does not exist (create it first)")
 
     def __repr__(self) -> str:
         return f"Warehouse({str(self.root)!r})"
 
     # ------------------------------------------------------------------------------------ tables
     def table_uri(self, table: str) -> str:
-        """Filesystem path of a table's Lance dataset."""
+        """Path (local root) or URI (object-store root) of a table's Lance dataset."""
         if not table.replace("_", "").isalnum():
             raise WarehouseError(f"invalid table name {table!r}")
-        return str(self.lance_dir / f"{table}.lance")
+        return self.location.lance_uri(f"{table}.lance")
 
     def exists(self, table: str) -> bool:
         """Whether a table has been written at least once."""
-        return (Path(self.table_uri(table)) / "_versions").is_dir()
+        if not self.location.remote:
+            return (Path(self.table_uri(table)) / "_versions").is_dir()
+        fs, lance_path = self.filesystem()
+        self.table_uri(table)  # checks the name
+        return fs.get_file_info(f"{lance_path}/{table}.lance/_versions").type == pafs.FileType.Directory
 
     def tables(self) -> list[str]:
-        """Names of the tables that exist on disk, sorted."""
-        return sorted(p.name[: -len(".lance")] for p in self.lance_dir.glob("*.lance") if (p / "_versions").is_dir())
+        """Names of the tables that exist, sorted."""
+        if not self.location.remote:
+            return sorted(p.name[: -len(".lance")] for p in Path(self.lance_dir).glob("*.lance")
+                          if (p / "_versions").is_dir())
+        fs, lance_path = self.filesystem()
+        found = fs.get_file_info(pafs.FileSelector(lance_path, allow_not_found=True))
+        names = [i.base_name[: -len(".lance")] for i in found
+                 if i.type == pafs.FileType.Directory and i.base_name.endswith(".lance")]
+        return sorted(n for n in names if n.replace("_", "").isalnum() and self.exists(n))
 
     def pinned(self, versions: Mapping[str, int] | None = None) -> Warehouse:
         """This warehouse with every read of a table at one version: a consistent snapshot.
@@ -141,7 +202,8 @@ class Warehouse:
                     raise
                 raise WarehouseError(f"table {table!r} has no version {version} (latest: {pins[table]}; "
                                      "old versions may have been vacuumed)") from None
-        clone = Warehouse(self.root)
+        clone = Warehouse(self.root, local_root=self.local_root)
+        clone._fs = self._fs
         clone._id_index = self._id_index
         clone._pins = pins
         clone._snapshot = opened
@@ -406,18 +468,62 @@ class Warehouse:
 
     def _write(self, table: str, spec: schemas.TableSpec, data: pa.Table | pa.RecordBatchReader,
                delete_where: str | None = None) -> int:
-        uri = self.table_uri(table)
         if not self.exists(table):
             # Lance commits a racing second "create" as an overwrite of the first: create under a lock,
             # and merge into a table another process created meanwhile.
-            with file_lock(self.root, f"table-{table}"):
+            with file_lock(self.local_root, f"table-{table}"):
                 if not self.exists(table):
-                    return lance.write_dataset(data, uri, schema=spec.schema, mode="create").version
+                    version = self._create(table, spec, data)
+                    if version is not None:
+                        return version
             log.debug("table %s was created concurrently; merging", table)
+        for attempt in range(_OVERWRITE_RETRIES + 1):
+            try:
+                return self._merge(table, spec, data, delete_where)
+            except (OSError, RuntimeError, ValueError) as exc:
+                # A creation on another machine that raced ours committed as an overwrite after our read
+                # version; it merges the overwritten rows back (see _create), and this merge starts again.
+                if not _overwritten(exc) or isinstance(data, pa.RecordBatchReader) or attempt == _OVERWRITE_RETRIES:
+                    raise
+                log.warning("%s: a concurrent creation overwrote the version this write read; retrying", table)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _create(self, table: str, spec: schemas.TableSpec, data: pa.Table | pa.RecordBatchReader) -> int | None:
+        """Create a table with ``data``; its version, or None when another writer created it first.
+
+        The file lock only serialises the processes of one machine. Writers on several machines sharing
+        an object-store root can still race: Lance then refuses the later create ("already exists": the
+        caller merges instead) or commits it as an overwrite of the earlier one, version > 1; the rows
+        of the overwritten version are then merged back (keys this write also holds keep its values),
+        so no committed row is lost.
+        """
+        uri = self.table_uri(table)
+        try:
+            version = lance.write_dataset(data, uri, schema=spec.schema, mode="create").version
+        except OSError as exc:
+            if "already exists" not in str(exc):
+                raise
+            if isinstance(data, pa.RecordBatchReader):
+                raise WarehouseError(f"{table}: created by another writer while this stream was written; "
+                                     "nothing was written, run it again") from exc
+            return None
+        if version > 1:
+            log.warning("%s: this creation overwrote version %d of a concurrent writer; merging its rows back",
+                        table, version - 1)
+            lost = lance.dataset(uri, version=version - 1).to_table()
+            ds = lance.dataset(uri)
+            ds.merge_insert(list(spec.keys)).when_not_matched_insert_all() \
+                .conflict_retries(_CONFLICT_RETRIES).retry_timeout(_RETRY_TIMEOUT).execute(lost)
+            version = ds.version
+        return version
+
+    def _merge(self, table: str, spec: schemas.TableSpec, data: pa.Table | pa.RecordBatchReader,
+               delete_where: str | None) -> int:
+        uri = self.table_uri(table)
         try:
             ds = lance.dataset(uri)
         except (OSError, ValueError):  # seen mid-creation: wait for the creator's lock
-            with file_lock(self.root, f"table-{table}"):
+            with file_lock(self.local_root, f"table-{table}"):
                 ds = lance.dataset(uri)
         if ds.schema != spec.schema and ds.schema.names != spec.schema.names:
             raise WarehouseError(
@@ -430,7 +536,7 @@ class Warehouse:
         try:
             merge.conflict_retries(_CONFLICT_RETRIES).retry_timeout(_RETRY_TIMEOUT).execute(data)
         except (OSError, RuntimeError, ValueError) as exc:
-            if is_commit_conflict(exc):
+            if is_commit_conflict(exc) and not _overwritten(exc):
                 raise WarehouseError(
                     f"{table}: commit conflicts with concurrent writers persisted after {_CONFLICT_RETRIES} "
                     f"retries / {_RETRY_TIMEOUT.total_seconds():g} s; nothing was written ({exc})"

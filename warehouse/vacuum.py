@@ -35,6 +35,8 @@ from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pyarrow.fs as pafs
+
 from warehouse.errors import WarehouseError, is_commit_conflict
 
 if TYPE_CHECKING:
@@ -125,16 +127,25 @@ def _sync_pins(ds, wanted: Mapping[str, int]) -> tuple[dict[str, int], dict[str,
     return pinned, missing
 
 
-def _leftovers(ds, table_dir: Path) -> list[Path]:
-    """Files under the table that no version references, as Lance lists them."""
+def _leftovers(ds, fs, table_path: str, remote: bool) -> list[str]:
+    """Files under the table that no version references, as Lance lists them (paths in ``fs``).
+
+    Lance names a file by its object key (an object store, without the bucket) or its absolute path
+    without the leading ``/`` (a local disk).
+    """
     listing = ds.explain_cleanup_old_versions(older_than=_KEEP_EVERY_VERSION, delete_unverified=True,
                                               error_if_tagged_old_versions=False, include_files=True,
                                               max_files=1_000_000)
-    root = table_dir.resolve()
+    if remote:
+        bucket = table_path.split("/", 1)[0]
+        root = table_path
+        full = [f"{bucket}/{c.path.lstrip('/')}" for c in listing.candidate_files]
+    else:
+        root = str(Path(table_path).resolve())
+        full = [str(Path("/" + c.path.lstrip("/")).resolve()) for c in listing.candidate_files]
     found = []
-    for cand in listing.candidate_files:
-        path = Path(cand.path if cand.path.startswith("/") else "/" + cand.path)
-        if path.resolve().is_relative_to(root):
+    for path in full:
+        if path.startswith(root.rstrip("/") + "/"):
             found.append(path)
         else:
             log.warning("cleanup listed %s, outside %s; left alone", path, root)
@@ -210,14 +221,18 @@ def vacuum_table(
         n_versions, n_bytes = int(stats.old_versions), int(stats.bytes_removed)
     cutoff = time.time() - grace.total_seconds()
     removed = kept = 0
-    for path in _leftovers(ds, Path(wh.table_uri(table))):
-        try:
-            if path.stat().st_mtime > cutoff:
-                kept += 1
-                continue
-            path.unlink()
-            removed += 1
-        except FileNotFoundError:
+    fs, lance_path = wh.filesystem()
+    for path in _leftovers(ds, fs, f"{lance_path}/{table}.lance", wh.location.remote):
+        info = fs.get_file_info(path)
+        if info.type != pafs.FileType.File:
             continue  # gone meanwhile (a temporary file renamed, or another vacuum)
+        if info.mtime is not None and info.mtime.timestamp() > cutoff:
+            kept += 1
+            continue
+        try:
+            fs.delete_file(path)
+        except FileNotFoundError:
+            continue
+        removed += 1
     return VacuumReport(table, wh.dataset(table).version, before, after, n_versions, in_grace, n_bytes,
                         removed, kept, pinned, missing, note)

@@ -218,6 +218,24 @@ class Source(ABC):
     def iter_batches(self, start: int = 0, stop: int | None = None, batch_size: int = 64) -> Iterator[GalaxyBatch]:
         """Yield the galaxies of rows ``[start, stop)`` in batches of at most ``batch_size``."""
 
+    def iter_runs(self, runs: Sequence[tuple[int, int]], batch_size: int = 64) -> Iterator[GalaxyBatch]:
+        """Yield the galaxies of several ``[start, stop)`` row ranges, in order (a sky shard's rows)."""
+        for start, stop in runs:
+            yield from self.iter_batches(start, stop, batch_size)
+
+    def positions(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(ra, dec)`` of every row in degrees (float64), for sky partitions.
+
+        The default reads every batch (images included); readers with a catalogue override it.
+        """
+        ra: list[np.ndarray] = []
+        dec: list[np.ndarray] = []
+        for batch in self.iter_batches(0, len(self)):
+            ra.append(np.asarray(batch.ra, dtype=np.float64))
+            dec.append(np.asarray(batch.dec, dtype=np.float64))
+        empty = np.zeros(0, dtype=np.float64)
+        return (np.concatenate(ra) if ra else empty), (np.concatenate(dec) if dec else empty)
+
     def describe(self) -> dict[str, Any]:
         """Parameters that recreate this source (stored in the ``sources`` table)."""
         return {}

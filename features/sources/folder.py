@@ -529,6 +529,12 @@ class FolderSource(Source):
         out = np.array([values[r] if values[r] is not None else np.nan for r in rows], dtype=np.float64)
         return np.where(np.isfinite(out), out, default)
 
+    def positions(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(ra, dec)`` of every row, from the catalogue (no image is decoded)."""
+        cat = self._read_catalog()
+        return (np.asarray(cat.columns[self.ra_column], dtype=np.float64),
+                np.asarray(cat.columns[self.dec_column], dtype=np.float64))
+
     def iter_batches(self, start: int = 0, stop: int | None = None, batch_size: int = 64) -> Iterator[GalaxyBatch]:
         """Decode rows ``[start, stop)`` in batches of at most ``batch_size``.
 

@@ -206,6 +206,13 @@ class Galaxy10Source(Source):
         check_positions(cols["ra"], cols["dec"], str(self.path))
         self._n = n
 
+    def positions(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(ra, dec)`` of every row, read from the ``ra`` and ``dec`` keys (no image is read)."""
+        with self._open() as f:
+            n = len(self)
+            return tuple(np.asarray(self._read(self._dataset(f, k), slice(0, n), repr(k)), dtype=np.float64)
+                         for k in ("ra", "dec"))
+
     def iter_batches(self, start: int = 0, stop: int | None = None, batch_size: int = 64) -> Iterator[GalaxyBatch]:
         """Yield rows ``[start, stop)`` in batches of at most ``batch_size``.
 

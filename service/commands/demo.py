@@ -123,7 +123,7 @@ def _analysis_lines(wh: Warehouse) -> list[str]:
     for r in rows:
         by.setdefault(r["quantity"], []).append(f"{r['encoder']} {r['value']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]")
     lines = [f"\nWhat the embeddings encode (cross-validated R^2, 95% CI, folds grouped by duplicate group; "
-             f"table representation_analysis, figures in {wh.root / 'analysis'}):"]
+             f"table representation_analysis, figures in {wh.local_root / 'analysis'}):"]
     return lines + [f"  {q:<22} {'   '.join(v)}" for q, v in by.items()]
 
 
@@ -162,12 +162,12 @@ def check_sizes(n: int | None, shard_size: int | None) -> None:
 
 def run_demo(wh: Warehouse, n: int | None = None, seed: int = 0, shard_size: int | None = None,
              groups: list[str] | None = None, progress: bool = True, replace: bool = False,
-             name: str | None = None) -> int:
+             name: str | None = None, healpix_nside: int | None = None) -> int:
     """Render, register (as source ``name``, default ``demo``), materialize and summarise the demo survey;
     returns the exit status.
 
     ``replace`` replaces a source of that name holding other data (another size or seed; see
-    :func:`stages.sources.register_source`).
+    :func:`stages.sources.register_source`). ``healpix_nside`` shards the survey by HEALPix pixel.
 
     Any size from one galaxy up finishes: a survey too small to give two classes a galaxy in each of
     train, val and test trains no model (the summary says which were skipped and why), and classes too
@@ -179,18 +179,22 @@ def run_demo(wh: Warehouse, n: int | None = None, seed: int = 0, shard_size: int
         ``n``, ``shard_size`` below 1 or ``seed`` negative (checked before anything is written).
     """
     from dagster_project.runner import run_pipeline
+    from features.sources.sky import check_nside
     from features.sources.synthetic import DEFAULT_N, SyntheticSurvey, contact_sheet
 
     check_sizes(n, shard_size)
+    if healpix_nside is not None:
+        check_nside(healpix_nside)  # before anything is written
     t0 = time.perf_counter()
     survey = SyntheticSurvey(n=DEFAULT_N if n is None else n, seed=seed)
     survey.name = name
     catalogue = demo_catalogue(wh, survey)
-    sheet = wh.root / "demo_contact_sheet.png"
+    sheet = wh.local_root / "demo_contact_sheet.png"
     contact_sheet(survey, sheet)
     params = {"n": len(survey), "seed": seed, "photometry_catalog": str(catalogue)}
     with source_lock(wh, survey.name, on_wait=lambda msg: print(msg, file=sys.stderr, flush=True)):
-        shards = register_source(wh, survey, shard_size=shard_size, params=params, replace=replace)
+        shards = register_source(wh, survey, shard_size=shard_size, params=params, replace=replace,
+                                 healpix_nside=healpix_nside)
         print(f"demo: {len(survey)} synthetic galaxies (seed {seed}) in {len(shards)} shard(s) -> {wh.root}")
         report = run_pipeline(wh, shards, groups=groups, progress=progress)
     print(_summary(wh, time.perf_counter() - t0, str(sheet), survey.name, report))
@@ -209,8 +213,13 @@ def run_demo(wh: Warehouse, n: int | None = None, seed: int = 0, shard_size: int
 def _cmd_demo(args: argparse.Namespace) -> int:
     pl.Config.set_tbl_hide_dataframe_shape(True)
     check_sizes(args.n, args.shard_size)
+    if args.healpix_nside is not None:
+        from features.sources.sky import check_nside
+
+        check_nside(args.healpix_nside)  # before the warehouse is created
     return run_demo(Warehouse.open(), n=args.n, seed=args.seed, shard_size=args.shard_size,
-                    groups=args.group or None, replace=args.replace, name=args.name)
+                    groups=args.group or None, replace=args.replace, name=args.name,
+                    healpix_nside=args.healpix_nside)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -219,6 +228,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shard-size", type=int, help="galaxies per shard, at least 1 (default 200)")
     p.add_argument("--group", action="append", help="only assets of this Dagster group (repeatable)")
+    p.add_argument("--healpix-nside", type=int, default=None,
+                   help="shard by sky position: one shard per HEALPix pixel at this nside (a power of two)")
     p.add_argument("--name", help="source name, prefix of the galaxy ids (default: demo)")
     p.add_argument("--replace", action="store_true",
                    help="replace a source of this name holding other data (another --n or --seed)")

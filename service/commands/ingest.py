@@ -15,8 +15,9 @@ from typing import Any
 from features.errors import InputError
 from features.sources import SOURCE_KINDS, make_source
 from features.sources.ranges import check_pxscale
+from features.sources.sky import check_nside
 from stages.photometry import demo_catalogue
-from stages.sources import register_source, source_lock
+from stages.sources import register_source, sky_shards_in_cone, source_lock
 from warehouse import Warehouse
 
 __all__ = ["register"]
@@ -38,6 +39,8 @@ def _pxscale(text: str) -> float | None:
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from dagster_project.runner import run_pipeline
 
+    if args.healpix_nside is not None:
+        check_nside(args.healpix_nside)  # before anything is written
     wh = Warehouse.open()
     params: dict[str, Any] = {}
     if args.label_column:
@@ -58,7 +61,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
             if "photometry_catalog" not in params:
                 params["photometry_catalog"] = str(demo_catalogue(wh, source))  # the demo has no SDSS counterpart
         shards = register_source(wh, source, path=args.path, catalog=args.catalog,
-                                 shard_size=args.shard_size, params=params, replace=args.replace)
+                                 shard_size=args.shard_size, params=params, replace=args.replace,
+                                 healpix_nside=args.healpix_nside)
         print(f"ingesting {len(source)} galaxies from {args.source} source {source.name!r} in {len(shards)} "
               f"shard(s) into {wh.root}")
         report = run_pipeline(wh, shards, groups=None if args.all else ["ingest"])
@@ -74,6 +78,12 @@ def _cmd_materialize(args: argparse.Namespace) -> int:
     if not wh.exists("galaxies"):
         raise InputError(f"nothing ingested in {wh.root}: run `astrovision ingest` or `astrovision demo` first")
     shards = sorted(set(wh.read("galaxies", columns=["shard"]).column("shard").to_pylist()))
+    if args.cone:
+        region = set(sky_shards_in_cone(wh, *args.cone))
+        shards = [s for s in shards if s in region]
+        if not shards:
+            raise InputError(f"no ingested sky shard overlaps the cone {args.cone[2]:g} arcsec around "
+                             f"({args.cone[0]:g}, {args.cone[1]:g})")
     if args.shard:
         unknown = sorted(set(args.shard) - set(shards))
         if unknown:
@@ -99,6 +109,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--photometry-catalog",
                    help="CSV/FITS/Parquet photometry catalogue to cross-match instead of querying SDSS")
     p.add_argument("--shard-size", type=int, help="galaxies per shard (Dagster partition)")
+    p.add_argument("--healpix-nside", type=int, default=None,
+                   help="shard by sky position: one shard per HEALPix pixel at this nside (a power of two)")
     p.add_argument("--n", type=int, help="demo source: number of galaxies")
     p.add_argument("--seed", type=int, default=0, help="demo source: seed")
     p.add_argument("--all", action="store_true", help="materialize every asset, not only the ingest group")
@@ -107,4 +119,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     m = sub.add_parser("materialize", help="materialize assets for the ingested shards")
     m.add_argument("--group", action="append", help="only this Dagster group (repeatable)")
     m.add_argument("--shard", action="append", help="only this shard (repeatable)")
+    m.add_argument("--cone", nargs=3, type=float, metavar=("RA", "DEC", "RADIUS_ARCSEC"),
+                   help="only the sky shards (HEALPix pixels) overlapping this cone: one region again")
     m.set_defaults(func=_cmd_materialize)

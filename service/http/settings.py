@@ -54,8 +54,8 @@ class Settings:
 
     Attributes
     ----------
-    home : Path
-        Warehouse root.
+    home : Path or str
+        Warehouse root (a directory or an object-store URI).
     host : str
         Address the server binds; anything but loopback needs ``token``.
     token : str or None
@@ -73,7 +73,7 @@ class Settings:
         Whether embedding an uploaded image may download encoder weights.
     """
 
-    home: Path
+    home: Path | str
     host: str = "127.0.0.1"
     token: str | None = field(default=None, repr=False)
     max_upload_bytes: int = 8 * 1024 * 1024

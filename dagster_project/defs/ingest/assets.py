@@ -13,7 +13,8 @@ from dagster_project.defs.ingest.records import iter_shard_rows
 from dagster_project.partitions import SHARDS
 from dagster_project.resources import WarehouseResource
 from features.flags import Flag
-from stages.sources import source_for_shard
+from features.sources.sky import row_runs
+from stages.sources import shard_rows
 from warehouse import quote, schemas
 
 __all__ = ["duplicate_groups", "galaxies"]
@@ -42,12 +43,13 @@ def galaxies(context: dg.AssetExecutionContext, warehouse: WarehouseResource) ->
     """One row per galaxy of the shard in ``galaxies``, its image in ``images`` (and ``truth`` for the demo)."""
     wh = warehouse.open()
     shard = context.partition_key
-    source, start, stop = source_for_shard(wh, shard)
+    source, rows = shard_rows(wh, shard)  # a row range, or a HEALPix pixel's rows
+    runs = row_runs(rows)
     t0 = time.perf_counter()
     # Decode and encode the whole shard before writing anything, so an unreadable image leaves every
     # table as it was; only the encoded bytes are held (~140 KB a galaxy). Then images first, chunk by
     # chunk (bounded Arrow buffers): a galaxies row always has its image.
-    parts = list(iter_shard_rows(source.iter_batches(start, stop), shard, total=stop - start))
+    parts = list(iter_shard_rows(source.iter_runs(runs), shard, total=len(rows)))
     gal_parts: list[pa.Table] = []
     shapes: Counter = Counter()
     dtypes: Counter = Counter()
@@ -69,7 +71,7 @@ def galaxies(context: dg.AssetExecutionContext, warehouse: WarehouseResource) ->
         gal = gal.set_column(gal.schema.get_field_index("duplicate_group"), "duplicate_group",
                              pa.array(kept, pa.string()))
     if hasattr(source, "truth_table"):
-        wh.upsert("truth", source.truth_table(start, stop), run_id=context.run_id)
+        wh.upsert("truth", pa.concat_tables([source.truth_table(a, b) for a, b in runs]), run_id=context.run_id)
     wh.upsert("galaxies", gal, run_id=context.run_id)
 
     stored = wh.read("galaxies", columns=["galaxy_id"], where=f"shard = {quote(shard)}")
@@ -82,8 +84,8 @@ def galaxies(context: dg.AssetExecutionContext, warehouse: WarehouseResource) ->
     checks = [
         dg.AssetCheckResult(check_name="unique_ids", passed=n_unique == len(ids),
                             metadata={"rows": len(ids), "unique": n_unique}),
-        dg.AssetCheckResult(check_name="rows_per_shard", passed=len(ids) == stop - start,
-                            metadata={"expected": stop - start, "stored": len(ids)}),
+        dg.AssetCheckResult(check_name="rows_per_shard", passed=len(ids) == len(rows),
+                            metadata={"expected": len(rows), "stored": len(ids)}),
         dg.AssetCheckResult(check_name="image_shape_dtype", passed=len(shapes) == 1 and len(dtypes) == 1,
                             metadata={"shapes": dict(shapes), "dtypes": dict(dtypes)}),
         dg.AssetCheckResult(check_name="blank_images", passed=blank_rate <= BLANK_RATE_MAX,
@@ -94,7 +96,7 @@ def galaxies(context: dg.AssetExecutionContext, warehouse: WarehouseResource) ->
             "source": source.name,
             "source_kind": source.kind,
             "rows": dg.MetadataValue.int(n_rows),
-            "row_range": f"[{start}, {stop})",
+            "row_range": ", ".join(f"[{a}, {b})" for a, b in runs[:8]) + (" ..." if len(runs) > 8 else ""),
             "image_bytes_per_galaxy": dg.MetadataValue.float(image_bytes / max(n_rows, 1)),
             "blank_images": n_blank,
             "nan_images": n_nan,

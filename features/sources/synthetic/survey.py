@@ -12,7 +12,7 @@ import math
 import multiprocessing as mp
 import os
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
@@ -163,6 +163,21 @@ class SyntheticSurvey(Source):
         windows = [(s, min(s + batch_size, stop)) for s in range(start, stop, batch_size)]
         for (s, e), results in zip(windows, self._render_windows(windows, workers)):
             yield self._batch(s, e, results)
+
+    def iter_runs(self, runs: Sequence[tuple[int, int]], batch_size: int = 64,
+                  workers: int | None = None) -> Iterator[GalaxyBatch]:
+        """Render several ``[start, stop)`` row ranges (a sky shard's rows) with one pool, in order."""
+        for s, e in runs:
+            self._check_range(s, e)
+        windows = [(a, min(a + batch_size, e)) for s, e in runs for a in range(s, e, batch_size)]
+        for (a, b), results in zip(windows, self._render_windows(windows, workers)):
+            yield self._batch(a, b, results)
+
+    def positions(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(ra, dec)`` of every row from its drawn parameters (no rendering)."""
+        params = [self.params(row) for row in range(self.n)]
+        return (np.array([p.ra for p in params], dtype=np.float64),
+                np.array([p.dec for p in params], dtype=np.float64))
 
     def _render_windows(self, windows: list[tuple[int, int]], workers: int | None) -> Iterator[list]:
         """Render row windows in order; yields ``[(row, rgb, truth, field), ...]`` per window."""
