@@ -20,7 +20,7 @@ from warehouse import Warehouse
 
 __all__ = ["register"]
 
-ORDER = ("dinov2_probe", "cnn", "efficientnet_b0", "dinov2_finetune")
+ORDER = ("dinov2_probe", "cnn", "efficientnet_b0", "dinov2_finetune", "fusion")
 """Training order of ``all`` (the probe first: the fine-tune head starts from it); the names of
 :data:`models.registry.MODELS`, spelled out so ``astrovision --help`` does not import torch."""
 PRESET_NAMES = ("demo", "full")
