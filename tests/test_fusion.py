@@ -158,3 +158,25 @@ def test_wandb_configured_but_not_installed_stops_before_training(warehouse, mon
                                             r"not installed; pip install 'astrovision\[wandb\]'"):
         train_model(warehouse, "dinov2_probe", make_config("dinov2_probe"))
     assert not warehouse.exists("models")
+
+
+def test_dagster_fusion_asset_shows_the_ablation_and_its_checks(warehouse):
+    import dagster as dg
+
+    from dagster_project.defs.training.assets import fusion, predictions, splits
+    from dagster_project.resources import WarehouseResource
+
+    gal, y = fill_toy_warehouse(warehouse, n=80, separation=1.0)
+    fill_toy_tabular(warehouse, gal, y)
+    res = dg.materialize([splits, fusion, predictions],
+                         resources={"warehouse": WarehouseResource(root=str(warehouse.root))},
+                         run_config={"ops": {"fusion": {"config": {"epochs": 30}}}})
+    assert res.success
+    checks = {(e.asset_key.to_user_string(), e.check_name) for e in res.get_asset_check_evaluations()}
+    assert {("fusion", "beats_baselines"), ("fusion", "scaling_keeps_val_ece")} <= checks
+    meta = {e.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
+            for e in res.get_asset_materialization_events()}["fusion"]
+    table = meta["ablation"].value
+    assert table.startswith("| modalities | test balanced accuracy [95% CI] |") and table.count("\n| ") == 7  # one row per modality subset
+    assert meta["modalities"].value == list(MODALITIES) and meta["experiment_tracking"].value.startswith("off")
+    assert json.loads(get_model(warehouse, "fusion", 1)["metrics_json"])["fit"]["ablation"]["n_test"] == meta["n_test"].value

@@ -107,6 +107,13 @@ def _print_outcome(row: dict[str, Any], meta: dict[str, Any]) -> None:
         extra = f", {fit['images_per_s']:.1f} images/s, data wait {100 * fit['data_wait_fraction']:.1f}%"
     print(f"  time: {row['train_seconds']:.1f} s{extra}")
     print(f"  artefacts: {row['artefact_path']}")
+    if "ablation" in fit:
+        from models.fusion import ablation_table_md
+
+        print("  modalities: " + ", ".join(fit["modalities"])
+              + (f"; MISSING for every galaxy: {', '.join(fit['modalities_missing_for_all'])}"
+                 if fit["modalities_missing_for_all"] else ""))
+        print("  ablation (test):\n    " + ablation_table_md(fit["ablation"]).replace("\n", "\n    "))
     for note in metrics.get("notes", []):
         print(f"  note: {note}")
 
