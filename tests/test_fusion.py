@@ -16,7 +16,7 @@ from models.versions import get_model
 from stages.training import train_model
 from tests.toy_warehouse import fill_toy_tabular, fill_toy_warehouse
 
-FAST = {"epochs": 40, "patience": 10, "gate_resamples": 200}
+FAST = {"epochs": 25, "patience": 8, "gate_resamples": 200}
 
 
 def _modalities(n, seed=0, shift=0.0, present=None):
@@ -60,7 +60,7 @@ def test_ablation_claims_a_gain_only_where_the_interval_excludes_zero():
                       {m: np.ones(n, bool) for m in MODALITIES}, {m: [] for m in MODALITIES})
     tr, va, te = np.arange(0, 140), np.arange(140, 180), np.arange(180, n)
     res = ablation(data.subset(tr), y[tr], data.subset(va), y[va], data.subset(te), y[te],
-                   modalities=list(MODALITIES), num_classes=3, n_boot=300, epochs=40, patience=10)
+                   modalities=list(MODALITIES), num_classes=3, n_boot=300, epochs=30, patience=8)
     rows = {r["modalities"]: r for r in res["rows"]}
     assert len(rows) == 7 and res["best_single"] in MODALITIES
     for r in rows.values():
@@ -170,7 +170,7 @@ def test_dagster_fusion_asset_shows_the_ablation_and_its_checks(warehouse):
     fill_toy_tabular(warehouse, gal, y)
     res = dg.materialize([splits, fusion, predictions],
                          resources={"warehouse": WarehouseResource(root=str(warehouse.root))},
-                         run_config={"ops": {"fusion": {"config": {"epochs": 30}}}})
+                         run_config={"ops": {"fusion": {"config": {"epochs": 15}}}})
     assert res.success
     checks = {(e.asset_key.to_user_string(), e.check_name) for e in res.get_asset_check_evaluations()}
     assert {("fusion", "beats_baselines"), ("fusion", "scaling_keeps_val_ece")} <= checks
