@@ -24,7 +24,7 @@ from models.errors import MissingInputError
 from models.fusion_data import MODALITIES, Modalities, read_modalities
 from models.splits import SPLIT_NAMES
 
-__all__ = ["embeddings_provenance", "train_fusion"]
+__all__ = ["DEMO_CATALOGUE_PREFIX", "embeddings_provenance", "train_fusion"]
 
 LogFn = Callable[[str], None]
 Used = dict[str, tuple[list[str], np.ndarray]]
@@ -41,6 +41,23 @@ def embeddings_provenance(wh: Any, table: str) -> WeightsProvenance:
     return WeightsProvenance(WeightsOrigin.RANDOM_INIT if random else origins[0],
                              sha256=shas.pop() if len(shas) == 1 else None,
                              via=f"embeddings {table}: {', '.join(origins)}")
+
+
+DEMO_CATALOGUE_PREFIX = "catalogue:sdss_like_"
+"""``photometry.source`` of the demo survey's synthetic catalogue (:func:`stages.photometry.demo_catalogue`)."""
+
+
+def _photometry_sources(wh: Any, ids: list[str]) -> dict[str, int]:
+    """Training galaxies per ``photometry.source`` (which catalogue or service the values came from)."""
+    if not wh.exists("photometry"):
+        return {}
+    t = wh.read("photometry", columns=["galaxy_id", "source"]).to_pydict()
+    wanted = set(ids)
+    out: dict[str, int] = {}
+    for g, src in zip(t["galaxy_id"], t["source"]):
+        if g in wanted:
+            out[src] = out.get(src, 0) + 1
+    return out
 
 
 def _coverage(data: dict[str, Modalities]) -> dict[str, dict[str, int]]:
@@ -79,6 +96,11 @@ def train_fusion(wh: Any, cfg: TrainConfig, split: Any, tmp: Path, log: LogFn, n
         raise MissingInputError(f"fusion: no modality is present for any training galaxy of {split.split_name!r} "
                                 f"({'; '.join(f'{m}: {w}' for m, w in data['train'].notes.items())})")
     coverage = _coverage(data)
+    sources = _photometry_sources(wh, used["train"][0])
+    if any(src.startswith(DEMO_CATALOGUE_PREFIX) for src in sources):
+        notes.append("photometry is the demo survey's synthetic SDSS-like catalogue (magnitudes of the rendered "
+                     "galaxies with SDSS-depth noise, features.sources.synthetic.catalogue), not SDSS")
+        log(f"fusion: {notes[-1]}")
     for m in modalities:
         lacking = {s: coverage[s]["n"] - coverage[s][m] for s in SPLIT_NAMES}
         if any(lacking.values()):
@@ -99,7 +121,7 @@ def train_fusion(wh: Any, cfg: TrainConfig, split: Any, tmp: Path, log: LogFn, n
         "encoder": cfg.encoder, "embeddings_table": table, "history": fitted.history,
         "best_epoch": fitted.best_epoch, "best_val_balanced_accuracy": fitted.best_val_balanced_accuracy,
         "seconds": seconds, "n_train_used": len(used["train"][1]), "input_dims": fitted.pre.dims(),
-        "photometry_columns": data["train"].columns["photometry"],
+        "photometry_sources": sources, "photometry_columns": data["train"].columns["photometry"],
         "morphometrics_columns": data["train"].columns["morphometrics"],
     }
     if cfg.ablate:

@@ -83,8 +83,10 @@ def test_fit_is_seeded():
 
 def test_fusion_trains_registers_ablates_and_flags_missing_modalities(warehouse):
     gal, y = fill_toy_warehouse(warehouse, n=96, separation=0.1, blind_images=True)
-    fill_toy_tabular(warehouse, gal, y, separation=1.5)
+    fill_toy_tabular(warehouse, gal, y, separation=1.5, phot_source="catalogue:sdss_like_n96_seed0.parquet")
     out = train_model(warehouse, "fusion", make_config("fusion", **FAST))
+    assert any(n.startswith("photometry is the demo survey's synthetic SDSS-like catalogue") for n in out.notes)
+    assert out.fit["photometry_sources"] == {"catalogue:sdss_like_n96_seed0.parquet": out.n["train"]}
     row = get_model(warehouse, "fusion", 1)
     assert row["kind"] == "fusion"
     versions = json.loads(row["table_versions_json"])

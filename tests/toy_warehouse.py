@@ -53,7 +53,7 @@ def _rows_for(spec, n, values):
 
 
 def fill_toy_tabular(wh, gal, y, *, seed=0, morph=True, phot=True, morph_bad_fraction=0.2, phot_bad_fraction=0.2,
-                     separation=1.0):
+                     separation=1.0, phot_source="toy"):
     """Toy ``morphometrics`` (band r) and ``photometry`` rows whose values carry the class; a fraction untrusted."""
     from features.flags import Flag
     from models.fusion_data import MORPH_COLUMNS
@@ -81,7 +81,7 @@ def fill_toy_tabular(wh, gal, y, *, seed=0, morph=True, phot=True, morph_bad_fra
         values = {f"modelMag_{b}": (vals[:, j] + 18).tolist() for j, b in enumerate("ugriz")}
         values.update({f"extinction_{b}": [0.05] * n for b in "ugriz"})
         values.update({c: vals[:, 5 + j].tolist() for j, c in enumerate(("u_g", "g_r", "r_i", "i_z"))})
-        values.update({"galaxy_id": ids, "shard": gal["shard"], "source": ["toy"] * n, "n_candidates": [1] * n,
+        values.update({"galaxy_id": ids, "shard": gal["shard"], "source": [phot_source] * n, "n_candidates": [1] * n,
                        "quality_ok": (~bad).tolist(),
                        "flags": [int(Flag.PHOT_NO_MATCH) if b else 0 for b in bad]})
         wh.upsert("photometry", _rows_for(spec, n, values))

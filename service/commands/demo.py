@@ -47,6 +47,7 @@ def _uncertainty_lines(metrics: dict) -> list[str]:
                    + (f" (MISSING for every galaxy: {', '.join(missing)})" if missing else "")
                    + f"; ablation: best single {abl['best_single']}; gain over it (95% paired CI excludes 0): "
                    + (", ".join(gains) if gains else "none claimed"))
+        out += [f"  {'':<16}      note: {n}" for n in metrics.get("notes", []) if "photometry" in n or "MISSING" in n]
     cal = metrics.get("calibration")
     if cal:
         t = cal["test"]
