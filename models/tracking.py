@@ -75,6 +75,9 @@ def log_training_run(project: str, *, name: str, version: int, config: dict[str,
     Path(directory).mkdir(parents=True, exist_ok=True)
     with wandb.init(project=project, name=f"{name}-v{version}", config=config, dir=directory,
                     job_type="train", tags=[name], reinit="create_new") as run:
+        scores = metrics.get("fit", {}).get("val_scores", {})  # the probe: validation curve over its C grid
+        for i, c in enumerate(sorted(scores, key=float)):
+            run.log({"curve/C": float(c), "curve/val_balanced_accuracy": scores[c]}, step=i + 1)
         for row in metrics.get("fit", {}).get("history", []):
             step = int(row.get("epoch", 0))
             run.log({f"curve/{k}": v for k, v in row.items() if k != "epoch" and isinstance(v, int | float)},
