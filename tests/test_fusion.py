@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+from toy_warehouse import fill_toy_tabular, fill_toy_warehouse
 
 from features.flags import Flag
 from models.config import make_config
@@ -14,7 +15,6 @@ from models.fusion_data import MODALITIES, Modalities
 from models.predict import predict_all
 from models.versions import get_model
 from stages.training import train_model
-from tests.toy_warehouse import fill_toy_tabular, fill_toy_warehouse
 
 FAST = {"epochs": 25, "patience": 8, "gate_resamples": 200}
 
@@ -182,3 +182,17 @@ def test_dagster_fusion_asset_shows_the_ablation_and_its_checks(warehouse):
     assert table.startswith("| modalities | test balanced accuracy [95% CI] |") and table.count("\n| ") == 7  # one row per modality subset
     assert meta["modalities"].value == list(MODALITIES) and meta["experiment_tracking"].value.startswith("off")
     assert json.loads(get_model(warehouse, "fusion", 1)["metrics_json"])["fit"]["ablation"]["n_test"] == meta["n_test"].value
+
+
+def test_cli_train_fusion_prints_modalities_and_the_ablation(warehouse, capsys):
+    from service.cli import main
+
+    gal, y = fill_toy_warehouse(warehouse, n=60, separation=1.0)
+    fill_toy_tabular(warehouse, gal, y, phot=False)
+    assert main(["--home", str(warehouse.root), "train", "fusion", "--epochs", "10", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "modalities: embeddings, morphometrics; MISSING for every galaxy: photometry" in out
+    table = out.split("ablation (test):")[1]
+    assert sum(line.strip().startswith("| embeddings") or line.strip().startswith("| morphometrics")
+               for line in table.splitlines()) == 3  # embeddings, morphometrics, both
+    assert "note: modality photometry MISSING for every training galaxy" in out
