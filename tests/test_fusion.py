@@ -138,15 +138,17 @@ def test_fusion_refuses_a_fine_tuned_encoder_and_needs_some_modality(warehouse):
     assert not warehouse.exists("models")
 
 
-def test_wandb_offline_logs_the_run_under_wandb_dir(warehouse, tmp_path, monkeypatch):
+def test_wandb_offline_logs_the_run_under_wandb_dir(warehouse, tmp_path, monkeypatch, capsys):
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
     monkeypatch.setenv("WANDB_SILENT", "true")
+    from service.cli import main
+
     fill_toy_warehouse(warehouse, n=64, separation=1.0)
-    out = train_model(warehouse, "dinov2_probe", make_config("dinov2_probe", gate_resamples=100,
-                                                             wandb_project="astrovision-test"))
-    assert out.tracking.startswith("W&B project astrovision-test: ")
+    assert main(["--home", str(warehouse.root), "train", "dinov2_probe", "--wandb-project", "astrovision-test",
+                 "--quiet"]) == 0  # the CLI option -> the asset's run config -> TrainConfig.wandb_project
+    assert "  tracking: W&B project astrovision-test: " in capsys.readouterr().out
     runs = list((tmp_path / "wb" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("run-*.wandb"))
     assert json.loads(get_model(warehouse, "dinov2_probe", 1)["config_json"])["wandb_project"] == "astrovision-test"
