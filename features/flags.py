@@ -90,7 +90,9 @@ class Flag(enum.IntFlag):
     RANDOM_WEIGHTS = 1 << 32
     """The encoder or backbone used randomly initialised weights (a named baseline, not DINOv2)."""
     MODALITY_MISSING = 1 << 33
-    """An input modality was missing for this galaxy and was imputed."""
+    """An input modality of the fusion model (:mod:`models.fusion`: frozen-encoder embeddings, trusted
+    morphometrics, photometry behind the quality cuts) was missing for this galaxy and was imputed with the
+    training medians (its branch masked out); ``fusion_inputs.missing_modalities`` names which."""
 
     # --- segmentation (40-47) ----------------------------------------------------------------
     SEG_OTSU_FAILED = 1 << 40

@@ -15,6 +15,8 @@ efficientnet_b0               64 px, 2 epochs on <= 256 galaxies,    224 px, 30 
 dinov2_probe                  C on a 13-point grid                   same, ViT-B/14 embeddings
 dinov2_finetune               56 px, 1 epoch on <= 256 galaxies,     224 px, 15 epochs, batch 32, lr 5e-5,
                               batch 32, lr 1e-4                      ViT-B/14, bf16 autocast
+fusion                        <= 150 epochs (patience 20), batch     same, ViT-B/14 embeddings
+                              128, lr 2e-3, hidden 64, ablations
 ============================  =====================================  =====================================
 """
 
@@ -68,6 +70,12 @@ class TrainConfig:
     layer_decay, head_lr_scale, init_from_probe
         DINOv2 fine-tune: layer-wise learning-rate decay, head learning-rate multiplier, and whether the
         head starts from the latest probe of the same encoder and label column.
+    hidden, dropout, modality_dropout, ablate
+        Fusion (:mod:`models.fusion`): branch width, dropout rate, the chance a present modality is
+        dropped per galaxy in training, and whether every modality subset is also fitted (ablations).
+    wandb_project : str
+        Also log the run to this Weights & Biases project (:mod:`models.tracking`; empty: off, unless
+        ``ASTROVISION_WANDB_PROJECT`` is set). The registry stays the record.
     conformal_alpha : float
         Target miscoverage of the conformal sets (:mod:`models.conformal`; 0.1: sets hold the true class
         for at least 90% of galaxies, per class for the class-conditional sets).
@@ -106,6 +114,11 @@ class TrainConfig:
     gate_confidence: float = 0.95
     gate_resamples: int = 2000
     conformal_alpha: float = 0.1
+    hidden: int = 64
+    dropout: float = 0.2
+    modality_dropout: float = 0.1
+    ablate: bool = True
+    wandb_project: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "split_fractions", tuple(float(x) for x in self.split_fractions))
@@ -164,6 +177,11 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                  "head_lr_scale": 10.0},
         "full": {**_COMMON_FULL, "encoder": "dinov2_vitb14", "img_size": 224, "epochs": 15, "batch_size": 32,
                  "lr": 5e-5, "layer_decay": 0.75, "head_lr_scale": 10.0},
+    },
+    "fusion": {
+        "demo": {**_COMMON_DEMO, "epochs": 150, "patience": 20, "batch_size": 128, "lr": 2e-3, "weight_decay": 1e-2},
+        "full": {**_COMMON_FULL, "encoder": "dinov2_vitb14", "epochs": 150, "patience": 20, "batch_size": 128,
+                 "lr": 2e-3, "weight_decay": 1e-2, "label_smoothing": 0.0},
     },
 }
 """Per model and preset, the values that differ from :class:`TrainConfig`'s defaults."""

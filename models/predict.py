@@ -62,6 +62,10 @@ class Predictor:
     """Fitted on val at training (``metrics_json["calibration"]``); None for versions trained before."""
     conformal: Any = None
     """The LAC :class:`models.conformal.Conformalizer` of ``conformal.joblib``; None for versions trained before."""
+    preprocess: Any = None
+    """Fusion only: its :class:`models.fusion.FusionPreprocessor`."""
+    fusion_missing: list[list[str]] | None = None
+    """Fusion only: per galaxy of the last :meth:`predict`, the modalities it lacked (imputed)."""
     _model: Any = None
 
     def available(self, wh: Any) -> set[str] | None:
@@ -86,6 +90,12 @@ class Predictor:
 
             x = read_embeddings(wh, embeddings_table(self.config.encoder), ids)
             return self._model.predict_proba(x).astype(np.float32)
+        if self.kind == "fusion":
+            import torch
+
+            x = self._fusion_input(wh, ids)
+            with torch.no_grad():
+                return torch.softmax(self._model(torch.from_numpy(x)), dim=1).numpy().astype(np.float32)
         from models.data import GalaxyImageDataset, make_loader
         from models.fit import evaluate
 
@@ -96,9 +106,29 @@ class Predictor:
                             amp=self.config.amp)
         return probs
 
+    def _fusion_input(self, wh: Any, ids: Sequence[str]) -> np.ndarray:
+        """The fused net input of ``ids``; keeps each galaxy's missing modalities in :attr:`fusion_missing`."""
+        from models.fusion_data import read_modalities
+
+        data = read_modalities(wh, ids, self.config.encoder)
+        x, present = self.preprocess.transform(data)
+        used = list(self.preprocess.modalities)
+        self.fusion_missing = [[m for m in data.x if m not in used] +
+                               [m for k, m in enumerate(used) if not present[i, k]] for i in range(len(ids))]
+        return x
+
+    def fusion_rows(self, galaxy_ids: Sequence[str]) -> dict[str, list[Any]]:
+        """``fusion_inputs`` rows of the galaxies last predicted: missing modalities and ``Flag.MODALITY_MISSING``."""
+        from features.flags import Flag
+
+        missing = self.fusion_missing
+        return {"galaxy_id": list(galaxy_ids), "model_name": [self.name] * len(missing),
+                "model_version": [self.version] * len(missing), "missing_modalities": missing,
+                "flags": [int(Flag.MODALITY_MISSING) if m else 0 for m in missing]}
+
     def mc_dropout_status(self) -> str | None:
         """None when MC dropout applies; else why not (stored with the null entropy / mutual information)."""
-        if self.kind != "images":
+        if self.kind == "embeddings":
             return f"no MC dropout: {self.name} is a linear probe on stored embeddings (no dropout layer)"
         from models.mc_dropout import dropout_layers
 
@@ -114,6 +144,13 @@ class Predictor:
 
         dev = resolve_device(device)
         self._model.to(dev)
+        if self.kind == "fusion":
+            import torch
+
+            x = torch.from_numpy(self._fusion_input(wh, galaxy_ids)).to(dev)
+            samples = mc_dropout_probs(self._model, (x[i:i + batch_size] for i in range(0, len(x), batch_size)),
+                                       passes, seed=seed)
+            return entropy(samples.mean(axis=0)), mutual_information(samples)
         ds = GalaxyImageDataset(wh, list(galaxy_ids), None, img_size=self.config.img_size, cache_mb=0)
         batches = (prepare_batch(x, dev) for x, _ in make_loader(ds, batch_size=batch_size, shuffle=False))
         samples = mc_dropout_probs(self._model, batches, passes, seed=seed)
@@ -150,6 +187,13 @@ def load_predictor(wh: Any, name: str, version: int | None = None) -> Predictor:
         if not file.is_file():
             raise MissingInputError(f"{name} v{row['version']}: artefact {file} is missing")
         pred._model = LinearProbe.load(file)
+        return pred
+    if row["kind"] == "fusion":
+        from models.fusion import load_fusion
+
+        if not (path / "fusion.pt").is_file():
+            raise MissingInputError(f"{name} v{row['version']}: artefact {path / 'fusion.pt'} is missing")
+        pred._model, pred.preprocess = load_fusion(path)
         return pred
     import torch
 
@@ -311,6 +355,8 @@ def predict_all(
             mc = None if status else pred.mc_dropout(wh, ids, passes=mc_passes, batch_size=batch_size,
                                                      device=device, seed=pred.config.seed)
             wh.upsert("predictions", pa.table(prediction_rows(pred, ids, probs, split_of, mc, note)), run_id=run_id)
+            if pred.kind == "fusion":
+                wh.upsert("fusion_inputs", pa.table(pred.fusion_rows(ids)), run_id=run_id)
         summary[key] = {"written": len(ready), "already": len(done), "unavailable": len(todo) - len(ready),
                         "gate": verdict, "left_out": False, "split_from": split_from, "mc_dropout": note}
         log(f"predictions {key}: {len(ready)} written, {len(done)} already there, "

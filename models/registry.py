@@ -1,7 +1,8 @@
 """The registry of trainable models: name -> how to build it.
 
-Two kinds of model exist: ``images`` models (torch, trained with :func:`models.fit.fit` on stamps read
-from the warehouse) and ``embeddings`` models (the linear probe on stored embeddings). Tests iterate
+Three kinds of model exist: ``images`` models (torch, trained with :func:`models.fit.fit` on stamps read
+from the warehouse), ``embeddings`` models (the linear probe on stored embeddings) and ``fusion`` (the
+late-fusion MLP of :mod:`models.fusion` on stored embeddings, morphometrics and photometry). Tests iterate
 over :data:`MODELS`, so a model added here is tested for forward shapes and a seeded two-step fit.
 """
 
@@ -54,7 +55,7 @@ class ModelSpec:
     ----------
     name : str
         Registry name, also the Dagster asset name.
-    kind : {"images", "embeddings"}
+    kind : {"images", "embeddings", "fusion"}
     description : str
     builder : callable or None
         ``builder(num_classes, config, pretrained) -> (module, WeightsProvenance)`` for ``images`` models.
@@ -62,7 +63,7 @@ class ModelSpec:
     """
 
     name: str
-    kind: Literal["images", "embeddings"]
+    kind: Literal["images", "embeddings", "fusion"]
     description: str
     builder: Builder | None = None
 
@@ -75,6 +76,9 @@ MODELS: dict[str, ModelSpec] = {
                               "logistic regression on stored DINOv2 embeddings, C chosen on validation"),
     "dinov2_finetune": ModelSpec("dinov2_finetune", "images",
                                  "DINOv2 encoder + probe-initialised head, layer-wise lr decay", _dinov2_finetune),
+    "fusion": ModelSpec("fusion", "fusion",
+                        "late fusion (models.fusion): one MLP per modality (frozen-encoder embeddings, "
+                        "morphometrics, photometry), missing-modality mask, fusion head"),
 }
 """Every trainable model, by name."""
 

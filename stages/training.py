@@ -310,6 +310,8 @@ class TrainOutcome:
     calibration: CalibrationReport | None = None
     """Temperature scaling fitted on val, scores before and after (:func:`models.calibration.calibrate`)."""
     reliability_png: bytes = b""
+    tracking: str = ""
+    """Where the run was also logged (W&B, :mod:`models.tracking`), or why that failed; empty when off."""
 
     @property
     def passed_gate(self) -> bool:
@@ -583,9 +585,17 @@ def train_model(
 
     spec = get_spec(name)
     cfg = config or make_config(name)
-    if spec.name.startswith("dinov2"):
+    if spec.name.startswith("dinov2") or spec.kind == "fusion":
         cfg = replace(cfg, encoder=resolve_encoder(wh, cfg.encoder))
+    if spec.kind == "fusion":
+        from models.fusion_data import check_frozen_encoder
+
+        check_frozen_encoder(cfg.encoder)
     log = log or (lambda message: None)
+    from models.tracking import require_wandb, wandb_project
+
+    tracking = wandb_project(cfg.wandb_project)
+    require_wandb(tracking)  # configured but not installed: stop before anything is trained or written
     split_name = cfg.split_name
     have = wh.exists("splits") and wh.count("splits", where=f"split_name = {quote(split_name)}") > 0
     if not have:
@@ -597,8 +607,9 @@ def train_model(
         log(f"built split set {split_name}: {out.counts}")
     versions = wh.versions()
     split = load_split(wh, split_name, version=versions["splits"])
-    read_tables = ["galaxies", "splits"] + (["images"] if spec.kind == "images" else
-                                           [embedding_table(cfg.encoder)])
+    read_tables = ["galaxies", "splits"] + {
+        "images": ["images"], "embeddings": [embedding_table(cfg.encoder)],
+        "fusion": [embedding_table(cfg.encoder), "morphometrics", "photometry"]}[spec.kind]
     log(f"training {name} on {split_name} ({split.num_classes} classes, "
         f"{', '.join(f'{s} {len(split.ids[s])}' for s in SPLIT_NAMES)}), preset {cfg.preset}")
     notes: list[str] = []
@@ -614,6 +625,10 @@ def train_model(
         t0 = time.perf_counter()
         if spec.kind == "images":
             probs, used, origin, info = _train_images(wh, name, cfg, split, tmp, log, notes)
+        elif spec.kind == "fusion":
+            from stages.fusion import train_fusion
+
+            probs, used, origin, info = train_fusion(wh, cfg, split, tmp, log, notes, _subsample)
         else:
             probs, used, origin, info = _train_probe(wh, cfg, split, tmp, log, notes)
         seconds = time.perf_counter() - t0
@@ -685,6 +700,17 @@ def train_model(
         "train_seconds": float(seconds),
     }
     record_model(wh, row, run_id=run_id)
+    tracked = ""
+    if tracking:
+        from models.tracking import log_training_run
+
+        try:
+            where = log_training_run(tracking, name=name, version=version, config=asdict(cfg), metrics=metrics,
+                                     root=wh.root)
+            tracked = f"W&B project {tracking}: {where}"
+        except Exception as exc:  # the registry row is written: tracking failing loses no result, but is said
+            tracked = f"W&B logging FAILED ({type(exc).__name__}: {exc}); the registry row is written"
+        log(f"{name} v{version}: {tracked}")
     log(f"{name} v{version}: test balanced accuracy {test['balanced_accuracy']:.4f} "
         f"(95% bootstrap CI {ci_low:.3f}-{ci_high:.3f}) on split set {split_name} #{split.content_hash} "
         f"(gate {'passed' if verdict.passed else 'FAILED'}), accuracy {test['accuracy']:.4f}, "
@@ -696,6 +722,7 @@ def train_model(
         gate=verdict, config=cfg, n={s: len(split.ids[s]) for s in SPLIT_NAMES}, excluded=split.excluded,
         fit=info, notes=notes, interval=(ci_low, ci_high), split_hash=split.content_hash,
         split_version=split.table_version, calibration=cal, reliability_png=rel_png, conformal=conformal_metrics,
+        tracking=tracked,
     )
 
 

@@ -53,7 +53,7 @@ def _build(name):
 
 
 def test_registry_lists_the_four_models():
-    assert set(MODELS) == {"cnn", "efficientnet_b0", "dinov2_probe", "dinov2_finetune"}
+    assert set(MODELS) == {"cnn", "efficientnet_b0", "dinov2_probe", "dinov2_finetune", "fusion"}
 
 
 @pytest.mark.parametrize("name", IMAGE_MODELS)

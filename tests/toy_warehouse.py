@@ -33,3 +33,55 @@ def fill_toy_warehouse(wh, n=64, size=32, *, seed=0, extra=None, embeddings=True
             "flags": [(1 << 32) if random else 0] * n,
             "vector": list(vec), "patch_mean": list(patch)}), spec=embedding_spec(encoder, 384))
     return gal, y
+
+
+def _rows_for(spec, n, values):
+    """Rows of every column of ``spec``: ``values`` where given, else NaN / 0 / "" / False by type."""
+    cols = {}
+    for f in spec.columns:
+        if f.name in values:
+            cols[f.name] = values[f.name]
+        elif pa.types.is_floating(f.type):
+            cols[f.name] = [float("nan")] * n
+        elif pa.types.is_integer(f.type):
+            cols[f.name] = [0] * n
+        elif pa.types.is_boolean(f.type):
+            cols[f.name] = [False] * n
+        else:
+            cols[f.name] = [""] * n
+    return pa.table(cols, schema=spec.columns)
+
+
+def fill_toy_tabular(wh, gal, y, *, seed=0, morph=True, phot=True, morph_bad_fraction=0.2, phot_bad_fraction=0.2,
+                     separation=1.0, phot_source="toy"):
+    """Toy ``morphometrics`` (band r) and ``photometry`` rows whose values carry the class; a fraction untrusted."""
+    from features.flags import Flag
+    from models.fusion_data import MORPH_COLUMNS
+    from warehouse.schemas import registered
+
+    rng = np.random.default_rng(seed)
+    ids, n, y = gal["galaxy_id"], len(gal["galaxy_id"]), np.asarray(y)
+    k = int(y.max()) + 1
+    if morph:
+        spec = registered()["morphometrics"]
+        names = [c for c in MORPH_COLUMNS if c in spec.columns.names] + [
+            c[:-7] for c in MORPH_COLUMNS if c.endswith("_arcsec") and c[:-7] in spec.columns.names]
+        means = rng.normal(0, separation, (k, len(names)))
+        vals = np.abs(means[y] + rng.normal(0, 1, (n, len(names)))) + 0.1
+        bad = rng.random(n) < morph_bad_fraction
+        values = {c: vals[:, j].tolist() for j, c in enumerate(names)}
+        values.update({"galaxy_id": ids, "shard": gal["shard"], "band": ["r"] * n,
+                       "flags": [int(Flag.MORPH_FAILED) if b else 0 for b in bad]})
+        wh.upsert("morphometrics", _rows_for(spec, n, values))
+    if phot:
+        spec = registered()["photometry"]
+        means = rng.normal(0, separation, (k, 9))
+        vals = means[y] + rng.normal(0, 1, (n, 9))
+        bad = rng.random(n) < phot_bad_fraction
+        values = {f"modelMag_{b}": (vals[:, j] + 18).tolist() for j, b in enumerate("ugriz")}
+        values.update({f"extinction_{b}": [0.05] * n for b in "ugriz"})
+        values.update({c: vals[:, 5 + j].tolist() for j, c in enumerate(("u_g", "g_r", "r_i", "i_z"))})
+        values.update({"galaxy_id": ids, "shard": gal["shard"], "source": [phot_source] * n, "n_candidates": [1] * n,
+                       "quality_ok": (~bad).tolist(),
+                       "flags": [int(Flag.PHOT_NO_MATCH) if b else 0 for b in bad]})
+        wh.upsert("photometry", _rows_for(spec, n, values))

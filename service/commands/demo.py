@@ -39,6 +39,15 @@ def _per_split(per: dict[str, int]) -> str:
 def _uncertainty_lines(metrics: dict) -> list[str]:
     """Temperature scaling and conformal coverage of one model version (test split), when recorded."""
     out: list[str] = []
+    abl = metrics.get("fit", {}).get("ablation")
+    if abl:
+        gains = [r["modalities"] for r in abl["rows"] if r.get("gain")]
+        missing = metrics["fit"].get("modalities_missing_for_all") or []
+        out.append(f"  {'':<16}      modalities {'+'.join(metrics['fit']['modalities'])}"
+                   + (f" (MISSING for every galaxy: {', '.join(missing)})" if missing else "")
+                   + f"; ablation: best single {abl['best_single']}; gain over it (95% paired CI excludes 0): "
+                   + (", ".join(gains) if gains else "none claimed"))
+        out += [f"  {'':<16}      note: {n}" for n in metrics.get("notes", []) if "photometry" in n or "MISSING" in n]
     cal = metrics.get("calibration")
     if cal:
         t = cal["test"]

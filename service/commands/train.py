@@ -20,7 +20,7 @@ from warehouse import Warehouse
 
 __all__ = ["register"]
 
-ORDER = ("dinov2_probe", "cnn", "efficientnet_b0", "dinov2_finetune")
+ORDER = ("dinov2_probe", "cnn", "efficientnet_b0", "dinov2_finetune", "fusion")
 """Training order of ``all`` (the probe first: the fine-tune head starts from it); the names of
 :data:`models.registry.MODELS`, spelled out so ``astrovision --help`` does not import torch."""
 PRESET_NAMES = ("demo", "full")
@@ -30,6 +30,7 @@ _OPTIONS = {
     "label_column": "--label", "seed": "--seed", "split_seed": "--split-seed", "epochs": "--epochs", "img_size": "--img-size",
     "batch_size": "--batch-size", "lr": "--lr", "max_train": "--max-train", "device": "--device",
     "encoder": "--encoder", "weights_path": "--weights", "allow_random_init": "--allow-random-init",
+    "wandb_project": "--wandb-project",
 }
 """Run-config field -> the option that sets it."""
 
@@ -49,6 +50,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "encoder": args.encoder,
         "weights_path": args.weights,
         "allow_random_init": args.allow_random_init,
+        "wandb_project": args.wandb_project,
     }
     return {k: v for k, v in given.items() if v is not None}
 
@@ -107,8 +109,17 @@ def _print_outcome(row: dict[str, Any], meta: dict[str, Any]) -> None:
         extra = f", {fit['images_per_s']:.1f} images/s, data wait {100 * fit['data_wait_fraction']:.1f}%"
     print(f"  time: {row['train_seconds']:.1f} s{extra}")
     print(f"  artefacts: {row['artefact_path']}")
+    if "ablation" in fit:
+        from models.fusion import ablation_table_md
+
+        print("  modalities: " + ", ".join(fit["modalities"])
+              + (f"; MISSING for every galaxy: {', '.join(fit['modalities_missing_for_all'])}"
+                 if fit["modalities_missing_for_all"] else ""))
+        print("  ablation (test):\n    " + ablation_table_md(fit["ablation"]).replace("\n", "\n    "))
     for note in metrics.get("notes", []):
         print(f"  note: {note}")
+    if meta.get("experiment_tracking") and not str(meta["experiment_tracking"]).startswith("off"):
+        print(f"  tracking: {meta['experiment_tracking']}")
 
 
 def _num(value: float | None) -> str:
@@ -197,6 +208,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="train from random init when no pretrained weights resolve (the demo preset does)")
     g.add_argument("--no-random-init", dest="allow_random_init", action="store_false",
                    help="fail when no pretrained weights resolve")
+    p.add_argument("--wandb-project", default=None, metavar="PROJECT",
+                   help="also log each run to this Weights & Biases project (needs the wandb extra; "
+                        "default $ASTROVISION_WANDB_PROJECT, else off)")
     p.add_argument("--predict", action="store_true", help="also write predictions of every galaxy")
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     p.set_defaults(func=_cmd_train)

@@ -19,6 +19,8 @@
   (class-conditional, class names) and its ``conformal_set_size``, and the ``marginal_set``;
   ``predictive_entropy`` and ``mutual_information`` over MC-dropout passes (:mod:`models.mc_dropout`),
   null for a model without dropout, with the reason in ``mc_dropout``.
+* ``fusion_inputs`` holds, per galaxy and ``fusion`` version predicted, the modalities it lacked
+  (imputed) and ``flags`` (``Flag.MODALITY_MISSING`` when any).
 """
 
 from __future__ import annotations
@@ -106,5 +108,25 @@ PREDICTIONS = register(
                 pa.field("mc_dropout", pa.string()),
             ]
         ),
+    )
+)
+
+
+FUSION_INPUTS = register(
+    TableSpec(
+        name="fusion_inputs",
+        keys=("galaxy_id", "model_name", "model_version"),
+        description="per galaxy and fusion model version: the input modalities it lacked (imputed with the "
+        "training medians) and Flag.MODALITY_MISSING",
+        columns=pa.schema(
+            [
+                pa.field("galaxy_id", pa.string(), nullable=False),
+                pa.field("model_name", pa.string(), nullable=False),
+                pa.field("model_version", pa.int32(), nullable=False),
+                pa.field("missing_modalities", pa.list_(pa.string()), nullable=False),
+                pa.field("flags", pa.int64(), nullable=False),
+            ]
+        ),
+        metadata={"flags": "features.flags.Flag.MODALITY_MISSING (bit 33) when any modality was imputed"},
     )
 )

@@ -1,4 +1,5 @@
-"""Training assets: ``splits``, ``cnn``, ``efficientnet_b0``, ``dinov2_probe``, ``dinov2_finetune``, ``predictions``.
+"""Training assets: ``splits``, ``cnn``, ``efficientnet_b0``, ``dinov2_probe``, ``dinov2_finetune``, ``fusion``,
+``predictions``.
 
 Each asset is thin: it opens the warehouse, calls a plain function of :mod:`stages.training` /
 :mod:`models.predict` (which read and write through the warehouse with this run's id), and returns a
@@ -31,6 +32,7 @@ from dagster_project.defs.training.checks import (
 from dagster_project.defs.training.config import (
     DINOv2FinetuneConfig,
     DINOv2ProbeConfig,
+    FusionConfig,
     ImageModelConfig,
     PredictionsConfig,
     SplitsConfig,
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DINOv2FinetuneConfig",
     "DINOv2ProbeConfig",
+    "FusionConfig",
     "ImageModelConfig",
     "PredictionsConfig",
     "SplitsConfig",
@@ -54,6 +57,7 @@ __all__ = [
     "dinov2_finetune",
     "dinov2_probe",
     "efficientnet_b0",
+    "fusion",
     "predictions",
     "splits",
 ]
@@ -95,6 +99,7 @@ def _metadata(out: "TrainOutcome") -> dict:
         "config": dg.MetadataValue.json(json.loads(out.config.to_json())),
         "artefact": dg.MetadataValue.path(out.artefact_dir),
         "notes": "; ".join(out.notes) or "none",
+        "experiment_tracking": out.tracking or "off (no wandb_project)",
     }
     if out.calibration is not None:
         cal = out.calibration
@@ -112,6 +117,14 @@ def _metadata(out: "TrainOutcome") -> dict:
         for score, rep in out.conformal["scores"].items():
             meta[f"conformal_coverage_{score}"] = dg.MetadataValue.md(coverage_table_md(rep))
         meta["conformal_flags"] = dg.MetadataValue.json(out.conformal["scores"]["lac"]["flags"])
+    if "ablation" in out.fit:
+        from models.fusion import ablation_table_md
+
+        meta["ablation"] = dg.MetadataValue.md(ablation_table_md(out.fit["ablation"]))
+    if "modalities" in out.fit:
+        meta["modalities"] = dg.MetadataValue.json(out.fit["modalities"])
+        meta["modalities_missing_for_all"] = dg.MetadataValue.json(out.fit["modalities_missing_for_all"])
+        meta["modality_coverage"] = dg.MetadataValue.json(out.fit["coverage"])
     for key in ("images_per_s", "data_wait_fraction", "best_epoch", "C"):
         if key in out.fit:
             meta[key] = out.fit[key]
@@ -224,7 +237,15 @@ def dinov2_finetune(context: dg.AssetExecutionContext, warehouse: WarehouseResou
     return _train(context, warehouse, "dinov2_finetune", config)
 
 
-@dg.asset(deps=["cnn", "efficientnet_b0", "dinov2_probe", "dinov2_finetune"], group_name=GROUP, kinds={"lance"},
+@dg.asset(deps=["splits", "embeddings", "morphometrics", "photometry"], group_name=GROUP, kinds={"pytorch"},
+          check_specs=[_gate_spec("fusion"), _calibration_spec("fusion")])
+def fusion(context: dg.AssetExecutionContext, warehouse: WarehouseResource, config: FusionConfig) -> dg.MaterializeResult:
+    """Late fusion of a frozen encoder's stored embeddings, morphometrics and photometry (one MLP per modality,
+    missing-modality mask), with the ablation of every modality subset in its metadata."""
+    return _train(context, warehouse, "fusion", config)
+
+
+@dg.asset(deps=["cnn", "efficientnet_b0", "dinov2_probe", "dinov2_finetune", "fusion"], group_name=GROUP, kinds={"lance"},
           check_specs=[dg.AssetCheckSpec("every_version_predicted", asset="predictions",
                                          description="every model version that passed its gate has predictions")])
 def predictions(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
@@ -248,4 +269,4 @@ def predictions(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
     )
 
 
-defs = dg.Definitions(assets=[splits, cnn, efficientnet_b0, dinov2_probe, dinov2_finetune, predictions])
+defs = dg.Definitions(assets=[splits, cnn, efficientnet_b0, dinov2_probe, dinov2_finetune, fusion, predictions])

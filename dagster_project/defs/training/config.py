@@ -13,6 +13,7 @@ __all__ = [
     "MODEL_CONFIGS",
     "DINOv2FinetuneConfig",
     "DINOv2ProbeConfig",
+    "FusionConfig",
     "ImageModelConfig",
     "PredictionsConfig",
     "SplitsConfig",
@@ -42,6 +43,8 @@ class _ModelConfig(dg.Config):
     gate_confidence: float | None = Field(
         default=None, description="one-sided confidence with which the model must beat the same-run "
         "majority-class and pixel baselines on test (default 0.95)")
+    wandb_project: str | None = Field(default=None, description="also log to this Weights & Biases project "
+                                      "(needs the wandb extra; empty: off)")
 
     def overrides(self) -> dict:
         """Fields to pass to :func:`models.config.make_config` (None means: the preset's value)."""
@@ -76,6 +79,17 @@ class DINOv2FinetuneConfig(ImageModelConfig):
     init_from_probe: bool | None = Field(default=None, description="start the head from the latest probe")
 
 
+class FusionConfig(_ModelConfig):
+    """Run configuration of ``fusion``."""
+
+    encoder: str = Field(default="auto", description="frozen encoder whose stored embeddings_<encoder> to fuse "
+                         "(auto: what the embeddings stage wrote; a fine-tuned classifier is refused)")
+    epochs: int | None = Field(default=None, description="maximum epochs (early stopping on val balanced accuracy)")
+    hidden: int | None = Field(default=None, description="width of each modality branch")
+    dropout: float | None = Field(default=None, description="dropout rate of the branches and the head")
+    ablate: bool | None = Field(default=None, description="also fit every modality subset (ablation table)")
+
+
 class PredictionsConfig(dg.Config):
     """Run configuration of ``predictions``."""
 
@@ -90,5 +104,6 @@ MODEL_CONFIGS: dict[str, type[dg.Config]] = {
     "efficientnet_b0": ImageModelConfig,
     "dinov2_probe": DINOv2ProbeConfig,
     "dinov2_finetune": DINOv2FinetuneConfig,
+    "fusion": FusionConfig,
 }
 """Training asset -> its run-config class."""
