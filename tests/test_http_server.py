@@ -106,9 +106,13 @@ def test_every_endpoint_over_real_http(server):
         assert img.headers["content-type"] == "image/png" and img.content[:4] == b"\x89PNG"
         sim = c.get(f"/galaxies/{ids[0]}/similar", params={"k": 4, "where": "g_r > 0.4"}).json()
         assert len(sim["neighbours"]) == 4 and all(n["features"]["g_r"] > 0.4 for n in sim["neighbours"])
+        n_red = wh.sql("SELECT count(*) AS n FROM galaxy_features WHERE g_r > 0.4")["n"][0]
+        assert sim["plan"]["route"] == "exact_subset" and sim["plan"]["allowed"] == n_red  # the planner's route
+        assert sim["plan"]["selectivity"] == pytest.approx(n_red / sim["plan"]["rows"])
         with open(files[ids[5]], "rb") as fh:
             up = c.post("/similar", files={"file": ("mine.png", fh, "image/png")}, data={"k": "2"}).json()
         assert up["neighbours"][0]["galaxy_id"] == ids[5] and up["neighbours"][0]["distance"] < 1e-5
+        assert up["plan"]["route"] == "exact" and up["plan"]["allowed"] is None
         arrow = c.post("/sql", json={"query": "SELECT galaxy_id FROM galaxies", "format": "arrow"})
         assert pa.ipc.open_stream(arrow.content).read_all().num_rows == len(ids)
         assert "/sql" in c.get("/openapi.json").json()["paths"]
