@@ -160,3 +160,21 @@ def test_cli_similar_where_reports_its_route(warehouse, capsys):
     assert "route exact_subset: 20 of 60 rows allowed (33.33 %)" in capsys.readouterr().out
     assert main([*home, "similar", ids[1], "-k", "3", "--where", "ra > 1000"]) == 1
     assert "route exact_subset: 0 of 60 rows allowed" in capsys.readouterr().err
+
+
+def test_filter_cache_is_keyed_by_table_versions(warehouse):
+    """The same where reuses its row positions until any table changes; then it is evaluated afresh."""
+    from test_search import fill_rows
+
+    ids, vecs = make_warehouse(warehouse)
+    where = "label_name = 'Edge-on'"
+    first = search.similar_plan(warehouse, ids[0], k=5, where=where, encoder=ENC)
+    again = search.similar_plan(warehouse, ids[3], k=5, where=where, encoder=ENC)
+    assert not first.plan.filter_cached and again.plan.filter_cached and again.plan.allowed == 20
+    relabel = ids[:3]  # three galaxies become edge-on: a new galaxies version
+    warehouse.upsert("galaxies", fill_rows("galaxies", 3, galaxy_id=relabel, source=["demo"] * 3, native_id=relabel,
+                                           shard=["demo-00000"] * 3, label_name=["Edge-on"] * 3, ra=[0.0, 1.0, 2.0]))
+    after = search.similar_plan(warehouse, ids[0], k=5, where=where, encoder=ENC)
+    assert not after.plan.filter_cached and after.plan.allowed == 22  # ids[2] was edge-on already
+    allowed = np.array([i % 3 == 2 or i < 3 for i in range(60)])
+    assert after.neighbours["galaxy_id"].to_list() == [ids[j] for j in brute_force(vecs, vecs[0], 5, allowed)]

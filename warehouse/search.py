@@ -30,8 +30,10 @@ How a query runs (:func:`similar`):
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -226,6 +228,38 @@ def features_query(engine: SQLEngine) -> str:
     return f"SELECT {', '.join(select)} FROM galaxies g {' '.join(joins)}"
 
 
+_ENGINES: OrderedDict[tuple, SQLEngine] = OrderedDict()
+_FILTERS: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_ENGINE_CACHE = 8
+_FILTER_CACHE = 64
+_LOCK = threading.Lock()
+
+
+def _engine(wh: Warehouse) -> tuple[SQLEngine, tuple]:
+    """A DuckDB engine over the warehouse's current (or pinned) table versions, reused while they last.
+
+    Keyed by every table's version (and the thread: a DuckDB connection serves one query at a
+    time), so a write anywhere makes the next query build a fresh one. Returns the engine and the
+    versions key (which also keys the ``where`` -> row positions cache).
+    """
+    from warehouse.sql_engine import SQLEngine
+
+    versions = wh.versions()
+    vkey = (str(wh.root), tuple(sorted(versions.items())))
+    key = (*vkey, threading.get_ident())
+    with _LOCK:
+        engine = _ENGINES.get(key)
+        if engine is not None:
+            _ENGINES.move_to_end(key)
+            return engine, vkey
+    engine = SQLEngine(wh, versions)
+    with _LOCK:
+        _ENGINES[key] = engine
+        while len(_ENGINES) > _ENGINE_CACHE:
+            _ENGINES.popitem(last=False)
+    return engine, vkey
+
+
 def allowed_ids(wh: Warehouse, where: str, engine: SQLEngine | None = None, timeout_s: float = 60.0) -> list[str]:
     """The galaxy ids whose features satisfy the SQL predicate ``where`` (read-only DuckDB).
 
@@ -406,6 +440,8 @@ class SearchPlan:
         Why this route, in words.
     filter_ms, search_ms : float
         Time spent evaluating ``where`` (DuckDB, ids -> positions) and searching.
+    filter_cached : bool
+        The ``where``'s row positions came from the cache (same ``where``, same table versions).
     """
 
     route: str
@@ -418,6 +454,7 @@ class SearchPlan:
     reason: str
     filter_ms: float = 0.0
     search_ms: float = 0.0
+    filter_cached: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (JSON output, HTTP answers)."""
@@ -427,8 +464,9 @@ class SearchPlan:
         """One line, e.g. ``route exact_subset: 1,204 of 100,000 rows allowed (1.20 %) ...``."""
         sel = "" if self.allowed is None else (
             f": {self.allowed:,} of {self.rows:,} rows allowed ({100 * (self.selectivity or 0):.2f} %)")
+        cache = ", cached" if self.filter_cached else ""
         return (f"route {self.route}{sel}, {self.candidates:,} candidates scored; {self.reason}"
-                f" [filter {self.filter_ms:.1f} ms, search {self.search_ms:.1f} ms]")
+                f" [filter {self.filter_ms:.1f} ms{cache}, search {self.search_ms:.1f} ms]")
 
 
 def plan_route(rows: int, allowed: int | None, indexed: bool, *, exact: bool | None = None) -> tuple[str, str]:
@@ -517,11 +555,13 @@ def knn_plan(
     refine_factor: int | None = None,
     exact: bool | None = None,
     route: str | None = None,
+    _positions: Callable[[_Matrix], tuple[np.ndarray, bool]] | None = None,
 ) -> tuple[pa.Table, SearchPlan]:
     """:func:`knn` and the :class:`SearchPlan` it followed.
 
     ``route`` forces one of :data:`ROUTES` (benchmarks, tests); an ANN route on a table without an
-    index is an error.
+    index is an error. ``_positions`` (internal, :func:`similar_plan`): the cached matrix -> the allowed
+    positions in it and whether they came from the filter cache, instead of ``allowed``.
     """
     t0 = time.perf_counter()
     ds = wh.dataset(table)
@@ -540,14 +580,16 @@ def knn_plan(
     indexed, unindexed = _index_cover(ds)
     n = len(m.unit)
     pos = None
-    t_filter = 0.0
-    if allowed is not None:
-        tf = time.perf_counter()
+    cached = False
+    tf = time.perf_counter()
+    if _positions is not None:
+        pos, cached = _positions(m)
+    elif allowed is not None:
         arr = allowed if isinstance(allowed, pa.Array | pa.ChunkedArray) else pa.array(list(allowed), pa.string())
         if isinstance(arr, pa.ChunkedArray):
             arr = arr.combine_chunks()
         pos = m.positions(arr)
-        t_filter = (time.perf_counter() - tf) * 1000
+    t_filter = (time.perf_counter() - tf) * 1000
     n_allowed = None if pos is None else int(pos.size)
     chosen, reason = plan_route(n, n_allowed, indexed, exact=exact)
     if route is not None:
@@ -590,7 +632,7 @@ def knn_plan(
                                               "exact over the subset")
     t_search = (time.perf_counter() - t0) * 1000 - t_filter
     plan = SearchPlan(chosen, n, n_allowed, None if n_allowed is None else n_allowed / max(n, 1), scored,
-                      indexed, unindexed, reason, round(t_filter, 3), round(t_search, 3))
+                      indexed, unindexed, reason, round(t_filter, 3), round(t_search, 3), cached)
     return _hits(m, np.asarray(idx, np.int64), np.asarray(dist, np.float32)), plan
 
 
@@ -658,8 +700,6 @@ def similar_plan(
     The one code path behind :func:`similar`, ``astrovision similar`` and the HTTP ``similar``
     endpoints. Parameters as :func:`similar`; ``route`` as :func:`knn_plan`.
     """
-    from warehouse.sql_engine import SQLEngine
-
     table = pick_table(wh, encoder)
     if isinstance(query, str):
         qid: str | None = query
@@ -667,14 +707,28 @@ def similar_plan(
     else:
         qid = None
         vec = np.asarray(query, dtype=np.float32)
-    engine = SQLEngine(wh) if (where or wh.exists("galaxies")) else None
-    t0 = time.perf_counter()
-    allowed = allowed_id_array(wh, where, engine) if where else None
-    sql_ms = (time.perf_counter() - t0) * 1000
+    engine, vkey = _engine(wh) if (where or wh.exists("galaxies")) else (None, ())
+    sql_ms = 0.0
+
+    def positions(m: _Matrix) -> tuple[np.ndarray, bool]:
+        nonlocal sql_ms
+        key = (vkey, table, where)
+        with _LOCK:
+            hit = _FILTERS.get(key)
+        if hit is not None:
+            return hit, True
+        t0 = time.perf_counter()
+        pos = m.positions(allowed_id_array(wh, where, engine))  # type: ignore[arg-type]
+        sql_ms = (time.perf_counter() - t0) * 1000
+        with _LOCK:
+            _FILTERS[key] = pos
+            while len(_FILTERS) > _FILTER_CACHE:
+                _FILTERS.popitem(last=False)
+        return pos, False
+
     extra = 1 if (exclude_query and qid is not None) else 0
-    hits, plan = knn_plan(wh, table, vec, k + extra, allowed, nprobes=nprobes, refine_factor=refine_factor,
-                          exact=exact, route=route)
-    plan = replace(plan, filter_ms=round(plan.filter_ms + (sql_ms if where else 0.0), 3))
+    hits, plan = knn_plan(wh, table, vec, k + extra, nprobes=nprobes, refine_factor=refine_factor,
+                          exact=exact, route=route, _positions=positions if where else None)
     out = pl.from_arrow(hits)
     assert isinstance(out, pl.DataFrame)
     if extra:

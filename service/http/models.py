@@ -91,6 +91,7 @@ class SearchPlanModel(BaseModel):
     reason: str
     filter_ms: float
     search_ms: float
+    filter_cached: bool = Field(False, description="the where's rows came from the cache (same table versions)")
 
 
 class SimilarResponse(BaseModel):
