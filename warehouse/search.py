@@ -729,20 +729,23 @@ def similar_plan(
     extra = 1 if (exclude_query and qid is not None) else 0
     hits, plan = knn_plan(wh, table, vec, k + extra, nprobes=nprobes, refine_factor=refine_factor,
                           exact=exact, route=route, _positions=positions if where else None)
+    if extra:
+        hits = hits.filter(pc.not_equal(hits.column("galaxy_id"), qid))
+    hits = hits.slice(0, k)
+    hits = hits.add_column(0, "rank", pa.array(np.arange(1, hits.num_rows + 1), pa.int64()))
+    if engine is not None and hits.num_rows:  # the features of the k found, in their order (a left join)
+        ids = ", ".join(quote(g) for g in hits.column("galaxy_id").to_pylist())
+        feats = engine.query_arrow(f"SELECT * FROM ({features_query(engine)}) AS f WHERE galaxy_id IN ({ids})",
+                                   limit=None)
+        feats = feats.drop_columns([c for c in ("rank", "distance") if c in feats.column_names])
+        at = pc.index_in(hits.column("galaxy_id"), value_set=feats.column("galaxy_id"))
+        feats = feats.take(at)
+        for name in feats.column_names:
+            if name != "galaxy_id":
+                hits = hits.append_column(feats.schema.field(name), feats.column(name))
     out = pl.from_arrow(hits)
     assert isinstance(out, pl.DataFrame)
-    if extra:
-        out = out.filter(pl.col("galaxy_id") != qid)
-    out = out.head(k).with_row_index("rank", offset=1).with_columns(pl.col("rank").cast(pl.Int64))
-    if engine is None or out.height == 0:
-        return SimilarResult(out, plan)
-    ids = ", ".join(quote(g) for g in out["galaxy_id"].to_list())
-    feats = engine.query_arrow(f"SELECT * FROM ({features_query(engine)}) AS f WHERE galaxy_id IN ({ids})",
-                               limit=None)
-    feats_df = pl.from_arrow(feats)
-    assert isinstance(feats_df, pl.DataFrame)
-    feats_df = feats_df.select([c for c in feats_df.columns if c not in ("rank", "distance")])
-    return SimilarResult(out.join(feats_df, on="galaxy_id", how="left", maintain_order="left"), plan)
+    return SimilarResult(out, plan)
 
 
 def similar(
