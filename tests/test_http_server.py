@@ -165,8 +165,12 @@ def test_reads_while_another_process_writes_see_one_version_and_never_fail(serve
             # a writer's commit sets every ra to the same whole number: one version is all or none of it
             assert row["written"] in (0, len(ids)) and (row["written"] == 0 or row["lo"] == row["hi"])
             rec = c.get(f"/galaxies/{gid}")
-            sim = c.get(f"/galaxies/{gid}/similar", params={"k": 3})
+            sim = c.get(f"/galaxies/{gid}/similar", params={"k": 3, "where": "ra = floor(ra)"})
             assert rec.status_code == 200 and sim.status_code == 200, (rec.text, sim.text)
+            # the where's cached rows follow the writer's commits: the count at the version the answer read
+            same = c.post("/sql", json={"query": "SELECT count(*) AS n FROM galaxies WHERE ra = floor(ra)",
+                                        "versions": sim.json()["versions"]}).json()["rows"][0]["n"]
+            assert sim.json()["plan"]["allowed"] == same, (sim.json()["plan"], same)
             pinned = rec.json()["versions"]["galaxies"]
             again = c.get(f"/galaxies/{gid}", params={"version": f"galaxies:{pinned}"}).json()
             assert again["catalogue"] == rec.json()["catalogue"]  # a pinned version answers the same

@@ -178,3 +178,21 @@ def test_filter_cache_is_keyed_by_table_versions(warehouse):
     assert not after.plan.filter_cached and after.plan.allowed == 22  # ids[2] was edge-on already
     allowed = np.array([i % 3 == 2 or i < 3 for i in range(60)])
     assert after.neighbours["galaxy_id"].to_list() == [ids[j] for j in brute_force(vecs, vecs[0], 5, allowed)]
+
+
+def test_embedding_index_asset_adds_appended_rows_to_the_index(indexed):
+    """The Dagster asset (a real run) brings an index that no longer covers the table up to date."""
+    import dagster as dg
+
+    from dagster_project.defs.embeddings.assets import embedding_index
+    from dagster_project.resources import WarehouseResource
+
+    wh, ids, _ = indexed
+    new_ids = _append(wh, len(ids), clustered(100, clusters=40, seed=9))
+    config = {"ops": {"embedding_index": {"config": {"min_rows": 1000, "encoder": ENC}}}}
+    result = dg.materialize([embedding_index], instance=dg.DagsterInstance.ephemeral(), run_config=config,
+                            resources={"warehouse": WarehouseResource(root=str(wh.root))})
+    assert result.success and all(c.passed for c in result.get_asset_check_evaluations())
+    entry = result.asset_materializations_for_node("embedding_index")[0].metadata["tables"].value[f"embeddings_{ENC}"]
+    assert entry["action"] == "updated" and entry["unindexed_before"] == 100 and entry["recall_at_10"] >= 0.95
+    assert search.index_state(wh, ENC)["unindexed_rows"] == 0 and len(new_ids) == 100
