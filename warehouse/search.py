@@ -963,10 +963,11 @@ def update_index(
 
     Rows the index does not cover are still found meanwhile (Lance searches unindexed fragments flat
     and merges them with the indexed candidates; tested in ``tests/test_search_planner.py``), at the
-    cost of a flat scan that grows with them. This adds them to the index's existing IVF cells
-    (Lance ``optimize_indices``: no retraining, seconds for a shard) while they are under
-    ``rebuild_fraction`` of the table, and otherwise rebuilds it with :func:`build_index` (the cells
-    were trained on a table less than half this size). Without an index it is :func:`build_index`.
+    cost of a flat scan that grows with them. This indexes them as a delta segment that uses the
+    trained IVF cells (Lance ``optimize_indices(num_indices_to_merge=0)``: no retraining) while the
+    rows outside the trained segment are under ``rebuild_fraction`` of the table, and otherwise
+    rebuilds it with :func:`build_index` (the cells were trained on less than half of today's
+    table). Without an index it is :func:`build_index`.
     """
     table = pick_table(wh, encoder)
     ds = wh.dataset(table)
@@ -974,14 +975,19 @@ def update_index(
     n = int(ds.count_rows())
     if not indexed or n < min_rows:
         return build_index(wh, encoder, min_rows=min_rows)
-    if unindexed == 0:
-        return IndexReport(table, n, False, "ann", "index covers every row", action="up to date")
-    if unindexed >= rebuild_fraction * n:
+    rows = {f.fragment_id: f.count_rows() for f in ds.get_fragments()}
+    trained = max(sum(rows.get(i, 0) for i in (ix.get("fragment_ids") or []))
+                  for ix in ds.list_indices() if "vector" in (ix.get("fields") or []))
+    if n - trained >= rebuild_fraction * n:  # rows the cells were not trained on: unindexed + delta segments
         report = build_index(wh, encoder, min_rows=min_rows)
         return replace(report, action="rebuilt", unindexed_before=unindexed,
-                       reason=f"{unindexed} of {n} rows unindexed >= {rebuild_fraction:.0%}: retrained")
+                       reason=f"{n - trained} of {n} rows not in the trained index >= {rebuild_fraction:.0%}: retrained")
+    if unindexed == 0:
+        return IndexReport(table, n, False, "ann", "index covers every row", action="up to date")
     t0 = time.perf_counter()
-    ds.optimize.optimize_indices(index_names=[INDEX_NAME])
+    # a delta segment over the new fragments, with the trained cells: Lance's default merge (pylance
+    # 14.0.2) rebuilt the segments as ONE cell (20 -> 1 at 1M: recall 0.994 -> 0.943, 182 s)
+    ds.optimize.optimize_indices(index_names=[INDEX_NAME], num_indices_to_merge=0)
     elapsed = time.perf_counter() - t0
     return IndexReport(table, n, True, "ann", f"{unindexed} of {n} rows added to the existing cells",
                        None, elapsed, _index_bytes(wh, table), action="updated", unindexed_before=unindexed)
