@@ -1,24 +1,31 @@
-"""ANN vs exact vector search on clustered synthetic embeddings (nothing is stored in git).
+"""Lookalike search at scale: exact vs ANN, filtered routes, appends (nothing is stored in git).
 
-Generates ``n`` seeded vectors in ``clusters`` Gaussian blobs (the structure of survey embeddings),
-writes them to an embeddings table of a temporary warehouse, and measures, in the same run:
+Generates ``n`` seeded vectors, writes them to an embeddings table of a temporary warehouse beside a
+``galaxies`` table (``ra`` uniform in [0, 360) so ``ra < 3.6`` keeps 1 %, and ``label_name`` the
+vector's cluster, a filter correlated with the geometry), and measures, in the same run, against
+exact numpy (normalised matrix, one mat-vec per query) as the baseline and the truth:
 
-- exact search with numpy (normalised matrix, one matrix-vector product per query): the baseline;
-- exact (flat) search through LanceDB on the same table;
-- the ANN index of :func:`warehouse.search.build_index` for each index type: build time, index size,
-  and recall@10 against the numpy truth with p50/p99 single-query latency for each (nprobes,
-  refine_factor) pair, through :func:`warehouse.search.knn` (the code path ``similar`` uses);
-- filtered search (``where`` allowing 1 %, 10 %, 50 % of the table), with the last index built: exact
-  numpy over the allowed subset (Lance ``take``), ANN over-fetch + post-filter, and the LanceDB
-  ``galaxy_id IN (...)`` prefilter.
+- unfiltered: exact through the planner's cached matrix, then the ANN index
+  (:func:`warehouse.search.build_index`: build time, size) for each (nprobes, refine_factor): p50/p99
+  and recall@10, through :func:`warehouse.search.knn_plan` (the code path of every ``similar``);
+- filtered at 1 %, 10 %, 50 % (uniform ``ra`` cuts) and one cluster-correlated label: each route forced
+  (exact over the subset, ANN with the row-id prefilter, ANN over-fetch + post-filter) given the
+  allowed ids, and the planner's own choice end to end through :func:`warehouse.search.similar_plan`
+  (the DuckDB ``where``, ids -> positions, search, the features join of the k results);
+- appends: 10 % new rows in a new fragment; recall and latency with the index not yet covering them
+  (Lance searches them flat), then :func:`warehouse.search.update_index` (time) and again.
 
-Queries are held-out draws from the same blobs. Usage::
+``--vectors blobs``: isotropic Gaussian blobs around random unit centres (flatters every index).
+``--vectors realistic`` (default): the structure of real embeddings: a shared mean direction, a
+low-rank latent space with a power-law spectrum, Zipf-distributed cluster sizes, anisotropic
+clusters of log-normal scale, Student-t (3 d.o.f.) radial tails, a little isotropic noise.
 
-    .venv/bin/python benchmarks/bench_ann.py --n 100000 --dim 768
-    .venv/bin/python benchmarks/bench_ann.py --n 1000000 --dim 384 --types IVF_HNSW_SQ
+Usage::
 
-Prints a markdown table (paste it into docs/benchmarks_embeddings.md) and, with ``--json``, writes the
-numbers to a file.
+    .venv/bin/python benchmarks/bench_ann.py --n 100000 --dim 384
+    flock /work/wt/bench.lock .venv/bin/python benchmarks/bench_ann.py --n 1000000 --dim 384 --json ann.json
+
+Prints markdown tables (pasted into docs/benchmarks_embeddings.md); ``--json`` writes the numbers.
 """
 
 from __future__ import annotations
@@ -33,12 +40,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import lance
 import numpy as np
 import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from warehouse import Warehouse
+from warehouse import Warehouse, schemas
 from warehouse import search as vs
 
 TABLE = "embeddings_bench"
@@ -48,42 +56,105 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def centres(dim: int, clusters: int, seed: int) -> np.ndarray:
+# ------------------------------------------------------------------------------------ vectors
+class Blobs:
+    """Isotropic Gaussian blobs around random unit centres, noise of total norm ~``spread``."""
+
+    def __init__(self, dim: int, clusters: int, seed: int, spread: float = 0.6) -> None:
+        rng = np.random.default_rng(seed)
+        c = rng.normal(size=(clusters, dim))
+        self.centres = (c / np.linalg.norm(c, axis=1, keepdims=True)).astype(np.float32)
+        self.spread = spread
+
+    def draw(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        dim = self.centres.shape[1]
+        z = rng.integers(0, len(self.centres), n)
+        noise = rng.standard_normal((n, dim), dtype=np.float32) * np.float32(self.spread / np.sqrt(dim))
+        return self.centres[z] + noise, z
+
+
+class Realistic:
+    """Vectors with the structure of real image embeddings (see the module docstring)."""
+
+    def __init__(self, dim: int, clusters: int, seed: int, rank: int = 64) -> None:
+        rng = np.random.default_rng(seed)
+        self.rank = rank
+        self.basis = np.linalg.qr(rng.normal(size=(dim, rank)))[0].astype(np.float32)  # dim x rank
+        spectrum = (1.0 + np.arange(rank)) ** -0.8
+        mean = rng.normal(size=dim)
+        self.mean = (1.2 * mean / np.linalg.norm(mean)).astype(np.float32)
+        w = (1.0 + np.arange(clusters)) ** -1.1
+        self.weights = w / w.sum()
+        self.centres = (rng.normal(size=(clusters, rank)) * np.sqrt(spectrum)).astype(np.float32)
+        a = rng.normal(size=(clusters, rank, rank)) / np.sqrt(rank)
+        a *= rng.lognormal(0.0, 0.7, size=(clusters, 1, rank)) * np.sqrt(spectrum)[None, None, :]
+        self.shapes = (a * rng.lognormal(np.log(0.45), 0.4, size=(clusters, 1, 1))).astype(np.float32)
+        self.iso = np.float32(0.05 / np.sqrt(dim))
+
+    def draw(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        z = rng.choice(len(self.weights), size=n, p=self.weights)
+        g = rng.standard_normal((n, self.rank), dtype=np.float32)
+        g *= np.sqrt(3.0 / rng.chisquare(3.0, size=n)).astype(np.float32)[:, None]  # Student-t radial tails
+        lat = self.centres[z].copy()
+        order = np.argsort(z, kind="stable")
+        bounds = np.flatnonzero(np.diff(z[order])) + 1
+        for idx in np.split(order, bounds):
+            lat[idx] += g[idx] @ self.shapes[z[idx[0]]]
+        x = self.mean + lat @ self.basis.T
+        x += rng.standard_normal(x.shape, dtype=np.float32) * self.iso
+        return x.astype(np.float32), z
+
+
+# ------------------------------------------------------------------------------------ tables
+def _fsl(v: np.ndarray) -> pa.FixedSizeListArray:
+    return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(v).ravel()), v.shape[1])
+
+
+def write_vectors(wh: Warehouse, gen, n: int, seed: int, offset: int = 0,
+                  chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
+    """Write (or append) ``n`` vectors to ``embeddings_bench``; return them L2-normalised and their clusters."""
+    dim = gen.basis.shape[0] if hasattr(gen, "basis") else gen.centres.shape[1]
     rng = np.random.default_rng(seed)
-    c = rng.normal(size=(clusters, dim))
-    return (c / np.linalg.norm(c, axis=1, keepdims=True)).astype(np.float32)
-
-
-def draw(c: np.ndarray, n: int, spread: float, rng: np.random.Generator) -> np.ndarray:
-    """``n`` points around random centres, isotropic noise of total norm ~``spread``."""
-    dim = c.shape[1]
-    noise = rng.standard_normal((n, dim), dtype=np.float32) * np.float32(spread / np.sqrt(dim))
-    return c[rng.integers(0, len(c), n)] + noise
-
-
-def write_table(wh: Warehouse, n: int, c: np.ndarray, spread: float, seed: int, chunk: int = 100_000) -> np.ndarray:
-    """Write the vectors to ``embeddings_bench`` in chunks; return them L2-normalised (for numpy search)."""
-    import lancedb
-
-    dim = c.shape[1]
-    rng = np.random.default_rng(seed + 1)
     unit = np.empty((n, dim), dtype=np.float32)
+    clusters = np.empty(n, dtype=np.int64)
     schema = pa.schema([pa.field("galaxy_id", pa.string()), pa.field("vector", pa.list_(pa.float32(), dim))])
 
     def batches():
         for lo in range(0, n, chunk):
             hi = min(n, lo + chunk)
-            v = draw(c, hi - lo, spread, rng)
+            v, z = gen.draw(hi - lo, rng)
             unit[lo:hi] = v / np.linalg.norm(v, axis=1, keepdims=True)
-            ids = pa.array([f"bench:{i:07d}" for i in range(lo, hi)])
-            yield pa.record_batch([ids, pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), dim)], schema=schema)
-            log(f"  wrote {hi:,}/{n:,} vectors")
+            clusters[lo:hi] = z
+            ids = pa.array([f"bench:{offset + i:07d}" for i in range(lo, hi)])
+            yield pa.record_batch([ids, _fsl(v)], schema=schema)
+        log(f"  wrote {n:,} vectors")
 
-    db = lancedb.connect(str(wh.lance_dir))
-    db.create_table(TABLE, data=pa.RecordBatchReader.from_batches(schema, batches()), schema=schema)
-    return unit
+    reader = pa.RecordBatchReader.from_batches(schema, batches())
+    lance.write_dataset(reader, wh.table_uri(TABLE), schema=schema, mode="append" if offset else "create")
+    return unit, clusters
 
 
+def write_galaxies(wh: Warehouse, n: int, clusters: np.ndarray, seed: int) -> np.ndarray:
+    """A ``galaxies`` table for the ``where``: uniform ``ra``, ``label_name`` = cluster. Returns ``ra``."""
+    spec = schemas.get("galaxies")
+    ra = np.random.default_rng(seed).uniform(0, 360, n)
+    ids = [f"bench:{i:07d}" for i in range(n)]
+    given = {"galaxy_id": ids, "source": ["bench"] * n, "native_id": ids, "shard": ["bench-00000"] * n,
+             "ra": ra, "dec": np.zeros(n), "label_name": [f"c{c}" for c in clusters]}
+
+    def column(f: pa.Field) -> pa.Array:
+        if f.name in given:
+            return pa.array(given[f.name], f.type)
+        if f.nullable:
+            return pa.nulls(n, f.type)
+        return pa.array(["" if pa.types.is_string(f.type) else (True if pa.types.is_boolean(f.type) else 0)] * n,
+                        f.type)
+
+    wh.upsert("galaxies", pa.table({f.name: column(f) for f in spec.columns}))
+    return ra
+
+
+# ------------------------------------------------------------------------------------ measuring
 def exact_numpy(unit: np.ndarray, q: np.ndarray, k: int, subset: np.ndarray | None = None) -> np.ndarray:
     qn = q / np.linalg.norm(q)
     m = unit if subset is None else unit[subset]
@@ -102,21 +173,47 @@ def ids_of(table: pa.Table) -> list[int]:
     return [int(g.split(":")[1]) for g in table.column("galaxy_id").to_pylist()]
 
 
+def run_queries(queries, truth, fn) -> dict:
+    """p50/p99 of ``fn(q) -> (hits, plan)`` and recall@k against ``truth``; the routes the plans took."""
+    times, hits, total, routes, cands = [], 0, 0, {}, []
+    for q, tr in zip(queries, truth):
+        t = time.perf_counter()
+        res, plan = fn(q)
+        times.append(time.perf_counter() - t)
+        hits += len(set(tr) & set(ids_of(res)))
+        total += len(tr)
+        routes[plan.route] = routes.get(plan.route, 0) + 1
+        cands.append(plan.candidates)
+    p50, p99 = pct(times)
+    return {"recall": hits / max(total, 1), "p50_ms": p50, "p99_ms": p99, "routes": routes,
+            "candidates": float(np.median(cands)) if cands else 0.0}
+
+
+def structure(unit: np.ndarray, queries: np.ndarray, k: int, rng: np.random.Generator) -> dict:
+    """How hard the vectors are: mean cosine of random pairs, of a query's 1st and k-th neighbour."""
+    i, j = rng.integers(0, len(unit), (2, 2000))
+    qn = queries[:20] / np.linalg.norm(queries[:20], axis=1, keepdims=True)
+    sims = np.sort(unit @ qn.T, axis=0)[::-1]
+    return {"cos_random_pair": float(np.mean(np.sum(unit[i] * unit[j], axis=1))),
+            "cos_1nn": float(sims[0].mean()), f"cos_{k}nn": float(sims[k - 1].mean())}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--dim", type=int, default=384)
+    ap.add_argument("--vectors", choices=["realistic", "blobs"], default="realistic")
     ap.add_argument("--clusters", type=int, default=1000)
-    ap.add_argument("--spread", type=float, default=0.6, help="noise norm relative to the unit centres")
     ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--filter-queries", type=int, default=40)
     ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--types", default="IVF_HNSW_SQ", help="comma-separated index types (IVF_PQ, IVF_HNSW_SQ, ...)")
-    ap.add_argument("--nprobes", default="16,32,64")
-    ap.add_argument("--refine", default="5,10,20")
-    ap.add_argument("--lance-exact-queries", type=int, default=20)
-    ap.add_argument("--no-filters", action="store_true")
+    ap.add_argument("--index-type", default="IVF_HNSW_SQ")
+    ap.add_argument("--ef-construction", type=int, default=None, help="HNSW build beam (default: IndexParams)")
+    ap.add_argument("--nprobes", default="4,8,16")
+    ap.add_argument("--refine", default="2,5,10")
+    ap.add_argument("--append", type=float, default=0.1, help="fraction of new rows appended after the build")
     ap.add_argument("--max-listed", type=int, default=100_000,
-                    help="skip the take / IN-list strategies for allowed sets larger than this")
+                    help="skip the row-id prefilter route for allowed sets larger than this")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--workdir", help="where to put the temporary warehouse (default: system temp)")
@@ -124,105 +221,158 @@ def main(argv: list[str] | None = None) -> int:
 
     k = args.k
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    log(f"{args.n:,} x {args.dim} vectors, {args.clusters} clusters, {cores} cores, {platform.processor()}")
+    log(f"{args.n:,} x {args.dim} {args.vectors} vectors, {args.clusters} clusters, {cores} cores, "
+        f"{platform.processor()}")
     root = Path(tempfile.mkdtemp(prefix="bench_ann_", dir=args.workdir))
-    results: dict = {"n": args.n, "dim": args.dim, "clusters": args.clusters, "cores": cores, "k": k, "rows": []}
+    res: dict = {"n": args.n, "dim": args.dim, "vectors": args.vectors, "clusters": args.clusters,
+                 "cores": cores, "k": k, "unfiltered": [], "filtered": [], "append": {}}
+    gen = (Realistic if args.vectors == "realistic" else Blobs)(args.dim, args.clusters, args.seed)
+    if isinstance(gen, Blobs):
+        gen.basis = np.zeros((args.dim, 0))
     try:
         wh = Warehouse.open(root)
-        c = centres(args.dim, args.clusters, args.seed)
         t0 = time.perf_counter()
-        unit = write_table(wh, args.n, c, args.spread, args.seed)
-        results["write_s"] = time.perf_counter() - t0
-        data_bytes = sum(p.stat().st_size for p in Path(wh.table_uri(TABLE)).rglob("*.lance"))
-        queries = draw(c, args.queries, args.spread, np.random.default_rng(args.seed + 2))
+        unit, clusters = write_vectors(wh, gen, args.n, args.seed + 1)
+        ra = write_galaxies(wh, args.n, clusters, args.seed + 5)
+        res["write_s"] = time.perf_counter() - t0
+        res["data_mib"] = sum(p.stat().st_size for p in Path(wh.table_uri(TABLE)).rglob("*.lance")) / 2**20
+        queries, _ = gen.draw(args.queries, np.random.default_rng(args.seed + 2))
+        res["structure"] = structure(unit, queries, k, np.random.default_rng(args.seed + 4))
+        log(f"  structure {res['structure']}")
 
-        log("exact numpy search")
+        log("exact numpy")
         truth, times = [], []
         for q in queries:
             t = time.perf_counter()
-            truth.append(set(exact_numpy(unit, q, k).tolist()))
+            truth.append(exact_numpy(unit, q, k).tolist())
             times.append(time.perf_counter() - t)
         np50, np99 = pct(times)
-        results["rows"].append({"method": "exact numpy", "recall": 1.0, "p50_ms": np50, "p99_ms": np99})
+        res["numpy_p50_ms"], res["numpy_p99_ms"] = np50, np99
+        res["unfiltered"].append({"method": "exact numpy", "recall": 1.0, "p50_ms": np50, "p99_ms": np99})
+        t = time.perf_counter()
+        vs.knn_plan(wh, TABLE, queries[0], k)
+        res["matrix_load_s"] = time.perf_counter() - t
+        r = run_queries(queries[:50], truth, lambda q: vs.knn_plan(wh, TABLE, q, k))
+        res["unfiltered"].append({"method": "exact (planner, cached matrix)", **r})
+        log(f"  numpy p50 {np50:.1f} ms; planner exact p50 {r['p50_ms']:.1f} ms; matrix load {res['matrix_load_s']:.1f} s")
 
-        log("exact LanceDB flat search")
-        tbl = vs._open(wh, TABLE)
-        times, hits = [], 0
-        for q, tr in zip(queries[: args.lance_exact_queries], truth):
+        params = vs.default_index_params(args.n, args.dim, args.index_type)
+        if args.ef_construction:
+            params = vs.IndexParams(**{**params.as_dict(), "ef_construction": args.ef_construction})
+        log(f"building {params}")
+        report = vs.build_index(wh, "bench", params=params, force=True)
+        res["index"] = {"params": params.as_dict(), "build_s": report.build_s, "index_mib": report.index_bytes / 2**20}
+        log(f"  built in {report.build_s:.1f} s, {report.index_bytes / 2**20:.1f} MiB")
+        for nprobes in [int(x) for x in args.nprobes.split(",")]:
+            for refine in [int(x) for x in args.refine.split(",")]:
+                r = run_queries(queries, truth, lambda q, a=nprobes, b=refine: vs.knn_plan(
+                    wh, TABLE, q, k, nprobes=a, refine_factor=b))
+                res["unfiltered"].append({"method": args.index_type, "nprobes": nprobes, "refine": refine, **r})
+                log(f"  nprobes={nprobes} refine={refine}: recall {r['recall']:.3f} p50 {r['p50_ms']:.1f} "
+                    f"p99 {r['p99_ms']:.1f}")
+
+        fq = queries[: args.filter_queries]
+        big = max(clusters.max() + 1, 1)
+        sizes = np.bincount(clusters, minlength=big)
+        label = int(np.argmin(np.abs(sizes - 0.1 * args.n)))  # the cluster nearest 10 % of the table
+        filters = [(f"ra < {360 * f:g}", np.flatnonzero(ra < 360 * f), f"{f:.0%} (uniform)") for f in (0.01, 0.1, 0.5)]
+        filters.append((f"label_name = 'c{label}'", np.flatnonzero(clusters == label),
+                        f"{sizes[label] / args.n:.1%} (one cluster)"))
+        for where, subset, name in filters:
+            want = [exact_numpy(unit, q, k, subset).tolist() for q in fq]
+            allowed = pa.array([f"bench:{i:07d}" for i in subset])
+            for route in ("exact_subset", "ann_prefilter", "ann_postfilter"):
+                if route == "ann_prefilter" and len(subset) > args.max_listed:
+                    continue
+                r = run_queries(fq, want, lambda q, rt=route, al=allowed: vs.knn_plan(wh, TABLE, q, k, al, route=rt))
+                res["filtered"].append({"where": where, "selects": name, "allowed": len(subset), "method": route, **r})
+                log(f"  {where} ({name}) {route}: recall {r['recall']:.3f} p50 {r['p50_ms']:.1f} p99 {r['p99_ms']:.1f}")
+            r = run_queries(fq, want, lambda q, al=allowed: vs.knn_plan(wh, TABLE, q, k, al))
+            res["filtered"].append({"where": where, "selects": name, "allowed": len(subset), "method": "planner", **r})
+            for cold in (True, False):
+                parts: dict[str, list[float]] = {"filter_ms": [], "search_ms": [], "total_ms": []}
+
+                def end_to_end(q, where=where, parts=parts, cold=cold):
+                    if cold:
+                        vs._FILTERS.clear()  # the where evaluated by DuckDB every time (the engine stays cached)
+                    t = time.perf_counter()
+                    found = vs.similar_plan(wh, q, k, where=where, encoder="bench")
+                    parts["total_ms"].append((time.perf_counter() - t) * 1000)
+                    parts["filter_ms"].append(found.plan.filter_ms)
+                    parts["search_ms"].append(found.plan.search_ms)
+                    return pa.table({"galaxy_id": found.neighbours["galaxy_id"].to_arrow()}), found.plan
+
+                r = run_queries(fq[:20], want, end_to_end)
+                r.update({key: float(np.median(v)) for key, v in parts.items()})
+                label = "similar_plan, where evaluated" if cold else "similar_plan, where cached"
+                res["filtered"].append({"where": where, "selects": name, "allowed": len(subset), "method": label, **r})
+                log(f"  {where} {label}: p50 {r['p50_ms']:.1f} p99 {r['p99_ms']:.1f} (filter {r['filter_ms']:.1f}, "
+                    f"search {r['search_ms']:.1f}); planner {res['filtered'][-2 if cold else -3]['routes']}")
+
+        if args.append > 0:
+            n_new = int(args.append * args.n)
+            log(f"appending {n_new:,} rows")
+            new_unit, _ = write_vectors(wh, gen, n_new, args.seed + 7, offset=args.n)
+            aq, _ = gen.draw(args.queries, np.random.default_rng(args.seed + 8))
+            atruth = []
+            for q in aq:
+                a, b = exact_numpy(unit, q, k), exact_numpy(new_unit, q, k)
+                qn = q / np.linalg.norm(q)
+                cand = np.concatenate([a, b + args.n])
+                d = 1 - np.concatenate([unit[a], new_unit[b]]) @ qn
+                atruth.append(cand[np.argsort(d)[:k]].tolist())
+            new_share = float(np.mean([np.mean(np.asarray(t) >= args.n) for t in atruth]))
             t = time.perf_counter()
-            res = (tbl.search(q, vector_column_name="vector").distance_type("cosine").limit(k)
-                   .bypass_vector_index().select(["galaxy_id", "_distance"]).to_arrow())
-            got = ids_of(res)
-            times.append(time.perf_counter() - t)
-            hits += len(tr & set(got))
-        p50, p99 = pct(times)
-        results["rows"].append({"method": "exact LanceDB (flat)", "recall": hits / (k * len(times)),
-                                "p50_ms": p50, "p99_ms": p99})
-
-        for index_type in [s for s in args.types.split(",") if s]:
-            params = vs.default_index_params(args.n, args.dim, index_type)
-            log(f"building {index_type} {params}")
-            report = vs.build_index(wh, "bench", params=params, force=True)
-            log(f"  built in {report.build_s:.1f} s, {report.index_bytes / 2**20:.1f} MiB")
-            for nprobes in [int(x) for x in args.nprobes.split(",")]:
-                for refine in [int(x) for x in args.refine.split(",")]:
-                    times, hits = [], 0
-                    for q, tr in zip(queries, truth):
-                        t = time.perf_counter()
-                        got = ids_of(vs.knn(wh, TABLE, q, k, nprobes=nprobes, refine_factor=refine))
-                        times.append(time.perf_counter() - t)
-                        hits += len(tr & set(got))
-                    p50, p99 = pct(times)
-                    row = {"method": index_type, "nprobes": nprobes, "refine": refine,
-                           "recall": hits / (k * len(queries)), "p50_ms": p50, "p99_ms": p99,
-                           "speedup_p50": np50 / p50, "build_s": report.build_s, "index_mib": report.index_bytes / 2**20,
-                           "partitions": params.num_partitions, "sub_vectors": params.num_sub_vectors}
-                    results["rows"].append(row)
-                    log(f"  nprobes={nprobes} refine={refine}: recall@{k} {row['recall']:.3f}, "
-                        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms")
-
-        if not args.no_filters:
-            rng = np.random.default_rng(args.seed + 3)
-            for frac in (0.01, 0.1, 0.5):
-                subset = np.sort(rng.choice(args.n, size=max(k, int(frac * args.n)), replace=False))
-                allowed = [f"bench:{i:07d}" for i in subset]
-                strategies = (("numpy over subset (take)", 10**12, 2.0), ("ANN over-fetch + post-filter", -1, 0.0),
-                              ("LanceDB prefilter IN", -1, 2.0))
-                for label, limit, post in strategies:
-                    if len(allowed) > args.max_listed and "post-filter" not in label:
-                        log(f"  where {frac:.0%} {label}: skipped ({len(allowed):,} ids > --max-listed)")
-                        continue
-                    old = vs.EXACT_SUBSET_MAX, vs.POSTFILTER_MIN_FRACTION
-                    vs.EXACT_SUBSET_MAX, vs.POSTFILTER_MIN_FRACTION = limit, post
-                    times, hits = [], 0
-                    try:
-                        for q in queries[:20]:
-                            want = set(exact_numpy(unit, q, k, subset).tolist())
-                            t = time.perf_counter()
-                            got = ids_of(vs.knn(wh, TABLE, q, k, allowed))
-                            times.append(time.perf_counter() - t)
-                            hits += len(want & set(got))
-                    finally:
-                        vs.EXACT_SUBSET_MAX, vs.POSTFILTER_MIN_FRACTION = old
-                    p50, p99 = pct(times)
-                    results["rows"].append({"method": f"where {frac:.0%}: {label}", "recall": hits / (k * len(times)),
-                                            "p50_ms": p50, "p99_ms": p99})
-                    log(f"  where {frac:.0%} {label}: p50 {p50:.1f} ms")
-        results["data_mib"] = data_bytes / 2**20
+            _, plan = vs.knn_plan(wh, TABLE, aq[0], k)
+            res["append"] = {"rows": n_new, "matrix_extend_s": time.perf_counter() - t,
+                             "unindexed_rows": plan.unindexed_rows, "new_rows_in_truth": new_share}
+            before = run_queries(aq, atruth, lambda q: vs.knn_plan(wh, TABLE, q, k))
+            upd = vs.update_index(wh, "bench", min_rows=1)
+            after = run_queries(aq, atruth, lambda q: vs.knn_plan(wh, TABLE, q, k))
+            res["append"].update({"before_update": before, "update_s": upd.build_s, "update_action": upd.action,
+                                  "index_mib_after": upd.index_bytes / 2**20, "after_update": after})
+            log(f"  append: before update recall {before['recall']:.3f} p50 {before['p50_ms']:.1f}; update "
+                f"{upd.action} in {upd.build_s:.1f} s; after recall {after['recall']:.3f} p50 {after['p50_ms']:.1f}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
-    print(f"\n{args.n:,} x {args.dim} float32 ({results['data_mib']:.0f} MiB in Lance), {args.clusters} clusters, "
-          f"{len(queries)} queries, k={k}, {cores} cores; write {results['write_s']:.1f} s\n")
-    print("| method | nprobes | refine | recall@10 | p50 ms | p99 ms | speed-up vs numpy (p50) | build s | index MiB |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in results["rows"]:
-        print(f"| {r['method']} | {r.get('nprobes', '')} | {r.get('refine', '')} | {r['recall']:.3f} | "
-              f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {np50 / r['p50_ms']:.1f}x | "
-              f"{r.get('build_s', float('nan')):.0f} | {r.get('index_mib', float('nan')):.1f} |")
+    print_tables(res, args)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        Path(args.json).write_text(json.dumps(res, indent=1, default=float))
     return 0
+
+
+def print_tables(res: dict, args: argparse.Namespace) -> None:
+    s = res["structure"]
+    kth = s[f"cos_{res['k']}nn"]
+    print(f"\n{res['n']:,} x {res['dim']} float32 {res['vectors']} ({res['data_mib']:.0f} MiB in Lance), "
+          f"{res['clusters']} clusters, {args.queries} queries, k={res['k']}, {res['cores']} cores; write "
+          f"{res['write_s']:.1f} s; cached matrix load {res['matrix_load_s']:.1f} s; mean cos: random pair "
+          f"{s['cos_random_pair']:.2f}, 1st NN {s['cos_1nn']:.2f}, {res['k']}th NN {kth:.2f}")
+    ix = res.get("index", {})
+    print(f"index {ix.get('params', {}).get('index_type')} ({ix.get('params', {}).get('num_partitions')} cells): "
+          f"build {ix.get('build_s', 0):.0f} s, {ix.get('index_mib', 0):.1f} MiB\n")
+    np50 = res["numpy_p50_ms"]
+    print("| method | nprobes | refine | recall@10 | p50 ms | p99 ms | speed-up vs numpy (p50) |")
+    print("|---|---|---|---|---|---|---|")
+    for r in res["unfiltered"]:
+        print(f"| {r['method']} | {r.get('nprobes', '')} | {r.get('refine', '')} | {r['recall']:.3f} | "
+              f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {np50 / r['p50_ms']:.1f}x |")
+    print("\n| where | selects | route | recall@10 | p50 ms | p99 ms | candidates | routes taken |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in res["filtered"]:
+        extra = (f" (filter {r['filter_ms']:.1f} + search {r['search_ms']:.1f})" if "filter_ms" in r else "")
+        print(f"| `{r['where']}` | {r['selects']} | {r['method']}{extra} | {r['recall']:.3f} | {r['p50_ms']:.1f} | "
+              f"{r['p99_ms']:.1f} | {r['candidates']:.0f} | {r['routes']} |")
+    a = res.get("append")
+    if a:
+        b, f = a["before_update"], a["after_update"]
+        print(f"\nappend {a['rows']:,} rows ({a['new_rows_in_truth']:.0%} of the true neighbours are new); cached "
+              f"matrix extended in {a['matrix_extend_s']:.1f} s\n")
+        print("| state | unindexed rows | recall@10 | p50 ms | p99 ms |\n|---|---|---|---|---|")
+        print(f"| index not updated | {a['unindexed_rows']:,} | {b['recall']:.3f} | {b['p50_ms']:.1f} | {b['p99_ms']:.1f} |")
+        print(f"| after update_index ({a['update_action']}, {a['update_s']:.1f} s) | 0 | {f['recall']:.3f} | "
+              f"{f['p50_ms']:.1f} | {f['p99_ms']:.1f} |")
 
 
 if __name__ == "__main__":

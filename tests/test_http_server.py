@@ -106,9 +106,13 @@ def test_every_endpoint_over_real_http(server):
         assert img.headers["content-type"] == "image/png" and img.content[:4] == b"\x89PNG"
         sim = c.get(f"/galaxies/{ids[0]}/similar", params={"k": 4, "where": "g_r > 0.4"}).json()
         assert len(sim["neighbours"]) == 4 and all(n["features"]["g_r"] > 0.4 for n in sim["neighbours"])
+        n_red = wh.sql("SELECT count(*) AS n FROM galaxy_features WHERE g_r > 0.4")["n"][0]
+        assert sim["plan"]["route"] == "exact_subset" and sim["plan"]["allowed"] == n_red  # the planner's route
+        assert sim["plan"]["selectivity"] == pytest.approx(n_red / sim["plan"]["rows"])
         with open(files[ids[5]], "rb") as fh:
             up = c.post("/similar", files={"file": ("mine.png", fh, "image/png")}, data={"k": "2"}).json()
         assert up["neighbours"][0]["galaxy_id"] == ids[5] and up["neighbours"][0]["distance"] < 1e-5
+        assert up["plan"]["route"] == "exact" and up["plan"]["allowed"] is None
         arrow = c.post("/sql", json={"query": "SELECT galaxy_id FROM galaxies", "format": "arrow"})
         assert pa.ipc.open_stream(arrow.content).read_all().num_rows == len(ids)
         assert "/sql" in c.get("/openapi.json").json()["paths"]
@@ -161,8 +165,12 @@ def test_reads_while_another_process_writes_see_one_version_and_never_fail(serve
             # a writer's commit sets every ra to the same whole number: one version is all or none of it
             assert row["written"] in (0, len(ids)) and (row["written"] == 0 or row["lo"] == row["hi"])
             rec = c.get(f"/galaxies/{gid}")
-            sim = c.get(f"/galaxies/{gid}/similar", params={"k": 3})
+            sim = c.get(f"/galaxies/{gid}/similar", params={"k": 3, "where": "ra = floor(ra)"})
             assert rec.status_code == 200 and sim.status_code == 200, (rec.text, sim.text)
+            # the where's cached rows follow the writer's commits: the count at the version the answer read
+            same = c.post("/sql", json={"query": "SELECT count(*) AS n FROM galaxies WHERE ra = floor(ra)",
+                                        "versions": sim.json()["versions"]}).json()["rows"][0]["n"]
+            assert sim.json()["plan"]["allowed"] == same, (sim.json()["plan"], same)
             pinned = rec.json()["versions"]["galaxies"]
             again = c.get(f"/galaxies/{gid}", params={"version": f"galaxies:{pinned}"}).json()
             assert again["catalogue"] == rec.json()["catalogue"]  # a pinned version answers the same

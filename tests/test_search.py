@@ -245,7 +245,9 @@ def test_cli_embed_then_similar_by_image(warehouse, tmp_path, capsys, monkeypatc
     png = tmp_path / "query.png"
     Image.fromarray(raw[2]).save(png)
     assert main(["--home", str(warehouse.root), "similar", "--image", str(png), "-k", "2", "--format", "json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    answer = json.loads(capsys.readouterr().out)
+    rows = answer["neighbours"]
+    assert answer["plan"]["route"] == "exact" and answer["plan"]["rows"] == n
     assert [r["rank"] for r in rows] == [1, 2] and rows[0]["galaxy_id"] == ids[2]
     assert rows[0]["distance"] == pytest.approx(0.0, abs=1e-5)  # float32 cosine of a vector with itself
     assert rows[1]["distance"] > 1e-3

@@ -15,6 +15,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
@@ -128,19 +129,26 @@ def _cmd_similar(args: argparse.Namespace) -> int:
         query_image = load_image_file(args.image)
     else:
         query, label, encoder = args.galaxy_id, args.galaxy_id, args.encoder
-    result = search.similar(wh, query, k=args.k, where=args.where, encoder=encoder,
-                            exclude_query=args.exclude_self, exact=True if args.exact else None)
+    found = search.similar_plan(wh, query, k=args.k, where=args.where, encoder=encoder,
+                                exclude_query=args.exclude_self, exact=True if args.exact else None)
+    result = found.neighbours
     if result.height == 0:
         print("no galaxy matches" + (f" where {args.where}" if args.where else ""), file=sys.stderr)
+        print(found.plan.describe(), file=sys.stderr)
         return 1
     cols = [c for c in _SHOW if c in result.columns]
     if args.format == "table":
         with pl.Config(tbl_rows=max(args.k, 10), tbl_hide_dataframe_shape=True, tbl_width_chars=140):
             print(result.select(cols))
+        print(found.plan.describe())
+    elif args.format == "json":  # the same shape as the HTTP answer: the plan beside the neighbours
+        rows = result.select(cols).to_dicts()
+        sys.stdout.write(json.dumps({"plan": found.plan.as_dict(), "neighbours": rows}, default=str) + "\n")
     else:
         from service.commands.query import format_frame
 
         sys.stdout.write(format_frame(result.select(cols), args.format))
+        print(found.plan.describe(), file=sys.stderr)
     if args.montage:
         if query_image is None and result["galaxy_id"][0] != args.galaxy_id:
             query_image = wh.read_image(args.galaxy_id)  # excluded, or filtered out by --where
@@ -175,5 +183,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--exact", action="store_true", help="exact search even when an ANN index exists")
     s.add_argument("--montage", help="write a PNG grid of the query and its neighbours")
     s.add_argument("--format", choices=["table", "csv", "json"], default="table",
-                   help="table (aligned text), csv, or json records (full-precision distances)")
+                   help="table (aligned text, then the route taken), csv (route on stderr), or json: "
+                        "{\"plan\": route, selectivity, candidates, ..., \"neighbours\": records}")
     s.set_defaults(func=_cmd_similar)

@@ -37,6 +37,7 @@ from service.http.models import (
     HealthResponse,
     Neighbour,
     Prediction,
+    SearchPlanModel,
     SimilarResponse,
     SQLRequest,
     SQLResponse,
@@ -246,14 +247,15 @@ def create_app(settings: Settings) -> FastAPI:
 
         check_k(k)
         table = search.pick_table(wh, encoder)
-        result = search.similar(wh, query, k=k, where=where or None, encoder=table.removeprefix("embeddings_"),
-                                exclude_query=exclude_self)
+        found = search.similar_plan(wh, query, k=k, where=where or None, encoder=table.removeprefix("embeddings_"),
+                                    exclude_query=exclude_self)
         neighbours = []
-        for row in _clean(result.to_dicts()):
+        for row in _clean(found.neighbours.to_dicts()):
             rank, gid, dist = row.pop("rank"), row.pop("galaxy_id"), row.pop("distance")
             neighbours.append(Neighbour(rank=rank, galaxy_id=gid, distance=dist, features=row))
         return SimilarResponse(query=label, encoder=table.removeprefix("embeddings_"), k=k, where=where or None,
-                               neighbours=neighbours, versions=wh.pins)
+                               neighbours=neighbours, plan=SearchPlanModel(**found.plan.as_dict()),
+                               versions=wh.pins)
 
     @api.get("/galaxies/{galaxy_id}/similar", response_model=SimilarResponse, tags=["search"])
     def similar_to_galaxy(

@@ -13,6 +13,7 @@ __all__ = [
     "Neighbour",
     "SQLRequest",
     "SQLResponse",
+    "SearchPlanModel",
     "SimilarResponse",
     "TableInfo",
     "TablesResponse",
@@ -77,12 +78,29 @@ class Neighbour(BaseModel):
     features: dict[str, Any] = Field(default_factory=dict)
 
 
+class SearchPlanModel(BaseModel):
+    """How the search was served (:class:`warehouse.search.SearchPlan`)."""
+
+    route: Literal["exact", "exact_subset", "ann", "ann_prefilter", "ann_postfilter"]
+    rows: int = Field(description="rows in the embeddings table version searched")
+    allowed: int | None = Field(None, description="rows the where allows")
+    selectivity: float | None = Field(None, description="allowed / rows")
+    candidates: int = Field(description="vectors whose exact distance was computed")
+    indexed: bool
+    unindexed_rows: int = Field(description="rows the ANN index does not cover yet (searched flat)")
+    reason: str
+    filter_ms: float
+    search_ms: float
+    filter_cached: bool = Field(False, description="the where's rows came from the cache (same table versions)")
+
+
 class SimilarResponse(BaseModel):
     query: str = Field(description="the query galaxy id, or the uploaded file's name")
     encoder: str
     k: int
     where: str | None = None
     neighbours: list[Neighbour]
+    plan: SearchPlanModel = Field(description="the route the planner took, and why")
     versions: Versions
 
 

@@ -114,22 +114,22 @@ def embeddings(
 def embedding_index(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, config: EmbeddingIndexConfig
 ) -> dg.MaterializeResult:
-    """The ANN vector index of each embeddings table above ``min_rows`` (else: exact search)."""
+    """The ANN vector index of each embeddings table above ``min_rows`` (else: exact search).
+
+    Built once the table reaches ``min_rows``; after that, rows embedded since are added to its cells
+    (:func:`warehouse.search.update_index`), and it is retrained once they are half the table.
+    """
     wh = warehouse.open()
     tables = [vsearch.pick_table(wh, config.encoder)] if config.encoder else vsearch.embedding_tables(wh)
     summary: dict[str, dict] = {}
     recalls: dict[str, float] = {}
     for table in tables:
         encoder = table.removeprefix("embeddings_")
-        state = vsearch.index_state(wh, encoder)
-        if state["rows"] >= config.min_rows and state["indexed"] and state["unindexed_rows"] == 0:
-            entry = {"search": "ann", "action": "index up to date", "rows": state["rows"]}
-        else:
-            report = vsearch.build_index(wh, encoder, min_rows=config.min_rows)
-            entry = {"search": report.search, "action": "built" if report.built else "none",
-                     "reason": report.reason, "rows": report.rows, "build_s": round(report.build_s, 2),
-                     "index_bytes": report.index_bytes,
-                     "params": report.params.as_dict() if report.params else None}
+        report = vsearch.update_index(wh, encoder, min_rows=config.min_rows)  # appended rows join the cells
+        entry = {"search": report.search, "action": report.action or "none", "reason": report.reason,
+                 "rows": report.rows, "unindexed_before": report.unindexed_before,
+                 "build_s": round(report.build_s, 2), "index_bytes": report.index_bytes,
+                 "params": report.params.as_dict() if report.params else None}
         if entry["search"] == "ann":
             recalls[table] = vsearch.recall_at_k(wh, encoder)
             entry["recall_at_10"] = recalls[table]
