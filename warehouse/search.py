@@ -36,7 +36,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -900,8 +899,13 @@ def index_state(wh: Warehouse, encoder: str | None = None) -> dict[str, Any]:
 
 
 def _index_bytes(wh: Warehouse, table: str) -> int:
-    root = Path(wh.table_uri(table)) / "_indices"
-    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.is_dir() else 0
+    """Bytes under the table's ``_indices`` folder, on disk or in a bucket (through the root's file system)."""
+    import pyarrow.fs as pafs
+
+    fs, lance_path = wh.filesystem()
+    found = fs.get_file_info(pafs.FileSelector(f"{lance_path}/{table}.lance/_indices", recursive=True,
+                                               allow_not_found=True))
+    return sum(i.size or 0 for i in found if i.type == pafs.FileType.File)
 
 
 def build_index(
