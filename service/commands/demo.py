@@ -16,7 +16,10 @@ from stages.photometry import demo_catalogue
 from stages.sources import register_source, source_lock
 from warehouse import Warehouse
 
+from .execution import add_execution_args, execution_from
+
 if TYPE_CHECKING:
+    from dagster_project.executors import Execution
     from dagster_project.runner import PipelineReport
 
 __all__ = ["check_sizes", "register", "run_demo"]
@@ -162,12 +165,13 @@ def check_sizes(n: int | None, shard_size: int | None) -> None:
 
 def run_demo(wh: Warehouse, n: int | None = None, seed: int = 0, shard_size: int | None = None,
              groups: list[str] | None = None, progress: bool = True, replace: bool = False,
-             name: str | None = None) -> int:
+             name: str | None = None, execution: Execution | None = None) -> int:
     """Render, register (as source ``name``, default ``demo``), materialize and summarise the demo survey;
     returns the exit status.
 
     ``replace`` replaces a source of that name holding other data (another size or seed; see
-    :func:`stages.sources.register_source`).
+    :func:`stages.sources.register_source`). ``execution``: shards at once and the executor
+    (:class:`dagster_project.executors.Execution`; default one shard after another, in process).
 
     Any size from one galaxy up finishes: a survey too small to give two classes a galaxy in each of
     train, val and test trains no model (the summary says which were skipped and why), and classes too
@@ -192,7 +196,7 @@ def run_demo(wh: Warehouse, n: int | None = None, seed: int = 0, shard_size: int
     with source_lock(wh, survey.name, on_wait=lambda msg: print(msg, file=sys.stderr, flush=True)):
         shards = register_source(wh, survey, shard_size=shard_size, params=params, replace=replace)
         print(f"demo: {len(survey)} synthetic galaxies (seed {seed}) in {len(shards)} shard(s) -> {wh.root}")
-        report = run_pipeline(wh, shards, groups=groups, progress=progress)
+        report = run_pipeline(wh, shards, groups=groups, progress=progress, execution=execution)
     print(_summary(wh, time.perf_counter() - t0, str(sheet), survey.name, report))
     if report.checks_failed:
         print("Checks that failed:\n  " + "\n  ".join(report.checks_failed))
@@ -209,8 +213,9 @@ def run_demo(wh: Warehouse, n: int | None = None, seed: int = 0, shard_size: int
 def _cmd_demo(args: argparse.Namespace) -> int:
     pl.Config.set_tbl_hide_dataframe_shape(True)
     check_sizes(args.n, args.shard_size)
+    execution = execution_from(args)
     return run_demo(Warehouse.open(), n=args.n, seed=args.seed, shard_size=args.shard_size,
-                    groups=args.group or None, replace=args.replace, name=args.name)
+                    groups=args.group or None, replace=args.replace, name=args.name, execution=execution)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -222,4 +227,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="source name, prefix of the galaxy ids (default: demo)")
     p.add_argument("--replace", action="store_true",
                    help="replace a source of this name holding other data (another --n or --seed)")
+    add_execution_args(p)
     p.set_defaults(func=_cmd_demo)

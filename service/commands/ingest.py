@@ -19,6 +19,8 @@ from stages.photometry import demo_catalogue
 from stages.sources import register_source, source_lock
 from warehouse import Warehouse
 
+from .execution import add_execution_args, execution_from
+
 __all__ = ["register"]
 
 
@@ -38,6 +40,7 @@ def _pxscale(text: str) -> float | None:
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from dagster_project.runner import run_pipeline
 
+    execution = execution_from(args)
     wh = Warehouse.open()
     params: dict[str, Any] = {}
     if args.label_column:
@@ -61,7 +64,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
                                  shard_size=args.shard_size, params=params, replace=args.replace)
         print(f"ingesting {len(source)} galaxies from {args.source} source {source.name!r} in {len(shards)} "
               f"shard(s) into {wh.root}")
-        report = run_pipeline(wh, shards, groups=None if args.all else ["ingest"])
+        report = run_pipeline(wh, shards, groups=None if args.all else ["ingest"], execution=execution)
     status = _print_report(report)
     print(f"tables: {json.dumps(wh.versions())}")
     return status
@@ -70,6 +73,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 def _cmd_materialize(args: argparse.Namespace) -> int:
     from dagster_project.runner import run_pipeline
 
+    execution = execution_from(args)
     wh = Warehouse.open()
     if not wh.exists("galaxies"):
         raise InputError(f"nothing ingested in {wh.root}: run `astrovision ingest` or `astrovision demo` first")
@@ -79,7 +83,7 @@ def _cmd_materialize(args: argparse.Namespace) -> int:
         if unknown:
             raise InputError(f"unknown shard(s) {unknown}; known: {shards}")
         shards = args.shard
-    report = run_pipeline(wh, shards, groups=args.group or None)
+    report = run_pipeline(wh, shards, groups=args.group or None, execution=execution)
     return _print_report(report)
 
 
@@ -102,9 +106,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, help="demo source: number of galaxies")
     p.add_argument("--seed", type=int, default=0, help="demo source: seed")
     p.add_argument("--all", action="store_true", help="materialize every asset, not only the ingest group")
+    add_execution_args(p)
     p.set_defaults(func=_cmd_ingest)
 
     m = sub.add_parser("materialize", help="materialize assets for the ingested shards")
     m.add_argument("--group", action="append", help="only this Dagster group (repeatable)")
     m.add_argument("--shard", action="append", help="only this shard (repeatable)")
+    add_execution_args(m)
     m.set_defaults(func=_cmd_materialize)
