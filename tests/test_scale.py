@@ -4,7 +4,11 @@ the options' one-line errors, the core split, and the planner's arithmetic."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
+import time
 
 import dagster as dg
 import pytest
@@ -42,6 +46,42 @@ def test_ingest_with_workers_runs_shards_at_once_and_keeps_every_row(tmp_path):
     spans = [(rec.start_time, rec.end_time) for rec in (instance.get_run_record_by_id(r.run_id) for r in shard_runs)]
     most = max(sum(s <= t < e for s, e in spans) for t, _ in spans)
     assert most >= 2  # shard runs were open at the same time
+
+
+_WRITER = """
+import sys, time
+from pathlib import Path
+import pyarrow as pa
+from models.toy import toy_images, toy_rows
+from warehouse import Warehouse
+root, k, go = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
+images, labels = toy_images(20, size=16, seed=k)
+galaxies, imgs = toy_rows(images, labels, source=f"w{k}", shard=f"w{k}-00000")
+wh = Warehouse.open(root)
+while not go.exists():
+    time.sleep(0.01)
+wh.upsert("images", pa.table(imgs), run_id=f"writer-{k}")
+wh.upsert("galaxies", pa.table(galaxies), run_id=f"writer-{k}")
+"""
+
+
+def test_lance_writers_started_together_lose_no_row(tmp_path):
+    """Six processes create and commit to the same two tables at one moment: 6 x 20 rows in each."""
+    go = tmp_path / "go"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path / "home"), str(k), str(go)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(6)]
+    time.sleep(3.0)  # let them import and wait at the barrier
+    go.touch()
+    for p in procs:
+        _, err = p.communicate(timeout=240)
+        assert p.returncode == 0, err[-2000:]
+    from warehouse import Warehouse
+
+    wh = Warehouse.open(tmp_path / "home")
+    ids = wh.read("galaxies", columns=["galaxy_id"]).column("galaxy_id").to_pylist()
+    assert len(ids) == len(set(ids)) == 120 and wh.count("images") == 120
+    assert {i.split(":")[0] for i in ids} == {f"w{k}" for k in range(6)}
 
 
 @pytest.mark.slow
