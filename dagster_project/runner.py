@@ -236,6 +236,13 @@ class PipelineReport:
         return None
 
 
+def project_defs() -> dg.Definitions:
+    """:data:`dagster_project.definitions.defs` (imported on first use: it loads every asset module)."""
+    from dagster_project.definitions import defs
+
+    return defs
+
+
 def _asset_defs(defs: dg.Definitions) -> list[dg.AssetsDefinition]:
     return [a for a in (defs.assets or []) if isinstance(a, dg.AssetsDefinition)]
 
@@ -302,8 +309,7 @@ def _shard_run(root: str, execution: Execution, address: str | None, job_name: s
     The run is tagged with this process's id, so :func:`mark_orphaned_runs` judges it by the process
     that executes it. Returns what :func:`_collect` read from the result.
     """
-    from dagster_project.definitions import defs
-
+    defs = project_defs()
     logging.getLogger("dagster").setLevel(logging.CRITICAL)
     instance = instance_for(Warehouse.open(root))
     run_tags = {**tags, PID_TAG: str(os.getpid()), PID_START_TAG: _start_time(os.getpid())}
@@ -354,9 +360,16 @@ def _run_concurrently(wh: Warehouse, execution: Execution, job_name: str,
             return pool.submit(_shard_run, str(wh.root), execution, address, job_name, label, partition, keys,
                                config, tags)
 
-        def take(label: str, part: PipelineReport) -> bool:
+        def take(label: str, future: Future) -> bool:
             before = set(report.failed)
-            _merge(report, part)
+            try:
+                _merge(report, future.result())
+            except Exception as exc:  # the run process died (killed, out of memory) or could not start
+                report.failed[f"run ({label})"] = f"its run process failed: {type(exc).__name__}: {exc}"
+                report.failure_types[f"run ({label})"] = (type(exc).__name__,)
+                bar.update(1)
+                _report_new_failures(report, before, log)
+                return True
             bar.update(1)
             bar.set_postfix_str(label)
             return _report_new_failures(report, before, log)
@@ -372,9 +385,9 @@ def _run_concurrently(wh: Warehouse, execution: Execution, job_name: str,
             done, _ = wait(inflight, return_when=FIRST_COMPLETED)
             for future in done:
                 label = inflight.pop(future)
-                stop = take(label, future.result()) or stop
+                stop = take(label, future) or stop
         for label, partition, keys in ([] if stop else [s for s in steps if s[1] is None]):
-            take(label, submit(label, partition, keys).result())
+            take(label, submit(label, partition, keys))
 
 
 def run_pipeline(
@@ -394,8 +407,9 @@ def run_pipeline(
 ) -> PipelineReport:
     """Materialize assets through a named job: one run per shard, then one for the rest.
 
-    In process and one shard after another by default; ``execution`` runs several shards at once with
-    Dagster's multiprocess executor or on a Dask cluster (:mod:`dagster_project.executors`).
+    In process and one shard after another by default; ``execution`` runs several shard runs at once,
+    each in a run process of its own, its steps there, in step processes (Dagster's multiprocess
+    executor) or on a Dask cluster (:mod:`dagster_project.executors`).
 
     Parameters
     ----------
@@ -407,7 +421,8 @@ def run_pipeline(
     include_unpartitioned : bool
         Also run the unpartitioned assets (duplicate groups, splits, models, ...) after the shards.
     defs : Definitions, optional
-        Defaults to :data:`dagster_project.definitions.defs`.
+        Defaults to :data:`dagster_project.definitions.defs`; other definitions run in process only
+        (run processes and Dask workers import the project's).
     progress : bool
         Show a progress bar over runs.
     log : callable
@@ -432,9 +447,7 @@ def run_pipeline(
         Unknown group or asset name (nothing is run).
     """
     if defs is None:
-        from dagster_project.definitions import defs as project_defs
-
-        defs = project_defs
+        defs = project_defs()
     all_assets = _asset_defs(defs)
     chosen = _selection(all_assets, groups, assets)
     job_def = defs.resolve_job_def(job or job_for_groups(groups))
@@ -459,6 +472,9 @@ def run_pipeline(
         steps.append(("unpartitioned assets", None, unpartitioned))
     execution = execution or Execution()
     if execution.workers > 1 or not execution.in_process:
+        if defs is not project_defs():
+            raise InputError("run_pipeline: other definitions than the project's run in process only "
+                             "(run processes and Dask workers import dagster_project.definitions)")
         with tqdm(total=len(steps), desc=job_def.name, unit="run", disable=not progress) as bar:
             _run_concurrently(wh, execution, job_def.name, steps, config, tags, report, log, bar)
         return report
