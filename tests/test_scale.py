@@ -48,6 +48,51 @@ def test_ingest_with_workers_runs_shards_at_once_and_keeps_every_row(tmp_path):
     assert most >= 2  # shard runs were open at the same time
 
 
+def _children(pid: int) -> list[int]:
+    from pathlib import Path
+
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.slow
+def test_a_killed_run_process_fails_its_run_and_the_next_command_finishes_the_shards(tmp_path):
+    """kill -9 of one run process: the command reports that run failed (exit 1, no traceback); the same
+    ingest again marks the dead process's run failed and materializes every shard, no row doubled."""
+    import signal as sig
+
+    home = tmp_path / "home"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "--home", str(home), "ingest", "--source", "demo",
+                             "--n", "40", "--shard-size", "10", "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    victim = None
+    deadline = time.monotonic() + 120
+    while victim is None and time.monotonic() < deadline and proc.poll() is None:
+        runs = [r for r in (_runs(home) if (home / "dagster" / "dagster.yaml").exists() else [])
+                if r.status == dg.DagsterRunStatus.STARTED and r.tags.get("dagster/partition")]
+        if runs and int(runs[0].tags[PID_TAG]) in _children(proc.pid):
+            victim = int(runs[0].tags[PID_TAG])
+        time.sleep(0.2)
+    assert victim is not None, "no shard run was seen running"
+    os.kill(victim, sig.SIGKILL)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, out[-2000:] + err[-2000:]
+    assert "FAILED run (shard demo-" in out and "Traceback" not in err
+    again = cli(home, "ingest", "--source", "demo", "--n", "40", "--shard-size", "10", "--workers", "2", timeout=300)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "left open by a process that is gone: marked failed" in again.stdout
+    assert not [r for r in _runs(home) if r.status == dg.DagsterRunStatus.STARTED]
+    assert _sql(home, "SELECT count(*) AS n, count(DISTINCT galaxy_id) AS ids FROM galaxies") == [{"n": 40, "ids": 40}]
+
+
 _WRITER = """
 import sys, time
 from pathlib import Path
