@@ -215,4 +215,7 @@ def test_plan_command_reads_a_costs_file(tmp_path):
     bad.write_text("{}")
     proc = cli(tmp_path / "home", "plan", "--galaxies", "10", "--costs", str(bad), timeout=120)
     assert proc.returncode == 2 and "is not a planner costs file" in proc.stderr
+    proc = cli(tmp_path / "home", "plan", "--galaxies", "10", "--workers", "0", "--costs", str(costs), timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["astrovision: error: plan: --workers must be positive; got 0"]
     assert load_costs().run_overhead_s  # the measured file shipped with the code loads

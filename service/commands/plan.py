@@ -47,7 +47,7 @@ def format_plan(p: Plan, measured: dict) -> str:
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     costs = load_costs(args.costs)
-    cores_per_worker = args.cores_per_worker or max(cores() / args.workers, 1e-3)
+    cores_per_worker = args.cores_per_worker or cores() / max(args.workers, 1)  # plan() refuses workers < 1
     p = plan(costs, args.galaxies, args.shard_size, args.workers, cores_per_worker=cores_per_worker,
              executor=args.executor, stages=args.stage)
     if args.format == "json":
