@@ -19,6 +19,7 @@ Cores are split, not multiplied: with ``W`` shards at once every step gets ``cor
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -175,7 +176,15 @@ def dask_cluster(execution: Execution) -> Iterator[str | None]:
     except ImportError:
         raise InputError("--executor dask needs the optional dependency: pip install 'astrovision[dask]'") from None
     # Steps start process pools of their own (morphometrics, the demo's renderer): Dask's default
-    # daemonic worker processes may not have children.
-    with dask.config.set({"distributed.worker.daemon": False}), LocalCluster(n_workers=execution.workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster:
+    # daemonic worker processes may not have children. The workers start with the default SIGTERM: a CLI
+    # started from a background shell has it ignored, the workers would inherit that, and so would the
+    # `tail` processes of Dagster's log capture, which then outlive their SIGTERM and cost 30 s a step.
+    inherited = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        with dask.config.set({"distributed.worker.daemon": False}):
+            cluster = LocalCluster(n_workers=execution.workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
+    finally:
+        signal.signal(signal.SIGTERM, inherited)
+    with cluster:
         yield cluster.scheduler_address
