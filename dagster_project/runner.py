@@ -352,7 +352,7 @@ def _run_concurrently(wh: Warehouse, execution: Execution, job_name: str,
     from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
     config = split_cores_config(config, execution.workers, {k.to_user_string() for _, _, ks in steps for k in ks})
-    with dask_cluster(execution) as address, step_threads(execution.workers), \
+    with step_threads(execution.workers), dask_cluster(execution) as address, \
             ProcessPoolExecutor(max_workers=execution.workers, mp_context=mp.get_context("spawn"),
                                 initializer=_init_run_process) as pool:
 
