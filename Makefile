@@ -17,6 +17,9 @@ $(BIN)/python:
 # re-install whenever pyproject.toml or the lock changes.
 $(VENV)/.installed: pyproject.toml $(LOCK) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[dev]'
+	# dagster-dask (the `dask` extra) requires the dagster release before the locked one: its own
+	# dependencies come with the dev extra, so it goes in without them, at the locked version.
+	$(BIN)/python -m pip install --quiet --no-deps -c $(LOCK) dagster-dask
 	touch $@
 
 ## lock: re-resolve the newest versions pyproject.toml allows and record them in requirements.lock

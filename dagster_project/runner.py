@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -26,9 +27,18 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster._core.execution.execution_result import ExecutionResult
 from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
+from dagster_project.executors import (
+    Execution,
+    dask_cluster,
+    execution_run_config,
+    reconstructable_job,
+    split_cores_config,
+    step_threads,
+)
 from dagster_project.jobs import job_for_groups
 from dagster_project.partitions import SHARDS
 from features.errors import InputError
@@ -226,6 +236,13 @@ class PipelineReport:
         return None
 
 
+def project_defs() -> dg.Definitions:
+    """:data:`dagster_project.definitions.defs` (imported on first use: it loads every asset module)."""
+    from dagster_project.definitions import defs
+
+    return defs
+
+
 def _asset_defs(defs: dg.Definitions) -> list[dg.AssetsDefinition]:
     return [a for a in (defs.assets or []) if isinstance(a, dg.AssetsDefinition)]
 
@@ -247,7 +264,7 @@ def _selection(assets: list[dg.AssetsDefinition], groups: Sequence[str] | None,
     return set(selection.resolve(assets))
 
 
-def _collect(result: dg.ExecuteInProcessResult, report: PipelineReport, label: str) -> None:
+def _collect(result: ExecutionResult, report: PipelineReport, label: str) -> None:
     report.run_ids.append(result.run_id)
     for event in result.get_asset_materialization_events():
         key = event.asset_key.to_user_string()  # type: ignore[union-attr]
@@ -262,6 +279,115 @@ def _collect(result: dg.ExecuteInProcessResult, report: PipelineReport, label: s
         report.failed[step] = _root_cause(event.step_failure_data.error)
         report.failure_types[step] = _error_types(event.step_failure_data.error)
     report.skipped += [f"{event.step_key} ({label})" for event in result.get_step_skipped_events()]
+    if not result.success and not result.get_step_failure_events():  # the executor failed, not a step
+        failures = result.filter_events(lambda e: e.event_type == dg.DagsterEventType.PIPELINE_FAILURE)
+        error = getattr(failures[0].event_specific_data, "error", None) if failures else None
+        report.failed[f"run ({label})"] = _root_cause(error) if error else "the run failed before its steps"
+        report.failure_types[f"run ({label})"] = _error_types(error)
+
+
+def _report_new_failures(report: PipelineReport, before: set[str], log: Callable[[str], None]) -> bool:
+    """Log the steps that failed since ``before``; True when a ``galaxies`` step is among them."""
+    new = sorted(set(report.failed) - before)
+    for step in new:
+        log(f"FAILED {step}: {report.failed[step]}")
+    return any(step.startswith("galaxies ") for step in new)
+
+
+def _init_run_process() -> None:
+    """Run-process set-up: default SIGTERM and SIGINT (a CLI started in the background from a shell has
+    them ignored, and spawned children inherit that), so stopping the CLI's process group stops its runs."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _shard_run(root: str, execution: Execution, address: str | None, job_name: str, label: str,
+               partition: str | None, keys: list[dg.AssetKey], config: dict[str, Any],
+               tags: dict[str, str]) -> PipelineReport:
+    """One Dagster run, in this (run) process: its steps in process, in step processes or on Dask.
+
+    The run is tagged with this process's id, so :func:`mark_orphaned_runs` judges it by the process
+    that executes it. Returns what :func:`_collect` read from the result.
+    """
+    defs = project_defs()
+    logging.getLogger("dagster").setLevel(logging.CRITICAL)
+    instance = instance_for(Warehouse.open(root))
+    run_tags = {**tags, PID_TAG: str(os.getpid()), PID_START_TAG: _start_time(os.getpid())}
+    if execution.in_process:
+        result: ExecutionResult = defs.resolve_job_def(job_name).execute_in_process(
+            run_config=config, instance=instance, partition_key=partition, asset_selection=keys,
+            raise_on_error=False, tags=run_tags)
+    else:
+        run_config = {**config, **execution_run_config(execution, address)}
+        if partition:
+            run_tags["dagster/partition"] = partition
+        result = dg.execute_job(reconstructable_job(execution.executor, job_name), instance=instance,
+                                run_config=run_config, tags=run_tags, asset_selection=keys)
+    report = PipelineReport()
+    _collect(result, report, label)
+    return report
+
+
+def _merge(report: PipelineReport, part: PipelineReport) -> None:
+    report.run_ids += part.run_ids
+    report.succeeded += part.succeeded
+    report.metadata.update(part.metadata)
+    report.checks_failed += part.checks_failed
+    report.failed.update(part.failed)
+    report.failure_types.update(part.failure_types)
+    report.skipped += part.skipped
+
+
+def _run_concurrently(wh: Warehouse, execution: Execution, job_name: str,
+                      steps: list[tuple[str, str | None, list[dg.AssetKey]]], config: dict[str, Any],
+                      tags: dict[str, str], report: PipelineReport, log: Callable[[str], None], bar) -> None:
+    """The shard runs ``execution.workers`` at a time, then the unpartitioned run.
+
+    Each run executes in a run process of its own (as Dagster's default run launcher does, without its
+    daemon and code server beside the CLI), its steps by the chosen executor. Not threads: Dagster's
+    run set-up reconfigures Python logging and deadlocks against another run's logging in the same
+    process. A failed ``galaxies`` step stops new shard runs (the ones in flight finish).
+    """
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+
+    config = split_cores_config(config, execution.workers, {k.to_user_string() for _, _, ks in steps for k in ks})
+    with step_threads(execution.workers), dask_cluster(execution) as address, \
+            ProcessPoolExecutor(max_workers=execution.workers, mp_context=mp.get_context("spawn"),
+                                initializer=_init_run_process) as pool:
+
+        def submit(label: str, partition: str | None, keys: list[dg.AssetKey]) -> Future:
+            return pool.submit(_shard_run, str(wh.root), execution, address, job_name, label, partition, keys,
+                               config, tags)
+
+        def take(label: str, future: Future) -> bool:
+            before = set(report.failed)
+            try:
+                _merge(report, future.result())
+            except Exception as exc:  # the run process died (killed, out of memory) or could not start
+                report.failed[f"run ({label})"] = f"its run process failed: {type(exc).__name__}: {exc}"
+                report.failure_types[f"run ({label})"] = (type(exc).__name__,)
+                bar.update(1)
+                _report_new_failures(report, before, log)
+                return True
+            bar.update(1)
+            bar.set_postfix_str(label)
+            return _report_new_failures(report, before, log)
+
+        todo = iter([s for s in steps if s[1] is not None])
+        inflight: dict[Future, str] = {}
+        stop = False
+        while True:
+            while not stop and len(inflight) < execution.workers and (item := next(todo, None)):
+                inflight[submit(*item)] = item[0]
+            if not inflight:
+                break
+            done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+            for future in done:
+                label = inflight.pop(future)
+                stop = take(label, future) or stop
+        for label, partition, keys in ([] if stop else [s for s in steps if s[1] is None]):
+            take(label, submit(label, partition, keys))
 
 
 def run_pipeline(
@@ -277,8 +403,13 @@ def run_pipeline(
     job: str | None = None,
     run_config: Mapping[str, Any] | None = None,
     asset_logs: bool = False,
+    execution: Execution | None = None,
 ) -> PipelineReport:
-    """Materialize assets through a named job, in process: one run per shard, then one for the rest.
+    """Materialize assets through a named job: one run per shard, then one for the rest.
+
+    In process and one shard after another by default; ``execution`` runs several shard runs at once,
+    each in a run process of its own, its steps there, in step processes (Dagster's multiprocess
+    executor) or on a Dask cluster (:mod:`dagster_project.executors`).
 
     Parameters
     ----------
@@ -290,7 +421,8 @@ def run_pipeline(
     include_unpartitioned : bool
         Also run the unpartitioned assets (duplicate groups, splits, models, ...) after the shards.
     defs : Definitions, optional
-        Defaults to :data:`dagster_project.definitions.defs`.
+        Defaults to :data:`dagster_project.definitions.defs`; other definitions run in process only
+        (run processes and Dask workers import the project's).
     progress : bool
         Show a progress bar over runs.
     log : callable
@@ -304,6 +436,10 @@ def run_pipeline(
         asset that a run does not select is ignored by that run.
     asset_logs : bool
         Print the assets' own log lines on stderr (the ``messages`` logger), e.g. training epochs.
+    execution : Execution, optional
+        Executor and number of shard runs at once (``--workers``, ``--executor``); default in process,
+        one at a time. With ``W`` workers the morphometrics pool of each shard gets ``cores // W``
+        processes unless ``run_config`` sets its ``workers``.
 
     Raises
     ------
@@ -311,9 +447,7 @@ def run_pipeline(
         Unknown group or asset name (nothing is run).
     """
     if defs is None:
-        from dagster_project.definitions import defs as project_defs
-
-        defs = project_defs
+        defs = project_defs()
     all_assets = _asset_defs(defs)
     chosen = _selection(all_assets, groups, assets)
     job_def = defs.resolve_job_def(job or job_for_groups(groups))
@@ -336,6 +470,14 @@ def run_pipeline(
         steps += [(f"shard {s}", s, partitioned) for s in shards]
     if include_unpartitioned and unpartitioned:
         steps.append(("unpartitioned assets", None, unpartitioned))
+    execution = execution or Execution()
+    if execution.workers > 1 or not execution.in_process:
+        if defs is not project_defs():
+            raise InputError("run_pipeline: other definitions than the project's run in process only "
+                             "(run processes and Dask workers import dagster_project.definitions)")
+        with tqdm(total=len(steps), desc=job_def.name, unit="run", disable=not progress) as bar:
+            _run_concurrently(wh, execution, job_def.name, steps, config, tags, report, log, bar)
+        return report
     bar = tqdm(steps, desc=job_def.name, unit="run", disable=not progress)
     for label, partition, keys in bar:
         bar.set_postfix_str(label)

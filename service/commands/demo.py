@@ -16,7 +16,10 @@ from stages.photometry import demo_catalogue
 from stages.sources import register_source, source_lock
 from warehouse import Warehouse
 
+from .execution import add_execution_args, execution_from
+
 if TYPE_CHECKING:
+    from dagster_project.executors import Execution
     from dagster_project.runner import PipelineReport
 
 __all__ = ["check_sizes", "register", "run_demo"]
@@ -171,12 +174,15 @@ def check_sizes(n: int | None, shard_size: int | None) -> None:
 
 def run_demo(wh: Warehouse, n: int | None = None, seed: int = 0, shard_size: int | None = None,
              groups: list[str] | None = None, progress: bool = True, replace: bool = False,
-             name: str | None = None, healpix_nside: int | None = None) -> int:
+             name: str | None = None, healpix_nside: int | None = None,
+             execution: Execution | None = None) -> int:
     """Render, register (as source ``name``, default ``demo``), materialize and summarise the demo survey;
     returns the exit status.
 
     ``replace`` replaces a source of that name holding other data (another size or seed; see
     :func:`stages.sources.register_source`). ``healpix_nside`` shards the survey by HEALPix pixel.
+    ``execution``: shards at once and the executor (:class:`dagster_project.executors.Execution`; default
+    one shard after another, in process).
 
     Any size from one galaxy up finishes: a survey too small to give two classes a galaxy in each of
     train, val and test trains no model (the summary says which were skipped and why), and classes too
@@ -205,7 +211,7 @@ def run_demo(wh: Warehouse, n: int | None = None, seed: int = 0, shard_size: int
         shards = register_source(wh, survey, shard_size=shard_size, params=params, replace=replace,
                                  healpix_nside=healpix_nside)
         print(f"demo: {len(survey)} synthetic galaxies (seed {seed}) in {len(shards)} shard(s) -> {wh.root}")
-        report = run_pipeline(wh, shards, groups=groups, progress=progress)
+        report = run_pipeline(wh, shards, groups=groups, progress=progress, execution=execution)
     print(_summary(wh, time.perf_counter() - t0, str(sheet), survey.name, report))
     if report.checks_failed:
         print("Checks that failed:\n  " + "\n  ".join(report.checks_failed))
@@ -226,9 +232,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         from features.sources.sky import check_nside
 
         check_nside(args.healpix_nside)  # before the warehouse is created
+    execution = execution_from(args)
     return run_demo(Warehouse.open(), n=args.n, seed=args.seed, shard_size=args.shard_size,
                     groups=args.group or None, replace=args.replace, name=args.name,
-                    healpix_nside=args.healpix_nside)
+                    healpix_nside=args.healpix_nside, execution=execution)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -242,4 +249,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="source name, prefix of the galaxy ids (default: demo)")
     p.add_argument("--replace", action="store_true",
                    help="replace a source of this name holding other data (another --n or --seed)")
+    add_execution_args(p)
     p.set_defaults(func=_cmd_demo)

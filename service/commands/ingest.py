@@ -20,6 +20,8 @@ from stages.photometry import demo_catalogue
 from stages.sources import register_source, sky_shards_in_cone, source_lock
 from warehouse import Warehouse
 
+from .execution import add_execution_args, execution_from
+
 __all__ = ["register"]
 
 
@@ -41,6 +43,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
     if args.healpix_nside is not None:
         check_nside(args.healpix_nside)  # before anything is written
+    execution = execution_from(args)
     wh = Warehouse.open()
     params: dict[str, Any] = {}
     if args.label_column:
@@ -65,7 +68,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
                                  healpix_nside=args.healpix_nside)
         print(f"ingesting {len(source)} galaxies from {args.source} source {source.name!r} in {len(shards)} "
               f"shard(s) into {wh.root}")
-        report = run_pipeline(wh, shards, groups=None if args.all else ["ingest"])
+        report = run_pipeline(wh, shards, groups=None if args.all else ["ingest"], execution=execution)
     status = _print_report(report)
     print(f"tables: {json.dumps(wh.versions())}")
     return status
@@ -74,6 +77,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 def _cmd_materialize(args: argparse.Namespace) -> int:
     from dagster_project.runner import run_pipeline
 
+    execution = execution_from(args)
     wh = Warehouse.open()
     if not wh.exists("galaxies"):
         raise InputError(f"nothing ingested in {wh.root}: run `astrovision ingest` or `astrovision demo` first")
@@ -89,7 +93,7 @@ def _cmd_materialize(args: argparse.Namespace) -> int:
         if unknown:
             raise InputError(f"unknown shard(s) {unknown}; known: {shards}")
         shards = args.shard
-    report = run_pipeline(wh, shards, groups=args.group or None)
+    report = run_pipeline(wh, shards, groups=args.group or None, execution=execution)
     return _print_report(report)
 
 
@@ -114,6 +118,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, help="demo source: number of galaxies")
     p.add_argument("--seed", type=int, default=0, help="demo source: seed")
     p.add_argument("--all", action="store_true", help="materialize every asset, not only the ingest group")
+    add_execution_args(p)
     p.set_defaults(func=_cmd_ingest)
 
     m = sub.add_parser("materialize", help="materialize assets for the ingested shards")
@@ -121,4 +126,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--shard", action="append", help="only this shard (repeatable)")
     m.add_argument("--cone", nargs=3, type=float, metavar=("RA", "DEC", "RADIUS_ARCSEC"),
                    help="only the sky shards (HEALPix pixels) overlapping this cone: one region again")
+    add_execution_args(m)
     m.set_defaults(func=_cmd_materialize)
