@@ -78,7 +78,9 @@ def test_demo_pipeline_on_s3_then_sql_similar_show_tables_vacuum(server, tmp_pat
 
     status, out, err = _main(capsys, "--home", home, "similar", "demo:000003", "-k", "4", "--format", "json")
     assert status == 0, err
-    rows = json.loads(out)
+    answer = json.loads(out)
+    rows = answer["neighbours"]
+    assert answer["plan"]["route"].startswith("exact")  # 12 vectors: no index, searched exactly
     assert len(rows) == 4 and rows[0]["galaxy_id"] == "demo:000003" and rows[0]["distance"] < 1e-5
 
     status, out, err = _main(capsys, "--home", home, "show", "demo:000007")

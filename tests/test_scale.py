@@ -71,7 +71,7 @@ def test_a_killed_run_process_fails_its_run_and_the_next_command_finishes_the_sh
     home = tmp_path / "home"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "service.cli", "--home", str(home), "ingest", "--source", "demo",
-                             "--n", "40", "--shard-size", "10", "--workers", "2"],
+                             "--n", "80", "--shard-size", "20", "--workers", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     victim = None
     deadline = time.monotonic() + 120
@@ -81,16 +81,18 @@ def test_a_killed_run_process_fails_its_run_and_the_next_command_finishes_the_sh
         if runs and int(runs[0].tags[PID_TAG]) in _children(proc.pid):
             victim = int(runs[0].tags[PID_TAG])
         time.sleep(0.2)
-    assert victim is not None, "no shard run was seen running"
+    if victim is None:
+        out, err = proc.communicate(timeout=300)
+        pytest.fail(f"no shard run was seen running (exit {proc.returncode}): {out[-1000:]} {err[-1000:]}")
     os.kill(victim, sig.SIGKILL)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 1, out[-2000:] + err[-2000:]
     assert "FAILED run (shard demo-" in out and "Traceback" not in err
-    again = cli(home, "ingest", "--source", "demo", "--n", "40", "--shard-size", "10", "--workers", "2", timeout=300)
+    again = cli(home, "ingest", "--source", "demo", "--n", "80", "--shard-size", "20", "--workers", "2", timeout=300)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     assert "left open by a process that is gone: marked failed" in again.stdout
     assert not [r for r in _runs(home) if r.status == dg.DagsterRunStatus.STARTED]
-    assert _sql(home, "SELECT count(*) AS n, count(DISTINCT galaxy_id) AS ids FROM galaxies") == [{"n": 40, "ids": 40}]
+    assert _sql(home, "SELECT count(*) AS n, count(DISTINCT galaxy_id) AS ids FROM galaxies") == [{"n": 80, "ids": 80}]
 
 
 _WRITER = """
