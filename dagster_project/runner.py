@@ -247,6 +247,33 @@ def _selection(assets: list[dg.AssetsDefinition], groups: Sequence[str] | None,
     return set(selection.resolve(assets))
 
 
+def _phases(assets: list[dg.AssetsDefinition], chosen: set[dg.AssetKey]) -> list[tuple[bool, list[dg.AssetKey]]]:
+    """The chosen assets in run order: ``(partitioned, keys)`` phases, each after every phase it reads.
+
+    Per-shard assets that read only other per-shard assets run first (one run per shard), then the
+    unpartitioned ones; a per-shard asset that reads an unpartitioned one (``embeddings`` reads
+    ``ssl_encoder``) runs in a later per-shard phase, and so on down the graph. A dependency outside
+    the selection does not order anything (it is taken as already materialized).
+    """
+    partitioned = {k: a.partitions_def is not None for a in assets for k in a.keys}
+    deps = {spec.key: {d.asset_key for d in spec.deps} for a in assets for spec in a.specs}
+    phase: dict[dg.AssetKey, int] = {}
+
+    def of(key: dg.AssetKey) -> int:  # even: per-shard phases, odd: unpartitioned ones
+        if key not in phase:
+            p = 0 if partitioned[key] else 1
+            for d in deps.get(key, ()):
+                if d in chosen and d in partitioned:
+                    p = max(p, of(d) + (partitioned[d] != partitioned[key]))
+            phase[key] = p
+        return phase[key]
+
+    ordered = [k for a in assets for k in a.keys if k in chosen]
+    for key in ordered:
+        of(key)
+    return [(p % 2 == 0, [k for k in ordered if phase[k] == p]) for p in sorted(set(phase[k] for k in ordered))]
+
+
 def _collect(result: dg.ExecuteInProcessResult, report: PipelineReport, label: str) -> None:
     report.run_ids.append(result.run_id)
     for event in result.get_asset_materialization_events():
@@ -278,7 +305,8 @@ def run_pipeline(
     run_config: Mapping[str, Any] | None = None,
     asset_logs: bool = False,
 ) -> PipelineReport:
-    """Materialize assets through a named job, in process: one run per shard, then one for the rest.
+    """Materialize assets through a named job, in process: one run per shard, then one for the rest
+    (in phases when a per-shard asset reads an unpartitioned one, see :func:`_phases`).
 
     Parameters
     ----------
@@ -322,8 +350,6 @@ def run_pipeline(
     for run_id in report.orphaned_runs:
         log(f"run {run_id} was left open by a process that is gone: marked failed")
     add_shards(instance, shards)
-    partitioned = [k for a in all_assets if a.partitions_def is not None for k in a.keys if k in chosen]
-    unpartitioned = [k for a in all_assets if a.partitions_def is None for k in a.keys if k in chosen]
     loggers = {**_QUIET_LOGGERS, **({"messages": {"config": {}}} if asset_logs else {})}
     config: dict[str, Any] = {**(run_config or {}), "loggers": loggers}
     if "warehouse" in (defs.resources or {}):  # this warehouse, whatever $ASTROVISION_HOME says
@@ -332,10 +358,12 @@ def run_pipeline(
             HOST_TAG: socket.gethostname()}
     logging.getLogger("dagster").setLevel(logging.CRITICAL)
     steps: list[tuple[str, str | None, list[dg.AssetKey]]] = []
-    if partitioned:
-        steps += [(f"shard {s}", s, partitioned) for s in shards]
-    if include_unpartitioned and unpartitioned:
-        steps.append(("unpartitioned assets", None, unpartitioned))
+    for i, (per_shard, keys) in enumerate(_phases(all_assets, chosen)):
+        after = f" (phase {i + 1})" if i > 1 else ""
+        if per_shard:
+            steps += [(f"shard {s}{after}", s, keys) for s in shards]
+        elif include_unpartitioned:
+            steps.append((f"unpartitioned assets{after}", None, keys))
     bar = tqdm(steps, desc=job_def.name, unit="run", disable=not progress)
     for label, partition, keys in bar:
         bar.set_postfix_str(label)

@@ -69,7 +69,7 @@ __all__ = [
 LogFn = Callable[[str], None]
 
 
-AUTO_ENCODERS: tuple[str, ...] = ("dinov2_vits14", "dinov2_vitb14", "random_vits14")
+AUTO_ENCODERS: tuple[str, ...] = ("dinov2_vits14", "dinov2_vitb14", "ssl_resnet18", "random_vits14")
 """Preference order of ``encoder="auto"``."""
 
 
