@@ -20,9 +20,6 @@ machine and thread count).
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import math
 import os
 import time
@@ -34,51 +31,11 @@ import torch
 from torch import nn
 
 from features.embeddings import IMAGENET_MEAN, IMAGENET_STD
+from features.ssl.config import SSLConfig
 from features.ssl.simclr import ProjectionHead, nt_xent
-from features.ssl.views import ViewConfig, galaxy_views
+from features.ssl.views import galaxy_views
 
 __all__ = ["SSLConfig", "SSLResult", "normalise", "to_stamps", "train_simclr"]
-
-
-@dataclass(frozen=True)
-class SSLConfig:
-    """Hyperparameters of :func:`train_simclr` (saved in every checkpoint and beside the weights).
-
-    Attributes
-    ----------
-    epochs : int
-        The fixed budget: passes over the training images.
-    batch_size : int
-        Images per step (``2 * batch_size`` views); at least 2.
-    lr : float
-        Peak AdamW learning rate (cosine decay to 0 over all steps).
-    weight_decay : float
-    temperature : float
-        NT-Xent temperature (:func:`features.ssl.simclr.nt_xent`).
-    hidden_dim, proj_dim : int
-        Projection head widths.
-    views : ViewConfig
-        The augmentations.
-    seed : int
-    """
-
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    temperature: float = 0.2
-    hidden_dim: int = 256
-    proj_dim: int = 64
-    views: ViewConfig = field(default_factory=ViewConfig)
-    seed: int = 0
-
-    def as_dict(self) -> dict:
-        """The configuration as plain JSON-able values."""
-        return dataclasses.asdict(self)
-
-    def fingerprint(self) -> str:
-        """SHA-256 of the whole configuration (the budget too: the learning-rate schedule depends on it)."""
-        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()
 
 
 @dataclass
@@ -134,7 +91,7 @@ def _lr(config: SSLConfig, step: int, total: int) -> float:
 def train_simclr(
     images: torch.Tensor,
     backbone: nn.Module,
-    config: SSLConfig = SSLConfig(),
+    config: SSLConfig | None = None,
     *,
     checkpoint: str | os.PathLike[str] | None = None,
     data_key: str = "",
@@ -149,7 +106,8 @@ def train_simclr(
     backbone : torch.nn.Module
         A timm model built with ``num_classes=0`` (its ``forward`` gives pooled ``[N, num_features]``).
         Left in eval mode.
-    config : SSLConfig
+    config : SSLConfig, optional
+        Default :class:`features.ssl.config.SSLConfig`.
     checkpoint : path, optional
         The per-epoch checkpoint file; resumed when it matches (see module docstring).
     data_key : str
@@ -162,6 +120,7 @@ def train_simclr(
     ValueError
         Fewer than two images, or a batch size below 2.
     """
+    config = config or SSLConfig()
     n = int(images.shape[0])
     if n < 2 or config.batch_size < 2:
         raise ValueError(f"SimCLR needs at least 2 images and a batch size of at least 2 (got {n} images, "

@@ -24,34 +24,13 @@ generator's state.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from features.ssl.config import ViewConfig
+
 __all__ = ["ViewConfig", "galaxy_views", "gaussian_blur"]
-
-
-@dataclass(frozen=True)
-class ViewConfig:
-    """Ranges of the random view transformations (see module docstring).
-
-    Attributes
-    ----------
-    scale : (float, float)
-        Range of the zoom factor (log-uniform); 1 keeps the size.
-    max_shift : float
-        Largest shift in x and in y, as a fraction of the side.
-    blur_sigma : (float, float)
-        Range of the Gaussian blur's sigma in pixels (0: none).
-    noise_sigma : (float, float)
-        Range of the added noise's sigma in ``[0, 1]`` pixel units.
-    """
-
-    scale: tuple[float, float] = (0.8, 1.25)
-    max_shift: float = 0.08
-    blur_sigma: tuple[float, float] = (0.0, 1.2)
-    noise_sigma: tuple[float, float] = (0.0, 0.04)
 
 
 def _uniform(n: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
@@ -77,7 +56,7 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return y.view(n, c, h, w)
 
 
-def galaxy_views(x: torch.Tensor, gen: torch.Generator, config: ViewConfig = ViewConfig()) -> torch.Tensor:
+def galaxy_views(x: torch.Tensor, gen: torch.Generator, config: ViewConfig | None = None) -> torch.Tensor:
     """One random galaxy-valid view of every image of ``x``.
 
     Parameters
@@ -86,13 +65,15 @@ def galaxy_views(x: torch.Tensor, gen: torch.Generator, config: ViewConfig = Vie
         ``float32 [N, 3, S, S]`` in ``[0, 1]``.
     gen : torch.Generator
         The source of every random draw (CPU generator).
-    config : ViewConfig
+    config : ViewConfig, optional
+        Default :class:`features.ssl.config.ViewConfig`.
 
     Returns
     -------
     torch.Tensor
         ``float32 [N, 3, S, S]`` in ``[0, 1]``; an empty batch is returned as it is.
     """
+    config = config or ViewConfig()
     n = x.shape[0]
     if n == 0:
         return x

@@ -21,9 +21,8 @@ from pydantic import Field
 from dagster_project.partitions import SHARDS
 from dagster_project.resources import WarehouseResource
 from features.embeddings import DEFAULT_SSL_ENCODER, choose_default_encoder
-from features.ssl import SSLConfig, ViewConfig
+from features.ssl.config import SSLConfig, ViewConfig
 from stages.embeddings import NORM_MAX, NORM_MIN, auto_encoders, embed_shard, get_encoder, vector_stats
-from stages.ssl import train_ssl_encoder
 from warehouse import quote
 from warehouse import search as vsearch
 
@@ -84,6 +83,8 @@ def ssl_encoder(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
             reason = f"not trained: {choice} is used instead (train='always' trains it anyway)"
             context.log.info(reason)
             return dg.MaterializeResult(metadata={"skipped": True, "reason": reason})
+    from stages.ssl import train_ssl_encoder  # torch: imported when the asset runs, not with the definitions
+
     wh = warehouse.open()
     ssl = SSLConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                     temperature=config.temperature, seed=config.seed, views=ViewConfig())
