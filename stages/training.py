@@ -73,11 +73,18 @@ AUTO_ENCODERS: tuple[str, ...] = ("dinov2_vits14", "dinov2_vitb14", "ssl_resnet1
 """Preference order of ``encoder="auto"``."""
 
 
-def resolve_encoder(wh: Any, encoder: str) -> str:
-    """``"auto"`` -> the first of :data:`AUTO_ENCODERS` whose embeddings table exists (else the first)."""
+def resolve_encoder(wh: Any, encoder: str, *, backbone: bool = False) -> str:
+    """``"auto"`` -> the first of :data:`AUTO_ENCODERS` whose embeddings table exists (else the first).
+
+    ``backbone``: only encoders a DINOv2 fine-tune can build (the ViTs), not ``ssl_resnet18``.
+    """
+    from features.embeddings import ENCODERS
+
     if encoder != "auto":
         return encoder
     for name in AUTO_ENCODERS:
+        if backbone and ENCODERS[name].trained_here:
+            continue
         if wh.exists(embedding_table(name)):
             return name
     return AUTO_ENCODERS[0]
@@ -584,7 +591,7 @@ def train_model(
     spec = get_spec(name)
     cfg = config or make_config(name)
     if spec.name.startswith("dinov2"):
-        cfg = replace(cfg, encoder=resolve_encoder(wh, cfg.encoder))
+        cfg = replace(cfg, encoder=resolve_encoder(wh, cfg.encoder, backbone=spec.kind == "images"))
     log = log or (lambda message: None)
     split_name = cfg.split_name
     have = wh.exists("splits") and wh.count("splits", where=f"split_name = {quote(split_name)}") > 0

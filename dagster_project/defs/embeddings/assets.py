@@ -44,7 +44,8 @@ class SSLEncoderConfig(dg.Config):
     lr: float = Field(default=_SSL.lr, description="peak AdamW learning rate, cosine decay")
     temperature: float = Field(default=_SSL.temperature, description="NT-Xent temperature")
     seed: int = Field(default=_SSL.seed, description="seeds the initialisation, batch order and views")
-    allow_download: bool = Field(default=False, description="may download the pretrained start weights")
+    allow_download: bool = Field(default=False, description="may download the pretrained start weights (the "
+                                 "DINOv2 check of train='auto' follows the embeddings asset, which may)")
     force: bool = Field(default=False, description="retrain even when the stored weights are up to date")
 
 RECALL_MIN = 0.95
@@ -78,7 +79,7 @@ def ssl_encoder(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
     if config.train not in ("auto", "always"):
         raise ValueError(f"ssl_encoder: train must be auto or always, got {config.train!r}")
     if config.train == "auto":
-        choice = choose_default_encoder(allow_download=config.allow_download)
+        choice = choose_default_encoder()  # as the embeddings asset's default (downloads allowed) decides
         if not choice.is_random:
             reason = f"not trained: {choice} is used instead (train='always' trains it anyway)"
             context.log.info(reason)
