@@ -60,7 +60,7 @@ class SSLConfig:
     """
 
     epochs: int = 10
-    batch_size: int = 64
+    batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 1e-4
     temperature: float = 0.2
