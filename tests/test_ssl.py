@@ -216,9 +216,10 @@ from warehouse import Warehouse
 
 def log(msg):
     print(msg, flush=True)
-    time.sleep(0.4)  # slow enough for the test to act between epochs
+    if msg.startswith("ssl epoch 2/"):
+        time.sleep(120)  # the test kills the process here, after epoch 2's checkpoint
 
-train_ssl_encoder(Warehouse.open(sys.argv[2]), config=SSLConfig(epochs=6, batch_size=4, hidden_dim=16, proj_dim=8),
+train_ssl_encoder(Warehouse.open(sys.argv[2]), config=SSLConfig(epochs=4, batch_size=4, hidden_dim=16, proj_dim=8),
                   log=log)
 print("done", flush=True)
 """
@@ -242,7 +243,7 @@ def test_killed_training_resumes_and_a_second_trainer_is_refused(tmp_path):
                 break
         assert any(ln.startswith("ssl epoch 2/") for ln in lines), "".join(lines)
         with pytest.raises(WarehouseError, match="another process is training"):
-            train_ssl_encoder(wh, config=SSLConfig(epochs=6, batch_size=4, hidden_dim=16, proj_dim=8))
+            train_ssl_encoder(wh, config=SSLConfig(epochs=4, batch_size=4, hidden_dim=16, proj_dim=8))
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(timeout=60)
@@ -251,8 +252,8 @@ def test_killed_training_resumes_and_a_second_trainer_is_refused(tmp_path):
     assert (out / "checkpoint.pt").is_file() and not (out / "weights.safetensors").exists()
     assert read_record(wh, "ssl_resnet18") is None
     logs: list[str] = []
-    done = train_ssl_encoder(wh, config=SSLConfig(epochs=6, batch_size=4, hidden_dim=16, proj_dim=8), log=logs.append)
-    assert 2 <= done.resumed_from < 6 and len(done.losses) == 6
+    done = train_ssl_encoder(wh, config=SSLConfig(epochs=4, batch_size=4, hidden_dim=16, proj_dim=8), log=logs.append)
+    assert done.resumed_from == 2 and len(done.losses) == 4
     assert logs[1].startswith(f"ssl: resuming after epoch {done.resumed_from}")
     assert json.loads((out / "encoder.json").read_text())["resumed_from"] == done.resumed_from
 
@@ -286,3 +287,14 @@ def test_ssl_encoder_asset_feeds_its_own_embeddings_table_and_search(warehouse, 
     assert name == "ssl_resnet18"
     stored = np.asarray(rows["vector"][rows["galaxy_id"].index(ids[0])], dtype=np.float32)
     assert np.allclose(vec, stored, atol=1e-4)
+
+
+def test_embed_cli_trains_then_embeds_with_ssl_resnet18(warehouse, offline, capsys):
+    from service.cli import main
+
+    ids = write_shard(warehouse, n=6)
+    assert main(["--home", str(warehouse.root), "embed", "--encoder", "ssl_resnet18", "--quiet", "--no-download"]) == 0
+    out = capsys.readouterr().out
+    assert "self-supervised on this warehouse's images" in out and "6 galaxies embedded with ssl_resnet18" in out
+    assert sorted(warehouse.read("embeddings_ssl_resnet18").column("galaxy_id").to_pylist()) == sorted(ids)
+    assert not warehouse.exists("embeddings_random_vits14")  # a named encoder is the only one computed
