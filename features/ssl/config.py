@@ -59,7 +59,7 @@ class SSLConfig:
     seed : int
     """
 
-    epochs: int = 10
+    epochs: int = 15
     batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 1e-4
