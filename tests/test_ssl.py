@@ -298,3 +298,20 @@ def test_embed_cli_trains_then_embeds_with_ssl_resnet18(warehouse, offline, caps
     assert "self-supervised on this warehouse's images" in out and "6 galaxies embedded with ssl_resnet18" in out
     assert sorted(warehouse.read("embeddings_ssl_resnet18").column("galaxy_id").to_pylist()) == sorted(ids)
     assert not warehouse.exists("embeddings_random_vits14")  # a named encoder is the only one computed
+
+
+def test_runner_phases_put_ssl_encoder_between_the_shards_and_their_embeddings():
+    import dagster as dg
+
+    from dagster_project.definitions import defs
+    from dagster_project.runner import _asset_defs, _phases
+
+    assets = _asset_defs(defs)
+    chosen = {k for a in assets for k in a.keys}
+    phases = [(per_shard, {k.to_user_string() for k in keys}) for per_shard, keys in _phases(assets, chosen)]
+    where = {name: i for i, (_p, names) in enumerate(phases) for name in names}
+    assert phases[0][0] and {"galaxies", "morphometrics", "photometry"} <= phases[0][1]
+    assert where["galaxies"] < where["ssl_encoder"] < where["embeddings"] < where["dinov2_probe"]
+    assert where["embeddings"] < where["embedding_maps"] and phases[where["embeddings"]][0]
+    only_shards = _phases(assets, {dg.AssetKey("galaxies"), dg.AssetKey("embeddings")})
+    assert len(only_shards) == 1 and only_shards[0][0]  # an unselected ssl_encoder orders nothing
