@@ -16,6 +16,7 @@ Two guards make the instance safe to share between CLI processes:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
@@ -264,6 +265,33 @@ def _selection(assets: list[dg.AssetsDefinition], groups: Sequence[str] | None,
     return set(selection.resolve(assets))
 
 
+def _phases(assets: list[dg.AssetsDefinition], chosen: set[dg.AssetKey]) -> list[tuple[bool, list[dg.AssetKey]]]:
+    """The chosen assets in run order: ``(partitioned, keys)`` phases, each after every phase it reads.
+
+    Per-shard assets that read only other per-shard assets run first (one run per shard), then the
+    unpartitioned ones; a per-shard asset that reads an unpartitioned one (``embeddings`` reads
+    ``ssl_encoder``) runs in a later per-shard phase, and so on down the graph. A dependency outside
+    the selection does not order anything (it is taken as already materialized).
+    """
+    partitioned = {k: a.partitions_def is not None for a in assets for k in a.keys}
+    deps = {spec.key: {d.asset_key for d in spec.deps} for a in assets for spec in a.specs}
+    phase: dict[dg.AssetKey, int] = {}
+
+    def of(key: dg.AssetKey) -> int:  # even: per-shard phases, odd: unpartitioned ones
+        if key not in phase:
+            p = 0 if partitioned[key] else 1
+            for d in deps.get(key, ()):
+                if d in chosen and d in partitioned:
+                    p = max(p, of(d) + (partitioned[d] != partitioned[key]))
+            phase[key] = p
+        return phase[key]
+
+    ordered = [k for a in assets for k in a.keys if k in chosen]
+    for key in ordered:
+        of(key)
+    return [(p % 2 == 0, [k for k in ordered if phase[k] == p]) for p in sorted(set(phase[k] for k in ordered))]
+
+
 def _collect(result: ExecutionResult, report: PipelineReport, label: str) -> None:
     report.run_ids.append(result.run_id)
     for event in result.get_asset_materialization_events():
@@ -341,7 +369,7 @@ def _merge(report: PipelineReport, part: PipelineReport) -> None:
 def _run_concurrently(wh: Warehouse, execution: Execution, job_name: str,
                       steps: list[tuple[str, str | None, list[dg.AssetKey]]], config: dict[str, Any],
                       tags: dict[str, str], report: PipelineReport, log: Callable[[str], None], bar) -> None:
-    """The shard runs ``execution.workers`` at a time, then the unpartitioned run.
+    """Phase by phase (:func:`_phases`): the shard runs ``execution.workers`` at a time, then the unpartitioned run.
 
     Each run executes in a run process of its own (as Dagster's default run launcher does, without its
     daemon and code server beside the CLI), its steps by the chosen executor. Not threads: Dagster's
@@ -374,20 +402,27 @@ def _run_concurrently(wh: Warehouse, execution: Execution, job_name: str,
             bar.set_postfix_str(label)
             return _report_new_failures(report, before, log)
 
-        todo = iter([s for s in steps if s[1] is not None])
-        inflight: dict[Future, str] = {}
-        stop = False
-        while True:
-            while not stop and len(inflight) < execution.workers and (item := next(todo, None)):
-                inflight[submit(*item)] = item[0]
-            if not inflight:
+        # phase by phase (see _phases): a phase's shard runs N at a time, an unpartitioned run alone
+        stop = False  # a failed galaxies step: nothing downstream can be computed
+        for per_shard, group in itertools.groupby(steps, key=lambda step: step[1] is not None):
+            phase = list(group)
+            if stop:
                 break
-            done, _ = wait(inflight, return_when=FIRST_COMPLETED)
-            for future in done:
-                label = inflight.pop(future)
-                stop = take(label, future) or stop
-        for label, partition, keys in ([] if stop else [s for s in steps if s[1] is None]):
-            take(label, submit(label, partition, keys))
+            if not per_shard:
+                for label, partition, keys in phase:
+                    stop = take(label, submit(label, partition, keys)) or stop
+                continue
+            todo = iter(phase)
+            inflight: dict[Future, str] = {}
+            while True:
+                while not stop and len(inflight) < execution.workers and (item := next(todo, None)):
+                    inflight[submit(*item)] = item[0]
+                if not inflight:
+                    break
+                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    label = inflight.pop(future)
+                    stop = take(label, future) or stop
 
 
 def run_pipeline(
@@ -405,7 +440,8 @@ def run_pipeline(
     asset_logs: bool = False,
     execution: Execution | None = None,
 ) -> PipelineReport:
-    """Materialize assets through a named job: one run per shard, then one for the rest.
+    """Materialize assets through a named job: one run per shard, then one for the rest (in phases when
+    a per-shard asset reads an unpartitioned one, see :func:`_phases`).
 
     In process and one shard after another by default; ``execution`` runs several shard runs at once,
     each in a run process of its own, its steps there, in step processes (Dagster's multiprocess
@@ -456,8 +492,6 @@ def run_pipeline(
     for run_id in report.orphaned_runs:
         log(f"run {run_id} was left open by a process that is gone: marked failed")
     add_shards(instance, shards)
-    partitioned = [k for a in all_assets if a.partitions_def is not None for k in a.keys if k in chosen]
-    unpartitioned = [k for a in all_assets if a.partitions_def is None for k in a.keys if k in chosen]
     loggers = {**_QUIET_LOGGERS, **({"messages": {"config": {}}} if asset_logs else {})}
     config: dict[str, Any] = {**(run_config or {}), "loggers": loggers}
     if "warehouse" in (defs.resources or {}):  # this warehouse, whatever $ASTROVISION_HOME says
@@ -466,10 +500,12 @@ def run_pipeline(
             HOST_TAG: socket.gethostname()}
     logging.getLogger("dagster").setLevel(logging.CRITICAL)
     steps: list[tuple[str, str | None, list[dg.AssetKey]]] = []
-    if partitioned:
-        steps += [(f"shard {s}", s, partitioned) for s in shards]
-    if include_unpartitioned and unpartitioned:
-        steps.append(("unpartitioned assets", None, unpartitioned))
+    for i, (per_shard, keys) in enumerate(_phases(all_assets, chosen)):
+        after = f" (phase {i + 1})" if i > 1 else ""
+        if per_shard:
+            steps += [(f"shard {s}{after}", s, keys) for s in shards]
+        elif include_unpartitioned:
+            steps.append((f"unpartitioned assets{after}", None, keys))
     execution = execution or Execution()
     if execution.workers > 1 or not execution.in_process:
         if defs is not project_defs():

@@ -10,7 +10,15 @@ name                timm model                                   dim    weights
 ``dinov2_vits14``   ``vit_small_patch14_dinov2.lvd142m``         384    ``timm/<model>`` on the Hub
 ``dinov2_vitb14``   ``vit_base_patch14_dinov2.lvd142m``          768    ``timm/<model>`` on the Hub
 ``random_vits14``   ``vit_small_patch14_dinov2`` (same network)  384    none: timm's init, seed 0
+``ssl_resnet18``    ``resnet18`` at half width (32-256 channels) 256    trained in the warehouse
 ==================  ===========================================  =====  ==========================
+
+``ssl_resnet18`` is trained by the ``ssl_encoder`` asset on the warehouse's own images with SimCLR
+(Chen et al. 2020; :mod:`features.ssl`, :mod:`stages.ssl`), on 64 x 64 stamps; its weights file lies
+under the warehouse root (``<root>/encoders/ssl_resnet18/weights.safetensors``, with a record of its
+SHA-256, the training set's table versions and whether it started from scratch or continued from
+pretrained weights). A CNN has no tokens: both of its outputs are the global average pool of the last
+feature map (timm's ``forward_head`` input), so ``vector`` and ``patch_mean`` are equal.
 
 DINOv2 is Oquab et al. (2024), "DINOv2: Learning Robust Visual Features without Supervision", TMLR.
 ``random_vits14`` is the named random baseline: the same architecture with a seeded random
@@ -54,10 +62,11 @@ from features.flags import Flag
 from features.pixels import model_input
 from features.sources.base import image_flags
 from features.sources.folder import read_image_file
-from features.weights import WeightsInfo, WeightsOrigin, load_timm_model, resolve_weights
+from features.weights import WeightsInfo, WeightsOrigin, load_timm_model, resolve_weights, sha256_file
 
 __all__ = [
     "DEFAULT_ENCODER",
+    "DEFAULT_SSL_ENCODER",
     "ENCODERS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -97,6 +106,11 @@ class EncoderSpec:
     description : str
     timm_kwargs : tuple of (str, value) pairs
         Extra arguments for :func:`timm.create_model`.
+    trained_here : bool
+        Its weights are trained in the warehouse by the ``ssl_encoder`` asset (:mod:`stages.ssl`).
+    init_repo : str or None
+        For ``trained_here`` encoders: pretrained weights (a Hugging Face repository in timm's layout)
+        that training continues from when they resolve; ``None``: always from scratch.
     """
 
     name: str
@@ -107,11 +121,18 @@ class EncoderSpec:
     seed: int | None = None
     description: str = ""
     timm_kwargs: tuple[tuple[str, object], ...] = ()
+    trained_here: bool = False
+    init_repo: str | None = None
 
     @property
     def is_random(self) -> bool:
         """Whether this encoder is a random-weights baseline."""
-        return self.hf_repo is None
+        return self.hf_repo is None and not self.trained_here
+
+    def create_kwargs(self, img_size: int) -> dict[str, object]:
+        """Arguments of :func:`timm.create_model` (a ViT takes its input size, a CNN any size)."""
+        size = {"img_size": int(img_size)} if self.timm_name.startswith("vit") else {}
+        return {"num_classes": 0, **size, **dict(self.timm_kwargs)}
 
 
 ENCODERS: dict[str, EncoderSpec] = {
@@ -126,12 +147,18 @@ ENCODERS: dict[str, EncoderSpec] = {
         EncoderSpec("random_vits14", "vit_small_patch14_dinov2", None, 384, seed=0,
                     description="ViT-S/14 with timm's random initialisation (seed 0, LayerScale 1): a named baseline",
                     timm_kwargs=(("init_values", 1.0),)),
+        EncoderSpec("ssl_resnet18", "resnet18", None, 256, img_size=64, trained_here=True,
+                    description="ResNet-18 at half width, SimCLR (Chen et al. 2020) on this warehouse's images",
+                    timm_kwargs=(("channels", (32, 64, 128, 256)), ("stem_width", 32))),
     )
 }
 """The encoder registry, by name."""
 
 DEFAULT_ENCODER = "dinov2_vits14"
-"""The encoder the demo uses when its weights resolve (else ``random_vits14``)."""
+"""The encoder the demo uses when its weights resolve (else ``ssl_resnet18`` beside ``random_vits14``)."""
+
+DEFAULT_SSL_ENCODER = "ssl_resnet18"
+"""The encoder the ``ssl_encoder`` asset trains by default."""
 
 
 @dataclass(frozen=True)
@@ -206,7 +233,8 @@ def load_encoder(
         A key of :data:`ENCODERS`.
     weights_path : path, optional
         A local ``.safetensors`` / ``.pth`` file in timm's layout (see :func:`features.weights.resolve_weights`
-        for the other places searched). Not allowed for a random baseline.
+        for the other places searched). Not allowed for a random baseline; required for an encoder
+        trained in the warehouse (``stages.embeddings.get_encoder`` finds it under the warehouse root).
     img_size : int, optional
         Override the input size (a multiple of 14); tests use tiny sizes.
     weights : WeightsInfo, optional
@@ -230,12 +258,20 @@ def load_encoder(
             raise InputError(f"encoder {name!r} is a random baseline and takes no weights file")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(spec.seed or 0))
-            model = load_timm_model(spec.timm_name, None, img_size=size, num_classes=0, **dict(spec.timm_kwargs))
+            model = load_timm_model(spec.timm_name, None, **spec.create_kwargs(size))
         return Encoder(spec, model, _state_sha256(model), WeightsOrigin.RANDOM_INIT, size)
+    if spec.trained_here and weights is None:
+        if not weights_path:
+            raise InputError(f"encoder {name!r} is trained in the warehouse by the ssl_encoder asset: "
+                             "materialize it first (its weights file is then found under the warehouse root)")
+        path = Path(weights_path)
+        if not path.is_file():
+            raise InputError(f"weights file {path} of encoder {name!r} does not exist")
+        weights = WeightsInfo(path=path, sha256=sha256_file(path), origin=WeightsOrigin.SELF_SUPERVISED)
     if weights is None:
         weights = resolve_weights(spec.hf_repo, local_path=weights_path, timeout_s=timeout_s,  # type: ignore[arg-type]
                                   allow_download=allow_download)
-    model = load_timm_model(spec.timm_name, weights, img_size=size, num_classes=0, **dict(spec.timm_kwargs))
+    model = load_timm_model(spec.timm_name, weights, **spec.create_kwargs(size))
     return Encoder(spec, model, weights.sha256, weights.origin, size)
 
 
@@ -423,8 +459,13 @@ def embed_images(
             hi = min(n, lo + batch_size)
             x = preprocess(images[lo:hi], enc.img_size, start=lo).to(dev, non_blocking=True)
             tokens = model.forward_features(x)  # type: ignore[attr-defined]
-            cls_out[lo:hi] = tokens[:, 0].float().cpu().numpy()
-            mean_out[lo:hi] = tokens[:, n_prefix:].float().mean(dim=1).cpu().numpy()
+            if tokens.ndim == 4:  # a CNN's [N, C, h, w] map: both outputs are its global average pool
+                pooled = tokens.float().mean(dim=(2, 3)).cpu().numpy()
+                cls_out[lo:hi] = pooled
+                mean_out[lo:hi] = pooled
+            else:
+                cls_out[lo:hi] = tokens[:, 0].float().cpu().numpy()
+                mean_out[lo:hi] = tokens[:, n_prefix:].float().mean(dim=1).cpu().numpy()
             if progress is not None:
                 progress(hi, n)
     return cls_out, mean_out

@@ -17,7 +17,7 @@ it and where to put it. Every resolved file comes with its SHA-256, which the em
 every vector.
 
 Where weights came from is a :class:`WeightsOrigin` (``local``, ``cache``, ``download``, ``random init``,
-``scratch``), whose value is the text the tables store; code compares members, never substrings.
+``scratch``, ``self-supervised``), whose value is the text the tables store; code compares members, never substrings.
 :class:`WeightsProvenance` adds the file's SHA-256 and what a model was built on (a probe: its
 embeddings table), and its ``str()`` is the models registry's ``weights_origin`` text.
 
@@ -86,6 +86,7 @@ class WeightsOrigin(StrEnum):
     DOWNLOAD = "download"
     RANDOM_INIT = "random init"
     SCRATCH = "scratch"
+    SELF_SUPERVISED = "self-supervised"
 
     @classmethod
     def _missing_(cls, value: object) -> WeightsOrigin | None:

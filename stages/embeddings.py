@@ -13,12 +13,21 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from features.embeddings import Encoder, choose_default_encoder, embed_images, image_flags, load_encoder
+from features.embeddings import (
+    DEFAULT_SSL_ENCODER,
+    ENCODERS,
+    Encoder,
+    choose_default_encoder,
+    embed_images,
+    image_flags,
+    load_encoder,
+)
+from features.errors import InputError
 from warehouse import Warehouse, quote
 from warehouse.schemas.embeddings import embedding_spec, embedding_table
 
-__all__ = ["NORM_MAX", "NORM_MIN", "ShardEmbedding", "embed_query_image", "embed_shard", "get_encoder",
-           "vector_stats"]
+__all__ = ["NORM_MAX", "NORM_MIN", "ShardEmbedding", "auto_encoders", "embed_query_image", "embed_shard",
+           "get_encoder", "vector_stats"]
 
 NORM_MIN = 1e-3
 """The ``norms_in_range`` check fails for a CLS vector shorter than this (a collapsed output)."""
@@ -34,7 +43,8 @@ _ENCODERS: dict[tuple[str, str], Encoder] = {}
 the name it resolves to share an entry (both look for the weights in the same places)."""
 
 
-def get_encoder(name: str, weights_path: str = "", allow_download: bool = True) -> tuple[Encoder, str]:
+def get_encoder(name: str, weights_path: str = "", allow_download: bool = True,
+                wh: Warehouse | None = None) -> tuple[Encoder, str]:
     """The encoder a config names (loaded once per process), and a sentence saying which and why.
 
     Parameters
@@ -43,25 +53,63 @@ def get_encoder(name: str, weights_path: str = "", allow_download: bool = True) 
         A registered encoder, or ``"auto"``: DINOv2 ViT-S/14 when its weights resolve, else the named
         ``random_vits14`` baseline (:func:`features.embeddings.choose_default_encoder`).
     weights_path : str
-        Local weights file in timm's layout; empty: resolve them.
+        Local weights file in timm's layout; empty: resolve them (for an encoder trained in the
+        warehouse, ``ssl_resnet18``: its file under the root of ``wh``, :func:`stages.ssl.ssl_weights`).
     allow_download : bool
         Whether weights may be downloaded from the Hugging Face Hub.
+    wh : Warehouse, optional
+        Needed for an encoder trained in the warehouse without ``weights_path``.
 
     Raises
     ------
     features.errors.OfflineError
         A named encoder's weights are neither local nor downloadable.
+    models.errors.MissingInputError
+        An encoder trained in the warehouse that has not been trained there yet.
     """
     note = ""
     weights = None
     if name == "auto":
         choice = choose_default_encoder(weights_path or None, allow_download=allow_download)
         name, weights, note = choice.name, choice.weights, choice.reason
-    key = (name, weights_path)
+    spec = ENCODERS.get(name)
+    if spec is not None and spec.trained_here and not weights_path:
+        from stages.ssl import ssl_weights
+
+        if wh is None:
+            raise InputError(f"encoder {name!r} is trained in a warehouse: name the warehouse or its weights file")
+        weights = ssl_weights(wh, name)
+    key = (name, weights_path or (f"{weights.path}:{weights.sha256}" if weights is not None else ""))
     if key not in _ENCODERS:
         _ENCODERS[key] = load_encoder(name, weights_path or None, weights=weights, allow_download=allow_download)
     enc = _ENCODERS[key]
     return enc, note or f"encoder {enc.name}, weights from {enc.weights_origin}"
+
+
+def auto_encoders(wh: Warehouse, weights_path: str = "", allow_download: bool = True) -> list[tuple[Encoder, str]]:
+    """What ``encoder="auto"`` of the ``embeddings`` asset computes, each with its sentence.
+
+    DINOv2 ViT-S/14 alone when its weights resolve; otherwise the warehouse's own self-supervised
+    encoder (``ssl_resnet18``, when the ``ssl_encoder`` asset has trained it here) and, beside it, the
+    ``random_vits14`` baseline every result is compared with. Never silent: each sentence says which
+    and why.
+    """
+    from stages.ssl import read_record
+
+    choice = choose_default_encoder(weights_path or None, allow_download=allow_download)
+    if not choice.is_random:
+        return [get_encoder(choice.name, weights_path, allow_download)]
+    out = []
+    record = read_record(wh, DEFAULT_SSL_ENCODER)
+    if record is not None:
+        enc, _ = get_encoder(DEFAULT_SSL_ENCODER, "", allow_download, wh)
+        out.append((enc, f"encoder {enc.name}: no DINOv2 weights here, so the encoder self-supervised on this "
+                         f"warehouse's {record['n_images']} galaxies (SimCLR, start: {record['init']}) is used; "
+                         "random_vits14 is computed beside it as the baseline"))
+    enc, _ = get_encoder("random_vits14", "", allow_download)
+    out.append((enc, choice.reason if record is None else "encoder random_vits14: the random-weights baseline "
+                "(flag RANDOM_WEIGHTS), computed for comparison"))
+    return out
 
 
 def embed_query_image(wh: Warehouse, image: str | os.PathLike[str] | np.ndarray, encoder: str | None = None,
@@ -100,7 +148,7 @@ def embed_query_image(wh: Warehouse, image: str | os.PathLike[str] | np.ndarray,
     table = search.pick_table(wh, encoder)
     name = table.removeprefix("embeddings_")
     stored = wh.read(table, columns=["weights_sha256"]).column("weights_sha256").unique().to_pylist()
-    enc, _ = get_encoder(name, weights_path or "", allow_download)
+    enc, _ = get_encoder(name, weights_path or "", allow_download, wh)
     if enc.weights_sha256 not in stored:
         raise WarehouseError(
             f"{table} was computed with weights sha256 {', '.join(s[:12] for s in stored)}, but the {name} "

@@ -69,15 +69,22 @@ __all__ = [
 LogFn = Callable[[str], None]
 
 
-AUTO_ENCODERS: tuple[str, ...] = ("dinov2_vits14", "dinov2_vitb14", "random_vits14")
+AUTO_ENCODERS: tuple[str, ...] = ("dinov2_vits14", "dinov2_vitb14", "ssl_resnet18", "random_vits14")
 """Preference order of ``encoder="auto"``."""
 
 
-def resolve_encoder(wh: Any, encoder: str) -> str:
-    """``"auto"`` -> the first of :data:`AUTO_ENCODERS` whose embeddings table exists (else the first)."""
+def resolve_encoder(wh: Any, encoder: str, *, backbone: bool = False) -> str:
+    """``"auto"`` -> the first of :data:`AUTO_ENCODERS` whose embeddings table exists (else the first).
+
+    ``backbone``: only encoders a DINOv2 fine-tune can build (the ViTs), not ``ssl_resnet18``.
+    """
+    from features.embeddings import ENCODERS
+
     if encoder != "auto":
         return encoder
     for name in AUTO_ENCODERS:
+        if backbone and ENCODERS[name].trained_here:
+            continue
         if wh.exists(embedding_table(name)):
             return name
     return AUTO_ENCODERS[0]
@@ -586,7 +593,7 @@ def train_model(
     spec = get_spec(name)
     cfg = config or make_config(name)
     if spec.name.startswith("dinov2") or spec.kind == "fusion":
-        cfg = replace(cfg, encoder=resolve_encoder(wh, cfg.encoder))
+        cfg = replace(cfg, encoder=resolve_encoder(wh, cfg.encoder, backbone=spec.kind == "images"))
     if spec.kind == "fusion":
         from models.fusion_data import check_frozen_encoder
 

@@ -146,7 +146,8 @@ def test_classifier_of_same_size_loads_other_size_stays_random(tmp_path):
 
 
 def test_weights_origin_values_are_the_stored_text():
-    assert [o.value for o in WeightsOrigin] == ["local", "cache", "download", "random init", "scratch"]
+    assert [o.value for o in WeightsOrigin] == ["local", "cache", "download", "random init", "scratch",
+                                                 "self-supervised"]
     assert WeightsOrigin("random init") is WeightsOrigin.RANDOM_INIT
     assert WeightsOrigin("random") is WeightsOrigin.RANDOM_INIT  # embeddings written before the type existed
     assert [o for o in WeightsOrigin if o.is_random] == [WeightsOrigin.RANDOM_INIT]  # scratch is not a fallback

@@ -113,7 +113,7 @@ DEFAULT_REFINE_FACTOR = 5
 INDEX_NAME = "vector_idx"
 """LanceDB's name for the index on the ``vector`` column."""
 
-ENCODER_PREFERENCE = ("dinov2_vits14", "dinov2_vitb14")
+ENCODER_PREFERENCE = ("dinov2_vits14", "dinov2_vitb14", "ssl_resnet18")
 """When several embeddings tables exist and no encoder is named, the first of these that exists."""
 
 _PROVENANCE = set(schemas.PROVENANCE_COLUMNS)

@@ -14,7 +14,7 @@ from features.errors import InputError
 from features.weights import WeightsOrigin
 from stages.photometry import demo_catalogue
 from stages.sources import register_source, source_lock
-from warehouse import Warehouse
+from warehouse import Warehouse, search
 
 from .execution import add_execution_args, execution_from
 
@@ -139,6 +139,17 @@ def _analysis_lines(wh: Warehouse) -> list[str]:
     return lines + [f"  {q:<22} {'   '.join(v)}" for q, v in by.items()]
 
 
+def _ssl_note(wh: Warehouse, encoder: str) -> str:
+    """One line on an encoder the ``ssl_encoder`` asset trained here: why, on what, how long."""
+    from stages.ssl import read_record
+
+    rec = read_record(wh, encoder) or {}
+    secs = rec.get("epoch_seconds") or []
+    cost = f", {len(secs)} epochs in {sum(secs):.0f} s" if secs else ""
+    return ("no DINOv2 weights here, so this encoder was self-supervised (SimCLR) on this warehouse's "
+            f"{rec.get('n_images', '?')} galaxies, start: {rec.get('init', '?')}{cost}")
+
+
 def _summary(wh: Warehouse, elapsed: float, contact_sheet: str | None, source: str = "demo",
              report: PipelineReport | None = None) -> str:
     lines = [f"\nDemo finished in {elapsed / 60:.1f} min; warehouse at {wh.root}", "", "Tables:"]
@@ -146,12 +157,19 @@ def _summary(wh: Warehouse, elapsed: float, contact_sheet: str | None, source: s
         ds = wh.dataset(name)
         lines.append(f"  {name:<28} {ds.count_rows():>7} rows  (version {ds.version})")
     emb = [t for t in wh.tables() if t.startswith("embeddings_")]
+    used = search.pick_table(wh) if emb else None
     for table in emb:
         origin = wh.sql(f"SELECT DISTINCT encoder, weights_origin FROM {table}").to_dicts()
         for row in origin:
-            note = ("RANDOM weights: a named baseline, not DINOv2 (put DINOv2 weights in place to use them)"
-                    if WeightsOrigin(row["weights_origin"]).is_random else f"weights from {row['weights_origin']}")
-            lines.append(f"\nEmbeddings: {row['encoder']} - {note}")
+            kind = WeightsOrigin(row["weights_origin"])
+            if kind.is_random:
+                note = "RANDOM weights: a named baseline, not DINOv2 (put DINOv2 weights in place to use them)"
+            elif kind is WeightsOrigin.SELF_SUPERVISED:
+                note = _ssl_note(wh, row["encoder"])
+            else:
+                note = f"weights from {row['weights_origin']}"
+            role = " [used by search and the probe]" if table == used and len(emb) > 1 else ""
+            lines.append(f"\nEmbeddings: {row['encoder']}{role} - {note}")
     lines += _analysis_lines(wh)
     lines += _model_lines(wh, report)
     if contact_sheet:

@@ -35,6 +35,7 @@ _SHOW = ("rank", "galaxy_id", "distance", "label_name", "ra", "dec", "redshift",
 # ------------------------------------------------------------------------------------ embed
 def _cmd_embed(args: argparse.Namespace) -> int:
     from dagster_project.runner import run_pipeline
+    from features.embeddings import ENCODERS
     from service.cli import USER_ERRORS
     from stages.embeddings import get_encoder
     from warehouse import search
@@ -47,20 +48,31 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     if unknown:
         raise InputError(f"unknown shard(s) {unknown}; known: {known}")
     shards = args.shard or known
-    enc, note = get_encoder(args.encoder, args.weights or "", not args.no_download)  # fails fast, offline
-    print(note)
+    spec = ENCODERS.get(args.encoder)
+    trained_here = spec is not None and spec.trained_here and not args.weights
+    if trained_here:  # trained on this warehouse first (ssl_encoder reuses weights that are up to date)
+        name = args.encoder
+        print(f"encoder {name}: self-supervised on this warehouse's images by the ssl_encoder asset first")
+    else:
+        enc, note = get_encoder(args.encoder, args.weights or "", not args.no_download)  # fails fast, offline
+        name = enc.name
+        print(note)
     min_rows = search.INDEX_MIN_ROWS if args.index_min_rows is None else args.index_min_rows
     run_config = {"ops": {  # the resolved encoder, so every shard's run uses the same one
-        "embeddings": {"config": {"encoder": enc.name, "weights_path": args.weights or "",
+        "embeddings": {"config": {"encoder": name, "weights_path": args.weights or "",
                                   "batch_size": args.batch_size, "allow_download": not args.no_download}},
-        "embedding_index": {"config": {"min_rows": min_rows, "encoder": enc.name}},
+        "embedding_index": {"config": {"min_rows": min_rows, "encoder": name}},
+        **({"ssl_encoder": {"config": {"encoder": name, "train": "always"}}} if trained_here else {}),
     }}
     failures: list[str] = []
-    report = run_pipeline(wh, shards, groups=["embeddings"], run_config=run_config, progress=not args.quiet,
-                          log=failures.append)
+    assets = ["ssl_encoder"] * trained_here + ["embeddings", "embedding_index"]
+    report = run_pipeline(wh, shards, groups=["embeddings"], assets=assets, run_config=run_config,
+                          progress=not args.quiet, log=failures.append)
     message = report.user_error(USER_ERRORS)
     if message:
         raise InputError(message)
+    if trained_here:
+        enc, _ = get_encoder(name, "", not args.no_download, wh)
     total = 0
     for shard in shards:
         meta = report.metadata.get(f"embeddings[{shard}]")
@@ -161,7 +173,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add ``embed`` and ``similar`` to the CLI."""
     p = sub.add_parser("embed", help="compute DINOv2 embeddings of every galaxy (or of some shards)")
     p.add_argument("--encoder", default="auto",
-                   help="dinov2_vits14, dinov2_vitb14, random_vits14, or auto (DINOv2 when its weights "
+                   help="dinov2_vits14, dinov2_vitb14, random_vits14, ssl_resnet18 (trained here first), or auto (DINOv2 when its weights "
                         "resolve, else the named random baseline; the output says which)")
     p.add_argument("--weights", help="local .safetensors/.pth weights in timm's layout")
     p.add_argument("--batch-size", type=int, default=32)

@@ -18,7 +18,8 @@ __all__ = ["KNOWN_ENCODER_DIMS", "TABLE_PREFIX", "embedding_spec", "embedding_ta
 
 TABLE_PREFIX = "embeddings_"
 
-KNOWN_ENCODER_DIMS: dict[str, int] = {"dinov2_vits14": 384, "dinov2_vitb14": 768, "random_vits14": 384}
+KNOWN_ENCODER_DIMS: dict[str, int] = {"dinov2_vits14": 384, "dinov2_vitb14": 768, "random_vits14": 384,
+                                      "ssl_resnet18": 256}
 """Embedding width of each encoder in ``features.embeddings.ENCODERS``."""
 
 
@@ -39,7 +40,7 @@ def embedding_spec(encoder: str, dim: int) -> TableSpec:
 
     Columns: ``galaxy_id`` (key), ``shard``, ``encoder``, ``weights_sha256`` (of the weights file, or
     of the seeded initial state of a random baseline), ``weights_origin`` (a
-    :class:`features.weights.WeightsOrigin` value: ``local`` / ``cache`` / ``download`` / ``random init``), ``flags`` (``Flag.RANDOM_WEIGHTS``, image flags), ``vector`` (the CLS
+    :class:`features.weights.WeightsOrigin` value: ``local`` / ``cache`` / ``download`` / ``random init`` / ``self-supervised``), ``flags`` (``Flag.RANDOM_WEIGHTS``, image flags), ``vector`` (the CLS
     token, ``float32[dim]``, used for search) and ``patch_mean`` (mean patch token, ``float32[dim]``).
 
     Raises

@@ -1,9 +1,16 @@
 """Assets of the embeddings stage.
 
+- ``ssl_encoder`` (unpartitioned): self-supervised pretraining (SimCLR) of ``ssl_resnet18`` on every
+  galaxy image of the warehouse (:mod:`stages.ssl`), so the embeddings learn from the survey itself when
+  no DINOv2 weights are in place. With ``train="auto"`` (the default) it is skipped when the DINOv2
+  ViT-S/14 weights resolve (they are used instead); its metadata names the start (scratch or
+  continued from pretrained weights), the training set's table versions and the weights' SHA-256.
 - ``embeddings`` (per shard): CLS and mean-patch vectors of every galaxy of the shard, written to the
   table of the configured encoder, ``embeddings_<encoder>``. With ``encoder="auto"`` (the default) that
-  is ``dinov2_vits14`` when its weights resolve and the named ``random_vits14`` baseline otherwise; the
-  materialization metadata says which, and where the weights came from.
+  is ``dinov2_vits14`` when its weights resolve; otherwise ``ssl_resnet18`` (when ``ssl_encoder`` has
+  trained it) and the named ``random_vits14`` baseline beside it, each in its own table
+  (:func:`stages.embeddings.auto_encoders`); the materialization metadata says which, and where the
+  weights came from.
 - ``embedding_index`` (unpartitioned): builds or rebuilds the ANN index of each embeddings table above
   a row threshold (when it has rows the index does not cover), else records that search is exact.
 """
@@ -13,11 +20,33 @@ from pydantic import Field
 
 from dagster_project.partitions import SHARDS
 from dagster_project.resources import WarehouseResource
-from stages.embeddings import NORM_MAX, NORM_MIN, embed_shard, get_encoder, vector_stats
+from features.embeddings import DEFAULT_SSL_ENCODER, choose_default_encoder
+from features.ssl.config import SSLConfig, ViewConfig
+from stages.embeddings import NORM_MAX, NORM_MIN, auto_encoders, embed_shard, get_encoder, vector_stats
 from warehouse import quote
 from warehouse import search as vsearch
 
-__all__ = ["EmbeddingIndexConfig", "EmbeddingsConfig", "embedding_index", "embeddings"]
+__all__ = ["EmbeddingIndexConfig", "EmbeddingsConfig", "SSLEncoderConfig", "embedding_index", "embeddings",
+           "ssl_encoder"]
+
+_SSL = SSLConfig()
+
+
+class SSLEncoderConfig(dg.Config):
+    """Run configuration of the ``ssl_encoder`` asset: a fixed budget of ``epochs`` (no early stopping)."""
+
+    encoder: str = Field(default=DEFAULT_SSL_ENCODER, description="the registered encoder to train")
+    train: str = Field(default="auto", description="auto (skip when DINOv2 ViT-S/14 weights resolve) or always")
+    init: str = Field(default="auto", description="auto (continue from the backbone's pretrained weights when "
+                      "they resolve, else scratch), scratch or pretrained")
+    epochs: int = Field(default=_SSL.epochs, description="fixed budget: passes over the images")
+    batch_size: int = Field(default=_SSL.batch_size, description="images per SimCLR step (2 views each)")
+    lr: float = Field(default=_SSL.lr, description="peak AdamW learning rate, cosine decay")
+    temperature: float = Field(default=_SSL.temperature, description="NT-Xent temperature")
+    seed: int = Field(default=_SSL.seed, description="seeds the initialisation, batch order and views")
+    allow_download: bool = Field(default=False, description="may download the pretrained start weights (the "
+                                 "DINOv2 check of train='auto' follows the embeddings asset, which may)")
+    force: bool = Field(default=False, description="retrain even when the stored weights are up to date")
 
 RECALL_MIN = 0.95
 """The ``ann_recall`` check fails when the index's recall@10 against exact search is below this."""
@@ -28,8 +57,8 @@ class EmbeddingsConfig(dg.Config):
 
     encoder: str = Field(
         default="auto",
-        description="dinov2_vits14, dinov2_vitb14, random_vits14, or auto (DINOv2 ViT-S/14 when its "
-        "weights resolve, else the named random baseline)",
+        description="dinov2_vits14, dinov2_vitb14, random_vits14, ssl_resnet18, or auto (DINOv2 ViT-S/14 "
+        "when its weights resolve, else ssl_resnet18 when trained here and the random_vits14 baseline)",
     )
     weights_path: str = Field(default="", description="local .safetensors/.pth weights in timm's layout")
     batch_size: int = Field(default=32, description="images per forward pass")
@@ -43,9 +72,41 @@ class EmbeddingIndexConfig(dg.Config):
     encoder: str = Field(default="", description="one encoder's table; empty: every embeddings table")
 
 
+@dg.asset(deps=["galaxies"], group_name="embeddings", kinds={"pytorch"})
+def ssl_encoder(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                config: SSLEncoderConfig) -> dg.MaterializeResult:
+    """SimCLR pretraining of ``ssl_resnet18`` on the warehouse's images: weights under the root, with SHA-256."""
+    if config.train not in ("auto", "always"):
+        raise ValueError(f"ssl_encoder: train must be auto or always, got {config.train!r}")
+    if config.train == "auto":
+        choice = choose_default_encoder()  # as the embeddings asset's default (downloads allowed) decides
+        if not choice.is_random:
+            reason = f"not trained: {choice} is used instead (train='always' trains it anyway)"
+            context.log.info(reason)
+            return dg.MaterializeResult(metadata={"skipped": True, "reason": reason})
+    from stages.ssl import train_ssl_encoder  # torch: imported when the asset runs, not with the definitions
+
+    wh = warehouse.open()
+    ssl = SSLConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                    temperature=config.temperature, seed=config.seed, views=ViewConfig())
+    out = train_ssl_encoder(wh, config.encoder, ssl, init=config.init, allow_download=config.allow_download,
+                            force=config.force, log=context.log.info)
+    return dg.MaterializeResult(metadata={
+        "encoder": out.encoder, "objective": "SimCLR (Chen et al. 2020)", "start": out.init,
+        "weights_path": dg.MetadataValue.path(out.weights_path), "weights_sha256": out.weights_sha256,
+        "images": dg.MetadataValue.int(out.n_images), "table_versions": dg.MetadataValue.json(out.table_versions),
+        "epochs": len(out.losses), "final_loss": out.losses[-1] if out.losses else float("nan"),
+        "losses": dg.MetadataValue.json(out.losses), "resumed_from_epoch": out.resumed_from,
+        "reused": out.reused, "seconds_per_epoch": (sum(out.epoch_seconds) / len(out.epoch_seconds)
+                                                    if out.epoch_seconds else float("nan")),
+        "images_per_second": out.images_per_second, "seconds": out.seconds,
+        "config": dg.MetadataValue.json(out.config),
+    })
+
+
 @dg.asset(
     partitions_def=SHARDS,
-    deps=["galaxies"],
+    deps=["galaxies", ssl_encoder],
     group_name="embeddings",
     kinds={"pytorch", "lance"},
     check_specs=[
@@ -62,41 +123,57 @@ def embeddings(
     """DINOv2 CLS and mean-patch embeddings of the shard's galaxies, in ``embeddings_<encoder>``."""
     wh = warehouse.open()
     shard = context.partition_key
-    enc, note = get_encoder(config.encoder, config.weights_path, config.allow_download)
-    context.log.info(note)
-    result = embed_shard(wh, shard, enc, batch_size=config.batch_size, run_id=context.run_id)
-    stats = vector_stats(wh, result.table, shard)
-    expected = set(result.galaxy_ids)
-    stored = set(wh.read(result.table, columns=["galaxy_id"], where=f"shard = {quote(shard)}")
-                 .column("galaxy_id").to_pylist())
+    chosen = (auto_encoders(wh, config.weights_path, config.allow_download) if config.encoder == "auto"
+              else [get_encoder(config.encoder, config.weights_path, config.allow_download, wh)])
+    per: dict[str, dict] = {}
+    ok = {"no_nan": True, "norms_in_range": True, "one_vector_per_galaxy": True}
+    for enc, note in chosen:
+        context.log.info(note)
+        result = embed_shard(wh, shard, enc, batch_size=config.batch_size, run_id=context.run_id)
+        stats = vector_stats(wh, result.table, shard)
+        expected = set(result.galaxy_ids)
+        stored = set(wh.read(result.table, columns=["galaxy_id"], where=f"shard = {quote(shard)}")
+                     .column("galaxy_id").to_pylist())
+        ok["no_nan"] &= stats["nan_vectors"] == 0
+        ok["norms_in_range"] &= stats["rows"] == 0 or (NORM_MIN <= stats["norm_min"] and stats["norm_max"] <= NORM_MAX)
+        ok["one_vector_per_galaxy"] &= stored == expected and stats["rows"] == stats["unique_ids"] == len(expected)
+        per[result.table] = {
+            "encoder": enc.name, "random_weights": enc.weights_origin.is_random,
+            "weights_origin": enc.weights_origin.value, "weights_sha256": enc.weights_sha256, "note": note,
+            "rows": result.rows, "flagged_images": result.flagged, "nan_vectors": stats["nan_vectors"],
+            "norm_min": stats["norm_min"], "norm_max": stats["norm_max"], "unique_ids": stats["unique_ids"],
+            "missing": len(expected - stored), "extra": len(stored - expected),
+            "galaxies_per_second": result.rows / max(result.seconds, 1e-9),
+        }
+    first = per[next(iter(per))]  # the table search and the probe use (auto: the preferred encoder)
     checks = [
-        dg.AssetCheckResult(check_name="no_nan", passed=stats["nan_vectors"] == 0,
-                            metadata={"nan_vectors": stats["nan_vectors"], "threshold": 0}),
+        dg.AssetCheckResult(check_name="no_nan", passed=ok["no_nan"],
+                            metadata={"nan_vectors": {t: m["nan_vectors"] for t, m in per.items()}, "threshold": 0}),
         dg.AssetCheckResult(
-            check_name="norms_in_range",
-            passed=stats["rows"] == 0 or (NORM_MIN <= stats["norm_min"] and stats["norm_max"] <= NORM_MAX),
-            metadata={"norm_min": stats["norm_min"], "norm_max": stats["norm_max"],
+            check_name="norms_in_range", passed=ok["norms_in_range"],
+            metadata={"norm_min": min(m["norm_min"] for m in per.values()),
+                      "norm_max": max(m["norm_max"] for m in per.values()),
                       "threshold_min": NORM_MIN, "threshold_max": NORM_MAX},
         ),
         dg.AssetCheckResult(
-            check_name="one_vector_per_galaxy",
-            passed=stored == expected and stats["rows"] == stats["unique_ids"] == len(expected),
-            metadata={"galaxies": len(expected), "vectors": stats["rows"], "unique_ids": stats["unique_ids"],
-                      "missing": len(expected - stored), "extra": len(stored - expected)},
+            check_name="one_vector_per_galaxy", passed=ok["one_vector_per_galaxy"],
+            metadata={t: dg.MetadataValue.json({k: m[k] for k in ("rows", "unique_ids", "missing", "extra")})
+                      for t, m in per.items()},
         ),
     ]
     return dg.MaterializeResult(
         metadata={
-            "table": result.table,
-            "encoder": enc.name,
-            "random_weights": enc.weights_origin.is_random,
-            "weights_origin": enc.weights_origin.value,
-            "weights_sha256": enc.weights_sha256,
-            "encoder_note": note,
-            "rows": dg.MetadataValue.int(result.rows),
-            "dim": enc.dim,
-            "flagged_images": result.flagged,
-            "galaxies_per_second": dg.MetadataValue.float(result.rows / max(result.seconds, 1e-9)),
+            "table": next(iter(per)),
+            "tables": dg.MetadataValue.json(per),
+            "encoder": first["encoder"],
+            "random_weights": first["random_weights"],
+            "weights_origin": first["weights_origin"],
+            "weights_sha256": first["weights_sha256"],
+            "encoder_note": first["note"],
+            "rows": dg.MetadataValue.int(first["rows"]),
+            "dim": chosen[0][0].dim,
+            "flagged_images": first["flagged_images"],
+            "galaxies_per_second": dg.MetadataValue.float(first["galaxies_per_second"]),
         },
         check_results=checks,
     )
@@ -149,4 +226,4 @@ def embedding_index(
     )
 
 
-defs = dg.Definitions(assets=[embeddings, embedding_index])
+defs = dg.Definitions(assets=[ssl_encoder, embeddings, embedding_index])

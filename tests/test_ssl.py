@@ -1,0 +1,317 @@
+"""Self-supervised encoder: views, loss, the resumable loop, the stage's files, the asset and its table."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from features.embeddings import ENCODERS, EncoderSpec, load_encoder
+from features.errors import InputError, OfflineError
+from features.ssl import SSLConfig, ViewConfig, galaxy_views, gaussian_blur, nt_xent, train_simclr
+from features.weights import WeightsOrigin, env_var_name, sha256_file
+from models.errors import MissingInputError
+from warehouse import Warehouse, WarehouseError, schemas
+from warehouse.images import encode_image
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = SSLConfig(epochs=2, batch_size=4, hidden_dim=16, proj_dim=8)
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No DINOv2 weights anywhere and no network."""
+    for spec in ENCODERS.values():
+        if spec.hf_repo:
+            monkeypatch.delenv(env_var_name(spec.hf_repo), raising=False)
+    monkeypatch.delenv("ASTROVISION_WEIGHTS_DIR", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as hfc
+
+    monkeypatch.setattr(hfc, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
+
+
+def _discs(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
+    """``uint8 [n, size, size, 3]`` coloured elliptical blobs on a dark sky."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    out = np.empty((n, size, size, 3), np.uint8)
+    for i in range(n):
+        q, pa_, r = rng.uniform(0.3, 1), rng.uniform(0, np.pi), rng.uniform(3, size / 3)
+        u = xx * np.cos(pa_) + yy * np.sin(pa_)
+        v = -xx * np.sin(pa_) + yy * np.cos(pa_)
+        prof = np.exp(-np.hypot(u, v / q) / r * 2)
+        colour = rng.uniform(0.3, 1.0, 3)
+        out[i] = np.clip(prof[..., None] * colour * 255 + rng.normal(0, 3, (size, size, 3)), 0, 255)
+    return out
+
+
+def write_shard(wh: Warehouse, n: int = 8, shard: str = "demo-00000", size: int = 32) -> list[str]:
+    """``galaxies`` and ``images`` rows of one shard of blob galaxies."""
+    ids = [f"demo:{i:06d}" for i in range(n)]
+    images = list(_discs(n, size))
+    gal_cols = schemas.get("galaxies").columns
+    gal = {f.name: [None] * n for f in gal_cols}
+    gal.update(galaxy_id=ids, source=["demo"] * n, native_id=[i.split(":")[1] for i in ids], shard=[shard] * n,
+               row_index=list(range(n)), label=[i % 2 for i in range(n)],
+               label_name=["Round Smooth" if i % 2 else "Barred Spiral" for i in range(n)],
+               image_sha1=["x"] * n, flags=[0] * n)
+    wh.upsert("galaxies", pa.table({f.name: pa.array(gal[f.name], f.type) for f in gal_cols}))
+    enc = [encode_image(im) for im in images]
+    wh.upsert("images", pa.table({
+        "galaxy_id": ids, "shard": [shard] * n, "encoding": [e for e, _ in enc],
+        "data": pa.array([d for _, d in enc], pa.large_binary()),
+        "height": pa.array([size] * n, pa.int32()), "width": pa.array([size] * n, pa.int32()),
+        "channels": pa.array([3] * n, pa.int32()), "dtype": [str(im.dtype) for im in images],
+        "bands": ["grz"] * n, "image_kind": ["rgb"] * n, "stretch_json": [None] * n,
+    }))
+    return ids
+
+
+# ------------------------------------------------------------------------------------------ views, loss
+def test_views_keep_colour_range_and_are_seeded():
+    x = torch.from_numpy(_discs(6)).permute(0, 3, 1, 2).float() / 255
+    cfg = ViewConfig(noise_sigma=(0.0, 0.0))
+    a = galaxy_views(x, torch.Generator().manual_seed(1), cfg)
+    b = galaxy_views(x, torch.Generator().manual_seed(1), cfg)
+    c = galaxy_views(x, torch.Generator().manual_seed(2), cfg)
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c)
+    assert float(a.min()) >= 0 and float(a.max()) <= 1
+    # geometry and blur act on every channel alike: the colour (ratio of channel fluxes) is unchanged
+    before = x.sum(dim=(2, 3)) / x.sum(dim=(1, 2, 3))[:, None]
+    after = a.sum(dim=(2, 3)) / a.sum(dim=(1, 2, 3))[:, None]
+    assert torch.allclose(before, after, atol=0.02)
+    assert galaxy_views(x[:0], torch.Generator()).shape[0] == 0
+
+
+def test_gaussian_blur_keeps_flux_and_sigma_zero_is_identity():
+    x = torch.zeros(2, 3, 21, 21)
+    x[:, :, 10, 10] = 1.0
+    y = gaussian_blur(x, torch.tensor([0.0, 2.0]))
+    assert torch.allclose(y[0], x[0], atol=1e-6)
+    assert torch.allclose(y[1].sum(dim=(1, 2)), torch.ones(3), atol=1e-5)
+    # second moment of the blurred delta is sigma^2 along each axis
+    grid = torch.arange(21.0) - 10
+    var = float((y[1, 0].sum(dim=0) * grid**2).sum())
+    assert var == pytest.approx(4.0, rel=0.02)
+
+
+def test_nt_xent_collapse_and_alignment():
+    z = torch.ones(4, 8)
+    assert float(nt_xent(z, z)) == pytest.approx(math.log(7), rel=1e-6)  # log(2N - 1)
+    e = torch.eye(4, 8) * 10
+    assert float(nt_xent(e, e, temperature=0.1)) < 1e-3  # positives aligned, negatives orthogonal
+    with pytest.raises(ValueError, match="N >= 2"):
+        nt_xent(torch.ones(1, 8), torch.ones(1, 8))
+
+
+# ------------------------------------------------------------------------------------------ the loop
+def _tiny_backbone(seed: int = 0):
+    import timm
+
+    torch.manual_seed(seed)
+    return timm.create_model("resnet18", num_classes=0, channels=(8, 16, 16, 16), stem_width=8)
+
+
+def _state(model) -> dict:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_train_resumes_after_an_interruption_to_the_same_weights(tmp_path):
+    x = torch.from_numpy(_discs(8)).permute(0, 3, 1, 2).float() / 255
+    straight = _tiny_backbone()
+    full = train_simclr(x, straight, TINY, log=lambda _m: None)
+    assert len(full.losses) == 2 and all(np.isfinite(full.losses))
+
+    def stop_after_first(msg: str) -> None:
+        if msg.startswith("ssl epoch 1/"):
+            raise KeyboardInterrupt
+
+    ckpt = tmp_path / "checkpoint.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train_simclr(x, _tiny_backbone(), TINY, checkpoint=ckpt, data_key="set A", log=stop_after_first)
+    resumed_model = _tiny_backbone()
+    resumed = train_simclr(x, resumed_model, TINY, checkpoint=ckpt, data_key="set A", log=lambda _m: None)
+    assert resumed.resumed_from == 1 and resumed.losses == pytest.approx(full.losses, rel=1e-5)
+    for k, v in _state(straight).items():
+        assert torch.allclose(v.float(), resumed_model.state_dict()[k].float(), atol=1e-5), k
+    # a checkpoint of another training set is not resumed
+    other = train_simclr(x, _tiny_backbone(), TINY, checkpoint=ckpt, data_key="set B", log=lambda _m: None)
+    assert other.resumed_from == 0 and "started over" in other.notes[0]
+    with pytest.raises(ValueError, match="at least 2 images"):
+        train_simclr(x[:1], _tiny_backbone(), TINY)
+
+
+# ------------------------------------------------------------------------------------------ the stage
+def test_stage_writes_weights_with_record_and_reuses_them(warehouse):
+    from stages.ssl import read_record, ssl_dir, ssl_weights, train_ssl_encoder
+
+    with pytest.raises(MissingInputError, match="ingest a source"):
+        train_ssl_encoder(warehouse, config=TINY, log=lambda _m: None)
+    with pytest.raises(MissingInputError, match="materialize the ssl_encoder"):
+        ssl_weights(warehouse, "ssl_resnet18")
+    write_shard(warehouse, n=8)
+    out = train_ssl_encoder(warehouse, config=TINY, log=lambda _m: None)
+    record = read_record(warehouse, "ssl_resnet18")
+    weights = ssl_dir(warehouse, "ssl_resnet18") / "weights.safetensors"
+    assert record["weights_sha256"] == sha256_file(weights) == out.weights_sha256
+    assert record["table_versions"] == {"galaxies": warehouse.dataset("galaxies").version,
+                                        "images": warehouse.dataset("images").version}
+    assert record["n_images"] == 8 and record["init"].startswith("scratch") and len(record["losses"]) == 2
+    assert not (ssl_dir(warehouse, "ssl_resnet18") / "checkpoint.pt").exists()
+    again = train_ssl_encoder(warehouse, config=TINY, log=lambda _m: None)
+    assert again.reused and again.weights_sha256 == out.weights_sha256
+    enc = load_encoder("ssl_resnet18", weights)
+    assert enc.weights_origin is WeightsOrigin.SELF_SUPERVISED and enc.flags == 0 and enc.dim == 256
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)  # changed after training
+    with pytest.raises(InputError, match="its record says"):
+        ssl_weights(warehouse, "ssl_resnet18")
+    with pytest.raises(InputError, match="materialize it first"):
+        load_encoder("ssl_resnet18")
+    with pytest.raises(InputError, match="not an encoder trained in the warehouse"):
+        train_ssl_encoder(warehouse, "random_vits14", config=TINY)
+
+
+def test_continued_pretraining_when_start_weights_resolve(monkeypatch, offline, tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    from stages.ssl import new_backbone
+
+    spec = EncoderSpec("ssl_tiny", "resnet18", None, 16, img_size=32, trained_here=True,
+                       init_repo="test/resnet18_tiny", timm_kwargs=(("channels", (8, 16, 16, 16)), ("stem_width", 8)))
+    model, start = new_backbone(spec, "auto")
+    assert start.startswith("scratch (test/resnet18_tiny weights not available")
+    with pytest.raises(OfflineError):
+        new_backbone(spec, "pretrained")
+    torch.manual_seed(123)
+    ref = timm.create_model("resnet18", num_classes=0, channels=(8, 16, 16, 16), stem_width=8)
+    (tmp_path / "w").mkdir()
+    save_file(ref.state_dict(), str(tmp_path / "w" / "resnet18_tiny.safetensors"))
+    monkeypatch.setenv("ASTROVISION_WEIGHTS_DIR", str(tmp_path / "w"))
+    model, start = new_backbone(spec, "auto")
+    assert start.startswith("continued from test/resnet18_tiny (local, sha256")
+    assert torch.equal(model.conv1.weight, ref.conv1.weight)
+    _, start = new_backbone(spec, "scratch")
+    assert start == "scratch"
+    with pytest.raises(InputError, match="unknown init"):
+        new_backbone(spec, "imagenet")
+
+
+_TRAIN_SCRIPT = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from features.ssl import SSLConfig
+from stages.ssl import train_ssl_encoder
+from warehouse import Warehouse
+
+def log(msg):
+    print(msg, flush=True)
+    if msg.startswith("ssl epoch 2/"):
+        time.sleep(120)  # the test kills the process here, after epoch 2's checkpoint
+
+train_ssl_encoder(Warehouse.open(sys.argv[2]), config=SSLConfig(epochs=4, batch_size=4, hidden_dim=16, proj_dim=8),
+                  log=log)
+print("done", flush=True)
+"""
+
+
+def test_killed_training_resumes_and_a_second_trainer_is_refused(tmp_path):
+    from stages.ssl import read_record, ssl_dir, train_ssl_encoder
+
+    wh = Warehouse.open(tmp_path / "wh")
+    write_shard(wh, n=8)
+    script = tmp_path / "train.py"
+    script.write_text(_TRAIN_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
+    proc = subprocess.Popen([sys.executable, str(script), str(ROOT), str(wh.root)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        lines = []
+        for line in proc.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if line.startswith("ssl epoch 2/"):
+                break
+        assert any(ln.startswith("ssl epoch 2/") for ln in lines), "".join(lines)
+        with pytest.raises(WarehouseError, match="another process is training"):
+            train_ssl_encoder(wh, config=SSLConfig(epochs=4, batch_size=4, hidden_dim=16, proj_dim=8))
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    out = ssl_dir(wh, "ssl_resnet18")
+    assert (out / "checkpoint.pt").is_file() and not (out / "weights.safetensors").exists()
+    assert read_record(wh, "ssl_resnet18") is None
+    logs: list[str] = []
+    done = train_ssl_encoder(wh, config=SSLConfig(epochs=4, batch_size=4, hidden_dim=16, proj_dim=8), log=logs.append)
+    assert done.resumed_from == 2 and len(done.losses) == 4
+    assert logs[1].startswith(f"ssl: resuming after epoch {done.resumed_from}")
+    assert json.loads((out / "encoder.json").read_text())["resumed_from"] == done.resumed_from
+
+
+# ------------------------------------------------------------------------------------------ asset and table
+def test_ssl_encoder_asset_feeds_its_own_embeddings_table_and_search(warehouse, offline):
+    from dagster_project.runner import run_pipeline
+    from stages.embeddings import embed_query_image
+    from stages.training import resolve_encoder
+    from warehouse import search
+
+    ids = write_shard(warehouse, n=8)
+    run_config = {"ops": {"ssl_encoder": {"config": {"epochs": 1, "batch_size": 4}}}}
+    report = run_pipeline(warehouse, ["demo-00000"], groups=["embeddings"], assets=["ssl_encoder", "embeddings"],
+                          run_config=run_config, progress=False, log=lambda _m: None)
+    assert report.ok, report.failed
+    assert report.succeeded == ["ssl_encoder", "embeddings[demo-00000]"]  # trained first, then embedded
+    meta = report.metadata["embeddings[demo-00000]"]
+    assert meta["table"] == "embeddings_ssl_resnet18" and set(meta["tables"]) == {
+        "embeddings_ssl_resnet18", "embeddings_random_vits14"}
+    rows = warehouse.read("embeddings_ssl_resnet18").to_pydict()
+    assert sorted(rows["galaxy_id"]) == sorted(ids)
+    assert set(rows["weights_origin"]) == {"self-supervised"} and set(rows["flags"]) == {0}
+    assert set(rows["weights_sha256"]) == {report.metadata["ssl_encoder"]["weights_sha256"]}
+    assert search.pick_table(warehouse) == "embeddings_ssl_resnet18"
+    assert resolve_encoder(warehouse, "auto") == "ssl_resnet18"
+    assert resolve_encoder(warehouse, "auto", backbone=True) == "random_vits14"  # a fine-tune needs a ViT
+    hits = search.similar(warehouse, ids[0], k=3, encoder="ssl_resnet18", exclude_query=True)
+    assert len(hits) == 3 and ids[0] not in hits["galaxy_id"].to_list()
+    vec, name = embed_query_image(warehouse, warehouse.read_image(ids[0]), "ssl_resnet18")
+    assert name == "ssl_resnet18"
+    stored = np.asarray(rows["vector"][rows["galaxy_id"].index(ids[0])], dtype=np.float32)
+    assert np.allclose(vec, stored, atol=1e-4)
+
+
+def test_embed_cli_trains_then_embeds_with_ssl_resnet18(warehouse, offline, capsys):
+    from service.cli import main
+
+    ids = write_shard(warehouse, n=6)
+    assert main(["--home", str(warehouse.root), "embed", "--encoder", "ssl_resnet18", "--quiet", "--no-download"]) == 0
+    out = capsys.readouterr().out
+    assert "self-supervised on this warehouse's images" in out and "6 galaxies embedded with ssl_resnet18" in out
+    assert sorted(warehouse.read("embeddings_ssl_resnet18").column("galaxy_id").to_pylist()) == sorted(ids)
+    assert not warehouse.exists("embeddings_random_vits14")  # a named encoder is the only one computed
+
+
+def test_runner_phases_put_ssl_encoder_between_the_shards_and_their_embeddings():
+    import dagster as dg
+
+    from dagster_project.definitions import defs
+    from dagster_project.runner import _asset_defs, _phases
+
+    assets = _asset_defs(defs)
+    chosen = {k for a in assets for k in a.keys}
+    phases = [(per_shard, {k.to_user_string() for k in keys}) for per_shard, keys in _phases(assets, chosen)]
+    where = {name: i for i, (_p, names) in enumerate(phases) for name in names}
+    assert phases[0][0] and {"galaxies", "morphometrics", "photometry"} <= phases[0][1]
+    assert where["galaxies"] < where["ssl_encoder"] < where["embeddings"] < where["dinov2_probe"]
+    assert where["embeddings"] < where["embedding_maps"] and phases[where["embeddings"]][0]
+    only_shards = _phases(assets, {dg.AssetKey("galaxies"), dg.AssetKey("embeddings")})
+    assert len(only_shards) == 1 and only_shards[0][0]  # an unselected ssl_encoder orders nothing
