@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
+from toy_warehouse import write_image_shard
 
 from features.embeddings import (
     ENCODERS,
@@ -22,7 +23,6 @@ from features.errors import InputError, OfflineError
 from features.flags import Flag
 from features.weights import WeightsOrigin, env_var_name
 from warehouse import schemas
-from warehouse.images import encode_image
 from warehouse.schemas.embeddings import KNOWN_ENCODER_DIMS, embedding_spec
 
 SIZE = 28  # tiny input for speed: 2 x 2 patches
@@ -59,22 +59,7 @@ def write_tiny_shard(wh, n: int = 5, shard: str = "demo-00000", size: int = 32, 
         bad = images[0].astype(np.float32) / 255.0
         bad[0, 0, 0] = np.nan
         images[0] = bad
-    gal_cols = schemas.get("galaxies").columns
-    gal = {f.name: [None] * n for f in gal_cols}
-    gal.update(galaxy_id=ids, source=["demo"] * n, native_id=[i.split(":")[1] for i in ids], shard=[shard] * n,
-               row_index=list(range(n)), label=[i % 2 for i in range(n)],
-               label_name=["Round Smooth" if i % 2 else "Barred Spiral" for i in range(n)],
-               image_sha1=["x"] * n, flags=[0] * n)
-    wh.upsert("galaxies", pa.table({f.name: pa.array(gal[f.name], f.type) for f in gal_cols}))
-    enc = [encode_image(im) for im in images]
-    wh.upsert("images", pa.table({
-        "galaxy_id": ids, "shard": [shard] * n, "encoding": [e for e, _ in enc],
-        "data": pa.array([d for _, d in enc], pa.large_binary()),
-        "height": pa.array([size] * n, pa.int32()), "width": pa.array([size] * n, pa.int32()),
-        "channels": pa.array([3] * n, pa.int32()), "dtype": [str(im.dtype) for im in images],
-        "bands": ["grz"] * n, "image_kind": ["rgb"] * n, "stretch_json": [None] * n,
-    }))
-    return ids
+    return write_image_shard(wh, ids, images, shard)
 
 
 # ------------------------------------------------------------------------------------ registry

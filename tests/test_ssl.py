@@ -11,17 +11,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pytest
 import torch
+from toy_warehouse import write_image_shard
 
 from features.embeddings import ENCODERS, EncoderSpec, load_encoder
 from features.errors import InputError, OfflineError
 from features.ssl import SSLConfig, ViewConfig, galaxy_views, gaussian_blur, nt_xent, train_simclr
 from features.weights import WeightsOrigin, env_var_name, sha256_file
 from models.errors import MissingInputError
-from warehouse import Warehouse, WarehouseError, schemas
-from warehouse.images import encode_image
+from warehouse import Warehouse, WarehouseError
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = SSLConfig(epochs=2, batch_size=4, hidden_dim=16, proj_dim=8)
@@ -57,24 +56,7 @@ def _discs(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
 
 def write_shard(wh: Warehouse, n: int = 8, shard: str = "demo-00000", size: int = 32) -> list[str]:
     """``galaxies`` and ``images`` rows of one shard of blob galaxies."""
-    ids = [f"demo:{i:06d}" for i in range(n)]
-    images = list(_discs(n, size))
-    gal_cols = schemas.get("galaxies").columns
-    gal = {f.name: [None] * n for f in gal_cols}
-    gal.update(galaxy_id=ids, source=["demo"] * n, native_id=[i.split(":")[1] for i in ids], shard=[shard] * n,
-               row_index=list(range(n)), label=[i % 2 for i in range(n)],
-               label_name=["Round Smooth" if i % 2 else "Barred Spiral" for i in range(n)],
-               image_sha1=["x"] * n, flags=[0] * n)
-    wh.upsert("galaxies", pa.table({f.name: pa.array(gal[f.name], f.type) for f in gal_cols}))
-    enc = [encode_image(im) for im in images]
-    wh.upsert("images", pa.table({
-        "galaxy_id": ids, "shard": [shard] * n, "encoding": [e for e, _ in enc],
-        "data": pa.array([d for _, d in enc], pa.large_binary()),
-        "height": pa.array([size] * n, pa.int32()), "width": pa.array([size] * n, pa.int32()),
-        "channels": pa.array([3] * n, pa.int32()), "dtype": [str(im.dtype) for im in images],
-        "bands": ["grz"] * n, "image_kind": ["rgb"] * n, "stretch_json": [None] * n,
-    }))
-    return ids
+    return write_image_shard(wh, [f"demo:{i:06d}" for i in range(n)], list(_discs(n, size)), shard)
 
 
 # ------------------------------------------------------------------------------------------ views, loss

@@ -85,3 +85,28 @@ def fill_toy_tabular(wh, gal, y, *, seed=0, morph=True, phot=True, morph_bad_fra
                        "quality_ok": (~bad).tolist(),
                        "flags": [int(Flag.PHOT_NO_MATCH) if b else 0 for b in bad]})
         wh.upsert("photometry", _rows_for(spec, n, values))
+
+
+def write_image_shard(wh, ids: list[str], images: list[np.ndarray], shard: str = "demo-00000") -> list[str]:
+    """``galaxies`` and ``images`` rows of one shard (two classes alternating), written through the warehouse."""
+    from warehouse import schemas
+    from warehouse.images import encode_image
+
+    n = len(ids)
+    gal_cols = schemas.get("galaxies").columns
+    gal = {f.name: [None] * n for f in gal_cols}
+    gal.update(galaxy_id=ids, source=["demo"] * n, native_id=[i.split(":")[1] for i in ids], shard=[shard] * n,
+               row_index=list(range(n)), label=[i % 2 for i in range(n)],
+               label_name=["Round Smooth" if i % 2 else "Barred Spiral" for i in range(n)],
+               image_sha1=["x"] * n, flags=[0] * n)
+    wh.upsert("galaxies", pa.table({f.name: pa.array(gal[f.name], f.type) for f in gal_cols}))
+    enc = [encode_image(im) for im in images]
+    h, w = images[0].shape[:2]
+    wh.upsert("images", pa.table({
+        "galaxy_id": ids, "shard": [shard] * n, "encoding": [e for e, _ in enc],
+        "data": pa.array([d for _, d in enc], pa.large_binary()),
+        "height": pa.array([h] * n, pa.int32()), "width": pa.array([w] * n, pa.int32()),
+        "channels": pa.array([3] * n, pa.int32()), "dtype": [str(im.dtype) for im in images],
+        "bands": ["grz"] * n, "image_kind": ["rgb"] * n, "stretch_json": [None] * n,
+    }))
+    return ids
