@@ -23,6 +23,22 @@ def shared_dir() -> Path:
 
 
 @pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No DINOv2 weights anywhere and no network: an ``auto`` encoder cannot resolve DINOv2."""
+    from features.embeddings import ENCODERS
+    from features.weights import env_var_name
+
+    for spec in ENCODERS.values():
+        if spec.hf_repo:
+            monkeypatch.delenv(env_var_name(spec.hf_repo), raising=False)
+    monkeypatch.delenv("ASTROVISION_WEIGHTS_DIR", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as hfc
+
+    monkeypatch.setattr(hfc, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
+
+
+@pytest.fixture
 def warehouse(tmp_path: Path):
     """A fresh, empty warehouse in a temporary directory."""
     from warehouse import Warehouse

@@ -21,24 +21,11 @@ from features.embeddings import (
 )
 from features.errors import InputError, OfflineError
 from features.flags import Flag
-from features.weights import WeightsOrigin, env_var_name
+from features.weights import WeightsOrigin
 from warehouse import schemas
 from warehouse.schemas.embeddings import KNOWN_ENCODER_DIMS, embedding_spec
 
 SIZE = 28  # tiny input for speed: 2 x 2 patches
-
-
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    """No DINOv2 weights anywhere and no network: the demo must pick the random baseline."""
-    for spec in ENCODERS.values():
-        if spec.hf_repo:
-            monkeypatch.delenv(env_var_name(spec.hf_repo), raising=False)
-    monkeypatch.delenv("ASTROVISION_WEIGHTS_DIR", raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    import huggingface_hub.constants as hfc
-
-    monkeypatch.setattr(hfc, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
 
 
 @pytest.fixture(scope="module")

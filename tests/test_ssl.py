@@ -15,28 +15,15 @@ import pytest
 import torch
 from toy_warehouse import write_image_shard
 
-from features.embeddings import ENCODERS, EncoderSpec, load_encoder
+from features.embeddings import EncoderSpec, load_encoder
 from features.errors import InputError, OfflineError
 from features.ssl import SSLConfig, ViewConfig, galaxy_views, gaussian_blur, nt_xent, train_simclr
-from features.weights import WeightsOrigin, env_var_name, sha256_file
+from features.weights import WeightsOrigin, sha256_file
 from models.errors import MissingInputError
 from warehouse import Warehouse, WarehouseError
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = SSLConfig(epochs=2, batch_size=4, hidden_dim=16, proj_dim=8)
-
-
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    """No DINOv2 weights anywhere and no network."""
-    for spec in ENCODERS.values():
-        if spec.hf_repo:
-            monkeypatch.delenv(env_var_name(spec.hf_repo), raising=False)
-    monkeypatch.delenv("ASTROVISION_WEIGHTS_DIR", raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    import huggingface_hub.constants as hfc
-
-    monkeypatch.setattr(hfc, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
 
 
 def _discs(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
