@@ -53,8 +53,8 @@ READ_CHUNK = 512
 
 
 def ssl_dir(wh: Warehouse, name: str) -> Path:
-    """``<root>/encoders/<name>``."""
-    return Path(wh.root) / ENCODERS_DIR / name
+    """``<root>/encoders/<name>`` (under the local state directory when the tables are on an object store)."""
+    return Path(wh.local_root) / ENCODERS_DIR / name
 
 
 def read_record(wh: Warehouse, name: str) -> dict[str, Any] | None:

@@ -713,7 +713,7 @@ def train_model(
 
         try:
             where = log_training_run(tracking, name=name, version=version, config=asdict(cfg), metrics=metrics,
-                                     root=wh.root)
+                                     root=wh.local_root)
             tracked = f"W&B project {tracking}: {where}"
         except Exception as exc:  # the registry row is written: tracking failing loses no result, but is said
             tracked = f"W&B logging FAILED ({type(exc).__name__}: {exc}); the registry row is written"

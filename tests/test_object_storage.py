@@ -69,6 +69,9 @@ def test_demo_pipeline_on_s3_then_sql_similar_show_tables_vacuum(server, tmp_pat
     assert any(k.startswith("pipeline/lance/images.lance/data/") for k in keys)
     assert not (local / "lance").exists()  # tables only on the object store
     assert (local / "dagster" / "dagster.yaml").is_file()  # the Dagster instance on local disk
+    # the warehouse's own encoder: its weights in the local state directory, never in a folder named "s3:"
+    assert (local / "encoders" / "ssl_resnet18" / "weights.safetensors").is_file()
+    assert not Path("s3:").exists()
 
     status, out, err = _main(capsys, "--home", home, "sql", "SELECT count(*) AS n, count(DISTINCT g.shard) AS shards, "
                              "count(m.galaxy_id) AS morph FROM galaxies g LEFT JOIN morphometrics m USING (galaxy_id)",
