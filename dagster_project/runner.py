@@ -326,7 +326,7 @@ def _init_run_process() -> None:
     """Run-process set-up: default SIGTERM and SIGINT (a CLI started in the background from a shell has
     them ignored, and spawned children inherit that), so stopping the CLI's process group stops its runs."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _shard_run(root: str, execution: Execution, address: str | None, job_name: str, label: str,
@@ -337,6 +337,17 @@ def _shard_run(root: str, execution: Execution, address: str | None, job_name: s
     The run is tagged with this process's id, so :func:`mark_orphaned_runs` judges it by the process
     that executes it. Returns what :func:`_collect` read from the result.
     """
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        return _shard_run_here(root, execution, address, job_name, label, partition, keys, config, tags)
+    finally:  # idle between runs: a pool broken by a killed sibling terminates this one, quietly
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _shard_run_here(root: str, execution: Execution, address: str | None, job_name: str, label: str,
+                    partition: str | None, keys: list[dg.AssetKey], config: dict[str, Any],
+                    tags: dict[str, str]) -> PipelineReport:
     defs = project_defs()
     logging.getLogger("dagster").setLevel(logging.CRITICAL)
     instance = instance_for(Warehouse.open(root))
@@ -378,6 +389,7 @@ def _run_concurrently(wh: Warehouse, execution: Execution, job_name: str,
     """
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     config = split_cores_config(config, execution.workers, {k.to_user_string() for _, _, ks in steps for k in ks})
     with step_threads(execution.workers), dask_cluster(execution) as address, \
@@ -385,8 +397,13 @@ def _run_concurrently(wh: Warehouse, execution: Execution, job_name: str,
                                 initializer=_init_run_process) as pool:
 
         def submit(label: str, partition: str | None, keys: list[dg.AssetKey]) -> Future:
-            return pool.submit(_shard_run, str(wh.root), execution, address, job_name, label, partition, keys,
-                               config, tags)
+            try:
+                return pool.submit(_shard_run, str(wh.root), execution, address, job_name, label, partition,
+                                   keys, config, tags)
+            except BrokenProcessPool as exc:  # a run process died since the last result: this run fails too
+                failed: Future = Future()
+                failed.set_exception(exc)
+                return failed
 
         def take(label: str, future: Future) -> bool:
             before = set(report.failed)

@@ -21,8 +21,12 @@ from stages.plan import Costs, load_costs, plan
 
 
 def _runs(home) -> list[dg.DagsterRun]:
-    instance = dg.DagsterInstance.from_config(str(home / "dagster"))
-    return list(instance.get_runs())
+    """The runs of ``home``'s instance, opened as the CLI opens it (under its instance lock: opening it bare
+    while a run process opens it raced the SQLite schema set-up, 'more than one head')."""
+    from dagster_project.runner import instance_for
+    from warehouse import Warehouse
+
+    return list(instance_for(Warehouse.open(str(home))).get_runs())
 
 
 def _sql(home, query: str) -> list[dict]:
