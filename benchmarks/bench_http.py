@@ -50,14 +50,8 @@ ENCODER = "random_vits14"
 
 
 def _fill(table: str, n: int, **columns) -> pa.Table:
-    spec = schemas.get(table)
 
-    def default(f: pa.Field):
-        if f.nullable:
-            return None
-        return "" if pa.types.is_string(f.type) else (True if pa.types.is_boolean(f.type) else 0)
-
-    return pa.table({f.name: pa.array(columns.get(f.name, [default(f)] * n), f.type) for f in spec.columns})
+    return schemas.rows_with_defaults(table, n, **columns)
 
 
 def build(root: Path, n: int, dim: int, seed: int) -> list[str]:

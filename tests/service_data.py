@@ -22,14 +22,7 @@ CLASSES = ["No ring", "Ring"]
 def _fill(table: str, n: int, **columns) -> pa.Table:
     from warehouse import schemas
 
-    spec = schemas.get(table)
-
-    def default(f: pa.Field):
-        if f.nullable:
-            return None
-        return "" if pa.types.is_string(f.type) else (True if pa.types.is_boolean(f.type) else 0)
-
-    return pa.table({f.name: pa.array(columns.get(f.name, [default(f)] * n), f.type) for f in spec.columns})
+    return schemas.rows_with_defaults(table, n, **columns)
 
 
 def ring_files(shared_dir: Path, n: int) -> list[tuple[dict, Path]]:

@@ -22,6 +22,7 @@ __all__ = [
     "get",
     "register",
     "registered",
+    "rows_with_defaults",
 ]
 
 PROVENANCE_FIELDS: list[pa.Field] = [
@@ -91,6 +92,18 @@ def registered() -> dict[str, TableSpec]:
 
 
 # Import order registers the tables. Each stage owns one module.
+def rows_with_defaults(name: str, n: int, /, **columns: list) -> pa.Table:
+    """``n`` rows of table ``name``: the given columns, every other one null, or ``""`` / ``True`` / ``0``
+    where the schema forbids null (test and benchmark fixtures; provenance is stamped by the upsert)."""
+
+    def default(f: pa.Field):
+        if f.nullable:
+            return None
+        return "" if pa.types.is_string(f.type) else (True if pa.types.is_boolean(f.type) else 0)
+
+    return pa.table({f.name: pa.array(columns.get(f.name, [default(f)] * n), f.type) for f in get(name).columns})
+
+
 from warehouse.schemas import analysis as _analysis  # noqa: E402,F401
 from warehouse.schemas import core as _core  # noqa: E402,F401
 from warehouse.schemas import demo as _demo  # noqa: E402,F401
