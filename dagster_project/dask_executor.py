@@ -19,15 +19,13 @@ Everything else - the cluster types and their configuration, resource requiremen
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
-from typing import Any
+import signal
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
 
 import dask.distributed
-from dagster import Executor, multiple_process_executor_requirements
-from dagster._core.definitions.executor_definition import executor
-from dagster._core.errors import raise_execution_interrupts
-from dagster._core.events import DagsterEvent
-from dagster._utils import iterate_with_context
+from dagster import DagsterEvent, Executor, executor, multiple_process_executor_requirements
 from dagster_dask.executor import DaskExecutor, get_dask_resource_requirements, query_on_dask_worker
 from dagster_dask.executor import dask_executor as _upstream
 from dask.sizeof import sizeof
@@ -63,6 +61,32 @@ def _sizeof_box(box: _Box) -> int:
     return 64 * 1024
 
 
+_T = TypeVar("_T")
+
+
+def _interruptible(items: Iterable[_T]) -> Iterator[_T]:
+    """``items``, with Ctrl-C raising :class:`KeyboardInterrupt` while waiting for the next one.
+
+    Dagster defers SIGINT during a run and lets executors take it while they wait (its private
+    ``iterate_with_context(raise_execution_interrupts, ...)``, which dagster_dask uses); the run's
+    interrupt handling catches :class:`KeyboardInterrupt` alike. Only the main thread may set handlers.
+    """
+    iterator = iter(items)
+    while True:
+        if threading.current_thread() is not threading.main_thread():
+            previous = None
+        else:
+            previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+        yield item
+
+
 def _run_step(dependencies: list, args: _Box) -> _Box:
     """On a Dask worker: ``dagster_dask``'s worker function on the unboxed arguments; events boxed."""
     return _Box(list(query_on_dask_worker(dependencies, *args.value)))
@@ -92,7 +116,7 @@ class RunScopedDaskExecutor(DaskExecutor):
                         _run_step, deps, args, key=f"{plan_context.job_name}.{step.key}.{run.run_id}",
                         resources=get_dask_resource_requirements(step.tags), pure=False)
             done = dask.distributed.as_completed(list(futures.values()), with_results=True)
-            for _, box in iterate_with_context(raise_execution_interrupts, done):
+            for _, box in _interruptible(done):
                 yield from box.value
 
 

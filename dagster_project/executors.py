@@ -18,6 +18,7 @@ Cores are split, not multiplied: with ``W`` shards at once every step gets ``cor
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 from collections.abc import Iterator, Mapping
@@ -36,6 +37,7 @@ __all__ = [
     "cores_per_shard",
     "dask_cluster",
     "execution_run_config",
+    "job_of",
     "reconstructable_job",
     "split_cores_config",
     "step_threads",
@@ -151,13 +153,20 @@ def step_threads(workers: int) -> Iterator[None]:
             os.environ.pop(var, None)
 
 
+def job_of(module: str, job_name: str):
+    """The job ``job_name`` of ``<module>.defs``: what a step process or a Dask worker imports again."""
+    return importlib.import_module(module).defs.resolve_job_def(job_name)
+
+
 def reconstructable_job(executor: str, job_name: str):
-    """A :class:`ReconstructableJob` of ``job_name`` that step processes and Dask workers import again."""
-    from dagster._core.definitions.reconstruct import ReconstructableRepository
+    """A reconstructable ``job_name`` (:func:`dagster.build_reconstructable_job` of :func:`job_of`) that
+    step processes and Dask workers import again: from :mod:`dagster_project.definitions`, or for Dask
+    from :mod:`dagster_project.dask_definitions`."""
+    import dagster as dg
 
     module = "dagster_project.dask_definitions" if executor == "dask" else "dagster_project.definitions"
-    return ReconstructableRepository.for_module(module, "defs", working_directory=os.getcwd()) \
-        .get_reconstructable_job(job_name)
+    return dg.build_reconstructable_job(__name__, "job_of", reconstructable_args=(module, job_name),
+                                        reconstructor_working_directory=os.getcwd())
 
 
 @contextmanager

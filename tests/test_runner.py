@@ -4,6 +4,8 @@
   SQLite schema is created once, under a lock).
 * A run whose process was killed with SIGKILL stays STARTED until the next CLI run marks it failed;
   the run of a process that is still alive is left alone.
+
+The planner's order is unit-tested on hand-made graphs (``tests/test_plan_runs.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from dagster_project.instance import process_gone, process_start
 from dagster_project.runner import (
     HOST_TAG,
     PID_START_TAG,
@@ -174,7 +177,6 @@ def test_a_killed_run_is_marked_failed_by_the_next_run_and_a_live_one_is_not(tmp
     assert statuses == ["FAILURE", "SUCCESS", "SUCCESS", "SUCCESS"]
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="process start times come from procfs")
 def test_a_run_whose_process_id_was_reused_is_marked_failed(warehouse, tiny):
     """After a crash the id may belong to another process (in a container: often this very one); the
     start time in the tags tells them apart."""
@@ -183,11 +185,11 @@ def test_a_run_whose_process_id_was_reused_is_marked_failed(warehouse, tiny):
     job = _tiny_defs(tiny).resolve_job_def("pipeline_job")
     instance = instance_for(warehouse)
     me = {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
-    stat = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    started = process_start(os.getpid())
     mine = instance.create_run_for_job(job, status=dg.DagsterRunStatus.STARTED,
-                                       tags={**me, PID_START_TAG: stat[19]})
+                                       tags={**me, PID_START_TAG: started})
     reused = instance.create_run_for_job(job, status=dg.DagsterRunStatus.STARTED,
-                                         tags={**me, PID_START_TAG: str(int(stat[19]) - 1)})
+                                         tags={**me, PID_START_TAG: f"{float(started) - 1:.2f}"})
     elsewhere = instance.create_run_for_job(job, status=dg.DagsterRunStatus.STARTED,
                                             tags={**me, PID_START_TAG: "0", HOST_TAG: "another-host"})
     assert mark_orphaned_runs(instance) == [reused.run_id]
@@ -203,3 +205,20 @@ def test_unknown_group_or_asset_is_a_one_line_error_and_runs_nothing(warehouse, 
     with pytest.raises(InputError, match=r"unknown asset\(s\) \['huge'\]"):
         run_pipeline(warehouse, ["t-00000"], assets=["huge"], defs=defs, progress=False)
     assert instance_for(warehouse).get_runs() == []
+
+
+def test_process_liveness_by_psutil_tells_a_running_a_reaped_and_a_reused_process_apart():
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        started = process_start(proc.pid)
+        assert started and not process_gone(proc.pid, started) and not process_gone(proc.pid, "")
+        assert process_gone(proc.pid, f"{float(started) + 5:.2f}")  # the id, another start: reused
+        proc.kill()
+        deadline = time.monotonic() + 30
+        while not process_gone(proc.pid, started):  # a zombie until reaped: gone already
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    assert process_gone(proc.pid, started) and process_start(proc.pid) == ""

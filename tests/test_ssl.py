@@ -270,17 +270,15 @@ def test_embed_cli_trains_then_embeds_with_ssl_resnet18(warehouse, offline, caps
 
 
 def test_runner_phases_put_ssl_encoder_between_the_shards_and_their_embeddings():
-    import dagster as dg
-
     from dagster_project.definitions import defs
-    from dagster_project.runner import _asset_defs, _phases
+    from dagster_project.plan import asset_graph, plan_runs
 
-    assets = _asset_defs(defs)
-    chosen = {k for a in assets for k in a.keys}
-    phases = [(per_shard, {k.to_user_string() for k in keys}) for per_shard, keys in _phases(assets, chosen)]
+    graph = asset_graph(defs)
+    runs = plan_runs(graph, ["s0"])
+    phases = [(run.partition is not None, set(run.assets)) for run in runs]
     where = {name: i for i, (_p, names) in enumerate(phases) for name in names}
     assert phases[0][0] and {"galaxies", "morphometrics", "photometry"} <= phases[0][1]
     assert where["galaxies"] < where["ssl_encoder"] < where["embeddings"] < where["dinov2_probe"]
     assert where["embeddings"] < where["embedding_maps"] and phases[where["embeddings"]][0]
-    only_shards = _phases(assets, {dg.AssetKey("galaxies"), dg.AssetKey("embeddings")})
-    assert len(only_shards) == 1 and only_shards[0][0]  # an unselected ssl_encoder orders nothing
+    only_shards = plan_runs({k: graph[k] for k in ("galaxies", "embeddings")}, ["s0"])
+    assert len(only_shards) == 1 and only_shards[0].partition == "s0"  # an unselected ssl_encoder orders nothing
