@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
+from dataclasses import replace
 from typing import Any
 
 import dagster as dg
@@ -63,6 +64,28 @@ def _run_config(wh: Warehouse, defs: dg.Definitions, run_config: Mapping[str, An
     if "warehouse" in (defs.resources or {}):  # this warehouse, whatever $ASTROVISION_HOME says
         config["resources"] = {**config.get("resources", {}), "warehouse": {"config": {"root": str(wh.root)}}}
     return config
+
+
+def _prepare_instance(wh: Warehouse, shards: Sequence[str], log: Callable[[str], None]) -> list[str]:
+    """Mark the runs of dead processes failed (logged, their ids returned) and register ``shards``."""
+    instance = instance_for(wh)
+    orphaned = mark_orphaned_runs(instance)
+    for run_id in orphaned:
+        log(f"run {run_id} was left open by a process that is gone: marked failed")
+    add_shards(instance, shards)
+    return orphaned
+
+
+def _open_pool(stack: ExitStack, launch: Launch, defs: dg.Definitions, selected: set[str]) -> Pool:
+    """Run processes for ``launch.execution`` (its cores split, its Dask cluster up), closed with ``stack``."""
+    workers = launch.execution.workers
+    if defs is not project_defs():
+        raise InputError("run_pipeline: other definitions than the project's run in process only "
+                         "(run processes and Dask workers import dagster_project.definitions)")
+    stack.enter_context(step_threads(workers))
+    address = stack.enter_context(dask_cluster(launch.execution))
+    config = split_cores_config(launch.config, workers, selected)
+    return stack.enter_context(run_processes(replace(launch, config=config, address=address), workers))
 
 
 def run_pipeline(
@@ -128,29 +151,15 @@ def run_pipeline(
     job_name = defs.resolve_job_def(job or job_for_groups(groups)).name
     execution = execution or Execution()
     pooled = execution.workers > 1 or not execution.in_process
-    if pooled and defs is not project_defs():
-        raise InputError("run_pipeline: other definitions than the project's run in process only "
-                         "(run processes and Dask workers import dagster_project.definitions)")
-    instance = instance_for(wh)
-    report = PipelineReport(orphaned_runs=mark_orphaned_runs(instance))
-    for run_id in report.orphaned_runs:
-        log(f"run {run_id} was left open by a process that is gone: marked failed")
-    add_shards(instance, shards)
+    report = PipelineReport(orphaned_runs=_prepare_instance(wh, shards, log))
     runs = plan_runs(selection, shards, include_unpartitioned=include_unpartitioned)
     config = _run_config(wh, defs, run_config, asset_logs)
     tags = {"astrovision/trigger": "cli", **process_tags()}
     logging.getLogger("dagster").setLevel(logging.CRITICAL)
     with ExitStack() as stack:
         bar = stack.enter_context(tqdm(total=len(runs), desc=job_name, unit="run", disable=not progress))
-        pool: Pool
-        if pooled:
-            config = split_cores_config(config, execution.workers, set(selection))
-            stack.enter_context(step_threads(execution.workers))
-            address = stack.enter_context(dask_cluster(execution))
-            pool = stack.enter_context(run_processes(
-                Launch(str(wh.root), job_name, config, tags, execution, address), execution.workers))
-        else:
-            pool = InlinePool(Launch(str(wh.root), job_name, config, tags, execution), defs)
+        launch = Launch(str(wh.root), job_name, config, tags, execution)
+        pool = _open_pool(stack, launch, defs, set(selection)) if pooled else InlinePool(launch, defs)
 
         def done(spec) -> None:
             bar.update(1)

@@ -52,6 +52,19 @@ def test_ingest_with_workers_runs_shards_at_once_and_keeps_every_row(tmp_path):
     assert most >= 2  # shard runs were open at the same time
 
 
+def test_ingest_on_the_multiprocess_executor_runs_each_step_in_a_process_of_its_own(tmp_path):
+    """``--executor multiprocess``: the job rebuilt from its module in every step process
+    (``dagster.build_reconstructable_job``), two shard runs at once, every row kept."""
+    home = tmp_path / "home"
+    proc = cli(home, "ingest", "--source", "demo", "--n", "4", "--shard-size", "2", "--workers", "2",
+               "--executor", "multiprocess", timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert _sql(home, "SELECT count(DISTINCT galaxy_id) AS ids FROM galaxies") == [{"ids": 4}]
+    shard_runs = [r for r in _runs(home) if r.tags.get("dagster/partition")]
+    assert len(shard_runs) == 2 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in shard_runs)
+    assert all("multiprocess" in r.run_config["execution"]["config"] for r in shard_runs)
+
+
 def _children(pid: int) -> list[int]:
     from pathlib import Path
 
