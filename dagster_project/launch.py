@@ -71,14 +71,16 @@ class Launch:
     address: str | None = None
 
 
-def execute(launch: Launch, spec: RunSpec, defs: dg.Definitions | None = None) -> PipelineReport:
+def execute(launch: Launch, spec: RunSpec, defs: dg.Definitions | None = None,
+            instance: dg.DagsterInstance | None = None) -> PipelineReport:
     """One Dagster run of ``spec``, its orchestration in this process; what its result says.
 
     ``defs`` default to :func:`project_defs`; the in-process executor runs them directly, the others
     run the project's job rebuilt from its module (:func:`dagster_project.executors.reconstructable_job`).
+    ``instance`` defaults to the warehouse's (:func:`dagster_project.instance.instance_for`).
     """
     logging.getLogger("dagster").setLevel(logging.CRITICAL)
-    instance = instance_for(Warehouse.open(launch.root))
+    instance = instance or instance_for(Warehouse.open(launch.root))
     keys = [dg.AssetKey.from_user_string(k) for k in spec.assets]
     if launch.execution.in_process:
         result = (defs or project_defs()).resolve_job_def(launch.job).execute_in_process(
@@ -118,12 +120,13 @@ class Pool(Protocol):
 class InlinePool:
     """Runs in this process, one at a time: ``submit`` returns when the run is done."""
 
-    def __init__(self, launch: Launch, defs: dg.Definitions | None = None) -> None:
-        self.launch, self.defs = launch, defs
+    def __init__(self, launch: Launch, defs: dg.Definitions | None = None,
+                 instance: dg.DagsterInstance | None = None) -> None:
+        self.launch, self.defs, self.instance = launch, defs, instance
 
     def submit(self, spec: RunSpec) -> Future:
         done: Future = Future()  # an error of the runner itself (not of a step) raises here, as it would inline
-        done.set_result(execute(self.launch, spec, self.defs))
+        done.set_result(execute(self.launch, spec, self.defs, self.instance))
         return done
 
 

@@ -66,14 +66,16 @@ def _run_config(wh: Warehouse, defs: dg.Definitions, run_config: Mapping[str, An
     return config
 
 
-def _prepare_instance(wh: Warehouse, shards: Sequence[str], log: Callable[[str], None]) -> list[str]:
-    """Mark the runs of dead processes failed (logged, their ids returned) and register ``shards``."""
+def _prepare_instance(wh: Warehouse, shards: Sequence[str], report: PipelineReport,
+                      log: Callable[[str], None]) -> dg.DagsterInstance:
+    """The warehouse's instance, the runs of dead processes in it marked failed (logged, in ``report``),
+    ``shards`` registered."""
     instance = instance_for(wh)
-    orphaned = mark_orphaned_runs(instance)
-    for run_id in orphaned:
+    report.orphaned_runs = mark_orphaned_runs(instance)
+    for run_id in report.orphaned_runs:
         log(f"run {run_id} was left open by a process that is gone: marked failed")
     add_shards(instance, shards)
-    return orphaned
+    return instance
 
 
 def _open_pool(stack: ExitStack, launch: Launch, defs: dg.Definitions, selected: set[str]) -> Pool:
@@ -151,7 +153,8 @@ def run_pipeline(
     job_name = defs.resolve_job_def(job or job_for_groups(groups)).name
     execution = execution or Execution()
     pooled = execution.workers > 1 or not execution.in_process
-    report = PipelineReport(orphaned_runs=_prepare_instance(wh, shards, log))
+    report = PipelineReport()
+    instance = _prepare_instance(wh, shards, report, log)
     runs = plan_runs(selection, shards, include_unpartitioned=include_unpartitioned)
     config = _run_config(wh, defs, run_config, asset_logs)
     tags = {"astrovision/trigger": "cli", **process_tags()}
@@ -159,7 +162,7 @@ def run_pipeline(
     with ExitStack() as stack:
         bar = stack.enter_context(tqdm(total=len(runs), desc=job_name, unit="run", disable=not progress))
         launch = Launch(str(wh.root), job_name, config, tags, execution)
-        pool = _open_pool(stack, launch, defs, set(selection)) if pooled else InlinePool(launch, defs)
+        pool = _open_pool(stack, launch, defs, set(selection)) if pooled else InlinePool(launch, defs, instance)
 
         def done(spec) -> None:
             bar.update(1)
