@@ -1,7 +1,8 @@
 """The runner's pure planner (:mod:`dagster_project.plan`) on hand-made asset graphs: no Dagster run.
 
 The graph mirrors the project's shape: per-shard ingest and features, unpartitioned duplicates and
-training, and a per-shard ``embeddings`` that reads the unpartitioned ``ssl_encoder``.
+training, and a per-shard ``embeddings`` that reads the unpartitioned ``ssl_encoder``. Last, the
+report that the launcher hands every outcome to (:mod:`dagster_project.report`), on one real run.
 """
 
 from __future__ import annotations
@@ -70,3 +71,30 @@ def test_unknown_groups_and_assets_are_one_line_errors(kwargs, needle):
     with pytest.raises(InputError) as err:
         select_assets(GRAPH, **kwargs)
     assert str(err.value).startswith(needle) and "\n" not in str(err.value)
+
+
+def test_a_failed_step_is_reported_by_the_users_error_and_a_failed_galaxies_stops_the_runs():
+    """A real in-process run whose asset raises the project's InputError (chained on a ValueError)."""
+    import dagster as dg
+
+    from dagster_project.report import PipelineReport
+
+    @dg.asset
+    def galaxies() -> None:
+        try:
+            raise ValueError("low-level detail")
+        except ValueError as exc:
+            raise InputError("no column 'redshift' in the catalogue") from exc
+
+    result = dg.materialize([galaxies], raise_on_error=False)
+    part = PipelineReport.of_result(result, "shard a")
+    assert part.failed == {"galaxies (shard a)": "no column 'redshift' in the catalogue"}
+    assert part.failure_types["galaxies (shard a)"] == ("InputError", "ValueError")
+    assert part.run_ids == [result.run_id] and part.succeeded == []
+
+    report, lines = PipelineReport(), []
+    assert report.absorb("shard a", part, lines.append)  # galaxies failed: stop launching
+    assert not report.absorb("shard b", OSError("killed"), lines.append)
+    assert lines == ["FAILED galaxies (shard a): no column 'redshift' in the catalogue",
+                     "FAILED run (shard b): its run process failed: OSError: killed"]
+    assert report.user_error((InputError,)) == "no column 'redshift' in the catalogue" and not report.ok
