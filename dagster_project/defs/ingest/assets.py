@@ -9,11 +9,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dagster_project.defs.ingest.records import iter_shard_rows
 from dagster_project.partitions import SHARDS
 from dagster_project.resources import WarehouseResource
 from features.flags import Flag
 from features.sources.sky import row_runs
+from stages.ingest import iter_shard_rows
 from stages.sources import shard_rows
 from warehouse import quote, schemas
 
