@@ -1,0 +1,61 @@
+"""Typed stage results: the class that writes an asset's metadata reads it back, through Dagster."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from dagster_project.metadata import as_metadata
+from stages.results import INTERNAL, Markdown, Skipped, StageResult
+
+
+@dataclass(frozen=True)
+class _Result(StageResult):
+    rows: int
+    rate: float
+    table: Markdown
+    where: Path
+    tables: dict[str, int] = field(default_factory=dict)
+    note: str | None = None
+    threshold_only: int = field(default=0, metadata=INTERNAL)
+
+
+def _through_dagster(result: StageResult) -> tuple[dict, dict]:
+    """Materialize an asset returning ``result``'s metadata; the metadata as the runner reads it back."""
+
+    @dg.asset
+    def thing() -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata=as_metadata(result))
+
+    run = dg.materialize([thing], instance=dg.DagsterInstance.ephemeral())
+    meta = run.asset_materializations_for_node("thing")[0].metadata
+    return {k: getattr(v, "value", v) for k, v in meta.items()}, meta
+
+
+def test_round_trip_through_a_materialization(tmp_path):
+    out = _Result(rows=3, rate=float("nan"), table=Markdown("| a |\n|---|"), where=tmp_path / "x.png",
+                  tables={"galaxies": 2}, threshold_only=7)
+    values, raw = _through_dagster(out)
+    assert set(values) == {"rows", "rate", "table", "where", "tables", "note"}  # INTERNAL fields stay out
+    assert isinstance(raw["table"], dg.MarkdownMetadataValue) and isinstance(raw["where"], dg.PathMetadataValue)
+    assert isinstance(raw["tables"], dg.JsonMetadataValue) and isinstance(raw["rows"], dg.IntMetadataValue)
+    back = _Result.from_metadata(values)
+    assert back.rows == 3 and back.rate is None  # NaN is shown, and read back, as null
+    assert back.tables == {"galaxies": 2} and back.table == out.table and back.where == str(out.where)
+    assert back.threshold_only == 0 and back.note is None
+    assert math.isnan(out.rate)
+
+
+def test_missing_key_names_the_class_and_key():
+    with pytest.raises(KeyError, match=r"_Result: metadata has no 'rate'"):
+        _Result.from_metadata({"rows": 1, "table": "", "where": "x", "unknown": 1})
+
+
+def test_skipped_is_read_from_any_assets_metadata():
+    assert Skipped.of({"skipped": True, "reason": "one class"}) == Skipped(reason="one class")
+    assert Skipped.of({"rows": 3}) is None and Skipped.of(None) is None
+    assert Skipped(reason="r").to_metadata() == {"reason": "r", "skipped": True}
