@@ -59,3 +59,41 @@ def test_skipped_is_read_from_any_assets_metadata():
     assert Skipped.of({"skipped": True, "reason": "one class"}) == Skipped(reason="one class")
     assert Skipped.of({"rows": 3}) is None and Skipped.of(None) is None
     assert Skipped(reason="r").to_metadata() == {"reason": "r", "skipped": True}
+
+
+def test_ingested_shards_resolves_once_for_every_command(warehouse):
+    from features.errors import InputError
+    from stages.sources import ingested_shards
+    from warehouse import schemas
+
+    with pytest.raises(InputError, match="no galaxies in .*astrovision ingest"):
+        ingested_shards(warehouse)
+    ids = [f"demo:{i:06d}" for i in range(4)]
+    warehouse.upsert("galaxies", schemas.rows_with_defaults(
+        "galaxies", 4, galaxy_id=ids, source=["demo"] * 4, native_id=[i[5:] for i in ids],
+        shard=["demo-00001", "demo-00000", "demo-00001", "demo-00000"]))
+    assert ingested_shards(warehouse) == ["demo-00000", "demo-00001"]
+    assert ingested_shards(warehouse, ["demo-00001"]) == ["demo-00001"]
+    with pytest.raises(InputError, match=r"unknown shard\(s\) \['demo-00009'\]; known: \['demo-00000', 'demo-00001'\]"):
+        ingested_shards(warehouse, ["demo-00001", "demo-00009"])
+
+
+def test_faces_import_no_asset_module():
+    """The CLI and the HTTP service read typed results from stages/, never an asset module (issue 22)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "service"
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.relative_to(root.parent)}: {n}" for n in names if n.startswith("dagster_project.defs")]
+    assert offenders == []
+
+
+def test_training_run_config_fields_come_from_jobs():
+    from dagster_project.jobs import run_config_fields
+
+    assert {"epochs", "img_size", "preset"} <= run_config_fields("cnn")
+    assert "encoder" in run_config_fields("dinov2_probe") and "epochs" not in run_config_fields("dinov2_probe")
