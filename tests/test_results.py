@@ -66,7 +66,7 @@ def test_ingested_shards_resolves_once_for_every_command(warehouse):
     from stages.sources import ingested_shards
     from warehouse import schemas
 
-    with pytest.raises(InputError, match="no galaxies in .*astrovision ingest"):
+    with pytest.raises(InputError, match=r"no galaxies in .*astrovision ingest"):
         ingested_shards(warehouse)
     ids = [f"demo:{i:06d}" for i in range(4)]
     warehouse.upsert("galaxies", schemas.rows_with_defaults(
