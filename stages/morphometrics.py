@@ -136,14 +136,7 @@ def measure_shard(wh: Warehouse, shard: str, *, bands: Sequence[str] = ("r",), f
     """
     import statmorph
 
-    from features.morphometrics import (
-        QUANTITIES,
-        SERSIC_QUANTITIES,
-        MorphOptions,
-        measure_batch,
-        morphology_class,
-        records_to_table,
-    )
+    from features.morphometrics import MorphOptions, measure_batch, morphology_class, records_to_table
 
     gal = wh.read("galaxies", columns=["galaxy_id", "pxscale"], where=f"shard = {quote(shard)}")
     if gal.num_rows == 0:
@@ -165,6 +158,13 @@ def measure_shard(wh: Warehouse, shard: str, *, bands: Sequence[str] = ("r",), f
         r["statmorph_version"] = measured_with
     table = records_to_table(records, schemas.get("morphometrics").columns)
     wh.upsert("morphometrics", table, run_id=run_id)
+    return _result(table, len(ids), list(bands), measured_with, elapsed)
+
+
+def _result(table: pa.Table, n_galaxies: int, bands: list[str], measured_with: str,
+            elapsed: float) -> MorphometricsResult:
+    """The stored rows summarised for the metadata, and the figures the asset's checks judge."""
+    from features.morphometrics import QUANTITIES, SERSIC_QUANTITIES
 
     flags = np.asarray(table.column("flags").to_numpy(zero_copy_only=False), dtype=np.int64)
     counts: dict[str, int] = {}
@@ -174,7 +174,6 @@ def measure_shard(wh: Warehouse, shard: str, *, bands: Sequence[str] = ("r",), f
     methods = dict(zip(*np.unique(table.column("method").to_pylist(), return_counts=True)))
     runtime = _column(table, "runtime_s")
     runtime = runtime[np.isfinite(runtime)]
-
     n = max(table.num_rows, 1)
     smf, fsr, gini, m20 = (_column(table, c) for c in ("statmorph_flag", "flag_sersic", "gini", "m20"))
     clean = flags == 0
@@ -184,13 +183,13 @@ def measure_shard(wh: Warehouse, shard: str, *, bands: Sequence[str] = ("r",), f
         nonfinite += int((rows & ~np.isfinite(_column(table, q))).sum())
     return MorphometricsResult(
         rows=table.num_rows,
-        galaxies=len(ids),
+        galaxies=n_galaxies,
         bands=", ".join(bands),
         methods={str(k): int(v) for k, v in methods.items()},
         measured_with=measured_with,
         flag_counts=counts,
         rows_with_flags_0=int(clean.sum()),
-        galaxies_per_second=len(ids) / max(elapsed, 1e-9),
+        galaxies_per_second=n_galaxies / max(elapsed, 1e-9),
         distributions=summarise(table),
         median_runtime_s=float(np.median(runtime)) if runtime.size else 0.0,
         failed_rate=float(((flags & int(FAILED_BITS)) > 0).sum() / n),
