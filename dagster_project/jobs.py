@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-__all__ = ["GROUP_JOBS", "JOBS", "PIPELINE_JOB", "job_for_groups"]
+__all__ = ["GROUP_JOBS", "JOBS", "PIPELINE_JOB", "job_for_groups", "run_config_fields"]
 
 PIPELINE_JOB = "pipeline_job"
 """The job over every asset (several groups, or all of them)."""
@@ -50,3 +50,13 @@ def job_for_groups(groups: Sequence[str] | None) -> str:
     if groups is not None and len(set(groups)) == 1 and groups[0] in GROUP_JOBS:
         return GROUP_JOBS[groups[0]]
     return PIPELINE_JOB
+
+
+def run_config_fields(model: str) -> frozenset[str]:
+    """The run-config fields of a training asset (``cnn``, ``fusion``, ...), for the CLI's options.
+
+    The faces read this instead of importing the asset modules' config classes.
+    """
+    from dagster_project.defs.training.config import MODEL_CONFIGS
+
+    return frozenset(MODEL_CONFIGS[model].model_fields)

@@ -102,15 +102,17 @@ def val_halves(galaxy_ids: Sequence[str], y: np.ndarray, groups: Sequence[str | 
 
 
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Exact binomial interval of ``k`` successes in ``n`` (Clopper & Pearson 1934); NaNs for ``n = 0``."""
-    from scipy.stats import beta
+    """Exact binomial interval of ``k`` successes in ``n`` (Clopper & Pearson 1934); NaNs for ``n = 0``.
+
+    SciPy's ``binomtest(k, n).proportion_ci(method="exact")`` (0 and 1 at the ends, as the beta
+    quantiles this function computed itself before).
+    """
+    from scipy.stats import binomtest
 
     if n == 0:
         return float("nan"), float("nan")
-    a = (1 - level) / 2
-    low = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
-    high = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
-    return low, high
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="exact")
+    return float(ci.low), float(ci.high)
 
 
 def _mapie(n_classes: int, alpha: float, score: str, probs: np.ndarray, y: np.ndarray) -> Any:

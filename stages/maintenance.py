@@ -9,18 +9,37 @@ is gone.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from models.versions import list_models
+from stages.results import StageResult
+from warehouse.vacuum import VacuumReport
 
 if TYPE_CHECKING:
     from warehouse import Warehouse
-    from warehouse.vacuum import VacuumReport
 
-__all__ = ["model_pins", "vacuum"]
+__all__ = ["VacuumResult", "model_pins", "vacuum"]
+
+METADATA_PREFIX = "vacuum_"
+"""The ``vacuum`` op's metadata: one ``vacuum_<table>`` entry per table (its :class:`VacuumReport`)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class VacuumResult(StageResult):
+    """What :func:`vacuum` did, table by table (the ``vacuum`` job's metadata and the CLI's table)."""
+
+    reports: tuple[VacuumReport, ...] = ()
+
+    def to_metadata(self) -> dict[str, Any]:
+        return {f"{METADATA_PREFIX}{r.table}": dataclasses.asdict(r) for r in self.reports}
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, Any]) -> VacuumResult:
+        return cls(tuple(VacuumReport(**v) for k, v in meta.items() if k.startswith(METADATA_PREFIX)))
 
 
 def model_pins(wh: Warehouse) -> dict[str, dict[str, int]]:
@@ -36,7 +55,7 @@ def vacuum(
     grace: timedelta | None = None,
     compact: bool = True,
     tables: Sequence[str] | None = None,
-) -> list[VacuumReport]:
+) -> VacuumResult:
     """:meth:`warehouse.Warehouse.vacuum` keeping the table versions every registered model names.
 
     Parameters
@@ -44,5 +63,5 @@ def vacuum(
     older_than, grace, compact, tables
         See :meth:`warehouse.Warehouse.vacuum`.
     """
-    return wh.vacuum(keep_versions=model_pins(wh), tables=tables, older_than=older_than,
-                     grace=grace, compact=compact)
+    return VacuumResult(tuple(wh.vacuum(keep_versions=model_pins(wh), tables=tables, older_than=older_than,
+                                        grace=grace, compact=compact)))

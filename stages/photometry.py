@@ -1,19 +1,25 @@
-"""Where a source's photometry comes from: its catalogue file (the demo writes its own), else SDSS."""
+"""The photometry stage: where a source's photometry comes from (its catalogue file, the demo's own, else
+SDSS), and :func:`match_shard`, which cross-matches one shard and returns a :class:`ShardPhotometry`."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from features.errors import InputError
+from stages.results import StageResult
 from warehouse import Warehouse, quote
 
 if TYPE_CHECKING:
     from features.sources.synthetic import SyntheticSurvey
 
-__all__ = ["catalogue_for_source", "demo_catalogue"]
+__all__ = ["ShardPhotometry", "catalogue_for_source", "demo_catalogue", "match_shard"]
 
 
 def catalogue_for_source(wh: Warehouse, source: str, override: str = "") -> Path | None:
@@ -63,3 +69,118 @@ def demo_catalogue(wh: Warehouse, survey: SyntheticSurvey) -> Path:
         write_photometry_catalogue(survey, part)
         os.replace(part, catalogue)
     return catalogue
+
+
+@dataclass(frozen=True)
+class ShardPhotometry(StageResult):
+    """What :func:`match_shard` wrote for one shard (the ``photometry`` asset's metadata).
+
+    Rates are ``None`` for an empty shard; ``colour_in_range`` is, per colour, the fraction of finite
+    colours among ``quality_ok`` rows inside :data:`features.photometry.COLOUR_RANGES` (``None``: none).
+    ``sdss`` is the SkyServer client's accounting (``None`` when a catalogue file was matched).
+    """
+
+    source: str
+    n_galaxies: int
+    n_matched: int
+    match_rate: float | None
+    n_quality_ok: int
+    quality_pass_rate: float | None
+    median_g_r: float | None
+    flag_counts: dict[str, int] = field(default_factory=dict)
+    """Rows carrying each ``PHOT_*`` flag, by lower-case flag name."""
+    colour_in_range: dict[str, float | None] = field(default_factory=dict)
+    colour_medians: dict[str, float | None] = field(default_factory=dict)
+    absent_columns: str = "none"
+    colour_ranges: str = ""
+    sdss: dict[str, Any] | None = None
+    sdss_failures: str | None = None
+
+    @property
+    def worst_colour_in_range(self) -> float:
+        """The lowest ``colour_in_range`` over the colours (NaN when no colour could be judged)."""
+        values = [v for v in self.colour_in_range.values() if v is not None and not math.isnan(v)]
+        return min(values) if values else float("nan")
+
+    @classmethod
+    def of(cls, summary: dict[str, Any]) -> ShardPhotometry:
+        """From :func:`features.photometry.pipeline.summarize`'s dict (plus ``source``, ``absent_columns``
+        and, after SDSS, ``fetch``)."""
+        from features.photometry import COLOUR_RANGES
+
+        def num(v: Any) -> float | None:
+            return None if isinstance(v, float) and math.isnan(v) else v
+
+        fetch = summary.get("fetch")
+        return cls(
+            source=str(summary["source"]),
+            n_galaxies=int(summary["n_galaxies"]),
+            n_matched=int(summary["n_matched"]),
+            match_rate=num(summary["match_rate"]),
+            n_quality_ok=int(summary["n_quality_ok"]),
+            quality_pass_rate=num(summary["quality_pass_rate"]),
+            median_g_r=num(summary.get("median_g_r", float("nan"))),
+            flag_counts={k.removeprefix("n_"): int(v) for k, v in summary.items() if k.startswith("n_phot_")},
+            colour_in_range={k.removeprefix("colour_in_range_"): num(v) for k, v in summary.items()
+                             if k.startswith("colour_in_range_")},
+            colour_medians={k.removeprefix("median_"): num(v) for k, v in summary.items() if k.startswith("median_")},
+            absent_columns=", ".join(summary.get("absent_columns") or []) or "none",
+            colour_ranges=json.dumps(COLOUR_RANGES),
+            sdss=None if fetch is None else {k: v for k, v in fetch.items() if k != "failures"},
+            sdss_failures=None if fetch is None else "; ".join(fetch["failures"]) or "none",
+        )
+
+
+def match_shard(wh: Warehouse, shard: str, *, catalog: str = "", column_map_json: str = "",
+                radius_arcsec: float = 1.5, search_radius_arcsec: float = 3.0, mag_err_max: float = 0.2,
+                batch_size: int = 25, requests_per_second: float = 1.0, max_retries: int = 4,
+                sdss_base_url: str = "", run_id: str | None = None) -> ShardPhotometry:
+    """Cross-match the shard's galaxies, apply quality cuts, upsert one ``photometry`` row per galaxy.
+
+    The catalogue is ``catalog``, else the source's own (:func:`catalogue_for_source`), else SDSS DR17
+    through astroquery, caching raw responses in ``<warehouse>/cache/sdss`` (offline, that path fails
+    within seconds and says so). The options are those of the ``photometry`` asset's run config.
+
+    Raises
+    ------
+    features.errors.InputError
+        The shard has no galaxies, a named catalogue is missing, or ``column_map_json`` is not JSON.
+    """
+    from features.photometry import (  # astropy: imported when a shard is matched
+        MatchConfig,
+        QualityConfig,
+        SDSSConfig,
+        SkyServerClient,
+        photometry_from_catalogue,
+        photometry_from_sdss,
+        read_catalogue,
+    )
+
+    gal = wh.read("galaxies", columns=["galaxy_id", "source", "ra", "dec", "redshift"], where=f"shard = {quote(shard)}")
+    if gal.num_rows == 0:
+        raise InputError(f"shard {shard!r} has no galaxies; materialize `galaxies` first")
+    gal = gal.sort_by("galaxy_id")
+    ids = gal.column("galaxy_id").to_pylist()
+    ra, dec, z = (np.asarray(gal.column(c).to_numpy(zero_copy_only=False), float) for c in ("ra", "dec", "redshift"))
+    source = gal.column("source")[0].as_py()
+    match = MatchConfig(radius_arcsec=radius_arcsec, search_radius_arcsec=search_radius_arcsec)
+    quality = QualityConfig(mag_err_max=mag_err_max)
+
+    path = catalogue_for_source(wh, source, catalog)
+    if path is not None:
+        try:
+            mapping = json.loads(column_map_json) if column_map_json else None
+        except json.JSONDecodeError as exc:
+            raise InputError(f"column map is not JSON: {exc}") from None
+        result = photometry_from_catalogue(ids, ra, dec, z, catalogue=read_catalogue(path, mapping), shard=shard,
+                                           match=match, quality=quality)
+    else:
+        client = SkyServerClient(
+            wh.cache_dir / "sdss",
+            SDSSConfig(batch_size=batch_size, search_radius_arcsec=search_radius_arcsec,
+                       min_interval_s=1.0 / requests_per_second if requests_per_second > 0 else 0.0,
+                       max_retries=max_retries, base_url=sdss_base_url),
+        )
+        result = photometry_from_sdss(ids, ra, dec, z, client=client, shard=shard, match=match, quality=quality)
+    wh.upsert("photometry", result.table, run_id=run_id)
+    return ShardPhotometry.of(result.summary)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from warehouse import Warehouse, quote
 from warehouse.locks import file_lock
 
 __all__ = [
+    "ingested_shards",
     "register_source",
     "registered_source",
     "remove_source_rows",
@@ -234,6 +235,26 @@ def source_for_shard(wh: Warehouse, shard: str) -> tuple[Source, int, int]:
     if start >= stop:
         raise InputError(f"shard {shard!r} is empty: the source {source.name!r} has {row['n_galaxies']} galaxies")
     return source, start, stop
+
+
+def ingested_shards(wh: Warehouse, wanted: Sequence[str] | None = None) -> list[str]:
+    """The shards a command runs on: every ingested shard, sorted, or ``wanted`` once each is known.
+
+    The one shard-resolving step of the CLI commands that run per-shard assets (``embed``,
+    ``photometry match``, ``materialize``).
+
+    Raises
+    ------
+    features.errors.InputError
+        Nothing ingested yet, or a wanted shard that ``galaxies`` does not hold (the known ones named).
+    """
+    if not wh.exists("galaxies"):
+        raise InputError(f"no galaxies in {wh.root}; run `astrovision ingest` or `astrovision demo` first")
+    known = sorted(set(wh.read("galaxies", columns=["shard"]).column("shard").to_pylist()))
+    unknown = sorted(set(wanted or ()) - set(known))
+    if unknown:
+        raise InputError(f"unknown shard(s) {unknown}; known: {known}")
+    return list(wanted) if wanted else known
 
 
 def shard_rows(wh: Warehouse, shard: str) -> tuple[Source, np.ndarray]:

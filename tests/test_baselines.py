@@ -108,3 +108,22 @@ def test_models_and_warehouse_name_embeddings_tables_alike():
     from warehouse.schemas.embeddings import embedding_table
 
     assert all(embeddings_table(e) == embedding_table(e) for e in ENCODERS)
+
+
+def test_interval_is_scipys_percentile_bootstrap_seeded_and_close_to_the_old_draws():
+    """balanced_accuracy_interval uses scipy.stats.bootstrap (issue 22): the same point, an interval within
+    Monte Carlo error of the project's own resamples, identical for the same seed."""
+    from models.baselines import balanced_accuracy_interval, balanced_accuracy_of
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 10, 300)
+    pred = np.where(rng.random(300) < 0.6, y, rng.integers(0, 10, 300))
+    point, low, high = balanced_accuracy_interval(y, pred, seed=3)
+    assert point == pytest.approx(balanced_accuracy_score(y, pred)) == balanced_accuracy_of(y, pred)
+    assert (point, low, high) == balanced_accuracy_interval(y, pred, seed=3)
+    _, reps = bootstrap_balanced_accuracy(y, {"m": pred}, n_boot=2000, seed=3)
+    old_low, old_high = np.quantile(reps["m"], [0.025, 0.975])
+    assert low == pytest.approx(old_low, abs=0.01) and high == pytest.approx(old_high, abs=0.01)
+    assert low < point < high
+    assert balanced_accuracy_interval(y[:1], y[:1]) == (1.0, 1.0, 1.0)
+    assert all(np.isnan(balanced_accuracy_interval(y[:0], pred[:0])))

@@ -83,6 +83,17 @@ def test_clopper_pearson_matches_scipy():
         assert clopper_pearson(k, n) == pytest.approx((ci.low, ci.high))
 
 
+def test_clopper_pearson_is_the_beta_quantile_interval_it_replaced():
+    """binomtest's exact interval equals the beta quantiles computed here before (issue 22, step 5)."""
+    from scipy.stats import beta
+
+    for k, n in ((0, 10), (1, 11), (7, 10), (10, 10), (27, 30), (512, 600)):
+        low = 0.0 if k == 0 else beta.ppf(0.025, k, n - k + 1)
+        high = 1.0 if k == n else beta.ppf(0.975, k + 1, n - k)
+        assert clopper_pearson(k, n) == pytest.approx((low, high), rel=1e-9, abs=1e-12)
+    assert all(np.isnan(clopper_pearson(0, 0)))
+
+
 def test_val_halves_are_group_aware_stratified_and_seeded():
     ids = [f"g{i}" for i in range(40)]
     y = np.arange(40) % 2

@@ -118,3 +118,8 @@ def test_mismatched_lengths_and_duplicate_ids_are_rejected() -> None:
     with pytest.raises(ValueError, match="unique"):
         group_duplicates(["a", "a"], [1.0, 2.0], [1.0, 2.0], [None, None])
     assert group_duplicates([], [], [], []) == []
+
+
+def test_empty_and_singleton_inputs_have_no_groups() -> None:
+    assert group_duplicates([], [], [], []) == []
+    assert group_duplicates(["a"], [1.0], [2.0], ["h"]) == [None]

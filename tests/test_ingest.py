@@ -67,9 +67,15 @@ def test_two_shards_materialize_and_rerun_is_idempotent(warehouse, galaxy10_h5):
 
 def test_materialization_metadata_and_checks(warehouse, galaxy10_h5):
     _, report = ingest(warehouse, galaxy10_h5, shard_size=10)
-    meta = report.metadata["galaxies[galaxy10-00000]"]
-    assert meta["rows"] == 10
-    assert meta["image_bytes_per_galaxy"] > 0
+    from stages.ingest import DuplicateGroupsResult, IngestResult
+
+    meta = IngestResult.from_metadata(report.metadata["galaxies[galaxy10-00000]"])  # the class owns the keys
+    assert meta.rows == 10 and meta.source == "galaxy10" and meta.source_kind == "galaxy10"
+    assert meta.image_bytes_per_galaxy > 0 and meta.row_range == "[0, 10)"
+    assert meta.expected_rows == 0  # check-only fields are not metadata
+    assert meta.table_versions["galaxies"] >= 1
+    groups = DuplicateGroupsResult.from_metadata(report.metadata["duplicate_groups"])
+    assert groups.galaxies == sum(1 for k in report.metadata if k.startswith("galaxies[")) * 10
 
 
 def test_blank_image_is_flagged_and_check_fails(warehouse, tmp_path):

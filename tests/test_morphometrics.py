@@ -441,8 +441,12 @@ def test_asset_materializes_checks_and_is_idempotent(warehouse):
     assert set(checks) == {"flag_rate", "gini_in_unit_interval", "m20_negative", "finite_when_unflagged"}
     assert all(c.passed for c in checks.values()), {k: c.metadata for k, c in checks.items()}
     assert checks["flag_rate"].metadata["max_failed_rate"].value == 0.10
-    meta = first.asset_materializations_for_node("morphometrics")[0].metadata
-    assert meta["distributions"].value["gini"]["n"] == 6
+    from stages.morphometrics import MorphometricsResult
+
+    raw = first.asset_materializations_for_node("morphometrics")[0].metadata
+    meta = MorphometricsResult.from_metadata({k: v.value for k, v in raw.items()})
+    assert meta.distributions["gini"]["n"] == 6 and meta.rows == 6 and meta.galaxies == 3
+    assert meta.bands == "r, luminance" and "measured_with" in raw and "failed_rate" not in raw
     second = _materialize(warehouse.root, config)
     assert second.success and warehouse.count("morphometrics") == 6
     view = warehouse.sql("SELECT * FROM morphology ORDER BY galaxy_id")

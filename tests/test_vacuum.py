@@ -99,7 +99,7 @@ def test_vacuum_removes_a_killed_writers_leftovers_and_keeps_model_versions(ware
 
     # fresh leftovers may be a write in flight, and just-superseded versions may be a writer's base:
     # the default grace of 1 hour keeps both
-    first = {r.table: r for r in vacuum(warehouse, older_than=timedelta(0))}["images"]
+    first = {r.table: r for r in vacuum(warehouse, older_than=timedelta(0)).reports}["images"]
     assert first.leftovers_kept == len(leftovers) and first.leftovers_removed == 0
     assert all(p.exists() for p in leftovers)
     assert first.pinned == {pin_name("model-cnn-v1"): v_model}
@@ -109,11 +109,14 @@ def test_vacuum_removes_a_killed_writers_leftovers_and_keeps_model_versions(ware
     hours_ago = time.time() - 2 * 3600
     for p in leftovers:
         os.utime(p, (hours_ago, hours_ago))
-    second = {r.table: r for r in vacuum(warehouse, older_than=timedelta(0))}["images"]
+    out = vacuum(warehouse, older_than=timedelta(0))
+    assert type(out).from_metadata(out.to_metadata()) == out  # the typed result owns its metadata keys
+    assert "vacuum_images" in out.to_metadata()
+    second = {r.table: r for r in out.reports}["images"]
     assert second.leftovers_removed == len(leftovers) and second.leftovers_kept == 0  # older than the grace
     assert not any(p.exists() for p in leftovers)
 
-    third = {r.table: r for r in vacuum(warehouse, older_than=timedelta(0), grace=timedelta(0))}["images"]
+    third = {r.table: r for r in vacuum(warehouse, older_than=timedelta(0), grace=timedelta(0)).reports}["images"]
     assert third.versions_removed >= 2  # v_old, the last write, and what compaction superseded
     assert [h["version"] for h in warehouse.history("images")] == [v_model, third.version]
     present, referenced = _data_files(warehouse, "images")

@@ -24,6 +24,12 @@ Completeness of the columns decided the default; robustness is bought back on th
 batching, a polite request rate, retries with exponential back-off on timeouts, connection drops,
 HTTP 429 and 5xx, an on-disk cache of raw responses keyed by batch (an interrupted run resumes
 without asking again), and a fast, explicit failure when offline.
+
+The retry loop is the client's own, not ``urllib3.Retry`` mounted on astroquery's session: each attempt
+is counted in the :class:`FetchReport` (requests, retries, back-off and HTTP time, which the asset
+metadata and ``photometry plan`` show), the first connection error before any answer means "offline"
+and stops at once, and the clock and sleep are injectable for the tests; ``Retry`` would retry inside
+``requests``, out of sight of all three.
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ that ignores ranges (answers ``200`` instead of ``206``) makes the download star
 Network failures raise :class:`features.errors.OfflineError` within about ``timeout`` seconds (the host
 name is resolved under the same limit, since ``requests`` does not time out DNS look-ups), saying which URL
 to fetch by hand and where to put the file.
+
+Retries are this module's own loop, not ``urllib3.Retry``: what is retried is a transfer broken in the
+middle of the body, resumed from the bytes already on disk with a new ``Range`` request, which
+``Retry`` (it retries a request before its body is read) cannot do.
 """
 
 from __future__ import annotations

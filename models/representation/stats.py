@@ -100,7 +100,8 @@ def spearman_ci(x: np.ndarray, y: np.ndarray, *, n_boot: int = 1000, n_perm: int
     the percentile bootstrap: ``n_boot`` resamples of the pairs with replacement, re-ranked each time
     (in O(n) per resample from the multiplicities, :func:`_resample_ranks`), and the
     ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles of their rho (resamples whose rho
-    is undefined, a constant resample, are left out). The p-value is two-sided:
+    is undefined, a constant resample, are left out; :func:`scipy.stats.bootstrap` would re-rank each
+    resample in O(n log n) and has no way to drop them, hence the project's own). The p-value is two-sided:
     ``(1 + #{|rho_perm| >= |rho|}) / (1 + n_perm)`` over ``n_perm`` permutations of ``y``'s ranks,
     so it is never 0.
 
@@ -233,6 +234,9 @@ def _r2(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
 def bootstrap_r2(y: np.ndarray, preds: list[np.ndarray], *, n_boot: int = 1000, seed: int = 0,
                  confidence: float = 0.95) -> list[tuple[float, float]]:
     """Percentile bootstrap intervals of the R^2 of each prediction, on the SAME resamples of galaxies.
+
+    Kept rather than :func:`scipy.stats.bootstrap`, which draws new resamples per call: the shared
+    draws are what make :func:`grouped_cv_r2`'s differences of two feature sets paired.
 
     Returns one ``(low, high)`` per entry of ``preds``; the shared resamples make differences of two
     entries' R^2 paired (see :func:`grouped_cv_r2`).

@@ -13,6 +13,7 @@ import polars as pl
 from features.errors import InputError
 from features.weights import WeightsOrigin
 from stages.photometry import demo_catalogue
+from stages.results import Skipped
 from stages.sources import register_source, source_lock
 from warehouse import Warehouse, search
 
@@ -98,8 +99,9 @@ def _model_lines(wh: Warehouse, report: PipelineReport | None) -> list[str]:
             lines += [f"    {cls}: {', '.join(models)}" for cls, models in excluded.items()]
     skipped: dict[str, list[str]] = {}
     for asset, meta in (report.metadata if report else {}).items():
-        if meta.get("skipped"):
-            skipped.setdefault(meta["reason"], []).append(asset)
+        skip = Skipped.of(meta)
+        if skip:
+            skipped.setdefault(skip.reason, []).append(asset)
     if skipped:
         lines.append("\nSkipped (nothing trained):")
         lines += [f"  {', '.join(assets)}: {reason}" for reason, assets in skipped.items()]
@@ -233,7 +235,7 @@ def run_demo(wh: Warehouse, n: int | None = None, seed: int = 0, shard_size: int
     print(_summary(wh, time.perf_counter() - t0, str(sheet), survey.name, report))
     if report.checks_failed:
         print("Checks that failed:\n  " + "\n  ".join(report.checks_failed))
-        skipped = {k for k, v in report.metadata.items() if v.get("skipped")}
+        skipped = {k for k, v in report.metadata.items() if Skipped.of(v)}
         if any("beats_baselines" in c and c.split(":")[0] not in skipped for c in report.checks_failed):
             print("  (a model that misses its gate only keeps its own predictions out; one marked [random init] "
                   "above has no pretrained weights on this machine and is not expected to pass)")

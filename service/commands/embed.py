@@ -25,7 +25,7 @@ import polars as pl
 
 from features.errors import InputError
 from stages.embeddings import embed_query_image
-from warehouse import Warehouse, WarehouseError
+from warehouse import Warehouse
 
 __all__ = ["embed_query_image", "register", "save_montage"]
 
@@ -37,17 +37,13 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     from dagster_project.runner import run_pipeline
     from features.embeddings import ENCODERS
     from service.cli import USER_ERRORS
+    from stages.embedding_results import IndexResult, ShardEmbeddings
     from stages.embeddings import get_encoder
+    from stages.sources import ingested_shards
     from warehouse import search
 
     wh = Warehouse.open()
-    if not wh.exists("galaxies"):
-        raise WarehouseError(f"no galaxies in {wh.root}; run `astrovision ingest` or `astrovision demo` first")
-    known = sorted(set(wh.read("galaxies", columns=["shard"]).column("shard").to_pylist()))
-    unknown = sorted(set(args.shard or ()) - set(known))
-    if unknown:
-        raise InputError(f"unknown shard(s) {unknown}; known: {known}")
-    shards = args.shard or known
+    shards = ingested_shards(wh, args.shard)
     spec = ENCODERS.get(args.encoder)
     trained_here = spec is not None and spec.trained_here and not args.weights
     if trained_here:  # trained on this warehouse first (ssl_encoder reuses weights that are up to date)
@@ -75,17 +71,17 @@ def _cmd_embed(args: argparse.Namespace) -> int:
         enc, _ = get_encoder(name, "", not args.no_download, wh)
     total = 0
     for shard in shards:
-        meta = report.metadata.get(f"embeddings[{shard}]")
-        if meta is None:
+        if f"embeddings[{shard}]" not in report.metadata:
             continue
-        total += meta["rows"]
-        flagged = f", {meta['flagged_images']} flagged images" if meta["flagged_images"] else ""
-        print(f"{shard}: {meta['rows']} vectors -> {meta['table']} ({meta['galaxies_per_second']:.1f} galaxies/s"
-              f"{flagged})")
+        out = ShardEmbeddings.from_metadata(report.metadata[f"embeddings[{shard}]"])
+        total += out.rows
+        flagged = f", {out.flagged_images} flagged images" if out.flagged_images else ""
+        print(f"{shard}: {out.rows} vectors -> {out.table} ({out.galaxies_per_second:.1f} galaxies/s{flagged})")
     for line in failures:
         print(line, file=sys.stderr)
-    index = report.metadata.get("embedding_index", {}).get("tables", {}).get(f"embeddings_{enc.name}", {})
-    search_note = index.get("reason") or index.get("action") or "no index run"
+    index = report.metadata.get("embedding_index")
+    search_note = (IndexResult.from_metadata(index).search_note(f"embeddings_{enc.name}") if index is not None
+                   else "no index run")
     print(f"{total} galaxies embedded with {enc.name} (weights {enc.weights_origin}, sha256 "
           f"{enc.weights_sha256[:12]}); search: {search_note}")
     for check in report.checks_failed:

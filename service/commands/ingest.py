@@ -17,7 +17,7 @@ from features.sources import SOURCE_KINDS, make_source
 from features.sources.ranges import check_pxscale
 from features.sources.sky import check_nside
 from stages.photometry import demo_catalogue
-from stages.sources import register_source, sky_shards_in_cone, source_lock
+from stages.sources import ingested_shards, register_source, sky_shards_in_cone, source_lock
 from warehouse import Warehouse
 
 from .execution import add_execution_args, execution_from
@@ -79,20 +79,13 @@ def _cmd_materialize(args: argparse.Namespace) -> int:
 
     execution = execution_from(args)
     wh = Warehouse.open()
-    if not wh.exists("galaxies"):
-        raise InputError(f"nothing ingested in {wh.root}: run `astrovision ingest` or `astrovision demo` first")
-    shards = sorted(set(wh.read("galaxies", columns=["shard"]).column("shard").to_pylist()))
+    shards = ingested_shards(wh, args.shard)
     if args.cone:
         region = set(sky_shards_in_cone(wh, *args.cone))
         shards = [s for s in shards if s in region]
         if not shards:
             raise InputError(f"no ingested sky shard overlaps the cone {args.cone[2]:g} arcsec around "
                              f"({args.cone[0]:g}, {args.cone[1]:g})")
-    if args.shard:
-        unknown = sorted(set(args.shard) - set(shards))
-        if unknown:
-            raise InputError(f"unknown shard(s) {unknown}; known: {shards}")
-        shards = args.shard
     report = run_pipeline(wh, shards, groups=args.group or None, execution=execution)
     return _print_report(report)
 

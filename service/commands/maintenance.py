@@ -71,29 +71,32 @@ def _cmd_vacuum(args: argparse.Namespace) -> int:
     )
     if not result.success:
         raise WarehouseError(f"vacuum failed (Dagster run {result.run_id}): {_failure(result)}")
-    rows = result.output_for_node("vacuum_warehouse")
+    from stages.maintenance import VacuumResult
+    from warehouse.vacuum import VacuumReport
+
+    rows = VacuumResult(tuple(VacuumReport(**r) for r in result.output_for_node("vacuum_warehouse"))).reports
     if not rows:
         print(f"no tables yet in {wh.root}")
         return 0
-    frame = pl.DataFrame([{"table": r["table"], "version": r["version"],
-                           "fragments": f"{r['fragments_before']} -> {r['fragments_after']}",
-                           "old versions removed": r["versions_removed"], "bytes removed": r["bytes_removed"],
-                           "leftovers removed": r["leftovers_removed"], "leftovers kept": r["leftovers_kept"],
-                           "pinned versions": len(r["pinned"])} for r in rows])
+    frame = pl.DataFrame([{"table": r.table, "version": r.version,
+                           "fragments": f"{r.fragments_before} -> {r.fragments_after}",
+                           "old versions removed": r.versions_removed, "bytes removed": r.bytes_removed,
+                           "leftovers removed": r.leftovers_removed, "leftovers kept": r.leftovers_kept,
+                           "pinned versions": len(r.pinned)} for r in rows])
     with pl.Config(tbl_rows=100, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
                    tbl_width_chars=200):
         print(frame)
     for r in rows:
-        for tag, version in r["missing_pins"].items():
-            print(f"{r['table']}: {tag} names version {version}, which no longer exists", file=sys.stderr)
-        if r["leftovers_kept"]:
-            print(f"{r['table']}: kept {r['leftovers_kept']} unreferenced file(s) younger than the grace "
+        for tag, version in r.missing_pins.items():
+            print(f"{r.table}: {tag} names version {version}, which no longer exists", file=sys.stderr)
+        if r.leftovers_kept:
+            print(f"{r.table}: kept {r.leftovers_kept} unreferenced file(s) younger than the grace "
                   f"{args.grace} (a write may be in flight)", file=sys.stderr)
-        if r["versions_kept_in_grace"]:
-            print(f"{r['table']}: kept {r['versions_kept_in_grace']} old version(s) superseded within the grace "
+        if r.versions_kept_in_grace:
+            print(f"{r.table}: kept {r.versions_kept_in_grace} old version(s) superseded within the grace "
                   f"{args.grace} (a read or write may still use them)", file=sys.stderr)
-        if r["note"]:
-            print(f"{r['table']}: {r['note']}", file=sys.stderr)
+        if r.note:
+            print(f"{r.table}: {r.note}", file=sys.stderr)
     print(f"vacuum: Dagster run {result.run_id}")
     return 0
 

@@ -27,18 +27,23 @@ def _sdss_config(args: argparse.Namespace):
                       min_interval_s=1.0 / args.rate if args.rate > 0 else 0.0)
 
 
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def _cmd_match(args: argparse.Namespace) -> int:
     from dagster_project.runner import run_pipeline
     from service.cli import USER_ERRORS
+    from stages.photometry import ShardPhotometry
+    from stages.sources import ingested_shards
     from warehouse import Warehouse
 
     wh = Warehouse.open()
-    if not wh.exists("galaxies"):
-        raise InputError(f"no galaxies in {wh.root}; run `astrovision ingest` or `astrovision demo` first")
-    known = sorted(set(wh.read("galaxies", columns=["shard"]).column("shard").to_pylist()))
-    unknown = sorted(set(args.shard or ()) - set(known))
-    if unknown:
-        raise InputError(f"unknown shard(s) {unknown}; known: {known}")
+    shards = ingested_shards(wh, args.shard)
     if args.column_map:
         try:
             json.loads(args.column_map)
@@ -47,7 +52,6 @@ def _cmd_match(args: argparse.Namespace) -> int:
     config = {"catalog": args.catalog or "", "column_map_json": args.column_map or "", "radius_arcsec": args.radius,
               "search_radius_arcsec": args.search_radius, "mag_err_max": args.mag_err_max,
               "batch_size": args.batch_size, "requests_per_second": args.rate}
-    shards = args.shard or known
     failures: list[str] = []
     report = run_pipeline(wh, shards, groups=["features"], assets=["photometry"], progress=False,
                           run_config={"ops": {"photometry": {"config": config}}}, log=failures.append)
@@ -55,11 +59,11 @@ def _cmd_match(args: argparse.Namespace) -> int:
     if message:
         raise InputError(message)
     for shard in shards:
-        s = report.metadata.get(f"photometry[{shard}]")
-        if s is not None:
-            g_r = "n/a" if s["median_g_r"] is None else f"{s['median_g_r']:.3f}"
-            print(f"{shard}: {s['n_galaxies']} galaxies from {s['source']}: matched {s['match_rate']:.1%}, "
-                  f"quality ok {s['quality_pass_rate']:.1%}, median g-r {g_r}")
+        if f"photometry[{shard}]" not in report.metadata:
+            continue
+        s = ShardPhotometry.from_metadata(report.metadata[f"photometry[{shard}]"])
+        print(f"{shard}: {s.n_galaxies} galaxies from {s.source}: matched {_pct(s.match_rate)}, "
+              f"quality ok {_pct(s.quality_pass_rate)}, median g-r {_num(s.median_g_r)}")
     for line in failures:
         print(line, file=sys.stderr)
     for check in report.checks_failed:

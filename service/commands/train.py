@@ -3,7 +3,7 @@
 Runs ``training_job`` (the Dagster training assets, restricted to the chosen models, and ``predictions``
 with ``--predict``), so a model trained here is a registry row like any other and its run, checks and
 lineage show in the UI. The options travel as the assets' typed run config
-(:mod:`dagster_project.defs.training.config`); each applies to the models whose config has it.
+(:func:`dagster_project.jobs.run_config_fields` names each model's); each applies to the models whose config has it.
 ``astrovision train --list`` shows the registry.
 """
 
@@ -63,13 +63,13 @@ def _run_config(names: list[str], args: argparse.Namespace) -> dict[str, Any]:
     InputError
         An option that none of the chosen models takes (``--epochs`` for the probe alone).
     """
-    from dagster_project.defs.training.config import MODEL_CONFIGS
+    from dagster_project.jobs import run_config_fields
 
     given = _overrides(args)
     ops: dict[str, Any] = {}
     used: set[str] = set()
     for name in names:
-        fields = MODEL_CONFIGS[name].model_fields
+        fields = run_config_fields(name)
         config = {k: v for k, v in given.items() if k in fields}
         used |= set(config)
         ops[name] = {"config": {"preset": args.preset, **config}}

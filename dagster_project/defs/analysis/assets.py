@@ -10,13 +10,12 @@
 Both name the weights every result came from (``weights_origin`` of each embeddings table).
 """
 
-import base64
-from pathlib import Path
-
 import dagster as dg
 from pydantic import Field
 
+from dagster_project.metadata import as_metadata
 from dagster_project.resources import WarehouseResource
+from stages.analysis_results import AnalysisResult, MapsResult
 
 __all__ = ["AnalysisConfig", "MapsConfig", "embedding_maps", "representation_analysis"]
 
@@ -44,10 +43,6 @@ class AnalysisConfig(dg.Config):
     seed: int = Field(default=0, description="seed of the resamples, permutations and folds")
 
 
-def _md_png(path: Path, alt: str) -> dg.MetadataValue:
-    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()})")
-
-
 @dg.asset(deps=["embeddings", "morphometrics", "photometry"], group_name="analysis", kinds={"lance"})
 def embedding_maps(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                    config: MapsConfig) -> dg.MaterializeResult:
@@ -57,12 +52,7 @@ def embedding_maps(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     out = build_maps(warehouse.open(), encoders=config.encoders or None, methods=config.methods,
                      n_components=config.n_components, seed=config.seed, umap_neighbors=config.umap_neighbors,
                      umap_max_fit=config.umap_max_fit, run_id=context.run_id, log=context.log.info)
-    meta: dict = {"encoders": dg.MetadataValue.json(out.encoders), "seconds": dg.MetadataValue.float(out.seconds),
-                  "weights": ", ".join(f"{e}: {i['weights_origin']}" for e, i in out.encoders.items()),
-                  "notes": "; ".join(out.notes) or "none"}
-    for key, path in out.figures.items():
-        meta[key] = _md_png(path, key)
-    return dg.MaterializeResult(metadata=meta)
+    return dg.MaterializeResult(metadata=as_metadata(MapsResult.of(out)))
 
 
 @dg.asset(deps=[embedding_maps, "duplicate_groups"], group_name="analysis", kinds={"duckdb"})
@@ -74,20 +64,7 @@ def representation_analysis(context: dg.AssetExecutionContext, warehouse: Wareho
     out = analyse(warehouse.open(), encoders=config.encoders or None, n_pcs=config.n_pcs, n_boot=config.n_boot,
                   n_perm=config.n_perm, n_folds=config.n_folds, seed=config.seed, run_id=context.run_id,
                   log=context.log.info)
-    r2 = [r for r in out.rows.to_pylist() if r["statistic"] == "r2_cv"]
-    table = "\n".join(f"| {r['quantity']} | {r['encoder']} | {r['value']:.3f} | [{r['ci_low']:.3f}, {r['ci_high']:.3f}] "
-                      f"| {r['weights_origin']} |" for r in r2)
-    meta: dict = {
-        "rows": out.rows.num_rows,
-        "significant_rho_q05": sum(1 for r in out.rows.to_pylist()
-                                   if r["statistic"].startswith("spearman") and r["q"] < 0.05),
-        "r2_cv": dg.MetadataValue.md("| quantity | features | R^2 | 95% CI | weights |\n|---|---|---|---|---|\n" + table),
-        "notes": "; ".join(out.notes) or "none",
-        "seconds": dg.MetadataValue.float(out.seconds),
-    }
-    for key, path in out.figures.items():
-        meta[key] = _md_png(path, key)
-    return dg.MaterializeResult(metadata=meta)
+    return dg.MaterializeResult(metadata=as_metadata(AnalysisResult.of(out)))
 
 
 defs = dg.Definitions(assets=[embedding_maps, representation_analysis])

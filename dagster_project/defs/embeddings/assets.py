@@ -18,12 +18,14 @@
 import dagster as dg
 from pydantic import Field
 
+from dagster_project.metadata import as_metadata
 from dagster_project.partitions import SHARDS
 from dagster_project.resources import WarehouseResource
 from features.embeddings import DEFAULT_SSL_ENCODER, choose_default_encoder
 from features.ssl.config import SSLConfig, ViewConfig
-from stages.embeddings import NORM_MAX, NORM_MIN, auto_encoders, embed_shard, get_encoder, vector_stats
-from warehouse import quote
+from stages.embedding_results import SSLEncoderResult, embed_shard_encoders, update_indexes
+from stages.embeddings import NORM_MAX, NORM_MIN
+from stages.results import Skipped
 from warehouse import search as vsearch
 
 __all__ = ["EmbeddingIndexConfig", "EmbeddingsConfig", "SSLEncoderConfig", "embedding_index", "embeddings",
@@ -83,7 +85,7 @@ def ssl_encoder(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
         if not choice.is_random:
             reason = f"not trained: {choice} is used instead (train='always' trains it anyway)"
             context.log.info(reason)
-            return dg.MaterializeResult(metadata={"skipped": True, "reason": reason})
+            return dg.MaterializeResult(metadata=as_metadata(Skipped(reason=reason)))
     from stages.ssl import train_ssl_encoder  # torch: imported when the asset runs, not with the definitions
 
     wh = warehouse.open()
@@ -91,17 +93,7 @@ def ssl_encoder(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                     temperature=config.temperature, seed=config.seed, views=ViewConfig())
     out = train_ssl_encoder(wh, config.encoder, ssl, init=config.init, allow_download=config.allow_download,
                             force=config.force, log=context.log.info)
-    return dg.MaterializeResult(metadata={
-        "encoder": out.encoder, "objective": "SimCLR (Chen et al. 2020)", "start": out.init,
-        "weights_path": dg.MetadataValue.path(out.weights_path), "weights_sha256": out.weights_sha256,
-        "images": dg.MetadataValue.int(out.n_images), "table_versions": dg.MetadataValue.json(out.table_versions),
-        "epochs": len(out.losses), "final_loss": out.losses[-1] if out.losses else float("nan"),
-        "losses": dg.MetadataValue.json(out.losses), "resumed_from_epoch": out.resumed_from,
-        "reused": out.reused, "seconds_per_epoch": (sum(out.epoch_seconds) / len(out.epoch_seconds)
-                                                    if out.epoch_seconds else float("nan")),
-        "images_per_second": out.images_per_second, "seconds": out.seconds,
-        "config": dg.MetadataValue.json(out.config),
-    })
+    return dg.MaterializeResult(metadata=as_metadata(SSLEncoderResult.of(out)))
 
 
 @dg.asset(
@@ -121,62 +113,29 @@ def embeddings(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, config: EmbeddingsConfig
 ) -> dg.MaterializeResult:
     """DINOv2 CLS and mean-patch embeddings of the shard's galaxies, in ``embeddings_<encoder>``."""
-    wh = warehouse.open()
-    shard = context.partition_key
-    chosen = (auto_encoders(wh, config.weights_path, config.allow_download) if config.encoder == "auto"
-              else [get_encoder(config.encoder, config.weights_path, config.allow_download, wh)])
-    per: dict[str, dict] = {}
-    ok = {"no_nan": True, "norms_in_range": True, "one_vector_per_galaxy": True}
-    for enc, note in chosen:
-        context.log.info(note)
-        result = embed_shard(wh, shard, enc, batch_size=config.batch_size, run_id=context.run_id)
-        stats = vector_stats(wh, result.table, shard)
-        expected = set(result.galaxy_ids)
-        stored = set(wh.read(result.table, columns=["galaxy_id"], where=f"shard = {quote(shard)}")
-                     .column("galaxy_id").to_pylist())
-        ok["no_nan"] &= stats["nan_vectors"] == 0
-        ok["norms_in_range"] &= stats["rows"] == 0 or (NORM_MIN <= stats["norm_min"] and stats["norm_max"] <= NORM_MAX)
-        ok["one_vector_per_galaxy"] &= stored == expected and stats["rows"] == stats["unique_ids"] == len(expected)
-        per[result.table] = {
-            "encoder": enc.name, "random_weights": enc.weights_origin.is_random,
-            "weights_origin": enc.weights_origin.value, "weights_sha256": enc.weights_sha256, "note": note,
-            "rows": result.rows, "flagged_images": result.flagged, "nan_vectors": stats["nan_vectors"],
-            "norm_min": stats["norm_min"], "norm_max": stats["norm_max"], "unique_ids": stats["unique_ids"],
-            "missing": len(expected - stored), "extra": len(stored - expected),
-            "galaxies_per_second": result.rows / max(result.seconds, 1e-9),
-        }
-    first = per[next(iter(per))]  # the table search and the probe use (auto: the preferred encoder)
+    out = embed_shard_encoders(warehouse.open(), context.partition_key, encoder=config.encoder,
+                               weights_path=config.weights_path, allow_download=config.allow_download,
+                               batch_size=config.batch_size, run_id=context.run_id, log=context.log.info)
+    per = out.tables
+    no_nan = all(m["nan_vectors"] == 0 for m in per.values())
+    norms_ok = all(m["stored_rows"] == 0 or (NORM_MIN <= m["norm_min"] and m["norm_max"] <= NORM_MAX) for m in per.values())
+    one_each = all(m["missing"] == m["extra"] == 0 and m["stored_rows"] == m["unique_ids"] for m in per.values())
     checks = [
-        dg.AssetCheckResult(check_name="no_nan", passed=ok["no_nan"],
+        dg.AssetCheckResult(check_name="no_nan", passed=no_nan,
                             metadata={"nan_vectors": {t: m["nan_vectors"] for t, m in per.items()}, "threshold": 0}),
         dg.AssetCheckResult(
-            check_name="norms_in_range", passed=ok["norms_in_range"],
+            check_name="norms_in_range", passed=norms_ok,
             metadata={"norm_min": min(m["norm_min"] for m in per.values()),
                       "norm_max": max(m["norm_max"] for m in per.values()),
                       "threshold_min": NORM_MIN, "threshold_max": NORM_MAX},
         ),
         dg.AssetCheckResult(
-            check_name="one_vector_per_galaxy", passed=ok["one_vector_per_galaxy"],
+            check_name="one_vector_per_galaxy", passed=one_each,
             metadata={t: dg.MetadataValue.json({k: m[k] for k in ("rows", "unique_ids", "missing", "extra")})
                       for t, m in per.items()},
         ),
     ]
-    return dg.MaterializeResult(
-        metadata={
-            "table": next(iter(per)),
-            "tables": dg.MetadataValue.json(per),
-            "encoder": first["encoder"],
-            "random_weights": first["random_weights"],
-            "weights_origin": first["weights_origin"],
-            "weights_sha256": first["weights_sha256"],
-            "encoder_note": first["note"],
-            "rows": dg.MetadataValue.int(first["rows"]),
-            "dim": chosen[0][0].dim,
-            "flagged_images": first["flagged_images"],
-            "galaxies_per_second": dg.MetadataValue.float(first["galaxies_per_second"]),
-        },
-        check_results=checks,
-    )
+    return dg.MaterializeResult(metadata=as_metadata(out), check_results=checks)
 
 
 @dg.asset(
@@ -196,26 +155,10 @@ def embedding_index(
     Built once the table reaches ``min_rows``; after that, rows embedded since are added to its cells
     (:func:`warehouse.search.update_index`), and it is retrained once they are half the table.
     """
-    wh = warehouse.open()
-    tables = [vsearch.pick_table(wh, config.encoder)] if config.encoder else vsearch.embedding_tables(wh)
-    summary: dict[str, dict] = {}
-    recalls: dict[str, float] = {}
-    for table in tables:
-        encoder = table.removeprefix("embeddings_")
-        report = vsearch.update_index(wh, encoder, min_rows=config.min_rows)  # appended rows join the cells
-        entry = {"search": report.search, "action": report.action or "none", "reason": report.reason,
-                 "rows": report.rows, "unindexed_before": report.unindexed_before,
-                 "build_s": round(report.build_s, 2), "index_bytes": report.index_bytes,
-                 "params": report.params.as_dict() if report.params else None}
-        if entry["search"] == "ann":
-            recalls[table] = vsearch.recall_at_k(wh, encoder)
-            entry["recall_at_10"] = recalls[table]
-        summary[table] = entry
-        context.log.info(f"{table}: {entry}")
-    worst = min(recalls.values()) if recalls else None
+    out = update_indexes(warehouse.open(), encoder=config.encoder, min_rows=config.min_rows, log=context.log.info)
+    worst = out.worst_recall
     return dg.MaterializeResult(
-        metadata={"tables": dg.MetadataValue.json(summary), "min_rows": config.min_rows,
-                  "nprobes": vsearch.DEFAULT_NPROBES, "refine_factor": vsearch.DEFAULT_REFINE_FACTOR},
+        metadata=as_metadata(out),
         check_results=[
             dg.AssetCheckResult(
                 check_name="ann_recall", passed=worst is None or worst >= RECALL_MIN,

@@ -11,6 +11,7 @@ from datetime import timedelta
 import dagster as dg
 from pydantic import Field
 
+from dagster_project.metadata import as_metadata
 from dagster_project.resources import WarehouseResource
 
 __all__ = ["VacuumConfig", "defs", "vacuum_job", "vacuum_warehouse"]
@@ -29,16 +30,13 @@ class VacuumConfig(dg.Config):
 
 @dg.op(description="compact every table, delete old unpinned versions and leftovers of killed writes")
 def vacuum_warehouse(context: dg.OpExecutionContext, config: VacuumConfig, warehouse: WarehouseResource) -> list[dict]:
-    from dataclasses import asdict
-
     from stages.maintenance import vacuum as run_vacuum
 
-    reports = run_vacuum(warehouse.open(), older_than=timedelta(hours=config.older_than_hours),
-                         grace=timedelta(hours=config.grace_hours),
-                         compact=config.compact, tables=config.tables)
-    rows = [asdict(r) for r in reports]
-    context.add_output_metadata({f"vacuum_{r['table']}": dg.MetadataValue.json(r) for r in rows})
-    return rows
+    out = run_vacuum(warehouse.open(), older_than=timedelta(hours=config.older_than_hours),
+                     grace=timedelta(hours=config.grace_hours), compact=config.compact, tables=config.tables)
+    metadata = as_metadata(out)
+    context.add_output_metadata(metadata)
+    return list(metadata.values())
 
 
 @dg.job(name="vacuum", description="warehouse maintenance: Lance compaction and cleanup, keeping model-named versions")

@@ -1,5 +1,8 @@
 """The ``photometry`` asset: per shard, SDSS-like photometry of every galaxy (catalogue file or SDSS).
 
+Thin: :func:`stages.photometry.match_shard` reads, matches and writes; this module holds the run config
+and the checks (thresholds in their metadata).
+
 Where the catalogue comes from, in order: the run config's ``catalog``; the ``photometry_catalog``
 key of the source's ``params_json`` in the ``sources`` table (the demo survey registers its synthetic
 SDSS-like file this way); otherwise SDSS DR17 through astroquery, caching raw responses in
@@ -7,21 +10,18 @@ SDSS-like file this way); otherwise SDSS DR17 through astroquery, caching raw re
 """
 
 
-import json
 import math
 
 import dagster as dg
-import numpy as np
 from pydantic import Field
 
+from dagster_project.metadata import as_metadata
 from dagster_project.partitions import SHARDS
 from dagster_project.resources import WarehouseResource
-from features.errors import InputError
-from stages.photometry import catalogue_for_source
-from warehouse import quote
+from stages.photometry import match_shard
 
-# features.photometry imports astropy (coordinates, units): it is imported inside the asset body, so
-# loading the Dagster definitions does not pay for it.
+# features.photometry imports astropy (coordinates, units): stages.photometry imports it when a shard is
+# matched, so loading the Dagster definitions does not pay for it.
 
 __all__ = ["PhotometryConfig", "defs", "photometry"]
 
@@ -69,59 +69,20 @@ def photometry(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, config: PhotometryConfig
 ) -> dg.MaterializeResult:
     """Cross-match the shard's galaxies, apply quality cuts, store one ``photometry`` row per galaxy."""
-    from features.photometry import (
-        COLOUR_RANGES,
-        MatchConfig,
-        QualityConfig,
-        SDSSConfig,
-        SkyServerClient,
-        photometry_from_catalogue,
-        photometry_from_sdss,
-        read_catalogue,
-    )
-
-    wh = warehouse.open()
-    shard = context.partition_key
-    gal = wh.read("galaxies", columns=["galaxy_id", "source", "ra", "dec", "redshift"], where=f"shard = {quote(shard)}")
-    if gal.num_rows == 0:
-        raise InputError(f"shard {shard!r} has no galaxies; materialize `galaxies` first")
-    gal = gal.sort_by("galaxy_id")
-    ids = gal.column("galaxy_id").to_pylist()
-    ra, dec, z = (np.asarray(gal.column(c).to_numpy(zero_copy_only=False), float) for c in ("ra", "dec", "redshift"))
-    source = gal.column("source")[0].as_py()
-    match = MatchConfig(radius_arcsec=config.radius_arcsec, search_radius_arcsec=config.search_radius_arcsec)
-    quality = QualityConfig(mag_err_max=config.mag_err_max)
-
-    path = catalogue_for_source(wh, source, config.catalog)
-    if path is not None:
-        mapping = json.loads(config.column_map_json) if config.column_map_json else None
-        result = photometry_from_catalogue(ids, ra, dec, z, catalogue=read_catalogue(path, mapping), shard=shard,
-                                           match=match, quality=quality)
-    else:
-        client = SkyServerClient(
-            wh.cache_dir / "sdss",
-            SDSSConfig(batch_size=config.batch_size, search_radius_arcsec=config.search_radius_arcsec,
-                       min_interval_s=1.0 / config.requests_per_second if config.requests_per_second > 0 else 0.0,
-                       max_retries=config.max_retries, base_url=config.sdss_base_url),
-        )
-        result = photometry_from_sdss(ids, ra, dec, z, client=client, shard=shard, match=match, quality=quality)
-    wh.upsert("photometry", result.table, run_id=context.run_id)
-
-    s = result.summary
-    in_range = [v for k, v in s.items() if k.startswith("colour_in_range_") and not math.isnan(v)]
-    worst = min(in_range) if in_range else float("nan")
-    metadata = {k: v for k, v in s.items() if k != "fetch"}
-    metadata["absent_columns"] = ", ".join(s["absent_columns"]) or "none"
-    metadata["colour_ranges"] = json.dumps(COLOUR_RANGES)
-    if "fetch" in s:
-        metadata.update({f"sdss_{k}": v for k, v in s["fetch"].items() if k != "failures"})
-        metadata["sdss_failures"] = "; ".join(s["fetch"]["failures"]) or "none"
+    out = match_shard(warehouse.open(), context.partition_key, catalog=config.catalog,
+                      column_map_json=config.column_map_json, radius_arcsec=config.radius_arcsec,
+                      search_radius_arcsec=config.search_radius_arcsec, mag_err_max=config.mag_err_max,
+                      batch_size=config.batch_size, requests_per_second=config.requests_per_second,
+                      max_retries=config.max_retries, sdss_base_url=config.sdss_base_url, run_id=context.run_id)
+    nan = float("nan")
     return dg.MaterializeResult(
-        metadata={k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metadata.items()},
+        metadata=as_metadata(out),
         check_results=[
-            _check("match_rate", s["match_rate"], config.min_match_rate, "matched inside the radius / galaxies"),
-            _check("quality_pass_rate", s["quality_pass_rate"], config.min_quality_pass_rate, "quality_ok / galaxies"),
-            _check("colour_ranges", worst, config.min_colour_in_range,
+            _check("match_rate", nan if out.match_rate is None else out.match_rate, config.min_match_rate,
+                   "matched inside the radius / galaxies"),
+            _check("quality_pass_rate", nan if out.quality_pass_rate is None else out.quality_pass_rate,
+                   config.min_quality_pass_rate, "quality_ok / galaxies"),
+            _check("colour_ranges", out.worst_colour_in_range, config.min_colour_in_range,
                    "lowest, over u-g g-r r-i i-z u-r, fraction of trusted colours inside COLOUR_RANGES"),
         ],
     )
