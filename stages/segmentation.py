@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,7 @@ from features.segmentation.otsu import FAILED
 from features.weights import WeightsOrigin
 from models.errors import MissingInputError
 from models.splits import split_content_hash, split_set_name
-from models.versions import artefact_dir, get_model, next_version, record_model
+from models.versions import get_model
 from warehouse.images import decode_image, encode_image
 from warehouse.sqltext import quote
 
@@ -302,6 +302,7 @@ def train_unet(wh: Any, config: Any = None, *, seed: int = 0, split_name: str | 
 
     from models.segfit import SegFitConfig, fit_segmenter, resize_images, resize_labels
     from models.unet import build_unet
+    from stages.finish import RegistryRow, commit_run
 
     log = log or _quiet
     cfg = config or SegFitConfig()
@@ -353,41 +354,36 @@ def train_unet(wh: Any, config: Any = None, *, seed: int = 0, split_name: str | 
     gate = {"rule": "mean IoU with the true masks on the test galaxies whose pseudo-label did not fail: "
                     "U-Net > Otsu pseudo-labels",
             "passed": passed, "reason": reason, **scores}
-    version = next_version(wh, MODEL_NAME)
     png = _montage(test_stamps, test_otsu, pred, [truths.get(g) for g in test_ids], [cls_of[g] for g in test_ids])
-    final = artefact_dir(wh, MODEL_NAME, version)
-    tmp = final.parent / f".tmp-{uuid.uuid4().hex}"
-    tmp.mkdir(parents=True, exist_ok=True)
     fit_info = {**fit.as_dict(), "inference_galaxies_per_s": len(test_ids) / infer_s if infer_s else math.nan}
-    try:
-        torch.save(model.state_dict(), tmp / "model.pt")
-        (tmp / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
-        (tmp / "metrics.json").write_text(json.dumps({"fit": fit_info, "gate": gate}, indent=2, default=float))
-        (tmp / "montage.png").write_bytes(png)
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    config_json = json.dumps({**asdict(cfg), "seed": seed, "split_name": split_name,
-                              "pseudo_label_method": PSEUDO_LABEL_METHOD})
-    record_model(wh, {
-        "name": MODEL_NAME, "version": version, "kind": "segmentation",
-        "label_column": f"pseudo_labels:{PSEUDO_LABEL_METHOD}", "split_name": split_name,
-        "classes_json": json.dumps([{"label": i, "name": c} for i, c in enumerate(CLASS_NAMES)]),
-        "config_json": config_json, "seed": seed,
-        "split_seed": int(rows["seed"][0]), "split_version": versions.get("splits"),
-        "split_hash": split_content_hash(rows["galaxy_id"], rows["split"], rows["label"]),
-        "test_balanced_accuracy_low": None, "test_balanced_accuracy_high": None,
-        "metrics_json": json.dumps({"fit": fit_info, "test": scores, "notes": notes}, default=float),
-        "test_balanced_accuracy": None, "gate_passed": passed, "gate_json": json.dumps(gate, default=float),
-        "excluded_classes_json": "[]", "artefact_path": str(final),
-        "table_versions_json": json.dumps(versions, sort_keys=True),
-        "weights_origin": str(WeightsOrigin.SCRATCH), "train_seconds": float(seconds),
-    }, run_id=run_id)
+    tmp = Path(wh.models_dir) / MODEL_NAME / f".tmp-{uuid.uuid4().hex}"
+    tmp.mkdir(parents=True, exist_ok=True)
+
+    def write(directory: Path, version: int, final: Path) -> None:
+        torch.save(model.state_dict(), directory / "model.pt")
+        (directory / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        (directory / "metrics.json").write_text(json.dumps({"fit": fit_info, "gate": gate}, indent=2, default=float))
+        (directory / "montage.png").write_bytes(png)
+
+    def make_row(version: int, final: Path) -> RegistryRow:
+        return RegistryRow(
+            name=MODEL_NAME, version=version, kind="segmentation",
+            label_column=f"pseudo_labels:{PSEUDO_LABEL_METHOD}", split_name=split_name,
+            classes_json=json.dumps([{"label": i, "name": c} for i, c in enumerate(CLASS_NAMES)]),
+            config_json=json.dumps({**asdict(cfg), "seed": seed, "split_name": split_name,
+                                    "pseudo_label_method": PSEUDO_LABEL_METHOD}),
+            seed=seed, split_seed=int(rows["seed"][0]), split_version=versions.get("splits"),
+            split_hash=split_content_hash(rows["galaxy_id"], rows["split"], rows["label"]),
+            metrics_json=json.dumps({"fit": fit_info, "test": scores, "notes": notes}, default=float),
+            test_balanced_accuracy=None, test_balanced_accuracy_low=None, test_balanced_accuracy_high=None,
+            gate_passed=passed, gate_json=json.dumps(gate, default=float), excluded_classes_json="[]",
+            artefact_path=str(final), table_versions_json=json.dumps(versions, sort_keys=True),
+            weights_origin=str(WeightsOrigin.SCRATCH), train_seconds=float(seconds))
+
+    row = commit_run(wh, tmp, make_row, write=write, run_id=run_id)
+    version, final = row.version, row.artefact_path
     log(f"unet v{version}: {reason}; {seconds:.1f} s training")
-    return UNetOutcome(version, str(final), asdict(cfg), seed, split_name, n, fit_info, scores, passed, gate,
+    return UNetOutcome(version, final, asdict(cfg), seed, split_name, n, fit_info, scores, passed, gate,
                        versions, png, seconds, notes)
 
 
