@@ -183,6 +183,18 @@ def evaluate(
     return np.concatenate(probs).astype(np.float32), np.concatenate(targets)
 
 
+def _optimizer(model: nn.Module, config: FitConfig, param_groups: list[dict[str, Any]] | None) -> torch.optim.AdamW:
+    """AdamW over ``param_groups`` (default: no weight decay on 1-D parameters), each group at ``config.lr`` unless set."""
+    if param_groups is None:
+        decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+        no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+        param_groups = [{"params": decay, "weight_decay": config.weight_decay, "lr": config.lr},
+                        {"params": no_decay, "weight_decay": 0.0, "lr": config.lr}]
+    for g in param_groups:
+        g.setdefault("lr", config.lr)
+    return torch.optim.AdamW(param_groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
 def fit(
     model: nn.Module,
     train_loader: DataLoader,
@@ -243,14 +255,7 @@ def fit(
             class_counts = np.bincount(targets[targets >= 0], minlength=k).tolist()
         weight = class_weights(class_counts).to(device)
     loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
-    if param_groups is None:
-        decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-        no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-        param_groups = [{"params": decay, "weight_decay": config.weight_decay, "lr": config.lr},
-                        {"params": no_decay, "weight_decay": 0.0, "lr": config.lr}]
-    for g in param_groups:
-        g.setdefault("lr", config.lr)
-    optimizer = torch.optim.AdamW(param_groups, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = _optimizer(model, config, param_groups)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     result = FitResult()
     if ckpt_dir is not None:

@@ -154,6 +154,37 @@ def _log_epoch(log: LogFn, config: LoopConfig, row: dict[str, float]) -> None:
     log(f"{config.name}epoch {int(row['epoch'])}/{config.epochs}: {', '.join(parts)} ({row['seconds']:.1f} s)")
 
 
+def _run_epoch(batches: Iterable[Any], step: StepFn, optimizer: torch.optim.Optimizer, model: nn.Module,
+               sched: CosineLRScheduler | None, config: LoopConfig, total: int, done: int, result: LoopResult,
+               meter: list[Any]) -> tuple[float, int]:
+    """One epoch's optimizer steps (until the batches or the step budget run out); the summed loss and images."""
+    loss_sum, loss_n = 0.0, 0
+    it = iter(batches)
+    while done + result.steps < total:
+        t0 = time.perf_counter()
+        try:
+            batch = next(it)
+        except StopIteration:
+            break
+        t1 = time.perf_counter()
+        if sched is not None:
+            sched.step_update(done + result.steps)
+        loss, n = step(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        value = float(loss.detach())  # synchronises, so step times are real
+        loss_sum += value * n
+        loss_n += n
+        meter[0] += n
+        meter[1] += t1 - t0
+        meter[2] += time.perf_counter() - t0
+        result.steps += 1
+    return loss_sum, loss_n
+
+
 def train_loop(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -206,35 +237,12 @@ def train_loop(
     best_state: dict[str, torch.Tensor] | None = None
     bad = 0
     done = start_epoch * steps_per_epoch  # steps before this call (resumed epochs)
-    n_images, wait_s, step_s = 0, 0.0, 0.0
+    meter = [0, 0.0, 0.0]  # images, seconds waiting for batches, seconds of whole steps
     t_start = time.perf_counter()
     for epoch in range(start_epoch + 1, config.epochs + 1):
         model.train()
         t_epoch = time.perf_counter()
-        loss_sum, loss_n = 0.0, 0
-        it = iter(batches(epoch))
-        while done + result.steps < total:
-            t0 = time.perf_counter()
-            try:
-                batch = next(it)
-            except StopIteration:
-                break
-            t1 = time.perf_counter()
-            if sched is not None:
-                sched.step_update(done + result.steps)
-            loss, n = step(batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            value = float(loss.detach())  # synchronises, so step times are real
-            loss_sum += value * n
-            loss_n += n
-            wait_s += t1 - t0
-            step_s += time.perf_counter() - t0
-            n_images += n
-            result.steps += 1
+        loss_sum, loss_n = _run_epoch(batches(epoch), step, optimizer, model, sched, config, total, done, result, meter)
         row: dict[str, float] = {"epoch": epoch, "train_loss": loss_sum / loss_n if loss_n else float("nan")}
         if score is not None:
             row.update(score(epoch))
@@ -262,6 +270,7 @@ def train_loop(
         if stop:
             break
     result.seconds = time.perf_counter() - t_start
+    n_images, wait_s, step_s = meter
     result.images_per_s = n_images / step_s if step_s else 0.0
     result.data_wait_fraction = wait_s / step_s if step_s else 0.0
     if best_state is not None:

@@ -85,6 +85,24 @@ def _atomic_save(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _resume(path: Path, config: SSLConfig, data_key: str, backbone: nn.Module, head: nn.Module,
+            opt: torch.optim.Optimizer, result: SSLResult, log: Callable[[str], None]) -> None:
+    """Load a checkpoint of the same configuration and training set into the models, optimizer and result."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("fingerprint") == config.fingerprint() and state.get("data_key") == data_key:
+        backbone.load_state_dict(state["backbone"])
+        head.load_state_dict(state["head"])
+        opt.load_state_dict(state["optimizer"])
+        for g in opt.param_groups:  # the schedule's peak (a checkpoint from before the timm schedule lacks it)
+            g["initial_lr"] = config.lr
+        result.losses, result.epoch_seconds = list(state["losses"]), list(state["epoch_seconds"])
+        result.resumed_from = len(result.losses)
+        log(f"ssl: resuming after epoch {result.resumed_from} from {path}")
+    else:
+        result.notes.append(f"checkpoint {path} is of another configuration or training set: started over")
+        log(f"ssl: {result.notes[-1]}")
+
+
 def train_simclr(
     images: torch.Tensor,
     backbone: nn.Module,
@@ -128,17 +146,7 @@ def train_simclr(
     result = SSLResult(n_images=n)
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and path.is_file():
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("fingerprint") == config.fingerprint() and state.get("data_key") == data_key:
-            backbone.load_state_dict(state["backbone"])
-            head.load_state_dict(state["head"])
-            opt.load_state_dict(state["optimizer"])
-            result.losses, result.epoch_seconds = list(state["losses"]), list(state["epoch_seconds"])
-            result.resumed_from = len(result.losses)
-            log(f"ssl: resuming after epoch {result.resumed_from} from {path}")
-        else:
-            result.notes.append(f"checkpoint {path} is of another configuration or training set: started over")
-            log(f"ssl: {result.notes[-1]}")
+        _resume(path, config, data_key, backbone, head, opt, result, log)
     batch = min(config.batch_size, n)
     steps = n // batch  # the last incomplete batch is dropped (a batch of one image has no negatives)
     model = nn.ModuleDict({"backbone": backbone, "head": head})

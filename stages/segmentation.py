@@ -48,21 +48,8 @@ from models.versions import get_model
 from warehouse.images import decode_image, encode_image
 from warehouse.sqltext import quote
 
-__all__ = [
-    "MIN_TRAIN",
-    "MIN_VAL",
-    "MODEL_NAME",
-    "MasksOutcome",
-    "PseudoLabelOutcome",
-    "UNetOutcome",
-    "build_pseudo_labels",
-    "load_unet",
-    "read_labels",
-    "score_against_truth",
-    "stored_mask",
-    "train_unet",
-    "write_masks",
-]
+__all__ = ["MIN_TRAIN", "MIN_VAL", "MODEL_NAME", "MasksOutcome", "PseudoLabelOutcome", "UNetOutcome",
+           "build_pseudo_labels", "load_unet", "read_labels", "score_against_truth", "stored_mask", "train_unet", "write_masks"]
 
 LogFn = Callable[[str], None]
 MODEL_NAME = "unet"
@@ -281,6 +268,46 @@ def _montage(stamps: Sequence[np.ndarray], otsu: Sequence[np.ndarray], pred: Seq
     return montage_png(rows, ["image", "Otsu", "U-Net", "truth"])
 
 
+def _unet_inputs(wh: Any, split_name: str) -> tuple[dict[str, list], dict[str, int], dict[str, tuple], list[str]]:
+    """The split rows, table versions, (ids, stamps, pseudo-labels, flags) per split, and notes.
+
+    Train and val keep only galaxies whose pseudo-label did not fail; test keeps every galaxy.
+    """
+    rows = _split_rows(wh, split_name)
+    versions = {t: int(wh.dataset(t).version) for t in ("splits", "pseudo_labels", "images", "truth") if wh.exists(t)}
+    if "pseudo_labels" not in versions:
+        raise MissingInputError(f"table 'pseudo_labels' does not exist in {wh.root}; materialize pseudo_labels first")
+    ids = {s: [g for g, sp in zip(rows["galaxy_id"], rows["split"]) if sp == s] for s in ("train", "val", "test")}
+    data: dict[str, tuple[list[str], list[np.ndarray], list[np.ndarray], np.ndarray]] = {}
+    for s, gids in ids.items():
+        labels, flags = read_labels(wh, gids, version=versions["pseudo_labels"])
+        keep = [k for k, f in enumerate(flags) if not f & FAILED] if s != "test" else list(range(len(gids)))
+        g = [gids[k] for k in keep]
+        data[s] = (g, _stamps(wh, g), [labels[k] for k in keep], flags[keep])
+    n = {s: len(v[0]) for s, v in data.items()}
+    if n["train"] < MIN_TRAIN or n["val"] < MIN_VAL or not ids["test"]:
+        raise MissingInputError(f"unet: too few galaxies with a usable pseudo-label to train on (train {n['train']}, "
+                                f"val {n['val']}, test {len(ids['test'])}; at least {MIN_TRAIN}, {MIN_VAL} and 1 "
+                                "needed): add galaxies")
+    notes = [f"left out of training: {len(ids['train']) - n['train']} train and {len(ids['val']) - n['val']} val "
+             "galaxies whose pseudo-label failed (flags SEG_OTSU_FAILED / SEG_NO_CENTRAL_SOURCE / IMAGE_BLANK)"]
+    return rows, versions, data, notes
+
+
+def _unet_gate(scores: dict[str, Any]) -> dict[str, Any]:
+    """The U-Net's gate: its mean IoU with the true masks above Otsu's on the same test galaxies."""
+    overall = scores["overall"]
+    if overall["n"] == 0:
+        passed = False
+        reason = "no true masks for the test galaxies (the truth table holds the demo's only): the gate cannot be measured"
+    else:
+        passed = bool(overall["unet_iou"] > overall["otsu_iou"])
+        reason = (f"U-Net mean IoU {overall['unet_iou']:.4f} vs Otsu {overall['otsu_iou']:.4f} against the true "
+                  f"masks of the {overall['n']} test galaxies with an Otsu mask: U-Net {'beats' if passed else 'does NOT beat'} Otsu")
+    return {"rule": "mean IoU with the true masks on the test galaxies whose pseudo-label did not fail: "
+                    "U-Net > Otsu pseudo-labels", "passed": passed, "reason": reason, **scores}
+
+
 def train_unet(wh: Any, config: Any = None, *, seed: int = 0, split_name: str | None = None,
                run_id: str | None = None, log: LogFn | None = None) -> UNetOutcome:
     """Train the U-Net on the pseudo-labels, score it and Otsu against the true masks, register it.
@@ -307,25 +334,9 @@ def train_unet(wh: Any, config: Any = None, *, seed: int = 0, split_name: str | 
     log = log or _quiet
     cfg = config or SegFitConfig()
     split_name = split_name or split_set_name("label", 0)
-    rows = _split_rows(wh, split_name)
-    versions = {t: int(wh.dataset(t).version) for t in ("splits", "pseudo_labels", "images", "truth") if wh.exists(t)}
-    if "pseudo_labels" not in versions:
-        raise MissingInputError(f"table 'pseudo_labels' does not exist in {wh.root}; materialize pseudo_labels first")
-    ids = {s: [g for g, sp in zip(rows["galaxy_id"], rows["split"]) if sp == s] for s in ("train", "val", "test")}
-    cls_of = dict(zip(rows["galaxy_id"], rows["label_name"]))
-    data: dict[str, tuple[list[str], list[np.ndarray], list[np.ndarray], np.ndarray]] = {}
-    for s, gids in ids.items():
-        labels, flags = read_labels(wh, gids, version=versions["pseudo_labels"])
-        keep = [k for k, f in enumerate(flags) if not f & FAILED] if s != "test" else list(range(len(gids)))
-        g = [gids[k] for k in keep]
-        data[s] = (g, _stamps(wh, g), [labels[k] for k in keep], flags[keep])
+    rows, versions, data, notes = _unet_inputs(wh, split_name)
     n = {s: len(v[0]) for s, v in data.items()}
-    if n["train"] < MIN_TRAIN or n["val"] < MIN_VAL or not ids["test"]:
-        raise MissingInputError(f"unet: too few galaxies with a usable pseudo-label to train on (train {n['train']}, "
-                                f"val {n['val']}, test {len(ids['test'])}; at least {MIN_TRAIN}, {MIN_VAL} and 1 "
-                                "needed): add galaxies")
-    notes = [f"left out of training: {len(ids['train']) - n['train']} train and {len(ids['val']) - n['val']} val "
-             "galaxies whose pseudo-label failed (flags SEG_OTSU_FAILED / SEG_NO_CENTRAL_SOURCE / IMAGE_BLANK)"]
+    cls_of = dict(zip(rows["galaxy_id"], rows["label_name"]))
     train = (resize_images(data["train"][1], cfg.size), resize_labels(data["train"][2], cfg.size))
     val = (resize_images(data["val"][1], cfg.size), resize_labels(data["val"][2], cfg.size))
     torch.manual_seed(seed)
@@ -343,17 +354,8 @@ def train_unet(wh: Any, config: Any = None, *, seed: int = 0, split_name: str | 
     scores = score_against_truth([pred[k] for k in scored], [test_otsu[k] for k in scored],
                                  [truths[test_ids[k]] for k in scored], [cls_of[test_ids[k]] for k in scored],
                                  [not test_flags[k] & FAILED for k in scored], seed=seed)
-    overall = scores["overall"]
-    if overall["n"] == 0:
-        passed = False
-        reason = "no true masks for the test galaxies (the truth table holds the demo's only): the gate cannot be measured"
-    else:
-        passed = bool(overall["unet_iou"] > overall["otsu_iou"])
-        reason = (f"U-Net mean IoU {overall['unet_iou']:.4f} vs Otsu {overall['otsu_iou']:.4f} against the true "
-                  f"masks of the {overall['n']} test galaxies with an Otsu mask: U-Net {'beats' if passed else 'does NOT beat'} Otsu")
-    gate = {"rule": "mean IoU with the true masks on the test galaxies whose pseudo-label did not fail: "
-                    "U-Net > Otsu pseudo-labels",
-            "passed": passed, "reason": reason, **scores}
+    gate = _unet_gate(scores)
+    passed, reason = gate["passed"], gate["reason"]
     png = _montage(test_stamps, test_otsu, pred, [truths.get(g) for g in test_ids], [cls_of[g] for g in test_ids])
     fit_info = {**fit.as_dict(), "inference_galaxies_per_s": len(test_ids) / infer_s if infer_s else math.nan}
     tmp = Path(wh.models_dir) / MODEL_NAME / f".tmp-{uuid.uuid4().hex}"
