@@ -3,7 +3,8 @@
 Each ``train_*`` reads its inputs through the warehouse, fits (torch models on :mod:`models.loop` through
 :func:`models.fit.fit`), writes its weights into the run's temporary artefact directory and returns a
 :class:`FitOutput`; :func:`stages.finish.finish_run` then gates, calibrates, conformalizes and registers it.
-Fusion's step is :func:`stages.fusion.train_fusion`. No Dagster, no argparse.
+Fusion's step is :func:`stages.fusion.train_fusion`; :data:`stages.training.FIT_STEPS` maps each
+registry kind (:attr:`models.registry.ModelSpec.kind`) to its step. No Dagster, no argparse.
 """
 
 from __future__ import annotations
@@ -24,13 +25,15 @@ from models.versions import list_models
 from stages.splits import SplitData
 from warehouse.schemas.embeddings import embedding_table
 
-__all__ = ["FitOutput", "Used", "latest_probe", "subsample", "train_images", "train_probe"]
+__all__ = ["FitOutput", "FitStep", "Used", "latest_probe", "subsample", "train_images", "train_probe"]
 
 LogFn = Callable[[str], None]
 Used = dict[str, tuple[list[str], np.ndarray]]
 """Per split, the galaxy ids a run used and their class indices."""
 FitOutput = tuple[dict[str, np.ndarray], Used, WeightsProvenance, dict[str, Any]]
 """What a kind's fitting step returns: val/test probabilities, the galaxies used, the weights, the fit record."""
+FitStep = Callable[[Any, str, TrainConfig, SplitData, Path, LogFn, list[str]], FitOutput]
+"""A kind's fitting step: ``step(wh, name, cfg, split, tmp, log, notes) -> FitOutput`` (it may append notes)."""
 
 
 def subsample(ids: list[str], y: np.ndarray, n: int, seed: int) -> tuple[list[str], np.ndarray]:
@@ -142,7 +145,7 @@ def train_images(wh: Any, name: str, cfg: TrainConfig, split: SplitData, tmp: Pa
     return probs, used, origin, info
 
 
-def train_probe(wh: Any, cfg: TrainConfig, split: SplitData, tmp: Path, log: LogFn,
+def train_probe(wh: Any, name: str, cfg: TrainConfig, split: SplitData, tmp: Path, log: LogFn,
                 notes: list[str]) -> FitOutput:
     from models.data import read_embeddings
     from models.probe import fit_probe

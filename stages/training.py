@@ -23,13 +23,15 @@ from models.registry import get_spec
 from models.splits import SPLIT_NAMES
 from models.versions import get_model
 from stages.finish import RegistryRow, TrainOutcome, finish_run, pixel_stamps
+from stages.fusion import train_fusion
 from stages.splits import SplitData, SplitsOutcome, build_splits, describe_excluded, load_split, read_labels
-from stages.trainers import subsample, train_images, train_probe
+from stages.trainers import FitStep, train_images, train_probe
 from warehouse.schemas.embeddings import embedding_table
 from warehouse.sqltext import quote
 
 __all__ = [
     "AUTO_ENCODERS",
+    "FIT_STEPS",
     "RegistryRow",
     "SplitData",
     "SplitsOutcome",
@@ -45,6 +47,8 @@ __all__ = [
 ]
 
 LogFn = Callable[[str], None]
+FIT_STEPS: dict[str, FitStep] = {"images": train_images, "embeddings": train_probe, "fusion": train_fusion}
+"""Each registry kind's fitting step; :func:`stages.finish.finish_run` does the rest for all of them."""
 
 AUTO_ENCODERS: tuple[str, ...] = ("dinov2_vits14", "dinov2_vitb14", "ssl_resnet18", "random_vits14")
 """Preference order of ``encoder="auto"``."""
@@ -170,14 +174,7 @@ def train_model(
     tmp.mkdir(parents=True, exist_ok=True)
     try:
         t0 = time.perf_counter()
-        if spec.kind == "images":
-            fitted = train_images(wh, name, cfg, split, tmp, log, run.notes)
-        elif spec.kind == "fusion":
-            from stages.fusion import train_fusion
-
-            fitted = train_fusion(wh, cfg, split, tmp, log, run.notes, subsample)
-        else:
-            fitted = train_probe(wh, cfg, split, tmp, log, run.notes)
+        fitted = FIT_STEPS[spec.kind](wh, name, cfg, split, tmp, log, run.notes)
         seconds = time.perf_counter() - t0
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
