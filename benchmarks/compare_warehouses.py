@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from warehouse import Warehouse
+from warehouse.sqltext import quote
 
 VOLATILE = ("seconds", "images_per_s", "data_wait_fraction", "artefact_path", "checkpoint", "num_workers",
             "train_seconds", "created_at", "run_id", "device", "table_versions_json", "split_version")
@@ -72,7 +73,7 @@ def _registry(wh: Warehouse) -> dict[tuple[str, int], dict[str, Any]]:
 def _predictions(wh: Warehouse, name: str, version: int) -> dict[str, dict[str, Any]]:
     if not wh.exists("predictions"):
         return {}
-    t = wh.read("predictions", where=f"model_name = '{name}' AND model_version = {version}",
+    t = wh.read("predictions", where=f"model_name = {quote(name)} AND model_version = {int(version)}",
                 columns=["galaxy_id", "probabilities", "predicted_label", "temperature", "conformal_set",
                          "marginal_set", "calibrated_probabilities"]).to_pylist()
     return {r["galaxy_id"]: r for r in t}
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {'IDENTICAL' if m['identical'] else 'DIFFERS'}; {len(m['registry_differences'])} registry "
               f"key(s) differ; predictions {p['n_common']} common, max |dp| "
               f"{p.get('max_abs_probability_difference', 0.0):.3g}, "
-              + ", ".join(f"{k[6:-7]} {100 * v:.1f}%" for k, v in p.items() if k.startswith("share_")))
+              + ", ".join(f"{k[6:-8]} {100 * v:.1f}%" for k, v in p.items() if k.startswith("share_")))
         for k, (va, vb) in list(m["registry_differences"].items())[:12]:
             print(f"    {k}: {_short(va)} -> {_short(vb)}")
         if len(m["registry_differences"]) > 12:
