@@ -1,7 +1,7 @@
 """The one training loop of every torch model: ``train_loop(model, optimizer, batches, step, config, ...)``.
 
 Classifiers (:func:`models.fit.fit`), the U-Net (:func:`models.segfit.fit_segmenter`), the fusion MLP
-(:func:`models.fusion.fit_fusion`) and SimCLR (:func:`features.ssl.train.train_simclr`) each supply two
+(:func:`models.fusion.fit_fusion`) and SimCLR (:func:`models.ssl.train_simclr`) each supply two
 callables and keep what is theirs (augmentation, loss, validation metric, checkpoint format):
 
 - ``batches(epoch)`` yields the batches of one epoch (its own seeded order);
@@ -15,10 +15,10 @@ row, early stopping on ``config.select`` with the best epoch's weights restored 
 throughput measures (images per second; the share of step time spent waiting for the next batch).
 ``start_epoch`` continues a run whose earlier epochs were restored from a checkpoint (SimCLR).
 
-Why not PyTorch Lightning: measured in ``docs/architecture.md`` (section "The training loop"): a new
-dependency of ~1 MB of code plus ``torchmetrics`` and ``lightning-utilities``, its own process, logging and
-checkpoint behaviour, and no speed to win on 2 CPU cores; the four loops shared ~60 lines of logic that
-this module now holds.
+Why not PyTorch Lightning: measured (``benchmarks/bench_loop.py``; ``docs/architecture.md``, section
+"Training"): the same small CNN fit took as long on both on 2 CPU cores, while Lightning is ~17 MB of new
+packages (lightning, torchmetrics, lightning-utilities) with its own logging, checkpoint directories and
+process handling, and SimCLR's resume-to-the-same-weights would move into its checkpoint format.
 """
 
 from __future__ import annotations
