@@ -25,8 +25,9 @@ from warehouse import Warehouse
 from warehouse.sqltext import quote
 
 VOLATILE = ("seconds", "images_per_s", "data_wait_fraction", "artefact_path", "checkpoint", "num_workers",
-            "train_seconds", "created_at", "run_id", "device", "table_versions_json", "split_version")
-"""Keys whose values differ between any two runs (timings, paths, table versions); never compared."""
+            "train_seconds", "created_at", "written_at", "code_version", "run_id", "device", "table_versions_json",
+            "split_version")
+"""Keys whose values differ between any two runs (timings, paths, write times, code version); never compared."""
 
 
 def _flat(prefix: str, value: Any, out: dict[str, Any]) -> None:

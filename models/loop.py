@@ -136,9 +136,14 @@ def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_s
     """timm's per-step schedule: linear warm-up from 0 over ``warmup_steps``, then a cosine to 0.
 
     Every parameter group keeps its own peak (its ``lr`` when the schedule is made), so layer-wise rates
-    stay in proportion. Set the rate of step ``t`` (0-based) with ``schedule.step_update(t)``.
+    stay in proportion; a group's ``lr_scale`` (timm's layer-decay groups, already applied to their
+    ``lr``) is removed, since timm's scheduler would apply it a second time. Set the rate of step ``t`` (0-based) with ``schedule.step_update(t)``.
     """
     warmup = max(0, min(warmup_steps, total_steps - 1))
+    for g in optimizer.param_groups:
+        # timm multiplies a group's rate by its "lr_scale" (which timm's layer-decay groups carry) when it
+        # sets it; our groups' "lr" already includes that scale, so it would be applied twice
+        g.pop("lr_scale", None)
     return CosineLRScheduler(optimizer, t_initial=max(1, total_steps - warmup), lr_min=0.0, warmup_t=warmup,
                              warmup_lr_init=0.0, warmup_prefix=True, t_in_epochs=False)
 

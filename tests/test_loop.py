@@ -44,6 +44,17 @@ def test_cosine_schedule_warms_up_from_zero_then_decays_to_zero_per_group():
     assert all(b == pytest.approx(a / 10) for a, b in lrs)  # each group keeps its own peak
 
 
+def test_a_groups_lr_scale_is_not_applied_twice():
+    """Regression: timm's scheduler multiplies by "lr_scale", which the DINOv2 layer-decay groups carry
+    although their "lr" already includes it (the demo's dinov2_finetune trained at squared rates)."""
+    p1, p2 = nn.Parameter(torch.zeros(1)), nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([{"params": [p1], "lr": 0.5, "lr_scale": 0.5}, {"params": [p2], "lr": 10.0,
+                                                                            "lr_scale": 10.0}])
+    sched = cosine_schedule(opt, total_steps=4)
+    sched.step_update(0)
+    assert [g["lr"] for g in opt.param_groups] == [0.5, 10.0]
+
+
 def test_early_stopping_restores_the_best_epoch_and_stops_after_patience():
     model = nn.Linear(2, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
