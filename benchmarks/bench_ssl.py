@@ -59,8 +59,8 @@ def ring_precision(vectors: np.ndarray, labels: np.ndarray, k: int = 10, n_boot:
 
 
 def _pixels(images, size: int = 16) -> np.ndarray:
-    from features.ssl import to_stamps
     from models.baselines import pixel_features
+    from models.ssl import to_stamps
 
     return pixel_features(to_stamps(images, size).numpy())
 
@@ -69,8 +69,9 @@ def part_rings(args: argparse.Namespace) -> dict:
     import torch
 
     from features.embeddings import ENCODERS, Encoder, embed_images, load_encoder, load_image_file
-    from features.ssl import SSLConfig, to_stamps, train_simclr
+    from features.ssl import SSLConfig
     from features.weights import WeightsOrigin
+    from models.ssl import to_stamps, train_simclr
     from stages.ssl import new_backbone
 
     data = Path(args.data)

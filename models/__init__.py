@@ -8,7 +8,8 @@ a :class:`warehouse.Warehouse` as an argument.
 * :mod:`models.data` - a torch dataset reading images by ``galaxy_id``, galaxy-valid augmentations
 * :mod:`models.registry` - the trainable models by name (``cnn``, ``efficientnet_b0``, ``dinov2_probe``,
   ``dinov2_finetune``)
-* :mod:`models.fit` - the one training loop; :mod:`models.probe` - the linear probe
+* :mod:`models.loop` - the one training loop; :mod:`models.fit` - the classifiers on it;
+  :mod:`models.probe` - the linear probe
 * :mod:`models.config` - ``demo`` (CPU) and ``full`` (GPU) presets
 * :mod:`models.versions` - the model registry table; :mod:`models.predict` - predictions of every
   registered version (split sets and training runs over a warehouse are glue: :mod:`stages.training`)

@@ -1,23 +1,18 @@
-"""One training loop for every torch model: ``fit(model, train, val, config, seed=..., log=...)``.
+"""The classifiers' trainer: ``fit(model, train, val, config, seed=..., log=...)`` on :mod:`models.loop`.
 
-The loop is AdamW (Loshchilov & Hutter 2019) with a linear warm-up and a cosine decay per step,
-cross-entropy with optional label smoothing (Szegedy et al. 2016) and optional class-balanced weights
-(inverse class frequency, ``n / (K n_c)``), gradient clipping, bfloat16 autocast on a GPU, early
-stopping on the validation balanced accuracy (the best epoch's weights are restored and checkpointed),
-and a plain ``log(message)`` callable so it runs the same from a script, the CLI or a Dagster asset.
-
-It also measures the data pipeline: the fraction of each step spent waiting for the next batch
-(``data_wait_fraction``; the goal is under 10 %) and the throughput in images per second.
+What is the classifiers' own: AdamW (Loshchilov & Hutter 2019) over parameter groups (no decay on 1-D
+parameters, or the caller's layer-wise groups), cross-entropy with optional label smoothing (Szegedy et al.
+2016) and class-balanced weights (:func:`models.loop.class_weights`), augmentation inside
+:func:`models.data.prepare_batch`, bfloat16 autocast on a GPU, and the validation score: batch-norm
+recalibration, then loss and balanced accuracy. The schedule (warm-up + cosine), clipping, early stopping
+with the best epoch restored (and checkpointed as ``best.pt``) and the throughput measures
+(``data_wait_fraction``: goal under 10 %) are the loop's.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
-import math
-import random
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,19 +24,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from models.data import GalaxyAugment, background_cache_fill, prepare_batch
+from models.loop import LoopConfig, class_weights, seed_everything, train_loop
 from models.metrics import balanced_accuracy
 
 __all__ = ["FitConfig", "FitResult", "class_weights", "evaluate", "fit", "recalibrate_bn", "seed_everything"]
 
 LogFn = Callable[[str], None]
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA) so a run can be repeated."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)  # noqa: NPY002 - seeds third-party code using the global state
-    torch.manual_seed(seed)
 
 
 @dataclass(frozen=True)
@@ -124,21 +113,6 @@ class FitResult:
         return asdict(self)
 
 
-def class_weights(counts: Sequence[int]) -> torch.Tensor:
-    """Inverse-frequency weights ``n / (K n_c)`` (1 for every class when balanced; 0 for absent ones)."""
-    c = torch.as_tensor(list(counts), dtype=torch.float32)
-    k = int((c > 0).sum())
-    w = torch.where(c > 0, c.sum() / (k * c.clamp(min=1)), torch.zeros_like(c))
-    return w
-
-
-def _lr_factor(step: int, total: int, warmup: int) -> float:
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
 def _autocast(device: torch.device, enabled: bool):
     if device.type == "cuda" and enabled:
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -209,6 +183,18 @@ def evaluate(
     return np.concatenate(probs).astype(np.float32), np.concatenate(targets)
 
 
+def _optimizer(model: nn.Module, config: FitConfig, param_groups: list[dict[str, Any]] | None) -> torch.optim.AdamW:
+    """AdamW over ``param_groups`` (default: no weight decay on 1-D parameters), each group at ``config.lr`` unless set."""
+    if param_groups is None:
+        decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+        no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+        param_groups = [{"params": decay, "weight_decay": config.weight_decay, "lr": config.lr},
+                        {"params": no_decay, "weight_decay": 0.0, "lr": config.lr}]
+    for g in param_groups:
+        g.setdefault("lr", config.lr)
+    return torch.optim.AdamW(param_groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
 def fit(
     model: nn.Module,
     train_loader: DataLoader,
@@ -224,6 +210,9 @@ def fit(
     checkpoint_dir: str | Path | None = None,
 ) -> FitResult:
     """Train ``model`` in place; keep the weights of the epoch with the best validation balanced accuracy.
+
+    The classifier's step (augmented batch, cross-entropy) and score (batch-norm recalibration, then
+    validation loss and balanced accuracy) on :func:`models.loop.train_loop`.
 
     Parameters
     ----------
@@ -258,7 +247,6 @@ def fit(
     gen = torch.Generator().manual_seed(seed + 1)
     model.to(device)
     augment = GalaxyAugment() if config.augment else None
-
     weight = None
     if config.class_balanced:
         if class_counts is None:
@@ -267,105 +255,51 @@ def fit(
             class_counts = np.bincount(targets[targets >= 0], minlength=k).tolist()
         weight = class_weights(class_counts).to(device)
     loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
-
-    if param_groups is None:
-        decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-        no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-        param_groups = [{"params": decay, "weight_decay": config.weight_decay, "lr": config.lr},
-                        {"params": no_decay, "weight_decay": 0.0, "lr": config.lr}]
-    for g in param_groups:
-        g.setdefault("lr", config.lr)
-        g["base_lr"] = g["lr"]
-    optimizer = torch.optim.AdamW(param_groups, lr=config.lr, weight_decay=config.weight_decay)
-
-    steps_per_epoch = len(train_loader)
-    total = config.epochs * steps_per_epoch
-    if config.max_steps:
-        total = min(total, config.max_steps)
-    warmup = int(config.warmup_frac * total)
-
+    optimizer = _optimizer(model, config, param_groups)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    result = FitResult()
     if ckpt_dir is not None:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         (ckpt_dir / "fit_config.json").write_text(json.dumps(asdict(config), indent=2))
 
-    result = FitResult()
-    best_state: dict[str, torch.Tensor] | None = None
-    bad_epochs = 0
-    step = 0
-    n_images = 0
-    wait_s = 0.0
-    step_s = 0.0
-    t_start = time.perf_counter()
+    def step(batch: tuple[Any, Any]) -> tuple[torch.Tensor, int]:
+        images, y = batch
+        x = prepare_batch(images, device, augment=augment, generator=gen)
+        y = torch.as_tensor(y, device=device)
+        with _autocast(device, config.amp):
+            logits = model(x)
+        return loss_fn(logits.float(), y), len(y)
+
     # Without loader workers, a thread decodes the stamps into the dataset's cache while the first epoch
     # trains (only decoding moves; batches and randomness stay here). It stops after that epoch.
     filler = contextlib.ExitStack()
     if not getattr(train_loader, "num_workers", 0):
         filler.enter_context(background_cache_fill(train_loader.dataset))
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        t_epoch = time.perf_counter()
-        losses: list[float] = []
-        it = iter(train_loader)
-        while step < total:
-            t0 = time.perf_counter()
-            try:
-                images, y = next(it)
-            except StopIteration:
-                break
-            t1 = time.perf_counter()
-            for g in optimizer.param_groups:
-                g["lr"] = g["base_lr"] * _lr_factor(step, total, warmup)
-            x = prepare_batch(images, device, augment=augment, generator=gen)
-            y = torch.as_tensor(y, device=device)
-            with _autocast(device, config.amp):
-                logits = model(x)
-            loss = loss_fn(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            losses.append(float(loss.item()))  # synchronises, so step times are real
-            t2 = time.perf_counter()
-            wait_s += t1 - t0
-            step_s += t2 - t0
-            n_images += len(y)
-            step += 1
+
+    def score(epoch: int) -> dict[str, float]:
         filler.close()
         recalibrate_bn(model, train_loader, device, config.bn_recalibration_batches)
         probs, targets = evaluate(model, val_loader, device, amp=config.amp)
-        val_bacc = balanced_accuracy(targets, probs.argmax(axis=1)) if len(targets) else float("nan")
-        val_loss = float(nn.functional.nll_loss(torch.log(torch.as_tensor(probs).clamp_min(1e-12)),
-                                                torch.as_tensor(targets)).item()) if len(targets) else float("nan")
-        row = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan"),
-               "val_loss": val_loss, "val_balanced_accuracy": val_bacc,
-               "seconds": time.perf_counter() - t_epoch}
-        result.history.append(row)
-        log(f"epoch {epoch}/{config.epochs}: train loss {row['train_loss']:.4f}, val loss {val_loss:.4f}, "
-            f"val balanced accuracy {val_bacc:.4f} ({row['seconds']:.1f} s)")
-        improved = best_state is None or (val_bacc > result.best_val_balanced_accuracy + 1e-9)
-        if improved:
-            result.best_epoch = epoch
-            result.best_val_balanced_accuracy = val_bacc
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            bad_epochs = 0
-            if ckpt_dir is not None:
-                torch.save(best_state, ckpt_dir / "best.pt")
-                result.checkpoint = str(ckpt_dir / "best.pt")
-        else:
-            bad_epochs += 1
-            if bad_epochs >= config.patience:
-                log(f"early stop: no better validation balanced accuracy for {bad_epochs} epochs")
-                break
-        if step >= total:
-            break
-    result.seconds = time.perf_counter() - t_start
-    result.steps = step
-    result.images_per_s = n_images / step_s if step_s else 0.0
-    result.data_wait_fraction = wait_s / step_s if step_s else 0.0
-    if best_state is not None:
-        model.load_state_dict(copy.deepcopy(best_state))
+        if not len(targets):
+            return {"val_loss": float("nan"), "val_balanced_accuracy": float("nan")}
+        nll = nn.functional.nll_loss(torch.log(torch.as_tensor(probs).clamp_min(1e-12)), torch.as_tensor(targets))
+        return {"val_loss": float(nll.item()), "val_balanced_accuracy": balanced_accuracy(targets, probs.argmax(axis=1))}
+
+    def keep(epoch: int, state: dict[str, torch.Tensor]) -> None:
+        if ckpt_dir is not None:
+            torch.save(state, ckpt_dir / "best.pt")
+            result.checkpoint = str(ckpt_dir / "best.pt")
+
+    loop = LoopConfig(epochs=config.epochs, patience=config.patience, max_steps=config.max_steps,
+                      grad_clip=config.grad_clip, warmup_frac=config.warmup_frac, select="val_balanced_accuracy")
+    try:
+        out = train_loop(model, optimizer, lambda epoch: train_loader, step, loop, steps_per_epoch=len(train_loader),
+                         score=score, on_improve=keep, log=log)
+    finally:
+        filler.close()
+    result.history, result.best_epoch, result.best_val_balanced_accuracy = out.history, out.best_epoch, out.best_score
+    result.steps, result.seconds = out.steps, out.seconds
+    result.images_per_s, result.data_wait_fraction = out.images_per_s, out.data_wait_fraction
     log(f"kept epoch {result.best_epoch} (val balanced accuracy {result.best_val_balanced_accuracy:.4f}); "
         f"{result.images_per_s:.1f} images/s, data wait {100 * result.data_wait_fraction:.1f}% of step time")
     return result

@@ -16,14 +16,16 @@ training mean and standard deviation. During training a present modality is drop
 (``modality_dropout``, as "ModDrop", Neverova et al. 2016, IEEE TPAMI 38, 1692) so the head learns to
 predict without it.
 
-Training: AdamW, class-balanced cross entropy, full mini-batch epochs, early stopping on the validation
-balanced accuracy (the same selection rule as :func:`models.fit.fit`), seeded.
+Training: AdamW at a constant rate, class-balanced cross entropy (:func:`models.loop.class_weights`),
+mini-batch epochs on :func:`models.loop.train_loop` with early stopping on the validation balanced
+accuracy (the same rule as every other model), seeded.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ import torch
 from torch import nn
 
 from models.fusion_data import MODALITIES, Modalities
+from models.loop import LoopConfig, class_weights, train_loop
 from models.metrics import balanced_accuracy
 
 __all__ = ["FusionFit", "FusionNet", "FusionPreprocessor", "ablation", "ablation_table_md", "fit_fusion",
@@ -189,48 +192,37 @@ def _fit(train: Modalities, y_train: np.ndarray, val: Modalities, y_val: np.ndar
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     pre = FusionPreprocessor.fit(train, modalities)
-    xt, _ = pre.transform(train)
-    xv, _ = pre.transform(val)
     net = FusionNet(pre.dims(), num_classes, hidden=hidden, dropout=dropout)
-    counts = np.bincount(y_train, minlength=num_classes).astype(np.float64)
-    weight = torch.tensor(np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / num_classes, 0.0),
-                          dtype=torch.float32)
-    loss_fn = nn.CrossEntropyLoss(weight=weight)
+    counts = np.bincount(y_train, minlength=num_classes)
+    loss_fn = nn.CrossEntropyLoss(weight=class_weights(counts))
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     n_mod = len(pre.modalities)
-    x_train, y_t, x_val = torch.from_numpy(xt), torch.from_numpy(np.asarray(y_train, np.int64)), torch.from_numpy(xv)
-    best, best_epoch, best_state, history, waited = -1.0, 0, None, [], 0
-    for epoch in range(1, epochs + 1):
-        net.train()
+    x_train, y_t = torch.from_numpy(pre.transform(train)[0]), torch.from_numpy(np.asarray(y_train, np.int64))
+    x_val = torch.from_numpy(pre.transform(val)[0])
+
+    def batches(epoch: int) -> Iterator[torch.Tensor]:
         order = rng.permutation(len(y_t))
-        total = 0.0
         for i in range(0, len(order), batch_size):
-            idx = torch.from_numpy(order[i:i + batch_size])
-            xb = x_train[idx].clone()
-            if modality_dropout > 0 and n_mod > 1:
-                drop = torch.from_numpy(rng.random((len(idx), n_mod)) < modality_dropout)
-                xb[:, xb.shape[1] - n_mod:] *= (~drop).float()
-            loss = loss_fn(net(xb), y_t[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
+            yield torch.from_numpy(order[i:i + batch_size])
+
+    def step(idx: torch.Tensor) -> tuple[torch.Tensor, int]:
+        xb = x_train[idx].clone()
+        if modality_dropout > 0 and n_mod > 1:
+            drop = torch.from_numpy(rng.random((len(idx), n_mod)) < modality_dropout)
+            xb[:, xb.shape[1] - n_mod:] *= (~drop).float()
+        return loss_fn(net(xb), y_t[idx]), len(idx)
+
+    def score(epoch: int) -> dict[str, float]:
         net.eval()
         with torch.no_grad():
             val_pred = net(x_val).argmax(dim=1).numpy()
-        score = balanced_accuracy(y_val, val_pred) if len(y_val) else 0.0
-        history.append({"epoch": epoch, "train_loss": total / max(len(y_t), 1), "val_balanced_accuracy": score})
-        if score > best + 1e-9:
-            best, best_epoch, waited = score, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        else:
-            waited += 1
-            if waited >= patience:
-                break
-    if best_state is not None:
-        net.load_state_dict(best_state)
+        return {"val_balanced_accuracy": balanced_accuracy(y_val, val_pred) if len(y_val) else 0.0}
+
+    loop = LoopConfig(epochs=epochs, patience=patience, schedule="constant", select="val_balanced_accuracy")
+    out = train_loop(net, opt, batches, step, loop, steps_per_epoch=max(1, math.ceil(len(y_t) / batch_size)),
+                     score=score)
     net.eval()
-    return FusionFit(net, pre, history, best_epoch, best)
+    return FusionFit(net, pre, out.history, out.best_epoch, out.best_score)
 
 
 def save_fusion(fit: FusionFit, directory: Path, *, num_classes: int, hidden: int, dropout: float) -> None:

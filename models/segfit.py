@@ -3,9 +3,9 @@
 Why not :func:`models.fit.fit`: that loop's targets are one class index per image, its validation
 metric (balanced accuracy of the per-image argmax) and its augmentation (``GalaxyAugment`` inside
 ``prepare_batch``) touch the images only; a per-pixel target must move with its image
-(:class:`models.paired_augment.PairedAugment`) and be scored per pixel. The rest follows the same
-shape: AdamW with a cosine decay, a plain ``log`` callable, a seeded generator, early stopping on the
-validation score with the best epoch's weights restored.
+(:class:`models.paired_augment.PairedAugment`) and be scored per pixel. Those three are this
+module's; the rest is :func:`models.loop.train_loop`'s (AdamW steps, warm-up + cosine schedule, early
+stopping on the validation score with the best epoch's weights restored).
 
 The validation score is the mean IoU of the galaxy mask (labels > 0) against the *pseudo-labels* of the
 validation galaxies: true masks are never used to train or to choose an epoch.
@@ -16,10 +16,8 @@ Inputs are uint8 ``(N, 3, S, S)`` stamps (:func:`features.pixels.model_input_uin
 
 from __future__ import annotations
 
-import copy
 import math
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -28,12 +26,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.fit import seed_everything
+from models.loop import LoopConfig, seed_everything, train_loop
 from models.paired_augment import PairedAugment
 
 __all__ = ["SegFitConfig", "SegFitResult", "fit_segmenter", "predict_labels", "resize_images", "resize_labels"]
 
 LogFn = Callable[[str], None]
+WARMUP_FRAC = 0.1
+"""Share of the U-Net's steps in linear warm-up (then a cosine to 0; :func:`models.loop.cosine_schedule`)."""
 
 
 @dataclass(frozen=True)
@@ -124,77 +124,44 @@ def fit_segmenter(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], va
     """Train ``model`` in place on ``(images uint8 (N, 3, S, S), labels uint8 (N, S, S))`` pairs.
 
     Loss: per-pixel cross-entropy. The epoch with the best validation galaxy IoU (against the
-    validation pseudo-labels) is kept.
+    validation pseudo-labels) is kept (:func:`models.loop.train_loop`).
 
     Returns
     -------
     SegFitResult
     """
-    log = log or (lambda message: None)
     seed_everything(seed)
     gen = torch.Generator().manual_seed(seed + 1)
     augment = PairedAugment() if config.augment else None
     x_train, y_train = train
     n = len(x_train)
-    steps_per_epoch = max(1, math.ceil(n / config.batch_size))
-    total = config.epochs * steps_per_epoch
-    if config.max_steps:
-        total = min(total, config.max_steps)
     decay = [p for p in model.parameters() if p.ndim > 1]
     rest = [p for p in model.parameters() if p.ndim <= 1]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                              {"params": rest, "weight_decay": 0.0}], lr=config.lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=max(total, 2), pct_start=0.1)
-    result = SegFitResult()
-    best: dict[str, torch.Tensor] | None = None
-    bad = 0
-    step = 0
-    t_start = time.perf_counter()
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        t0 = time.perf_counter()
+
+    def batches(epoch: int) -> Iterator[torch.Tensor]:
         order = torch.randperm(n, generator=gen)
-        losses = []
         for start in range(0, n, config.batch_size):
-            if step >= total:
-                break
             idx = order[start:start + config.batch_size]
-            if len(idx) < 2:  # batch norm needs two samples
-                continue
-            x, y = x_train[idx].float() / 255.0, y_train[idx].long()
-            if augment is not None:
-                x, y = augment(x, y, gen)
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if step + 1 < max(total, 2):
-                sched.step()
-            losses.append(float(loss.item()))
-            step += 1
-        score = _val_iou(model, *val, config.batch_size) if len(val[0]) else float("nan")
-        row = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan"),
-               "val_iou_pseudo": score, "seconds": time.perf_counter() - t0}
-        result.history.append(row)
-        log(f"unet epoch {epoch}/{config.epochs}: train loss {row['train_loss']:.4f}, val IoU vs pseudo-labels "
-            f"{score:.4f} ({row['seconds']:.1f} s)")
-        if best is None or score > result.best_val_iou + 1e-9 or not math.isfinite(result.best_val_iou):
-            result.best_epoch, result.best_val_iou, bad = epoch, score, 0
-            best = copy.deepcopy(model.state_dict())
-        else:
-            bad += 1
-            if bad >= config.patience:
-                log(f"unet early stop: no better validation IoU for {bad} epochs")
-                break
-        if step >= total:
-            break
-    result.seconds = time.perf_counter() - t_start
-    result.steps = step
-    result.images_per_s = step * config.batch_size / result.seconds if result.seconds else 0.0
-    if best is not None:
-        model.load_state_dict(best)
+            if len(idx) >= 2:  # batch norm needs two samples
+                yield idx
+
+    def step(idx: torch.Tensor) -> tuple[torch.Tensor, int]:
+        x, y = x_train[idx].float() / 255.0, y_train[idx].long()
+        if augment is not None:
+            x, y = augment(x, y, gen)
+        return F.cross_entropy(model(x), y), len(idx)
+
+    def score(epoch: int) -> dict[str, float]:
+        return {"val_iou_pseudo": _val_iou(model, *val, config.batch_size) if len(val[0]) else float("nan")}
+
+    loop = LoopConfig(epochs=config.epochs, patience=config.patience, max_steps=config.max_steps,
+                      warmup_frac=WARMUP_FRAC, select="val_iou_pseudo", name="unet ")
+    out = train_loop(model, opt, batches, step, loop, steps_per_epoch=max(1, math.ceil(n / config.batch_size)),
+                     score=score, log=log)
     model.eval()
-    return result
+    return SegFitResult(out.history, out.best_epoch, out.best_score, out.steps, out.seconds, out.images_per_s)
 
 
 @torch.no_grad()

@@ -1,7 +1,7 @@
 """The fusion model's training step: read the three modalities of a split set, fit, ablate.
 
-Called by :func:`stages.training.train_model` for ``fusion`` (which then gates, calibrates,
-conformalizes and registers it like every other model). No Dagster, no argparse.
+The ``fusion`` kind's fitting step in :data:`stages.training.FIT_STEPS` (then :func:`stages.finish.finish_run`
+gates, calibrates, conformalizes and registers it like every other model). No Dagster, no argparse.
 
 A modality that no training galaxy has (e.g. photometry of a folder source whose SDSS query could not be
 made offline) is left out of the model - its branch is not built - and said so in the notes, the log and
@@ -23,6 +23,7 @@ from models.config import TrainConfig
 from models.errors import MissingInputError
 from models.fusion_data import MODALITIES, Modalities, read_modalities
 from models.splits import SPLIT_NAMES
+from stages.trainers import subsample
 
 __all__ = ["DEMO_CATALOGUE_PREFIX", "embeddings_provenance", "train_fusion"]
 
@@ -64,12 +65,11 @@ def _coverage(data: dict[str, Modalities]) -> dict[str, dict[str, int]]:
     return {s: {m: int(d.present[m].sum()) for m in MODALITIES} | {"n": len(d.galaxy_ids)} for s, d in data.items()}
 
 
-def train_fusion(wh: Any, cfg: TrainConfig, split: Any, tmp: Path, log: LogFn, notes: list[str],
-                 subsample: Callable[..., tuple[list[str], np.ndarray]]) -> tuple[
-                     dict[str, np.ndarray], Used, WeightsProvenance, dict[str, Any]]:
+def train_fusion(wh: Any, name: str, cfg: TrainConfig, split: Any, tmp: Path, log: LogFn,
+                 notes: list[str]) -> tuple[dict[str, np.ndarray], Used, WeightsProvenance, dict[str, Any]]:
     """Fit :class:`models.fusion.FusionNet` on ``split`` and, with ``cfg.ablate``, every modality subset.
 
-    Returns what :func:`stages.training.train_model` needs: val/test probabilities, the galaxies used per
+    Returns what :func:`stages.finish.finish_run` needs: val/test probabilities, the galaxies used per
     split, the weights provenance (that of the embeddings) and the fit record (``modalities``,
     ``modalities_missing_for_all``, per-split ``coverage``, ``history``, ``ablation``).
     """

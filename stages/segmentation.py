@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,25 +44,12 @@ from features.segmentation.otsu import FAILED
 from features.weights import WeightsOrigin
 from models.errors import MissingInputError
 from models.splits import split_content_hash, split_set_name
-from models.versions import artefact_dir, get_model, next_version, record_model
+from models.versions import get_model
 from warehouse.images import decode_image, encode_image
 from warehouse.sqltext import quote
 
-__all__ = [
-    "MIN_TRAIN",
-    "MIN_VAL",
-    "MODEL_NAME",
-    "MasksOutcome",
-    "PseudoLabelOutcome",
-    "UNetOutcome",
-    "build_pseudo_labels",
-    "load_unet",
-    "read_labels",
-    "score_against_truth",
-    "stored_mask",
-    "train_unet",
-    "write_masks",
-]
+__all__ = ["MIN_TRAIN", "MIN_VAL", "MODEL_NAME", "MasksOutcome", "PseudoLabelOutcome", "UNetOutcome",
+           "build_pseudo_labels", "load_unet", "read_labels", "score_against_truth", "stored_mask", "train_unet", "write_masks"]
 
 LogFn = Callable[[str], None]
 MODEL_NAME = "unet"
@@ -281,6 +268,46 @@ def _montage(stamps: Sequence[np.ndarray], otsu: Sequence[np.ndarray], pred: Seq
     return montage_png(rows, ["image", "Otsu", "U-Net", "truth"])
 
 
+def _unet_inputs(wh: Any, split_name: str) -> tuple[dict[str, list], dict[str, int], dict[str, tuple], list[str]]:
+    """The split rows, table versions, (ids, stamps, pseudo-labels, flags) per split, and notes.
+
+    Train and val keep only galaxies whose pseudo-label did not fail; test keeps every galaxy.
+    """
+    rows = _split_rows(wh, split_name)
+    versions = {t: int(wh.dataset(t).version) for t in ("splits", "pseudo_labels", "images", "truth") if wh.exists(t)}
+    if "pseudo_labels" not in versions:
+        raise MissingInputError(f"table 'pseudo_labels' does not exist in {wh.root}; materialize pseudo_labels first")
+    ids = {s: [g for g, sp in zip(rows["galaxy_id"], rows["split"]) if sp == s] for s in ("train", "val", "test")}
+    data: dict[str, tuple[list[str], list[np.ndarray], list[np.ndarray], np.ndarray]] = {}
+    for s, gids in ids.items():
+        labels, flags = read_labels(wh, gids, version=versions["pseudo_labels"])
+        keep = [k for k, f in enumerate(flags) if not f & FAILED] if s != "test" else list(range(len(gids)))
+        g = [gids[k] for k in keep]
+        data[s] = (g, _stamps(wh, g), [labels[k] for k in keep], flags[keep])
+    n = {s: len(v[0]) for s, v in data.items()}
+    if n["train"] < MIN_TRAIN or n["val"] < MIN_VAL or not ids["test"]:
+        raise MissingInputError(f"unet: too few galaxies with a usable pseudo-label to train on (train {n['train']}, "
+                                f"val {n['val']}, test {len(ids['test'])}; at least {MIN_TRAIN}, {MIN_VAL} and 1 "
+                                "needed): add galaxies")
+    notes = [f"left out of training: {len(ids['train']) - n['train']} train and {len(ids['val']) - n['val']} val "
+             "galaxies whose pseudo-label failed (flags SEG_OTSU_FAILED / SEG_NO_CENTRAL_SOURCE / IMAGE_BLANK)"]
+    return rows, versions, data, notes
+
+
+def _unet_gate(scores: dict[str, Any]) -> dict[str, Any]:
+    """The U-Net's gate: its mean IoU with the true masks above Otsu's on the same test galaxies."""
+    overall = scores["overall"]
+    if overall["n"] == 0:
+        passed = False
+        reason = "no true masks for the test galaxies (the truth table holds the demo's only): the gate cannot be measured"
+    else:
+        passed = bool(overall["unet_iou"] > overall["otsu_iou"])
+        reason = (f"U-Net mean IoU {overall['unet_iou']:.4f} vs Otsu {overall['otsu_iou']:.4f} against the true "
+                  f"masks of the {overall['n']} test galaxies with an Otsu mask: U-Net {'beats' if passed else 'does NOT beat'} Otsu")
+    return {"rule": "mean IoU with the true masks on the test galaxies whose pseudo-label did not fail: "
+                    "U-Net > Otsu pseudo-labels", "passed": passed, "reason": reason, **scores}
+
+
 def train_unet(wh: Any, config: Any = None, *, seed: int = 0, split_name: str | None = None,
                run_id: str | None = None, log: LogFn | None = None) -> UNetOutcome:
     """Train the U-Net on the pseudo-labels, score it and Otsu against the true masks, register it.
@@ -302,29 +329,14 @@ def train_unet(wh: Any, config: Any = None, *, seed: int = 0, split_name: str | 
 
     from models.segfit import SegFitConfig, fit_segmenter, resize_images, resize_labels
     from models.unet import build_unet
+    from stages.finish import RegistryRow, commit_run
 
     log = log or _quiet
     cfg = config or SegFitConfig()
     split_name = split_name or split_set_name("label", 0)
-    rows = _split_rows(wh, split_name)
-    versions = {t: int(wh.dataset(t).version) for t in ("splits", "pseudo_labels", "images", "truth") if wh.exists(t)}
-    if "pseudo_labels" not in versions:
-        raise MissingInputError(f"table 'pseudo_labels' does not exist in {wh.root}; materialize pseudo_labels first")
-    ids = {s: [g for g, sp in zip(rows["galaxy_id"], rows["split"]) if sp == s] for s in ("train", "val", "test")}
-    cls_of = dict(zip(rows["galaxy_id"], rows["label_name"]))
-    data: dict[str, tuple[list[str], list[np.ndarray], list[np.ndarray], np.ndarray]] = {}
-    for s, gids in ids.items():
-        labels, flags = read_labels(wh, gids, version=versions["pseudo_labels"])
-        keep = [k for k, f in enumerate(flags) if not f & FAILED] if s != "test" else list(range(len(gids)))
-        g = [gids[k] for k in keep]
-        data[s] = (g, _stamps(wh, g), [labels[k] for k in keep], flags[keep])
+    rows, versions, data, notes = _unet_inputs(wh, split_name)
     n = {s: len(v[0]) for s, v in data.items()}
-    if n["train"] < MIN_TRAIN or n["val"] < MIN_VAL or not ids["test"]:
-        raise MissingInputError(f"unet: too few galaxies with a usable pseudo-label to train on (train {n['train']}, "
-                                f"val {n['val']}, test {len(ids['test'])}; at least {MIN_TRAIN}, {MIN_VAL} and 1 "
-                                "needed): add galaxies")
-    notes = [f"left out of training: {len(ids['train']) - n['train']} train and {len(ids['val']) - n['val']} val "
-             "galaxies whose pseudo-label failed (flags SEG_OTSU_FAILED / SEG_NO_CENTRAL_SOURCE / IMAGE_BLANK)"]
+    cls_of = dict(zip(rows["galaxy_id"], rows["label_name"]))
     train = (resize_images(data["train"][1], cfg.size), resize_labels(data["train"][2], cfg.size))
     val = (resize_images(data["val"][1], cfg.size), resize_labels(data["val"][2], cfg.size))
     torch.manual_seed(seed)
@@ -342,52 +354,38 @@ def train_unet(wh: Any, config: Any = None, *, seed: int = 0, split_name: str | 
     scores = score_against_truth([pred[k] for k in scored], [test_otsu[k] for k in scored],
                                  [truths[test_ids[k]] for k in scored], [cls_of[test_ids[k]] for k in scored],
                                  [not test_flags[k] & FAILED for k in scored], seed=seed)
-    overall = scores["overall"]
-    if overall["n"] == 0:
-        passed = False
-        reason = "no true masks for the test galaxies (the truth table holds the demo's only): the gate cannot be measured"
-    else:
-        passed = bool(overall["unet_iou"] > overall["otsu_iou"])
-        reason = (f"U-Net mean IoU {overall['unet_iou']:.4f} vs Otsu {overall['otsu_iou']:.4f} against the true "
-                  f"masks of the {overall['n']} test galaxies with an Otsu mask: U-Net {'beats' if passed else 'does NOT beat'} Otsu")
-    gate = {"rule": "mean IoU with the true masks on the test galaxies whose pseudo-label did not fail: "
-                    "U-Net > Otsu pseudo-labels",
-            "passed": passed, "reason": reason, **scores}
-    version = next_version(wh, MODEL_NAME)
+    gate = _unet_gate(scores)
+    passed, reason = gate["passed"], gate["reason"]
     png = _montage(test_stamps, test_otsu, pred, [truths.get(g) for g in test_ids], [cls_of[g] for g in test_ids])
-    final = artefact_dir(wh, MODEL_NAME, version)
-    tmp = final.parent / f".tmp-{uuid.uuid4().hex}"
-    tmp.mkdir(parents=True, exist_ok=True)
     fit_info = {**fit.as_dict(), "inference_galaxies_per_s": len(test_ids) / infer_s if infer_s else math.nan}
-    try:
-        torch.save(model.state_dict(), tmp / "model.pt")
-        (tmp / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
-        (tmp / "metrics.json").write_text(json.dumps({"fit": fit_info, "gate": gate}, indent=2, default=float))
-        (tmp / "montage.png").write_bytes(png)
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    config_json = json.dumps({**asdict(cfg), "seed": seed, "split_name": split_name,
-                              "pseudo_label_method": PSEUDO_LABEL_METHOD})
-    record_model(wh, {
-        "name": MODEL_NAME, "version": version, "kind": "segmentation",
-        "label_column": f"pseudo_labels:{PSEUDO_LABEL_METHOD}", "split_name": split_name,
-        "classes_json": json.dumps([{"label": i, "name": c} for i, c in enumerate(CLASS_NAMES)]),
-        "config_json": config_json, "seed": seed,
-        "split_seed": int(rows["seed"][0]), "split_version": versions.get("splits"),
-        "split_hash": split_content_hash(rows["galaxy_id"], rows["split"], rows["label"]),
-        "test_balanced_accuracy_low": None, "test_balanced_accuracy_high": None,
-        "metrics_json": json.dumps({"fit": fit_info, "test": scores, "notes": notes}, default=float),
-        "test_balanced_accuracy": None, "gate_passed": passed, "gate_json": json.dumps(gate, default=float),
-        "excluded_classes_json": "[]", "artefact_path": str(final),
-        "table_versions_json": json.dumps(versions, sort_keys=True),
-        "weights_origin": str(WeightsOrigin.SCRATCH), "train_seconds": float(seconds),
-    }, run_id=run_id)
+    tmp = Path(wh.models_dir) / MODEL_NAME / f".tmp-{uuid.uuid4().hex}"
+    tmp.mkdir(parents=True, exist_ok=True)
+
+    def write(directory: Path, version: int, final: Path) -> None:
+        torch.save(model.state_dict(), directory / "model.pt")
+        (directory / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        (directory / "metrics.json").write_text(json.dumps({"fit": fit_info, "gate": gate}, indent=2, default=float))
+        (directory / "montage.png").write_bytes(png)
+
+    def make_row(version: int, final: Path) -> RegistryRow:
+        return RegistryRow(
+            name=MODEL_NAME, version=version, kind="segmentation",
+            label_column=f"pseudo_labels:{PSEUDO_LABEL_METHOD}", split_name=split_name,
+            classes_json=json.dumps([{"label": i, "name": c} for i, c in enumerate(CLASS_NAMES)]),
+            config_json=json.dumps({**asdict(cfg), "seed": seed, "split_name": split_name,
+                                    "pseudo_label_method": PSEUDO_LABEL_METHOD}),
+            seed=seed, split_seed=int(rows["seed"][0]), split_version=versions.get("splits"),
+            split_hash=split_content_hash(rows["galaxy_id"], rows["split"], rows["label"]),
+            metrics_json=json.dumps({"fit": fit_info, "test": scores, "notes": notes}, default=float),
+            test_balanced_accuracy=None, test_balanced_accuracy_low=None, test_balanced_accuracy_high=None,
+            gate_passed=passed, gate_json=json.dumps(gate, default=float), excluded_classes_json="[]",
+            artefact_path=str(final), table_versions_json=json.dumps(versions, sort_keys=True),
+            weights_origin=str(WeightsOrigin.SCRATCH), train_seconds=float(seconds))
+
+    row = commit_run(wh, tmp, make_row, write=write, run_id=run_id)
+    version, final = row.version, row.artefact_path
     log(f"unet v{version}: {reason}; {seconds:.1f} s training")
-    return UNetOutcome(version, str(final), asdict(cfg), seed, split_name, n, fit_info, scores, passed, gate,
+    return UNetOutcome(version, final, asdict(cfg), seed, split_name, n, fit_info, scores, passed, gate,
                        versions, png, seconds, notes)
 
 

@@ -1,7 +1,8 @@
 """SSL stage: pretrain a registered encoder on the warehouse's images, store its weights and their record.
 
 No Dagster here: the ``ssl_encoder`` asset calls :func:`train_ssl_encoder`; the embeddings stage finds
-the weights with :func:`ssl_weights`. The science (views, loss, loop) is :mod:`features.ssl`.
+the weights with :func:`ssl_weights`. The science (views, loss) is :mod:`features.ssl`, the
+training :mod:`models.ssl`.
 
 Files, under ``<root>/encoders/<encoder>/``:
 
@@ -11,7 +12,7 @@ Files, under ``<root>/encoders/<encoder>/``:
   how training started (``scratch`` or ``continued from <repo> ...``), the training set (galaxy count,
   ``galaxies`` / ``images`` table versions, a hash of the ids), the configuration, the loss per epoch
   and the timings;
-- ``checkpoint.pt`` while training runs (one per epoch, see :mod:`features.ssl.train`); removed once
+- ``checkpoint.pt`` while training runs (one per epoch, see :mod:`models.ssl`); removed once
   the weights are written. A rerun after a kill resumes from it;
 - ``.lock``: held while training, so a second process is refused with a one-line error instead of
   training the same encoder twice.
@@ -33,9 +34,10 @@ from typing import Any
 
 from features.embeddings import DEFAULT_SSL_ENCODER, ENCODERS, EncoderSpec
 from features.errors import InputError, OfflineError
-from features.ssl import SSLConfig, to_stamps, train_simclr
+from features.ssl import SSLConfig
 from features.weights import WeightsInfo, WeightsOrigin, load_timm_model, resolve_weights, sha256_file
 from models.errors import MissingInputError
+from models.ssl import to_stamps, train_simclr
 from warehouse import Warehouse, WarehouseError
 
 __all__ = ["ENCODERS_DIR", "INITS", "SSLOutcome", "new_backbone", "read_record", "ssl_dir", "ssl_weights",

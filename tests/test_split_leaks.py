@@ -19,7 +19,8 @@ from models.predict import predict_all
 from models.splits import split_content_hash, split_set_name
 from models.toy import toy_embeddings, toy_images, toy_rows
 from models.versions import get_model
-from stages.training import _latest_probe, build_splits, load_split, train_model
+from stages.trainers import latest_probe
+from stages.training import build_splits, load_split, train_model
 from warehouse.schemas.embeddings import embedding_spec
 
 ENCODER = "random_vits14"
@@ -119,7 +120,7 @@ def test_models_and_predictions_keep_the_split_they_trained_on(warehouse):
     assert rebuilt.split_name == first.split_name and rebuilt.content_hash != first.split_hash
     split = load_split(warehouse, rebuilt.split_name)
     cfg = make_config("dinov2_finetune", encoder=ENCODER)
-    assert _latest_probe(warehouse, cfg, split) is None  # probe v1 fitted on the old content
+    assert latest_probe(warehouse, cfg, split) is None  # probe v1 fitted on the old content
     summary = predict_all(warehouse, gated=False)
     assert summary["dinov2_probe v1"]["split_from"] == "recorded version"
     preds = warehouse.read("predictions").to_pylist()

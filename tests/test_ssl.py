@@ -17,9 +17,10 @@ from toy_warehouse import write_image_shard
 
 from features.embeddings import EncoderSpec, load_encoder
 from features.errors import InputError, OfflineError
-from features.ssl import SSLConfig, ViewConfig, galaxy_views, gaussian_blur, nt_xent, train_simclr
+from features.ssl import SSLConfig, ViewConfig, galaxy_views, gaussian_blur, nt_xent
 from features.weights import WeightsOrigin, sha256_file
 from models.errors import MissingInputError
+from models.ssl import train_simclr
 from warehouse import Warehouse, WarehouseError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -290,3 +290,15 @@ def test_dagster_too_few_classes_skips_the_models_not_the_run(warehouse):
     check = next(e for e in res.get_asset_check_evaluations() if e.asset_key.to_user_string() == "cnn")
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     assert meta["predictions"]["rows_written"].value == 0 and not warehouse.exists("models")
+
+
+def test_train_result_owns_its_metadata_keys_both_ways():
+    from stages.train_result import TrainResult
+
+    done = TrainResult("cnn", 3, "")
+    assert TrainResult.from_metadata("cnn", done.to_metadata()) == done
+    assert done.to_metadata()["experiment_tracking"].startswith("off")
+    tracked = TrainResult("fusion", 1, "W&B project p: /tmp/run")
+    assert TrainResult.from_metadata("fusion", tracked.to_metadata()) == tracked
+    skipped = TrainResult.from_metadata("cnn", TrainResult("cnn", skipped_reason="one class").to_metadata())
+    assert skipped.skipped and skipped.skipped_reason == "one class" and skipped.version is None

@@ -4,7 +4,9 @@
 - :mod:`features.ssl.views`: galaxy-valid augmentations (rotation, flip, scale, shift, PSF-like blur,
   noise; never colour);
 - :mod:`features.ssl.simclr`: the projection head and the NT-Xent loss;
-- :mod:`features.ssl.train`: the resumable, seeded training loop.
+
+The resumable, seeded training (``train_simclr``) is :mod:`models.ssl`, on the one loop of every torch
+model (:mod:`models.loop`).
 
 No storage and no Dagster here: :mod:`stages.ssl` reads the images, writes the weights and their
 record. The public names are imported lazily (PEP 562 ``__getattr__``, as in :mod:`models`), so
@@ -17,19 +19,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the eager imports, for type checkers and IDEs only
     from features.ssl.config import SSLConfig, ViewConfig
     from features.ssl.simclr import ProjectionHead, nt_xent
-    from features.ssl.train import SSLResult, normalise, to_stamps, train_simclr
     from features.ssl.views import galaxy_views, gaussian_blur
 
 _SOURCES: dict[str, tuple[str, ...]] = {
     "features.ssl.config": ("SSLConfig", "ViewConfig"),
     "features.ssl.simclr": ("ProjectionHead", "nt_xent"),
-    "features.ssl.train": ("SSLResult", "normalise", "to_stamps", "train_simclr"),
     "features.ssl.views": ("galaxy_views", "gaussian_blur"),
 }
 _WHERE = {name: module for module, names in _SOURCES.items() for name in names}
 
-__all__ = ["ProjectionHead", "SSLConfig", "SSLResult", "ViewConfig", "galaxy_views", "gaussian_blur", "normalise",
-           "nt_xent", "to_stamps", "train_simclr"]
+__all__ = ["ProjectionHead", "SSLConfig", "ViewConfig", "galaxy_views", "gaussian_blur", "nt_xent"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,7 +1,7 @@
 """Configuration of the self-supervised training (plain dataclasses: importable without torch).
 
 :class:`ViewConfig` holds the ranges of the galaxy-valid views (:mod:`features.ssl.views`),
-:class:`SSLConfig` the fixed budget and hyperparameters of :func:`features.ssl.train.train_simclr`;
+:class:`SSLConfig` the fixed budget and hyperparameters of :func:`models.ssl.train_simclr`;
 both are saved in every checkpoint and beside the trained weights.
 """
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from features.errors import InputError
 from features.weights import WeightsOrigin
+from stages.train_result import TrainResult
 from warehouse import Warehouse
 
 __all__ = ["register"]
@@ -81,13 +82,13 @@ def _run_config(names: list[str], args: argparse.Namespace) -> dict[str, Any]:
     return {"ops": ops}
 
 
-def _print_outcome(row: dict[str, Any], meta: dict[str, Any]) -> None:
+def _print_outcome(row: dict[str, Any], result: TrainResult) -> None:
     """One model's result, from its materialization metadata and its registry row."""
     metrics = json.loads(row["metrics_json"])
     config = json.loads(row["config_json"])
     m, fit = metrics["test"], metrics.get("fit", {})
     random_note = "  <-- RANDOM INIT" if WeightsOrigin.of_record(row["weights_origin"]).is_random else ""
-    print(f"{meta['model']}  (label {row['label_column']!r}, split {row['split_name']}, preset {config['preset']})")
+    print(f"{result.name} v{result.version}  (label {row['label_column']!r}, split {row['split_name']}, preset {config['preset']})")
     print(f"  weights: {row['weights_origin']}{random_note}")
     print("  settings: " + ", ".join(f"{k}={config[k]}" for k in
                                        ("img_size", "epochs", "batch_size", "lr", "max_train", "encoder")))
@@ -118,8 +119,8 @@ def _print_outcome(row: dict[str, Any], meta: dict[str, Any]) -> None:
         print("  ablation (test):\n    " + ablation_table_md(fit["ablation"]).replace("\n", "\n    "))
     for note in metrics.get("notes", []):
         print(f"  note: {note}")
-    if meta.get("experiment_tracking") and not str(meta["experiment_tracking"]).startswith("off"):
-        print(f"  tracking: {meta['experiment_tracking']}")
+    if result.tracking:
+        print(f"  tracking: {result.tracking}")
 
 
 def _num(value: float | None) -> str:
@@ -156,11 +157,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     trained: list[dict[str, Any]] = []
     for name in names:
         meta = report.metadata.get(name)
-        if meta and meta.get("skipped"):  # the label set cannot train this model: the user's input
-            raise InputError(f"{name}: nothing trained: {meta['reason']}")
-        if meta:
-            trained.append(get_model(wh, name, int(meta["version"])))
-            _print_outcome(trained[-1], meta)
+        if not meta:
+            continue
+        result = TrainResult.from_metadata(name, meta)
+        if result.skipped:  # the label set cannot train this model: the user's input
+            raise InputError(f"{name}: nothing trained: {result.skipped_reason}")
+        trained.append(get_model(wh, name, result.version))
+        _print_outcome(trained[-1], result)
     for step in report.skipped:
         print(f"{step}: skipped (an upstream step failed)")
     if "predictions" in report.metadata:

@@ -72,9 +72,10 @@ def _md_png(png: bytes, alt: str) -> dg.MetadataValue:
 def _metadata(out: "TrainOutcome") -> dict:
     m = out.metrics
     recall = "\n".join(f"| {n} | {r:.3f} |" for n, r in m["per_class_recall"].items())
+    from stages.train_result import TrainResult
+
     meta = {
-        "model": f"{out.name} v{out.version}",
-        "version": out.version,
+        **TrainResult(out.name, out.version, out.tracking).to_metadata(),
         "label_column": out.label_column,
         "split_name": out.split_name,
         "preset": out.config.preset,
@@ -99,7 +100,6 @@ def _metadata(out: "TrainOutcome") -> dict:
         "config": dg.MetadataValue.json(json.loads(out.config.to_json())),
         "artefact": dg.MetadataValue.path(out.artefact_dir),
         "notes": "; ".join(out.notes) or "none",
-        "experiment_tracking": out.tracking or "off (no wandb_project)",
     }
     if out.calibration is not None:
         cal = out.calibration
@@ -134,6 +134,7 @@ def _metadata(out: "TrainOutcome") -> dict:
 def _train(context: dg.AssetExecutionContext, warehouse: WarehouseResource, name: str, config: dg.Config) -> dg.MaterializeResult:
     from models.config import make_config
     from models.errors import TooFewClassesError
+    from stages.train_result import TrainResult
     from stages.training import train_model
 
     cfg = make_config(name, config.preset, **config.overrides())
@@ -142,7 +143,7 @@ def _train(context: dg.AssetExecutionContext, warehouse: WarehouseResource, name
     except TooFewClassesError as exc:
         context.log.warning(f"{name} skipped: {exc}")
         return dg.MaterializeResult(
-            metadata={"skipped": True, "reason": str(exc), "label_column": cfg.label_column,
+            metadata={**TrainResult(name, skipped_reason=str(exc)).to_metadata(), "label_column": cfg.label_column,
                       "excluded_classes": dg.MetadataValue.json(exc.excluded)},
             check_results=[skipped_check(str(exc), exc.excluded),
                            skipped_check(str(exc), exc.excluded, CALIBRATION_CHECK)])

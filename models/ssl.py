@@ -1,7 +1,8 @@
-"""The self-supervised training loop: SimCLR on stored stamps, a checkpoint per epoch, resumable.
+"""Self-supervised training: SimCLR on stored stamps, a checkpoint per epoch, resumable.
 
 ``train_simclr(images, backbone, config, checkpoint=..., log=...)`` runs without Dagster or a
-warehouse (the ``ssl_encoder`` asset calls it through :mod:`stages.ssl`). The budget is fixed: exactly
+warehouse (the ``ssl_encoder`` asset calls it through :mod:`stages.ssl`); the views, the head and the
+loss are :mod:`features.ssl`. The budget is fixed: exactly
 ``config.epochs`` epochs (no early stopping: there is no validation signal without labels, and a fixed
 budget makes the cost predictable).
 
@@ -9,7 +10,8 @@ Reproducibility and interruption
 --------------------------------
 Epoch ``e``'s batch order and every random view come from a ``torch.Generator`` seeded with
 ``(seed, e)``, and the learning rate is a closed-form cosine of the step (Loshchilov & Hutter 2017,
-SGDR, without restarts), so nothing random or stateful lives outside the checkpoint. After every epoch
+SGDR, without restarts; timm's scheduler in :func:`models.loop.train_loop`, the loop of every torch
+model), so nothing random or stateful lives outside the checkpoint. After every epoch
 the backbone, the projection head, the optimizer state and the loss history are written to
 ``checkpoint`` atomically (a temporary file, then :func:`os.replace`); a run that starts and finds a
 checkpoint of the same configuration and training set (:meth:`SSLConfig.fingerprint`, ``data_key``)
@@ -20,10 +22,8 @@ machine and thread count).
 
 from __future__ import annotations
 
-import math
 import os
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from features.embeddings import IMAGENET_MEAN, IMAGENET_STD
 from features.ssl.config import SSLConfig
 from features.ssl.simclr import ProjectionHead, nt_xent
 from features.ssl.views import galaxy_views
+from models.loop import LoopConfig, LoopResult, train_loop
 
 __all__ = ["SSLConfig", "SSLResult", "normalise", "to_stamps", "train_simclr"]
 
@@ -84,8 +85,22 @@ def _atomic_save(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _lr(config: SSLConfig, step: int, total: int) -> float:
-    return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+def _resume(path: Path, config: SSLConfig, data_key: str, backbone: nn.Module, head: nn.Module,
+            opt: torch.optim.Optimizer, result: SSLResult, log: Callable[[str], None]) -> None:
+    """Load a checkpoint of the same configuration and training set into the models, optimizer and result."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("fingerprint") == config.fingerprint() and state.get("data_key") == data_key:
+        backbone.load_state_dict(state["backbone"])
+        head.load_state_dict(state["head"])
+        opt.load_state_dict(state["optimizer"])
+        for g in opt.param_groups:  # the schedule's peak (a checkpoint from before the timm schedule lacks it)
+            g["initial_lr"] = config.lr
+        result.losses, result.epoch_seconds = list(state["losses"]), list(state["epoch_seconds"])
+        result.resumed_from = len(result.losses)
+        log(f"ssl: resuming after epoch {result.resumed_from} from {path}")
+    else:
+        result.notes.append(f"checkpoint {path} is of another configuration or training set: started over")
+        log(f"ssl: {result.notes[-1]}")
 
 
 def train_simclr(
@@ -131,47 +146,37 @@ def train_simclr(
     result = SSLResult(n_images=n)
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and path.is_file():
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("fingerprint") == config.fingerprint() and state.get("data_key") == data_key:
-            backbone.load_state_dict(state["backbone"])
-            head.load_state_dict(state["head"])
-            opt.load_state_dict(state["optimizer"])
-            result.losses, result.epoch_seconds = list(state["losses"]), list(state["epoch_seconds"])
-            result.resumed_from = len(result.losses)
-            log(f"ssl: resuming after epoch {result.resumed_from} from {path}")
-        else:
-            result.notes.append(f"checkpoint {path} is of another configuration or training set: started over")
-            log(f"ssl: {result.notes[-1]}")
+        _resume(path, config, data_key, backbone, head, opt, result, log)
     batch = min(config.batch_size, n)
     steps = n // batch  # the last incomplete batch is dropped (a batch of one image has no negatives)
-    total = steps * config.epochs
-    for epoch in range(result.resumed_from, config.epochs):
-        t0 = time.perf_counter()
-        gen = torch.Generator().manual_seed(int(config.seed) * 1_000_003 + epoch)
+    model = nn.ModuleDict({"backbone": backbone, "head": head})
+
+    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Generator]]:
+        gen = torch.Generator().manual_seed(int(config.seed) * 1_000_003 + epoch - 1)
         order = torch.randperm(n, generator=gen)
-        backbone.train()
-        head.train()
-        total_loss = 0.0
         for i in range(steps):
-            for g in opt.param_groups:
-                g["lr"] = _lr(config, epoch * steps + i, total)
-            x = images[order[i * batch:(i + 1) * batch]]
-            views = torch.cat([galaxy_views(x, gen, config.views), galaxy_views(x, gen, config.views)])
-            z = head(backbone(normalise(views)))
-            loss = nt_xent(z[:len(x)], z[len(x):], config.temperature)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total_loss += float(loss.detach())
-        result.losses.append(total_loss / steps)
-        result.epoch_seconds.append(time.perf_counter() - t0)
+            yield images[order[i * batch:(i + 1) * batch]], gen
+
+    def step(item: tuple[torch.Tensor, torch.Generator]) -> tuple[torch.Tensor, int]:
+        x, gen = item
+        views = torch.cat([galaxy_views(x, gen, config.views), galaxy_views(x, gen, config.views)])
+        z = head(backbone(normalise(views)))
+        return nt_xent(z[:len(x)], z[len(x):], config.temperature), len(x)
+
+    def epoch_end(epoch: int, loop: LoopResult) -> None:
+        row = loop.history[-1]
+        result.losses.append(row["train_loss"])
+        result.epoch_seconds.append(row["seconds"])
         if path is not None:  # before the log line: whoever reads "epoch e" finds its checkpoint on disk
-            _atomic_save({"fingerprint": config.fingerprint(), "data_key": data_key, "epoch": epoch + 1,
+            _atomic_save({"fingerprint": config.fingerprint(), "data_key": data_key, "epoch": epoch,
                           "backbone": backbone.state_dict(), "head": head.state_dict(),
                           "optimizer": opt.state_dict(), "losses": result.losses,
                           "epoch_seconds": result.epoch_seconds}, path)
-        log(f"ssl epoch {epoch + 1}/{config.epochs}: NT-Xent {result.losses[-1]:.3f}, "
+        log(f"ssl epoch {epoch}/{config.epochs}: NT-Xent {result.losses[-1]:.3f}, "
             f"{result.epoch_seconds[-1]:.1f} s ({n / result.epoch_seconds[-1]:.0f} images/s)")
+
+    train_loop(model, opt, batches, step, LoopConfig(epochs=config.epochs), steps_per_epoch=steps,
+               start_epoch=result.resumed_from, on_epoch_end=epoch_end)
     backbone.eval()
     return result
 

@@ -1,0 +1,195 @@
+"""The fitting step of each classifier kind: images (CNN, EfficientNet, DINOv2 fine-tune) and the probe.
+
+Each ``train_*`` reads its inputs through the warehouse, fits (torch models on :mod:`models.loop` through
+:func:`models.fit.fit`), writes its weights into the run's temporary artefact directory and returns a
+:class:`FitOutput`; :func:`stages.finish.finish_run` then gates, calibrates, conformalizes and registers it.
+Fusion's step is :func:`stages.fusion.train_fusion`; :data:`stages.training.FIT_STEPS` maps each
+registry kind (:attr:`models.registry.ModelSpec.kind`) to its step. No Dagster, no argparse.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from features.weights import WeightsOrigin, WeightsProvenance
+from models.config import TrainConfig, resolve_device
+from models.errors import MissingInputError
+from models.splits import SPLIT_NAMES
+from models.versions import list_models
+from stages.splits import SplitData
+from warehouse.schemas.embeddings import embedding_table
+
+__all__ = ["FitOutput", "FitStep", "Used", "latest_probe", "subsample", "train_images", "train_probe"]
+
+LogFn = Callable[[str], None]
+Used = dict[str, tuple[list[str], np.ndarray]]
+"""Per split, the galaxy ids a run used and their class indices."""
+FitOutput = tuple[dict[str, np.ndarray], Used, WeightsProvenance, dict[str, Any]]
+"""What a kind's fitting step returns: val/test probabilities, the galaxies used, the weights, the fit record."""
+FitStep = Callable[[Any, str, TrainConfig, SplitData, Path, LogFn, list[str]], FitOutput]
+"""A kind's fitting step: ``step(wh, name, cfg, split, tmp, log, notes) -> FitOutput`` (it may append notes)."""
+
+
+def subsample(ids: list[str], y: np.ndarray, n: int, seed: int) -> tuple[list[str], np.ndarray]:
+    """A class-stratified seeded subsample of at most ``n`` galaxies (at least one per class)."""
+    if not n or n >= len(ids):
+        return ids, y
+    rng = np.random.default_rng(seed)
+    keep: list[int] = []
+    classes = np.unique(y)
+    for c in classes:
+        members = np.flatnonzero(y == c)
+        k = max(1, round(n * len(members) / len(ids)))
+        keep.extend(rng.choice(members, size=min(k, len(members)), replace=False).tolist())
+    keep.sort()
+    return [ids[i] for i in keep], y[keep]
+
+
+def latest_probe(wh: Any, cfg: TrainConfig, split: SplitData) -> tuple[dict[str, Any], Path] | None:
+    for row in reversed(list_models(wh)):
+        if row["name"] != "dinov2_probe" or row.get("split_hash") != split.content_hash:
+            continue  # only a probe fitted on this very split set (by content, not by name)
+        if json.loads(row["config_json"]).get("encoder") != cfg.encoder or row["classes_json"] != split.classes_json():
+            continue
+        path = Path(row["artefact_path"]) / "probe.npz"
+        if path.is_file():
+            return row, path
+    return None
+
+
+def _init_head_from_probe(wh: Any, model: Any, origin: WeightsProvenance, cfg: TrainConfig,
+                          split: SplitData) -> str:
+    """Copy the latest matching probe into the fine-tune head, if it was fitted on the same weights."""
+    from models.probe import LinearProbe
+
+    probe = latest_probe(wh, cfg, split)
+    if probe is None:
+        return ("head initialised at zero (no dinov2_probe of this encoder trained on this split set, "
+                f"{split.split_name} #{split.content_hash}, in the registry)")
+    row, path = probe
+    table = embedding_table(cfg.encoder)
+    shas = set(wh.read(table, columns=["weights_sha256"]).column("weights_sha256").to_pylist()) if wh.exists(table) else set()
+    if origin.sha256 is None or origin.sha256 not in shas:
+        return (f"head initialised at zero: dinov2_probe v{row['version']} was fitted on embeddings of other "
+                f"encoder weights than this backbone's ({origin}), so its weights would not transfer")
+    p = LinearProbe.load(path)
+    try:
+        model.head.init_from_probe(p.mean, p.scale, p.coef, p.intercept)
+    except ValueError as exc:
+        return f"head initialised at zero: {exc}"
+    return f"head initialised from dinov2_probe v{row['version']}"
+
+
+
+
+def train_images(wh: Any, name: str, cfg: TrainConfig, split: SplitData, tmp: Path, log: LogFn,
+                 notes: list[str]) -> FitOutput:
+    import torch
+
+    from models.data import GalaxyImageDataset, auto_num_workers, make_loader
+    from models.fit import evaluate, fit, seed_everything
+    from models.registry import build_model
+
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    model, origin = build_model(name, split.num_classes, cfg)
+    if origin.is_random:
+        log(f"{name}: no pretrained weights found; training from RANDOM INIT (allowed by the config)")
+    params = None
+    if name == "dinov2_finetune":
+        params = model.param_groups(cfg.lr, cfg.weight_decay, cfg.layer_decay, cfg.head_lr_scale)
+        notes.append(_init_head_from_probe(wh, model, origin, cfg, split) if cfg.init_from_probe
+                     else "head initialised at zero (init_from_probe is off)")
+        log(f"{name}: {notes[-1]}")
+    workers = auto_num_workers(device) if cfg.num_workers < 0 else cfg.num_workers
+    train_ids, train_y = subsample(split.ids["train"], split.y["train"], cfg.max_train, cfg.seed)
+    ds = {s: GalaxyImageDataset(wh, ids, y, img_size=cfg.img_size)
+          for s, ids, y in (("train", train_ids, train_y), ("val", split.ids["val"], split.y["val"]),
+                            ("test", split.ids["test"], split.y["test"]))}
+    pin = device.type == "cuda"
+    loaders = {
+        "train": make_loader(ds["train"], batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed,
+                             num_workers=workers, pin_memory=pin, drop_last=len(train_ids) > cfg.batch_size),
+        "val": make_loader(ds["val"], batch_size=cfg.batch_size * 2, shuffle=False, num_workers=workers, pin_memory=pin),
+        "test": make_loader(ds["test"], batch_size=cfg.batch_size * 2, shuffle=False, num_workers=workers,
+                            pin_memory=pin),
+    }
+    if name == "dinov2_finetune":
+        from models.data import prepare_batch
+        from models.dinov2 import standardise_head
+
+        model.to(device)
+        plain = make_loader(ds["train"], batch_size=cfg.batch_size, shuffle=False)
+        used = standardise_head(model, (prepare_batch(x, device) for x, _ in plain), max_batches=4)
+        notes.append(f"head standardisation re-estimated on {used} training galaxies at {cfg.img_size} px")
+    counts = np.bincount(train_y, minlength=split.num_classes).tolist()
+    result = fit(model, loaders["train"], loaders["val"], cfg.fit_config(), seed=cfg.seed, log=log, device=device,
+                 num_classes=split.num_classes, class_counts=counts, param_groups=params, checkpoint_dir=tmp)
+    probs, ys = {}, {}
+    for s in ("val", "test"):
+        probs[s], ys[s] = evaluate(model, loaders[s], device, amp=cfg.amp)
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp / "model.pt")
+    (tmp / "best.pt").unlink(missing_ok=True)
+    info = result.as_dict()
+    info["checkpoint"] = str(tmp / "model.pt")
+    info["num_workers"] = workers
+    info["device"] = str(device)
+    info["n_train_used"] = len(train_ids)
+    used = {"train": (train_ids, train_y), **{s: (split.ids[s], ys[s]) for s in ("val", "test")}}
+    return probs, used, origin, info
+
+
+def train_probe(wh: Any, name: str, cfg: TrainConfig, split: SplitData, tmp: Path, log: LogFn,
+                notes: list[str]) -> FitOutput:
+    from models.data import read_embeddings
+    from models.probe import fit_probe
+
+    table = embedding_table(cfg.encoder)
+    if not wh.exists(table):
+        raise MissingInputError(
+            f"the dinov2_probe needs the embeddings table {table!r}, which does not exist in {wh.root}; "
+            f"materialize {table} (astrovision embed / the embeddings assets) first"
+        )
+    present = set(wh.read(table, columns=["galaxy_id"]).column("galaxy_id").to_pylist())
+    x: dict[str, np.ndarray] = {}
+    ys: dict[str, np.ndarray] = {}
+    used: Used = {}
+    for s in SPLIT_NAMES:
+        ids, y = split.ids[s], split.y[s]
+        if s == "train":
+            ids, y = subsample(ids, y, cfg.max_train, cfg.seed)
+        keep = [i for i, g in enumerate(ids) if g in present]
+        if len(keep) < len(ids):
+            notes.append(f"{len(ids) - len(keep)} {s} galaxies have no row in {table} and were left out")
+            log(notes[-1])
+        if not keep:
+            raise MissingInputError(f"no {s} galaxy of split {split.split_name!r} has an embedding in {table!r}")
+        x[s] = read_embeddings(wh, table, [ids[i] for i in keep])
+        ys[s] = y[keep]
+        used[s] = ([ids[i] for i in keep], ys[s])
+    stored = wh.read(table, columns=["weights_origin", "weights_sha256"])
+    origins = sorted({WeightsOrigin(o) for o in stored.column("weights_origin").to_pylist()})
+    shas = set(stored.column("weights_sha256").to_pylist())
+    random = any(o.is_random for o in origins)
+    origin = WeightsProvenance(WeightsOrigin.RANDOM_INIT if random else origins[0],
+                               sha256=shas.pop() if len(shas) == 1 else None,
+                               via=f"embeddings {table}: {', '.join(origins)}")
+    if random:
+        log(f"dinov2_probe: the embeddings in {table} come from a RANDOM-WEIGHTS encoder")
+    t0 = time.perf_counter()
+    probe = fit_probe(x["train"], ys["train"], x["val"], ys["val"], num_classes=split.num_classes, seed=cfg.seed)
+    seconds = time.perf_counter() - t0
+    probe.save(tmp / "probe.npz")
+    log(f"dinov2_probe: C = {probe.C:g} chosen on validation (balanced accuracy {probe.val_scores[probe.C]:.4f}); "
+        f"{x['train'].shape[1]}-D standardised features, {len(ys['train'])} training galaxies")
+    probs = {s: probe.predict_proba(x[s]).astype(np.float32) for s in ("val", "test")}
+    info = {"C": probe.C, "val_scores": {f"{c:g}": v for c, v in probe.val_scores.items()}, "seconds": seconds,
+            "features": f"{table}: vector + patch_mean, {x['train'].shape[1]}-D, standardised",
+            "n_train_used": len(ys["train"])}
+    return probs, used, origin, info
