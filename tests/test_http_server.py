@@ -334,11 +334,14 @@ GALAXY10 = ["Disturbed", "Merging", "Round Smooth", "In-between Round Smooth", "
 
 
 def _matched_with_a_ten_class_model(wh, gid: str, probabilities: list[float]) -> None:
-    """Give ``gid`` SDSS magnitudes and a prediction of a second model with Galaxy10's (long) class names."""
+    """Give ``gid`` morphometrics in two bands, SDSS magnitudes and a prediction of a second model with
+    Galaxy10's (long) class names."""
     import json
 
     from warehouse.schemas import rows_with_defaults as rows
 
+    wh.upsert("morphometrics", rows("morphometrics", 2, galaxy_id=[gid] * 2, shard=["rings-00000"] * 2,
+                                    band=["g", "r"], gini=[0.41, 0.55], m20=[-1.7, -2.1]))
     g_r = wh.read("photometry", columns=["g_r"], where=f"galaxy_id = '{gid}'")["g_r"].to_pylist()
     wh.upsert("photometry", rows("photometry", 1, galaxy_id=[gid], shard=["rings-00000"], source=["rings"],
                                  n_candidates=[1], sep_arcsec=[0.4], petroMag_r=[17.234], petroMagErr_r=[0.012],
@@ -365,8 +368,10 @@ def test_page_shows_magnitudes_whole_class_names_and_readable_probabilities(serv
     browser.get(srv.url + "/?" + str(httpx.QueryParams({"id": gid, "k": "8"})))
     _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".prediction")) == 2
           and len(d.find_elements(By.CSS_SELECTOR, ".neighbour")) == 8)
-    rows = dict(tr.text.split(" ", 1) for tr in browser.find_elements(By.CSS_SELECTOR, "#features tr"))
+    rows = dict(browser.execute_script(
+        "return [...document.querySelectorAll('#features tr')].map(tr => [...tr.cells].map(c => c.textContent))"))
     assert rows["petroMag_r"] == "17.234 ± 0.012" and rows["modelMag_r"] == "17.105 ± 0.008"
+    assert (rows["morph band"], rows["gini"], rows["m20"]) == ("r", "0.5500", "-2.100")  # galaxy_features' band
     block = browser.find_elements(By.CSS_SELECTOR, ".prediction")[1]
     assert block.find_element(By.TAG_NAME, "strong").text == "morphology_probe v1: Unbarred Tight Spiral (93.1%)"
     names = block.find_elements(By.CSS_SELECTOR, ".class-name")
