@@ -8,16 +8,58 @@ record while a run writes, or a past one: time travel).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from features.flags import decode
 from warehouse import Warehouse, WarehouseError, quote, registered, schemas
 from warehouse.schemas.embeddings import TABLE_PREFIX
 
-__all__ = ["SKIPPED_TABLES", "galaxy_record", "galaxy_rows", "model_classes", "require_galaxy", "table_summary"]
+__all__ = [
+    "FIRST_TABLES",
+    "LAST_TABLES",
+    "SKIPPED_TABLES",
+    "decoded_flags",
+    "galaxy_record",
+    "galaxy_rows",
+    "model_classes",
+    "record_order",
+    "require_galaxy",
+    "table_summary",
+]
 
 SKIPPED_TABLES = ("images", "sources")
 """Tables a galaxy's record leaves out: pixels (see its image instead) and the sources registry."""
+
+FIRST_TABLES = ("galaxies", "morphometrics", "photometry", "predictions")
+"""What a person reads first about a galaxy, in this order (the order of :func:`galaxy_record`)."""
+
+LAST_TABLES = ("embedding_maps",)
+"""Read last: the galaxy's coordinates in the PCA / UMAP maps."""
+
+
+def record_order(tables: Iterable[str]) -> list[str]:
+    """``tables`` in the order a galaxy's record shows them.
+
+    :data:`FIRST_TABLES` first (catalogue row, morphometrics, photometry, predictions), then every other
+    table by name, then the embedding tables (``embeddings_*``), then :data:`LAST_TABLES`.
+    """
+    def rank(name: str) -> tuple[int, int, str]:
+        if name in FIRST_TABLES:
+            return (0, FIRST_TABLES.index(name), name)
+        if name in LAST_TABLES:
+            return (3, LAST_TABLES.index(name), name)
+        return (2 if name.startswith(TABLE_PREFIX) else 1, 0, name)
+
+    return sorted(tables, key=rank)
+
+
+def decoded_flags(rows: dict[str, list[dict[str, Any]]]) -> dict[str, list[str]]:
+    """The decoded flag names of each table's ``flags`` column (its first row), tables in record order.
+
+    ``rows`` is :func:`galaxy_rows`' answer; tables without a ``flags`` column are left out.
+    """
+    return {t: decode(rows[t][0].get("flags")) for t in record_order(rows) if rows[t] and "flags" in rows[t][0]}
 
 
 def table_summary(wh: Warehouse) -> list[dict[str, Any]]:
@@ -43,7 +85,8 @@ def require_galaxy(wh: Warehouse, galaxy_id: str) -> None:
 def galaxy_rows(wh: Warehouse, galaxy_id: str) -> dict[str, list[dict[str, Any]]]:
     """Every row keyed by ``galaxy_id`` in every table (but :data:`SKIPPED_TABLES`), by table name.
 
-    Provenance columns and binary values are left out; values are as stored (lists stay lists).
+    Tables come in :func:`record_order`: catalogue row, morphometrics, photometry and predictions first,
+    the ``embedding_maps`` coordinates last. Provenance columns and binary values are left out; values are as stored (lists stay lists).
 
     Raises
     ------
@@ -52,7 +95,7 @@ def galaxy_rows(wh: Warehouse, galaxy_id: str) -> dict[str, list[dict[str, Any]]
     """
     require_galaxy(wh, galaxy_id)
     out: dict[str, list[dict[str, Any]]] = {}
-    for table in wh.tables():
+    for table in record_order(wh.tables()):
         if table in SKIPPED_TABLES:
             continue
         ds = wh.dataset(table)
@@ -96,10 +139,7 @@ def galaxy_record(wh: Warehouse, galaxy_id: str) -> dict[str, Any]:
 
     rows = galaxy_rows(wh, galaxy_id)
     embeddings = sorted(t.removeprefix(TABLE_PREFIX) for t in rows if t.startswith(TABLE_PREFIX))
-    flags = {t: decode(r[0].get("flags")) for t, r in rows.items()
-             if r and "flags" in r[0] and not t.startswith(TABLE_PREFIX)}
-    for name in embeddings:
-        flags[TABLE_PREFIX + name] = decode(rows[TABLE_PREFIX + name][0].get("flags"))
+    flags = decoded_flags(rows)
     predictions: list[dict[str, Any]] = []
     if "predictions" in rows:
         engine = SQLEngine(wh)  # a pinned warehouse's engine reads its versions

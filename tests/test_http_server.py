@@ -7,6 +7,7 @@ stopped by its PID with SIGTERM; it must shut down gracefully. Writes during rea
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -253,10 +254,24 @@ def _wait(driver, condition, timeout: float = 60):
     return WebDriverWait(driver, timeout).until(condition)
 
 
-def test_page_search_grid_and_follow_a_neighbour(server, browser, tmp_path):
+def _images_loaded(driver) -> bool:
+    return driver.execute_script(
+        "return [...document.images].filter(i => i.src).every(i => i.complete && i.naturalWidth > 0)")
+
+
+def _assert_only_the_error(driver) -> None:
     from selenium.webdriver.common.by import By
 
-    srv, _, files, _ = server
+    assert driver.find_element(By.ID, "error").is_displayed()
+    assert not driver.find_element(By.ID, "query").is_displayed()
+    assert not driver.find_element(By.ID, "lookalikes").is_displayed()
+    assert driver.find_elements(By.CSS_SELECTOR, ".neighbour, .prediction, #features tr") == []
+
+
+def test_page_search_grid_and_follow_a_neighbour(server, browser):
+    from selenium.webdriver.common.by import By
+
+    srv, wh, files, _ = server
     ids = sorted(files)
     browser.get(srv.url + "/")
     browser.find_element(By.ID, "galaxy-id").send_keys(ids[0])
@@ -267,12 +282,11 @@ def test_page_search_grid_and_follow_a_neighbour(server, browser, tmp_path):
     assert browser.find_element(By.ID, "query-title").text == ids[0]
     assert len(browser.find_elements(By.CSS_SELECTOR, ".probability")) == 2  # one bar per class
     assert "PHOT_NO_MATCH" in browser.find_element(By.ID, "features").text
-    _wait(browser, lambda d: d.execute_script(
-        "return [...document.images].filter(i => i.src).every(i => i.complete && i.naturalWidth > 0)"))
-    browser.save_screenshot(str(tmp_path / "page.png"))
-    shots = os.environ.get("ASTROVISION_SCREENSHOTS")  # opt-in: where docs/img's pictures come from
-    if shots:
-        shutil.copy(tmp_path / "page.png", Path(shots) / "service-page.png")
+    (stored,) = wh.read("predictions", columns=["probabilities"], where=f"galaxy_id = '{ids[0]}'")["probabilities"]
+    assert [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".percent")] == [
+        f"{100 * p:.1f}%" for p in stored.as_py()]  # percent with one decimal
+    assert browser.title == f"AstroVision: {ids[0]}"
+    _wait(browser, _images_loaded)
     links = browser.find_elements(By.CSS_SELECTOR, ".neighbour-link")
     target = links[1].text
     assert target != ids[0] and target in files
@@ -298,3 +312,143 @@ def test_page_where_filter_and_its_error(server, browser):
     browser.find_element(By.ID, "go").click()
     _wait(browser, lambda d: d.find_element(By.ID, "error").is_displayed())
     assert "nonsense_column" in browser.find_element(By.ID, "error").text
+    _assert_only_the_error(browser)  # the earlier galaxy and its lookalikes are gone, not left under the banner
+    browser.find_element(By.ID, "galaxy-id").clear()
+    browser.find_element(By.ID, "galaxy-id").send_keys("rings:no-such-galaxy")
+    browser.find_element(By.ID, "where").clear()
+    browser.find_element(By.ID, "go").click()
+    _wait(browser, lambda d: "no-such-galaxy" in d.find_element(By.ID, "error").text)
+    _assert_only_the_error(browser)
+    browser.find_element(By.ID, "galaxy-id").clear()
+    browser.find_element(By.ID, "galaxy-id").send_keys(sorted(files)[1])
+    browser.find_element(By.ID, "k").clear()
+    browser.find_element(By.ID, "k").send_keys("5")
+    browser.find_element(By.ID, "go").click()  # the next good search clears the banner
+    _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".neighbour")) == 5)
+    assert not browser.find_element(By.ID, "error").is_displayed()
+
+
+GALAXY10 = ["Disturbed", "Merging", "Round Smooth", "In-between Round Smooth", "Cigar Shaped Smooth",
+            "Barred Spiral", "Unbarred Tight Spiral", "Unbarred Loose Spiral", "Edge-on without Bulge",
+            "Edge-on with Bulge"]
+
+
+def _matched_with_a_ten_class_model(wh, gid: str, probabilities: list[float]) -> None:
+    """Give ``gid`` morphometrics in two bands, SDSS magnitudes and a prediction of a second model with
+    Galaxy10's (long) class names."""
+    import json
+
+    from warehouse.schemas import rows_with_defaults as rows
+
+    wh.upsert("morphometrics", rows("morphometrics", 2, galaxy_id=[gid] * 2, shard=["rings-00000"] * 2,
+                                    band=["g", "r"], gini=[0.41, 0.55], m20=[-1.7, -2.1]))
+    g_r = wh.read("photometry", columns=["g_r"], where=f"galaxy_id = '{gid}'")["g_r"].to_pylist()
+    wh.upsert("photometry", rows("photometry", 1, galaxy_id=[gid], shard=["rings-00000"], source=["rings"],
+                                 n_candidates=[1], sep_arcsec=[0.4], petroMag_r=[17.234], petroMagErr_r=[0.012],
+                                 modelMag_r=[17.105], modelMagErr_r=[0.008], g_r=g_r, quality_ok=[True], flags=[0]))
+    wh.upsert("models", rows("models", 1, name=["morphology_probe"], version=[1], kind=["probe"],
+                             label_column=["label"], split_name=["label-s0"],
+                             classes_json=[json.dumps([{"label": i, "name": c} for i, c in enumerate(GALAXY10)])],
+                             config_json=["{}"], metrics_json=["{}"], gate_passed=[True], gate_json=["{}"],
+                             excluded_classes_json=["[]"], artefact_path=[""], table_versions_json=["{}"],
+                             weights_origin=["random init"]))
+    best = max(range(len(probabilities)), key=probabilities.__getitem__)
+    wh.upsert("predictions", rows("predictions", 1, galaxy_id=[gid], model_name=["morphology_probe"],
+                                  model_version=[1], probabilities=[probabilities], predicted_label=[best],
+                                  predicted_name=[GALAXY10[best]], split=["test"]))
+
+
+def test_page_shows_magnitudes_whole_class_names_and_readable_probabilities(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    srv, wh, files, _ = server
+    gid = sorted(files)[3]
+    probabilities = [3.554e-9, 0.0004, 0.0001, 0.0002, 0.0, 0.0123, 0.9312, 0.0351, 0.00019, 0.0208]
+    _matched_with_a_ten_class_model(wh, gid, probabilities)
+    browser.get(srv.url + "/?" + str(httpx.QueryParams({"id": gid, "k": "8"})))
+    _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".prediction")) == 2
+          and len(d.find_elements(By.CSS_SELECTOR, ".neighbour")) == 8)
+    rows = dict(browser.execute_script(
+        "return [...document.querySelectorAll('#features tr')].map(tr => [...tr.cells].map(c => c.textContent))"))
+    assert rows["petroMag_r"] == "17.234 ± 0.012" and rows["modelMag_r"] == "17.105 ± 0.008"
+    assert (rows["morph band"], rows["gini"], rows["m20"]) == ("r", "0.5500", "-2.100")  # galaxy_features' band
+    block = browser.find_elements(By.CSS_SELECTOR, ".prediction")[1]
+    assert block.find_element(By.TAG_NAME, "strong").text == "morphology_probe v1: Unbarred Tight Spiral (93.1%)"
+    names = block.find_elements(By.CSS_SELECTOR, ".class-name")
+    assert [e.text for e in names] == GALAXY10
+    for name, track in zip(names, block.find_elements(By.CSS_SELECTOR, ".track")):
+        # the whole name is laid out (nothing clipped or ellipsised) and ends before its bar starts
+        assert browser.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth", name), name.text
+        assert name.rect["x"] + name.rect["width"] <= track.rect["x"], name.text
+    assert [e.text for e in block.find_elements(By.CSS_SELECTOR, ".percent")] == [
+        "<0.1%", "<0.1%", "<0.1%", "<0.1%", "0%", "1.2%", "93.1%", "3.5%", "<0.1%", "2.1%"]
+    assert not re.search(r"\d[eE][-+]?\d", browser.find_element(By.ID, "predictions").text)  # no 3.554e-9
+    _wait(browser, _images_loaded)
+    browser.save_screenshot(str(tmp_path / "page.png"))
+    shots = os.environ.get("ASTROVISION_SCREENSHOTS")  # opt-in: where docs/img's pictures come from
+    if shots:
+        shutil.copy(tmp_path / "page.png", Path(shots) / "service-page.png")
+
+
+def test_page_upload_updates_url_and_title_and_back_replays_the_search(server, browser):
+    from selenium.webdriver.common.by import By
+
+    srv, _, files, _ = server
+    ids = sorted(files)
+    browser.get(srv.url + "/?" + str(httpx.QueryParams({"id": ids[0], "k": "3"})))
+    _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".neighbour-link")) == 3)
+    upload = files[ids[5]]
+    browser.find_element(By.ID, "file").send_keys(str(upload))
+
+    def shows_the_upload(d) -> bool:
+        links = d.find_elements(By.CSS_SELECTOR, ".neighbour-link")
+        return d.find_element(By.ID, "query-title").text == f"uploaded: {upload.name}" and bool(links) \
+            and links[0].text == ids[5]
+
+    _wait(browser, shows_the_upload)
+    assert httpx.URL(browser.current_url).params["upload"] == upload.name
+    assert browser.title == f"AstroVision: uploaded {upload.name}"
+    browser.back()  # the search before the upload, not an older one
+    _wait(browser, lambda d: d.find_element(By.ID, "query-title").text == ids[0]
+          and len(d.find_elements(By.CSS_SELECTOR, ".neighbour-link")) == 3)
+    assert httpx.URL(browser.current_url).params["id"] == ids[0] and browser.title == f"AstroVision: {ids[0]}"
+    browser.forward()  # the upload again, from the file this page kept
+    _wait(browser, shows_the_upload)
+    assert browser.title == f"AstroVision: uploaded {upload.name}"
+    browser.refresh()  # a reloaded page no longer has the file: it says so, and shows nothing stale
+    _wait(browser, lambda d: "drop it again" in d.find_element(By.ID, "error").text)
+    _assert_only_the_error(browser)
+
+
+def test_page_on_a_token_server_asks_for_the_token_once(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+
+    _, wh, files, _ = server
+    ids = sorted(files)
+    secret = "page-test-token-5a1f"
+    (tmp_path / "token").write_text(secret + "\n")
+    protected = Server(wh.root, tmp_path, "--token-file", str(tmp_path / "token"))
+    # count the page's prompts (the real prompt still opens: the test answers it as a person would)
+    counter = browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": (
+        "const real = window.prompt; window.prompts = 0;"
+        "window.prompt = (...a) => { window.prompts += 1; return real.apply(window, a); };")})
+    try:
+        browser.get(protected.url + "/?" + str(httpx.QueryParams({"id": ids[0], "k": "3"})))
+        _wait(browser, expected_conditions.alert_is_present())
+        alert = browser.switch_to.alert
+        alert.send_keys(secret)
+        alert.accept()
+        # a second prompt would be open here: every find_elements below would raise UnexpectedAlertPresent
+        _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".neighbour")) == 3
+              and d.find_element(By.ID, "query-title").text == ids[0])
+        _wait(browser, _images_loaded)  # images are fetched with the token too
+        assert browser.execute_script("return window.prompts") == 1
+        assert not browser.find_element(By.ID, "error").is_displayed()
+        browser.refresh()  # the token is kept for the tab: not asked again
+        _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".neighbour")) == 3)
+        assert browser.execute_script("return window.prompts") == 0
+        assert browser.execute_script("return sessionStorage.getItem('astrovision-token')") == secret
+    finally:
+        browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", counter)
+        protected.stop()

@@ -71,21 +71,32 @@ def _cmd_tables(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_rows(out: io.StringIO, table: str, rows: list[dict]) -> None:
+    """One ``[table]`` block per row: a line per column, long lists summarised, flags decoded."""
+    for row in rows:
+        out.write(f"[{table}]\n")
+        for key, value in row.items():
+            if isinstance(value, list) and len(value) > 12:
+                value = f"<{len(value)} values>"
+            if key == "flags":
+                value = f"{value} ({describe(value)})"
+            out.write(f"  {key:<24} {value}\n")
+
+
 def _cmd_show(args: argparse.Namespace) -> int:
-    from stages.records import galaxy_rows
+    from stages.records import FIRST_TABLES, decoded_flags, galaxy_rows
 
     wh = Warehouse.open()
     gid = args.galaxy_id
     out = io.StringIO()
-    for table, rows in galaxy_rows(wh, gid).items():
-        for row in rows:
-            out.write(f"[{table}]\n")
-            for key, value in row.items():
-                if isinstance(value, list) and len(value) > 12:
-                    value = f"<{len(value)} values>"
-                if key == "flags":
-                    value = f"{value} ({describe(value)})"
-                out.write(f"  {key:<24} {value}\n")
+    found = galaxy_rows(wh, gid)  # in record order: catalogue ... predictions, others, embedding_maps last
+    for table in (t for t in found if t in FIRST_TABLES):
+        _write_rows(out, table, found[table])
+    out.write("[flags]\n")  # every table's decoded flags, next, as in the API's record
+    for table, names in decoded_flags(found).items():
+        out.write(f"  {table:<24} {', '.join(names) or 'ok'}\n")
+    for table in (t for t in found if t not in FIRST_TABLES):
+        _write_rows(out, table, found[table])
     sys.stdout.write(f"{gid}\n{out.getvalue()}")
     if args.png:
         from PIL import Image
