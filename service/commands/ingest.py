@@ -25,11 +25,23 @@ from .execution import add_execution_args, execution_from
 __all__ = ["register"]
 
 
+ABSENT_CHECK = "photometry:available"
+"""The WARN check that fails when a shard's photometry could not be had (a flagged absence)."""
+
+
 def _print_report(report, log=print) -> int:
     n_ok = len(report.succeeded)
     log(f"{n_ok} materialization(s) succeeded, {len(report.failed)} step(s) failed")
+    absent = [c for c in report.checks_failed if c.startswith(ABSENT_CHECK + " ")]
     for check in report.checks_failed:
-        log(f"  check failed: {check}")
+        if check not in absent:
+            log(f"  check failed: {check}")
+    if absent:
+        reasons = sorted({str(meta.get("photometry_absent")) for name, meta in report.metadata.items()
+                          if name.startswith("photometry[") and meta.get("photometry_absent") not in (None, "no")})
+        log(f"photometry is absent for {len(absent)} shard(s), flagged in the photometry table "
+            f"(check {ABSENT_CHECK}): {'; '.join(reasons) or 'see the check'}; pass --require-photometry "
+            "to make this an error")
     return 0 if report.ok else 1
 
 
@@ -68,7 +80,9 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
                                  healpix_nside=args.healpix_nside)
         print(f"ingesting {len(source)} galaxies from {args.source} source {source.name!r} in {len(shards)} "
               f"shard(s) into {wh.root}")
-        report = run_pipeline(wh, shards, groups=None if args.all else ["ingest"], execution=execution)
+        run_config = {"ops": {"photometry": {"config": {"require": True}}}} if args.require_photometry else None
+        report = run_pipeline(wh, shards, groups=None if args.all else ["ingest"], execution=execution,
+                              run_config=run_config)
     status = _print_report(report)
     print(f"tables: {json.dumps(wh.versions())}")
     return status
@@ -118,6 +132,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, help="demo source: number of galaxies")
     p.add_argument("--seed", type=int, default=0, help="demo source: seed")
     p.add_argument("--all", action="store_true", help="materialize every asset, not only the ingest group")
+    p.add_argument("--require-photometry", action="store_true",
+                   help="with --all: fail (exit 1) when photometry cannot be had (SDSS unreachable offline, no "
+                        "positions) instead of storing it as a flagged absence and saying so")
     add_execution_args(p)
     p.set_defaults(func=_cmd_ingest)
 

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
+from features.flags import Flag
 from features.sources.base import GalaxyBatch, image_flags, image_sha1
 from warehouse import schemas
 from warehouse.images import encode_image
@@ -90,6 +91,8 @@ def iter_shard_rows(batches: Iterable[GalaxyBatch], shard: str, *, chunk_rows: i
         prepared = list(pool.map(_prepare, batch.images))
         for i, gid in enumerate(batch.galaxy_ids):
             image, encoding, data, sha1, flags = prepared[i]
+            if not (np.isfinite(batch.ra[i]) and np.isfinite(batch.dec[i])):
+                flags |= int(Flag.POSITION_UNKNOWN)  # stored NULL; no sky pixel, cross-match or cone
             label = int(batch.labels[i])
             g = out.galaxies
             g["galaxy_id"].append(gid)
