@@ -4,11 +4,14 @@ flagged ``POSITION_UNKNOWN``, with NULL positions, hash-only duplicate groups an
 from __future__ import annotations
 
 import csv
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import SHARED
+from conftest import PROJECT_ROOT, SHARED
 
 from dagster_project.runner import run_pipeline
 from features.flags import Flag
@@ -58,3 +61,44 @@ def test_gz1_frames_without_positions_ingest_flagged(tmp_path):
     assert sum(g is not None for g in groups.values()) == 2  # NaN positions group nothing
     assert wh.sql("SELECT count(*) AS n FROM galaxies WHERE cone(ra, dec, 0, 0, 1e9)")["n"][0] == 0
     assert wh.sql("SELECT count(*) AS n FROM galaxies WHERE NOT cone(ra, dec, 0, 0, 1)")["n"][0] == 4
+
+
+def _offline_env(tmp_path: Path) -> dict[str, str]:
+    """No network and no DINOv2 weights: what a laptop on a train has."""
+    from features.embeddings import ENCODERS
+    from features.weights import env_var_name
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty-hf-cache"),
+           "PYTHONPATH": str(PROJECT_ROOT)}
+    for name in ["ASTROVISION_WEIGHTS_DIR", "TQDM_DISABLE"] + [env_var_name(s.hf_repo) for s in ENCODERS.values()
+                                                              if s.hf_repo]:
+        env.pop(name, None)
+    return env
+
+
+def test_ingest_all_offline_without_positions_or_photometry_exits_0_and_shows_progress(tmp_path):
+    """``ingest --all`` of GZ1 frames (ids and labels only) offline: every stage runs, exit 0, one line
+    says photometry is absent, progress (done / total, rate, ETA) shows for the long steps, and the
+    library warnings are summarised rather than streamed; ``--require-photometry`` makes it exit 1."""
+    folder = gz1_subset(tmp_path / "gz1", 6)
+    home = tmp_path / "home"
+    args = [sys.executable, "-m", "service.cli", "--home", str(home), "ingest", "--source", "folder", "--path",
+            str(folder), "--label-column", "gz1_class", "--pxscale", "unknown", "--all"]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=900, env=_offline_env(tmp_path))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    absent = [ln for ln in proc.stdout.splitlines() if ln.startswith("photometry is absent")]
+    assert len(absent) == 1 and "POSITION_UNKNOWN" in absent[0] and "--require-photometry" in absent[0]
+    assert "0 step(s) failed" in proc.stdout
+    for step in ("images gz1-00000", "morphometrics gz1-00000", "embeddings random_vits14 gz1-00000"):
+        assert f"{step}:" in proc.stderr, step  # the tqdm bar of each long step
+    assert "Warning" not in proc.stderr  # no library warning streamed
+    wh = Warehouse(home)
+    assert wh.count("galaxies") == wh.count("morphometrics") == wh.count("photometry") == 6
+    assert wh.count("embeddings_random_vits14") == 6 and wh.exists("embedding_maps")
+    flags = wh.read("photometry").column("flags").to_pylist()
+    assert flags == [int(Flag.POSITION_UNKNOWN)] * 6
+
+    required = subprocess.run([*args, "--require-photometry"], capture_output=True, text=True, timeout=900,
+                              env={**_offline_env(tmp_path), "TQDM_DISABLE": "1"})
+    assert required.returncode == 1
+    assert "photometry required but absent" in required.stdout + required.stderr

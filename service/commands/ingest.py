@@ -17,7 +17,7 @@ from features.sources import SOURCE_KINDS, make_source
 from features.sources.ranges import check_pxscale
 from features.sources.sky import check_nside
 from stages.photometry import demo_catalogue
-from stages.sources import register_source, sky_shards_in_cone, source_lock
+from stages.sources import register_source, sky_shards_in_cone, source_lock, source_locks
 from warehouse import Warehouse
 
 from .execution import add_execution_args, execution_from
@@ -107,7 +107,10 @@ def _cmd_materialize(args: argparse.Namespace) -> int:
         if unknown:
             raise InputError(f"unknown shard(s) {unknown}; known: {shards}")
         shards = args.shard
-    report = run_pipeline(wh, shards, groups=args.group or None, execution=execution)
+    # the shards' source locks, held here so this command's run processes share them instead of queueing
+    with source_locks(wh, {s.split("-", 1)[0] for s in shards},
+                      on_wait=lambda msg: print(msg, file=sys.stderr, flush=True)):
+        report = run_pipeline(wh, shards, groups=args.group or None, execution=execution)
     return _print_report(report)
 
 

@@ -23,6 +23,7 @@ from dagster_project.resources import WarehouseResource
 from features.embeddings import DEFAULT_SSL_ENCODER, choose_default_encoder
 from features.ssl.config import SSLConfig, ViewConfig
 from stages.embeddings import NORM_MAX, NORM_MIN, auto_encoders, embed_shard, get_encoder, vector_stats
+from stages.progress import Progress
 from warehouse import quote
 from warehouse import search as vsearch
 
@@ -129,7 +130,10 @@ def embeddings(
     ok = {"no_nan": True, "norms_in_range": True, "one_vector_per_galaxy": True}
     for enc, note in chosen:
         context.log.info(note)
-        result = embed_shard(wh, shard, enc, batch_size=config.batch_size, run_id=context.run_id)
+        total = wh.count("galaxies", f"shard = {quote(shard)}")
+        with Progress(total, f"embeddings {enc.name} {shard}", log=context.log.info) as progress:
+            result = embed_shard(wh, shard, enc, batch_size=config.batch_size, run_id=context.run_id,
+                                 progress=lambda done, _total: progress.set(done))
         stats = vector_stats(wh, result.table, shard)
         expected = set(result.galaxy_ids)
         stored = set(wh.read(result.table, columns=["galaxy_id"], where=f"shard = {quote(shard)}")

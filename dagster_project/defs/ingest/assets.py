@@ -14,6 +14,7 @@ from dagster_project.partitions import SHARDS
 from dagster_project.resources import WarehouseResource
 from features.flags import Flag
 from features.sources.sky import row_runs
+from stages.progress import Progress
 from stages.sources import shard_rows
 from warehouse import quote, schemas
 
@@ -49,7 +50,8 @@ def galaxies(context: dg.AssetExecutionContext, warehouse: WarehouseResource) ->
     # Decode and encode the whole shard before writing anything, so an unreadable image leaves every
     # table as it was; only the encoded bytes are held (~140 KB a galaxy). Then images first, chunk by
     # chunk (bounded Arrow buffers): a galaxies row always has its image.
-    parts = list(iter_shard_rows(source.iter_runs(runs), shard, total=len(rows)))
+    with Progress(len(rows), f"images {shard}", log=context.log.info) as progress:
+        parts = list(iter_shard_rows(source.iter_runs(runs), shard, total=len(rows), on_progress=progress.update))
     gal_parts: list[pa.Table] = []
     shapes: Counter = Counter()
     dtypes: Counter = Counter()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,7 +54,8 @@ def _prepare(image: np.ndarray) -> tuple[np.ndarray, str, bytes, str, int]:
 
 def iter_shard_rows(batches: Iterable[GalaxyBatch], shard: str, *, chunk_rows: int = 256,
                     total: int | None = None, progress: bool = False,
-                    threads: int | None = None) -> Iterator[ShardRows]:
+                    threads: int | None = None,
+                    on_progress: Callable[[int], None] | None = None) -> Iterator[ShardRows]:
     """Encode the images of a shard and yield its ``galaxies`` / ``images`` rows in chunks.
 
     Chunks of about ``chunk_rows`` galaxies keep memory bounded whatever the shard size: the caller
@@ -74,6 +75,8 @@ def iter_shard_rows(batches: Iterable[GalaxyBatch], shard: str, *, chunk_rows: i
         Show a progress bar.
     threads : int, optional
         Threads encoding images (PNG compression and hashing release the GIL); default: the core count.
+    on_progress : callable, optional
+        Called with the number of galaxies of each batch once it is encoded (e.g. ``Progress.update``).
     """
     import json
     import os
@@ -126,6 +129,8 @@ def iter_shard_rows(batches: Iterable[GalaxyBatch], shard: str, *, chunk_rows: i
             out.dtypes[str(image.dtype)] += 1
             out.image_bytes += len(data)
         bar.update(len(batch))
+        if on_progress is not None:
+            on_progress(len(batch))
     pool.shutdown()
     bar.close()
     if len(out):

@@ -143,7 +143,15 @@ def morphometrics(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     """statmorph Gini, M20, CAS, MID, shape asymmetry and Sersic of every galaxy of the shard, per band."""
     import statmorph
 
-    from features.morphometrics import MorphOptions, measure_batch, morphology_class, records_to_table
+    from features.morphometrics import (
+        MorphOptions,
+        measure_batch,
+        morphology_class,
+        records_to_table,
+        summarise_warnings,
+        tally_warnings,
+    )
+    from stages.progress import Progress
 
     wh = warehouse.open()
     shard = context.partition_key
@@ -158,9 +166,15 @@ def morphometrics(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
 
     options = MorphOptions(fit_sersic=config.fit_sersic, time_limit_s=config.time_limit_s)
     t0 = time.perf_counter()
-    records = measure_batch(_inputs(wh, ids, pxscale, meta, max(1, config.chunk_size)), bands=config.bands,
-                            options=options, workers=None if config.workers <= 0 else config.workers)
+    with Progress(len(ids), f"morphometrics {shard}", log=context.log.info) as progress:
+        records = measure_batch(_inputs(wh, ids, pxscale, meta, max(1, config.chunk_size)), bands=config.bands,
+                                options=options, workers=None if config.workers <= 0 else config.workers,
+                                progress=progress.update)
     elapsed = time.perf_counter() - t0
+    caught = tally_warnings(records)  # counted here and said once, never streamed per galaxy
+    warnings_line = summarise_warnings(caught, len(ids))
+    if caught:
+        context.log.warning(f"morphometrics {shard}: {warnings_line}")
     measured_with = f"statmorph {statmorph.__version__} ({morphology_class().__name__})"
     for r in records:
         r["shard"] = shard
@@ -188,6 +202,8 @@ def morphometrics(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
             "galaxies_per_second": dg.MetadataValue.float(len(ids) / max(elapsed, 1e-9)),
             "distributions": dg.MetadataValue.json(summarise(table)),
             "median_runtime_s": dg.MetadataValue.float(float(np.median(runtime)) if runtime.size else 0.0),
+            "library_warnings": warnings_line,
+            "library_warning_counts": dg.MetadataValue.json(dict(caught.most_common())),
         },
         check_results=check_results(table, config.max_failed_rate, config.max_bad_rate),
     )
