@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from features.errors import InputError
 from features.sources import SOURCE_KINDS, make_source
 from features.sources.ranges import check_pxscale
@@ -50,6 +52,15 @@ def _pxscale(text: str) -> float | None:
     return None if text.strip().lower() == "unknown" else check_pxscale(text, "--pxscale")
 
 
+def _refuse_photometry_without_positions(source) -> None:
+    """``--require-photometry`` of a source without any position: refused before anything runs."""
+    ra, dec = source.positions()
+    if not (np.isfinite(ra) & np.isfinite(dec)).any():
+        raise InputError(f"--require-photometry: source {source.name!r} has no sky positions (no ra / dec in its "
+                         "catalogue), so no photometry can be cross-matched; add positions, or ingest without "
+                         "--require-photometry to store its absence flagged")
+
+
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from dagster_project.runner import run_pipeline
 
@@ -69,6 +80,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         if args.n:
             params["n"] = args.n
     source = make_source(args.source, path=args.path, catalog=args.catalog, name=args.name, **params)
+    if args.require_photometry and "photometry_catalog" not in params and args.source != "demo":
+        _refuse_photometry_without_positions(source)
     with source_lock(wh, source.name, timeout=args.lock_timeout,
                      on_wait=lambda msg: print(msg, file=sys.stderr, flush=True)):
         if args.source == "demo":
