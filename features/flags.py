@@ -12,7 +12,7 @@ bits      stage               meaning
 0-7       image               problems with the pixels themselves
 8-19      morphometrics       statmorph / segmentation outcomes
 20-31     photometry          catalogue cross-match and quality cuts
-32-39     embeddings/models   provenance warnings (random weights, missing modality)
+32-39     provenance          random weights, missing modality, unknown position
 40-47     segmentation        Otsu pseudo-labels and predicted masks
 ========  ==================  ===============================================================
 
@@ -93,6 +93,11 @@ class Flag(enum.IntFlag):
     """An input modality of the fusion model (:mod:`models.fusion`: frozen-encoder embeddings, trusted
     morphometrics, photometry behind the quality cuts) was missing for this galaxy and was imputed with the
     training medians (its branch masked out); ``fusion_inputs.missing_modalities`` names which."""
+    POSITION_UNKNOWN = 1 << 34
+    """The catalogue gives no sky position for this galaxy (no ``ra`` / ``dec`` columns, or both cells
+    empty): ``ra`` and ``dec`` are NaN (NULL in SQL), the galaxy is in no HEALPix pixel, takes part in no
+    position-based duplicate grouping and no photometry cross-match (its ``photometry`` row carries this
+    bit instead of ``PHOT_NO_MATCH``), and ``cone(...)`` is false for it."""
 
     # --- segmentation (40-47) ----------------------------------------------------------------
     SEG_OTSU_FAILED = 1 << 40

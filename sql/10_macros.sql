@@ -14,5 +14,6 @@ CREATE MACRO ang_sep_arcsec(ra, dec, ra0, dec0) AS
 
 -- Cone search: true when (ra, dec) lies within radius_arcsec of (ra0, dec0) (the circle's edge included).
 -- Works on any relation with positions: WHERE cone(ra, dec, 150.1, 2.2, 30), or g.ra, g.dec in a join.
+-- A galaxy without a position (NULL ra/dec, flag POSITION_UNKNOWN) is in no cone: false, never NULL.
 CREATE MACRO cone(ra, dec, ra0, dec0, radius_arcsec) AS
-    ang_sep_arcsec(ra, dec, ra0, dec0) <= radius_arcsec;
+    coalesce(ang_sep_arcsec(ra, dec, ra0, dec0) <= radius_arcsec, false);

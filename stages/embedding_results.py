@@ -52,13 +52,17 @@ def embed_shard_encoders(wh: Warehouse, shard: str, *, encoder: str = "auto", we
     """Embed ``shard`` with ``encoder`` (``auto``: :func:`stages.embeddings.auto_encoders`) into each
     encoder's ``embeddings_<encoder>`` table, and measure what was stored (for the asset's checks)."""
     from stages.embeddings import auto_encoders, embed_shard, get_encoder, vector_stats
+    from stages.progress import Progress
 
     chosen = (auto_encoders(wh, weights_path, allow_download) if encoder == "auto"
               else [get_encoder(encoder, weights_path, allow_download, wh)])
     per: dict[str, dict[str, Any]] = {}
     for enc, note in chosen:
         log(note)
-        result = embed_shard(wh, shard, enc, batch_size=batch_size, run_id=run_id)
+        total = wh.count("galaxies", f"shard = {quote(shard)}")
+        with Progress(total, f"embeddings {enc.name} {shard}", log=log) as progress:
+            result = embed_shard(wh, shard, enc, batch_size=batch_size, run_id=run_id,
+                                 progress=lambda done, _total, p=progress: p.set(done))
         stats = vector_stats(wh, result.table, shard)
         expected = set(result.galaxy_ids)
         stored = set(wh.read(result.table, columns=["galaxy_id"], where=f"shard = {quote(shard)}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from features.flags import Flag
 from features.sources.base import GalaxyBatch, image_flags, image_sha1
 from features.sources.sky import row_runs
+from stages.progress import Progress
 from stages.results import INTERNAL, StageResult
 from stages.sources import shard_rows
 from warehouse import quote, schemas
@@ -70,7 +71,8 @@ def _prepare(image: np.ndarray) -> tuple[np.ndarray, str, bytes, str, int]:
 
 def iter_shard_rows(batches: Iterable[GalaxyBatch], shard: str, *, chunk_rows: int = 256,
                     total: int | None = None, progress: bool = False,
-                    threads: int | None = None) -> Iterator[ShardRows]:
+                    threads: int | None = None,
+                    on_progress: Callable[[int], None] | None = None) -> Iterator[ShardRows]:
     """Encode the images of a shard and yield its ``galaxies`` / ``images`` rows in chunks.
 
     Chunks of about ``chunk_rows`` galaxies keep memory bounded whatever the shard size: the caller
@@ -90,6 +92,8 @@ def iter_shard_rows(batches: Iterable[GalaxyBatch], shard: str, *, chunk_rows: i
         Show a progress bar.
     threads : int, optional
         Threads encoding images (PNG compression and hashing release the GIL); default: the core count.
+    on_progress : callable, optional
+        Called with the number of galaxies of each batch once it is encoded (e.g. ``Progress.update``).
     """
     import json
     import os
@@ -107,6 +111,8 @@ def iter_shard_rows(batches: Iterable[GalaxyBatch], shard: str, *, chunk_rows: i
         prepared = list(pool.map(_prepare, batch.images))
         for i, gid in enumerate(batch.galaxy_ids):
             image, encoding, data, sha1, flags = prepared[i]
+            if not (np.isfinite(batch.ra[i]) and np.isfinite(batch.dec[i])):
+                flags |= int(Flag.POSITION_UNKNOWN)  # stored NULL; no sky pixel, cross-match or cone
             label = int(batch.labels[i])
             g = out.galaxies
             g["galaxy_id"].append(gid)
@@ -140,6 +146,8 @@ def iter_shard_rows(batches: Iterable[GalaxyBatch], shard: str, *, chunk_rows: i
             out.dtypes[str(image.dtype)] += 1
             out.image_bytes += len(data)
         bar.update(len(batch))
+        if on_progress is not None:
+            on_progress(len(batch))
     pool.shutdown()
     bar.close()
     if len(out):
@@ -168,18 +176,21 @@ class IngestResult(StageResult):
     dtypes: dict[str, int] = field(default_factory=dict, metadata=INTERNAL)
 
 
-def ingest_shard(wh: Warehouse, shard: str, *, run_id: str | None = None) -> IngestResult:
+def ingest_shard(wh: Warehouse, shard: str, *, run_id: str | None = None,
+                 log: Callable[[str], None] | None = None) -> IngestResult:
     """Read one shard from its registered source and write its ``images``, ``truth`` and ``galaxies`` rows.
 
     Every image is decoded and encoded before anything is written, so an unreadable image leaves every
     table as it was; only the encoded bytes are held (~140 KB a galaxy). Then ``images`` chunk by chunk
     (bounded Arrow buffers), then ``galaxies``, so a ``galaxies`` row always has its image. Duplicate
-    groups found earlier are kept (the ``duplicate_groups`` asset refreshes them).
+    groups found earlier are kept (the ``duplicate_groups`` asset refreshes them). ``log`` receives the
+    progress lines (galaxies done / total, rate, ETA) of the image step (:class:`stages.progress.Progress`).
     """
     source, rows = shard_rows(wh, shard)  # a row range, or a HEALPix pixel's rows
     runs = row_runs(rows)
     t0 = time.perf_counter()
-    parts = list(iter_shard_rows(source.iter_runs(runs), shard, total=len(rows)))
+    with Progress(len(rows), f"images {shard}", log=log) as progress:
+        parts = list(iter_shard_rows(source.iter_runs(runs), shard, total=len(rows), on_progress=progress.update))
     gal_parts: list[pa.Table] = []
     shapes: Counter = Counter()
     dtypes: Counter = Counter()

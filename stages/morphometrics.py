@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from features.errors import InputError
 from features.flags import Flag, decode
+from stages.progress import Progress
 from stages.results import INTERNAL, StageResult
 from warehouse import quote, schemas
 
@@ -96,6 +97,8 @@ class MorphometricsResult(StageResult):
     galaxies_per_second: float
     distributions: dict[str, dict[str, float]]
     median_runtime_s: float
+    library_warnings: str = ""
+    library_warning_counts: dict[str, int] = field(default_factory=dict)
     failed_rate: float = field(default=0.0, metadata=INTERNAL)
     statmorph_bad_rate: float = field(default=0.0, metadata=INTERNAL)
     gini_violations: int = field(default=0, metadata=INTERNAL)
@@ -109,7 +112,7 @@ def _column(table: pa.Table, name: str) -> np.ndarray:
 
 def measure_shard(wh: Warehouse, shard: str, *, bands: Sequence[str] = ("r",), fit_sersic: bool = True,
                   time_limit_s: float = 30.0, workers: int = 0, chunk_size: int = 256,
-                  run_id: str | None = None) -> MorphometricsResult:
+                  run_id: str | None = None, log: Callable[[str], None] | None = None) -> MorphometricsResult:
     """statmorph Gini, M20, CAS, MID, shape asymmetry and Sersic of every galaxy of ``shard``, per band.
 
     Parameters
@@ -128,6 +131,9 @@ def measure_shard(wh: Warehouse, shard: str, *, bands: Sequence[str] = ("r",), f
         Images read from the warehouse at a time.
     run_id : str, optional
         Stored with every row.
+    log : callable, optional
+        Receives the progress lines (galaxies done / total, rate, ETA; :class:`stages.progress.Progress`)
+        and one summary of the library warnings caught per galaxy (counted, never streamed).
 
     Raises
     ------
@@ -136,7 +142,14 @@ def measure_shard(wh: Warehouse, shard: str, *, bands: Sequence[str] = ("r",), f
     """
     import statmorph
 
-    from features.morphometrics import MorphOptions, measure_batch, morphology_class, records_to_table
+    from features.morphometrics import (
+        MorphOptions,
+        measure_batch,
+        morphology_class,
+        records_to_table,
+        summarise_warnings,
+        tally_warnings,
+    )
 
     gal = wh.read("galaxies", columns=["galaxy_id", "pxscale"], where=f"shard = {quote(shard)}")
     if gal.num_rows == 0:
@@ -149,20 +162,27 @@ def measure_shard(wh: Warehouse, shard: str, *, bands: Sequence[str] = ("r",), f
 
     options = MorphOptions(fit_sersic=fit_sersic, time_limit_s=time_limit_s)
     t0 = time.perf_counter()
-    records = measure_batch(_inputs(wh, ids, pxscale, meta, max(1, chunk_size)), bands=list(bands),
-                            options=options, workers=None if workers <= 0 else workers)
+    with Progress(len(ids), f"morphometrics {shard}", log=log) as progress:
+        records = measure_batch(_inputs(wh, ids, pxscale, meta, max(1, chunk_size)), bands=list(bands),
+                                options=options, workers=None if workers <= 0 else workers,
+                                progress=progress.update)
     elapsed = time.perf_counter() - t0
+    caught = tally_warnings(records)  # counted here and said once, never streamed per galaxy
+    warnings_line = summarise_warnings(caught, len(ids))
+    if caught and log is not None:
+        log(f"morphometrics {shard}: {warnings_line}")
     measured_with = f"statmorph {statmorph.__version__} ({morphology_class().__name__})"
     for r in records:
         r["shard"] = shard
         r["statmorph_version"] = measured_with
     table = records_to_table(records, schemas.get("morphometrics").columns)
     wh.upsert("morphometrics", table, run_id=run_id)
-    return _result(table, len(ids), list(bands), measured_with, elapsed)
+    return _result(table, len(ids), list(bands), measured_with, elapsed,
+                   warnings=(warnings_line, dict(caught.most_common())))
 
 
 def _result(table: pa.Table, n_galaxies: int, bands: list[str], measured_with: str,
-            elapsed: float) -> MorphometricsResult:
+            elapsed: float, warnings: tuple[str, dict[str, int]] = ("", {})) -> MorphometricsResult:
     """The stored rows summarised for the metadata, and the figures the asset's checks judge."""
     from features.morphometrics import QUANTITIES, SERSIC_QUANTITIES
 
@@ -192,6 +212,8 @@ def _result(table: pa.Table, n_galaxies: int, bands: list[str], measured_with: s
         galaxies_per_second=n_galaxies / max(elapsed, 1e-9),
         distributions=summarise(table),
         median_runtime_s=float(np.median(runtime)) if runtime.size else 0.0,
+        library_warnings=warnings[0],
+        library_warning_counts=warnings[1],
         failed_rate=float(((flags & int(FAILED_BITS)) > 0).sum() / n),
         statmorph_bad_rate=float((np.nan_to_num(smf, nan=0) >= 2).sum() / n),
         gini_violations=int((np.isfinite(gini) & ~((gini >= 0) & (gini <= 1))).sum()),

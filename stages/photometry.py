@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from features.errors import InputError
+from features.errors import InputError, OfflineError
 from stages.results import StageResult
 from warehouse import Warehouse, quote
 
@@ -92,6 +93,10 @@ class ShardPhotometry(StageResult):
     colour_in_range: dict[str, float | None] = field(default_factory=dict)
     colour_medians: dict[str, float | None] = field(default_factory=dict)
     absent_columns: str = "none"
+    photometry_absent: str = "no"
+    """Why photometry could not be had (offline, no positions), or ``"no"``: the ``available`` WARN check."""
+    position_unknown: int = 0
+    """Galaxies of the shard without a sky position (``POSITION_UNKNOWN``): never cross-matched."""
     colour_ranges: str = ""
     sdss: dict[str, Any] | None = None
     sdss_failures: str | None = None
@@ -103,7 +108,7 @@ class ShardPhotometry(StageResult):
         return min(values) if values else float("nan")
 
     @classmethod
-    def of(cls, summary: dict[str, Any]) -> ShardPhotometry:
+    def of(cls, summary: dict[str, Any], *, absent: str | None = None, position_unknown: int = 0) -> ShardPhotometry:
         """From :func:`features.photometry.pipeline.summarize`'s dict (plus ``source``, ``absent_columns``
         and, after SDSS, ``fetch``)."""
         from features.photometry import COLOUR_RANGES
@@ -112,6 +117,8 @@ class ShardPhotometry(StageResult):
             return None if isinstance(v, float) and math.isnan(v) else v
 
         fetch = summary.get("fetch")
+        if absent is not None:  # nothing was matched because nothing could be: `available` says so
+            summary = {**summary, "match_rate": float("nan"), "quality_pass_rate": float("nan")}
         return cls(
             source=str(summary["source"]),
             n_galaxies=int(summary["n_galaxies"]),
@@ -125,6 +132,8 @@ class ShardPhotometry(StageResult):
                              if k.startswith("colour_in_range_")},
             colour_medians={k.removeprefix("median_"): num(v) for k, v in summary.items() if k.startswith("median_")},
             absent_columns=", ".join(summary.get("absent_columns") or []) or "none",
+            photometry_absent=absent or "no",
+            position_unknown=position_unknown,
             colour_ranges=json.dumps(COLOUR_RANGES),
             sdss=None if fetch is None else {k: v for k, v in fetch.items() if k != "failures"},
             sdss_failures=None if fetch is None else "; ".join(fetch["failures"]) or "none",
@@ -134,23 +143,33 @@ class ShardPhotometry(StageResult):
 def match_shard(wh: Warehouse, shard: str, *, catalog: str = "", column_map_json: str = "",
                 radius_arcsec: float = 1.5, search_radius_arcsec: float = 3.0, mag_err_max: float = 0.2,
                 batch_size: int = 25, requests_per_second: float = 1.0, max_retries: int = 4,
-                sdss_base_url: str = "", run_id: str | None = None) -> ShardPhotometry:
+                sdss_base_url: str = "", require: bool = False, run_id: str | None = None,
+                log: Callable[[str], None] | None = None) -> ShardPhotometry:
     """Cross-match the shard's galaxies, apply quality cuts, upsert one ``photometry`` row per galaxy.
 
     The catalogue is ``catalog``, else the source's own (:func:`catalogue_for_source`), else SDSS DR17
     through astroquery, caching raw responses in ``<warehouse>/cache/sdss`` (offline, that path fails
-    within seconds and says so). The options are those of the ``photometry`` asset's run config.
+    within seconds). The options are those of the ``photometry`` asset's run config.
+
+    Photometry that cannot be had is a flagged absence, not a failure: offline (SkyServer unreachable)
+    every galaxy gets a NaN row with ``PHOT_QUERY_FAILED`` (asked again next run); a galaxy without a
+    position gets one with ``POSITION_UNKNOWN`` and is never asked for. The result's ``photometry_absent``
+    says why (``log`` hears it too); ``require`` makes it an error instead.
 
     Raises
     ------
     features.errors.InputError
-        The shard has no galaxies, a named catalogue is missing, or ``column_map_json`` is not JSON.
+        The shard has no galaxies, a named catalogue is missing, ``column_map_json`` is not JSON, or
+        ``require`` and no galaxy has a position.
+    features.errors.OfflineError
+        ``require`` and SDSS is unreachable.
     """
     from features.photometry import (  # astropy: imported when a shard is matched
         MatchConfig,
         QualityConfig,
         SDSSConfig,
         SkyServerClient,
+        photometry_absent,
         photometry_from_catalogue,
         photometry_from_sdss,
         read_catalogue,
@@ -167,6 +186,12 @@ def match_shard(wh: Warehouse, shard: str, *, catalog: str = "", column_map_json
     quality = QualityConfig(mag_err_max=mag_err_max)
 
     path = catalogue_for_source(wh, source, catalog)
+    absent: str | None = None
+    known = np.isfinite(ra) & np.isfinite(dec)
+    if not known.any():
+        absent = f"no galaxy of shard {shard} has a sky position (POSITION_UNKNOWN): nothing to cross-match"
+        if require:
+            raise InputError(f"photometry required but absent: {absent}")
     if path is not None:
         try:
             mapping = json.loads(column_map_json) if column_map_json else None
@@ -181,6 +206,18 @@ def match_shard(wh: Warehouse, shard: str, *, catalog: str = "", column_map_json
                        min_interval_s=1.0 / requests_per_second if requests_per_second > 0 else 0.0,
                        max_retries=max_retries, base_url=sdss_base_url),
         )
-        result = photometry_from_sdss(ids, ra, dec, z, client=client, shard=shard, match=match, quality=quality)
+        try:
+            result = photometry_from_sdss(ids, ra, dec, z, client=client, shard=shard, match=match, quality=quality)
+        except OfflineError as exc:
+            if require:
+                raise
+            absent = ("SDSS SkyServer is unreachable (offline?): cross-match a catalogue file instead "
+                      "(--photometry-catalog FILE)")
+            if log is not None:
+                log(str(exc))
+            result = photometry_absent(ids, ra, dec, z, service=client.config.service_name, shard=shard,
+                                       quality=quality)
     wh.upsert("photometry", result.table, run_id=run_id)
-    return ShardPhotometry.of(result.summary)
+    if absent is not None and log is not None:
+        log(f"photometry absent for shard {shard}: {absent}")
+    return ShardPhotometry.of(result.summary, absent=absent, position_unknown=int((~known).sum()))

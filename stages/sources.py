@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ from warehouse import Warehouse, quote
 from warehouse.locks import file_lock
 
 __all__ = [
+    "HELD_LOCKS_ENV",
+    "held_by_ancestor",
     "ingested_shards",
     "register_source",
     "registered_source",
@@ -48,6 +51,7 @@ __all__ = [
     "sky_shards_in_cone",
     "source_for_shard",
     "source_lock",
+    "source_locks",
 ]
 
 HEALPIX_PARAM = "healpix_nside"
@@ -306,13 +310,103 @@ def sky_shards_in_cone(wh: Warehouse, ra: float, dec: float, radius_arcsec: floa
     return keys
 
 
+HELD_LOCKS_ENV = "ASTROVISION_SOURCE_LOCKS_HELD"
+"""Environment variable naming the source locks a process holds, for its child processes (run and step
+processes, Dask workers of a local cluster): JSON ``[[host, pid, start time, name], ...]``."""
+
+
+def _process_start(pid: int) -> float | None:
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def _lineage() -> set[int]:
+    """This process's id and those of its ancestors."""
+    import psutil
+
+    me = psutil.Process()
+    return {me.pid, *(p.pid for p in me.parents())}
+
+
+def _held_entries() -> list[list]:
+    try:
+        entries = json.loads(os.environ.get(HELD_LOCKS_ENV, "[]"))
+    except json.JSONDecodeError:
+        return []
+    return [e for e in entries if isinstance(e, list) and len(e) == 4] if isinstance(entries, list) else []
+
+
+def held_by_ancestor(name: str) -> bool:
+    """Whether this process or one of its ancestors holds the source lock of ``name`` right now.
+
+    Told by :data:`HELD_LOCKS_ENV`, which :func:`source_lock` sets while it holds a lock, and checked:
+    on this host the holder must be alive (same start time, so not a reused id) and this process or
+    an ancestor of it; an entry from another host (a Dask worker there) is trusted as given.
+    """
+    import socket
+
+    host = socket.gethostname()
+    lineage: set[int] | None = None
+    for e_host, pid, start, e_name in _held_entries():
+        if e_name != name:
+            continue
+        if e_host != host:
+            return True
+        lineage = _lineage() if lineage is None else lineage
+        if int(pid) in lineage and _process_start(int(pid)) == start:
+            return True
+    return False
+
+
+def _mark_held(name: str, held: bool) -> None:
+    import socket
+
+    entries = [e for e in _held_entries() if not (e[1] == os.getpid() and e[3] == name)]
+    if held:
+        entries.append([socket.gethostname(), os.getpid(), _process_start(os.getpid()), name])
+    if entries:
+        os.environ[HELD_LOCKS_ENV] = json.dumps(entries)
+    else:
+        os.environ.pop(HELD_LOCKS_ENV, None)
+
+
+@contextmanager
+def source_locks(wh: Warehouse, names: Iterable[str], *, timeout: float | None = None,
+                 on_wait: Callable[[str], None] | None = None) -> Iterator[list[str]]:
+    """Hold the source lock of every name in ``names`` that no ancestor process holds already.
+
+    What a Dagster run takes for the shards it writes (:class:`dagster_project.resources.WarehouseResource`),
+    whoever launched it: the UI, the API, or the CLI (whose own lock its run and step processes see
+    through :func:`held_by_ancestor`, so they do not wait for their parent). Names are locked in sorted
+    order, so two runs over the same sources cannot deadlock.
+
+    Yields
+    ------
+    list of str
+        The names locked here (not those an ancestor holds).
+    """
+    with ExitStack() as stack:
+        taken = []
+        for name in sorted(set(names)):
+            if not held_by_ancestor(name):
+                stack.enter_context(source_lock(wh, name, timeout=timeout, on_wait=on_wait))
+                taken.append(name)
+        yield taken
+
+
 @contextmanager
 def source_lock(wh: Warehouse, name: str, *, timeout: float | None = None,
                 on_wait: Callable[[str], None] | None = None) -> Iterator[Path]:
     """Hold the ingest lock of source ``name`` (``<root>/locks/source-<name>.lock``) for the ``with`` body.
 
     A second process asking for the same name waits until the first releases it (its ingest is then an
-    idempotent re-ingest); ingests of other names do not wait.
+    idempotent re-ingest); ingests of other names do not wait. Every Dagster run writing a shard takes
+    the same lock (:func:`source_locks`), unless this process, its parent, holds it: the holder is
+    named in :data:`HELD_LOCKS_ENV` for child processes while the body runs.
 
     Parameters
     ----------
@@ -342,7 +436,9 @@ def source_lock(wh: Warehouse, name: str, *, timeout: float | None = None,
                 f"source {name!r} is still being ingested by another process after {timeout:g} s "
                 f"(lock {path}); try again when it has finished"
             ) from None
+    _mark_held(name, True)
     try:
         yield path
     finally:
+        _mark_held(name, False)
         lock.release()

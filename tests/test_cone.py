@@ -43,11 +43,11 @@ def test_cone_radius_edge(warehouse):
     dec = 20.0 + d / 3600.0
     assert _inside(warehouse, 45.0, dec, 45.0, 20.0, d * (1 + 1e-9))
     assert not _inside(warehouse, 45.0, dec, 45.0, 20.0, d * (1 - 1e-9))
-    assert wh_null(warehouse) is None
+    assert wh_null(warehouse) is False
 
 
 def wh_null(wh: Warehouse):
-    """A NULL position is neither inside nor outside: the macro returns NULL (WHERE drops the row)."""
+    """A NULL position (POSITION_UNKNOWN) is in no cone: the macro returns false, not NULL."""
     return wh.sql("SELECT cone(NULL, 0.0, 0.0, 0.0, 1.0) AS c")["c"][0]
 
 

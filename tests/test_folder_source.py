@@ -196,10 +196,48 @@ def test_not_a_directory(tmp_path: Path) -> None:
 
 def test_missing_required_column(folder) -> None:
     root, _ = folder
-    write_catalog(root / "catalog.csv", [[r[0], r[1]] for r in ROWS], header=["id", "ra"])
+    write_catalog(root / "catalog.csv", [[r[1], r[2]] for r in ROWS], header=["ra", "dec"])
     msg = _invalid(FolderSource(root), "missing column")
-    assert "'dec'" in msg and "catalog.csv" in msg and "columns present: id, ra" in msg
-    _invalid(FolderSource(root, label_column="morph"), "'dec', 'morph'")
+    assert "'id'" in msg and "catalog.csv" in msg and "columns present: ra, dec" in msg
+    _invalid(FolderSource(root, label_column="morph"), "'id', 'morph'")
+
+
+def test_one_position_column_without_the_other_is_refused(folder) -> None:
+    root, _ = folder
+    write_catalog(root / "catalog.csv", [[r[0], r[1]] for r in ROWS], header=["id", "ra"])
+    msg = _invalid(FolderSource(root), "column 'ra' is there but 'dec' is not")
+    assert "catalog.csv" in msg
+
+
+def test_catalogue_without_positions_gives_nan_positions(folder) -> None:
+    """Ids and pixels only (Galaxy Zoo's Kaggle images, GZ1 cut-outs): every position NaN, said once."""
+    root, images = folder
+    write_catalog(root / "catalog.csv", [[r[0], r[3]] for r in ROWS], header=["id", "ring"])
+    src = FolderSource(root, label_column="ring")
+    with pytest.warns(UserWarning, match="has no 'ra' / 'dec' columns.*POSITION_UNKNOWN"):
+        src.validate()
+    ra, dec = src.positions()
+    assert np.isnan(ra).all() and np.isnan(dec).all()
+    (batch,) = _batches(src)
+    assert np.isnan(batch.ra).all() and np.isnan(batch.dec).all()
+    assert batch.labels.tolist() == [1, 0, -1, 1] and np.array_equal(batch.images[0], images["g1"])
+
+
+def test_some_empty_positions_are_unknown_per_row(folder) -> None:
+    """A row with both cells empty is that galaxy's position unknown (NaN); the others keep theirs."""
+    root, _ = folder
+    rows = [list(r) for r in ROWS]
+    rows[1][1] = rows[1][2] = ""
+    write_catalog(root / "catalog.csv", rows)
+    src = FolderSource(root)
+    with pytest.warns(UserWarning, match="leaves 1 of 4 positions empty"):
+        src.validate()
+    ra, dec = src.positions()
+    assert np.isnan(ra[1]) and np.isnan(dec[1])
+    assert ra[[0, 2, 3]].tolist() == [10.5, 12.0, 13.0] and dec[[0, 2, 3]].tolist() == [-1.25, 3.0, 4.0]
+    rows[3][1] = "361"  # a known position out of range is still refused, with unknown ones beside it
+    write_catalog(root / "catalog.csv", rows)
+    _invalid(FolderSource(root), r"'ra' is 361.0 \(outside \[0, 360\) degrees\) in row 3 \(id 'g4'\)")
 
 
 def test_duplicate_ids_name_both_rows(folder) -> None:

@@ -76,7 +76,7 @@ def test_asset_materializes_from_the_source_catalogue(tiny):
     assert rows[5]["flags"] == int(Flag.PHOT_NO_MATCH) and rows[0]["abs_mag_source"] == "catalogue_redshift"
     assert rows[0]["source"] == "catalogue:demo_photometry.csv"
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
-    assert set(checks) == {"match_rate", "quality_pass_rate", "colour_ranges"}
+    assert set(checks) == {"match_rate", "quality_pass_rate", "colour_ranges", "available"}
     assert all(c.passed for c in checks.values())
     assert checks["match_rate"].metadata["threshold"].value == 0.5
     assert checks["match_rate"].metadata["value"].value == pytest.approx(5 / 6)
@@ -99,15 +99,72 @@ def test_missing_catalogue_file_fails_and_leaves_the_table_alone(tiny):
     assert "nowhere.csv" in str(result.all_events) and not tiny.exists("photometry")
 
 
-def test_without_catalogue_the_sdss_path_fails_fast_offline(warehouse):
+def _closed_port() -> int:
     import socket
 
-    warehouse.upsert("galaxies", _galaxies(2))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    result = _run(warehouse.root, sdss_base_url=f"http://127.0.0.1:{port}")
+        return s.getsockname()[1]
+
+
+def test_required_sdss_path_fails_fast_offline(warehouse):
+    warehouse.upsert("galaxies", _galaxies(2))
+    result = _run(warehouse.root, sdss_base_url=f"http://127.0.0.1:{_closed_port()}", require=True)
     assert not result.success
     text = str(result.all_events)
     assert str(warehouse.cache_dir / "sdss") in text and "catalog" in text
     assert not warehouse.exists("photometry")
+
+
+def _available(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
+    (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "available"]
+    return check
+
+
+def test_offline_sdss_is_a_flagged_absence_with_a_warn_check(warehouse):
+    """Offline without a catalogue: the step succeeds, every galaxy has a NaN row flagged PHOT_QUERY_FAILED
+    (one without a position POSITION_UNKNOWN), and the WARN check ``available`` fails naming the cause."""
+    gal = _galaxies(3)
+    gal[2].update(ra=None, dec=None, flags=int(Flag.POSITION_UNKNOWN))
+    warehouse.upsert("galaxies", gal)
+    result = _run(warehouse.root, sdss_base_url=f"http://127.0.0.1:{_closed_port()}")
+    assert result.success
+    check = _available(result)
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert "unreachable" in check.metadata["reason"].value
+    rows = warehouse.read("photometry").sort_by("galaxy_id").to_pylist()
+    assert [r["flags"] for r in rows] == [int(Flag.PHOT_QUERY_FAILED)] * 2 + [int(Flag.POSITION_UNKNOWN)]
+    assert all(r["g_r"] is None or np.isnan(r["g_r"]) for r in rows) and not any(r["quality_ok"] for r in rows)
+
+
+def test_galaxies_without_positions_are_not_cross_matched(warehouse, tmp_path):
+    """No position, no request: the shard needs no network (the SDSS URL is a closed port and is never
+    asked), its rows carry POSITION_UNKNOWN, not PHOT_NO_MATCH, and ``require`` turns it into a failure."""
+    gal = _galaxies(3)
+    for g in gal:
+        g.update(ra=None, dec=None, flags=int(Flag.POSITION_UNKNOWN))
+    warehouse.upsert("galaxies", gal)
+    url = f"http://127.0.0.1:{_closed_port()}"
+    result = _run(warehouse.root, sdss_base_url=url)
+    assert result.success and not _available(result).passed
+    assert "sky position" in _available(result).metadata["reason"].value
+    flags = warehouse.read("photometry").column("flags").to_pylist()
+    assert flags == [int(Flag.POSITION_UNKNOWN)] * 3
+    assert not _run(warehouse.root, sdss_base_url=url, require=True).success
+
+
+def test_some_positions_unknown_match_the_rest(warehouse, tmp_path):
+    cat = tmp_path / "cat.csv"
+    _catalogue(cat, n_match=3)
+    gal = _galaxies(4)
+    gal[1].update(ra=None, dec=None, flags=int(Flag.POSITION_UNKNOWN))
+    warehouse.upsert("galaxies", gal)
+    result = _run(warehouse.root, catalog=str(cat))
+    assert result.success and _available(result).passed
+    rows = {r["galaxy_id"]: r for r in warehouse.read("photometry").to_pylist()}
+    assert rows["demo:000001"]["flags"] == int(Flag.POSITION_UNKNOWN) and rows["demo:000001"]["objid"] is None
+    assert rows["demo:000000"]["objid"] == 1000 and rows["demo:000002"]["objid"] == 1002
+    assert rows["demo:000003"]["flags"] & int(Flag.PHOT_NO_MATCH)
+    meta = result.asset_materializations_for_node("photometry")[0].metadata
+    assert meta["n_position_unknown"].value == 1
+    assert meta["match_rate"].value == pytest.approx(2 / 3)  # of the three galaxies that have a position

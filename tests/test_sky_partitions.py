@@ -58,6 +58,41 @@ def test_shard_keys_and_runs():
     assert row_runs([]) == []
 
 
+def test_unknown_positions_are_in_no_pixel_and_one_documented_shard():
+    """A galaxy without a position (POSITION_UNKNOWN) gets UNKNOWN_PIXEL and the shard ``<name>-hpx<N>-unknown``,
+    which no cone overlaps."""
+    from features.sources.sky import UNKNOWN_PIXEL, pixel_rows
+
+    ra, dec = np.array([45.0, np.nan, 135.0]), np.array([41.8, np.nan, 41.8])
+    assert healpix_pixels(ra, dec, 1).tolist() == [0, UNKNOWN_PIXEL, 1]
+    assert sky_shard_key("gz1", 8, UNKNOWN_PIXEL) == "gz1-hpx8-unknown"
+    assert parse_sky_shard("gz1-hpx8-unknown") == ("gz1", 8, UNKNOWN_PIXEL)
+    assert pixel_rows(ra, dec, 1, UNKNOWN_PIXEL).tolist() == [1]
+    assert UNKNOWN_PIXEL not in cone_pixels(0.0, 0.0, 180 * 3600.0, 1).tolist()
+
+
+def test_sky_partitioned_folder_with_some_unknown_positions(warehouse, tmp_path):
+    """Every galaxy lands in exactly one shard: the known ones by pixel, the unknown ones in ``-unknown``."""
+    import csv
+
+    from PIL import Image
+
+    from features.sources.folder import FolderSource
+    from stages.sources import register_source, shard_rows
+
+    (tmp_path / "f").mkdir()
+    rows = [["a", "10.0", "5.0"], ["b", "", ""], ["c", "200.0", "-30.0"], ["d", "", ""]]
+    for gid, *_ in rows:
+        Image.fromarray(np.full((16, 16, 3), 9, np.uint8)).save(tmp_path / "f" / f"{gid}.png")
+    with open(tmp_path / "f" / "catalog.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([["id", "ra", "dec"], *rows])
+    with pytest.warns(UserWarning, match="leaves 2 of 4 positions empty"):
+        keys = register_source(warehouse, FolderSource(tmp_path / "f"), healpix_nside=4)
+    assert "f-hpx4-unknown" in keys and len(keys) == 3
+    assert shard_rows(warehouse, "f-hpx4-unknown")[1].tolist() == [1, 3]
+    assert sorted(np.concatenate([shard_rows(warehouse, k)[1] for k in keys]).tolist()) == [0, 1, 2, 3]
+
+
 def test_partitioning_cannot_change_without_replace(warehouse):
     from stages.sources import register_source
 

@@ -13,7 +13,15 @@ Example
 ... # doctest: +SKIP
 """
 
-from features.morphometrics.batch import MorphInput, check_bands, measure_batch, measure_one, records_to_table
+from features.morphometrics.batch import (
+    MorphInput,
+    check_bands,
+    measure_batch,
+    measure_one,
+    records_to_table,
+    summarise_warnings,
+    tally_warnings,
+)
 from features.morphometrics.fast import FastSourceMorphology, morphology_class, rotate180
 from features.morphometrics.inputs import LUMINANCE, METHODS, Plane, measurement_plane
 from features.morphometrics.measure import (
@@ -57,5 +65,7 @@ __all__ = [
     "rotate180",
     "run_statmorph",
     "segment_central",
+    "summarise_warnings",
+    "tally_warnings",
     "time_limit",
 ]

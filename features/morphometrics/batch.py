@@ -13,14 +13,20 @@ used. Two guards keep a bad galaxy from stalling a shard:
 
 At most ``4 * workers`` tasks are in flight at once, so a shard's images need not all be in worker
 queues together, and the inputs may be a lazy iterable.
+
+Library warnings (photutils' deblending notice, statmorph's) raised while a galaxy is measured are
+caught, not printed: each galaxy's first record carries them under :data:`WARNINGS_KEY`, and
+:func:`tally_warnings` counts them for one summary line per shard.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import re
 import signal
-from collections import deque
+import warnings
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +39,11 @@ from features.flags import Flag
 from features.morphometrics.inputs import LUMINANCE, parse_bands
 from features.morphometrics.measure import MorphOptions, _with_arcsec, empty_record, measure_image
 
-__all__ = ["MorphInput", "check_bands", "measure_batch", "measure_one", "records_to_table"]
+__all__ = ["WARNINGS_KEY", "MorphInput", "check_bands", "measure_batch", "measure_one", "records_to_table",
+           "summarise_warnings", "tally_warnings"]
+
+WARNINGS_KEY = "library_warnings"
+"""Record key of the warnings caught while measuring a galaxy (not a table column)."""
 
 _GRACE_S = 60.0
 """Extra seconds the parent watchdog allows beyond the per-measurement limits (worker start-up)."""
@@ -86,16 +96,46 @@ def check_bands(item: MorphInput, bands: Sequence[str]) -> None:
         )
 
 
+def _warning_text(w: warnings.WarningMessage) -> str:
+    """One warning as ``"Category: first line"`` with numbers as ``N`` (so per-source variants count as one)."""
+    first = str(w.message).strip().splitlines()[0] if str(w.message).strip() else ""
+    return f"{w.category.__name__}: {re.sub(r'[0-9]+', 'N', first)[:160]}"
+
+
 def measure_one(item: MorphInput, bands: Sequence[str], options: MorphOptions) -> list[dict[str, Any]]:
-    """Records of one galaxy, one per band (the unit of work of :func:`measure_batch`)."""
+    """Records of one galaxy, one per band (the unit of work of :func:`measure_batch`).
+
+    Warnings raised meanwhile are caught; the first record lists them under :data:`WARNINGS_KEY`.
+    """
     out = []
-    for band in bands:
-        rec = measure_image(item.image, image_kind=item.image_kind, bands=item.bands, band=band,
-                            stretch=item.stretch, pxscale=item.pxscale, options=options, psf=item.psf)
-        rec["galaxy_id"] = item.galaxy_id
-        rec["pxscale"] = float(item.pxscale) if item.pxscale is not None else float("nan")
-        out.append(rec)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for band in bands:
+            rec = measure_image(item.image, image_kind=item.image_kind, bands=item.bands, band=band,
+                                stretch=item.stretch, pxscale=item.pxscale, options=options, psf=item.psf)
+            rec["galaxy_id"] = item.galaxy_id
+            rec["pxscale"] = float(item.pxscale) if item.pxscale is not None else float("nan")
+            out.append(rec)
+    if out:
+        out[0][WARNINGS_KEY] = [_warning_text(w) for w in caught]
     return out
+
+
+def tally_warnings(records: Iterable[dict[str, Any]]) -> Counter[str]:
+    """How often each library warning was raised over ``records`` (their :data:`WARNINGS_KEY` lists, removed)."""
+    counts: Counter[str] = Counter()
+    for rec in records:
+        counts.update(rec.pop(WARNINGS_KEY, None) or ())
+    return counts
+
+
+def summarise_warnings(counts: Counter[str], galaxies: int, limit: int = 3) -> str:
+    """One line: ``"412 library warnings over 100 galaxies: 400 x AstropyUserWarning: ...; 12 x ..."``."""
+    if not counts:
+        return f"no library warnings over {galaxies} galaxies"
+    top = "; ".join(f"{n} x {text}" for text, n in counts.most_common(limit))
+    more = f"; and {len(counts) - limit} other kind(s)" if len(counts) > limit else ""
+    return f"{sum(counts.values())} library warning(s) over {galaxies} galaxies: {top}{more}"
 
 
 def _timed_out(item: MorphInput, bands: Sequence[str], why: str) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from features.photometry.crossmatch import Match, candidate_pairs, pair_separati
 from features.photometry.pipeline import (
     MatchConfig,
     PhotometryResult,
+    photometry_absent,
     photometry_from_catalogue,
     photometry_from_sdss,
     summarize,
@@ -38,6 +39,7 @@ __all__ = [
     "SkyServerClient",
     "candidate_pairs",
     "pair_separations",
+    "photometry_absent",
     "photometry_from_catalogue",
     "photometry_from_sdss",
     "read_catalogue",

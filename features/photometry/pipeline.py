@@ -3,7 +3,10 @@
 Two entry points share everything after the candidates are known: :func:`photometry_from_catalogue`
 (a file, via :mod:`features.photometry.catalogue`) and :func:`photometry_from_sdss` (the SkyServer
 client of :mod:`features.photometry.sdss`). A galaxy without a match still gets a row (NaN and
-``PHOT_NO_MATCH``), so a missing modality is named, never silently absent.
+``PHOT_NO_MATCH``), so a missing modality is named, never silently absent. A galaxy without a position
+is cross-matched with nothing (no request is made for it) and its row carries ``POSITION_UNKNOWN``
+instead of ``PHOT_NO_MATCH``; :func:`photometry_absent` gives the rows of galaxies whose photometry
+cannot be had at all (the service unreachable offline): NaN with ``PHOT_QUERY_FAILED``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import pyarrow as pa
 
 from features.flags import Flag
 from features.photometry.catalogue import Catalogue
-from features.photometry.columns import COLOURS
+from features.photometry.columns import CANONICAL, COLOURS
 from features.photometry.crossmatch import Match, candidate_pairs, pair_separations, select_nearest
 from features.photometry.quality import COLOUR_RANGES, QualityConfig, assemble
 from features.photometry.sdss import SkyServerClient
@@ -25,6 +28,7 @@ from features.photometry.sdss import SkyServerClient
 __all__ = [
     "MatchConfig",
     "PhotometryResult",
+    "photometry_absent",
     "photometry_from_catalogue",
     "photometry_from_sdss",
     "summarize",
@@ -62,16 +66,18 @@ def summarize(table: pa.Table) -> dict[str, object]:
     ``colour_in_range_<c>`` is the fraction of finite colours among ``quality_ok`` rows that lie in
     :data:`features.photometry.quality.COLOUR_RANGES` (NaN when there are none).
     """
-    n = table.num_rows
     flags = np.asarray(table.column("flags").to_numpy(zero_copy_only=False), np.int64)
     ok = np.asarray(table.column("quality_ok").to_numpy(zero_copy_only=False), bool)
-    matched = (flags & int(Flag.PHOT_NO_MATCH | Flag.PHOT_MATCH_FAR | Flag.PHOT_QUERY_FAILED)) == 0
+    placed = (flags & int(Flag.POSITION_UNKNOWN)) == 0  # the rates count galaxies that could be matched
+    n = int(placed.sum())
+    matched = placed & ((flags & int(Flag.PHOT_NO_MATCH | Flag.PHOT_MATCH_FAR | Flag.PHOT_QUERY_FAILED)) == 0)
     out: dict[str, object] = {
-        "n_galaxies": n,
+        "n_galaxies": table.num_rows,
+        "n_position_unknown": int(table.num_rows - n),
         "n_matched": int(matched.sum()),
-        "match_rate": float(matched.mean()) if n else float("nan"),
+        "match_rate": float(matched.sum() / n) if n else float("nan"),
         "n_quality_ok": int(ok.sum()),
-        "quality_pass_rate": float(ok.mean()) if n else float("nan"),
+        "quality_pass_rate": float(ok[placed].sum() / n) if n else float("nan"),
     }
     for flag in Flag:
         if flag.name.startswith("PHOT_"):
@@ -94,6 +100,7 @@ def _finish(
     failed: np.ndarray,
     redshift: np.ndarray,
     quality: QualityConfig,
+    known: np.ndarray,
 ) -> PhotometryResult:
     cols = cat.take(match.index)
     table = assemble(
@@ -109,6 +116,10 @@ def _finish(
         redshift=redshift,
         config=quality,
     )
+    if not known.all():  # no position: not "no match", a cross-match that could not be tried
+        flags = np.asarray(table.column("flags").to_numpy(zero_copy_only=False), np.int64)
+        flags = np.where(known, flags, int(Flag.POSITION_UNKNOWN))
+        table = table.set_column(table.schema.get_field_index("flags"), "flags", pa.array(flags, pa.int64()))
     summary = summarize(table)
     summary["source"] = source
     summary["absent_columns"] = list(cat.absent)
@@ -121,7 +132,33 @@ def _check_inputs(galaxy_ids: Sequence[str], ra: np.ndarray, dec: np.ndarray, re
     z = np.full(n, np.nan) if redshift is None else np.asarray(redshift, float)
     if not (ra.shape == dec.shape == z.shape == (n,)):
         raise ValueError(f"galaxy_ids ({n}), ra {ra.shape}, dec {dec.shape}, redshift {z.shape} differ in length")
-    return ra, dec, z
+    return ra, dec, z, np.isfinite(ra) & np.isfinite(dec)
+
+
+def _no_match(n: int) -> Match:
+    return Match(index=np.full(n, -1, np.int64), sep_arcsec=np.full(n, np.nan), n_candidates=np.zeros(n, np.int32),
+                 far=np.zeros(n, bool))
+
+
+def photometry_absent(
+    galaxy_ids: Sequence[str],
+    ra: np.ndarray,
+    dec: np.ndarray,
+    redshift: np.ndarray | None = None,
+    *,
+    service: str,
+    shard: str = "",
+    quality: QualityConfig | None = None,
+) -> PhotometryResult:
+    """The rows of galaxies whose photometry cannot be had now (e.g. SDSS unreachable offline).
+
+    Every value is NaN: ``PHOT_QUERY_FAILED`` (unknown, asked again by the next run) for a galaxy with a
+    position, ``POSITION_UNKNOWN`` for one without. ``source`` is ``service``.
+    """
+    ra, dec, z, known = _check_inputs(galaxy_ids, ra, dec, redshift)
+    n = len(galaxy_ids)
+    cat = Catalogue(name=service, columns={c: np.zeros(0, np.int64 if c == "objid" else np.float64) for c in CANONICAL})
+    return _finish(galaxy_ids, shard, service, cat, _no_match(n), known.copy(), z, quality or QualityConfig(), known)
 
 
 def photometry_from_catalogue(
@@ -143,11 +180,12 @@ def photometry_from_catalogue(
         One row per galaxy, ``source = "catalogue:<file name>"``.
     """
     match = match or MatchConfig()
-    ra, dec, z = _check_inputs(galaxy_ids, ra, dec, redshift)
+    ra, dec, z, known = _check_inputs(galaxy_ids, ra, dec, redshift)
     gi, ci, sep = candidate_pairs(ra, dec, catalogue.columns["ra"], catalogue.columns["dec"], match.search_radius_arcsec)
     m = select_nearest(len(galaxy_ids), gi, ci, sep, match.radius_arcsec, match.search_radius_arcsec)
     source = f"catalogue:{Path(catalogue.name).name}"
-    return _finish(galaxy_ids, shard, source, catalogue, m, np.zeros(len(galaxy_ids), bool), z, quality or QualityConfig())
+    return _finish(galaxy_ids, shard, source, catalogue, m, np.zeros(len(galaxy_ids), bool), z,
+                   quality or QualityConfig(), known)
 
 
 def photometry_from_sdss(
@@ -172,12 +210,17 @@ def photometry_from_sdss(
         See :meth:`features.photometry.sdss.SkyServerClient.fetch`.
     """
     match = match or MatchConfig()
-    ra, dec, z = _check_inputs(galaxy_ids, ra, dec, redshift)
-    cand, report = client.fetch(ra, dec)
-    sep = pair_separations(ra, dec, cand.gal_idx, cand.columns["ra"], cand.columns["dec"])
+    ra, dec, z, known = _check_inputs(galaxy_ids, ra, dec, redshift)
+    placed = np.flatnonzero(known)  # only galaxies with a position are asked for
+    cand, report = client.fetch(ra[placed], dec[placed])
+    gal_idx = placed[cand.gal_idx]
+    failed = np.zeros(len(galaxy_ids), bool)
+    failed[placed] = cand.failed
+    sep = pair_separations(ra, dec, gal_idx, cand.columns["ra"], cand.columns["dec"])
     search = min(match.search_radius_arcsec, client.config.search_radius_arcsec)
-    m = select_nearest(len(galaxy_ids), cand.gal_idx, np.arange(cand.gal_idx.size), sep, match.radius_arcsec, search)
+    m = select_nearest(len(galaxy_ids), gal_idx, np.arange(gal_idx.size), sep, match.radius_arcsec, search)
     cat = Catalogue(name=client.config.service_name, columns=cand.columns)
-    result = _finish(galaxy_ids, shard, client.config.service_name, cat, m, cand.failed, z, quality or QualityConfig())
+    result = _finish(galaxy_ids, shard, client.config.service_name, cat, m, failed, z, quality or QualityConfig(),
+                     known)
     result.summary["fetch"] = report.as_dict()
     return result

@@ -2,7 +2,7 @@
 
 Layout::
 
-    PATH/catalog.csv            id, ra, dec[, label / other columns]
+    PATH/catalog.csv            id[, ra, dec][, label / other columns]
     PATH/images/<id>.png        (or PATH/<id>.png; .jpg, .jpeg, .fits, .fit, .fts, .fits.gz, .fits.fz)
 
 Each catalogue row is one galaxy, its native id the ``id`` column, which is also the image's file name
@@ -17,6 +17,11 @@ the header (``BANDS`` = "g,r,z", per-plane ``BAND<k>`` / ``FILTER<k>``, or ``BAN
 Images in the folder without a catalogue row are skipped with a warning (``strict=True`` makes that an
 error): a folder often holds thumbnails or rejects beside the sample. Positions, pixel scales and image
 sizes are checked against :mod:`features.sources.ranges` (images over 1024 px a side are refused).
+
+Positions are optional: many labelled sets (Galaxy Zoo's Kaggle images, GZ1 SDSS cut-outs) hold ids
+and pixels only. A catalogue without ``ra`` and ``dec`` columns, or a row with both cells empty, gives
+NaN positions, which the ingest flags ``POSITION_UNKNOWN`` (see :class:`features.flags.Flag`). One of
+the two columns without the other, one empty cell of a pair, text, or an out-of-range value is refused.
 
 The source's default name is a slug of the directory name (``gz_decals_rings``); galaxy ids are
 ``<name>:<id>``.
@@ -151,6 +156,32 @@ def _parse_number(text: str) -> int | float | None:
         return None
 
 
+def _positions(ra_text: list[str], dec_text: list[str], ids: list[str], cat_file: Path, ra_name: str,
+               dec_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(ra, dec)`` in degrees from the catalogue's cells: NaN where both cells are empty (unknown).
+
+    Raises
+    ------
+    InputError
+        A cell that is not a finite number, or a row with one of the two cells empty (row and id named).
+    """
+    ra = np.full(len(ids), np.nan)
+    dec = np.full(len(ids), np.nan)
+    for r, (a, d) in enumerate(zip(ra_text, dec_text)):
+        if not a and not d:
+            continue  # position unknown: NaN, flagged POSITION_UNKNOWN at ingest
+        for col, text, out in ((ra_name, a, ra), (dec_name, d, dec)):
+            v = _parse_number(text) if text else None
+            if v is None or not math.isfinite(v):
+                shown = repr(text) if text else "empty"
+                other = dec_name if col == ra_name else ra_name
+                hint = f" while {other!r} is not; leave both empty when the position is unknown" if not text else ""
+                raise InputError(f"{cat_file}: {col!r} is {shown} (not a finite number) in row {r} "
+                                 f"(id {ids[r]!r}){hint}")
+            out[r] = float(v)
+    return ra, dec
+
+
 @dataclass
 class _Catalog:
     """The parsed catalogue: one entry per galaxy, in file order."""
@@ -173,7 +204,8 @@ class FolderSource(Source):
     catalog : str or Path, optional
         The CSV catalogue (default ``path/catalog.csv``, else the only ``*.csv`` in ``path``).
     id_column, ra_column, dec_column : str
-        Catalogue columns of the id (= image file stem) and the position in degrees.
+        Catalogue columns of the id (= image file stem) and the position in degrees. The position
+        columns may be absent (every position unknown) or both empty in a row (that row's unknown).
     label_column : str, optional
         Column that becomes ``label`` / ``label_name``: integers are used as labels, named
         ``"<column>=<value>"`` (or ``label_names[value]``); text values are numbered in sorted order and
@@ -310,7 +342,12 @@ class FolderSource(Source):
             if h in seen:
                 raise InputError(f"{cat_file}: column {h!r} appears twice in the header (columns {seen[h]} and {k})")
             seen[h] = k
-        needed = [self.id_column, self.ra_column, self.dec_column]
+        has_ra, has_dec = self.ra_column in seen, self.dec_column in seen
+        if has_ra != has_dec:
+            present, absent = (self.ra_column, self.dec_column) if has_ra else (self.dec_column, self.ra_column)
+            raise InputError(f"{cat_file}: column {present!r} is there but {absent!r} is not; give both "
+                             "(degrees) or neither (positions unknown)")
+        needed = [self.id_column]
         if self.label_column:
             needed.append(self.label_column)
         missing = [c for c in needed if c not in seen]
@@ -345,16 +382,13 @@ class FolderSource(Source):
             is_num = all(p is not None for p, v in zip(parsed, values) if v)
             numeric[h] = is_num
             columns[h] = parsed if is_num else [v if v else None for v in values]
-        for col in (self.ra_column, self.dec_column):
-            for r, text in enumerate(raw[col]):
-                v = _parse_number(text) if text else None
-                if v is None or not math.isfinite(v):
-                    shown = repr(text) if text else "empty"
-                    raise InputError(f"{cat_file}: {col!r} is {shown} (not a finite number) in row {r} "
-                                     f"(id {ids[r]!r})")
-            columns[col] = [float(_parse_number(t)) for t in raw[col]]
-        check_positions(columns[self.ra_column], columns[self.dec_column], str(cat_file), ids,
-                        ra_name=self.ra_column, dec_name=self.dec_column)
+        ra_text = raw.get(self.ra_column, [""] * len(ids))
+        dec_text = raw.get(self.dec_column, [""] * len(ids))
+        ra, dec = _positions(ra_text, dec_text, ids, cat_file, self.ra_column, self.dec_column)
+        check_positions(ra, dec, str(cat_file), ids, ra_name=self.ra_column, dec_name=self.dec_column,
+                        unknown_ok=True)
+        columns[self.ra_column], columns[self.dec_column] = ra.tolist(), dec.tolist()
+        numeric[self.ra_column] = numeric[self.dec_column] = True
         if self.pxscale_column in columns and numeric[self.pxscale_column]:
             for r, v in enumerate(columns[self.pxscale_column]):
                 if v is not None and not (math.isfinite(v) and v > 0):
@@ -507,7 +541,9 @@ class FolderSource(Source):
             [0, 360) or dec outside [-90, 90] (row and id named); a pixel scale that is not positive; a
             catalogue id without an image file (id and expected file named); two image files for one id;
             an unreadable image header or an image over ``max_side`` pixels a side (file named); with
-            ``strict``, images without a catalogue row.
+            ``strict``, images without a catalogue row. Only one of the two position columns, or one
+            empty cell of a row's pair, is refused too; unknown positions (both absent or empty) are
+            a warning.
         """
         cat = self._read_catalog()
         self._label_arrays()
@@ -518,6 +554,13 @@ class FolderSource(Source):
             if self.strict:
                 raise InputError(msg)
             warnings.warn(msg, stacklevel=2)
+        unknown = int(np.isnan(np.asarray(cat.columns[self.ra_column], dtype=np.float64)).sum())
+        if unknown:
+            what = (f"has no {self.ra_column!r} / {self.dec_column!r} columns"
+                    if unknown == len(cat.ids) else f"leaves {unknown} of {len(cat.ids)} positions empty")
+            warnings.warn(f"{self._catalog_file()} {what}: those galaxies are stored without a position "
+                          "(POSITION_UNKNOWN: no sky shard, no position duplicates, no photometry cross-match)",
+                          stacklevel=2)
         for path, reader in zip(cat.files, cat.readers):
             self._header(path, reader)
 
@@ -530,7 +573,7 @@ class FolderSource(Source):
         return np.where(np.isfinite(out), out, default)
 
     def positions(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(ra, dec)`` of every row, from the catalogue (no image is decoded)."""
+        """``(ra, dec)`` of every row, from the catalogue (no image is decoded); NaN where unknown."""
         cat = self._read_catalog()
         return (np.asarray(cat.columns[self.ra_column], dtype=np.float64),
                 np.asarray(cat.columns[self.dec_column], dtype=np.float64))

@@ -3,7 +3,8 @@
 Every source validates its whole catalogue with these functions in ``validate()``, so a bad value fails
 the ingest with one line naming the file, the row and the value, and the warehouse stays as it was.
 
-* Positions are ICRS degrees: ``0 <= ra < 360`` and ``-90 <= dec <= 90``, finite.
+* Positions are ICRS degrees: ``0 <= ra < 360`` and ``-90 <= dec <= 90``, finite; a folder catalogue may
+  leave a position unknown (both NaN, ``unknown_ok``), never half known or out of range.
 * A pixel scale is a finite, positive number of arcsec per pixel, or unknown (``None`` / NaN from the
   source itself, never from a typed value: ``--pxscale unknown`` says so).
 * An image has at most :data:`MAX_IMAGE_SIDE` pixels per side (a 1024 x 1024 RGB stamp is 3 MB raw;
@@ -27,7 +28,8 @@ MAX_IMAGE_SIDE = 1024
 
 
 def check_positions(ra: Sequence[float] | np.ndarray, dec: Sequence[float] | np.ndarray, where: str,
-                    ids: Sequence[str] | None = None, ra_name: str = "ra", dec_name: str = "dec") -> None:
+                    ids: Sequence[str] | None = None, ra_name: str = "ra", dec_name: str = "dec",
+                    unknown_ok: bool = False) -> None:
     """Raise :class:`InputError` on the first non-finite or out-of-range position.
 
     Parameters
@@ -40,10 +42,14 @@ def check_positions(ra: Sequence[float] | np.ndarray, dec: Sequence[float] | np.
         Native ids, named in the message with the row.
     ra_name, dec_name : str
         Column names, for the message.
+    unknown_ok : bool
+        Rows whose ra AND dec are both NaN are unknown positions (a catalogue without coordinates,
+        flagged ``POSITION_UNKNOWN`` at ingest), not errors; a known position must still be in range.
     """
+    unknown = np.isnan(np.asarray(ra, dtype=np.float64)) & np.isnan(np.asarray(dec, dtype=np.float64))
     for name, values, lo, hi, hi_open in ((ra_name, ra, 0.0, 360.0, True), (dec_name, dec, -90.0, 90.0, False)):
         arr = np.asarray(values, dtype=np.float64)
-        bad_value = ~np.isfinite(arr)
+        bad_value = ~np.isfinite(arr) & ~unknown if unknown_ok else ~np.isfinite(arr)
         with np.errstate(invalid="ignore"):
             out = (arr < lo) | ((arr >= hi) if hi_open else (arr > hi))
         bad = np.flatnonzero(bad_value | out)

@@ -4,7 +4,9 @@ HEALPix (Gorski et al. 2005, ApJ 622, 759) cuts the sphere into ``12 * nside**2`
 (about ``3438 / nside`` arcmin a side); ``nside`` is a power of two. Pixels are numbered in the NESTED
 scheme, where the four children of pixel ``p`` at ``2 * nside`` are ``4p .. 4p + 3``, so neighbouring
 shards have close numbers. Computed with astropy-healpix. A sky shard's key is
-``<source>-hpx<nside>-<pixel>``; row shards keep ``<source>-<index:05d>``.
+``<source>-hpx<nside>-<pixel>``; row shards keep ``<source>-<index:05d>``. Galaxies without a position
+(``POSITION_UNKNOWN``) are in no pixel: their pixel is :data:`UNKNOWN_PIXEL` and their shard
+``<source>-hpx<nside>-unknown``, which no cone overlaps.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from features.errors import InputError
 
 __all__ = [
     "MAX_NSIDE",
+    "UNKNOWN_PIXEL",
     "check_nside",
     "cone_pixels",
     "healpix_pixels",
@@ -30,7 +33,10 @@ __all__ = [
 MAX_NSIDE = 2**29
 """Largest HEALPix nside (astropy-healpix's limit; ~0.4 milliarcsec pixels)."""
 
-_SKY_KEY = re.compile(r"(?P<source>[a-z0-9][a-z0-9_.]*)-hpx(?P<nside>\d+)-(?P<pixel>\d+)")
+UNKNOWN_PIXEL = -1
+"""The "pixel" of a galaxy without a position; its sky shard key ends in ``-unknown``."""
+
+_SKY_KEY = re.compile(r"(?P<source>[a-z0-9][a-z0-9_.]*)-hpx(?P<nside>\d+)-(?P<pixel>\d+|unknown)")
 
 
 def check_nside(nside: int) -> int:
@@ -46,7 +52,8 @@ def healpix_pixels(ra: Sequence[float] | np.ndarray, dec: Sequence[float] | np.n
     """The NESTED HEALPix pixel (int64) of each position (degrees, ICRS).
 
     A pixel boundary belongs to one pixel only (astropy-healpix's rule), so every galaxy is in exactly
-    one pixel. Positions must be finite (sources validate them before registration).
+    one pixel. A NaN position (unknown) gets :data:`UNKNOWN_PIXEL`; other positions must be finite
+    (sources validate them before registration).
     """
     import astropy.units as u
     from astropy_healpix import lonlat_to_healpix
@@ -56,7 +63,11 @@ def healpix_pixels(ra: Sequence[float] | np.ndarray, dec: Sequence[float] | np.n
     lat = np.asarray(dec, dtype=np.float64)
     if lon.size == 0:
         return np.zeros(0, dtype=np.int64)
-    return np.asarray(lonlat_to_healpix(lon * u.deg, lat * u.deg, nside, order="nested"), dtype=np.int64)
+    known = np.isfinite(lon) & np.isfinite(lat)
+    out = np.full(lon.shape, UNKNOWN_PIXEL, dtype=np.int64)
+    if known.any():
+        out[known] = lonlat_to_healpix(lon[known] * u.deg, lat[known] * u.deg, nside, order="nested")
+    return out
 
 
 def cone_pixels(ra0: float, dec0: float, radius_arcsec: float, nside: int) -> np.ndarray:
@@ -81,7 +92,7 @@ def cone_pixels(ra0: float, dec0: float, radius_arcsec: float, nside: int) -> np
 
 def sky_shard_key(source: str, nside: int, pixel: int) -> str:
     """The Dagster partition key of a sky shard: ``<source>-hpx<nside>-<pixel>`` (e.g. ``demo-hpx8-301``)."""
-    return f"{source}-hpx{int(nside)}-{int(pixel)}"
+    return f"{source}-hpx{int(nside)}-{'unknown' if int(pixel) == UNKNOWN_PIXEL else int(pixel)}"
 
 
 def parse_sky_shard(shard: str) -> tuple[str, int, int] | None:
@@ -89,7 +100,8 @@ def parse_sky_shard(shard: str) -> tuple[str, int, int] | None:
     match = _SKY_KEY.fullmatch(shard)
     if match is None:
         return None
-    return match["source"], int(match["nside"]), int(match["pixel"])
+    pixel = UNKNOWN_PIXEL if match["pixel"] == "unknown" else int(match["pixel"])
+    return match["source"], int(match["nside"]), pixel
 
 
 def pixel_rows(ra: np.ndarray, dec: np.ndarray, nside: int, pixel: int) -> np.ndarray:

@@ -12,12 +12,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from features.errors import InputError
 from features.sources import SOURCE_KINDS, make_source
 from features.sources.ranges import check_pxscale
 from features.sources.sky import check_nside
 from stages.photometry import demo_catalogue
-from stages.sources import ingested_shards, register_source, sky_shards_in_cone, source_lock
+from stages.sources import ingested_shards, register_source, sky_shards_in_cone, source_lock, source_locks
 from warehouse import Warehouse
 
 from .execution import add_execution_args, execution_from
@@ -25,17 +27,38 @@ from .execution import add_execution_args, execution_from
 __all__ = ["register"]
 
 
+ABSENT_CHECK = "photometry:available"
+"""The WARN check that fails when a shard's photometry could not be had (a flagged absence)."""
+
+
 def _print_report(report, log=print) -> int:
     n_ok = len(report.succeeded)
     log(f"{n_ok} materialization(s) succeeded, {len(report.failed)} step(s) failed")
+    absent = [c for c in report.checks_failed if c.startswith(ABSENT_CHECK + " ")]
     for check in report.checks_failed:
-        log(f"  check failed: {check}")
+        if check not in absent:
+            log(f"  check failed: {check}")
+    if absent:
+        reasons = sorted({str(meta.get("photometry_absent")) for name, meta in report.metadata.items()
+                          if name.startswith("photometry[") and meta.get("photometry_absent") not in (None, "no")})
+        log(f"photometry is absent for {len(absent)} shard(s), flagged in the photometry table "
+            f"(check {ABSENT_CHECK}): {'; '.join(reasons) or 'see the check'}; pass --require-photometry "
+            "to make this an error")
     return 0 if report.ok else 1
 
 
 def _pxscale(text: str) -> float | None:
     """``--pxscale``: arcsec per pixel, or ``unknown`` (None); anything else is an InputError."""
     return None if text.strip().lower() == "unknown" else check_pxscale(text, "--pxscale")
+
+
+def _refuse_photometry_without_positions(source) -> None:
+    """``--require-photometry`` of a source without any position: refused before anything runs."""
+    ra, dec = source.positions()
+    if not (np.isfinite(ra) & np.isfinite(dec)).any():
+        raise InputError(f"--require-photometry: source {source.name!r} has no sky positions (no ra / dec in its "
+                         "catalogue), so no photometry can be cross-matched; add positions, or ingest without "
+                         "--require-photometry to store its absence flagged")
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
@@ -57,6 +80,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         if args.n:
             params["n"] = args.n
     source = make_source(args.source, path=args.path, catalog=args.catalog, name=args.name, **params)
+    if args.require_photometry and "photometry_catalog" not in params and args.source != "demo":
+        _refuse_photometry_without_positions(source)
     with source_lock(wh, source.name, timeout=args.lock_timeout,
                      on_wait=lambda msg: print(msg, file=sys.stderr, flush=True)):
         if args.source == "demo":
@@ -68,7 +93,9 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
                                  healpix_nside=args.healpix_nside)
         print(f"ingesting {len(source)} galaxies from {args.source} source {source.name!r} in {len(shards)} "
               f"shard(s) into {wh.root}")
-        report = run_pipeline(wh, shards, groups=None if args.all else ["ingest"], execution=execution)
+        run_config = {"ops": {"photometry": {"config": {"require": True}}}} if args.require_photometry else None
+        report = run_pipeline(wh, shards, groups=None if args.all else ["ingest"], execution=execution,
+                              run_config=run_config)
     status = _print_report(report)
     print(f"tables: {json.dumps(wh.versions())}")
     return status
@@ -86,7 +113,10 @@ def _cmd_materialize(args: argparse.Namespace) -> int:
         if not shards:
             raise InputError(f"no ingested sky shard overlaps the cone {args.cone[2]:g} arcsec around "
                              f"({args.cone[0]:g}, {args.cone[1]:g})")
-    report = run_pipeline(wh, shards, groups=args.group or None, execution=execution)
+    # the shards' source locks, held here so this command's run processes share them instead of queueing
+    with source_locks(wh, {s.split("-", 1)[0] for s in shards},
+                      on_wait=lambda msg: print(msg, file=sys.stderr, flush=True)):
+        report = run_pipeline(wh, shards, groups=args.group or None, execution=execution)
     return _print_report(report)
 
 
@@ -111,6 +141,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, help="demo source: number of galaxies")
     p.add_argument("--seed", type=int, default=0, help="demo source: seed")
     p.add_argument("--all", action="store_true", help="materialize every asset, not only the ingest group")
+    p.add_argument("--require-photometry", action="store_true",
+                   help="with --all: fail (exit 1) when photometry cannot be had (SDSS unreachable offline, no "
+                        "positions) instead of storing it as a flagged absence and saying so")
     add_execution_args(p)
     p.set_defaults(func=_cmd_ingest)
 

@@ -51,7 +51,8 @@ def _cmd_match(args: argparse.Namespace) -> int:
             raise InputError(f"--column-map is not JSON: {exc}") from None
     config = {"catalog": args.catalog or "", "column_map_json": args.column_map or "", "radius_arcsec": args.radius,
               "search_radius_arcsec": args.search_radius, "mag_err_max": args.mag_err_max,
-              "batch_size": args.batch_size, "requests_per_second": args.rate}
+              "batch_size": args.batch_size, "requests_per_second": args.rate,
+              "require": True}  # asked for by name: unreachable SDSS is this command's error, not an absence
     failures: list[str] = []
     report = run_pipeline(wh, shards, groups=["features"], assets=["photometry"], progress=False,
                           run_config={"ops": {"photometry": {"config": config}}}, log=failures.append)

@@ -32,7 +32,7 @@ BLANK_RATE_MAX = 0.05
 )
 def galaxies(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per galaxy of the shard in ``galaxies``, its image in ``images`` (and ``truth`` for the demo)."""
-    out = ingest_shard(warehouse.open(), context.partition_key, run_id=context.run_id)
+    out = ingest_shard(warehouse.open(), context.partition_key, run_id=context.run_id, log=context.log.info)
     blank_rate = out.blank_images / max(out.rows, 1)
     checks = [
         dg.AssetCheckResult(check_name="unique_ids", passed=out.unique_ids == out.stored_rows,

@@ -69,7 +69,8 @@ def morphometrics(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     """statmorph Gini, M20, CAS, MID, shape asymmetry and Sersic of every galaxy of the shard, per band."""
     out = measure_shard(warehouse.open(), context.partition_key, bands=list(config.bands),
                         fit_sersic=config.fit_sersic, time_limit_s=config.time_limit_s, workers=config.workers,
-                        chunk_size=config.chunk_size, run_id=context.run_id)
+                        chunk_size=config.chunk_size, run_id=context.run_id,
+                        log=context.log.info)
     return dg.MaterializeResult(metadata=as_metadata(out),
                                 check_results=check_results(out, config.max_failed_rate, config.max_bad_rate))
 

@@ -6,7 +6,13 @@ and the checks (thresholds in their metadata).
 Where the catalogue comes from, in order: the run config's ``catalog``; the ``photometry_catalog``
 key of the source's ``params_json`` in the ``sources`` table (the demo survey registers its synthetic
 SDSS-like file this way); otherwise SDSS DR17 through astroquery, caching raw responses in
-``<warehouse>/cache/sdss`` (offline, that path fails within seconds and says so).
+``<warehouse>/cache/sdss``.
+
+Photometry that cannot be had is a flagged absence, not a failure: offline (SkyServer unreachable,
+found within seconds) every galaxy gets a NaN row with ``PHOT_QUERY_FAILED`` (asked again next run);
+a galaxy without a position gets one with ``POSITION_UNKNOWN`` and is never asked for. The WARN check
+``available`` then fails with the reason (``photometry_absent`` in the metadata), and the run goes on.
+``require`` (``astrovision ingest --require-photometry``, ``photometry match``) makes it a step failure.
 """
 
 
@@ -41,6 +47,8 @@ class PhotometryConfig(dg.Config):
     min_match_rate: float = Field(default=0.5, description="Check: lowest acceptable fraction of galaxies matched.")
     min_quality_pass_rate: float = Field(default=0.3, description="Check: lowest acceptable fraction passing the quality cuts.")
     min_colour_in_range: float = Field(default=0.95, description="Check: lowest acceptable fraction of trusted colours in the plausible range.")
+    require: bool = Field(default=False, description="Fail the step when photometry cannot be had (SDSS unreachable, "
+                                                     "no positions) instead of storing a flagged absence.")
 
 
 def _check(name: str, value: float, threshold: float, what: str) -> dg.AssetCheckResult:
@@ -63,6 +71,8 @@ def _check(name: str, value: float, threshold: float, what: str) -> dg.AssetChec
         dg.AssetCheckSpec("match_rate", asset="photometry", description="fraction of galaxies with a match inside the radius"),
         dg.AssetCheckSpec("quality_pass_rate", asset="photometry", description="fraction passing the quality cuts (clean galaxy, g-r finite)"),
         dg.AssetCheckSpec("colour_ranges", asset="photometry", description="trusted colours lie in plausible galaxy ranges"),
+        dg.AssetCheckSpec("available", asset="photometry",
+                          description="photometry could be had (WARN: absent offline or without positions)"),
     ],
 )
 def photometry(
@@ -73,7 +83,8 @@ def photometry(
                       column_map_json=config.column_map_json, radius_arcsec=config.radius_arcsec,
                       search_radius_arcsec=config.search_radius_arcsec, mag_err_max=config.mag_err_max,
                       batch_size=config.batch_size, requests_per_second=config.requests_per_second,
-                      max_retries=config.max_retries, sdss_base_url=config.sdss_base_url, run_id=context.run_id)
+                      max_retries=config.max_retries, sdss_base_url=config.sdss_base_url, require=config.require,
+                      run_id=context.run_id, log=context.log.warning)
     nan = float("nan")
     return dg.MaterializeResult(
         metadata=as_metadata(out),
@@ -84,6 +95,11 @@ def photometry(
                    config.min_quality_pass_rate, "quality_ok / galaxies"),
             _check("colour_ranges", out.worst_colour_in_range, config.min_colour_in_range,
                    "lowest, over u-g g-r r-i i-z u-r, fraction of trusted colours inside COLOUR_RANGES"),
+            dg.AssetCheckResult(check_name="available", asset_key="photometry", passed=out.photometry_absent == "no",
+                                severity=dg.AssetCheckSeverity.WARN,
+                                metadata={"reason": "photometry was cross-matched" if out.photometry_absent == "no"
+                                          else out.photometry_absent,
+                                          "position_unknown": out.position_unknown, "galaxies": out.n_galaxies}),
         ],
     )
 
