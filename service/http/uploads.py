@@ -98,8 +98,12 @@ def _fits_declared(path: Path, name: str, max_bytes: int) -> tuple[int, ...] | N
             raise InputError(f"{name}: not a FITS file (or compressed other than with gzip)")
     total, first = 0, None
     try:
-        with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
-            for hdu in hdul:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "file may have been truncated": the declared size is judged below
+            hdul = fits.open(path, memmap=False, lazy_load_hdus=True)
+            hdus = list(hdul)  # every header (lazily loaded: no data is read)
+        with hdul:
+            for hdu in hdus:
                 header = hdu.header
                 key = "ZNAXIS" if "ZNAXIS" in header else "NAXIS"
                 naxes = int(header.get(key, 0))
