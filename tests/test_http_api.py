@@ -484,3 +484,16 @@ def test_error_text_loses_its_absolute_paths():
                           "/usr/lib/python3/site.py; ratio 1/2; s3://bucket/key", roots)
     assert said == ("table 'x' does not exist in the warehouse; file lance/x.lance; run/a.csv; site.py; ratio 1/2; "
                     "s3://bucket/key")
+
+
+def test_a_bug_is_a_one_line_500_answered_not_raised_to_the_server(served):
+    """uvicorn closes the keep-alive connection of a request whose exception reaches it (issue 23 item 2)."""
+    wh, _, _ = served
+    app = create_app(Settings(home=wh.root))
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("a bug at /srv/secret/path")
+
+    r = TestClient(app).get("/boom")  # raise_server_exceptions: an exception reaching the server would raise here
+    assert "internal error (RuntimeError)" in _one_line_error(r, 500) and "secret" not in r.text

@@ -6,17 +6,22 @@ A pure ASGI middleware (:class:`RequestGuard`), outermost but for Starlette's er
   from its headers alone: not one byte of its body is read or spooled;
 * a declared ``Content-Length`` over the limit is answered 413 at once, and a body without one
   (``Transfer-Encoding: chunked``) is counted while it is read: the first chunk past the limit stops
-  the request with a 413, so at most the limit (plus one chunk) ever reaches the app's parser.
+  the request with a 413, so at most the limit (plus one chunk) ever reaches the app's parser;
+* a bug (an exception no handler turned into a 4xx) is answered with the one-line 500 here and logged,
+  not re-raised to uvicorn, which would close the client's keep-alive connection.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 __all__ = ["PUBLIC_PATHS", "PUBLIC_PREFIXES", "RequestGuard", "token_matches"]
+
+log = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -109,9 +114,13 @@ class RequestGuard:
 
         try:
             await self.app(scope, counted, tracked)
-        except Exception:
-            if not over or started:
+        except Exception as exc:
+            if started:
                 raise
+            if not over:
+                log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+                await _answer(send, 500, f"internal error ({type(exc).__name__}); the server log has the details")
+                return
         if over and not started:
             await _answer(send, 413, f"request body exceeds the {limit} byte limit (read {received} bytes)",
                           {"Connection": "close"})
