@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 fastapi = pytest.importorskip("fastapi", reason="the web extras (fastapi) are not installed")
+from duckdb_types import REFUSED, TYPE_QUERIES  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from service_data import ENCODER, build_service_warehouse  # noqa: E402
 
@@ -278,3 +279,244 @@ def test_image_outline_draws_the_true_mask_edge(served):
     assert "no true mask" in _one_line_error(client.get(f"/galaxies/{other}/image.png",
                                                         params={"outline": "truth"}), 404)
     assert "outline" in _one_line_error(client.get(f"/galaxies/{gid}/image.png", params={"outline": "x"}), 422)
+
+
+# ---------------------------------------------------------------------------------------- issue 23
+def _png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose IHDR declares ``width x height`` (8-bit grey) over one tiny IDAT: a header, no pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def _fits_bytes(data: np.ndarray | None = None, header: dict | None = None) -> bytes:
+    from astropy.io import fits
+
+    hdu = fits.PrimaryHDU(data)
+    for key, value in (header or {}).items():
+        hdu.header[key] = value
+    buf = io.BytesIO()
+    hdu.writeto(buf)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name", sorted(TYPE_QUERIES))
+@pytest.mark.parametrize("fmt", ["json", "arrow", "parquet"])
+def test_sql_answers_every_duckdb_type_in_every_format(served, name, fmt):
+    import pyarrow.parquet as pq
+
+    _, _, client = served
+    r = client.post("/sql", json={"query": TYPE_QUERIES[name], "format": fmt})
+    if r.status_code == 400:  # refused: one line naming the column
+        assert 'column "' in _one_line_error(r, 400)
+        return
+    assert r.status_code == 200, r.text
+    if fmt == "json":
+        assert r.json()["columns"] and isinstance(r.json()["rows"], list)
+    elif fmt == "arrow":
+        assert pa.ipc.open_stream(r.content).read_all().num_columns >= 1
+    else:
+        assert pq.read_table(io.BytesIO(r.content)).num_columns >= 1
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_sql_refuses_values_no_format_carries_naming_the_column(served, name):
+    _, _, client = served
+    for fmt in ("json", "arrow", "parquet"):
+        assert 'column "x"' in _one_line_error(client.post("/sql", json={"query": REFUSED[name], "format": fmt}), 400)
+
+
+def test_sql_the_issue_queries_are_answered(served):
+    wh, _, client = served
+    total = client.post("/sql", json={"query": "SELECT sum(label) s FROM galaxies"}).json()
+    assert total["rows"] == [{"s": sum(wh.read("galaxies", columns=["label"]).column(0).to_pylist())}]
+    assert client.post("/sql", json={"query": "SELECT 1.5 AS x"}).json()["rows"] == [{"x": 1.5}]
+    assert client.post("/sql", json={"query": "SELECT TIME '12:34:56' AS t"}).json()["rows"] == [{"t": "12:34:56"}]
+    summary = client.post("/sql", json={"query": "SUMMARIZE galaxies"})
+    assert summary.status_code == 200 and len(summary.json()["rows"]) == len(wh.read("galaxies").schema)
+    interval = client.post("/sql", json={"query": "SELECT INTERVAL 1 DAY x", "format": "parquet"})
+    assert interval.status_code == 200
+
+
+@pytest.mark.parametrize(("params", "body"), [
+    ({"version": "galaxies:18446744073709551616"}, None),
+    ({"version": "galaxies:99999999999999999999999999"}, None),
+    (None, {"galaxies": -1}),
+    (None, {"galaxies": 18446744073709551616}),
+])
+def test_out_of_range_versions_are_4xx(served, params, body):
+    _, files, client = served
+    if params is not None:
+        r = client.get(f"/galaxies/{next(iter(files))}", params=params)
+    else:
+        r = client.post("/sql", json={"query": "SELECT 1", "versions": body})
+    assert r.status_code in (400, 422) and "version" in _one_line_error(r, r.status_code)
+
+
+@pytest.mark.parametrize(("width", "height"), [(1025, 1025), (20000, 20000), (100000, 1), (2**31 - 1, 2**31 - 1)])
+def test_declared_picture_size_over_the_limit_is_a_400_from_the_header(served, width, height):
+    _, _, client = served
+    r = client.post("/similar", files={"file": ("huge.png", _png_declaring(width, height), "image/png")})
+    assert "1024 px a side" in _one_line_error(r, 400)
+
+
+def test_gzipped_fits_bomb_is_refused_before_it_expands(served):
+    import gzip
+    import time
+
+    wh, _, _ = served
+    client = TestClient(create_app(Settings(home=wh.root, max_image_bytes=16 * 1024 * 1024)),
+                        raise_server_exceptions=False)
+    header = _fits_bytes(header={"BITPIX": 8, "NAXIS": 2, "NAXIS1": 16384, "NAXIS2": 16384})
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=9) as gz:
+        gz.write(header[:2880])
+        zeros = b"\0" * (1 << 20)
+        for _ in range(256):  # 256 MiB of zeros, ~250 KiB gzipped
+            gz.write(zeros)
+    assert len(buf.getvalue()) < 400_000
+    start = time.monotonic()
+    r = client.post("/similar", files={"file": ("bomb.fits.gz", buf.getvalue(), "application/fits")})
+    assert "more than 16777216 bytes" in _one_line_error(r, 400) and time.monotonic() - start < 10
+
+
+def test_fits_declaring_more_data_than_allowed_is_refused_from_its_header(served):
+    _, _, client = served
+    from astropy.io import fits
+
+    header = fits.Header({"SIMPLE": True, "BITPIX": -64, "NAXIS": 3, "NAXIS1": 50000, "NAXIS2": 50000,
+                          "NAXIS3": 3}).tostring().encode()  # 60 GB declared, no data sent
+    r = client.post("/similar", files={"file": ("big.fits", header, "application/fits")})
+    assert "declare more than" in _one_line_error(r, 400)
+
+
+@pytest.mark.parametrize(("fill", "words"), [(np.nan, "NaN or infinite"), (np.inf, "NaN or infinite"),
+                                             (-np.inf, "NaN or infinite"), (7.0, "value 7")])
+def test_degenerate_uploads_are_refused(served, fill, words):
+    _, _, client = served
+    cube = np.full((3, 64, 64), fill, np.float32)
+    r = client.post("/similar", files={"file": ("flat.fits", _fits_bytes(cube), "application/fits")})
+    assert words in _one_line_error(r, 400)
+    blank = io.BytesIO()
+    from PIL import Image
+
+    Image.new("RGB", (64, 64)).save(blank, format="PNG")
+    assert "blank" in _one_line_error(client.post("/similar", files={"file": ("b.png", blank.getvalue(), "image/png")}),
+                                      400)
+
+
+def test_channel_last_fits_cube_is_read_like_channel_first(served):
+    from features.embeddings import load_image_file
+
+    _, files, client = served
+    path = list(files.values())[2]
+    rgb = load_image_file(path)  # uint8 (H, W, 3)
+    answers = []
+    for name, cube in [("first.fits", np.moveaxis(rgb, -1, 0)), ("last.fits", rgb)]:
+        r = client.post("/similar", files={"file": (name, _fits_bytes(cube), "application/fits")}, data={"k": "4"})
+        assert r.status_code == 200, r.text
+        answers.append([(n["galaxy_id"], round(n["distance"], 5)) for n in r.json()["neighbours"]])
+    assert answers[0] == answers[1] and len(answers[0]) == 4
+
+
+def test_similar_where_obeys_the_configured_sql_timeout(served):
+    import time
+
+    wh, files, _ = served
+    client = TestClient(create_app(Settings(home=wh.root, sql_timeout_s=1.0)), raise_server_exceptions=False)
+    slow = "(SELECT count(*) FROM range(1000000) a, range(1000000) b) > 0"
+    start = time.monotonic()
+    r = client.get(f"/galaxies/{next(iter(files))}/similar", params={"where": slow})
+    assert "1 s timeout" in _one_line_error(r, 400) and time.monotonic() - start < 15
+
+
+def test_sql_result_bytes_and_memory_are_capped_per_request(served):
+    wh, _, _ = served
+    client = TestClient(create_app(Settings(home=wh.root, sql_max_bytes=1_000_000, sql_memory_limit="100MB",
+                                            sql_threads=1)), raise_server_exceptions=False)
+    assert "1000000 byte cap" in _one_line_error(client.post("/sql", json={"query": "SELECT repeat('x', 20000000)"}),
+                                                 400)
+    hungry = "SELECT string_agg(repeat('x', 1000), '') AS x FROM range(200000)"
+    assert "100MB memory limit" in _one_line_error(client.post("/sql", json={"query": hungry}), 400)
+    got = client.post("/sql", json={"query": "SELECT current_setting('memory_limit') m, current_setting('threads') t"})
+    assert got.json()["rows"] == [{"m": "95.3 MiB", "t": 1}]
+
+
+def test_docs_and_redoc_are_served_without_a_network(served):
+    import re
+
+    _, _, client = served
+    for page in ("/docs", "/redoc"):
+        html = client.get(page)
+        assert html.status_code == 200
+        urls = re.findall(r'(?:src|href)=["\']([^"\']+)["\']', html.text) + re.findall(r"url: ?'([^']+)'", html.text)
+        assert urls and not [u for u in urls if u.startswith(("http:", "https:", "//"))], urls
+        for url in urls:
+            if url.startswith("/static-offline-docs/"):
+                asset = client.get(url)
+                assert asset.status_code == 200 and len(asset.content) > 1000
+
+
+def test_answers_name_no_path_of_the_server(served, tmp_path, monkeypatch):
+    import os
+
+    wh, files, client = served
+    monkeypatch.chdir(tmp_path)
+    settings = client.post("/sql", json={"query": "SELECT * FROM duckdb_settings()", "limit": 100_000})
+    text = settings.text
+    assert settings.status_code == 200
+    for secret in (str(wh.root), str(tmp_path), os.path.expanduser("~"), os.getcwd()):
+        assert secret not in text
+    error = _one_line_error(client.get(f"/galaxies/{next(iter(files))}", params={"version": "no_such_table:1"}), 400)
+    assert str(wh.root) not in error and "/" not in error.replace("N/A", "")
+
+
+def test_error_text_loses_its_absolute_paths():
+    from service.http.app import _without_paths
+
+    roots = {"/srv/wh": "the warehouse", "/home/me": "."}
+    said = _without_paths("table 'x' does not exist in /srv/wh; file /srv/wh/lance/x.lance; /home/me/run/a.csv; "
+                          "/usr/lib/python3/site.py; ratio 1/2; s3://bucket/key", roots)
+    assert said == ("table 'x' does not exist in the warehouse; file lance/x.lance; run/a.csv; site.py; ratio 1/2; "
+                    "s3://bucket/key")
+
+
+def test_a_bug_is_a_one_line_500_answered_not_raised_to_the_server(served):
+    """uvicorn closes the keep-alive connection of a request whose exception reaches it (issue 23 item 2)."""
+    wh, _, _ = served
+    app = create_app(Settings(home=wh.root))
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("a bug at /srv/secret/path")
+
+    r = TestClient(app).get("/boom")  # raise_server_exceptions: an exception reaching the server would raise here
+    assert "internal error (RuntimeError)" in _one_line_error(r, 500) and "secret" not in r.text
+
+
+def test_png_whose_zlib_stream_expands_far_past_its_pixels_stops_at_its_declared_size(served):
+    """A 1024 x 1024 PNG whose IDAT inflates to 200 MiB: PIL decodes only the declared 3 MiB (issue 23 item 5)."""
+    import struct
+    import time
+    import zlib
+
+    _, _, client = served
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    z = zlib.compressobj(9)
+    row = b"\0" + bytes(range(256)) * 12  # filter byte + a 1024 px RGB row that is not constant
+    idat = z.compress(row * 1024) + z.compress(b"\0" * (200 << 20)) + z.flush()
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1024, 1024, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    assert len(png) < 400_000
+    start = time.monotonic()
+    r = client.post("/similar", files={"file": ("deep.png", png, "image/png")})
+    assert r.status_code == 200, r.text  # its 1024 x 1024 pixels are searched; the rest is never inflated
+    assert time.monotonic() - start < 20

@@ -128,6 +128,22 @@ def test_where_matching_nothing_and_bad_where(warehouse):
             search.similar(warehouse, ids[0], where=where, encoder=ENC)
 
 
+def test_where_obeys_the_limits_timeout(warehouse):
+    """A slow ``where`` is interrupted after the caller's timeout, not DuckDB's 60 s default (issue 23 item 4)."""
+    import time
+
+    from warehouse.sql_engine import SQLLimits
+
+    ids, _ = make_warehouse(warehouse)
+    slow = "(SELECT count(*) FROM range(1000000) a, range(1000000) b) > 0"
+    start = time.monotonic()
+    with pytest.raises(SQLError, match=r"0\.5 s timeout"):
+        search.similar_plan(warehouse, ids[0], where=slow, encoder=ENC, limits=SQLLimits(timeout_s=0.5, threads=1))
+    assert time.monotonic() - start < 10
+    fast = search.similar_plan(warehouse, ids[0], k=3, where="ra < 10", encoder=ENC, limits=SQLLimits(timeout_s=0.5))
+    assert fast.neighbours.height == 3
+
+
 def test_where_is_bound_as_an_expression_not_pasted(warehouse):
     """A semicolon inside a string literal is data; the filter still selects exactly the matching galaxies."""
     ids, vecs = make_warehouse(warehouse)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import polars as pl
 import pytest
+from duckdb_types import REFUSED, TYPE_QUERIES
 from test_warehouse import galaxy_row
 
 from warehouse import SQLError
-from warehouse.sql_engine import SQLEngine, view_files
+from warehouse.sql_engine import SQLEngine, SQLLimits, view_files
 
 
 @pytest.fixture
@@ -186,3 +188,70 @@ def test_a_constant_that_is_not_a_name_is_refused(filled, monkeypatch):
     monkeypatch.setattr(sql, "constants", lambda: {"mask; DROP": 1})
     with pytest.raises(SQLError, match="not a valid macro name"):
         SQLEngine(filled)
+
+
+@pytest.mark.parametrize("name", sorted(TYPE_QUERIES))
+def test_every_duckdb_type_is_answered_in_every_cli_format(filled, name, tmp_path, capsys):
+    """Arrow, Parquet, polars and the CLI's formats take every type a query can produce (issue 23 item 1)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from service.cli import main
+
+    result = SQLEngine(filled).run(TYPE_QUERIES[name])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, result.table.schema) as writer:
+        writer.write_table(result.table)
+    pq.write_table(result.table, io.BytesIO())
+    assert result.frame.height == result.table.num_rows
+    home = ["--home", str(filled.root)]
+    for fmt in ("table", "json", "csv"):
+        code = main([*home, "sql", TYPE_QUERIES[name], "--format", fmt])
+        out, err = capsys.readouterr()
+        nested = any(t.is_nested() or t == pl.Binary for t in result.frame.schema.values())
+        if fmt == "csv" and nested:
+            assert code != 0 and "cannot be written as CSV" in err and "Traceback" not in err
+        else:
+            assert code == 0 and out.strip(), err
+    assert main([*home, "sql", TYPE_QUERIES[name], "--format", "parquet", "-o", str(tmp_path / "x.parquet")]) == 0
+    assert pq.read_table(tmp_path / "x.parquet").num_rows == result.table.num_rows
+
+
+def test_values_arrow_cannot_hold_faithfully_come_back_as_text(filled):
+    row = SQLEngine(filled).run("SELECT 340282366920938463463374607431768211455::UHUGEINT u, "
+                                "TIMETZ '12:34:56+02:00' tz, INTERVAL 1 DAY i, 12::HUGEINT small").table.to_pylist()[0]
+    assert row["u"] == "340282366920938463463374607431768211455"  # DuckDB's Arrow export wraps it to -1
+    assert row["tz"].endswith("+02") and row["i"] == "1 day" and str(row["small"]) == "12"
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_values_no_face_can_carry_are_refused_naming_the_column(filled, name):
+    with pytest.raises(SQLError, match='column "x"') as err:
+        SQLEngine(filled).run(REFUSED[name])
+    assert "\n" not in str(err.value) and "VARCHAR" in str(err.value)
+
+
+def test_result_bytes_memory_and_threads_are_capped(filled):
+    limits = SQLLimits(memory_limit="100MB", threads=1, max_bytes=1_000_000)
+    engine = SQLEngine(filled, limits=limits)
+    got = engine.run("SELECT current_setting('memory_limit') AS m, current_setting('threads') AS t").table.to_pylist()
+    assert got == [{"m": "95.3 MiB", "t": 1}]
+    with pytest.raises(SQLError, match="1000000 byte cap"):
+        engine.run("SELECT repeat('x', 2000000) AS x")
+    with pytest.raises(SQLError, match="byte cap"):  # many small rows add up too
+        engine.run("SELECT repeat('x', 1000) AS x FROM range(5000)", limit=None)
+    with pytest.raises(SQLError, match="100MB memory limit"):
+        engine.run("SELECT string_agg(repeat('x', 1000), '') AS x FROM range(200000)")
+    assert engine.run("SELECT 1 AS ok").table.to_pylist() == [{"ok": 1}]  # the engine still answers
+
+
+def test_settings_name_no_directory_of_the_machine(filled, monkeypatch, tmp_path):
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    rows = SQLEngine(filled).run("SELECT name, value FROM duckdb_settings()", limit=None).table.to_pylist()
+    leaks = [r for r in rows if r["value"] and (str(tmp_path) in r["value"] or os.path.expanduser("~") in r["value"]
+                                                  or r["value"].startswith("/") or r["value"].startswith("."))]
+    assert rows and not leaks

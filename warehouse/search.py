@@ -49,7 +49,7 @@ from warehouse.schemas.embeddings import TABLE_PREFIX, embedding_table, encoder_
 from warehouse.sqltext import ident, quote
 
 if TYPE_CHECKING:
-    from warehouse.sql_engine import SQLEngine
+    from warehouse.sql_engine import SQLEngine, SQLLimits
     from warehouse.store import Warehouse
 
 __all__ = [
@@ -234,24 +234,24 @@ _FILTER_CACHE = 64
 _LOCK = threading.Lock()
 
 
-def _engine(wh: Warehouse) -> tuple[SQLEngine, tuple]:
+def _engine(wh: Warehouse, limits: SQLLimits | None = None) -> tuple[SQLEngine, tuple]:
     """A DuckDB engine over the warehouse's current (or pinned) table versions, reused while they last.
 
     Keyed by every table's version (and the thread: a DuckDB connection serves one query at a
-    time), so a write anywhere makes the next query build a fresh one. Returns the engine and the
-    versions key (which also keys the ``where`` -> row positions cache).
+    time) and the ``limits`` it runs under, so a write anywhere makes the next query build a fresh
+    one. Returns the engine and the versions key (which also keys the ``where`` -> row positions cache).
     """
     from warehouse.sql_engine import SQLEngine
 
     versions = wh.versions()
     vkey = (str(wh.root), tuple(sorted(versions.items())))
-    key = (*vkey, threading.get_ident())
+    key = (*vkey, threading.get_ident(), limits)
     with _LOCK:
         engine = _ENGINES.get(key)
         if engine is not None:
             _ENGINES.move_to_end(key)
             return engine, vkey
-    engine = SQLEngine(wh, versions)
+    engine = SQLEngine(wh, versions, limits)
     with _LOCK:
         _ENGINES[key] = engine
         while len(_ENGINES) > _ENGINE_CACHE:
@@ -259,11 +259,13 @@ def _engine(wh: Warehouse) -> tuple[SQLEngine, tuple]:
     return engine, vkey
 
 
-def allowed_ids(wh: Warehouse, where: str, engine: SQLEngine | None = None, timeout_s: float = 60.0) -> list[str]:
+def allowed_ids(wh: Warehouse, where: str, engine: SQLEngine | None = None,
+                timeout_s: float | None = None) -> list[str]:
     """The galaxy ids whose features satisfy the SQL predicate ``where`` (read-only DuckDB).
 
     ``where`` is bound as one SQL expression over :func:`features_query`'s rows
-    (:meth:`warehouse.sql_engine.SQLEngine.select_where`), never pasted into the query text.
+    (:meth:`warehouse.sql_engine.SQLEngine.select_where`), never pasted into the query text; it is
+    interrupted after ``timeout_s`` (default: the engine's :class:`~warehouse.sql_engine.SQLLimits`).
 
     Raises
     ------
@@ -274,7 +276,7 @@ def allowed_ids(wh: Warehouse, where: str, engine: SQLEngine | None = None, time
 
 
 def allowed_id_array(wh: Warehouse, where: str, engine: SQLEngine | None = None,
-                     timeout_s: float = 60.0) -> pa.Array:
+                     timeout_s: float | None = None) -> pa.Array:
     """:func:`allowed_ids` as an Arrow string array (no Python list: a million ids stay in Arrow)."""
     from warehouse.sql_engine import SQLEngine
 
@@ -715,11 +717,13 @@ def similar_plan(
     refine_factor: int | None = None,
     exact: bool | None = None,
     route: str | None = None,
+    limits: SQLLimits | None = None,
 ) -> SimilarResult:
     """The k galaxies most similar to a galaxy or a vector, and the :class:`SearchPlan` that served them.
 
     The one code path behind :func:`similar`, ``astrovision similar`` and the HTTP ``similar``
-    endpoints. Parameters as :func:`similar`; ``route`` as :func:`knn_plan`.
+    endpoints. Parameters as :func:`similar`; ``route`` as :func:`knn_plan`; ``limits`` bound the
+    DuckDB engine that evaluates ``where`` (its timeout, memory and threads; the server passes its own).
     """
     table = pick_table(wh, encoder)
     if isinstance(query, str):
@@ -728,7 +732,7 @@ def similar_plan(
     else:
         qid = None
         vec = np.asarray(query, dtype=np.float32)
-    engine, vkey = _engine(wh) if (where or wh.exists("galaxies")) else (None, ())
+    engine, vkey = _engine(wh, limits) if (where or wh.exists("galaxies")) else (None, ())
     sql_ms = 0.0
 
     def positions(m: _Matrix) -> tuple[np.ndarray, bool]:

@@ -12,6 +12,16 @@ configuration locked); a row limit applied to the parsed relation (the query tex
 so a trailing ``-- comment`` is harmless), with :attr:`SQLResult.truncated` saying when it cut rows;
 and a timeout that interrupts the query. A caller's filter (``similar --where``) is bound as one SQL
 expression (:meth:`SQLEngine.select_where`), never pasted into a query.
+
+Each engine runs under :class:`SQLLimits`: DuckDB's ``memory_limit`` and ``threads`` (set before the
+configuration is locked), the timeout, and a cap on the bytes a result may hold (read batch by batch,
+so an oversized answer stops at the cap). Path-valued settings (home, temp, secret and extension
+directories) are emptied, so ``duckdb_settings()`` names no directory of the machine (no spilling to disk).
+
+Results are made portable (:func:`portable_projection`): DuckDB types that Arrow, Parquet, JSON or
+polars cannot carry faithfully (``HUGEINT`` beyond 38 digits, ``UHUGEINT``, ``INTERVAL``, ``UNION``,
+``TIMETZ``, ``BIT``, ``BIGNUM``, and nested types holding them) come back as text or ``DECIMAL(38,0)``,
+and a date outside the years 1-9999 (``infinity``) is an error naming its column, never a crash later.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ from warehouse.errors import SQLError
 if TYPE_CHECKING:
     from warehouse.store import Warehouse
 
-__all__ = ["SQLEngine", "SQLResult", "explained_statement", "view_files"]
+__all__ = ["SQLEngine", "SQLLimits", "SQLResult", "explained_statement", "portable_projection", "view_files"]
 
 _T = TypeVar("_T")
 
@@ -48,6 +58,72 @@ def view_files() -> list[Path]:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+_AS_TEXT = re.compile(r"\b(U?HUGEINT|INTERVAL|UNION|TIME WITH TIME ZONE|BIT|BIGNUM|VARINT)\b")
+"""DuckDB type names (also inside nested types) that a result carries as text."""
+_DATES = ("date", "timestamp", "timestamp with time zone", "timestamp_s", "timestamp_ms", "timestamp_ns")
+
+
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def portable_projection(columns: Sequence[str], types: Sequence[duckdb.DuckDBPyType]) -> list[str] | None:
+    """Expressions (over ``#1``, ``#2``, ...) that make a result's columns portable, or None if all already are.
+
+    * ``HUGEINT`` -> ``DECIMAL(38,0)`` (Arrow's widest decimal; a larger value is an error naming the
+      column, where DuckDB's Arrow export would wrap it silently);
+    * ``UHUGEINT``, ``INTERVAL``, ``UNION``, ``TIMETZ`` (Arrow drops the offset), ``BIT``, ``BIGNUM``,
+      and any ``LIST``/``STRUCT``/``MAP``/``ARRAY`` holding one -> ``VARCHAR`` (DuckDB's own text);
+    * ``DATE`` / ``TIMESTAMP*`` outside the years 1-9999 (``infinity`` included; Python and polars
+      cannot hold them) -> an error naming the column.
+    """
+    exprs, changed = [], False
+    for i, (name, dtype) in enumerate(zip(columns, types), start=1):
+        col, kind, text = f"#{i}", dtype.id, str(dtype).upper()
+        say = _sql_text(f'column "{name}" ({text})')
+        if kind == "hugeint":
+            expr = (f"COALESCE(TRY_CAST({col} AS DECIMAL(38,0)), CASE WHEN {col} IS NULL THEN NULL ELSE "
+                    f"error({say} || ' holds a value beyond 38 digits; cast it to VARCHAR') END)")
+        elif _AS_TEXT.search(text):
+            expr = f"CAST({col} AS VARCHAR)"
+        elif kind in _DATES:
+            expr = (f"CASE WHEN {col} IS NULL OR (isfinite({col}) AND year({col}) BETWEEN 1 AND 9999) THEN {col} "
+                    f"ELSE error({say} || ' holds a date outside the years 1-9999 (or infinity); "
+                    f"cast it to VARCHAR') END")
+        else:
+            exprs.append(f"{col} AS {_ident(name)}")
+            continue
+        changed = True
+        exprs.append(f"{expr} AS {_ident(name)}")
+    return exprs if changed else None
+
+
+@dataclass(frozen=True)
+class SQLLimits:
+    """What one engine may use (the server sets them per request from its settings).
+
+    Attributes
+    ----------
+    timeout_s : float
+        A query (or a ``where`` filter) is interrupted after this long.
+    memory_limit : str or None
+        DuckDB's ``memory_limit`` (``"1GB"``, ...); ``None``: DuckDB's default (80 % of the RAM).
+    threads : int
+        DuckDB's ``threads``.
+    max_bytes : int or None
+        Largest result (Arrow bytes) a query may return; ``None``: no cap.
+    """
+
+    timeout_s: float = 60.0
+    memory_limit: str | None = None
+    threads: int = 2
+    max_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -107,16 +183,32 @@ def explained_statement(query: str) -> str:
 class SQLEngine:
     """An in-process DuckDB connection with every warehouse table and view registered."""
 
-    def __init__(self, warehouse: Warehouse, version: dict[str, int] | None = None) -> None:
+    def __init__(self, warehouse: Warehouse, version: dict[str, int] | None = None,
+                 limits: SQLLimits | None = None) -> None:
         self.warehouse = warehouse
+        self.limits = limits or SQLLimits()
         self.con = duckdb.connect(":memory:")
-        self.con.execute("SET threads TO 2")
+        self._configure()
         self.relations: list[str] = []
         self._register_tables(version or {})
         self._create_constants()
         self.views = self._create_views()
         self.con.execute("SET enable_external_access = false")
         self.con.execute("SET lock_configuration = true")
+
+    def _configure(self) -> None:
+        """Threads, memory limit, and no directory of the machine in the settings (before the lock)."""
+        lim = self.limits
+        if int(lim.threads) < 1:
+            raise SQLError(f"threads must be at least 1, got {lim.threads}")
+        self.con.execute(f"SET threads TO {int(lim.threads)}")
+        if lim.memory_limit is not None:
+            try:
+                self.con.execute(f"SET memory_limit = {_sql_text(str(lim.memory_limit))}")
+            except duckdb.Error as exc:
+                raise SQLError(f"bad memory limit {lim.memory_limit!r}: {_one_line(exc)}") from exc
+        for name in ("home_directory", "temp_directory", "secret_directory", "extension_directory"):
+            self.con.execute(f"SET {name} = ''")
 
     def _register_tables(self, version: dict[str, int]) -> None:
         existing = set(self.warehouse.tables())
@@ -183,20 +275,46 @@ class SQLEngine:
         except duckdb.Error as exc:
             raise SQLError(f"{_one_line(exc)} ({self.describe()})") from exc
 
-    def _timed(self, work: Callable[[], _T], timeout_s: float) -> _T:
+    def _timed(self, work: Callable[[], _T], timeout_s: float | None) -> _T:
         """Run ``work`` on the connection, interrupted after ``timeout_s``; DuckDB errors as one line."""
+        timeout_s = self.limits.timeout_s if timeout_s is None else timeout_s
         timer = threading.Timer(timeout_s, self.con.interrupt)
         timer.start()
         try:
             return work()
         except duckdb.InterruptException as exc:
             raise SQLError(f"query interrupted after the {timeout_s:g} s timeout") from exc
+        except duckdb.OutOfMemoryException as exc:
+            raise SQLError(f"the query needs more than the {self.limits.memory_limit or 'default'} memory limit "
+                           f"of a query here: {_one_line(exc)}") from exc
+        except duckdb.InvalidInputException as exc:
+            if 'column "' in str(exc):  # a portable_projection refusal: say it without the table list
+                raise SQLError(_one_line(exc).removeprefix("Invalid Input Error: ")) from exc
+            raise SQLError(f"{_one_line(exc)} ({self.describe()})") from exc
         except duckdb.Error as exc:
             raise SQLError(f"{_one_line(exc)} ({self.describe()})") from exc
         finally:
             timer.cancel()
 
-    def run(self, query: str, *, limit: int | None = 10_000, timeout_s: float = 60.0) -> SQLResult:
+    def _read(self, rel: duckdb.DuckDBPyRelation) -> pa.Table:
+        """The relation's rows as Arrow, made portable, read in batches so :attr:`SQLLimits.max_bytes` stops it."""
+        exprs = portable_projection(rel.columns, rel.types)
+        if exprs is not None:
+            rel = rel.project(", ".join(exprs))
+        cap = self.limits.max_bytes
+        if cap is None:
+            return rel.to_arrow_table()
+        reader = rel.to_arrow_reader(2048)
+        batches, size = [], 0
+        for batch in reader:
+            size += batch.nbytes
+            if size > cap:
+                raise SQLError(f"the result holds more than the {cap} byte cap of an answer here (after "
+                               f"{sum(b.num_rows for b in batches)} rows); select fewer rows or columns")
+            batches.append(batch)
+        return pa.Table.from_batches(batches, schema=reader.schema)
+
+    def run(self, query: str, *, limit: int | None = 10_000, timeout_s: float | None = None) -> SQLResult:
         """Run one read-only query (see :meth:`check`).
 
         Parameters
@@ -206,13 +324,14 @@ class SQLEngine:
         limit : int or None
             At most this many rows come back (``None``: no limit); one row more is fetched, so
             :attr:`SQLResult.truncated` says whether the limit cut the result.
-        timeout_s : float
-            The query is interrupted after this many seconds.
+        timeout_s : float, optional
+            The query is interrupted after this many seconds (default: :attr:`SQLLimits.timeout_s`).
 
         Raises
         ------
         SQLError
-            One line: what went wrong, plus the tables and views that exist.
+            One line: what went wrong, plus the tables and views that exist; a result over
+            :attr:`SQLLimits.max_bytes`, or a column no face can carry (named).
         """
         stmt = self.check(query)
         cap = None if limit is None or stmt.type != duckdb.StatementType.SELECT else max(int(limit), 0)
@@ -221,23 +340,23 @@ class SQLEngine:
             rel = self.con.sql(stmt.query)
             if rel is None:
                 return pa.table({})
-            return (rel if cap is None else rel.limit(cap + 1)).to_arrow_table()
+            return self._read(rel if cap is None else rel.limit(cap + 1))
 
         table = self._timed(work, timeout_s)
         if cap is not None and table.num_rows > cap:
             return SQLResult(table.slice(0, cap), True, cap)
         return SQLResult(table, False, cap)
 
-    def query(self, query: str, *, limit: int | None = 10_000, timeout_s: float = 60.0) -> pl.DataFrame:
+    def query(self, query: str, *, limit: int | None = 10_000, timeout_s: float | None = None) -> pl.DataFrame:
         """:meth:`run`, returning only the rows as a polars DataFrame."""
         return self.run(query, limit=limit, timeout_s=timeout_s).frame
 
-    def query_arrow(self, query: str, *, limit: int | None = 10_000, timeout_s: float = 60.0) -> pa.Table:
+    def query_arrow(self, query: str, *, limit: int | None = 10_000, timeout_s: float | None = None) -> pa.Table:
         """:meth:`run`, returning only the rows as an Arrow table."""
         return self.run(query, limit=limit, timeout_s=timeout_s).table
 
     def select_where(self, query: str, where: str, *, columns: Sequence[str] | None = None,
-                     timeout_s: float = 60.0) -> pa.Table:
+                     timeout_s: float | None = None) -> pa.Table:
         """The rows of ``query`` that satisfy ``where``, a caller's filter bound as one SQL expression.
 
         ``where`` is parsed by DuckDB as a single expression (``duckdb.SQLExpression``) and applied

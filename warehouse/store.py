@@ -194,6 +194,8 @@ class Warehouse:
         pins = self.versions()
         opened: dict[str, lance.LanceDataset] = {}
         for table, version in (versions or {}).items():
+            if not 0 <= int(version) < 2**64:  # Lance versions are u64: outside, its binding raises OverflowError
+                raise WarehouseError(f"table {table!r} has no version {version} (versions are 1, 2, ...)")
             try:
                 opened[table] = self.dataset(table, int(version))  # checks that it exists
                 pins[table] = opened[table].version

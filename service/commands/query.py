@@ -18,6 +18,10 @@ __all__ = ["format_frame", "register"]
 def format_frame(df: pl.DataFrame, fmt: str) -> str:
     """Render a result as ``table`` (aligned text), ``csv`` (header line then rows) or ``json`` (records)."""
     if fmt == "csv":
+        flat = [c for c, t in df.schema.items() if t.is_nested() or t in (pl.Binary, pl.Object)]
+        if flat:
+            raise WarehouseError(f"column {flat[0]!r} ({df.schema[flat[0]]}) cannot be written as CSV; "
+                                 "use --format json, table or parquet, or cast it to VARCHAR")
         return df.write_csv()
     if fmt == "json":
         return json.dumps(df.to_dicts(), default=str, indent=None) + "\n"

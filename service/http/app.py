@@ -5,18 +5,24 @@ Every request reads one snapshot: the table versions current when it starts
 ``versions`` of a ``POST /sql`` body too). Answers say which versions they read, so a notebook can pin
 them and get the same answer again while Dagster runs write.
 
-Bad input is a 4xx whose body is :class:`service.http.models.ErrorResponse` (one line); the SQL surface
-is the CLI's (:class:`warehouse.sql_engine.SQLEngine`: one read-only statement, no file access, a row
-cap and a timeout).
+Bad input is a 4xx whose body is :class:`service.http.models.ErrorResponse` (one line, no absolute
+path: the warehouse root, the working and temporary directories are cut out); the SQL surface is the
+CLI's (:class:`warehouse.sql_engine.SQLEngine`: one read-only statement, no file access, a row cap, a
+byte cap, a memory limit and a timeout, :attr:`Settings.sql_limits`). The token and the body size are
+checked before the body is read (:class:`service.http.guard.RequestGuard`). ``/docs`` and ``/redoc``
+load their assets from the app itself (``fastapi_offline``), so they work without a network.
 """
 
 import io
 import json
 import logging
 import math
-import secrets
+import os
+import re
 import tempfile
-from datetime import date, datetime
+import uuid
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -24,13 +30,15 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from fastapi import APIRouter, Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 
 from features.errors import InputError
+from service.http.guard import RequestGuard
 from service.http.models import (
     ErrorResponse,
     GalaxyRecord,
@@ -56,6 +64,10 @@ log = logging.getLogger(__name__)
 _STATIC = resources.files("service.http") / "static"
 _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422)}
 _PREDICTION_FIELDS = set(Prediction.model_fields) - {"extra"}
+_BODY_SLACK = 65536
+"""Bytes a request body may hold beyond ``max_upload_bytes`` (multipart headers and form fields)."""
+_ABSOLUTE = re.compile(r"(?<![\w:/.])(?:/[\w.+@=-]+){2,}/?")
+"""An absolute POSIX path of two or more parts (what is left of one after the known roots are cut)."""
 
 
 def _one_line(text: Any) -> str:
@@ -63,23 +75,71 @@ def _one_line(text: Any) -> str:
     return lines[0][:500] if lines else "bad request"
 
 
-def _error(status: int, message: Any, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": _one_line(message)}, status_code=status, headers=headers)
+def _without_paths(text: str, roots: dict[str, str]) -> str:
+    """``text`` with no absolute path: a path under one of ``roots`` becomes relative to it, a root itself
+    becomes its name in ``roots`` (``"the warehouse"``), any other absolute path its last part."""
+    for path, name in sorted(roots.items(), key=lambda kv: -len(kv[0])):
+        if path and path != "/":
+            text = text.replace(path + "/", "").replace(path, name)
+    return _ABSOLUTE.sub(lambda m: m.group(0).rstrip("/").rsplit("/", 1)[-1], text)
+
+
+def _error(status: int, message: Any, headers: dict[str, str] | None = None,
+           roots: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": _without_paths(_one_line(message), roots or {})}, status_code=status,
+                        headers=headers)
 
 
 def _clean(value: Any) -> Any:
-    """JSON-safe values: NaN and infinities as null (stored NaN means "not measured"), bytes as their length."""
+    """JSON-safe values: NaN and infinities as null (stored NaN means "not measured"), bytes as their length,
+    decimals as numbers (integers when whole), dates and times as ISO 8601 text, durations in seconds."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {str(k): _clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_clean(v) for v in value]
     if isinstance(value, bytes):
         return len(value)
-    if isinstance(value, datetime | date):
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            return None
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, datetime | date | time):
         return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, uuid.UUID):
+        return str(value)
     return value
+
+
+def _json_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """The rows of a query result as JSON-safe records; a column Python cannot hold is an ``InputError`` naming it."""
+    columns = {}
+    for field, column in zip(table.schema, table.columns):
+        try:
+            columns[field.name] = [_clean(v) for v in column.to_pylist()]
+        except (ValueError, OverflowError, TypeError, NotImplementedError, pa.ArrowException) as exc:
+            raise InputError(f'column "{field.name}" ({field.type}) cannot be sent as JSON ({_one_line(exc)}); '
+                             "cast it to VARCHAR or ask for format arrow") from None
+    names = list(columns)
+    return [dict(zip(names, row)) for row in zip(*columns.values())] if names else [{} for _ in range(table.num_rows)]
+
+
+def _parquet(table: pa.Table) -> bytes:
+    """``table`` as Parquet bytes; a column Parquet cannot hold is an ``InputError`` naming it."""
+    import pyarrow.parquet as pq
+
+    for field in table.schema:
+        try:
+            pq.ParquetWriter(io.BytesIO(), pa.schema([field])).close()
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise InputError(f'column "{field.name}" ({field.type}) cannot be written as Parquet ({_one_line(exc)}); '
+                             "cast it to VARCHAR or ask for format arrow") from None
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
 
 
 def _truth_mask(wh: Warehouse, galaxy_id: str) -> np.ndarray:
@@ -121,7 +181,9 @@ def parse_versions(pairs: list[str]) -> dict[str, int]:
 def create_app(settings: Settings) -> FastAPI:
     """The service for the warehouse at ``settings.home`` (opened once; each request pins a snapshot)."""
     base = Warehouse.open(settings.home)
-    app = FastAPI(
+    roots = {str(base.root): "the warehouse", os.getcwd(): ".", tempfile.gettempdir(): "<tmp>",
+             os.path.expanduser("~"): "~"}
+    app = FastAPIOffline(
         title="AstroVision",
         version=code_version(),
         description="Galaxy records, lookalikes and read-only SQL over an AstroVision warehouse.",
@@ -134,42 +196,29 @@ def create_app(settings: Settings) -> FastAPI:
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
-        return _error(422, f"{where}: {first.get('msg', 'invalid')}")
+        return _error(422, f"{where}: {first.get('msg', 'invalid')}", roots=roots)
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
-        return _error(exc.status_code, exc.detail, getattr(exc, "headers", None))
+        return _error(exc.status_code, exc.detail, getattr(exc, "headers", None), roots)
 
     @app.exception_handler(InputError)
     @app.exception_handler(WarehouseError)  # SQLError included
     async def _user(request: Request, exc: Exception) -> JSONResponse:
-        return _error(400, exc)
+        return _error(400, exc, roots=roots)
 
     @app.exception_handler(FileNotFoundError)
     async def _missing(request: Request, exc: FileNotFoundError) -> JSONResponse:
-        return _error(404, exc)
+        return _error(404, exc, roots=roots)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return _error(500, f"internal error ({type(exc).__name__}); the server log has the details")
 
-    @app.middleware("http")
-    async def _upload_size(request: Request, call_next):
-        size = request.headers.get("content-length")
-        if request.method == "POST" and size and size.isdigit() and int(size) > settings.max_upload_bytes + 65536:
-            return _error(413, f"request body of {int(size)} bytes exceeds the {settings.max_upload_bytes} byte limit")
-        return await call_next(request)
+    app.add_middleware(RequestGuard, token=settings.token, max_body_bytes=settings.max_upload_bytes + _BODY_SLACK)
 
     # ------------------------------------------------------------------------------------ dependencies
-    def authorised(authorization: Annotated[str | None, Header()] = None) -> None:
-        if settings.token is None:
-            return
-        scheme, _, given = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip(), settings.token):
-            raise HTTPException(401, "missing or wrong API token (Authorization: Bearer <token>)",
-                                headers={"WWW-Authenticate": "Bearer"})
-
     VersionQuery = Annotated[list[str], Query(description="pin a table version: TABLE:N (repeatable)")]
 
     def snapshot(version: VersionQuery = []) -> Warehouse:  # noqa: B006 (FastAPI copies defaults)
@@ -189,7 +238,7 @@ def create_app(settings: Settings) -> FastAPI:
         if k > settings.max_k:
             raise InputError(f"k must be at most {settings.max_k}, got {k}")
 
-    api = APIRouter(dependencies=[Depends(authorised)])
+    api = APIRouter()  # the token is checked by RequestGuard, before any body is read
 
     # ------------------------------------------------------------------------------------ reads
     @app.get("/healthz", response_model=HealthResponse, tags=["service"])
@@ -248,7 +297,7 @@ def create_app(settings: Settings) -> FastAPI:
         check_k(k)
         table = search.pick_table(wh, encoder)
         found = search.similar_plan(wh, query, k=k, where=where or None, encoder=table.removeprefix("embeddings_"),
-                                    exclude_query=exclude_self)
+                                    exclude_query=exclude_self, limits=settings.sql_limits)
         neighbours = []
         for row in _clean(found.neighbours.to_dicts()):
             rank, gid, dist = row.pop("rank"), row.pop("galaxy_id"), row.pop("distance")
@@ -285,7 +334,7 @@ def create_app(settings: Settings) -> FastAPI:
         check_k(k)
         name = Path(file.filename or "upload").name
         with tempfile.TemporaryDirectory(prefix="astrovision-upload-") as tmp:
-            pixels = read_upload(file.file, name, Path(tmp), settings.max_upload_bytes)
+            pixels = read_upload(file.file, name, Path(tmp), settings.max_upload_bytes, settings.max_image_bytes)
             table = search.pick_table(wh, encoder)
             vector, enc = embed_query_image(wh, pixels, table.removeprefix("embeddings_"),
                                             allow_download=settings.allow_download)
@@ -297,8 +346,12 @@ def create_app(settings: Settings) -> FastAPI:
     def sql(body: SQLRequest, wh: Snapshot) -> Any:
         """One read-only query over the tables and views (DuckDB), capped and timed out as in the CLI.
 
-        ``format``: ``json`` (rows as records; binary columns as their byte length), ``arrow`` (an
-        Arrow IPC stream) or ``parquet``; ``X-Truncated`` says whether the row cap cut the result.
+        ``format``: ``json`` (rows as records; binary columns as their byte length, decimals as
+        numbers, times as ISO 8601 text), ``arrow`` (an Arrow IPC stream) or ``parquet``;
+        ``X-Truncated`` says whether the row cap cut the result. Every DuckDB type is answered in every
+        format (those no format carries faithfully as text, see
+        :func:`warehouse.sql_engine.portable_projection`), or refused with a 400 naming the column.
+        A result over the server's byte cap, or a query over its memory limit, is a 400 saying so.
         """
         from warehouse.sql_engine import SQLEngine
 
@@ -306,7 +359,7 @@ def create_app(settings: Settings) -> FastAPI:
             wh = base.pinned({**wh.pins, **body.versions})
         cap = settings.sql_max_rows
         limit = cap if body.limit is None else min(body.limit, cap)
-        result = SQLEngine(wh).run(body.query, limit=limit, timeout_s=settings.sql_timeout_s)
+        result = SQLEngine(wh, limits=settings.sql_limits).run(body.query, limit=limit)
         headers = {"X-Truncated": str(result.truncated).lower(), "X-Versions": json.dumps(wh.pins)}
         table = result.table
         if body.format == "arrow":
@@ -316,15 +369,11 @@ def create_app(settings: Settings) -> FastAPI:
             return Response(sink.getvalue().to_pybytes(), media_type="application/vnd.apache.arrow.stream",
                             headers=headers)
         if body.format == "parquet":
-            import pyarrow.parquet as pq
-
-            buf = io.BytesIO()
-            pq.write_table(table, buf)
-            return Response(buf.getvalue(), media_type="application/vnd.apache.parquet", headers=headers)
+            return Response(_parquet(table), media_type="application/vnd.apache.parquet", headers=headers)
         for i, field in enumerate(table.schema):
             if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
                 table = table.set_column(i, f"{field.name}_bytes", pc.binary_length(table.column(i)))
-        return JSONResponse(SQLResponse(columns=table.column_names, rows=_clean(table.to_pylist()),
+        return JSONResponse(SQLResponse(columns=table.column_names, rows=_json_rows(table),
                                         truncated=result.truncated, limit=result.limit,
                                         versions=wh.pins).model_dump(), headers=headers)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from features.errors import InputError
+from warehouse.sql_engine import SQLLimits
 
 __all__ = ["TOKEN_ENV", "Settings", "is_loopback", "read_token"]
 
@@ -62,11 +63,21 @@ class Settings:
         Bearer token every API request must carry (``Authorization: Bearer <token>``); never logged
         and not part of ``repr``.
     max_upload_bytes : int
-        Largest accepted ``POST /similar`` upload (413 above).
+        Largest accepted ``POST /similar`` upload (413 above); any request body may be this plus
+        64 KiB, counted while it is read (chunked bodies too).
+    max_image_bytes : int
+        Most bytes an uploaded image may expand to (gzipped FITS decompressed, FITS data declared in
+        its headers); refused with a 400 before anything is decompressed past it.
     sql_max_rows : int
         Row cap of ``POST /sql`` (a request may ask for fewer).
+    sql_max_bytes : int
+        Most bytes (Arrow) one ``POST /sql`` result may hold; a larger one is a 400 saying so.
     sql_timeout_s : float
         A ``POST /sql`` query (or a ``where`` filter) is interrupted after this long.
+    sql_memory_limit : str
+        DuckDB's ``memory_limit`` for each request's query or ``where`` filter (e.g. ``"1GB"``).
+    sql_threads : int
+        DuckDB threads each request's query or ``where`` filter may use.
     max_k : int
         Most neighbours a ``similar`` request may ask for.
     allow_download : bool
@@ -77,8 +88,12 @@ class Settings:
     host: str = "127.0.0.1"
     token: str | None = field(default=None, repr=False)
     max_upload_bytes: int = 8 * 1024 * 1024
+    max_image_bytes: int = 64 * 1024 * 1024
     sql_max_rows: int = 10_000
+    sql_max_bytes: int = 64 * 1024 * 1024
     sql_timeout_s: float = 10.0
+    sql_memory_limit: str = "1GB"
+    sql_threads: int = 2
     max_k: int = 200
     allow_download: bool = False
 
@@ -87,3 +102,11 @@ class Settings:
             raise InputError(
                 f"serving on {self.host} (not loopback) needs an API token: --token-file FILE or ${TOKEN_ENV}"
             )
+        if self.sql_threads < 1 or self.sql_max_bytes < 1 or self.max_image_bytes < 1:
+            raise InputError("sql_threads, sql_max_bytes and max_image_bytes must be positive")
+
+    @property
+    def sql_limits(self) -> SQLLimits:
+        """What one request's DuckDB engine may use (:class:`warehouse.sql_engine.SQLLimits`)."""
+        return SQLLimits(timeout_s=self.sql_timeout_s, memory_limit=self.sql_memory_limit,
+                         threads=self.sql_threads, max_bytes=self.sql_max_bytes)
