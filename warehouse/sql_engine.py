@@ -42,7 +42,7 @@ from warehouse import schemas
 from warehouse.errors import SQLError
 
 if TYPE_CHECKING:
-    from warehouse.store import Warehouse
+    from warehouse.store import TableStore
 
 __all__ = ["SQLEngine", "SQLLimits", "SQLResult", "explained_statement", "portable_projection", "view_files"]
 
@@ -183,7 +183,7 @@ def explained_statement(query: str) -> str:
 class SQLEngine:
     """An in-process DuckDB connection with every warehouse table and view registered."""
 
-    def __init__(self, warehouse: Warehouse, version: dict[str, int] | None = None,
+    def __init__(self, warehouse: TableStore, version: dict[str, int] | None = None,
                  limits: SQLLimits | None = None) -> None:
         self.warehouse = warehouse
         self.limits = limits or SQLLimits()
