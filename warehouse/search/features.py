@@ -6,7 +6,9 @@ Lookups by key: rows of given galaxy ids fetched with one Lance ``take`` per tab
 (same columns, same values): the view's own SQL runs in a DuckDB connection where ``galaxies``,
 ``morphometrics`` and ``photometry`` are registered as just the taken rows of the ids, so the view stays
 the one definition of the features and no query scans a million rows. One such connection per
-snapshot and thread is kept by the snapshot's :class:`warehouse.session.ReadSession`.
+snapshot and thread is kept by the snapshot's :class:`warehouse.session.ReadSession`. While the whole
+view of a snapshot fits in half the session's row-map bytes, it is evaluated once per version of its
+tables and held in memory instead, and a lookup is an Arrow ``take`` by the id -> row map.
 """
 
 from __future__ import annotations
@@ -67,12 +69,36 @@ def _keyed_engine(snap: Snapshot) -> SQLEngine:
     return snap.session.cached_engine(key, lambda: SQLEngine(snap, snap.pins, snap.session.limits))
 
 
+def _materialised(snap: Snapshot) -> tuple[pa.Table, dict[str, int]] | None:
+    """Every galaxy's feature row of the snapshot's versions, in memory with its id -> row map (or None when
+    over the session's byte bound: then each lookup runs the view over the taken rows)."""
+    key = ("features", *((t, snap.pins.get(t)) for t in KEYED_TABLES))
+    cache = snap.session.rowmaps
+    hit = cache.get(key)
+    if hit is None:
+        if cache.get(("too big", *key[1:])) is not None:
+            return None
+        engine = snap.engine()
+        table = engine.query_arrow(features_query(engine), limit=None).combine_chunks()
+        if table.nbytes > cache.max_bytes // 2:
+            cache.put(("too big", *key[1:]), True, 0)
+            return None
+        rows = {g: i for i, g in enumerate(table.column("galaxy_id").to_pylist())}
+        hit = cache.put(key, (table, rows), table.nbytes + 120 * len(rows))
+    return hit
+
+
 def features_by_id(snap: Snapshot, galaxy_ids: Sequence[str]) -> pa.Table:
     """The galaxy feature rows of ``galaxy_ids``, in their order (ids without a ``galaxies`` row are left out).
 
-    The columns are those of :func:`warehouse.search.filters.features_query` (the ``galaxy_features``
-    view when defined).
+    The columns are those of :func:`features_query` (the ``galaxy_features`` view when defined). Served
+    from the snapshot's features held in memory (the view evaluated once per version of its tables,
+    bounded by the session's row-map bytes), else by the view over the ids' taken rows.
     """
+    held = _materialised(snap)
+    if held is not None:
+        table, rows = held
+        return table.take(pa.array([rows[g] for g in galaxy_ids if g in rows], pa.int64()))
     engine = _keyed_engine(snap)
     for table in KEYED_TABLES:
         if table in snap.pins:

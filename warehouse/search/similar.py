@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from warehouse.search.features import features_by_id
 from warehouse.search.filters import allowed_id_array
 from warehouse.search.matrix import Matrix
-from warehouse.search.planner import SearchPlan, knn_plan
+from warehouse.search.planner import SearchPlan, knn_plan, matrix
 from warehouse.search.tables import pick_table, query_vector
 from warehouse.session import snapshot_of
 from warehouse.sql_engine import SQLLimits
@@ -68,7 +68,8 @@ def similar_plan(
     table = pick_table(snap, encoder)
     if isinstance(query, str):
         qid: str | None = query
-        vec = query_vector(snap, table, query)
+        stored = matrix(snap, table).vector(query)  # its row of the cached matrix (same direction)
+        vec = stored if stored is not None else query_vector(snap, table, query)  # the one-line error
     else:
         qid = None
         vec = np.asarray(query, dtype=np.float32)
