@@ -21,13 +21,14 @@ def _with_morphometrics(wh, ids):
                                          gini=[i / n for i in range(n)] + [float("nan")] * n))
 
 
-@pytest.mark.parametrize("rowmap_bytes", [None, 1], ids=["held in memory", "view over the taken rows"])
+@pytest.mark.parametrize("rowmap_bytes", [None, 1, 0], ids=["held in memory", "over the bound", "not held"])
 def test_features_by_id_equal_the_galaxy_features_view(warehouse, rowmap_bytes):
     """Both fast paths (the view held per version; the view over the ids' taken rows when that is over the
     session's bound) answer exactly what the view answers."""
     ids, _ = make_warehouse(warehouse)
     _with_morphometrics(warehouse, ids)
-    session = ReadSession(warehouse) if rowmap_bytes is None else ReadSession(warehouse, rowmap_bytes=rowmap_bytes)
+    session = (ReadSession(warehouse, hold_features=True) if rowmap_bytes is None else
+               ReadSession(warehouse, rowmap_bytes=rowmap_bytes, hold_features=rowmap_bytes == 1))
     snap = session.snapshot()
     wanted = [ids[7], ids[0], "demo:nope", ids[42]]
     fast = features_by_id(snap, wanted)

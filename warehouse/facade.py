@@ -10,13 +10,14 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import Any
-
-import polars as pl
+from typing import TYPE_CHECKING, Any
 
 from warehouse.sql_engine import SQLEngine, SQLResult
 from warehouse.store import TableStore
 from warehouse.vacuum import DEFAULT_GRACE, DEFAULT_OLDER_THAN, VacuumReport, vacuum_table
+
+if TYPE_CHECKING:
+    import polars as pl
 
 __all__ = ["Warehouse"]
 

@@ -6,9 +6,8 @@ Used by :meth:`warehouse.store.TableStore.upsert` and ``replace``; nothing is wr
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -16,10 +15,15 @@ from warehouse import schemas
 from warehouse.errors import WarehouseError
 from warehouse.provenance import code_version, utc_now
 
-__all__ = ["RowsLike", "cast_rows", "check_unique_keys", "to_table", "validated_stream"]
+if TYPE_CHECKING:  # polars is imported by whoever passes a DataFrame (a CLI command reading needs none)
+    from typing import TypeAlias
 
-RowsLike = pa.Table | pa.RecordBatchReader | pl.DataFrame | Sequence[dict[str, Any]]
-"""What a write accepts."""
+    import polars as pl
+
+    RowsLike: TypeAlias = pa.Table | pa.RecordBatchReader | pl.DataFrame | Sequence[dict[str, Any]]
+    """What a write accepts."""
+
+__all__ = ["cast_rows", "check_unique_keys", "to_table", "validated_stream"]
 
 
 def cast_rows(spec: schemas.TableSpec, rows: pa.Table | pa.RecordBatch, run_id: str) -> pa.Table:
@@ -51,7 +55,7 @@ def cast_rows(spec: schemas.TableSpec, rows: pa.Table | pa.RecordBatch, run_id: 
 
 def to_table(spec: schemas.TableSpec, rows: RowsLike, run_id: str) -> pa.Table:
     """Rows of any accepted form as one validated, stamped Arrow table with unique keys."""
-    if isinstance(rows, pl.DataFrame):
+    if type(rows).__module__.startswith("polars"):  # a polars DataFrame
         rows = rows.to_arrow()
     if not isinstance(rows, pa.Table):
         rows = list(rows)

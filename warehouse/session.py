@@ -145,14 +145,20 @@ class ReadSession:
         :meth:`snapshot`); a local root is checked with ``stat`` calls on every :meth:`snapshot`.
     matrix_bytes, rowmap_bytes, filter_bytes : int
         Byte bounds of the vector-matrix, row-map and ``where`` caches.
+    hold_features : bool
+        Evaluate the ``galaxy_features`` view once per version of its tables and keep it (within half of
+        ``rowmap_bytes``), so the neighbours' features are an Arrow ``take``: worth it for a server, not
+        for one CLI command (:func:`warehouse.search.features.features_by_id`).
     """
 
     def __init__(self, warehouse: Warehouse, *, limits: SQLLimits | None = None, refresh_s: float = 0.25,
                  matrix_bytes: int = DEFAULT_MATRIX_BYTES, rowmap_bytes: int = DEFAULT_ROWMAP_BYTES,
-                 filter_bytes: int = DEFAULT_FILTER_BYTES) -> None:
+                 filter_bytes: int = DEFAULT_FILTER_BYTES, hold_features: bool = False) -> None:
         self.base = Warehouse(warehouse.root, local_root=warehouse.local_root)
         self.limits = limits or SQLLimits()
         self.refresh_s = float(refresh_s)
+        self.hold_features = bool(hold_features)
+        """Hold each snapshot's whole ``galaxy_features`` in memory (a server: lookups become Arrow takes)."""
         self.matrices: ByteLRU[Any] = ByteLRU(matrix_bytes, max_items=16)
         """Embeddings table -> :class:`warehouse.search.matrix.Matrix` (filled by the search)."""
         self.filters: ByteLRU[Any] = ByteLRU(filter_bytes, max_items=256)

@@ -35,13 +35,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import duckdb
-import polars as pl
 import pyarrow as pa
 
 from warehouse import schemas
 from warehouse.errors import SQLError
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from warehouse.store import TableStore
 
 __all__ = ["SQLEngine", "SQLLimits", "SQLResult", "explained_statement", "portable_projection", "view_files"]
@@ -147,6 +148,8 @@ class SQLResult:
     @property
     def frame(self) -> pl.DataFrame:
         """:attr:`table` as a polars DataFrame."""
+        import polars as pl  # imported on use: a command that never asks for a frame does not pay for it
+
         return pl.from_arrow(self.table)  # type: ignore[return-value]
 
 

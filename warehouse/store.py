@@ -28,11 +28,10 @@ import os
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import lance
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.fs as pafs
 
@@ -42,7 +41,12 @@ from warehouse.images import decode_image
 from warehouse.location import Location, is_uri, normalise_root
 from warehouse.locks import file_lock
 from warehouse.provenance import new_run_id
-from warehouse.rows import RowsLike, to_table, validated_stream
+from warehouse.rows import to_table, validated_stream
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from warehouse.rows import RowsLike
 
 __all__ = ["DEFAULT_ROOT", "TableStore", "resolve_root"]
 
@@ -272,6 +276,8 @@ class TableStore:
 
     def read_polars(self, table: str, **kwargs: Any) -> pl.DataFrame:
         """:meth:`read` as a polars DataFrame."""
+        import polars as pl  # only here: reading a record or searching needs no polars
+
         return pl.from_arrow(self.read(table, **kwargs))  # type: ignore[return-value]
 
     def _row_index(self, table: str, ds: lance.LanceDataset) -> dict[str, int]:

@@ -189,7 +189,7 @@ def create_app(settings: Settings) -> FastAPI:
              os.path.expanduser("~"): "~"}
 
     def open_session() -> ReadSession:
-        return ReadSession(base, limits=settings.sql_limits)
+        return ReadSession(base, limits=settings.sql_limits, hold_features=True)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -6,9 +6,9 @@ Lookups by key: rows of given galaxy ids fetched with one Lance ``take`` per tab
 (same columns, same values): the view's own SQL runs in a DuckDB connection where ``galaxies``,
 ``morphometrics`` and ``photometry`` are registered as just the taken rows of the ids, so the view stays
 the one definition of the features and no query scans a million rows. One such connection per
-snapshot and thread is kept by the snapshot's :class:`warehouse.session.ReadSession`. While the whole
-view of a snapshot fits in half the session's row-map bytes, it is evaluated once per version of its
-tables and held in memory instead, and a lookup is an Arrow ``take`` by the id -> row map.
+snapshot and thread is kept by the snapshot's :class:`warehouse.session.ReadSession`. In a session
+that holds features (a server), while the whole view of a snapshot fits in half the session's row-map
+bytes, it is evaluated once per version of its tables and held in memory instead, and a lookup is an Arrow ``take`` by the id -> row map.
 """
 
 from __future__ import annotations
@@ -74,6 +74,8 @@ def _materialised(snap: Snapshot) -> tuple[pa.Table, dict[str, int]] | None:
     over the session's byte bound: then each lookup runs the view over the taken rows)."""
     key = ("features", *((t, snap.pins.get(t)) for t in KEYED_TABLES))
     cache = snap.session.rowmaps
+    if not snap.session.hold_features:
+        return None
     hit = cache.get(key)
     if hit is None:
         if cache.get(("too big", *key[1:])) is not None:
