@@ -497,3 +497,26 @@ def test_a_bug_is_a_one_line_500_answered_not_raised_to_the_server(served):
 
     r = TestClient(app).get("/boom")  # raise_server_exceptions: an exception reaching the server would raise here
     assert "internal error (RuntimeError)" in _one_line_error(r, 500) and "secret" not in r.text
+
+
+def test_png_whose_zlib_stream_expands_far_past_its_pixels_stops_at_its_declared_size(served):
+    """A 1024 x 1024 PNG whose IDAT inflates to 200 MiB: PIL decodes only the declared 3 MiB (issue 23 item 5)."""
+    import struct
+    import time
+    import zlib
+
+    _, _, client = served
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    z = zlib.compressobj(9)
+    row = b"\0" + bytes(range(256)) * 12  # filter byte + a 1024 px RGB row that is not constant
+    idat = z.compress(row * 1024) + z.compress(b"\0" * (200 << 20)) + z.flush()
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1024, 1024, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    assert len(png) < 400_000
+    start = time.monotonic()
+    r = client.post("/similar", files={"file": ("deep.png", png, "image/png")})
+    assert r.status_code == 200, r.text  # its 1024 x 1024 pixels are searched; the rest is never inflated
+    assert time.monotonic() - start < 20
