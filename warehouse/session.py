@@ -167,6 +167,7 @@ class ReadSession:
         self._datasets: ByteLRU[lance.LanceDataset] = ByteLRU(2**62, max_items=128)
         self._engines: ByteLRU[SQLEngine] = ByteLRU(2**62, max_items=32)
         self._snapshots: ByteLRU[Snapshot] = ByteLRU(2**62, max_items=16)
+        self._memo: ByteLRU[Any] = ByteLRU(2**62, max_items=256)
         self._warm: dict[str, lance.LanceDataset] = {}
         self._latest: dict[str, int] | None = None
         self._checked = 0.0
@@ -283,6 +284,10 @@ class ReadSession:
             return m, m.nbytes
 
         return self.rowmaps.get_or_make((table, int(ds.version)), make)[0]
+
+    def memo(self, key: Hashable, make: Callable[[], _V]) -> _V:
+        """A small value derived from a table version (name the version in ``key``), made once (an LRU of 256)."""
+        return self._memo.get_or_make(key, lambda: (make(), 0))[0]
 
     def nbytes(self) -> dict[str, int]:
         """Bytes held by each bounded cache."""
