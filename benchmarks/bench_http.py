@@ -180,6 +180,8 @@ def main() -> None:
     ap.add_argument("--concurrency", default="1,8", help="requests in flight, comma-separated runs")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--server-code", type=Path, help="run the server from this source tree (PYTHONPATH), e.g. an "
+                    "export of an older commit, to measure it beside the kernel of this one")
     args = ap.parse_args()
 
     import httpx
@@ -196,6 +198,8 @@ def main() -> None:
             port = s.getsockname()[1]
         url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        if args.server_code is not None:
+            env["PYTHONPATH"] = str(args.server_code.resolve())
         proc = subprocess.Popen([sys.executable, "-m", "service.cli", "--home", str(tmp / "wh"), "serve", "--port",
                                  str(port), "--log-level", "warning"], env=env, cwd=tmp)
         for _ in range(600):
@@ -237,7 +241,8 @@ def main() -> None:
         load_avg = os.getloadavg()[0]
         print(f"\n{args.n:,} galaxies, {args.dim}-d realistic vectors"
               f"{', ANN index' if args.n >= search.INDEX_MIN_ROWS else ''}, {args.requests} requests per endpoint; "
-              f"{os.cpu_count()} CPUs, load {load_avg:.1f}, {platform.python_version()}; server RSS "
+              f"{os.cpu_count()} CPUs, load {load_avg:.1f}, {platform.python_version()}; server code "
+              f"{args.server_code or 'this tree'}; server RSS "
               f"{rss_idle:.0f} MiB idle, {rss_start:.0f} MiB after warm-up, {rss_mib(proc.pid):.0f} MiB at the end\n")
         print("| endpoint | in flight | errors | p50 ms | p99 ms | max ms | req/s | kernel p50 / p99 ms | "
               "p50 / kernel | overhead p50 ms | RSS before -> after (MiB) |")
