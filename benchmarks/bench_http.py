@@ -8,7 +8,8 @@ embeddings (``bench_ann.Realistic``, the vectors ``bench_ann.py`` makes); the AN
 uvicorn) as a subprocess, warms it with two requests per endpoint, then sends a fixed number of
 requests per endpoint from an async client (``httpx.AsyncClient``) with 1 and with 8 in flight, and
 reports per endpoint: errors (non-200), p50 / p99 / max latency, requests/s, and the server's resident
-memory (``VmRSS``) before and after. In the same run, the kernel alone is timed in this process on its
+memory (``VmRSS``) before and after. ``--baseline-code DIR`` loads a second server run from another
+source tree (an export of an older commit) on the same warehouse: today's code in the same run. In the same run, the kernel alone is timed in this process on its
 own :class:`warehouse.ReadSession`: the search call on the matrix or index (``knn_plan``, the ``where``
 already turned into row positions), a Lance ``take`` of one row by key, and the ``where`` filter; each
 endpoint's p50 is also given as a ratio to its kernel and as the overhead in ms. Filtered answers are
@@ -128,7 +129,17 @@ def percentiles(ms: list[float] | np.ndarray) -> tuple[float, float]:
 
 
 def kernels(root: Path, pick: list[str], ra: np.ndarray, unit: np.ndarray, ids: list[str]) -> dict[str, tuple]:
-    """The kernel of each endpoint, timed alone on a warm session of this process (p50, p99 ms)."""
+    """The kernel of each endpoint, timed alone on a warm session of this process (p50, p99 ms).
+
+    With one BLAS thread, as the server runs its requests.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _kernels(root, pick, ra, unit, ids)
+
+
+def _kernels(root: Path, pick: list[str], ra: np.ndarray, unit: np.ndarray, ids: list[str]) -> dict[str, tuple]:
     session = ReadSession(Warehouse.open(root))
     snap = session.snapshot()
     table = f"embeddings_{ENCODER}"
@@ -172,6 +183,34 @@ def recall(url: str, pick: list[str], x: float, ra: np.ndarray, unit: np.ndarray
     return hits / total
 
 
+def serve(root: Path, code: Path | None, cwd: Path) -> tuple[subprocess.Popen, str]:
+    """A real server (``python -m service.cli serve``) on a free loopback port, once it answers ``/healthz``."""
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    if code is not None:
+        env["PYTHONPATH"] = str(code.resolve())
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "--home", str(root), "serve", "--port",
+                             str(port), "--log-level", "warning"], env=env, cwd=cwd)
+    for _ in range(600):
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    return proc, url
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100_000)
@@ -180,11 +219,9 @@ def main() -> None:
     ap.add_argument("--concurrency", default="1,8", help="requests in flight, comma-separated runs")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--server-code", type=Path, help="run the server from this source tree (PYTHONPATH), e.g. an "
-                    "export of an older commit, to measure it beside the kernel of this one")
+    ap.add_argument("--baseline-code", type=Path, help="also load a server run from this source tree (PYTHONPATH: "
+                    "an export of an older commit), on the same warehouse, one request at a time")
     args = ap.parse_args()
-
-    import httpx
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_http_"))
     proc = None
@@ -193,22 +230,6 @@ def main() -> None:
         ids, ra, unit = build(tmp / "wh", args.n, args.dim, args.seed)
         print(f"warehouse: {args.n} galaxies, {args.n} x {args.dim} vectors in {time.perf_counter() - t0:.0f} s",
               file=sys.stderr)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-        if args.server_code is not None:
-            env["PYTHONPATH"] = str(args.server_code.resolve())
-        proc = subprocess.Popen([sys.executable, "-m", "service.cli", "--home", str(tmp / "wh"), "serve", "--port",
-                                 str(port), "--log-level", "warning"], env=env, cwd=tmp)
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        rss_idle = rss_mib(proc.pid)
         rng = np.random.default_rng(args.seed + 1)
         pick = [ids[i] for i in rng.integers(0, len(ids), args.requests)]
         endpoints = {
@@ -221,48 +242,58 @@ def main() -> None:
             "POST /sql point query by id": ("take", [("POST", "/sql", {"json": {
                 "query": f"SELECT * FROM galaxy_features WHERE galaxy_id = '{g}'"}}) for g in pick]),
         }
-        for _, reqs in endpoints.values():  # warm-up: the vector matrix, the id maps, the where positions
-            asyncio.run(load(url, reqs[:2], 1))
-        rss_start = rss_mib(proc.pid)
         t0 = time.perf_counter()
         kern = kernels(tmp / "wh", pick, ra, unit, ids)
         print(f"kernels timed in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-        recalls = {name: recall(url, pick[:30], x, ra, unit, ids) for name, x in SELECTIVITY.items()}
-        rows = []
-        for conc in [int(c) for c in args.concurrency.split(",")]:
-            for name, (kname, reqs) in endpoints.items():
-                before = rss_mib(proc.pid)
-                lat, errors, wall = asyncio.run(load(url, reqs, conc))
-                p50, p99 = percentiles(lat)
-                rows.append({"endpoint": name, "in_flight": conc, "requests": len(reqs), "errors": errors,
-                             "p50_ms": p50, "p99_ms": p99, "max_ms": float(lat.max()), "rps": len(reqs) / wall,
-                             "kernel": kname, "kernel_p50_ms": kern[kname][0], "kernel_p99_ms": kern[kname][1],
-                             "rss_before_mib": before, "rss_after_mib": rss_mib(proc.pid)})
+        runs = [("this tree", None, [int(c) for c in args.concurrency.split(",")])]
+        if args.baseline_code is not None:
+            runs.append((f"baseline {args.baseline_code}", args.baseline_code, [1]))
+        rows, recalls, rss = [], {}, {}
+        for label, code, concs in runs:
+            proc, url = serve(tmp / "wh", code, tmp)
+            idle = rss_mib(proc.pid)
+            for _, reqs in endpoints.values():  # warm-up: the vector matrix, the id maps, the where positions
+                asyncio.run(load(url, reqs[:2], 1))
+            warm = rss_mib(proc.pid)
+            recalls[label] = {name: recall(url, pick[:30], x, ra, unit, ids) for name, x in SELECTIVITY.items()}
+            for conc in concs:
+                for name, (kname, reqs) in endpoints.items():
+                    before = rss_mib(proc.pid)
+                    lat, errors, wall = asyncio.run(load(url, reqs, conc))
+                    p50, p99 = percentiles(lat)
+                    rows.append({"server": label, "endpoint": name, "in_flight": conc, "requests": len(reqs),
+                                 "errors": errors, "p50_ms": p50, "p99_ms": p99, "max_ms": float(lat.max()),
+                                 "rps": len(reqs) / wall, "kernel": kname, "kernel_p50_ms": kern[kname][0],
+                                 "kernel_p99_ms": kern[kname][1], "rss_before_mib": before,
+                                 "rss_after_mib": rss_mib(proc.pid)})
+            rss[label] = (idle, warm, rss_mib(proc.pid))
+            stop(proc)
+            proc = None
         load_avg = os.getloadavg()[0]
         print(f"\n{args.n:,} galaxies, {args.dim}-d realistic vectors"
               f"{', ANN index' if args.n >= search.INDEX_MIN_ROWS else ''}, {args.requests} requests per endpoint; "
-              f"{os.cpu_count()} CPUs, load {load_avg:.1f}, {platform.python_version()}; server code "
-              f"{args.server_code or 'this tree'}; server RSS "
-              f"{rss_idle:.0f} MiB idle, {rss_start:.0f} MiB after warm-up, {rss_mib(proc.pid):.0f} MiB at the end\n")
-        print("| endpoint | in flight | errors | p50 ms | p99 ms | max ms | req/s | kernel p50 / p99 ms | "
+              f"{os.cpu_count()} CPUs, load {load_avg:.1f}, {platform.python_version()}; server RSS idle / after "
+              "warm-up / at the end: " + "; ".join(f"{k} {a:.0f} / {b:.0f} / {c:.0f} MiB" for k, (a, b, c) in rss.items())
+              + "\n")
+        print("| server | endpoint | in flight | errors | p50 ms | p99 ms | max ms | req/s | kernel p50 / p99 ms | "
               "p50 / kernel | overhead p50 ms | RSS before -> after (MiB) |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
-            print(f"| `{r['endpoint']}` | {r['in_flight']} | {r['errors']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-                  f"{r['max_ms']:.0f} | {r['rps']:.1f} | {r['kernel_p50_ms']:.2f} / {r['kernel_p99_ms']:.2f} "
-                  f"({r['kernel']}) | {r['p50_ms'] / r['kernel_p50_ms']:.1f}x | "
+            print(f"| {r['server']} | `{r['endpoint']}` | {r['in_flight']} | {r['errors']} | {r['p50_ms']:.1f} | "
+                  f"{r['p99_ms']:.1f} | {r['max_ms']:.0f} | {r['rps']:.1f} | {r['kernel_p50_ms']:.2f} / "
+                  f"{r['kernel_p99_ms']:.2f} ({r['kernel']}) | {r['p50_ms'] / r['kernel_p50_ms']:.1f}x | "
                   f"{r['p50_ms'] - r['kernel_p50_ms']:.1f} | {r['rss_before_mib']:.0f} -> {r['rss_after_mib']:.0f} |")
         print("\nwhere filters alone (DuckDB, p50 / p99 ms): " + ", ".join(
             f"{name} {kern['filter ' + name][0]:.1f} / {kern['filter ' + name][1]:.1f}" for name in SELECTIVITY))
-        print("recall@10 of the filtered answers vs exact numpy (30 queries): " + ", ".join(
-            f"{name} {r:.3f}" for name, r in recalls.items()))
+        for label, rec in recalls.items():
+            print(f"recall@10 of the filtered answers vs exact numpy (30 queries), {label}: " + ", ".join(
+                f"{name} {r:.3f}" for name, r in rec.items()))
         if args.json:
             args.json.write_text(json.dumps({"n": args.n, "dim": args.dim, "rows": rows, "recall": recalls,
-                                             "kernels": kern, "rss_idle_mib": rss_idle, "load": load_avg}, indent=1))
+                                             "kernels": kern, "rss": rss, "load": load_avg}, indent=1))
     finally:
-        if proc is not None and proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=60)
+        if proc is not None:
+            stop(proc)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

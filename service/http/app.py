@@ -193,8 +193,14 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from threadpoolctl import threadpool_limits
+
         app.state.read_session = open_session()  # one per server: every cache of the read path
+        # one BLAS thread per request: a query's matrix-vector product is small, and waking OpenBLAS's
+        # workers on a busy 2-core machine cost 5x the product itself; requests in flight use the cores
+        blas = threadpool_limits(limits=1, user_api="blas")
         yield
+        blas.restore_original_limits()
         app.state.read_session = None
 
     app = FastAPIOffline(
