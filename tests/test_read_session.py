@@ -121,3 +121,23 @@ def test_session_where_obeys_its_timeout(warehouse):
     slow = "(SELECT count(*) FROM range(1000000) a, range(1000000) b) > 0"
     with pytest.raises(SQLError, match=r"0\.5 s timeout"):
         search.similar_plan(snap, ids[0], where=slow, encoder=ENC)
+
+
+def test_held_features_answer_sql_as_the_view(warehouse):
+    """A server's engine serves galaxy_features from the held rows: every query answers as the view does."""
+    from warehouse.search.features import serving_engine
+
+    ids, _ = make_warehouse(warehouse)
+    _with_morphometrics(warehouse, ids)
+    snap = ReadSession(warehouse, hold_features=True).snapshot()
+    engine = serving_engine(snap)
+    assert engine.serves_held_features
+    for query in ("SELECT * FROM galaxy_features ORDER BY galaxy_id",
+                  f"SELECT * FROM galaxy_features WHERE galaxy_id = '{ids[4]}'"):
+        held = engine.run(query, limit=None).table
+        view = warehouse.sql_result(query, limit=None).table
+        assert held.schema == view.schema and held.to_pylist() == view.to_pylist()
+    query = "SELECT label_name, count(*) AS n, avg(gini) AS g FROM galaxy_features GROUP BY 1 ORDER BY 1"
+    held, view = engine.run(query).table.to_pylist(), warehouse.sql_result(query).table.to_pylist()
+    assert [(r["label_name"], r["n"]) for r in held] == [(r["label_name"], r["n"]) for r in view]
+    assert [r["g"] for r in held] == pytest.approx([r["g"] for r in view], rel=1e-12)  # summation order

@@ -382,11 +382,14 @@ def create_app(settings: Settings) -> FastAPI:
         :func:`warehouse.sql_engine.portable_projection`), or refused with a 400 naming the column.
         A result over the server's byte cap, or a query over its memory limit, is a 400 saying so.
         """
+        from warehouse.search.features import serving_engine
+
         if body.versions:
             wh = wh.pinned({**wh.pins, **body.versions})
         cap = settings.sql_max_rows
         limit = cap if body.limit is None else min(body.limit, cap)
-        result = wh.engine().run(body.query, limit=limit)  # the session's engine for these versions
+        # the session's engine for these versions (galaxy_features served from its held rows)
+        result = serving_engine(wh).run(body.query, limit=limit)
         headers = {"X-Truncated": str(result.truncated).lower(), "X-Versions": json.dumps(wh.pins)}
         table = result.table
         if body.format == "arrow":
