@@ -328,7 +328,7 @@ def create_app(settings: Settings) -> FastAPI:
         found = search.similar_plan(wh, query, k=k, where=where or None, encoder=table.removeprefix("embeddings_"),
                                     exclude_query=exclude_self, limits=settings.sql_limits)
         neighbours = []
-        for row in _clean(found.neighbours.to_dicts()):
+        for row in _clean(found.table.to_pylist()):
             rank, gid, dist = row.pop("rank"), row.pop("galaxy_id"), row.pop("distance")
             neighbours.append(Neighbour(rank=rank, galaxy_id=gid, distance=dist, features=row))
         return SimilarResponse(query=label, encoder=table.removeprefix("embeddings_"), k=k, where=where or None,

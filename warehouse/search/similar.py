@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import polars as pl
@@ -38,10 +39,24 @@ __all__ = ["SimilarResult", "similar", "similar_plan"]
 
 @dataclass(frozen=True)
 class SimilarResult:
-    """What :func:`similar_plan` returns: the neighbours and the plan that found them."""
+    """What :func:`similar_plan` returns: the neighbours (as Arrow, and as polars on first use) and the plan.
 
-    neighbours: pl.DataFrame
+    Attributes
+    ----------
+    table : pyarrow.Table
+        ``rank, galaxy_id, distance, <feature columns>`` (the server answers from it: no frame is made).
+    plan : SearchPlan
+    """
+
+    table: pa.Table
     plan: SearchPlan
+
+    @cached_property
+    def neighbours(self) -> pl.DataFrame:
+        """:attr:`table` as a polars DataFrame."""
+        out = pl.from_arrow(self.table)
+        assert isinstance(out, pl.DataFrame)
+        return out
 
 
 def similar_plan(
@@ -103,9 +118,7 @@ def similar_plan(
         for name in feats.column_names:
             if name != "galaxy_id":
                 hits = hits.append_column(feats.schema.field(name), feats.column(name))
-    out = pl.from_arrow(hits)
-    assert isinstance(out, pl.DataFrame)
-    return SimilarResult(out, plan)
+    return SimilarResult(hits, plan)
 
 
 def similar(
