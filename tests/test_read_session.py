@@ -85,6 +85,9 @@ def test_snapshots_follow_commits_and_pin_versions(warehouse):
     old = session.snapshot({"galaxies": v})
     assert old.sql("SELECT count(*) AS n FROM galaxies")["n"][0] == 60
     assert after.sql("SELECT count(*) AS n FROM galaxies")["n"][0] == 61
+    assert "morphometrics" not in after.tables()
+    _with_morphometrics(warehouse, ["demo:000001"])  # a table created after the session opened
+    assert session.snapshot().has_ids("morphometrics", ["demo:000001"])
     with pytest.raises(WarehouseError, match="has no version 99"):
         session.snapshot({"galaxies": 99})
     with pytest.raises(WarehouseError, match="does not exist"):
