@@ -10,7 +10,8 @@ How a query runs (:func:`similar_plan`):
    per (table versions, table, where).
 3. :func:`warehouse.search.planner.knn_plan` picks the route and scores exact distances.
 4. The neighbours' features are fetched by key (:func:`warehouse.search.features.features_by_id`) and
-   returned with them as a polars DataFrame: ``rank, galaxy_id, distance, <feature columns>``.
+   returned with them as an Arrow table (:attr:`SimilarResult.table`; ``neighbours`` is it as polars):
+   ``rank, galaxy_id, distance, <feature columns>``.
 """
 
 from __future__ import annotations
