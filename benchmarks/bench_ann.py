@@ -46,7 +46,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from warehouse import Warehouse, schemas
+from warehouse import ReadSession, Warehouse, schemas
 from warehouse import search as vs
 
 TABLE = "embeddings_bench"
@@ -231,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         gen.basis = np.zeros((args.dim, 0))
     try:
         wh = Warehouse.open(root)
+        session = ReadSession(wh)  # owns the matrix, filter and engine caches, as in the server
         t0 = time.perf_counter()
         unit, clusters = write_vectors(wh, gen, args.n, args.seed + 1)
         ra = write_galaxies(wh, args.n, clusters, args.seed + 5)
@@ -250,9 +251,9 @@ def main(argv: list[str] | None = None) -> int:
         res["numpy_p50_ms"], res["numpy_p99_ms"] = np50, np99
         res["unfiltered"].append({"method": "exact numpy", "recall": 1.0, "p50_ms": np50, "p99_ms": np99})
         t = time.perf_counter()
-        vs.knn_plan(wh, TABLE, queries[0], k)
+        vs.knn_plan(session.snapshot(), TABLE, queries[0], k)
         res["matrix_load_s"] = time.perf_counter() - t
-        r = run_queries(queries[:50], truth, lambda q: vs.knn_plan(wh, TABLE, q, k))
+        r = run_queries(queries[:50], truth, lambda q: vs.knn_plan(session.snapshot(), TABLE, q, k))
         res["unfiltered"].append({"method": "exact (planner, cached matrix)", **r})
         log(f"  numpy p50 {np50:.1f} ms; planner exact p50 {r['p50_ms']:.1f} ms; matrix load {res['matrix_load_s']:.1f} s")
 
@@ -284,19 +285,20 @@ def main(argv: list[str] | None = None) -> int:
             for route in ("exact_subset", "ann_prefilter", "ann_postfilter"):
                 if route == "ann_prefilter" and len(subset) > args.max_listed:
                     continue
-                r = run_queries(fq, want, lambda q, rt=route, al=allowed: vs.knn_plan(wh, TABLE, q, k, al, route=rt))
+                r = run_queries(fq, want, lambda q, rt=route, al=allowed: vs.knn_plan(session.snapshot(), TABLE, q, k, al,
+                                                                                     route=rt))
                 res["filtered"].append({"where": where, "selects": name, "allowed": len(subset), "method": route, **r})
                 log(f"  {where} ({name}) {route}: recall {r['recall']:.3f} p50 {r['p50_ms']:.1f} p99 {r['p99_ms']:.1f}")
-            r = run_queries(fq, want, lambda q, al=allowed: vs.knn_plan(wh, TABLE, q, k, al))
+            r = run_queries(fq, want, lambda q, al=allowed: vs.knn_plan(session.snapshot(), TABLE, q, k, al))
             res["filtered"].append({"where": where, "selects": name, "allowed": len(subset), "method": "planner", **r})
             for cold in (True, False):
                 parts: dict[str, list[float]] = {"filter_ms": [], "search_ms": [], "total_ms": []}
 
                 def end_to_end(q, where=where, parts=parts, cold=cold):
                     if cold:
-                        vs._FILTERS.clear()  # the where evaluated by DuckDB every time (the engine stays cached)
+                        session.filters.clear()  # the where evaluated by DuckDB every time (the engine stays cached)
                     t = time.perf_counter()
-                    found = vs.similar_plan(wh, q, k, where=where, encoder="bench")
+                    found = vs.similar_plan(session.snapshot(), q, k, where=where, encoder="bench")
                     parts["total_ms"].append((time.perf_counter() - t) * 1000)
                     parts["filter_ms"].append(found.plan.filter_ms)
                     parts["search_ms"].append(found.plan.search_ms)
@@ -323,12 +325,12 @@ def main(argv: list[str] | None = None) -> int:
                 atruth.append(cand[np.argsort(d)[:k]].tolist())
             new_share = float(np.mean([np.mean(np.asarray(t) >= args.n) for t in atruth]))
             t = time.perf_counter()
-            _, plan = vs.knn_plan(wh, TABLE, aq[0], k)
+            _, plan = vs.knn_plan(session.snapshot(), TABLE, aq[0], k)
             res["append"] = {"rows": n_new, "matrix_extend_s": time.perf_counter() - t,
                              "unindexed_rows": plan.unindexed_rows, "new_rows_in_truth": new_share}
-            before = run_queries(aq, atruth, lambda q: vs.knn_plan(wh, TABLE, q, k))
+            before = run_queries(aq, atruth, lambda q: vs.knn_plan(session.snapshot(), TABLE, q, k))
             upd = vs.update_index(wh, "bench", min_rows=1)
-            after = run_queries(aq, atruth, lambda q: vs.knn_plan(wh, TABLE, q, k))
+            after = run_queries(aq, atruth, lambda q: vs.knn_plan(session.snapshot(), TABLE, q, k))
             res["append"].update({"before_update": before, "update_s": upd.build_s, "update_action": upd.action,
                                   "index_mib_after": upd.index_bytes / 2**20, "after_update": after})
             log(f"  append: before update recall {before['recall']:.3f} p50 {before['p50_ms']:.1f}; update "

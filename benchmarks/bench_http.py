@@ -1,21 +1,28 @@
-"""Load test of ``astrovision serve`` on loopback: p50/p99 latency and errors at 100,000 vectors.
+"""Load test of ``astrovision serve`` on loopback: p50/p99 per endpoint beside the kernel it wraps.
 
-Writes a temporary warehouse through ``Warehouse.upsert`` (real Lance): ``n`` galaxies (three labels)
-with photometry, and an ``embeddings_random_vits14`` table of ``n`` seeded synthetic 384-d vectors in
-Gaussian blobs (the structure survey embeddings have; no encoder runs). Starts the real server
-(``python -m service.cli serve``) as a subprocess, warms it with one request per endpoint, then sends a
-fixed number of requests per endpoint from an async client (``httpx.AsyncClient``, ``--concurrency``
-in flight) and reports per endpoint: requests, errors (non-200), p50 / p99 / max latency, requests/s,
-and the server's resident memory (``VmRSS``) before the load and after it. Endpoints:
+Writes a temporary warehouse through ``Warehouse.upsert`` (real Lance): ``n`` galaxies (three labels,
+``ra`` uniform in [0, 360) so ``ra < 3.6`` / ``36`` / ``180`` allow 1 / 10 / 50 %) with photometry, and
+an ``embeddings_random_vits14`` table of ``n`` seeded 384-d vectors with the structure of real
+embeddings (``bench_ann.Realistic``, the vectors ``bench_ann.py`` makes); the ANN index is built from
+``warehouse.search.INDEX_MIN_ROWS`` rows. Starts the real server (``python -m service.cli serve``,
+uvicorn) as a subprocess, warms it with two requests per endpoint, then sends a fixed number of
+requests per endpoint from an async client (``httpx.AsyncClient``) with 1 and with 8 in flight, and
+reports per endpoint: errors (non-200), p50 / p99 / max latency, requests/s, and the server's resident
+memory (``VmRSS``) before and after. ``--baseline-code DIR`` loads a second server run from another
+source tree (an export of an older commit) on the same warehouse: today's code in the same run. In the same run, the kernel alone is timed in this process on its
+own :class:`warehouse.ReadSession`: the search call on the matrix or index (``knn_plan``, the ``where``
+already turned into row positions), a Lance ``take`` of one row by key, and the ``where`` filter; each
+endpoint's p50 is also given as a ratio to its kernel and as the overhead in ms. Filtered answers are
+checked against exact numpy over the allowed rows (recall@10). Endpoints:
 
 - ``GET /galaxies/{id}`` (record: catalogue, photometry, predictions, flags);
-- ``GET /galaxies/{id}/similar?k=10`` (exact numpy search over the whole table);
-- ``GET /galaxies/{id}/similar?k=10&where=label_name = '...'`` (a third of the table allowed);
-- ``POST /sql`` (an aggregate over the galaxy features view).
+- ``GET /galaxies/{id}/similar?k=10`` (ANN at and above the index threshold, else exact numpy);
+- ``GET /galaxies/{id}/similar?k=10&where=ra < X`` at 1 %, 10 % and 50 % selectivity (one ``where`` each);
+- ``POST /sql`` point query by id (``SELECT * FROM galaxy_features WHERE galaxy_id = ...``).
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_http.py --n 100000 --requests 400 --concurrency 8
+    flock /tmp/astrovision-heavy.lock .venv/bin/python benchmarks/bench_http.py --n 100000 --requests 200
 
 Prints a markdown table (docs/benchmarks.md) and, with ``--json``, writes the numbers to a file.
 """
@@ -41,8 +48,10 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench_ann import Realistic  # the benchmarks folder is the script's
+
 from features.flags import Flag
-from warehouse import Warehouse, schemas
+from warehouse import ReadSession, Warehouse, schemas, search
 from warehouse.schemas.embeddings import embedding_spec
 
 LABELS = ("Barred Spiral", "Round Smooth", "Edge-on")
@@ -54,29 +63,31 @@ def _fill(table: str, n: int, **columns) -> pa.Table:
     return schemas.rows_with_defaults(table, n, **columns)
 
 
-def build(root: Path, n: int, dim: int, seed: int) -> list[str]:
-    """The benchmark warehouse; returns the galaxy ids."""
+def build(root: Path, n: int, dim: int, seed: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The benchmark warehouse; returns the galaxy ids, their ra and their unit vectors."""
     rng = np.random.default_rng(seed)
     wh = Warehouse.open(root)
     ids = [f"bench:{i:07d}" for i in range(n)]
     shard = [f"bench-{i // 10_000:05d}" for i in range(n)]
+    ra = rng.uniform(0, 360, n)
     wh.upsert("galaxies", _fill("galaxies", n, galaxy_id=ids, source=["bench"] * n, native_id=ids, shard=shard,
-                                row_index=list(range(n)), ra=rng.uniform(0, 360, n).tolist(),
+                                row_index=list(range(n)), ra=ra.tolist(),
                                 dec=rng.uniform(-30, 60, n).tolist(), label_name=[LABELS[i % 3] for i in range(n)],
                                 image_sha1=["0" * 40] * n, flags=[0] * n))
     wh.upsert("photometry", _fill("photometry", n, galaxy_id=ids, shard=shard, source=["bench"] * n,
                                   n_candidates=[1] * n, g_r=rng.normal(0.7, 0.2, n).tolist(),
                                   flags=[int(Flag.PHOT_NO_MATCH) if i % 50 == 0 else 0 for i in range(n)]))
-    centres = rng.normal(size=(200, dim))
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    vecs = (centres[rng.integers(0, 200, n)] + 0.15 * rng.normal(size=(n, dim)) / np.sqrt(dim)).astype(np.float32)
+    vecs, _ = Realistic(dim, 1000, seed).draw(n, rng)
     fsl = pa.FixedSizeListArray.from_arrays(pa.array(vecs.ravel()), dim)
     spec = embedding_spec(ENCODER, dim)
     wh.upsert(spec.name, pa.table({"galaxy_id": ids, "shard": shard, "encoder": [ENCODER] * n,
                                    "weights_sha256": ["0" * 64] * n, "weights_origin": ["synthetic"] * n,
                                    "flags": pa.array([0] * n, pa.int64()), "vector": fsl, "patch_mean": fsl}),
               spec=spec)
-    return ids
+    if n >= search.INDEX_MIN_ROWS:
+        report = search.build_index(wh, ENCODER)
+        print(f"index: {report.reason}, built in {report.build_s:.0f} s", file=sys.stderr)
+    return ids, ra, vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
 
 
 def rss_mib(pid: int) -> float:
@@ -108,75 +119,181 @@ async def load(url: str, requests: list[tuple[str, str, dict]], concurrency: int
     return np.array(latencies) * 1000, errors, wall
 
 
+SELECTIVITY = {"1 %": 3.6, "10 %": 36.0, "50 %": 180.0}
+"""``where = ra < X`` per selectivity (ra is uniform in [0, 360))."""
+
+
+def percentiles(ms: list[float] | np.ndarray) -> tuple[float, float]:
+    a = np.asarray(ms, dtype=float)
+    return float(np.percentile(a, 50)), float(np.percentile(a, 99))
+
+
+def kernels(root: Path, pick: list[str], ra: np.ndarray, unit: np.ndarray, ids: list[str]) -> dict[str, tuple]:
+    """The kernel of each endpoint, timed alone on a warm session of this process (p50, p99 ms).
+
+    With one BLAS thread, as the server runs its requests.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _kernels(root, pick, ra, unit, ids)
+
+
+def _kernels(root: Path, pick: list[str], ra: np.ndarray, unit: np.ndarray, ids: list[str]) -> dict[str, tuple]:
+    session = ReadSession(Warehouse.open(root))
+    snap = session.snapshot()
+    table = f"embeddings_{ENCODER}"
+    rows = {g: i for i, g in enumerate(ids)}
+    out: dict[str, tuple] = {}
+    snap.take("galaxies", pick[:1])
+    out["take"] = percentiles([_timed(lambda g=g: snap.take("galaxies", [g])) for g in pick])
+    search.knn_plan(snap, table, unit[0], 10)
+    out["knn"] = percentiles([_timed(lambda g=g: search.knn_plan(snap, table, unit[rows[g]], 10)) for g in pick])
+    m = search.planner.matrix(snap, table)
+    for name, x in SELECTIVITY.items():
+        allowed = pa.array([g for g, r in zip(ids, ra) if r < x])
+        pos = m.positions(allowed)
+        t_filter = [_timed(lambda w=f"ra < {x}": search.allowed_id_array(snap, w, snap.engine())) for _ in range(5)]
+        out[f"knn {name}"] = percentiles([_timed(lambda g=g, p=pos: search.knn_plan(
+            snap, table, unit[rows[g]], 10, _positions=lambda _m, p=p: (p, True))) for g in pick])
+        out[f"filter {name}"] = percentiles(t_filter)
+    return out
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1000
+
+
+def recall(url: str, pick: list[str], x: float, ra: np.ndarray, unit: np.ndarray, ids: list[str]) -> float:
+    """Mean recall@10 of the server's filtered answers against exact numpy over the allowed rows."""
+    import httpx
+
+    rows = {g: i for i, g in enumerate(ids)}
+    allowed = np.flatnonzero(ra < x)
+    hits = total = 0
+    for g in pick:
+        got = httpx.get(f"{url}/galaxies/{g}/similar", params={"k": 10, "where": f"ra < {x}"}, timeout=120).json()
+        d = 1.0 - unit[allowed] @ unit[rows[g]]
+        want = {ids[i] for i in allowed[np.argsort(d, kind="stable")[:10]]}
+        kth = np.sort(d)[9]
+        hits += sum(1 for n in got["neighbours"] if n["galaxy_id"] in want or n["distance"] <= kth + 1e-6)
+        total += 10
+    return hits / total
+
+
+def serve(root: Path, code: Path | None, cwd: Path) -> tuple[subprocess.Popen, str]:
+    """A real server (``python -m service.cli serve``) on a free loopback port, once it answers ``/healthz``."""
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    if code is not None:
+        env["PYTHONPATH"] = str(code.resolve())
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "--home", str(root), "serve", "--port",
+                             str(port), "--log-level", "warning"], env=env, cwd=cwd)
+    for _ in range(600):
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    return proc, url
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--dim", type=int, default=384)
-    ap.add_argument("--requests", type=int, default=400, help="requests per endpoint")
-    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--requests", type=int, default=200, help="requests per endpoint and concurrency")
+    ap.add_argument("--concurrency", default="1,8", help="requests in flight, comma-separated runs")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--baseline-code", type=Path, help="also load a server run from this source tree (PYTHONPATH: "
+                    "an export of an older commit), on the same warehouse, one request at a time")
     args = ap.parse_args()
-
-    import httpx
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_http_"))
     proc = None
     try:
         t0 = time.perf_counter()
-        ids = build(tmp / "wh", args.n, args.dim, args.seed)
+        ids, ra, unit = build(tmp / "wh", args.n, args.dim, args.seed)
         print(f"warehouse: {args.n} galaxies, {args.n} x {args.dim} vectors in {time.perf_counter() - t0:.0f} s",
               file=sys.stderr)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-        proc = subprocess.Popen([sys.executable, "-m", "service.cli", "--home", str(tmp / "wh"), "serve", "--port",
-                                 str(port), "--log-level", "warning"], env=env, cwd=tmp)
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
         rng = np.random.default_rng(args.seed + 1)
         pick = [ids[i] for i in rng.integers(0, len(ids), args.requests)]
         endpoints = {
-            "GET /galaxies/{id}": [("GET", f"/galaxies/{g}", {}) for g in pick],
-            "GET /galaxies/{id}/similar?k=10": [("GET", f"/galaxies/{g}/similar", {"params": {"k": 10}})
-                                                for g in pick],
-            "GET .../similar?k=10&where=label (1/3)": [
-                ("GET", f"/galaxies/{g}/similar", {"params": {"k": 10, "where": f"label_name = '{LABELS[j % 3]}'"}})
-                for j, g in enumerate(pick)],
-            "POST /sql (aggregate)": [("POST", "/sql", {"json": {"query": "SELECT label_name, avg(g_r) AS g_r "
-                                                                  "FROM galaxy_features GROUP BY 1"}})] * args.requests,
+            "GET /galaxies/{id}": ("take", [("GET", f"/galaxies/{g}", {}) for g in pick]),
+            "GET /galaxies/{id}/similar?k=10": ("knn", [("GET", f"/galaxies/{g}/similar", {"params": {"k": 10}})
+                                                        for g in pick]),
+            **{f"GET .../similar?k=10&where= ({name})": (f"knn {name}", [
+                ("GET", f"/galaxies/{g}/similar", {"params": {"k": 10, "where": f"ra < {x}"}}) for g in pick])
+               for name, x in SELECTIVITY.items()},
+            "POST /sql point query by id": ("take", [("POST", "/sql", {"json": {
+                "query": f"SELECT * FROM galaxy_features WHERE galaxy_id = '{g}'"}}) for g in pick]),
         }
-        for reqs in endpoints.values():  # warm-up: the vector matrix, the id maps, imports
-            asyncio.run(load(url, reqs[:2], 1))
-        rows = []
-        rss_start = rss_mib(proc.pid)
-        for name, reqs in endpoints.items():
-            before = rss_mib(proc.pid)
-            lat, errors, wall = asyncio.run(load(url, reqs, args.concurrency))
-            rows.append({"endpoint": name, "requests": len(reqs), "errors": errors,
-                         "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
-                         "max_ms": float(lat.max()), "rps": len(reqs) / wall,
-                         "rss_before_mib": before, "rss_after_mib": rss_mib(proc.pid)})
-        print(f"\n{args.n:,} galaxies, {args.dim}-d vectors, {args.requests} requests per endpoint, "
-              f"{args.concurrency} in flight; {os.cpu_count()} CPUs, {platform.python_version()}; "
-              f"server RSS {rss_start:.0f} MiB after warm-up\n")
-        print("| endpoint | requests | errors | p50 ms | p99 ms | max ms | req/s | RSS before -> after (MiB) |")
-        print("|---|---|---|---|---|---|---|---|")
+        t0 = time.perf_counter()
+        kern = kernels(tmp / "wh", pick, ra, unit, ids)
+        print(f"kernels timed in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        runs = [("this tree", None, [int(c) for c in args.concurrency.split(",")])]
+        if args.baseline_code is not None:
+            runs.append((f"baseline {args.baseline_code}", args.baseline_code, [1]))
+        rows, recalls, rss = [], {}, {}
+        for label, code, concs in runs:
+            proc, url = serve(tmp / "wh", code, tmp)
+            idle = rss_mib(proc.pid)
+            for _, reqs in endpoints.values():  # warm-up: the vector matrix, the id maps, the where positions
+                asyncio.run(load(url, reqs[:2], 1))
+            warm = rss_mib(proc.pid)
+            recalls[label] = {name: recall(url, pick[:30], x, ra, unit, ids) for name, x in SELECTIVITY.items()}
+            for conc in concs:
+                for name, (kname, reqs) in endpoints.items():
+                    before = rss_mib(proc.pid)
+                    lat, errors, wall = asyncio.run(load(url, reqs, conc))
+                    p50, p99 = percentiles(lat)
+                    rows.append({"server": label, "endpoint": name, "in_flight": conc, "requests": len(reqs),
+                                 "errors": errors, "p50_ms": p50, "p99_ms": p99, "max_ms": float(lat.max()),
+                                 "rps": len(reqs) / wall, "kernel": kname, "kernel_p50_ms": kern[kname][0],
+                                 "kernel_p99_ms": kern[kname][1], "rss_before_mib": before,
+                                 "rss_after_mib": rss_mib(proc.pid)})
+            rss[label] = (idle, warm, rss_mib(proc.pid))
+            stop(proc)
+            proc = None
+        load_avg = os.getloadavg()[0]
+        print(f"\n{args.n:,} galaxies, {args.dim}-d realistic vectors"
+              f"{', ANN index' if args.n >= search.INDEX_MIN_ROWS else ''}, {args.requests} requests per endpoint; "
+              f"{os.cpu_count()} CPUs, load {load_avg:.1f}, {platform.python_version()}; server RSS idle / after "
+              "warm-up / at the end: " + "; ".join(f"{k} {a:.0f} / {b:.0f} / {c:.0f} MiB" for k, (a, b, c) in rss.items())
+              + "\n")
+        print("| server | endpoint | in flight | errors | p50 ms | p99 ms | max ms | req/s | kernel p50 / p99 ms | "
+              "p50 / kernel | overhead p50 ms | RSS before -> after (MiB) |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
-            print(f"| `{r['endpoint']}` | {r['requests']} | {r['errors']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-                  f"{r['max_ms']:.0f} | {r['rps']:.1f} | {r['rss_before_mib']:.0f} -> {r['rss_after_mib']:.0f} |")
+            print(f"| {r['server']} | `{r['endpoint']}` | {r['in_flight']} | {r['errors']} | {r['p50_ms']:.1f} | "
+                  f"{r['p99_ms']:.1f} | {r['max_ms']:.0f} | {r['rps']:.1f} | {r['kernel_p50_ms']:.2f} / "
+                  f"{r['kernel_p99_ms']:.2f} ({r['kernel']}) | {r['p50_ms'] / r['kernel_p50_ms']:.1f}x | "
+                  f"{r['p50_ms'] - r['kernel_p50_ms']:.1f} | {r['rss_before_mib']:.0f} -> {r['rss_after_mib']:.0f} |")
+        print("\nwhere filters alone (DuckDB, p50 / p99 ms): " + ", ".join(
+            f"{name} {kern['filter ' + name][0]:.1f} / {kern['filter ' + name][1]:.1f}" for name in SELECTIVITY))
+        for label, rec in recalls.items():
+            print(f"recall@10 of the filtered answers vs exact numpy (30 queries), {label}: " + ", ".join(
+                f"{name} {r:.3f}" for name, r in rec.items()))
         if args.json:
-            args.json.write_text(json.dumps({"n": args.n, "dim": args.dim, "rows": rows}, indent=1))
+            args.json.write_text(json.dumps({"n": args.n, "dim": args.dim, "rows": rows, "recall": recalls,
+                                             "kernels": kern, "rss": rss, "load": load_avg}, indent=1))
     finally:
-        if proc is not None and proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=60)
+        if proc is not None:
+            stop(proc)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

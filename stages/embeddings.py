@@ -143,11 +143,17 @@ def embed_query_image(wh: Warehouse, image: str | os.PathLike[str] | np.ndarray,
         The table's weights are not the ones available here (their SHA-256 differ).
     """
     from features.embeddings import load_image_file
-    from warehouse import WarehouseError, search
+    from warehouse import Snapshot, WarehouseError, search
 
     table = search.pick_table(wh, encoder)
     name = table.removeprefix("embeddings_")
-    stored = wh.read(table, columns=["weights_sha256"]).column("weights_sha256").unique().to_pylist()
+
+    def hashes() -> list[str]:
+        return wh.read(table, columns=["weights_sha256"]).column("weights_sha256").unique().to_pylist()
+
+    # a server's snapshot reads the column once per table version, not once per upload
+    stored = wh.session.memo(("weights_sha256", table, wh.pins[table]), hashes) if isinstance(wh, Snapshot) \
+        else hashes()
     enc, _ = get_encoder(name, weights_path or "", allow_download, wh)
     if enc.weights_sha256 not in stored:
         raise WarehouseError(

@@ -1,8 +1,9 @@
 """What the warehouse holds about one galaxy, and what tables it has: for ``astrovision show`` / ``tables``
 and the HTTP service alike.
 
-Pass a :meth:`warehouse.Warehouse.pinned` warehouse to read every table at one version (a consistent
-record while a run writes, or a past one: time travel).
+Pass a :class:`warehouse.Snapshot` (or a :meth:`warehouse.Warehouse.pinned` warehouse) to read every
+table at one version (a consistent record while a run writes, or a past one: time travel). A galaxy's
+rows are fetched by key (the snapshot's id -> row maps and a Lance ``take``), never by a filtered scan.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from features.flags import decode
-from warehouse import Warehouse, WarehouseError, quote, registered, schemas
+from warehouse import Warehouse, WarehouseError, quote, registered, schemas, snapshot_of
 from warehouse.schemas.embeddings import TABLE_PREFIX
 
 __all__ = [
@@ -76,7 +77,7 @@ def table_summary(wh: Warehouse) -> list[dict[str, Any]]:
 
 def require_galaxy(wh: Warehouse, galaxy_id: str) -> None:
     """``WarehouseError`` naming the problem when ``galaxy_id`` is not in the ``galaxies`` table."""
-    if not wh.exists("galaxies") or wh.count("galaxies", f"galaxy_id = {quote(galaxy_id)}") == 0:
+    if not wh.exists("galaxies") or not wh.has_ids("galaxies", [galaxy_id]):
         raise WarehouseError(
             f"no galaxy {galaxy_id!r} in {wh.root} (try `astrovision sql \"SELECT galaxy_id FROM galaxies LIMIT 5\"`)"
         )
@@ -93,15 +94,15 @@ def galaxy_rows(wh: Warehouse, galaxy_id: str) -> dict[str, list[dict[str, Any]]
     WarehouseError
         No such galaxy (:func:`require_galaxy`).
     """
-    require_galaxy(wh, galaxy_id)
+    snap = snapshot_of(wh)
+    require_galaxy(snap, galaxy_id)
     out: dict[str, list[dict[str, Any]]] = {}
-    for table in record_order(wh.tables()):
+    for table in record_order(snap.tables()):
         if table in SKIPPED_TABLES:
             continue
-        ds = wh.dataset(table)
-        if "galaxy_id" not in ds.schema.names:
+        if "galaxy_id" not in snap.dataset(table).schema.names:
             continue
-        rows = ds.to_table(filter=f"galaxy_id = {quote(galaxy_id)}").to_pylist()
+        rows = snap.rows_of(table, [galaxy_id]).to_pylist()
         if rows:
             out[table] = [{k: v for k, v in row.items()
                            if k != "galaxy_id" and k not in schemas.PROVENANCE_COLUMNS and not isinstance(v, bytes)}
@@ -135,15 +136,13 @@ def galaxy_record(wh: Warehouse, galaxy_id: str) -> dict[str, Any]:
     WarehouseError
         No such galaxy.
     """
-    from warehouse.sql_engine import SQLEngine
-
+    wh = snapshot_of(wh)
     rows = galaxy_rows(wh, galaxy_id)
     embeddings = sorted(t.removeprefix(TABLE_PREFIX) for t in rows if t.startswith(TABLE_PREFIX))
     flags = decoded_flags(rows)
     predictions: list[dict[str, Any]] = []
     if "predictions" in rows:
-        engine = SQLEngine(wh)  # a pinned warehouse's engine reads its versions
-        latest = engine.query_arrow(
+        latest = wh.engine().query_arrow(
             f"SELECT * FROM latest_predictions WHERE galaxy_id = {quote(galaxy_id)} ORDER BY model_name",
             limit=None).to_pylist()
         classes = model_classes(wh)

@@ -112,7 +112,7 @@ def test_where_through_lancedb_prefilter_matches_numpy(warehouse, monkeypatch):
     ids, _ = make_warehouse(warehouse)
     where = "label_name <> 'Edge-on'"
     exact = search.similar(warehouse, ids[5], k=7, where=where, encoder=ENC)
-    monkeypatch.setattr(search, "EXACT_SUBSET_MAX", 0)  # force the `galaxy_id IN (...)` prefilter path
+    monkeypatch.setattr(search.planner, "EXACT_SUBSET_MAX", 0)  # force the `galaxy_id IN (...)` prefilter path
     lance = search.similar(warehouse, ids[5], k=7, where=where, encoder=ENC)
     assert lance["galaxy_id"].to_list() == exact["galaxy_id"].to_list()
     np.testing.assert_allclose(lance["distance"].to_numpy(), exact["distance"].to_numpy(), atol=1e-5)
@@ -192,9 +192,9 @@ def test_ann_index_recall_on_clustered_data(warehouse, monkeypatch, params):
     where = "label_name = 'Edge-on'"  # a third of the table: over-fetch + post-filter, then the IN prefilter
     allowed = np.array([i % 3 == 2 for i in range(2000)])
     truth = [ids[j] for j in brute_force(vecs, vecs[11], 10, allowed)]
-    monkeypatch.setattr(search, "EXACT_SUBSET_MAX", 0)
+    monkeypatch.setattr(search.planner, "EXACT_SUBSET_MAX", 0)
     for post in (0.05, 2.0):
-        monkeypatch.setattr(search, "POSTFILTER_MIN_FRACTION", post)
+        monkeypatch.setattr(search.planner, "POSTFILTER_MIN_FRACTION", post)
         got = search.similar(warehouse, ids[11], k=10, where=where, encoder=ENC)["galaxy_id"].to_list()
         assert len(set(got) & set(truth)) >= 9 and set(got) <= {ids[j] for j in np.flatnonzero(allowed)}
     dropped = search.build_index(warehouse, ENC, min_rows=10_000)  # table "shrank" below the threshold

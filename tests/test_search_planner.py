@@ -18,8 +18,8 @@ def _plan(**kw):
 
 
 def test_route_follows_selectivity_and_the_index(monkeypatch):
-    monkeypatch.setattr(search, "EXACT_SUBSET_MAX", 20_000)
-    monkeypatch.setattr(search, "POSTFILTER_MIN_FRACTION", 0.05)
+    monkeypatch.setattr(search.planner, "EXACT_SUBSET_MAX", 20_000)
+    monkeypatch.setattr(search.planner, "POSTFILTER_MIN_FRACTION", 0.05)
     n = 1_000_000
     assert _plan(rows=n, allowed=None, indexed=False) == "exact"
     assert _plan(rows=n, allowed=None, indexed=True) == "ann"
@@ -80,9 +80,9 @@ def test_every_route_on_an_indexed_table(indexed, monkeypatch):
     assert plan.route == "ann" and hits.column("galaxy_id")[0].as_py() == ids[11]
     # the planner's own choice on this table, thresholds moved around the third the filter keeps
     where = "label_name = 'Edge-on'"
-    monkeypatch.setattr(search, "EXACT_SUBSET_MAX", 0)
+    monkeypatch.setattr(search.planner, "EXACT_SUBSET_MAX", 0)
     for post, route in ((0.05, "ann_postfilter"), (0.5, "ann_prefilter")):
-        monkeypatch.setattr(search, "POSTFILTER_MIN_FRACTION", post)
+        monkeypatch.setattr(search.planner, "POSTFILTER_MIN_FRACTION", post)
         found = search.similar_plan(wh, ids[11], k=10, where=where, encoder=ENC)
         assert found.plan.route == route and found.plan.allowed == allowed.sum()
         assert set(found.neighbours["label_name"].to_list()) == {"Edge-on"}
@@ -166,15 +166,18 @@ def test_filter_cache_is_keyed_by_table_versions(warehouse):
     """The same where reuses its row positions until any table changes; then it is evaluated afresh."""
     from test_search import fill_rows
 
+    from warehouse import ReadSession
+
     ids, vecs = make_warehouse(warehouse)
     where = "label_name = 'Edge-on'"
-    first = search.similar_plan(warehouse, ids[0], k=5, where=where, encoder=ENC)
-    again = search.similar_plan(warehouse, ids[3], k=5, where=where, encoder=ENC)
+    session = ReadSession(warehouse, refresh_s=0)  # the owner of the cache; versions looked up every time
+    first = search.similar_plan(session.snapshot(), ids[0], k=5, where=where, encoder=ENC)
+    again = search.similar_plan(session.snapshot(), ids[3], k=5, where=where, encoder=ENC)
     assert not first.plan.filter_cached and again.plan.filter_cached and again.plan.allowed == 20
     relabel = ids[:3]  # three galaxies become edge-on: a new galaxies version
     warehouse.upsert("galaxies", fill_rows("galaxies", 3, galaxy_id=relabel, source=["demo"] * 3, native_id=relabel,
                                            shard=["demo-00000"] * 3, label_name=["Edge-on"] * 3, ra=[0.0, 1.0, 2.0]))
-    after = search.similar_plan(warehouse, ids[0], k=5, where=where, encoder=ENC)
+    after = search.similar_plan(session.snapshot(), ids[0], k=5, where=where, encoder=ENC)
     assert not after.plan.filter_cached and after.plan.allowed == 22  # ids[2] was edge-on already
     allowed = np.array([i % 3 == 2 or i < 3 for i in range(60)])
     assert after.neighbours["galaxy_id"].to_list() == [ids[j] for j in brute_force(vecs, vecs[0], 5, allowed)]

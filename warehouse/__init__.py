@@ -4,13 +4,18 @@ This is the only package that imports duckdb, lance or lancedb.
 """
 
 from warehouse.errors import SQLError, WarehouseError
+from warehouse.facade import Warehouse
 from warehouse.schemas import TableSpec, get, register, registered
+from warehouse.session import ReadSession, Snapshot, snapshot_of
 from warehouse.sqltext import ident, quote
-from warehouse.store import Warehouse, resolve_root
+from warehouse.store import TableStore, resolve_root
 
 __all__ = [
+    "ReadSession",
     "SQLError",
+    "Snapshot",
     "TableSpec",
+    "TableStore",
     "Warehouse",
     "WarehouseError",
     "get",
@@ -19,4 +24,5 @@ __all__ = [
     "register",
     "registered",
     "resolve_root",
+    "snapshot_of",
 ]

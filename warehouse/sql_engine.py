@@ -35,14 +35,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import duckdb
-import polars as pl
 import pyarrow as pa
 
 from warehouse import schemas
 from warehouse.errors import SQLError
 
 if TYPE_CHECKING:
-    from warehouse.store import Warehouse
+    import polars as pl
+
+    from warehouse.store import TableStore
 
 __all__ = ["SQLEngine", "SQLLimits", "SQLResult", "explained_statement", "portable_projection", "view_files"]
 
@@ -147,6 +148,8 @@ class SQLResult:
     @property
     def frame(self) -> pl.DataFrame:
         """:attr:`table` as a polars DataFrame."""
+        import polars as pl  # imported on use: a command that never asks for a frame does not pay for it
+
         return pl.from_arrow(self.table)  # type: ignore[return-value]
 
 
@@ -183,7 +186,7 @@ def explained_statement(query: str) -> str:
 class SQLEngine:
     """An in-process DuckDB connection with every warehouse table and view registered."""
 
-    def __init__(self, warehouse: Warehouse, version: dict[str, int] | None = None,
+    def __init__(self, warehouse: TableStore, version: dict[str, int] | None = None,
                  limits: SQLLimits | None = None) -> None:
         self.warehouse = warehouse
         self.limits = limits or SQLLimits()

@@ -9,7 +9,7 @@ Layout of a root (default ``./astrovision-data``, else ``$ASTROVISION_HOME``, el
 
 Writes are idempotent upserts keyed by each table's key columns (Lance ``merge_insert``), retried by
 Lance on a commit conflict (``conflict_retries``), so Dagster's parallel steps can write the same table at
-once and a re-run leaves the same rows. :meth:`Warehouse.replace` swaps a whole range of rows (a split
+once and a re-run leaves the same rows. :meth:`TableStore.replace` swaps a whole range of rows (a split
 set, a model's predictions) in one commit. A Lance commit is atomic: a crash mid-write leaves the
 previous version readable.
 A table's first write (its creation) holds a file lock under ``<local>/locks/`` (:mod:`warehouse.locks`),
@@ -25,17 +25,14 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import lance
 import numpy as np
-import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from warehouse import schemas
@@ -43,13 +40,15 @@ from warehouse.errors import WarehouseError, is_commit_conflict
 from warehouse.images import decode_image
 from warehouse.location import Location, is_uri, normalise_root
 from warehouse.locks import file_lock
-from warehouse.provenance import code_version, new_run_id, utc_now
+from warehouse.provenance import new_run_id
+from warehouse.rows import to_table, validated_stream
 
 if TYPE_CHECKING:
-    from warehouse.sql_engine import SQLResult
-    from warehouse.vacuum import VacuumReport
+    import polars as pl
 
-__all__ = ["DEFAULT_ROOT", "Warehouse", "resolve_root"]
+    from warehouse.rows import RowsLike
+
+__all__ = ["DEFAULT_ROOT", "TableStore", "resolve_root"]
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +67,6 @@ def _overwritten(exc: BaseException) -> bool:
     return "incompatible with concurrent transaction Overwrite" in str(exc)
 
 
-RowsLike = pa.Table | pa.RecordBatchReader | pl.DataFrame | Sequence[dict[str, Any]]
-
-
 def resolve_root(root: str | os.PathLike[str] | None = None) -> Path | str:
     """The warehouse root: ``root`` if given, else ``$ASTROVISION_HOME``, else ``./astrovision-data``.
 
@@ -82,11 +78,12 @@ def resolve_root(root: str | os.PathLike[str] | None = None) -> Path | str:
     return norm if is_uri(norm) else Path(norm)
 
 
-class Warehouse:
-    """A warehouse root holding versioned Lance tables.
+class TableStore:
+    """A warehouse root holding versioned Lance tables: open, read, take, upsert, replace, delete, versions.
 
-    Open with :meth:`open`; every method is safe to call from several processes at once (Lance's
-    optimistic concurrency), and readers never block writers.
+    Storage only: it knows nothing of SQL, search or vacuum, which are built on it
+    (:class:`warehouse.Warehouse` adds them). Open with :meth:`open`; every method is safe to call
+    from several processes at once (Lance's optimistic concurrency), and readers never block writers.
     """
 
     def __init__(self, root: Path | str, local_root: Path | None = None) -> None:
@@ -109,7 +106,7 @@ class Warehouse:
 
     # ------------------------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, root: str | os.PathLike[str] | None = None) -> Warehouse:
+    def open(cls, root: str | os.PathLike[str] | None = None) -> Self:
         """Create (if needed) and open a warehouse root.
 
         Parameters
@@ -148,7 +145,7 @@ class Warehouse:
             raise WarehouseError(f"warehouse root {self.root}: bucket {bucket!r} does not exist (create it first)")
 
     def __repr__(self) -> str:
-        return f"Warehouse({str(self.root)!r})"
+        return f"{type(self).__name__}({str(self.root)!r})"
 
     # ------------------------------------------------------------------------------------ tables
     def table_uri(self, table: str) -> str:
@@ -176,7 +173,7 @@ class Warehouse:
                  if i.type == pafs.FileType.Directory and i.base_name.endswith(".lance")]
         return sorted(n for n in names if n.replace("_", "").isalnum() and self.exists(n))
 
-    def pinned(self, versions: Mapping[str, int] | None = None) -> Warehouse:
+    def pinned(self, versions: Mapping[str, int] | None = None) -> TableStore:
         """This warehouse with every read of a table at one version: a consistent snapshot.
 
         Parameters
@@ -204,7 +201,7 @@ class Warehouse:
                     raise
                 raise WarehouseError(f"table {table!r} has no version {version} (latest: {pins[table]}; "
                                      "old versions may have been vacuumed)") from None
-        clone = Warehouse(self.root, local_root=self.local_root)
+        clone = type(self)(self.root, local_root=self.local_root)
         clone._fs = self._fs
         clone._id_index = self._id_index
         clone._pins = pins
@@ -279,6 +276,8 @@ class Warehouse:
 
     def read_polars(self, table: str, **kwargs: Any) -> pl.DataFrame:
         """:meth:`read` as a polars DataFrame."""
+        import polars as pl  # only here: reading a record or searching needs no polars
+
         return pl.from_arrow(self.read(table, **kwargs))  # type: ignore[return-value]
 
     def _row_index(self, table: str, ds: lance.LanceDataset) -> dict[str, int]:
@@ -324,76 +323,6 @@ class Warehouse:
         return self.read_images([galaxy_id])[0]
 
     # ------------------------------------------------------------------------------------ writing
-    def _cast(self, spec: schemas.TableSpec, rows: pa.Table | pa.RecordBatch, run_id: str) -> pa.Table:
-        """Validate one chunk of rows against the spec and stamp provenance."""
-        missing = [n for n in spec.columns.names if n not in rows.schema.names]
-        extra = [n for n in rows.schema.names if n not in spec.schema.names]
-        if missing or extra:
-            raise WarehouseError(
-                f"rows for {spec.name!r} do not match its schema: missing {missing}, unexpected {extra}"
-            )
-        n = rows.num_rows
-        stamped = {
-            "code_version": pa.array([code_version()] * n, pa.string()),
-            "run_id": pa.array([run_id] * n, pa.string()),
-            "written_at": pa.array([utc_now()] * n, type=pa.timestamp("us", tz="UTC")),
-        }
-        arrays = []
-        for f in spec.schema:
-            col = stamped[f.name] if f.name in stamped else rows.column(f.name)
-            try:
-                col = col.cast(f.type)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-                raise WarehouseError(f"{spec.name}.{f.name}: cannot store as {f.type}: {exc}") from exc
-            if not f.nullable and col.null_count:
-                raise WarehouseError(f"{spec.name}.{f.name}: {col.null_count} null value(s) in a required column")
-            arrays.append(col)
-        return pa.Table.from_arrays(arrays, schema=spec.schema)
-
-    def _to_table(self, spec: schemas.TableSpec, rows: RowsLike, run_id: str) -> pa.Table:
-        if isinstance(rows, pl.DataFrame):
-            rows = rows.to_arrow()
-        if not isinstance(rows, pa.Table):
-            rows = list(rows)
-            rows = pa.Table.from_pylist(rows) if rows else spec.columns.empty_table()
-        table = self._cast(spec, rows, run_id)
-        self._check_unique_keys(spec, table)
-        return table
-
-    def _stream(self, spec: schemas.TableSpec, reader: pa.RecordBatchReader, run_id: str) -> pa.RecordBatchReader:
-        """Validate a stream batch by batch; an error in any batch aborts the whole (uncommitted) write."""
-        seen: set[tuple] = set()
-
-        def batches() -> Iterator[pa.RecordBatch]:
-            for batch in reader:
-                try:
-                    table = self._cast(spec, batch, run_id)
-                    keys = zip(*(table.column(k).to_pylist() for k in spec.keys))
-                    for key in keys:
-                        if key in seen:
-                            raise WarehouseError(f"duplicate key {key} in rows for {spec.name!r}")
-                        seen.add(key)
-                except WarehouseError as exc:
-                    self._stream_error = exc  # Lance wraps it in an OSError; upsert re-raises this one
-                    raise
-                yield from table.to_batches()
-
-        return pa.RecordBatchReader.from_batches(spec.schema, batches())
-
-    @staticmethod
-    def _check_unique_keys(spec: schemas.TableSpec, table: pa.Table) -> None:
-        if table.num_rows == 0:
-            return
-        keys = table.select(list(spec.keys))
-        n_unique = keys.group_by(list(spec.keys)).aggregate([]).num_rows
-        if n_unique != table.num_rows:
-            counts = keys.group_by(list(spec.keys)).aggregate([([], "count_all")])
-            dup = counts.filter(pc.greater(counts.column("count_all"), 1)).slice(0, 3).to_pylist()
-            raise WarehouseError(
-                f"duplicate keys {spec.keys} in rows for {spec.name!r}: "
-                f"{table.num_rows - n_unique} duplicate row(s), e.g. {dup}"
-            )
-
     def upsert(
         self,
         table: str,
@@ -423,14 +352,14 @@ class Warehouse:
         spec = spec or schemas.get(table)
         run_id = run_id or new_run_id()
         if isinstance(rows, pa.RecordBatchReader):
-            self._stream_error: WarehouseError | None = None
+            errors: list[WarehouseError] = []
             try:
-                return self._write(table, spec, self._stream(spec, rows, run_id))
+                return self._write(table, spec, validated_stream(spec, rows, run_id, errors))
             except OSError:
-                if self._stream_error is not None:
-                    raise self._stream_error from None
+                if errors:  # Lance wraps the validation error in an OSError: raise the one-line one
+                    raise errors[0] from None
                 raise
-        data = self._to_table(spec, rows, run_id)
+        data = to_table(spec, rows, run_id)
         if data.num_rows == 0:
             return self.dataset(table).version if self.exists(table) else 0
         return self._write(table, spec, data)
@@ -463,7 +392,7 @@ class Warehouse:
             See :meth:`upsert`.
         """
         spec = spec or schemas.get(table)
-        data = self._to_table(spec, rows, run_id or new_run_id())
+        data = to_table(spec, rows, run_id or new_run_id())
         if data.num_rows == 0:
             return self.delete(table, where)
         return self._write(table, spec, data, delete_where=where)
@@ -553,70 +482,3 @@ class Warehouse:
         ds = self.dataset(table)
         ds.delete(where)
         return lance.dataset(self.table_uri(table)).version
-
-    def vacuum(
-        self,
-        *,
-        keep_versions: Mapping[str, Mapping[str, int]] | None = None,
-        tables: Sequence[str] | None = None,
-        older_than: timedelta | None = None,
-        grace: timedelta | None = None,
-        compact: bool = True,
-    ) -> list[VacuumReport]:
-        """Compact every table, delete old versions and the leftovers of killed writes.
-
-        See :mod:`warehouse.vacuum` for the rules (what is kept, and why young files and recently
-        superseded versions stay while writers may be using them).
-
-        Parameters
-        ----------
-        keep_versions : mapping, optional
-            Name -> ``{table: version}``: versions kept whatever their age (e.g. the input tables of
-            every registered model), as Lance tags ``pin-<name>``.
-        tables : sequence of str, optional
-            Default: every table.
-        older_than, grace : timedelta, optional
-            Defaults :data:`warehouse.vacuum.DEFAULT_OLDER_THAN` (7 days) and
-            :data:`warehouse.vacuum.DEFAULT_GRACE` (1 hour: the longest a read or write may take).
-        compact : bool
-            Rewrite small fragments first.
-        """
-        from warehouse.vacuum import DEFAULT_GRACE, DEFAULT_OLDER_THAN, vacuum_table
-
-        keep = keep_versions or {}
-        reports = []
-        for table in tables if tables is not None else self.tables():
-            pins = {name: int(versions[table]) for name, versions in keep.items() if table in versions}
-            reports.append(vacuum_table(
-                self, table, pins=pins, compact=compact,
-                older_than=DEFAULT_OLDER_THAN if older_than is None else older_than,
-                grace=DEFAULT_GRACE if grace is None else grace,
-            ))
-        return reports
-
-    # ------------------------------------------------------------------------------------ SQL
-    def sql(self, query: str, *, limit: int | None = 10_000, timeout_s: float = 60.0) -> pl.DataFrame:
-        """Run a read-only SQL query over every table and view; see :class:`warehouse.sql_engine.SQLEngine`.
-
-        A result cut at ``limit`` rows comes with a ``UserWarning`` saying so; :meth:`sql_result`
-        returns the flag itself.
-        """
-        result = self.sql_result(query, limit=limit, timeout_s=timeout_s)
-        if result.truncated:
-            warnings.warn(f"SQL result cut at the row limit {result.limit}; pass limit=None or a larger limit",
-                          UserWarning, stacklevel=2)
-        return result.frame
-
-    def sql_result(self, query: str, *, limit: int | None = 10_000, timeout_s: float = 60.0) -> SQLResult:
-        """:meth:`sql` returning a :class:`warehouse.sql_engine.SQLResult` (rows plus ``truncated``)."""
-        from warehouse.sql_engine import SQLEngine
-
-        return SQLEngine(self).run(query, limit=limit, timeout_s=timeout_s)
-
-    # ------------------------------------------------------------------------------------ search
-    def similar(self, query: Any, k: int = 10, where: str | None = None, encoder: str | None = None,
-                **kwargs: Any) -> pl.DataFrame:
-        """Lookalike galaxies by embedding similarity; see :func:`warehouse.search.similar`."""
-        from warehouse.search import similar
-
-        return similar(self, query, k=k, where=where, encoder=encoder, **kwargs)

@@ -40,7 +40,7 @@ import pyarrow.fs as pafs
 from warehouse.errors import WarehouseError, is_commit_conflict
 
 if TYPE_CHECKING:
-    from warehouse.store import Warehouse
+    from warehouse.store import TableStore
 
 __all__ = ["DEFAULT_GRACE", "DEFAULT_OLDER_THAN", "PIN_PREFIX", "VacuumReport", "pin_name", "vacuum_table"]
 
@@ -169,7 +169,7 @@ def _old_versions(ds, older_than: timedelta, grace: timedelta) -> tuple[list[int
 
 
 def vacuum_table(
-    wh: Warehouse,
+    wh: TableStore,
     table: str,
     *,
     pins: Mapping[str, int] | None = None,
@@ -181,7 +181,7 @@ def vacuum_table(
 
     Parameters
     ----------
-    wh : Warehouse
+    wh : TableStore
     table : str
     pins : mapping of str to int, optional
         Pin name -> version of this table to keep whatever its age (tagged ``pin-<name>``).

@@ -1,13 +1,17 @@
 """The FastAPI app: JSON API over the warehouse, the web page, and one error shape.
 
-Every request reads one snapshot: the table versions current when it starts
-(:meth:`warehouse.Warehouse.pinned`), or those it names with ``?version=table:N`` (time travel; the
-``versions`` of a ``POST /sql`` body too). Answers say which versions they read, so a notebook can pin
+Every request reads one snapshot (:class:`warehouse.Snapshot`) of the server's one
+:class:`warehouse.ReadSession`, opened in the app's lifespan and handed to the routes through
+``Depends``: the table versions current when it starts (looked up at most every
+``ReadSession.refresh_s``), or those it names with ``?version=table:N`` (time travel; the ``versions`` of
+a ``POST /sql`` body too), from the session's small cache of snapshots. The session owns every cache
+(opened datasets, DuckDB engines, id -> row maps, vector matrices, ``where`` positions), so a request
+sets nothing up. Answers say which versions they read, so a notebook can pin
 them and get the same answer again while Dagster runs write.
 
 Bad input is a 4xx whose body is :class:`service.http.models.ErrorResponse` (one line, no absolute
 path: the warehouse root, the working and temporary directories are cut out); the SQL surface is the
-CLI's (:class:`warehouse.sql_engine.SQLEngine`: one read-only statement, no file access, a row cap, a
+CLI's (:class:`warehouse.sql_engine.SQLEngine`, the session's: one read-only statement, no file access, a row cap, a
 byte cap, a memory limit and a timeout, :attr:`Settings.sql_limits`). The token and the body size are
 checked before the body is read (:class:`service.http.guard.RequestGuard`). ``/docs`` and ``/redoc``
 load their assets from the app itself (``fastapi_offline``), so they work without a network.
@@ -21,6 +25,8 @@ import os
 import re
 import tempfile
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from importlib import resources
@@ -54,7 +60,7 @@ from service.http.models import (
 )
 from service.http.settings import Settings
 from service.http.uploads import read_upload
-from warehouse import Warehouse, WarehouseError
+from warehouse import ReadSession, Snapshot, Warehouse, WarehouseError
 from warehouse.provenance import code_version
 
 __all__ = ["create_app", "parse_versions"]
@@ -144,11 +150,9 @@ def _parquet(table: pa.Table) -> bytes:
 
 def _truth_mask(wh: Warehouse, galaxy_id: str) -> np.ndarray:
     """The demo truth's boolean galaxy mask (HTTP 404 when the galaxy has none)."""
-    from warehouse import quote
     from warehouse.images import decode_image
 
-    rows = (wh.read("truth", columns=["mask_png"], where=f"galaxy_id = {quote(galaxy_id)}").to_pylist()
-            if wh.exists("truth") else [])
+    rows = wh.take("truth", [galaxy_id], columns=["mask_png"]).to_pylist() if wh.has_ids("truth", [galaxy_id]) else []
     if not rows:
         raise HTTPException(404, f"no true mask for {galaxy_id!r} (only demo galaxies have one)")
     return np.squeeze(decode_image("png", rows[0]["mask_png"])) > 0
@@ -183,13 +187,31 @@ def create_app(settings: Settings) -> FastAPI:
     base = Warehouse.open(settings.home)
     roots = {str(base.root): "the warehouse", os.getcwd(): ".", tempfile.gettempdir(): "<tmp>",
              os.path.expanduser("~"): "~"}
+
+    def open_session() -> ReadSession:
+        return ReadSession(base, limits=settings.sql_limits, hold_features=True)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from threadpoolctl import threadpool_limits
+
+        app.state.read_session = open_session()  # one per server: every cache of the read path
+        # one BLAS thread per request: a query's matrix-vector product is small, and waking OpenBLAS's
+        # workers on a busy 2-core machine cost 5x the product itself; requests in flight use the cores
+        blas = threadpool_limits(limits=1, user_api="blas")
+        yield
+        blas.restore_original_limits()
+        app.state.read_session = None
+
     app = FastAPIOffline(
         title="AstroVision",
         version=code_version(),
         description="Galaxy records, lookalikes and read-only SQL over an AstroVision warehouse.",
         responses=_ERRORS,
+        lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.read_session = None
 
     # ------------------------------------------------------------------------------------ errors
     @app.exception_handler(RequestValidationError)
@@ -221,12 +243,19 @@ def create_app(settings: Settings) -> FastAPI:
     # ------------------------------------------------------------------------------------ dependencies
     VersionQuery = Annotated[list[str], Query(description="pin a table version: TABLE:N (repeatable)")]
 
-    def snapshot(version: VersionQuery = []) -> Warehouse:  # noqa: B006 (FastAPI copies defaults)
-        return base.pinned(parse_versions(version))
+    def read_session(request: Request) -> ReadSession:
+        """The server's session (opened by the lifespan; by the first request where none ran, e.g. a TestClient)."""
+        session = request.app.state.read_session
+        if session is None:
+            session = request.app.state.read_session = open_session()
+        return session
 
-    Snapshot = Annotated[Warehouse, Depends(snapshot)]
+    def snapshot(request: Request, version: VersionQuery = []) -> Snapshot:  # noqa: B006 (FastAPI copies defaults)
+        return read_session(request).snapshot(parse_versions(version))
 
-    def galaxy(wh: Warehouse, galaxy_id: str) -> None:
+    Snap = Annotated[Snapshot, Depends(snapshot)]
+
+    def galaxy(wh: Snapshot, galaxy_id: str) -> None:
         from stages.records import require_galaxy
 
         try:
@@ -247,14 +276,14 @@ def create_app(settings: Settings) -> FastAPI:
         return HealthResponse(tables=len(base.tables()), code_version=code_version())
 
     @api.get("/tables", response_model=TablesResponse, tags=["warehouse"])
-    def tables(wh: Snapshot) -> TablesResponse:
+    def tables(wh: Snap) -> TablesResponse:
         """Every table with its rows and Lance version."""
         from stages.records import table_summary
 
         return TablesResponse(tables=[TableInfo(**row) for row in table_summary(wh)])
 
     @api.get("/galaxies/{galaxy_id}", response_model=GalaxyRecord, tags=["galaxies"])
-    def galaxy_record(galaxy_id: str, wh: Snapshot) -> GalaxyRecord:
+    def galaxy_record(galaxy_id: str, wh: Snap) -> GalaxyRecord:
         """Catalogue row, morphometrics, photometry, latest predictions and decoded flags of one galaxy."""
         from stages.records import galaxy_record as record
 
@@ -271,7 +300,7 @@ def create_app(settings: Settings) -> FastAPI:
              responses={200: {"content": {"image/png": {}}}})
     def galaxy_image(
         galaxy_id: str,
-        wh: Snapshot,
+        wh: Snap,
         outline: Annotated[Literal["none", "truth"], Query(description="draw the true mask's edge (demo)")] = "none",
     ) -> Response:
         """The galaxy's stamp as a PNG, as the models see it (:func:`features.pixels.model_input_uint8`).
@@ -290,7 +319,7 @@ def create_app(settings: Settings) -> FastAPI:
         Image.fromarray(rgb).save(buf, format="PNG")
         return Response(buf.getvalue(), media_type="image/png", headers={"Cache-Control": "max-age=60"})
 
-    def _similar(wh: Warehouse, query: Any, label: str, k: int, where: str | None, encoder: str | None,
+    def _similar(wh: Snapshot, query: Any, label: str, k: int, where: str | None, encoder: str | None,
                  exclude_self: bool = False) -> SimilarResponse:
         from warehouse import search
 
@@ -299,7 +328,7 @@ def create_app(settings: Settings) -> FastAPI:
         found = search.similar_plan(wh, query, k=k, where=where or None, encoder=table.removeprefix("embeddings_"),
                                     exclude_query=exclude_self, limits=settings.sql_limits)
         neighbours = []
-        for row in _clean(found.neighbours.to_dicts()):
+        for row in _clean(found.table.to_pylist()):
             rank, gid, dist = row.pop("rank"), row.pop("galaxy_id"), row.pop("distance")
             neighbours.append(Neighbour(rank=rank, galaxy_id=gid, distance=dist, features=row))
         return SimilarResponse(query=label, encoder=table.removeprefix("embeddings_"), k=k, where=where or None,
@@ -309,7 +338,7 @@ def create_app(settings: Settings) -> FastAPI:
     @api.get("/galaxies/{galaxy_id}/similar", response_model=SimilarResponse, tags=["search"])
     def similar_to_galaxy(
         galaxy_id: str,
-        wh: Snapshot,
+        wh: Snap,
         k: Annotated[int, Query(ge=1, description="neighbours")] = 10,
         where: Annotated[str | None, Query(max_length=2000, description="SQL predicate over galaxy features")] = None,
         encoder: Annotated[str | None, Query(max_length=100)] = None,
@@ -321,7 +350,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @api.post("/similar", response_model=SimilarResponse, tags=["search"])
     def similar_to_image(
-        wh: Snapshot,
+        wh: Snap,
         file: Annotated[UploadFile, File(description="PNG, JPEG or FITS image")],
         k: Annotated[int, Form(ge=1)] = 10,
         where: Annotated[str | None, Form(max_length=2000)] = None,
@@ -343,7 +372,7 @@ def create_app(settings: Settings) -> FastAPI:
     @api.post("/sql", tags=["warehouse"], response_model=SQLResponse,
               responses={200: {"content": {"application/vnd.apache.arrow.stream": {},
                                            "application/vnd.apache.parquet": {}}}})
-    def sql(body: SQLRequest, wh: Snapshot) -> Any:
+    def sql(body: SQLRequest, wh: Snap) -> Any:
         """One read-only query over the tables and views (DuckDB), capped and timed out as in the CLI.
 
         ``format``: ``json`` (rows as records; binary columns as their byte length, decimals as
@@ -353,13 +382,14 @@ def create_app(settings: Settings) -> FastAPI:
         :func:`warehouse.sql_engine.portable_projection`), or refused with a 400 naming the column.
         A result over the server's byte cap, or a query over its memory limit, is a 400 saying so.
         """
-        from warehouse.sql_engine import SQLEngine
+        from warehouse.search.features import serving_engine
 
         if body.versions:
-            wh = base.pinned({**wh.pins, **body.versions})
+            wh = wh.pinned({**wh.pins, **body.versions})
         cap = settings.sql_max_rows
         limit = cap if body.limit is None else min(body.limit, cap)
-        result = SQLEngine(wh, limits=settings.sql_limits).run(body.query, limit=limit)
+        # the session's engine for these versions (galaxy_features served from its held rows)
+        result = serving_engine(wh).run(body.query, limit=limit)
         headers = {"X-Truncated": str(result.truncated).lower(), "X-Versions": json.dumps(wh.pins)}
         table = result.table
         if body.format == "arrow":

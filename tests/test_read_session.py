@@ -1,0 +1,146 @@
+"""The read session: snapshots and their caches, lookups by key equal to the SQL views, bounded caches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from test_search import ENC, fill_rows, make_warehouse
+
+from warehouse import ReadSession, SQLError, WarehouseError, search
+from warehouse.search.features import features_by_id
+from warehouse.session import ByteLRU
+from warehouse.sql_engine import SQLLimits
+
+
+def _with_morphometrics(wh, ids):
+    """Two bands for every galaxy (the view picks r), one band for the rest: several rows per key."""
+    n = len(ids)
+    wh.upsert("morphometrics", fill_rows("morphometrics", 2 * n, galaxy_id=ids + ids, band=["r"] * n + ["g"] * n,
+                                         shard=["demo-00000"] * 2 * n, source=["demo"] * 2 * n,
+                                         gini=[i / n for i in range(n)] + [float("nan")] * n))
+
+
+@pytest.mark.parametrize("rowmap_bytes", [None, 1, 0], ids=["held in memory", "over the bound", "not held"])
+def test_features_by_id_equal_the_galaxy_features_view(warehouse, rowmap_bytes):
+    """Both fast paths (the view held per version; the view over the ids' taken rows when that is over the
+    session's bound) answer exactly what the view answers."""
+    ids, _ = make_warehouse(warehouse)
+    _with_morphometrics(warehouse, ids)
+    session = (ReadSession(warehouse, hold_features=True) if rowmap_bytes is None else
+               ReadSession(warehouse, rowmap_bytes=rowmap_bytes, hold_features=rowmap_bytes == 1))
+    snap = session.snapshot()
+    wanted = [ids[7], ids[0], "demo:nope", ids[42]]
+    fast = features_by_id(snap, wanted)
+    listed = ", ".join(f"'{g}'" for g in wanted)
+    view = warehouse.sql_result(f"SELECT * FROM galaxy_features WHERE galaxy_id IN ({listed})", limit=None).table
+    view = view.take(pa.array([view.column("galaxy_id").to_pylist().index(g) for g in wanted if g in ids]))
+    assert fast.schema == view.schema and fast.column_names[0] == "galaxy_id"
+    assert fast.to_pylist() == view.to_pylist()
+    assert fast.column("galaxy_id").to_pylist() == [ids[7], ids[0], ids[42]]  # order kept, unknown id left out
+    # the neighbours of a search carry the view's feature values
+    found = search.similar_plan(snap, ids[7], k=4, encoder=ENC).neighbours
+    listed = ", ".join(f"'{g}'" for g in found["galaxy_id"])
+    want = warehouse.sql(f"SELECT galaxy_id, gini, g_r, label_name FROM galaxy_features WHERE galaxy_id IN ({listed})")
+    got = found.select(["galaxy_id", "gini", "g_r", "label_name"])
+    assert got.sort("galaxy_id").to_dicts() == want.sort("galaxy_id").to_dicts() and got.height == 4
+
+
+def test_record_rows_are_taken_by_key(warehouse):
+    """A record's rows, taken by key through a snapshot's row maps, are the rows a filtered scan finds."""
+    import json
+
+    from stages.records import galaxy_record, galaxy_rows
+    from warehouse import schemas
+
+    ids, _ = make_warehouse(warehouse)
+    _with_morphometrics(warehouse, ids)
+    session = ReadSession(warehouse)
+    snap = session.snapshot()
+    rows = galaxy_rows(snap, ids[5])
+    assert set(rows) == {"galaxies", "photometry", "morphometrics", f"embeddings_{ENC}"}
+    for table, got in rows.items():
+        scanned = [{k: v for k, v in r.items() if k != "galaxy_id" and k not in schemas.PROVENANCE_COLUMNS
+                    and not isinstance(v, bytes)}
+                   for r in warehouse.read(table, where=f"galaxy_id = '{ids[5]}'").to_pylist()]
+        assert json.dumps(got, default=str) == json.dumps(scanned, default=str)
+    assert len(galaxy_record(snap, ids[5])["morphometrics"]) == 2
+    assert ("galaxies", snap.pins["galaxies"]) in {k for k in session.rowmaps._items}  # the map was used
+    with pytest.raises(WarehouseError, match="no galaxy"):
+        galaxy_record(snap, "demo:nope")
+
+
+def test_snapshots_follow_commits_and_pin_versions(warehouse):
+    """A new version is seen by the next snapshot without a restart; a pinned one stays as it was."""
+    make_warehouse(warehouse)
+    session = ReadSession(warehouse)
+    before = session.snapshot()
+    assert session.snapshot() is before  # nothing changed: the same snapshot, caches and all
+    v = before.pins["galaxies"]
+    warehouse.upsert("galaxies", fill_rows("galaxies", 1, galaxy_id=["demo:new"], source=["demo"], native_id=["new"],
+                                           shard=["demo-00000"], label_name=["Edge-on"]))
+    after = session.snapshot()
+    assert after.pins["galaxies"] == v + 1 and after.has_ids("galaxies", ["demo:new"])
+    assert not before.has_ids("galaxies", ["demo:new"])
+    old = session.snapshot({"galaxies": v})
+    assert old.sql("SELECT count(*) AS n FROM galaxies")["n"][0] == 60
+    assert after.sql("SELECT count(*) AS n FROM galaxies")["n"][0] == 61
+    assert "morphometrics" not in after.tables()
+    _with_morphometrics(warehouse, ["demo:000001"])  # a table created after the session opened
+    assert session.snapshot().has_ids("morphometrics", ["demo:000001"])
+    with pytest.raises(WarehouseError, match="has no version 99"):
+        session.snapshot({"galaxies": 99})
+    with pytest.raises(WarehouseError, match="does not exist"):
+        session.snapshot({"nosuch": 1})
+
+
+def test_two_sessions_share_nothing(warehouse, tmp_path):
+    """Caches belong to their session: two side by side, over two warehouses, answer each its own."""
+    from warehouse import Warehouse
+
+    other = Warehouse.open(tmp_path / "other")
+    _, vecs = make_warehouse(warehouse)
+    make_warehouse(other, vectors=-vecs)
+    a, b = ReadSession(warehouse), ReadSession(other)
+    da = search.similar_plan(a.snapshot(), vecs[3], k=1, encoder=ENC).neighbours["distance"][0]
+    db = search.similar_plan(b.snapshot(), vecs[3], k=1, encoder=ENC).neighbours["distance"][0]
+    assert da == pytest.approx(0, abs=1e-5) and db > 0.1  # the other warehouse holds no such vector
+    assert a.matrices.get(f"embeddings_{ENC}") is not b.matrices.get(f"embeddings_{ENC}")
+
+
+def test_byte_lru_keeps_within_its_bound():
+    lru: ByteLRU[np.ndarray] = ByteLRU(max_bytes=1000)
+    for i in range(10):
+        lru.put(i, np.zeros(50), 400)  # 400 bytes each: two fit
+    assert len(lru) == 2 and lru.nbytes == 800 and lru.get(9) is not None and lru.get(0) is None
+    lru.put("big", np.zeros(1), 5000)  # alone over the bound: kept alone
+    assert len(lru) == 1 and lru.get("big") is not None
+
+
+def test_session_where_obeys_its_timeout(warehouse):
+    """The session's limits (the server's settings) interrupt a slow where filter."""
+    ids, _ = make_warehouse(warehouse)
+    snap = ReadSession(warehouse, limits=SQLLimits(timeout_s=0.5, threads=1)).snapshot()
+    slow = "(SELECT count(*) FROM range(1000000) a, range(1000000) b) > 0"
+    with pytest.raises(SQLError, match=r"0\.5 s timeout"):
+        search.similar_plan(snap, ids[0], where=slow, encoder=ENC)
+
+
+def test_held_features_answer_sql_as_the_view(warehouse):
+    """A server's engine serves galaxy_features from the held rows: every query answers as the view does."""
+    from warehouse.search.features import serving_engine
+
+    ids, _ = make_warehouse(warehouse)
+    _with_morphometrics(warehouse, ids)
+    snap = ReadSession(warehouse, hold_features=True).snapshot()
+    engine = serving_engine(snap)
+    assert engine.serves_held_features
+    for query in ("SELECT * FROM galaxy_features ORDER BY galaxy_id",
+                  f"SELECT * FROM galaxy_features WHERE galaxy_id = '{ids[4]}'"):
+        held = engine.run(query, limit=None).table
+        view = warehouse.sql_result(query, limit=None).table
+        assert held.schema == view.schema and held.to_pylist() == view.to_pylist()
+    query = "SELECT label_name, count(*) AS n, avg(gini) AS g FROM galaxy_features GROUP BY 1 ORDER BY 1"
+    held, view = engine.run(query).table.to_pylist(), warehouse.sql_result(query).table.to_pylist()
+    assert [(r["label_name"], r["n"]) for r in held] == [(r["label_name"], r["n"]) for r in view]
+    assert [r["g"] for r in held] == pytest.approx([r["g"] for r in view], rel=1e-12)  # summation order

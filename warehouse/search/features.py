@@ -1,0 +1,127 @@
+"""The galaxy features of a search: the rows ``where`` filters, and the neighbours' rows fetched by key.
+
+Lookups by key: rows of given galaxy ids fetched with one Lance ``take`` per table, never a scan.
+
+:func:`features_by_id` answers what ``SELECT * FROM galaxy_features WHERE galaxy_id IN (...)`` answers
+(same columns, same values): the view's own SQL runs in a DuckDB connection where ``galaxies``,
+``morphometrics`` and ``photometry`` are registered as just the taken rows of the ids, so the view stays
+the one definition of the features and no query scans a million rows. One such connection per
+snapshot and thread is kept by the snapshot's :class:`warehouse.session.ReadSession`. In a session
+that holds features (a server), while the whole view of a snapshot fits in half the session's row-map
+bytes, it is evaluated once per version of its tables and held in memory instead, and a lookup is an Arrow ``take`` by the id -> row map.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from warehouse import schemas
+from warehouse.session import Snapshot
+from warehouse.sql_engine import SQLEngine
+from warehouse.sqltext import ident
+
+__all__ = ["FEATURE_TABLES", "KEYED_TABLES", "features_by_id", "features_query", "serving_engine"]
+
+FEATURE_TABLES = ("morphometrics", "photometry")
+"""Tables joined to ``galaxies`` when no ``galaxy_features`` view is defined."""
+_PROVENANCE = set(schemas.PROVENANCE_COLUMNS)
+
+KEYED_TABLES = ("galaxies", "morphometrics", "photometry")
+"""The tables the feature rows are made of (the ``galaxy_features`` view reads them; so does the fallback query)."""
+
+
+def features_query(engine: SQLEngine) -> str:
+    """The SELECT whose rows are the galaxy features ``where`` may refer to.
+
+    The ``galaxy_features`` view when the SQL files define one; else ``galaxies`` (its own columns)
+    LEFT JOINed with each of ``morphometrics`` and ``photometry`` that is keyed by ``galaxy_id`` alone,
+    their columns prefixed with the table name where a name is already taken (``photometry_flags``).
+    """
+    if "galaxy_features" in engine.views:
+        return "SELECT * FROM galaxy_features"
+    gal = schemas.get("galaxies")
+    taken = set(gal.columns.names)
+    select = [f"g.{ident(c)}" for c in gal.columns.names]
+    joins = []
+    for i, name in enumerate(FEATURE_TABLES):
+        if name not in engine.relations:
+            continue
+        spec = schemas.registered().get(name)
+        if spec is None or tuple(spec.keys) != ("galaxy_id",):
+            continue
+        alias = f"t{i}"
+        for col in spec.columns.names:
+            if col == "galaxy_id" or col in _PROVENANCE:
+                continue
+            out = col if col not in taken else f"{name}_{col}"
+            taken.add(out)
+            select.append(f"{alias}.{ident(col)} AS {ident(out)}")
+        joins.append(f"LEFT JOIN {name} {alias} ON {alias}.galaxy_id = g.galaxy_id")
+    return f"SELECT {', '.join(select)} FROM galaxies g {' '.join(joins)}"
+
+
+def _keyed_engine(snap: Snapshot) -> SQLEngine:
+    key = ("keyed", tuple(sorted(snap.pins.items())), threading.get_ident())
+    return snap.session.cached_engine(key, lambda: SQLEngine(snap, snap.pins, snap.session.limits))
+
+
+def _materialised(snap: Snapshot) -> tuple[pa.Table, dict[str, int]] | None:
+    """Every galaxy's feature row of the snapshot's versions, in memory with its id -> row map (or None when
+    over the session's byte bound: then each lookup runs the view over the taken rows)."""
+    key = ("features", *((t, snap.pins.get(t)) for t in KEYED_TABLES))
+    cache = snap.session.rowmaps
+    if not snap.session.hold_features:
+        return None
+    hit = cache.get(key)
+    if hit is None:
+        if cache.get(("too big", *key[1:])) is not None:
+            return None
+        engine = snap.engine()
+        table = engine.query_arrow(features_query(engine), limit=None).combine_chunks()
+        if table.nbytes > cache.max_bytes // 2:
+            cache.put(("too big", *key[1:]), True, 0)
+            return None
+        rows = {g: i for i, g in enumerate(table.column("galaxy_id").to_pylist())}
+        hit = cache.put(key, (table, rows), table.nbytes + 120 * len(rows))
+    return hit
+
+
+def serving_engine(snap: Snapshot) -> SQLEngine:
+    """The snapshot's engine (this thread's), its ``galaxy_features`` served from the held rows when held.
+
+    In a session that holds features, the view is replaced in the engine by the very rows it evaluated
+    to at these versions (registered Arrow, in memory), so a point query by id reads memory instead of
+    three Lance scans under a window function. Other sessions: :meth:`Snapshot.engine` as it is.
+    """
+    engine = snap.engine()
+    if getattr(engine, "serves_held_features", None) is None:
+        held = _materialised(snap) if "galaxy_features" in engine.views else None
+        if held is not None:
+            engine.con.execute("DROP VIEW galaxy_features")
+            engine.con.register("galaxy_features", held[0])
+        engine.serves_held_features = held is not None  # type: ignore[attr-defined]
+    return engine
+
+
+def features_by_id(snap: Snapshot, galaxy_ids: Sequence[str]) -> pa.Table:
+    """The galaxy feature rows of ``galaxy_ids``, in their order (ids without a ``galaxies`` row are left out).
+
+    The columns are those of :func:`features_query` (the ``galaxy_features`` view when defined). Served
+    from the snapshot's features held in memory (the view evaluated once per version of its tables,
+    bounded by the session's row-map bytes), else by the view over the ids' taken rows.
+    """
+    held = _materialised(snap)
+    if held is not None:
+        table, rows = held
+        return table.take(pa.array([rows[g] for g in galaxy_ids if g in rows], pa.int64()))
+    engine = _keyed_engine(snap)
+    for table in KEYED_TABLES:
+        if table in snap.pins:
+            engine.con.register(table, snap.rows_of(table, galaxy_ids))
+    rows = engine.query_arrow(features_query(engine), limit=None)
+    at = pc.index_in(pa.array(list(galaxy_ids), pa.string()), value_set=rows.column("galaxy_id"))
+    return rows.take(pc.drop_null(at))
