@@ -14,6 +14,7 @@ from dagster_project.defs.photometry.assets import photometry
 from dagster_project.resources import WarehouseResource
 from features.flags import Flag
 from features.photometry import CANONICAL
+from stages.photometry import ShardPhotometry
 
 SHARD = "demo-00000"
 
@@ -166,5 +167,6 @@ def test_some_positions_unknown_match_the_rest(warehouse, tmp_path):
     assert rows["demo:000000"]["objid"] == 1000 and rows["demo:000002"]["objid"] == 1002
     assert rows["demo:000003"]["flags"] & int(Flag.PHOT_NO_MATCH)
     meta = result.asset_materializations_for_node("photometry")[0].metadata
-    assert meta["n_position_unknown"].value == 1
-    assert meta["match_rate"].value == pytest.approx(2 / 3)  # of the three galaxies that have a position
+    out = ShardPhotometry.from_metadata({k: v.value for k, v in meta.items()})  # the typed result owns the keys
+    assert out.position_unknown == 1 and out.photometry_absent == "no"
+    assert out.match_rate == pytest.approx(2 / 3)  # of the three galaxies that have a position
