@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from models.config import TrainConfig, resolve_device
+from models.config import RunConfig, config_from_json, resolve_device
 from models.errors import MissingInputError
-from models.versions import get_model, list_models
+from stages.versions import get_model, list_models
 from warehouse.sqltext import quote
 
 __all__ = ["Predictor", "load_predictor", "predict_all", "prediction_rows", "training_split"]
@@ -45,7 +45,8 @@ class Predictor:
     classes : list of int
         Label value of each output.
     names : list of str
-    config : TrainConfig
+    config : RunConfig
+        The model's own config class (:attr:`models.registry.ModelSpec.config_cls`).
     split_name : str
     """
 
@@ -54,7 +55,7 @@ class Predictor:
     kind: str
     classes: list[int]
     names: list[str]
-    config: TrainConfig
+    config: RunConfig
     split_name: str
     split_hash: str | None = None
     split_version: int | None = None
@@ -166,7 +167,7 @@ def load_predictor(wh: Any, name: str, version: int | None = None) -> Predictor:
         Unknown model or version, or its artefact directory is missing.
     """
     row = get_model(wh, name, version)
-    cfg = TrainConfig.from_json(row["config_json"])
+    cfg = config_from_json(row["name"], row["config_json"])
     classes = json.loads(row["classes_json"])
     path = Path(row["artefact_path"])
     conformal = None
