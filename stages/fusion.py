@@ -21,8 +21,9 @@ import numpy as np
 from features.weights import WeightsOrigin, WeightsProvenance
 from models.config import FusionConfig
 from models.errors import MissingInputError
-from models.fusion_data import MODALITIES, Modalities, read_modalities
+from models.fusion_data import MODALITIES, Modalities
 from models.splits import SPLIT_NAMES
+from stages.model_inputs import read_modalities
 from stages.trainers import subsample
 
 __all__ = ["DEMO_CATALOGUE_PREFIX", "embeddings_provenance", "train_fusion"]

@@ -87,7 +87,8 @@ class Predictor:
         if not ids:
             return np.zeros((0, len(self.classes)), np.float32)
         if self.kind == "embeddings":
-            from models.data import embeddings_table, read_embeddings
+            from models.data import embeddings_table
+            from stages.model_inputs import read_embeddings
 
             x = read_embeddings(wh, embeddings_table(self.config.encoder), ids)
             return self._model.predict_proba(x).astype(np.float32)
@@ -109,7 +110,7 @@ class Predictor:
 
     def _fusion_input(self, wh: Any, ids: Sequence[str]) -> np.ndarray:
         """The fused net input of ``ids``; keeps each galaxy's missing modalities in :attr:`fusion_missing`."""
-        from models.fusion_data import read_modalities
+        from stages.model_inputs import read_modalities
 
         data = read_modalities(wh, ids, self.config.encoder)
         x, present = self.preprocess.transform(data)

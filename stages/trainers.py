@@ -103,7 +103,7 @@ def train_images(wh: Any, name: str, cfg: ImageConfig, split: SplitData, tmp: Pa
     if origin.is_random:
         log(f"{name}: no pretrained weights found; training from RANDOM INIT (allowed by the config)")
     params = None
-    if name == "dinov2_finetune":
+    if isinstance(cfg, FinetuneConfig):
         params = model.param_groups(cfg.lr, cfg.weight_decay, cfg.layer_decay, cfg.head_lr_scale)
         notes.append(_init_head_from_probe(wh, model, origin, cfg, split) if cfg.init_from_probe
                      else "head initialised at zero (init_from_probe is off)")
@@ -121,7 +121,7 @@ def train_images(wh: Any, name: str, cfg: ImageConfig, split: SplitData, tmp: Pa
         "test": make_loader(ds["test"], batch_size=cfg.batch_size * 2, shuffle=False, num_workers=workers,
                             pin_memory=pin),
     }
-    if name == "dinov2_finetune":
+    if isinstance(cfg, FinetuneConfig):
         from models.data import prepare_batch
         from models.dinov2 import standardise_head
 
@@ -148,8 +148,8 @@ def train_images(wh: Any, name: str, cfg: ImageConfig, split: SplitData, tmp: Pa
 
 def train_probe(wh: Any, name: str, cfg: ProbeConfig, split: SplitData, tmp: Path, log: LogFn,
                 notes: list[str]) -> FitOutput:
-    from models.data import read_embeddings
     from models.probe import fit_probe
+    from stages.model_inputs import read_embeddings
 
     table = embedding_table(cfg.encoder)
     if not wh.exists(table):
