@@ -114,3 +114,14 @@ def test_unknown_kind_without_fitting_step_is_a_clear_error():
     spec = ModelSpec(TOY, "tabular", "no step", None)
     with pytest.raises(ValueError, match="kind 'tabular', which has no fitting step"):
         fit_step(spec)
+
+
+def test_every_run_config_field_is_a_field_of_its_models_config():
+    """The asset's dg.Config maps onto the kind's own config in one place (``overrides``): no field is lost."""
+    from dataclasses import fields
+
+    from dagster_project.defs.training.config import model_config
+
+    for name, spec in {**registry.MODELS, TOY: ModelSpec(TOY, "images", "toy", build_toy)}.items():
+        run_fields = set(model_config(name).model_fields) - {"preset"}
+        assert run_fields <= {f.name for f in fields(spec.config_cls)}, (name, run_fields)

@@ -3,7 +3,8 @@
 Model fields left at ``None`` take the value of the chosen ``preset`` (``demo``: sized for a CPU and the
 demo survey; ``full``: the documented GPU settings; see :mod:`models.config`). ``astrovision train``
 passes its options through these classes, so a CLI run and a UI run of the same asset take the same
-settings; :data:`MODEL_CONFIGS` says which model takes which.
+settings; :data:`MODEL_CONFIGS` says which model takes which (:func:`model_config`: a model not listed,
+such as a newly registered kind, takes :class:`ModelConfig`).
 """
 
 import dagster as dg
