@@ -21,9 +21,9 @@ from pathlib import Path
 from models.config import make_config
 from models.conformal import coverage_table_md
 from models.fusion import ablation_table_md
-from models.predict import predict_all
-from models.versions import list_models
+from stages.predict import predict_all
 from stages.training import train_model
+from stages.versions import list_models
 from warehouse import Warehouse
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from models.predict import load_predictor
-from models.versions import list_models
+from stages.predict import load_predictor
+from stages.versions import list_models
 from warehouse import Warehouse
 
 

@@ -57,6 +57,6 @@ def run_config_fields(model: str) -> frozenset[str]:
 
     The faces read this instead of importing the asset modules' config classes.
     """
-    from dagster_project.defs.training.config import MODEL_CONFIGS
+    from dagster_project.defs.training.config import model_config
 
-    return frozenset(MODEL_CONFIGS[model].model_fields)
+    return frozenset(model_config(model).model_fields)

@@ -11,8 +11,8 @@ a :class:`warehouse.Warehouse` as an argument.
 * :mod:`models.loop` - the one training loop; :mod:`models.fit` - the classifiers on it;
   :mod:`models.probe` - the linear probe
 * :mod:`models.config` - ``demo`` (CPU) and ``full`` (GPU) presets
-* :mod:`models.versions` - the model registry table; :mod:`models.predict` - predictions of every
-  registered version (split sets and training runs over a warehouse are glue: :mod:`stages.training`)
+(the model registry table, :mod:`stages.versions`, predictions of every registered version,
+:mod:`stages.predict`, split sets and training runs over a warehouse are glue in :mod:`stages`)
 
 The public names below are imported lazily (PEP 562 module ``__getattr__``): ``import models`` or
 ``import models.splits`` does not import torch or scikit-learn; ``from models import fit`` imports
@@ -26,7 +26,7 @@ import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the eager imports, for type checkers and IDEs only
-    from models.config import PRESETS, TrainConfig, make_config
+    from models.config import PRESETS, RunConfig, make_config
     from models.errors import (
         LabelError,
         MissingInputError,
@@ -37,23 +37,19 @@ if TYPE_CHECKING:  # the eager imports, for type checkers and IDEs only
     from models.fit import FitConfig, FitResult, fit
     from models.labels import Labels, resolve_labels
     from models.metrics import classification_metrics, confusion_png
-    from models.predict import load_predictor, predict_all
     from models.probe import LinearProbe, cross_validate_probe, fit_probe
     from models.registry import MODELS, ModelSpec, build_model
     from models.splits import SplitAssignment, check_no_leak, make_splits
-    from models.versions import get_model, list_models, training_set
 
 _SOURCES: dict[str, tuple[str, ...]] = {
-    "models.config": ("PRESETS", "TrainConfig", "make_config"),
+    "models.config": ("PRESETS", "RunConfig", "make_config"),
     "models.errors": ("LabelError", "MissingInputError", "SplitError", "TrainingError", "WeightsUnavailableError"),
     "models.fit": ("FitConfig", "FitResult", "fit"),
     "models.labels": ("Labels", "resolve_labels"),
     "models.metrics": ("classification_metrics", "confusion_png"),
-    "models.predict": ("load_predictor", "predict_all"),
     "models.probe": ("LinearProbe", "cross_validate_probe", "fit_probe"),
     "models.registry": ("MODELS", "ModelSpec", "build_model"),
     "models.splits": ("SplitAssignment", "check_no_leak", "make_splits"),
-    "models.versions": ("get_model", "list_models", "training_set"),
 }
 _WHERE = {name: module for module, names in _SOURCES.items() for name in names}
 
@@ -67,9 +63,9 @@ __all__ = [
     "LinearProbe",
     "MissingInputError",
     "ModelSpec",
+    "RunConfig",
     "SplitAssignment",
     "SplitError",
-    "TrainConfig",
     "TrainingError",
     "WeightsUnavailableError",
     "build_model",
@@ -79,14 +75,9 @@ __all__ = [
     "cross_validate_probe",
     "fit",
     "fit_probe",
-    "get_model",
-    "list_models",
-    "load_predictor",
     "make_config",
     "make_splits",
-    "predict_all",
     "resolve_labels",
-    "training_set",
 ]
 
 

@@ -1,4 +1,11 @@
-"""Training settings: one frozen config per run, with a CPU ``demo`` preset and a GPU ``full`` preset.
+"""Training settings: one small frozen config per model kind, with a CPU ``demo`` and a GPU ``full`` preset.
+
+:class:`RunConfig` holds what every run takes (label column, seeds, split set, gate, conformal level,
+tracking); each kind adds its own fields: :class:`ImageConfig` (CNN, EfficientNet), :class:`FinetuneConfig`
+(DINOv2 fine-tune), :class:`ProbeConfig` (the probe) and :class:`FusionConfig` (fusion). The registry
+(:attr:`models.registry.ModelSpec.config_cls`) says which model takes which; :func:`make_config` builds
+one from its preset, and :func:`config_from_json` reads one back from a registry row (rows written with
+the old all-kinds ``TrainConfig`` keep loading: the fields the kind does not take are dropped).
 
 The ``demo`` preset is the default everywhere (Dagster config, ``astrovision train``) and is sized so the
 whole demo (~600 galaxies, 2 CPU cores) trains every model in a few minutes: small stamps, one to three
@@ -24,20 +31,34 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from models.errors import TrainingError
-from models.fit import FitConfig
 from models.splits import split_set_name
 
-__all__ = ["PRESETS", "TrainConfig", "make_config", "resolve_device"]
+if TYPE_CHECKING:
+    import torch
+
+    from models.fit import FitConfig
+
+__all__ = [
+    "PRESETS",
+    "FinetuneConfig",
+    "FusionConfig",
+    "ImageConfig",
+    "ProbeConfig",
+    "RunConfig",
+    "config_from_json",
+    "make_config",
+    "resolve_device",
+]
+
+C = TypeVar("C", bound="RunConfig")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Everything a training run needs besides the data (stored as JSON in the model registry).
+class RunConfig:
+    """What every training run takes besides the data (stored as JSON in the model registry).
 
     Attributes
     ----------
@@ -51,38 +72,18 @@ class TrainConfig:
     split_seed, split_fractions
         The split set the run trains on: :func:`models.splits.split_set_name` of ``label_column``,
         ``split_seed`` and ``split_fractions`` (train, val, test), e.g. ``"label-s0-f70.15.15"``.
-    img_size, batch_size, epochs, lr, weight_decay, patience, label_smoothing, class_balanced, augment,
-    amp, max_steps
-        Image-model training (see :class:`models.fit.FitConfig`).
-    num_workers : int
-        Data-loader workers; -1 chooses (:func:`models.data.auto_num_workers`).
-    device : str
-        ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
     max_train : int
         Use at most this many training galaxies (0: all); a seeded, class-stratified subsample.
-    pretrained, allow_random_init, weights_path
-        Backbone weights (see :func:`models.backbones.load_backbone`).
-    encoder : str
-        DINOv2 encoder (a key of :data:`features.embeddings.ENCODERS`); the probe reads
-        ``embeddings_<encoder>``. ``"auto"`` takes the first embeddings table that exists among
-        ``dinov2_vits14``, ``dinov2_vitb14``, ``random_vits14`` (what the embeddings stage wrote), and
-        ``dinov2_vits14`` when none does.
-    layer_decay, head_lr_scale, init_from_probe
-        DINOv2 fine-tune: layer-wise learning-rate decay, head learning-rate multiplier, and whether the
-        head starts from the latest probe of the same encoder and label column.
-    hidden, dropout, modality_dropout, ablate
-        Fusion (:mod:`models.fusion`): branch width, dropout rate, the chance a present modality is
-        dropped per galaxy in training, and whether every modality subset is also fitted (ablations).
-    wandb_project : str
-        Also log the run to this Weights & Biases project (:mod:`models.tracking`; empty: off, unless
-        ``ASTROVISION_WANDB_PROJECT`` is set). The registry stays the record.
-    conformal_alpha : float
-        Target miscoverage of the conformal sets (:mod:`models.conformal`; 0.1: sets hold the true class
-        for at least 90% of galaxies, per class for the class-conditional sets).
     gate_confidence, gate_resamples
         The gate (:func:`models.baselines.gate`): the model's test balanced accuracy must beat the
         majority-class and pixel baselines of the same run, each difference's ``1 - gate_confidence``
         quantile over ``gate_resamples`` paired bootstrap resamples of the test galaxies above zero.
+    conformal_alpha : float
+        Target miscoverage of the conformal sets (:mod:`models.conformal`; 0.1: sets hold the true class
+        for at least 90% of galaxies, per class for the class-conditional sets).
+    wandb_project : str
+        Also log the run to this Weights & Biases project (:mod:`models.tracking`; empty: off, unless
+        ``ASTROVISION_WANDB_PROJECT`` is set). The registry stays the record.
     """
 
     preset: str = "demo"
@@ -90,34 +91,10 @@ class TrainConfig:
     seed: int = 0
     split_seed: int = 0
     split_fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
-    img_size: int = 64
-    batch_size: int = 32
-    epochs: int = 3
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    patience: int = 5
-    label_smoothing: float = 0.0
-    class_balanced: bool = True
-    augment: bool = True
-    amp: bool = True
-    max_steps: int = 0
-    num_workers: int = -1
-    device: str = "auto"
     max_train: int = 0
-    pretrained: bool = True
-    allow_random_init: bool = False
-    weights_path: str = ""
-    encoder: str = "auto"
-    layer_decay: float = 0.75
-    head_lr_scale: float = 10.0
-    init_from_probe: bool = True
     gate_confidence: float = 0.95
     gate_resamples: int = 2000
     conformal_alpha: float = 0.1
-    hidden: int = 64
-    dropout: float = 0.2
-    modality_dropout: float = 0.1
-    ablate: bool = True
     wandb_project: str = ""
 
     def __post_init__(self) -> None:
@@ -138,77 +115,190 @@ class TrainConfig:
         """The split set this run trains on (:func:`models.splits.split_set_name`)."""
         return split_set_name(self.label_column, self.split_seed, self.split_fractions)
 
-    def fit_config(self) -> FitConfig:
-        """The :class:`models.fit.FitConfig` part."""
-        return FitConfig(epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay, patience=self.patience,
-                         label_smoothing=self.label_smoothing, class_balanced=self.class_balanced,
-                         augment=self.augment, amp=self.amp, max_steps=self.max_steps)
-
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> TrainConfig:
+    def from_json(cls: type[C], text: str) -> C:
+        """Read a config back; keys this class does not take (an old all-kinds ``TrainConfig`` row) are dropped."""
         known = {f.name for f in fields(cls)}
         data = json.loads(text)
         data.setdefault("split_seed", data.get("seed", 0))  # before split_seed, one seed set both
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-_COMMON_DEMO: dict[str, Any] = {"allow_random_init": True, "patience": 5}
-_COMMON_FULL: dict[str, Any] = {"allow_random_init": False, "label_smoothing": 0.1, "patience": 8}
+@dataclass(frozen=True)
+class ImageConfig(RunConfig):
+    """A torch image classifier (CNN, EfficientNet-B0) trained on stamps.
+
+    Attributes
+    ----------
+    img_size, batch_size, epochs, lr, weight_decay, patience, label_smoothing, class_balanced, augment,
+    amp, max_steps
+        Training on :mod:`models.loop` (see :class:`models.fit.FitConfig`).
+    num_workers : int
+        Data-loader workers; -1 chooses (:func:`models.data.auto_num_workers`).
+    device : str
+        ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+    pretrained, allow_random_init, weights_path
+        Backbone weights (see :func:`models.backbones.load_backbone`).
+    """
+
+    img_size: int = 64
+    batch_size: int = 32
+    epochs: int = 3
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    patience: int = 5
+    label_smoothing: float = 0.0
+    class_balanced: bool = True
+    augment: bool = True
+    amp: bool = True
+    max_steps: int = 0
+    num_workers: int = -1
+    device: str = "auto"
+    pretrained: bool = True
+    allow_random_init: bool = False
+    weights_path: str = ""
+
+    def fit_config(self) -> FitConfig:
+        """The :class:`models.fit.FitConfig` part."""
+        from models.fit import FitConfig
+
+        return FitConfig(epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay, patience=self.patience,
+                         label_smoothing=self.label_smoothing, class_balanced=self.class_balanced,
+                         augment=self.augment, amp=self.amp, max_steps=self.max_steps)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(ImageConfig):
+    """The DINOv2 fine-tune: an image classifier with an encoder and layer-wise learning rates.
+
+    Attributes
+    ----------
+    encoder : str
+        DINOv2 encoder (a key of :data:`features.embeddings.ENCODERS`; ``"auto"``: the first ViT whose
+        embeddings table exists, see :func:`stages.training.resolve_encoder`).
+    layer_decay, head_lr_scale, init_from_probe
+        Layer-wise learning-rate decay, head learning-rate multiplier, and whether the head starts from the
+        latest probe of the same encoder and label column.
+    """
+
+    encoder: str = "auto"
+    layer_decay: float = 0.75
+    head_lr_scale: float = 10.0
+    init_from_probe: bool = True
+
+
+@dataclass(frozen=True)
+class ProbeConfig(RunConfig):
+    """The linear probe on stored embeddings.
+
+    Attributes
+    ----------
+    encoder : str
+        The probe reads ``embeddings_<encoder>``; ``"auto"`` takes the first embeddings table that exists
+        among ``dinov2_vits14``, ``dinov2_vitb14``, ``ssl_resnet18``, ``random_vits14``.
+    """
+
+    encoder: str = "auto"
+
+
+@dataclass(frozen=True)
+class FusionConfig(RunConfig):
+    """Late fusion (:mod:`models.fusion`) of stored embeddings, morphometrics and photometry.
+
+    Attributes
+    ----------
+    encoder : str
+        Frozen encoder whose ``embeddings_<encoder>`` are fused (``"auto"`` as for the probe).
+    epochs, patience, batch_size, lr, weight_decay
+        Training on :mod:`models.loop`.
+    hidden, dropout, modality_dropout, ablate
+        Branch width, dropout rate, the chance a present modality is dropped per galaxy in training, and
+        whether every modality subset is also fitted (ablations).
+    """
+
+    encoder: str = "auto"
+    epochs: int = 150
+    patience: int = 20
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-2
+    hidden: int = 64
+    dropout: float = 0.2
+    modality_dropout: float = 0.1
+    ablate: bool = True
+
+
+_IMAGE_DEMO: dict[str, Any] = {"allow_random_init": True, "patience": 5}
+_IMAGE_FULL: dict[str, Any] = {"allow_random_init": False, "label_smoothing": 0.1, "patience": 8}
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "cnn": {
-        "demo": {**_COMMON_DEMO, "img_size": 64, "epochs": 4, "batch_size": 32, "lr": 2e-3},
-        "full": {**_COMMON_FULL, "img_size": 128, "epochs": 60, "batch_size": 64, "lr": 1e-3},
+        "demo": {**_IMAGE_DEMO, "img_size": 64, "epochs": 4, "batch_size": 32, "lr": 2e-3},
+        "full": {**_IMAGE_FULL, "img_size": 128, "epochs": 60, "batch_size": 64, "lr": 1e-3},
     },
     "efficientnet_b0": {
-        "demo": {**_COMMON_DEMO, "img_size": 64, "epochs": 2, "batch_size": 32, "lr": 2e-3, "max_train": 256},
-        "full": {**_COMMON_FULL, "img_size": 224, "epochs": 30, "batch_size": 64, "lr": 5e-4},
+        "demo": {**_IMAGE_DEMO, "img_size": 64, "epochs": 2, "batch_size": 32, "lr": 2e-3, "max_train": 256},
+        "full": {**_IMAGE_FULL, "img_size": 224, "epochs": 30, "batch_size": 64, "lr": 5e-4},
     },
     "dinov2_probe": {
-        "demo": {**_COMMON_DEMO},
-        "full": {**_COMMON_FULL, "encoder": "dinov2_vitb14"},
+        "demo": {},
+        "full": {"encoder": "dinov2_vitb14"},
     },
     "dinov2_finetune": {
-        "demo": {**_COMMON_DEMO, "img_size": 56, "epochs": 1, "batch_size": 32, "lr": 1e-4, "max_train": 256,
-                 "layer_decay": 0.75,
-                 "head_lr_scale": 10.0},
-        "full": {**_COMMON_FULL, "encoder": "dinov2_vitb14", "img_size": 224, "epochs": 15, "batch_size": 32,
+        "demo": {**_IMAGE_DEMO, "img_size": 56, "epochs": 1, "batch_size": 32, "lr": 1e-4, "max_train": 256,
+                 "layer_decay": 0.75, "head_lr_scale": 10.0},
+        "full": {**_IMAGE_FULL, "encoder": "dinov2_vitb14", "img_size": 224, "epochs": 15, "batch_size": 32,
                  "lr": 5e-5, "layer_decay": 0.75, "head_lr_scale": 10.0},
     },
     "fusion": {
-        "demo": {**_COMMON_DEMO, "epochs": 150, "patience": 20, "batch_size": 128, "lr": 2e-3, "weight_decay": 1e-2},
-        "full": {**_COMMON_FULL, "encoder": "dinov2_vitb14", "epochs": 150, "patience": 20, "batch_size": 128,
-                 "lr": 2e-3, "weight_decay": 1e-2, "label_smoothing": 0.0},
+        "demo": {},
+        "full": {"encoder": "dinov2_vitb14"},
     },
 }
-"""Per model and preset, the values that differ from :class:`TrainConfig`'s defaults."""
+"""Per model and preset, the values that differ from its config class's defaults (a model registered with
+its own ``presets`` in :data:`models.registry.MODELS` takes those instead)."""
 
 
-def make_config(model: str, preset: str = "demo", **overrides: Any) -> TrainConfig:
-    """The config of ``model`` under ``preset``, with ``overrides`` (``None`` values are ignored).
+def make_config(model: str, preset: str = "demo", **overrides: Any) -> RunConfig:
+    """The config of ``model`` (its registry ``config_cls``) under ``preset``, with ``overrides``.
+
+    ``None`` values in ``overrides`` are ignored.
 
     Raises
     ------
     ValueError
-        Unknown model, preset or field.
+        Unknown model, preset or field (a field the model's config class does not take).
     """
-    if model not in PRESETS:
-        raise ValueError(f"unknown model {model!r}; known: {', '.join(PRESETS)}")
-    if preset not in PRESETS[model]:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS[model])}")
-    known = {f.name for f in fields(TrainConfig)}
+    from models.registry import MODELS
+
+    spec = MODELS.get(model)
+    if spec is None:
+        raise ValueError(f"unknown model {model!r}; known: {', '.join(MODELS)}")
+    presets = PRESETS.get(model, {}) if spec.presets is None else spec.presets
+    if preset not in presets:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(presets) or 'none'}")
+    known = {f.name for f in fields(spec.config_cls)}
     bad = [k for k in overrides if k not in known]
     if bad:
-        raise ValueError(f"unknown config field(s) {bad}")
-    cfg = replace(TrainConfig(preset=preset), **PRESETS[model][preset])
+        raise ValueError(f"unknown config field(s) {bad} for {model} ({spec.config_cls.__name__})")
+    cfg = replace(spec.config_cls(preset=preset), **presets[preset])
     return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def config_from_json(model: str, text: str) -> RunConfig:
+    """The config stored in a registry row of ``model`` (old all-kinds rows included)."""
+    from models.registry import get_spec
+
+    return get_spec(model).config_cls.from_json(text)
 
 
 def resolve_device(device: str) -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU."""
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)

@@ -11,7 +11,6 @@
   changes (centring and distance errors) and a mild brightness / colour gain (calibration scatter).
 * :func:`background_cache_fill` decodes a dataset's stamps into its cache in a thread while the first
   epoch trains (loaders without worker processes).
-* :func:`read_embeddings` reads stored embedding vectors as one array for the linear probe.
 
 The module never imports the warehouse package: it takes any object with ``read_images`` /
 ``take`` / ``exists`` (a :class:`warehouse.Warehouse`).
@@ -25,7 +24,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -35,7 +34,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from features.embeddings import IMAGENET_MEAN, IMAGENET_STD
 from features.pixels import model_input_uint8
-from models.errors import MissingInputError
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -48,7 +46,6 @@ __all__ = [
     "embeddings_table",
     "make_loader",
     "prepare_batch",
-    "read_embeddings",
 ]
 
 
@@ -306,44 +303,3 @@ def embeddings_table(encoder: str) -> str:
     ``models`` does not import the warehouse package.
     """
     return f"embeddings_{encoder}"
-
-
-def read_embeddings(
-    wh: Any,
-    table: str,
-    galaxy_ids: Sequence[str],
-    columns: Sequence[str] = ("vector", "patch_mean"),
-) -> np.ndarray:
-    """Stored embeddings of ``galaxy_ids`` as one ``(N, D)`` float32 array (columns concatenated).
-
-    Parameters
-    ----------
-    wh : warehouse.Warehouse
-    table : str
-        An embeddings table, e.g. ``embeddings_dinov2_vits14``.
-    galaxy_ids : sequence of str
-    columns : sequence of str
-        Vector columns to concatenate; default the CLS token and the patch-token mean.
-
-    Raises
-    ------
-    MissingInputError
-        When the table does not exist or lacks some of the galaxies (the message names both).
-    """
-    if not wh.exists(table):
-        raise MissingInputError(
-            f"embeddings table {table!r} does not exist in {wh.root}; materialize the "
-            f"{table} asset (or run `astrovision embed`) first"
-        )
-    try:
-        rows = wh.take(table, list(galaxy_ids), columns=list(columns))
-    except ValueError as exc:  # WarehouseError: missing ids or columns
-        raise MissingInputError(f"cannot read {list(columns)} of {len(galaxy_ids)} galaxies from {table!r}: {exc}") from None
-    parts = []
-    for c in columns:
-        col = rows.column(c).combine_chunks()
-        if col.null_count:
-            raise MissingInputError(f"{table}.{c}: {col.null_count} galaxies have no vector")
-        flat = np.asarray(col.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
-        parts.append(flat.reshape(len(rows), -1))
-    return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]

@@ -1,4 +1,6 @@
-"""The three input modalities of the late-fusion classifier, read from a warehouse it is handed.
+"""The three input modalities of the late-fusion classifier.
+
+:func:`stages.model_inputs.read_modalities` reads them from a warehouse; this module takes none.
 
 * ``embeddings``: the CLS vector and patch-token mean of one *frozen* encoder's stored table
   ``embeddings_<encoder>`` (never a backbone fine-tuned on labels: only stored embedding tables are read,
@@ -21,14 +23,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from models.errors import MissingInputError
 
-__all__ = ["LOG_COLUMNS", "MODALITIES", "MORPH_COLUMNS", "PHOT_COLUMNS", "Modalities", "check_frozen_encoder",
-           "read_modalities"]
+__all__ = ["BANDS", "LOG_COLUMNS", "MODALITIES", "MORPH_COLUMNS", "PHOT_COLUMNS", "Modalities",
+           "check_frozen_encoder"]
 
 MODALITIES: tuple[str, ...] = ("embeddings", "morphometrics", "photometry")
 """The modalities, in the order of the fused input."""
@@ -45,8 +46,8 @@ LOG_COLUMNS: frozenset[str] = frozenset({"r20_arcsec", "r50_arcsec", "r80_arcsec
                                          "sersic_n", "sersic_rhalf_arcsec", "elongation"})
 """Positive, heavy-tailed columns taken as ``log10`` (non-positive values become NaN)."""
 
-_BANDS = ("u", "g", "r", "i", "z")
-PHOT_COLUMNS: tuple[str, ...] = (*(f"mag_{b}_dered" for b in _BANDS), "u_g", "g_r", "r_i", "i_z")
+BANDS = ("u", "g", "r", "i", "z")
+PHOT_COLUMNS: tuple[str, ...] = (*(f"mag_{b}_dered" for b in BANDS), "u_g", "g_r", "r_i", "i_z")
 """Extinction-corrected magnitudes, then the (extinction-corrected) colours of ``photometry``."""
 
 
@@ -89,77 +90,3 @@ def check_frozen_encoder(encoder: str) -> None:
             f"fusion encoder {encoder!r} refused: fusion reads only the stored embeddings of a frozen encoder "
             "(embeddings_<encoder>, e.g. dinov2_vits14), never the features of a classifier fine-tuned on a split "
             "that includes val or test")
-
-
-def _embeddings(wh: Any, table: str, ids: list[str]) -> tuple[np.ndarray, np.ndarray, str]:
-    from models.data import read_embeddings
-
-    n = len(ids)
-    if not wh.exists(table):
-        return np.full((n, 0), np.nan), np.zeros(n, bool), f"table {table} does not exist"
-    have = set(wh.read(table, columns=["galaxy_id"]).column("galaxy_id").to_pylist())
-    present = np.array([g in have for g in ids], dtype=bool)
-    if not present.any():
-        return np.full((n, 0), np.nan), present, f"no galaxy has a row in {table}"
-    rows = [g for g in ids if g in have]
-    vec = read_embeddings(wh, table, rows).astype(np.float64)
-    x = np.full((n, vec.shape[1]), np.nan)
-    x[present] = vec
-    return x, present, ""
-
-
-def _features(wh: Any, ids: list[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, str]]:
-    cols = ", ".join(MORPH_COLUMNS)
-    dered = ", ".join(f"nan_null(p.modelMag_{b} - p.extinction_{b}) AS mag_{b}_dered" for b in _BANDS)
-    frame = wh.sql(
-        f"SELECT f.galaxy_id, f.morph_ok, {cols}, coalesce(p.quality_ok, false) AS phot_ok, {dered}, "
-        "f.u_g, f.g_r, f.r_i, f.i_z, p.galaxy_id IS NOT NULL AS phot_row, f.morph_band IS NOT NULL AS morph_row "
-        "FROM galaxy_features f LEFT JOIN photometry p USING (galaxy_id)", limit=None)
-    index = {g: i for i, g in enumerate(frame["galaxy_id"].to_list())}
-    rows = np.array([index.get(g, -1) for g in ids], dtype=np.int64)
-    found = rows >= 0
-    x: dict[str, np.ndarray] = {}
-    present: dict[str, np.ndarray] = {}
-    notes: dict[str, str] = {}
-    for m, columns, ok, row in (("morphometrics", MORPH_COLUMNS, "morph_ok", "morph_row"),
-                                ("photometry", PHOT_COLUMNS, "phot_ok", "phot_row")):
-        vals = frame.select(list(columns)).cast({c: float for c in columns}).fill_null(np.nan).to_numpy()
-        vals = np.where(found[:, None], vals[np.where(found, rows, 0)], np.nan).astype(np.float64)
-        for j, c in enumerate(columns):
-            if c in LOG_COLUMNS:
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    vals[:, j] = np.where(vals[:, j] > 0, np.log10(vals[:, j]), np.nan)
-        okv = frame[ok].fill_null(False).to_numpy()
-        present[m] = found & okv[np.where(found, rows, 0)]
-        x[m] = vals
-        if not present[m].any():
-            has_row = frame[row].to_numpy()[np.where(found, rows, 0)] & found
-            what = "morph_ok" if m == "morphometrics" else "quality_ok"
-            notes[m] = (f"no {m} row for any galaxy" if not has_row.any() else
-                        f"{int(has_row.sum())} galaxies have a {m} row but none passes {what}")
-    return x, present, notes
-
-
-def read_modalities(wh: Any, galaxy_ids: Sequence[str], encoder: str) -> Modalities:
-    """The three modalities of ``galaxy_ids`` (in order) from ``wh``; absent ones NaN with ``present`` False.
-
-    Raises
-    ------
-    MissingInputError
-        A refused encoder (:func:`check_frozen_encoder`) or no ``galaxies`` table.
-    """
-    from models.data import embeddings_table
-
-    check_frozen_encoder(encoder)
-    if not wh.exists("galaxies"):
-        raise MissingInputError(f"table 'galaxies' does not exist in {wh.root}")
-    ids = list(galaxy_ids)
-    table = embeddings_table(encoder)
-    emb, emb_present, emb_note = _embeddings(wh, table, ids)
-    x, present, notes = _features(wh, ids)
-    x["embeddings"], present["embeddings"] = emb, emb_present
-    if emb_note:
-        notes["embeddings"] = emb_note
-    columns = {"embeddings": [f"{table}[{j}]" for j in range(emb.shape[1])],
-               "morphometrics": list(MORPH_COLUMNS), "photometry": list(PHOT_COLUMNS)}
-    return Modalities(ids, {m: x[m] for m in MODALITIES}, {m: present[m] for m in MODALITIES}, columns, notes)

@@ -76,6 +76,21 @@ def _extra_value(raw: str | None, column: str, gid: str, row: int) -> Any:
     return extra.get(column)
 
 
+def _class_value(v: Any, where: str) -> int:
+    """A numeric label as an int class value (negative: unlabelled); ``LabelError`` naming ``where`` otherwise."""
+    if isinstance(v, bool):
+        v = int(v)
+    try:
+        fv = float(v)
+    except (TypeError, ValueError):
+        raise LabelError(f"{where} has value {v!r}, not a number") from None
+    if math.isnan(fv):
+        raise LabelError(f"{where} is NaN; store null for an unlabelled galaxy")
+    if not fv.is_integer() or math.isinf(fv):
+        raise LabelError(f"{where} has non-integer value {v!r}")
+    return int(fv)
+
+
 def resolve_labels(
     galaxy_ids: Sequence[str],
     *,
@@ -148,24 +163,7 @@ def resolve_labels(
             value = text_classes.index(v)
             found_names.setdefault(value, v)
         else:
-            if isinstance(v, bool):
-                v = int(v)
-            try:
-                fv = float(v)
-            except (TypeError, ValueError):
-                raise LabelError(
-                    f"{table} row {row} ({gid}): label column {column!r} has value {v!r}, not a number"
-                ) from None
-            if math.isnan(fv):
-                raise LabelError(
-                    f"{table} row {row} ({gid}): label column {column!r} is NaN; "
-                    "store null for an unlabelled galaxy"
-                )
-            if not fv.is_integer() or math.isinf(fv):
-                raise LabelError(
-                    f"{table} row {row} ({gid}): label column {column!r} has non-integer value {v!r}"
-                )
-            value = int(fv)
+            value = _class_value(v, f"{table} row {row} ({gid}): label column {column!r}")
             if value < 0:
                 n_unlabelled += 1
                 continue

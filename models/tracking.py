@@ -1,6 +1,6 @@
 """Optional experiment tracking with Weights & Biases, for those who use it; the registry stays the record.
 
-Off unless a project is named: ``TrainConfig.wandb_project`` (the assets' ``wandb_project`` run config) or
+Off unless a project is named: ``RunConfig.wandb_project`` (the assets' ``wandb_project`` run config) or
 the environment variable ``ASTROVISION_WANDB_PROJECT``. Then every training run (each classifier's
 ``fit``, the fusion model and its ablation, the temperature scaling and the conformal sets) is also logged
 to one W&B run named ``<model>-v<version>``: the config, the per-epoch curves, the test and validation
@@ -62,7 +62,7 @@ def log_training_run(project: str, *, name: str, version: int, config: dict[str,
     name, version : str, int
         The registry's model name and version (the W&B run is ``<name>-v<version>``).
     config : dict
-        The run's :class:`models.config.TrainConfig` as a dict.
+        The run's config (a :class:`models.config.RunConfig`) as a dict.
     metrics : dict
         The registry's ``metrics_json`` content: ``test``, ``val``, ``fit`` (``history``: the curves;
         ``ablation`` for fusion), ``calibration``, ``conformal``, ``gate``.

@@ -301,6 +301,49 @@ def _pixel_features(wh: Warehouse, ids: list[str]) -> np.ndarray:
     return pixel_features(pixel_stamps(wh, ids))
 
 
+def _add_qvalues(rows: list[dict[str, Any]], qdef: dict[str, Any]) -> None:
+    """BH q-values over each family (the rho grid; the ``r2_cv_minus_pixels`` tests), and each row's source."""
+    from models.representation import bh_qvalues
+
+    p = np.array([r["p"] for r in rows], dtype=float)
+    q = np.full(len(rows), np.nan)
+    for family in ("spearman", "r2_cv_minus"):
+        sel = np.array([r["statistic"].startswith(family) for r in rows], dtype=bool)
+        if sel.any():
+            q[sel] = bh_qvalues(p[sel])
+    for r, qi in zip(rows, q):
+        r["q"] = float(qi)
+        r["source"], r["subset"] = qdef[r["quantity"]].source, qdef[r["quantity"]].subset
+
+
+def _analysis_figures(wh: Warehouse, rows: list[dict[str, Any]], names: list[str], qnames: list[str],
+                      r2: dict[str, dict[str, tuple[float, float, float]]],
+                      meta: dict[str, dict[str, Any]]) -> dict[str, Path]:
+    """The correlation heatmap of each encoder and the R^2 bars, written under :func:`figures_dir`."""
+    from models.representation.plots import correlation_heatmap_png, r2_bars_png
+
+    figures: dict[str, Path] = {}
+    out_dir = figures_dir(wh)
+    for enc in names:
+        grid = {(r["quantity"], r["statistic"]): r for r in rows if r["encoder"] == enc
+                and r["statistic"].startswith("spearman")}
+        cols = sorted({s for _, s in grid}, key=lambda s: int(s.removeprefix("spearman_pc")))
+        if not cols or not qnames:
+            continue
+        mat = {k: np.array([[grid.get((qn, c), {}).get(k, np.nan) for c in cols] for qn in qnames], dtype=float)
+               for k in ("value", "ci_low", "ci_high", "q")}
+        path = out_dir / f"{enc}_correlations.png"
+        path.write_bytes(correlation_heatmap_png(mat["value"], mat["ci_low"], mat["ci_high"], mat["q"], qnames,
+                                                 [c.removeprefix("spearman_").upper() for c in cols],
+                                                 f"{enc} [{meta[enc]['weights_origin']}]"))
+        figures[f"{enc}_correlations"] = path
+    if r2:
+        path = out_dir / "r2_cv.png"
+        path.write_bytes(r2_bars_png(r2, "quantity predicted from each encoder's CLS vectors vs the pixel baseline"))
+        figures["r2_cv"] = path
+    return figures
+
+
 def analyse(wh: Warehouse, *, encoders: Sequence[str] | None = None, n_pcs: int = 5, n_boot: int = 1000,
             n_perm: int = 1000, n_folds: int = 5, seed: int = 0, pixel_baseline: bool = True,
             run_id: str | None = None, log: LogFn = lambda _m: None) -> AnalysisOutcome:
@@ -319,8 +362,7 @@ replaced in one commit; other encoders' rows stay.
     ValueError
         No embeddings, or an encoder without a PCA map.
     """
-    from models.representation import bh_qvalues, grouped_cv_r2, spearman_ci
-    from models.representation.plots import correlation_heatmap_png, r2_bars_png
+    from models.representation import grouped_cv_r2, spearman_ci
 
     t0 = time.perf_counter()
     tables = encoder_tables(wh, encoders)
@@ -380,15 +422,7 @@ replaced in one commit; other encoders' rows stay.
                          "ci_high": e.ci_high, "p": e.p, "n": e.n, **meta[enc]})
             if stat == "r2_cv":
                 r2[qn][enc] = (e.value, e.ci_low, e.ci_high)
-    p = np.array([r["p"] for r in rows], dtype=float)
-    q = np.full(len(rows), np.nan)
-    for family in ("spearman", "r2_cv_minus"):
-        sel = np.array([r["statistic"].startswith(family) for r in rows], dtype=bool)
-        if sel.any():
-            q[sel] = bh_qvalues(p[sel])
-    for r, qi in zip(rows, q):
-        r["q"] = float(qi)
-        r["source"], r["subset"] = qdef[r["quantity"]].source, qdef[r["quantity"]].subset
+    _add_qvalues(rows, qdef)
     table = pa.table({c: [r[c] for r in rows] for c in ("quantity", "encoder", "statistic", "value", "ci_low",
                                                         "ci_high", "p", "q", "n", "source", "subset",
                                                         "weights_origin", "weights_sha256",
@@ -396,25 +430,6 @@ replaced in one commit; other encoders' rows stay.
     if rows:
         analysed = ", ".join(quote(e) for e in [*names, PIXELS])
         wh.replace("representation_analysis", table, where=f"encoder IN ({analysed})", run_id=run_id)
-    figures: dict[str, Path] = {}
-    out_dir = figures_dir(wh)
-    qnames = list(quantities)
-    for enc in names:
-        grid = {(r["quantity"], r["statistic"]): r for r in rows if r["encoder"] == enc
-                and r["statistic"].startswith("spearman")}
-        cols = sorted({s for _, s in grid}, key=lambda s: int(s.removeprefix("spearman_pc")))
-        if not cols or not qnames:
-            continue
-        mat = {k: np.array([[grid.get((qn, c), {}).get(k, np.nan) for c in cols] for qn in qnames], dtype=float)
-               for k in ("value", "ci_low", "ci_high", "q")}
-        path = out_dir / f"{enc}_correlations.png"
-        path.write_bytes(correlation_heatmap_png(mat["value"], mat["ci_low"], mat["ci_high"], mat["q"], qnames,
-                                                 [c.removeprefix("spearman_").upper() for c in cols],
-                                                 f"{enc} [{meta[enc]['weights_origin']}]"))
-        figures[f"{enc}_correlations"] = path
-    if r2:
-        path = out_dir / "r2_cv.png"
-        path.write_bytes(r2_bars_png(r2, "quantity predicted from each encoder's CLS vectors vs the pixel baseline"))
-        figures["r2_cv"] = path
+    figures = _analysis_figures(wh, rows, names, list(quantities), r2, meta)
     log(f"representation_analysis: {len(rows)} rows over {len(names)} encoder(s), {len(quantities)} quantities")
     return AnalysisOutcome(table, figures, notes, time.perf_counter() - t0)

@@ -33,14 +33,14 @@ from models.baselines import (
     pixel_features,
 )
 from models.calibration import CalibrationReport, apply_temperature, calibrate, log_probs, reliability_png
-from models.config import TrainConfig
+from models.config import RunConfig
 from models.conformal import SCORES, Conformalizer, set_report, val_halves
 from models.metrics import classification_metrics, confusion_png
 from models.splits import SPLIT_NAMES
-from models.versions import artefact_dir, next_version, record_model
 from stages.split_leaks import current_groups
 from stages.splits import SplitData
 from stages.trainers import FitOutput, Used
+from stages.versions import artefact_dir, next_version, record_model
 
 __all__ = ["RegistryRow", "TrainOutcome", "commit_run", "finish_run", "pixel_stamps"]
 
@@ -52,7 +52,7 @@ class RegistryRow:
     """One row of the model registry (``models`` table, :mod:`warehouse.schemas.training`), typed.
 
     Every trained model - classifier, probe, fusion, U-Net - is recorded through this class, so the
-    row's keys and types live in one place; :meth:`as_row` is what :func:`models.versions.record_model`
+    row's keys and types live in one place; :meth:`as_row` is what :func:`stages.versions.record_model`
     stores.
     """
 
@@ -133,7 +133,7 @@ class TrainOutcome:
     train_seconds: float
     table_versions: dict[str, int]
     gate: Gate
-    config: TrainConfig
+    config: RunConfig
     n: dict[str, int]
     excluded: dict[str, dict[str, int]] = field(default_factory=dict)
     fit: dict[str, Any] = field(default_factory=dict)
@@ -169,7 +169,7 @@ def pixel_stamps(wh: Any, ids: list[str], batch: int = 256) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, 3, PIXEL_STAMP, PIXEL_STAMP), np.uint8)
 
 
-def _gate(wh: Any, cfg: TrainConfig, split: SplitData, used: Used, test_pred: np.ndarray, log: LogFn) -> Gate:
+def _gate(wh: Any, cfg: RunConfig, split: SplitData, used: Used, test_pred: np.ndarray, log: LogFn) -> Gate:
     """Measure the baselines on the run's own galaxies and gate the model against them on test.
 
     The pixel baseline trains on the same training galaxies as the model (after ``max_train``) and
@@ -193,7 +193,7 @@ def _gate(wh: Any, cfg: TrainConfig, split: SplitData, used: Used, test_pred: np
 
 
 def _conformalize(conf_probs: np.ndarray, y_conf: np.ndarray, test_probs: np.ndarray, y_test: np.ndarray,
-                  names: tuple[str, ...], cfg: TrainConfig, log: LogFn) -> tuple[dict[str, Conformalizer], dict[str, Any]]:
+                  names: tuple[str, ...], cfg: RunConfig, log: LogFn) -> tuple[dict[str, Conformalizer], dict[str, Any]]:
     """Fit a :class:`models.conformal.Conformalizer` per score on the conformalization half; report on test."""
     fitted: dict[str, Conformalizer] = {}
     report: dict[str, Any] = {"alpha": cfg.conformal_alpha, "n_conformalize": len(y_conf),
@@ -229,7 +229,7 @@ class _Verdict:
     conformal_metrics: dict[str, Any]
 
 
-def _verdict(wh: Any, name: str, cfg: TrainConfig, split: SplitData, probs: dict[str, np.ndarray], used: Used,
+def _verdict(wh: Any, name: str, cfg: RunConfig, split: SplitData, probs: dict[str, np.ndarray], used: Used,
              log: LogFn) -> _Verdict:
     y_test, y_val = used["test"][1], used["val"][1]
     test = classification_metrics(y_test, probs["test"].argmax(axis=1), split.names)
@@ -250,7 +250,7 @@ def _verdict(wh: Any, name: str, cfg: TrainConfig, split: SplitData, probs: dict
     return _Verdict(test, val, verdict, (ci_low, ci_high), cal, conformal, conformal_metrics)
 
 
-def _track(tracking: str, name: str, version: int, cfg: TrainConfig, metrics: dict[str, Any], wh: Any,
+def _track(tracking: str, name: str, version: int, cfg: RunConfig, metrics: dict[str, Any], wh: Any,
            log: LogFn) -> str:
     """Log the registered run to W&B when configured; a failure is said, never raised (the row is written)."""
     if not tracking:
@@ -267,7 +267,7 @@ def _track(tracking: str, name: str, version: int, cfg: TrainConfig, metrics: di
     return tracked
 
 
-def finish_run(wh: Any, name: str, kind: str, cfg: TrainConfig, split: SplitData, fitted: FitOutput, tmp: Path, *,
+def finish_run(wh: Any, name: str, kind: str, cfg: RunConfig, split: SplitData, fitted: FitOutput, tmp: Path, *,
                seconds: float, notes: list[str], table_versions: dict[str, int], tracking: str = "",
                log: LogFn | None = None, run_id: str | None = None) -> TrainOutcome:
     """Gate, CI, calibration, conformal sets, plots, the atomic artefact write and the registry row of a classifier.

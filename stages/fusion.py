@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 
 from features.weights import WeightsOrigin, WeightsProvenance
-from models.config import TrainConfig
+from models.config import FusionConfig
 from models.errors import MissingInputError
-from models.fusion_data import MODALITIES, Modalities, read_modalities
+from models.fusion_data import MODALITIES, Modalities
 from models.splits import SPLIT_NAMES
+from stages.model_inputs import read_modalities
 from stages.trainers import subsample
 
 __all__ = ["DEMO_CATALOGUE_PREFIX", "embeddings_provenance", "train_fusion"]
@@ -65,7 +66,7 @@ def _coverage(data: dict[str, Modalities]) -> dict[str, dict[str, int]]:
     return {s: {m: int(d.present[m].sum()) for m in MODALITIES} | {"n": len(d.galaxy_ids)} for s, d in data.items()}
 
 
-def train_fusion(wh: Any, name: str, cfg: TrainConfig, split: Any, tmp: Path, log: LogFn,
+def train_fusion(wh: Any, name: str, cfg: FusionConfig, split: Any, tmp: Path, log: LogFn,
                  notes: list[str]) -> tuple[dict[str, np.ndarray], Used, WeightsProvenance, dict[str, Any]]:
     """Fit :class:`models.fusion.FusionNet` on ``split`` and, with ``cfg.ablate``, every modality subset.
 

@@ -1,7 +1,7 @@
 """Warehouse maintenance: vacuum, keeping every table version a registered model was trained on.
 
 A model's registry row records the Lance version of every table its run read
-(``table_versions_json``), so :func:`models.versions.training_set` can read the exact training set back
+(``table_versions_json``), so :func:`stages.versions.training_set` can read the exact training set back
 by time travel. :func:`vacuum` pins those versions (Lance tags ``pin-model-<name>-v<version>``) before
 :meth:`warehouse.Warehouse.vacuum` deletes old versions, so the registry never names a version that
 is gone.
@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from models.versions import list_models
 from stages.results import StageResult
+from stages.versions import list_models
 from warehouse.vacuum import VacuumReport
 
 if TYPE_CHECKING:

@@ -44,7 +44,7 @@ from features.segmentation.otsu import FAILED
 from features.weights import WeightsOrigin
 from models.errors import MissingInputError
 from models.splits import split_content_hash, split_set_name
-from models.versions import get_model
+from stages.versions import get_model
 from warehouse.images import decode_image, encode_image
 from warehouse.sqltext import quote
 

@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 
 from features.weights import WeightsOrigin, WeightsProvenance
-from models.config import TrainConfig, resolve_device
+from models.config import FinetuneConfig, ImageConfig, ProbeConfig, resolve_device
 from models.errors import MissingInputError
 from models.splits import SPLIT_NAMES
-from models.versions import list_models
 from stages.splits import SplitData
+from stages.versions import list_models
 from warehouse.schemas.embeddings import embedding_table
 
 __all__ = ["FitOutput", "FitStep", "Used", "latest_probe", "subsample", "train_images", "train_probe"]
@@ -32,8 +32,9 @@ Used = dict[str, tuple[list[str], np.ndarray]]
 """Per split, the galaxy ids a run used and their class indices."""
 FitOutput = tuple[dict[str, np.ndarray], Used, WeightsProvenance, dict[str, Any]]
 """What a kind's fitting step returns: val/test probabilities, the galaxies used, the weights, the fit record."""
-FitStep = Callable[[Any, str, TrainConfig, SplitData, Path, LogFn, list[str]], FitOutput]
-"""A kind's fitting step: ``step(wh, name, cfg, split, tmp, log, notes) -> FitOutput`` (it may append notes)."""
+FitStep = Callable[[Any, str, Any, SplitData, Path, LogFn, list[str]], FitOutput]
+"""A kind's fitting step: ``step(wh, name, cfg, split, tmp, log, notes) -> FitOutput`` (it may append notes);
+``cfg`` is the model's own config (:attr:`models.registry.ModelSpec.config_cls`), a :class:`RunConfig`."""
 
 
 def subsample(ids: list[str], y: np.ndarray, n: int, seed: int) -> tuple[list[str], np.ndarray]:
@@ -51,7 +52,7 @@ def subsample(ids: list[str], y: np.ndarray, n: int, seed: int) -> tuple[list[st
     return [ids[i] for i in keep], y[keep]
 
 
-def latest_probe(wh: Any, cfg: TrainConfig, split: SplitData) -> tuple[dict[str, Any], Path] | None:
+def latest_probe(wh: Any, cfg: FinetuneConfig, split: SplitData) -> tuple[dict[str, Any], Path] | None:
     for row in reversed(list_models(wh)):
         if row["name"] != "dinov2_probe" or row.get("split_hash") != split.content_hash:
             continue  # only a probe fitted on this very split set (by content, not by name)
@@ -63,7 +64,7 @@ def latest_probe(wh: Any, cfg: TrainConfig, split: SplitData) -> tuple[dict[str,
     return None
 
 
-def _init_head_from_probe(wh: Any, model: Any, origin: WeightsProvenance, cfg: TrainConfig,
+def _init_head_from_probe(wh: Any, model: Any, origin: WeightsProvenance, cfg: FinetuneConfig,
                           split: SplitData) -> str:
     """Copy the latest matching probe into the fine-tune head, if it was fitted on the same weights."""
     from models.probe import LinearProbe
@@ -88,7 +89,7 @@ def _init_head_from_probe(wh: Any, model: Any, origin: WeightsProvenance, cfg: T
 
 
 
-def train_images(wh: Any, name: str, cfg: TrainConfig, split: SplitData, tmp: Path, log: LogFn,
+def train_images(wh: Any, name: str, cfg: ImageConfig, split: SplitData, tmp: Path, log: LogFn,
                  notes: list[str]) -> FitOutput:
     import torch
 
@@ -102,7 +103,7 @@ def train_images(wh: Any, name: str, cfg: TrainConfig, split: SplitData, tmp: Pa
     if origin.is_random:
         log(f"{name}: no pretrained weights found; training from RANDOM INIT (allowed by the config)")
     params = None
-    if name == "dinov2_finetune":
+    if isinstance(cfg, FinetuneConfig):
         params = model.param_groups(cfg.lr, cfg.weight_decay, cfg.layer_decay, cfg.head_lr_scale)
         notes.append(_init_head_from_probe(wh, model, origin, cfg, split) if cfg.init_from_probe
                      else "head initialised at zero (init_from_probe is off)")
@@ -120,7 +121,7 @@ def train_images(wh: Any, name: str, cfg: TrainConfig, split: SplitData, tmp: Pa
         "test": make_loader(ds["test"], batch_size=cfg.batch_size * 2, shuffle=False, num_workers=workers,
                             pin_memory=pin),
     }
-    if name == "dinov2_finetune":
+    if isinstance(cfg, FinetuneConfig):
         from models.data import prepare_batch
         from models.dinov2 import standardise_head
 
@@ -145,10 +146,10 @@ def train_images(wh: Any, name: str, cfg: TrainConfig, split: SplitData, tmp: Pa
     return probs, used, origin, info
 
 
-def train_probe(wh: Any, name: str, cfg: TrainConfig, split: SplitData, tmp: Path, log: LogFn,
+def train_probe(wh: Any, name: str, cfg: ProbeConfig, split: SplitData, tmp: Path, log: LogFn,
                 notes: list[str]) -> FitOutput:
-    from models.data import read_embeddings
     from models.probe import fit_probe
+    from stages.model_inputs import read_embeddings
 
     table = embedding_table(cfg.encoder)
     if not wh.exists(table):

@@ -9,6 +9,7 @@ No Dagster and no argparse here. The split and finish names stay importable from
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import time
 import uuid
@@ -17,15 +18,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from models.config import TrainConfig
+from models.config import RunConfig, config_from_json
 from models.errors import SplitError
-from models.registry import get_spec
+from models.registry import ModelSpec, get_spec
 from models.splits import SPLIT_NAMES
-from models.versions import get_model
 from stages.finish import RegistryRow, TrainOutcome, finish_run, pixel_stamps
 from stages.fusion import train_fusion
 from stages.splits import SplitData, SplitsOutcome, build_splits, describe_excluded, load_split, read_labels
 from stages.trainers import FitStep, train_images, train_probe
+from stages.versions import get_model
 from warehouse.schemas.embeddings import embedding_table
 from warehouse.sqltext import quote
 
@@ -38,6 +39,7 @@ __all__ = [
     "TrainOutcome",
     "build_splits",
     "config_from_registry",
+    "fit_step",
     "load_split",
     "pixel_stamps",
     "read_labels",
@@ -49,6 +51,18 @@ __all__ = [
 LogFn = Callable[[str], None]
 FIT_STEPS: dict[str, FitStep] = {"images": train_images, "embeddings": train_probe, "fusion": train_fusion}
 """Each registry kind's fitting step; :func:`stages.finish.finish_run` does the rest for all of them."""
+
+
+def fit_step(spec: ModelSpec) -> FitStep:
+    """The fitting step of a registered model: its own ``fit_step`` (``"module:function"``) or its kind's."""
+    if spec.fit_step:
+        module, _, function = spec.fit_step.partition(":")
+        return getattr(importlib.import_module(module), function)
+    try:
+        return FIT_STEPS[spec.kind]
+    except KeyError:
+        raise ValueError(f"model {spec.name!r} is of kind {spec.kind!r}, which has no fitting step; "
+                         f"give its registry entry a fit_step or use one of {', '.join(FIT_STEPS)}") from None
 
 AUTO_ENCODERS: tuple[str, ...] = ("dinov2_vits14", "dinov2_vitb14", "ssl_resnet18", "random_vits14")
 """Preference order of ``encoder="auto"``."""
@@ -77,7 +91,7 @@ def resolve_encoder(wh: Any, encoder: str, *, backbone: bool = False) -> str:
 class _Run:
     """A run's resolved config, split set, tables read and notes, before fitting."""
 
-    cfg: TrainConfig
+    cfg: RunConfig
     split: SplitData
     read_tables: list[str]
     versions: dict[str, int]
@@ -85,12 +99,12 @@ class _Run:
     tracking: str
 
 
-def _prepare(wh: Any, name: str, kind: str, cfg: TrainConfig, *, log: LogFn, run_id: str | None,
+def _prepare(wh: Any, name: str, kind: str, cfg: RunConfig, *, log: LogFn, run_id: str | None,
              ensure_splits: bool) -> _Run:
     """Resolve the encoder, check tracking, build or load the split set; nothing trained yet."""
     from models.tracking import require_wandb, wandb_project
 
-    if name.startswith("dinov2") or kind == "fusion":
+    if hasattr(cfg, "encoder"):  # the probe, the fine-tune, fusion
         cfg = replace(cfg, encoder=resolve_encoder(wh, cfg.encoder, backbone=kind == "images"))
     if kind == "fusion":
         from models.fusion_data import check_frozen_encoder
@@ -109,9 +123,9 @@ def _prepare(wh: Any, name: str, kind: str, cfg: TrainConfig, *, log: LogFn, run
         log(f"built split set {split_name}: {out.counts}")
     versions = wh.versions()
     split = load_split(wh, split_name, version=versions["splits"])
-    read_tables = ["galaxies", "splits"] + {
-        "images": ["images"], "embeddings": [embedding_table(cfg.encoder)],
-        "fusion": [embedding_table(cfg.encoder), "morphometrics", "photometry"]}[kind]
+    table = embedding_table(cfg.encoder) if hasattr(cfg, "encoder") else ""
+    reads = {"embeddings": [table], "fusion": [table, "morphometrics", "photometry"]}
+    read_tables = ["galaxies", "splits", *reads.get(kind, ["images"])]
     log(f"training {name} on {split_name} ({split.num_classes} classes, "
         f"{', '.join(f'{s} {len(split.ids[s])}' for s in SPLIT_NAMES)}), preset {cfg.preset}")
     notes: list[str] = []
@@ -125,7 +139,7 @@ def _prepare(wh: Any, name: str, kind: str, cfg: TrainConfig, *, log: LogFn, run
 def train_model(
     wh: Any,
     name: str,
-    config: TrainConfig | None = None,
+    config: RunConfig | None = None,
     *,
     log: LogFn | None = None,
     run_id: str | None = None,
@@ -138,7 +152,7 @@ def train_model(
     wh : warehouse.Warehouse
     name : str
         A key of :data:`models.registry.MODELS`.
-    config : TrainConfig, optional
+    config : RunConfig, optional
         Default: the model's ``demo`` preset.
     log : callable, optional
         ``log(message)``.
@@ -153,7 +167,7 @@ def train_model(
     TrainOutcome
         With its gate (:func:`models.baselines.gate`): the test balanced accuracy against the
         majority-class and pixel baselines measured on the same galaxies in this run. The registry row
-        records it (``gate_passed``, ``gate_json``); :func:`models.predict.predict_all` writes
+        records it (``gate_passed``, ``gate_json``); :func:`stages.predict.predict_all` writes
         predictions only for versions that passed.
 
     Raises
@@ -174,7 +188,7 @@ def train_model(
     tmp.mkdir(parents=True, exist_ok=True)
     try:
         t0 = time.perf_counter()
-        fitted = FIT_STEPS[spec.kind](wh, name, cfg, split, tmp, log, run.notes)
+        fitted = fit_step(spec)(wh, name, cfg, split, tmp, log, run.notes)
         seconds = time.perf_counter() - t0
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -184,9 +198,10 @@ def train_model(
                       table_versions=table_versions, tracking=run.tracking, log=log, run_id=run_id)
 
 
-def config_from_registry(wh: Any, name: str, version: int | None = None) -> TrainConfig:
-    """The config a registered model version was trained with."""
-    return TrainConfig.from_json(get_model(wh, name, version)["config_json"])
+def config_from_registry(wh: Any, name: str, version: int | None = None) -> RunConfig:
+    """The config a registered model version was trained with (its kind's config class; rows written with
+    the old all-kinds ``TrainConfig`` JSON load too, the fields the kind does not take dropped)."""
+    return config_from_json(name, get_model(wh, name, version)["config_json"])
 
 
 def retrain(wh: Any, name: str, version: int, **kwargs: Any) -> TrainOutcome:

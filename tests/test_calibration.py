@@ -21,9 +21,9 @@ from models.calibration import (
     reliability_bins,
 )
 from models.config import make_config
-from models.predict import predict_all
-from models.versions import get_model
+from stages.predict import predict_all
 from stages.training import train_model
+from stages.versions import get_model
 
 
 def _overconfident(n=4000, k=4, true_t=2.5, seed=0):

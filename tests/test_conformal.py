@@ -10,9 +10,9 @@ from toy_warehouse import fill_toy_warehouse
 from models.calibration import apply_temperature
 from models.config import make_config
 from models.conformal import Conformalizer, clopper_pearson, set_report, val_halves
-from models.predict import predict_all
-from models.versions import get_model
+from stages.predict import predict_all
 from stages.training import train_model
+from stages.versions import get_model
 
 
 def _hard_rare(n, seed):

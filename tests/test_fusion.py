@@ -12,9 +12,9 @@ from models.config import make_config
 from models.errors import MissingInputError, TrainingError
 from models.fusion import FusionPreprocessor, ablation, ablation_table_md, fit_fusion
 from models.fusion_data import MODALITIES, Modalities
-from models.predict import predict_all
-from models.versions import get_model
+from stages.predict import predict_all
 from stages.training import train_model
+from stages.versions import get_model
 
 FAST = {"epochs": 25, "patience": 8, "gate_resamples": 200}
 
@@ -147,7 +147,7 @@ def test_wandb_offline_logs_the_run_under_wandb_dir(warehouse, tmp_path, monkeyp
 
     fill_toy_warehouse(warehouse, n=64, separation=1.0)
     assert main(["--home", str(warehouse.root), "train", "dinov2_probe", "--wandb-project", "astrovision-test",
-                 "--quiet"]) == 0  # the CLI option -> the asset's run config -> TrainConfig.wandb_project
+                 "--quiet"]) == 0  # the CLI option -> the asset's run config -> RunConfig.wandb_project
     assert "  tracking: W&B project astrovision-test: " in capsys.readouterr().out
     runs = list((tmp_path / "wb" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("run-*.wandb"))

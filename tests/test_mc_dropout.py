@@ -11,8 +11,8 @@ from torch import nn
 
 from models.config import make_config
 from models.mc_dropout import dropout_layers, entropy, mc_dropout_probs, mutual_information
-from models.predict import predict_all
 from models.toy import toy_embeddings, toy_images, toy_rows
+from stages.predict import predict_all
 from stages.training import train_model
 from warehouse.schemas.embeddings import embedding_spec
 

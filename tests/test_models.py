@@ -47,7 +47,8 @@ def _loaders(n=16, size=32, batch=4, seed=0):
 
 
 def _build(name):
-    cfg = make_config(name, img_size=TINY[name], encoder="random_vits14", allow_random_init=True)
+    extra = {"encoder": "random_vits14"} if name == "dinov2_finetune" else {}
+    cfg = make_config(name, img_size=TINY[name], allow_random_init=True, **extra)
     model, origin = build_model(name, K, cfg, pretrained=False)
     return model, origin
 

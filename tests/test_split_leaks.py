@@ -15,12 +15,12 @@ from dagster_project.defs.training.checks import leak_check
 from models.baselines import balanced_accuracy_interval
 from models.config import make_config
 from models.errors import SplitError
-from models.predict import predict_all
 from models.splits import split_content_hash, split_set_name
 from models.toy import toy_embeddings, toy_images, toy_rows
-from models.versions import get_model
+from stages.predict import predict_all
 from stages.trainers import latest_probe
 from stages.training import build_splits, load_split, train_model
+from stages.versions import get_model
 from warehouse.schemas.embeddings import embedding_spec
 
 ENCODER = "random_vits14"

@@ -15,10 +15,10 @@ from toy_warehouse import fill_toy_warehouse as _fill
 from features.weights import WeightsOrigin
 from models.config import make_config
 from models.errors import LabelError, MissingInputError, TooFewClassesError
-from models.predict import load_predictor, predict_all
 from models.toy import toy_images, toy_rows
-from models.versions import get_model, list_models, training_set
+from stages.predict import load_predictor, predict_all
 from stages.training import build_splits, train_model
+from stages.versions import get_model, list_models, training_set
 
 
 def _cnn_cfg(**kw):
@@ -49,6 +49,41 @@ def test_probe_run_is_registered_with_table_versions(filled):
     out2 = train_model(filled, "dinov2_probe", make_config("dinov2_probe"))
     assert out2.version == 2
     assert out2.metrics == out.metrics  # same seed, same table versions
+
+
+OLD_TRAIN_CONFIG = {  # a registry row's config_json before the per-kind configs: every kind's 34 fields
+    "preset": "demo", "label_column": "label", "seed": 0, "split_seed": 0, "split_fractions": [0.7, 0.15, 0.15],
+    "img_size": 64, "batch_size": 32, "epochs": 3, "lr": 0.001, "weight_decay": 0.05, "patience": 5,
+    "label_smoothing": 0.0, "class_balanced": True, "augment": True, "amp": True, "max_steps": 0,
+    "num_workers": -1, "device": "auto", "max_train": 0, "pretrained": True, "allow_random_init": True,
+    "weights_path": "", "encoder": ENCODER, "layer_decay": 0.75, "head_lr_scale": 10.0, "init_from_probe": True,
+    "gate_confidence": 0.95, "gate_resamples": 2000, "conformal_alpha": 0.1, "hidden": 64, "dropout": 0.2,
+    "modality_dropout": 0.1, "ablate": True, "wandb_project": ""}
+
+
+def test_each_kind_has_its_own_config_and_old_rows_still_load(filled):
+    from models.config import FusionConfig, ImageConfig, ProbeConfig, config_from_json
+    from stages.training import config_from_registry, retrain
+    from stages.versions import record_model
+
+    assert type(make_config("cnn")) is ImageConfig and type(make_config("fusion")) is FusionConfig
+    with pytest.raises(ValueError, match=r"unknown config field\(s\) \['encoder'\] for cnn \(ImageConfig\)"):
+        make_config("cnn", encoder="dinov2_vits14")
+    old = json.dumps(OLD_TRAIN_CONFIG)
+    cnn = config_from_json("cnn", old)
+    assert (type(cnn), cnn.img_size, cnn.allow_random_init) == (ImageConfig, 64, True)
+    assert not hasattr(cnn, "encoder") and not hasattr(cnn, "hidden")
+    assert config_from_json("fusion", old) == FusionConfig(encoder=ENCODER, epochs=3, patience=5, batch_size=32,
+                                                           lr=0.001, weight_decay=0.05)
+    out = train_model(filled, "dinov2_probe", make_config("dinov2_probe"))
+    row = get_model(filled, "dinov2_probe", 1)
+    record_model(filled, {**row, "config_json": old})  # the row as the old code wrote it
+    assert config_from_registry(filled, "dinov2_probe", 1) == ProbeConfig(encoder=ENCODER)
+    assert load_predictor(filled, "dinov2_probe", 1).config == ProbeConfig(encoder=ENCODER)
+    again = retrain(filled, "dinov2_probe", 1)
+    assert again.version == 2 and again.metrics == out.metrics
+    assert json.loads(get_model(filled, "dinov2_probe", 2)["config_json"]) == json.loads(
+        ProbeConfig(encoder=ENCODER).to_json())
 
 
 def test_training_set_reads_back_the_exact_split(filled):

@@ -64,7 +64,7 @@ def _kill_a_writer(wh) -> set[Path]:
 
 
 def _record_model(wh, name: str, version: int, table_versions: dict[str, int]) -> None:
-    from models.versions import record_model
+    from stages.versions import record_model
 
     record_model(wh, {
         "name": name, "version": version, "kind": "images", "label_column": "label", "split_name": "label-s0-f70.15.15",

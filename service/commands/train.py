@@ -90,8 +90,8 @@ def _print_outcome(row: dict[str, Any], result: TrainResult) -> None:
     random_note = "  <-- RANDOM INIT" if WeightsOrigin.of_record(row["weights_origin"]).is_random else ""
     print(f"{result.name} v{result.version}  (label {row['label_column']!r}, split {row['split_name']}, preset {config['preset']})")
     print(f"  weights: {row['weights_origin']}{random_note}")
-    print("  settings: " + ", ".join(f"{k}={config[k]}" for k in
-                                       ("img_size", "epochs", "batch_size", "lr", "max_train", "encoder")))
+    print("  settings: " + ", ".join(f"{k}={config[k]}" for k in  # each kind's config has its own fields
+                                       ("img_size", "epochs", "batch_size", "lr", "max_train", "encoder") if k in config))
     ci = m.get("balanced_accuracy_ci95")
     ci_text = f" (95% bootstrap CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""
     print(f"  test: balanced accuracy {m['balanced_accuracy']:.4f}{ci_text}, accuracy {m['accuracy']:.4f}, "
@@ -130,8 +130,8 @@ def _num(value: float | None) -> str:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from dagster_project.runner import run_pipeline
-    from models.versions import get_model, list_models
     from service.cli import USER_ERRORS
+    from stages.versions import get_model, list_models
 
     wh = Warehouse.open()
     if args.list:

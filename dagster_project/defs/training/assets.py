@@ -1,8 +1,9 @@
-"""Training assets: ``splits``, ``cnn``, ``efficientnet_b0``, ``dinov2_probe``, ``dinov2_finetune``, ``fusion``,
-``predictions``.
+"""Training assets: ``splits``, one asset per registered model (:func:`training_asset` over
+:data:`models.registry.MODELS`: ``cnn``, ``efficientnet_b0``, ``dinov2_probe``, ``dinov2_finetune``,
+``fusion``), ``predictions``.
 
 Each asset is thin: it opens the warehouse, calls a plain function of :mod:`stages.training` /
-:mod:`models.predict` (which read and write through the warehouse with this run's id), and returns a
+:mod:`stages.predict` (which read and write through the warehouse with this run's id), and returns a
 ``MaterializeResult`` with the metrics, the confusion matrix and its check results.
 
 A label set with fewer than two classes that have galaxies in every split (a tiny demo, a rare label)
@@ -36,16 +37,20 @@ from dagster_project.defs.training.config import (
     ImageModelConfig,
     PredictionsConfig,
     SplitsConfig,
+    model_config,
 )
 from dagster_project.resources import WarehouseResource
+from models.registry import MODELS
 
 if TYPE_CHECKING:
+    from models.registry import ModelSpec
     from stages.training import TrainOutcome
 
-# models.config, stages.training and models.predict import torch and scikit-learn: they are imported inside the asset
+# models.config, stages.training and stages.predict import torch and scikit-learn: they are imported inside the asset
 # bodies, so loading the definitions (``astrovision ingest``, ``dagster dev``) stays small.
 
 __all__ = [
+    "TRAINING_ASSETS",
     "DINOv2FinetuneConfig",
     "DINOv2ProbeConfig",
     "FusionConfig",
@@ -60,6 +65,7 @@ __all__ = [
     "fusion",
     "predictions",
     "splits",
+    "training_asset",
 ]
 
 GROUP = "training"
@@ -208,51 +214,38 @@ def splits(context: dg.AssetExecutionContext, warehouse: WarehouseResource, conf
     )
 
 
-@dg.asset(deps=["splits", "galaxies"], group_name=GROUP, kinds={"pytorch"}, check_specs=[_gate_spec("cnn"), _calibration_spec("cnn")])
-def cnn(context: dg.AssetExecutionContext, warehouse: WarehouseResource, config: ImageModelConfig) -> dg.MaterializeResult:
-    """A compact 4-block CNN trained from scratch on stamps read from the warehouse."""
-    return _train(context, warehouse, "cnn", config)
+def training_asset(spec: "ModelSpec") -> dg.AssetsDefinition:
+    """The training asset of a registered model (:data:`models.registry.MODELS`): named after it, reading its
+    ``deps``, with its run-config class (:func:`dagster_project.defs.training.config.model_config`), its gate
+    and calibration checks, and :func:`_train` as its body. Every training asset is made here, so a new kind
+    needs no asset written by hand."""
+    name = spec.name
+
+    @dg.asset(name=name, deps=list(spec.deps), group_name=GROUP, kinds={spec.tool}, description=spec.description,
+              check_specs=[_gate_spec(name), _calibration_spec(name)])
+    def _asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+               config: model_config(name)) -> dg.MaterializeResult:  # type: ignore[valid-type]
+        return _train(context, warehouse, name, config)
+
+    return _asset
 
 
-@dg.asset(deps=["splits", "galaxies"], group_name=GROUP, kinds={"pytorch"},
-          check_specs=[_gate_spec("efficientnet_b0"), _calibration_spec("efficientnet_b0")])
-def efficientnet_b0(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                    config: ImageModelConfig) -> dg.MaterializeResult:
-    """timm EfficientNet-B0 (ImageNet weights when they resolve; random init only when allowed, and said)."""
-    return _train(context, warehouse, "efficientnet_b0", config)
+TRAINING_ASSETS: dict[str, dg.AssetsDefinition] = {name: training_asset(spec) for name, spec in MODELS.items()}
+"""One training asset per registered model, by name."""
+cnn = TRAINING_ASSETS["cnn"]
+efficientnet_b0 = TRAINING_ASSETS["efficientnet_b0"]
+dinov2_probe = TRAINING_ASSETS["dinov2_probe"]
+dinov2_finetune = TRAINING_ASSETS["dinov2_finetune"]
+fusion = TRAINING_ASSETS["fusion"]
 
 
-@dg.asset(deps=["splits", "embeddings"], group_name=GROUP, kinds={"sklearn"},
-          check_specs=[_gate_spec("dinov2_probe"), _calibration_spec("dinov2_probe")])
-def dinov2_probe(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                 config: DINOv2ProbeConfig) -> dg.MaterializeResult:
-    """Logistic regression on stored DINOv2 embeddings (standardised), C chosen on the validation split."""
-    return _train(context, warehouse, "dinov2_probe", config)
-
-
-@dg.asset(deps=["splits", "galaxies", "dinov2_probe"], group_name=GROUP, kinds={"pytorch"},
-          check_specs=[_gate_spec("dinov2_finetune"), _calibration_spec("dinov2_finetune")])
-def dinov2_finetune(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                    config: DINOv2FinetuneConfig) -> dg.MaterializeResult:
-    """DINOv2 encoder fine-tuned with layer-wise lr decay, head initialised from the probe."""
-    return _train(context, warehouse, "dinov2_finetune", config)
-
-
-@dg.asset(deps=["splits", "embeddings", "morphometrics", "photometry"], group_name=GROUP, kinds={"pytorch"},
-          check_specs=[_gate_spec("fusion"), _calibration_spec("fusion")])
-def fusion(context: dg.AssetExecutionContext, warehouse: WarehouseResource, config: FusionConfig) -> dg.MaterializeResult:
-    """Late fusion of a frozen encoder's stored embeddings, morphometrics and photometry (one MLP per modality,
-    missing-modality mask), with the ablation of every modality subset in its metadata."""
-    return _train(context, warehouse, "fusion", config)
-
-
-@dg.asset(deps=["cnn", "efficientnet_b0", "dinov2_probe", "dinov2_finetune", "fusion"], group_name=GROUP, kinds={"lance"},
+@dg.asset(deps=list(MODELS), group_name=GROUP, kinds={"lance"},
           check_specs=[dg.AssetCheckSpec("every_version_predicted", asset="predictions",
                                          description="every model version that passed its gate has predictions")])
 def predictions(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                 config: PredictionsConfig) -> dg.MaterializeResult:
     """Class probabilities of every galaxy for every model version that passed its gate (only missing pairs computed)."""
-    from models.predict import predict_all
+    from stages.predict import predict_all
 
     wh = warehouse.open()
     summary = predict_all(wh, models=config.models or None, run_id=context.run_id, log=context.log.info,
@@ -270,4 +263,4 @@ def predictions(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
     )
 
 
-defs = dg.Definitions(assets=[splits, cnn, efficientnet_b0, dinov2_probe, dinov2_finetune, fusion, predictions])
+defs = dg.Definitions(assets=[splits, *TRAINING_ASSETS.values(), predictions])

@@ -3,7 +3,8 @@
 Model fields left at ``None`` take the value of the chosen ``preset`` (``demo``: sized for a CPU and the
 demo survey; ``full``: the documented GPU settings; see :mod:`models.config`). ``astrovision train``
 passes its options through these classes, so a CLI run and a UI run of the same asset take the same
-settings; :data:`MODEL_CONFIGS` says which model takes which.
+settings; :data:`MODEL_CONFIGS` says which model takes which (:func:`model_config`: a model not listed,
+such as a newly registered kind, takes :class:`ModelConfig`).
 """
 
 import dagster as dg
@@ -15,8 +16,10 @@ __all__ = [
     "DINOv2ProbeConfig",
     "FusionConfig",
     "ImageModelConfig",
+    "ModelConfig",
     "PredictionsConfig",
     "SplitsConfig",
+    "model_config",
 ]
 
 
@@ -30,7 +33,9 @@ class SplitsConfig(dg.Config):
     test_fraction: float = Field(default=0.15, description="fraction of each class in test")
 
 
-class _ModelConfig(dg.Config):
+class ModelConfig(dg.Config):
+    """Run configuration of a training asset: the fields every model takes (a new kind's default)."""
+
     preset: str = Field(default="demo", description="'demo' (CPU, small stamps, few epochs) or 'full' (GPU)")
     label_column: str = Field(default="label", description="target column; its split set is built if missing")
     seed: int = Field(default=0, description="training seed (initialisation, shuffling, subsample, bootstraps)")
@@ -38,8 +43,6 @@ class _ModelConfig(dg.Config):
     split_fractions: list[float] = Field(
         default=[0.70, 0.15, 0.15], description="train, val, test fractions of the split set to train on")
     max_train: int | None = Field(default=None, description="cap on training galaxies (0: all)")
-    allow_random_init: bool | None = Field(
-        default=None, description="train from random init when no pretrained weights resolve (demo: true)")
     gate_confidence: float | None = Field(
         default=None, description="one-sided confidence with which the model must beat the same-run "
         "majority-class and pixel baselines on test (default 0.95)")
@@ -47,12 +50,18 @@ class _ModelConfig(dg.Config):
                                       "(needs the wandb extra; empty: off)")
 
     def overrides(self) -> dict:
-        """Fields to pass to :func:`models.config.make_config` (None means: the preset's value)."""
+        """Fields to pass to :func:`models.config.make_config` (None means: the preset's value).
+
+        The one place where an asset's run config becomes its model's own config
+        (:attr:`models.registry.ModelSpec.config_cls`): each field here is a field of that class."""
         return {k: v for k, v in self.model_dump().items() if k != "preset" and v is not None}
 
 
-class ImageModelConfig(_ModelConfig):
+class ImageModelConfig(ModelConfig):
     """Run configuration of ``cnn`` and ``efficientnet_b0``."""
+
+    allow_random_init: bool | None = Field(
+        default=None, description="train from random init when no pretrained weights resolve (demo: true)")
 
     img_size: int | None = Field(default=None, description="stamp side in pixels (demo 64, full 128/224)")
     epochs: int | None = Field(default=None, description="maximum epochs (early stopping on val balanced accuracy)")
@@ -65,7 +74,7 @@ class ImageModelConfig(_ModelConfig):
     weights_path: str | None = Field(default=None, description="local pretrained weights file")
 
 
-class DINOv2ProbeConfig(_ModelConfig):
+class DINOv2ProbeConfig(ModelConfig):
     """Run configuration of ``dinov2_probe``."""
 
     encoder: str = Field(default="auto", description="embeddings_<encoder> to read; auto: what the embeddings stage wrote")
@@ -79,7 +88,7 @@ class DINOv2FinetuneConfig(ImageModelConfig):
     init_from_probe: bool | None = Field(default=None, description="start the head from the latest probe")
 
 
-class FusionConfig(_ModelConfig):
+class FusionConfig(ModelConfig):
     """Run configuration of ``fusion``."""
 
     encoder: str = Field(default="auto", description="frozen encoder whose stored embeddings_<encoder> to fuse "
@@ -107,3 +116,8 @@ MODEL_CONFIGS: dict[str, type[dg.Config]] = {
     "fusion": FusionConfig,
 }
 """Training asset -> its run-config class."""
+
+
+def model_config(model: str) -> type[dg.Config]:
+    """The run-config class of a model's training asset (:class:`ModelConfig` for a model not listed)."""
+    return MODEL_CONFIGS.get(model, ModelConfig)

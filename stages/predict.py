@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from models.config import TrainConfig, resolve_device
+from models.config import RunConfig, config_from_json, resolve_device
 from models.errors import MissingInputError
-from models.versions import get_model, list_models
+from stages.versions import get_model, list_models
 from warehouse.sqltext import quote
 
 __all__ = ["Predictor", "load_predictor", "predict_all", "prediction_rows", "training_split"]
@@ -45,7 +45,8 @@ class Predictor:
     classes : list of int
         Label value of each output.
     names : list of str
-    config : TrainConfig
+    config : RunConfig
+        The model's own config class (:attr:`models.registry.ModelSpec.config_cls`).
     split_name : str
     """
 
@@ -54,7 +55,7 @@ class Predictor:
     kind: str
     classes: list[int]
     names: list[str]
-    config: TrainConfig
+    config: RunConfig
     split_name: str
     split_hash: str | None = None
     split_version: int | None = None
@@ -86,7 +87,8 @@ class Predictor:
         if not ids:
             return np.zeros((0, len(self.classes)), np.float32)
         if self.kind == "embeddings":
-            from models.data import embeddings_table, read_embeddings
+            from models.data import embeddings_table
+            from stages.model_inputs import read_embeddings
 
             x = read_embeddings(wh, embeddings_table(self.config.encoder), ids)
             return self._model.predict_proba(x).astype(np.float32)
@@ -108,7 +110,7 @@ class Predictor:
 
     def _fusion_input(self, wh: Any, ids: Sequence[str]) -> np.ndarray:
         """The fused net input of ``ids``; keeps each galaxy's missing modalities in :attr:`fusion_missing`."""
-        from models.fusion_data import read_modalities
+        from stages.model_inputs import read_modalities
 
         data = read_modalities(wh, ids, self.config.encoder)
         x, present = self.preprocess.transform(data)
@@ -166,7 +168,7 @@ def load_predictor(wh: Any, name: str, version: int | None = None) -> Predictor:
         Unknown model or version, or its artefact directory is missing.
     """
     row = get_model(wh, name, version)
-    cfg = TrainConfig.from_json(row["config_json"])
+    cfg = config_from_json(row["name"], row["config_json"])
     classes = json.loads(row["classes_json"])
     path = Path(row["artefact_path"])
     conformal = None
