@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +90,14 @@ def test_cli_home_reaches_run_processes(tmp_path, monkeypatch):
     assert _environ() == before
     assert Warehouse.open(home).read("galaxies", columns=["galaxy_id"]).num_rows == 4
     assert not (other / "lance").exists()
+
+
+def test_building_the_parser_loads_neither_lance_nor_polars_nor_settings():
+    """Every command's parser is built for ``--help``: the command modules import their heavy libraries
+    (and the settings' pydantic-settings) on use only."""
+    code = ("import sys; from service.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('lance', 'polars', 'duckdb', 'torch', 'dagster', 'pydantic_settings') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}).stdout
+    assert out.strip() == "[]"

@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from warehouse.settings import AstroSettings
-
 if TYPE_CHECKING:
     from warehouse import Warehouse
+    from warehouse.settings import AstroSettings
 
 __all__ = ["settings_of", "warehouse_of"]
 
 
 def settings_of(args: argparse.Namespace) -> AstroSettings:
     """The :class:`AstroSettings` ``main`` put on ``args`` (resolved here for a caller that built ``args`` itself)."""
+    from warehouse.settings import AstroSettings  # pydantic-settings: paid by a command, not by --help
+
     settings = getattr(args, "settings", None)
     return settings if isinstance(settings, AstroSettings) else AstroSettings.resolve(getattr(args, "home", None))
 
