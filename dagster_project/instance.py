@@ -82,7 +82,6 @@ def instance_for(wh: Warehouse) -> dg.DagsterInstance:
     """
     home = Path(wh.dagster_home)
     home.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("DAGSTER_HOME", str(home))
     with _instance_lock(home):
         yaml = home / "dagster.yaml"
         if not yaml.exists():

@@ -62,7 +62,8 @@ def _run_config(wh: Warehouse, defs: dg.Definitions, run_config: Mapping[str, An
     loggers = {**_QUIET_LOGGERS, **({"messages": {"config": {}}} if asset_logs else {})}
     config: dict[str, Any] = {**(run_config or {}), "loggers": loggers}
     if "warehouse" in (defs.resources or {}):  # this warehouse, whatever $ASTROVISION_HOME says
-        config["resources"] = {**config.get("resources", {}), "warehouse": {"config": {"root": str(wh.root)}}}
+        home = {"root": str(wh.root), **({"local_home": str(wh.local_root)} if wh.location.remote else {})}
+        config["resources"] = {**config.get("resources", {}), "warehouse": {"config": home}}
     return config
 
 

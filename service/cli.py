@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -17,7 +16,6 @@ from collections.abc import Sequence
 from features.errors import InputError
 from service import commands as _commands
 from warehouse.errors import WarehouseError
-from warehouse.location import normalise_root
 
 __all__ = ["USER_ERRORS", "build_parser", "main"]
 
@@ -46,15 +44,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``astrovision`` console script."""
+    """Entry point of the ``astrovision`` console script.
+
+    The settings (:class:`warehouse.settings.AstroSettings`: ``--home`` over ``$ASTROVISION_HOME``) are
+    resolved once and put on ``args.settings``; this process's environment is left as it was.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from warehouse.settings import AstroSettings  # pydantic-settings: not paid by --help
+
     try:
-        if args.home is not None:
-            os.environ["ASTROVISION_HOME"] = normalise_root(args.home)  # a directory made absolute, or an s3:// URI
+        # resolved once, here, and handed to the command on args (never written into os.environ)
+        args.settings = AstroSettings.resolve(args.home)
         return int(args.func(args) or 0)
     except USER_ERRORS as exc:
         print(f"astrovision: error: {exc}", file=sys.stderr)

@@ -88,8 +88,9 @@ class Location:
         norm = normalise_root(root)
         if not is_uri(norm):
             return cls(norm, Path(norm))
-        env = os.environ.get(LOCAL_HOME_ENV)
-        local = Path(env).expanduser().resolve() if env else _default_local_home(norm)
+        from .settings import AstroSettings  # $ASTROVISION_LOCAL_HOME, read by the one settings object
+
+        local = AstroSettings().local_root or _default_local_home(norm)
         return cls(norm, local)
 
     @property

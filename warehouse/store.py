@@ -38,10 +38,11 @@ import pyarrow.fs as pafs
 from warehouse import schemas
 from warehouse.errors import WarehouseError, is_commit_conflict
 from warehouse.images import decode_image
-from warehouse.location import Location, is_uri, normalise_root
+from warehouse.location import Location, is_uri
 from warehouse.locks import file_lock
 from warehouse.provenance import new_run_id
 from warehouse.rows import to_table, validated_stream
+from warehouse.settings import DEFAULT_HOME, AstroSettings
 
 if TYPE_CHECKING:
     import polars as pl
@@ -52,7 +53,7 @@ __all__ = ["DEFAULT_ROOT", "TableStore", "resolve_root"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ROOT = Path("astrovision-data")
+DEFAULT_ROOT = Path(DEFAULT_HOME)
 _CONFLICT_RETRIES = 12
 """Commit conflicts Lance retries (re-reading the table, re-applying the merge) before a write fails."""
 _RETRY_TIMEOUT = timedelta(seconds=120)
@@ -71,10 +72,10 @@ def resolve_root(root: str | os.PathLike[str] | None = None) -> Path | str:
     """The warehouse root: ``root`` if given, else ``$ASTROVISION_HOME``, else ``./astrovision-data``.
 
     A directory comes back as an absolute ``Path``, an object-store URI (``s3://bucket/prefix``) as
-    its normalised string (:func:`warehouse.location.normalise_root`).
+    its normalised string (:func:`warehouse.location.normalise_root`). The environment is read through
+    :class:`warehouse.settings.AstroSettings` (only when ``root`` is None).
     """
-    text = root if root is not None else (os.environ.get("ASTROVISION_HOME") or DEFAULT_ROOT)
-    norm = normalise_root(text)
+    norm = AstroSettings.resolve(root).home
     return norm if is_uri(norm) else Path(norm)
 
 
@@ -106,16 +107,18 @@ class TableStore:
 
     # ------------------------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, root: str | os.PathLike[str] | None = None) -> Self:
+    def open(cls, root: str | os.PathLike[str] | None = None, local_root: Path | None = None) -> Self:
         """Create (if needed) and open a warehouse root.
 
         Parameters
         ----------
         root : path, optional
             See :func:`resolve_root`.
+        local_root : Path, optional
+            Local state folder of an object-store root (default: see :class:`warehouse.location.Location`).
         """
         path = resolve_root(root)
-        wh = cls(path)
+        wh = cls(path, local_root)
         if wh.location.remote:
             wh._check_bucket()
         elif Path(path).exists() and not Path(path).is_dir():

@@ -8,20 +8,17 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-import polars as pl
-
 from features.errors import InputError
 from features.weights import WeightsOrigin
-from stages.photometry import demo_catalogue
 from stages.results import Skipped
-from stages.sources import register_source, source_lock
-from warehouse import Warehouse, search
 
 from .execution import add_execution_args, execution_from
+from .home import warehouse_of
 
 if TYPE_CHECKING:
     from dagster_project.executors import Execution
     from dagster_project.runner import PipelineReport
+    from warehouse import Warehouse
 
 __all__ = ["check_sizes", "register", "run_demo"]
 
@@ -159,6 +156,8 @@ def _summary(wh: Warehouse, elapsed: float, contact_sheet: str | None, source: s
         ds = wh.dataset(name)
         lines.append(f"  {name:<28} {ds.count_rows():>7} rows  (version {ds.version})")
     emb = [t for t in wh.tables() if t.startswith("embeddings_")]
+    from warehouse import search
+
     used = search.pick_table(wh) if emb else None
     for table in emb:
         origin = wh.sql(f"SELECT DISTINCT encoder, weights_origin FROM {table}").to_dicts()
@@ -216,6 +215,8 @@ def run_demo(wh: Warehouse, n: int | None = None, seed: int = 0, shard_size: int
     from dagster_project.runner import run_pipeline
     from features.sources.sky import check_nside
     from features.sources.synthetic import DEFAULT_N, SyntheticSurvey, contact_sheet
+    from stages.photometry import demo_catalogue
+    from stages.sources import register_source, source_lock
 
     check_sizes(n, shard_size)
     if healpix_nside is not None:
@@ -246,6 +247,8 @@ def run_demo(wh: Warehouse, n: int | None = None, seed: int = 0, shard_size: int
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    import polars as pl
+
     pl.Config.set_tbl_hide_dataframe_shape(True)
     check_sizes(args.n, args.shard_size)
     if args.healpix_nside is not None:
@@ -253,7 +256,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
         check_nside(args.healpix_nside)  # before the warehouse is created
     execution = execution_from(args)
-    return run_demo(Warehouse.open(), n=args.n, seed=args.seed, shard_size=args.shard_size,
+    return run_demo(warehouse_of(args), n=args.n, seed=args.seed, shard_size=args.shard_size,
                     groups=args.group or None, replace=args.replace, name=args.name,
                     healpix_nside=args.healpix_nside, execution=execution)
 

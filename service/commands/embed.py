@@ -19,15 +19,26 @@ import json
 import math
 import sys
 from pathlib import Path
-
-import numpy as np
-import polars as pl
+from typing import TYPE_CHECKING, Any
 
 from features.errors import InputError
-from stages.embeddings import embed_query_image
-from warehouse import Warehouse
+
+from .home import warehouse_of
+
+if TYPE_CHECKING:
+    import numpy as np
+    import polars as pl
+
+    from warehouse import Warehouse
 
 __all__ = ["embed_query_image", "register", "save_montage"]
+
+
+def embed_query_image(*args: Any, **kwargs: Any) -> Any:
+    """:func:`stages.embeddings.embed_query_image` (torch and the encoder imported only when called)."""
+    from stages.embeddings import embed_query_image as embed
+
+    return embed(*args, **kwargs)
 
 _SHOW = ("rank", "galaxy_id", "distance", "label_name", "ra", "dec", "redshift", "g_r", "gini", "m20")
 
@@ -42,7 +53,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     from stages.sources import ingested_shards
     from warehouse import search
 
-    wh = Warehouse.open()
+    wh = warehouse_of(args)
     shards = ingested_shards(wh, args.shard)
     spec = ENCODERS.get(args.encoder)
     trained_here = spec is not None and spec.trained_here and not args.weights
@@ -124,12 +135,14 @@ def save_montage(wh: Warehouse, result: pl.DataFrame, out: str | Path, *, query_
 
 
 def _cmd_similar(args: argparse.Namespace) -> int:
+    import polars as pl
+
     from features.embeddings import load_image_file
     from warehouse import search
 
     if (args.galaxy_id is None) == (args.image is None):
         raise InputError("give either a GALAXY_ID or --image PATH (not both)")
-    wh = Warehouse.open()
+    wh = warehouse_of(args)
     query_image = None
     if args.image:
         vec, encoder = embed_query_image(wh, args.image, args.encoder, args.weights)

@@ -12,17 +12,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from features.errors import InputError
 from features.sources import SOURCE_KINDS, make_source
 from features.sources.ranges import check_pxscale
 from features.sources.sky import check_nside
-from stages.photometry import demo_catalogue
-from stages.sources import ingested_shards, register_source, sky_shards_in_cone, source_lock, source_locks
-from warehouse import Warehouse
 
 from .execution import add_execution_args, execution_from
+from .home import warehouse_of
 
 __all__ = ["register"]
 
@@ -55,6 +51,8 @@ def _pxscale(text: str) -> float | None:
 def _refuse_photometry_without_positions(source) -> None:
     """``--require-photometry`` of a source without any position: refused before anything runs."""
     ra, dec = source.positions()
+    import numpy as np
+
     if not (np.isfinite(ra) & np.isfinite(dec)).any():
         raise InputError(f"--require-photometry: source {source.name!r} has no sky positions (no ra / dec in its "
                          "catalogue), so no photometry can be cross-matched; add positions, or ingest without "
@@ -63,11 +61,13 @@ def _refuse_photometry_without_positions(source) -> None:
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from dagster_project.runner import run_pipeline
+    from stages.photometry import demo_catalogue
+    from stages.sources import register_source, source_lock
 
     if args.healpix_nside is not None:
         check_nside(args.healpix_nside)  # before anything is written
     execution = execution_from(args)
-    wh = Warehouse.open()
+    wh = warehouse_of(args)
     params: dict[str, Any] = {}
     if args.label_column:
         params["label_column"] = args.label_column
@@ -103,9 +103,10 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 def _cmd_materialize(args: argparse.Namespace) -> int:
     from dagster_project.runner import run_pipeline
+    from stages.sources import ingested_shards, sky_shards_in_cone, source_locks
 
     execution = execution_from(args)
-    wh = Warehouse.open()
+    wh = warehouse_of(args)
     shards = ingested_shards(wh, args.shard)
     if args.cone:
         region = set(sky_shards_in_cone(wh, *args.cone))

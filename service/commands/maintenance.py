@@ -17,10 +17,10 @@ import re
 import sys
 from datetime import timedelta
 
-import polars as pl
-
 from features.errors import InputError
-from warehouse import Warehouse, WarehouseError
+from warehouse.errors import WarehouseError
+
+from .home import warehouse_of
 
 __all__ = ["parse_age", "register"]
 
@@ -58,7 +58,7 @@ def _cmd_vacuum(args: argparse.Namespace) -> int:
     from dagster_project.runner import instance_for
 
     older, grace = parse_age(args.older_than), parse_age(args.grace)
-    wh = Warehouse.open()
+    wh = warehouse_of(args)
     unknown = sorted(set(args.table or []) - set(wh.tables()))
     if unknown:
         raise WarehouseError(f"no table {', '.join(unknown)} in {wh.root} (tables: {', '.join(wh.tables()) or 'none'})")
@@ -78,6 +78,8 @@ def _cmd_vacuum(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no tables yet in {wh.root}")
         return 0
+    import polars as pl
+
     frame = pl.DataFrame([{"table": r.table, "version": r.version,
                            "fragments": f"{r.fragments_before} -> {r.fragments_after}",
                            "old versions removed": r.versions_removed, "bytes removed": r.bytes_removed,

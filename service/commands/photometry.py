@@ -13,9 +13,9 @@ import argparse
 import json
 import sys
 
-import numpy as np
-
 from features.errors import InputError
+
+from .home import warehouse_of
 
 __all__ = ["register"]
 
@@ -40,9 +40,8 @@ def _cmd_match(args: argparse.Namespace) -> int:
     from service.cli import USER_ERRORS
     from stages.photometry import ShardPhotometry
     from stages.sources import ingested_shards
-    from warehouse import Warehouse
 
-    wh = Warehouse.open()
+    wh = warehouse_of(args)
     shards = ingested_shards(wh, args.shard)
     if args.column_map:
         try:
@@ -75,13 +74,14 @@ def _cmd_match(args: argparse.Namespace) -> int:
 def _cmd_plan(args: argparse.Namespace) -> int:
     from features.photometry import SkyServerClient
     from features.photometry.catalogue import read_table
-    from warehouse import Warehouse
 
     raw = read_table(args.coords)
     if "ra" not in raw or "dec" not in raw:
         raise InputError(f"{args.coords}: needs columns ra and dec (has {list(raw)})")
-    wh = Warehouse.open()
+    wh = warehouse_of(args)
     client = SkyServerClient(wh.cache_dir / "sdss", _sdss_config(args))
+    import numpy as np
+
     est = client.estimate(np.asarray(raw["ra"], float), np.asarray(raw["dec"], float), latency_s=args.latency)
     json.dump(est, sys.stdout, indent=2)
     print()

@@ -6,17 +6,23 @@ import argparse
 import io
 import json
 import sys
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from features.flags import describe
-from warehouse import Warehouse, WarehouseError
+from warehouse.errors import WarehouseError
+
+from .home import warehouse_of
+
+if TYPE_CHECKING:
+    import polars as pl
 
 __all__ = ["format_frame", "register"]
 
 
 def format_frame(df: pl.DataFrame, fmt: str) -> str:
     """Render a result as ``table`` (aligned text), ``csv`` (header line then rows) or ``json`` (records)."""
+    import polars as pl
+
     if fmt == "csv":
         flat = [c for c, t in df.schema.items() if t.is_nested() or t in (pl.Binary, pl.Object)]
         if flat:
@@ -31,6 +37,8 @@ def format_frame(df: pl.DataFrame, fmt: str) -> str:
 
 def _binary_to_len(df: pl.DataFrame) -> pl.DataFrame:
     """Replace binary columns by their byte length (images do not belong in a terminal)."""
+    import polars as pl
+
     cols = [pl.col(c).bin.size().alias(f"{c}_bytes") if t == pl.Binary else pl.col(c)
             for c, t in df.schema.items()]
     return df.select(cols)
@@ -41,7 +49,7 @@ def _cut_note(limit: int | None) -> str:
 
 
 def _cmd_sql(args: argparse.Namespace) -> int:
-    wh = Warehouse.open()
+    wh = warehouse_of(args)
     result = wh.sql_result(args.query, limit=args.limit or None)
     df = result.frame
     note = _cut_note(result.limit) if result.truncated else ""
@@ -64,9 +72,11 @@ def _cmd_sql(args: argparse.Namespace) -> int:
 
 
 def _cmd_tables(args: argparse.Namespace) -> int:
+    import polars as pl
+
     from stages.records import table_summary
 
-    wh = Warehouse.open()
+    wh = warehouse_of(args)
     rows = table_summary(wh)
     if not rows:
         print(f"no tables yet in {wh.root}; run `astrovision demo` or `astrovision ingest`")
@@ -90,7 +100,7 @@ def _write_rows(out: io.StringIO, table: str, rows: list[dict]) -> None:
 def _cmd_show(args: argparse.Namespace) -> int:
     from stages.records import FIRST_TABLES, decoded_flags, galaxy_rows
 
-    wh = Warehouse.open()
+    wh = warehouse_of(args)
     gid = args.galaxy_id
     out = io.StringIO()
     found = galaxy_rows(wh, gid)  # in record order: catalogue ... predictions, others, embedding_maps last

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from warehouse import Warehouse
+from .home import warehouse_of
 
 __all__ = ["register"]
 
@@ -12,7 +12,7 @@ __all__ = ["register"]
 def _cmd_report(args: argparse.Namespace) -> int:
     from stages.report import write_report
 
-    path = write_report(Warehouse.open(), args.out)
+    path = write_report(warehouse_of(args), args.out)
     print(f"report written to {path} ({path.stat().st_size / 1e6:.1f} MB; opens in a browser, no server needed)")
     return 0
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 
+from .home import warehouse_of
+
 __all__ = ["register"]
 
 
@@ -23,9 +25,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     from service.http import Settings, create_app
     from service.http.settings import read_token
-    from warehouse import Warehouse
 
-    wh = Warehouse.open()
+    wh = warehouse_of(args)
     settings = Settings(home=wh.root, host=args.host, token=read_token(args.token_file),
                         max_upload_bytes=args.max_upload_mb * 1024 * 1024, sql_max_rows=args.sql_max_rows,
                         sql_timeout_s=args.sql_timeout, sql_max_bytes=args.sql_max_mb * 1024 * 1024,

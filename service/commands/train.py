@@ -17,7 +17,8 @@ from typing import Any
 from features.errors import InputError
 from features.weights import WeightsOrigin
 from stages.train_result import TrainResult
-from warehouse import Warehouse
+
+from .home import warehouse_of
 
 __all__ = ["register"]
 
@@ -133,7 +134,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from service.cli import USER_ERRORS
     from stages.versions import get_model, list_models
 
-    wh = Warehouse.open()
+    wh = warehouse_of(args)
     if args.list:
         rows = list_models(wh)
         if not rows:

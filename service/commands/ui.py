@@ -12,8 +12,12 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from warehouse import Warehouse
+from .home import warehouse_of
+
+if TYPE_CHECKING:
+    from warehouse import Warehouse
 
 __all__ = ["register", "ui_command", "ui_env"]
 
@@ -47,7 +51,7 @@ def ui_env(wh: Warehouse, environ: Mapping[str, str] | None = None) -> dict[str,
 def _cmd_ui(args: argparse.Namespace) -> int:
     from dagster_project.runner import instance_for
 
-    wh = Warehouse.open()
+    wh = warehouse_of(args)
     instance_for(wh)  # writes dagster.yaml under the root
     print(f"Dagster UI for {wh.root} on http://127.0.0.1:{args.port} (Ctrl-C to stop)", flush=True)
     proc = subprocess.Popen(ui_command(args.port), env=ui_env(wh), cwd=wh.dagster_home)

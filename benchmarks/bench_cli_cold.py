@@ -1,0 +1,63 @@
+"""Cold-process wall time of ``astrovision --help``, ``show ID`` and ``similar ID`` (median of N runs).
+
+Builds a 60-galaxy warehouse (galaxies, photometry, one embeddings table: the ``tests/test_search.py``
+helper) in a temporary folder, then times fresh ``python -m service.cli`` processes, alternating the
+code trees given with ``--tree`` (each put first on ``PYTHONPATH``) so both see the same load::
+
+    python benchmarks/bench_cli_cold.py --tree /tmp/base --tree . --runs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _build(home: Path) -> None:
+    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_search import make_warehouse
+
+    from warehouse import Warehouse
+
+    make_warehouse(Warehouse.open(home))
+
+
+def main() -> int:
+    """Print a markdown table: command, then the median (s) per tree."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tree", action="append", required=True, help="a code tree to time (repeat)")
+    ap.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "wh"
+        _build(home)
+        commands = {"--help": ["--help"], "show ID": ["--home", str(home), "show", "demo:000003"],
+                    "similar ID": ["--home", str(home), "similar", "demo:000003"]}
+        times: dict[tuple[str, str], list[float]] = {}
+        for _ in range(args.runs):
+            for label, argv in commands.items():
+                for tree in args.tree:
+                    env = {**os.environ, "PYTHONPATH": str(Path(tree).resolve()), "HF_HUB_OFFLINE": "1"}
+                    t0 = time.perf_counter()
+                    subprocess.run([sys.executable, "-m", "service.cli", *argv], env=env, check=True,
+                                   capture_output=True, cwd=tmp)
+                    times.setdefault((label, tree), []).append(time.perf_counter() - t0)
+        print("| command | " + " | ".join(args.tree) + " |")
+        print("|---|" + "---|" * len(args.tree))
+        for label in commands:
+            cells = [f"{statistics.median(times[(label, t)]):.2f}" for t in args.tree]
+            print(f"| `{label}` | " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
