@@ -90,6 +90,32 @@ def build(root: Path, n: int, dim: int, seed: int) -> tuple[list[str], np.ndarra
     return ids, ra, vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
 
 
+def prepared(root: Path, n: int, dim: int, seed: int) -> tuple[list[str], np.ndarray, np.ndarray, float]:
+    """The benchmark warehouse at ``root``, built once and kept: reused when its ``bench.json`` matches.
+
+    Returns the ids, ``ra``, the unit vectors and the seconds the build took (when it was built).
+    ``ra.npy`` and ``unit.npy`` beside the warehouse keep what the recall check compares against.
+    """
+    meta_path = root / "bench.json"
+    want = {"n": n, "dim": dim, "seed": seed}
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        if {k: meta.get(k) for k in want} != want:
+            raise SystemExit(f"{root} holds a benchmark warehouse of {meta}, not {want}: pass another --warehouse")
+        ids = [f"bench:{i:07d}" for i in range(n)]
+        return ids, np.load(root / "ra.npy"), np.load(root / "unit.npy"), meta["build_s"]
+    if root.exists() and any(root.iterdir()):
+        raise SystemExit(f"{root} is not empty and holds no bench.json: pass an empty or new --warehouse")
+    root.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    ids, ra, unit = build(root / "wh", n, dim, seed)
+    build_s = time.perf_counter() - t0
+    np.save(root / "ra.npy", ra)
+    np.save(root / "unit.npy", unit.astype(np.float32))
+    meta_path.write_text(json.dumps({**want, "build_s": build_s}))
+    return ids, ra, unit, build_s
+
+
 def rss_mib(pid: int) -> float:
     """Resident memory of a process (``VmRSS`` of ``/proc/<pid>/status``), MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -219,17 +245,22 @@ def main() -> None:
     ap.add_argument("--concurrency", default="1,8", help="requests in flight, comma-separated runs")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--warehouse", type=Path, help="keep the benchmark warehouse in this folder and reuse it on the "
+                    "next run with the same --n/--dim/--seed (else a temporary one, removed at the end)")
+    ap.add_argument("--build-only", action="store_true", help="build (or check) the --warehouse and stop")
     ap.add_argument("--baseline-code", type=Path, help="also load a server run from this source tree (PYTHONPATH: "
                     "an export of an older commit), on the same warehouse, one request at a time")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_http_"))
+    base = args.warehouse or tmp
     proc = None
     try:
-        t0 = time.perf_counter()
-        ids, ra, unit = build(tmp / "wh", args.n, args.dim, args.seed)
-        print(f"warehouse: {args.n} galaxies, {args.n} x {args.dim} vectors in {time.perf_counter() - t0:.0f} s",
+        ids, ra, unit, build_s = prepared(base, args.n, args.dim, args.seed)
+        print(f"warehouse {base / 'wh'}: {args.n} galaxies, {args.n} x {args.dim} vectors, built in {build_s:.0f} s",
               file=sys.stderr)
+        if args.build_only:
+            return
         rng = np.random.default_rng(args.seed + 1)
         pick = [ids[i] for i in rng.integers(0, len(ids), args.requests)]
         endpoints = {
@@ -243,14 +274,14 @@ def main() -> None:
                 "query": f"SELECT * FROM galaxy_features WHERE galaxy_id = '{g}'"}}) for g in pick]),
         }
         t0 = time.perf_counter()
-        kern = kernels(tmp / "wh", pick, ra, unit, ids)
+        kern = kernels(base / "wh", pick, ra, unit, ids)
         print(f"kernels timed in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         runs = [("this tree", None, [int(c) for c in args.concurrency.split(",")])]
         if args.baseline_code is not None:
             runs.append((f"baseline {args.baseline_code}", args.baseline_code, [1]))
         rows, recalls, rss = [], {}, {}
         for label, code, concs in runs:
-            proc, url = serve(tmp / "wh", code, tmp)
+            proc, url = serve(base / "wh", code, tmp)
             idle = rss_mib(proc.pid)
             for _, reqs in endpoints.values():  # warm-up: the vector matrix, the id maps, the where positions
                 asyncio.run(load(url, reqs[:2], 1))
@@ -270,7 +301,7 @@ def main() -> None:
             stop(proc)
             proc = None
         load_avg = os.getloadavg()[0]
-        print(f"\n{args.n:,} galaxies, {args.dim}-d realistic vectors"
+        print(f"\nwarehouse built in {build_s:.0f} s; {args.n:,} galaxies, {args.dim}-d realistic vectors"
               f"{', ANN index' if args.n >= search.INDEX_MIN_ROWS else ''}, {args.requests} requests per endpoint; "
               f"{os.cpu_count()} CPUs, load {load_avg:.1f}, {platform.python_version()}; server RSS idle / after "
               "warm-up / at the end: " + "; ".join(f"{k} {a:.0f} / {b:.0f} / {c:.0f} MiB" for k, (a, b, c) in rss.items())
@@ -290,7 +321,8 @@ def main() -> None:
                 f"{name} {r:.3f}" for name, r in rec.items()))
         if args.json:
             args.json.write_text(json.dumps({"n": args.n, "dim": args.dim, "rows": rows, "recall": recalls,
-                                             "kernels": kern, "rss": rss, "load": load_avg}, indent=1))
+                                             "kernels": kern, "rss": rss, "load": load_avg,
+                                             "build_s": build_s}, indent=1))
     finally:
         if proc is not None:
             stop(proc)

@@ -9,7 +9,7 @@ rows are fetched by key (the snapshot's id -> row maps and a Lance ``take``), ne
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from features.flags import decode
@@ -83,11 +83,22 @@ def require_galaxy(wh: Warehouse, galaxy_id: str) -> None:
         )
 
 
-def galaxy_rows(wh: Warehouse, galaxy_id: str) -> dict[str, list[dict[str, Any]]]:
+def galaxy_rows(wh: Warehouse, galaxy_id: str, *,
+                full: Collection[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     """Every row keyed by ``galaxy_id`` in every table (but :data:`SKIPPED_TABLES`), by table name.
 
     Tables come in :func:`record_order`: catalogue row, morphometrics, photometry and predictions first,
     the ``embedding_maps`` coordinates last. Provenance columns and binary values are left out; values are as stored (lists stay lists).
+
+    Parameters
+    ----------
+    wh : Warehouse
+        A snapshot (its caches are used) or a warehouse.
+    galaxy_id : str
+    full : collection of str, optional
+        The tables read whole; every other table holding the galaxy gives only its ``flags`` (an empty
+        row where it has none), which is what a record needs of it: taking one column of a Lance row
+        costs a fraction of taking all of them (a 384-d vector, 50 photometry columns). None: all.
 
     Raises
     ------
@@ -100,9 +111,16 @@ def galaxy_rows(wh: Warehouse, galaxy_id: str) -> dict[str, list[dict[str, Any]]
     for table in record_order(snap.tables()):
         if table in SKIPPED_TABLES:
             continue
-        if "galaxy_id" not in snap.dataset(table).schema.names:
+        names = snap.session.memo(("columns", table, snap.pins[table]), lambda t=table: snap.dataset(t).schema.names)
+        if "galaxy_id" not in names:
             continue
-        rows = snap.rows_of(table, [galaxy_id]).to_pylist()
+        if full is None or table in full:
+            rows = snap.rows_of(table, [galaxy_id]).to_pylist()
+        elif "flags" in names:
+            rows = snap.rows_of(table, [galaxy_id], columns=["flags"]).to_pylist() if snap.has_ids(
+                table, [galaxy_id]) else []
+        else:
+            rows = [{} for _ in snap.row_map(table).rows(galaxy_id)]
         if rows:
             out[table] = [{k: v for k, v in row.items()
                            if k != "galaxy_id" and k not in schemas.PROVENANCE_COLUMNS and not isinstance(v, bytes)}
@@ -137,7 +155,7 @@ def galaxy_record(wh: Warehouse, galaxy_id: str) -> dict[str, Any]:
         No such galaxy.
     """
     wh = snapshot_of(wh)
-    rows = galaxy_rows(wh, galaxy_id)
+    rows = galaxy_rows(wh, galaxy_id, full=FIRST_TABLES)  # of the others: which hold it, and their flags
     embeddings = sorted(t.removeprefix(TABLE_PREFIX) for t in rows if t.startswith(TABLE_PREFIX))
     flags = decoded_flags(rows)
     predictions: list[dict[str, Any]] = []

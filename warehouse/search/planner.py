@@ -233,7 +233,8 @@ def knn_plan(
     t0 = time.perf_counter()
     snap = snapshot_of(wh)
     ds = snap.dataset(table)
-    dim = dim_of(ds)
+    version = int(ds.version)
+    dim = snap.session.memo(("dim", table, version), lambda: dim_of(ds))
     q = np.asarray(vector, dtype=np.float32).reshape(-1)
     if q.shape[0] != dim:
         raise WarehouseError(f"query vector has {q.shape[0]} values; {table!r} holds {dim}-d vectors")
@@ -245,7 +246,9 @@ def knn_plan(
         raise WarehouseError(f"unknown route {route!r}; one of {', '.join(ROUTES)}")
     qn = q / np.float32(np.linalg.norm(q))
     m = matrix(snap, table)
-    indexed, unindexed = index_cover(ds)
+    # a version's index segments do not change: listed once per version (Lance's describe_indices and
+    # count_rows cost milliseconds per call), not per query
+    indexed, unindexed = snap.session.memo(("index_cover", table, version), lambda: index_cover(ds))
     n = len(m.unit)
     pos = None
     cached = False
