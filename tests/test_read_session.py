@@ -144,3 +144,33 @@ def test_held_features_answer_sql_as_the_view(warehouse):
     held, view = engine.run(query).table.to_pylist(), warehouse.sql_result(query).table.to_pylist()
     assert [(r["label_name"], r["n"]) for r in held] == [(r["label_name"], r["n"]) for r in view]
     assert [r["g"] for r in held] == pytest.approx([r["g"] for r in view], rel=1e-12)  # summation order
+
+
+def test_held_features_engine_is_a_cursor_per_thread_under_the_same_guards(warehouse):
+    """The server's /sql engines: one database (the indexed table) per snapshot, one cursor per thread,
+    each refusing file access and writes of configuration, and each obeying the timeout."""
+    import threading
+
+    from warehouse.search.features import serving_engine
+
+    ids, _ = make_warehouse(warehouse)
+    snap = ReadSession(warehouse, limits=SQLLimits(timeout_s=0.5, threads=1), hold_features=True).snapshot()
+    here = serving_engine(snap)
+    assert serving_engine(snap) is here
+    other: list = []
+    worker = threading.Thread(target=lambda: other.append(serving_engine(snap)))
+    worker.start()
+    worker.join()
+    assert other[0] is not here and other[0].con is not here.con
+    query = f"SELECT galaxy_id, ra FROM galaxy_features WHERE galaxy_id = '{ids[3]}'"
+    assert here.run(query).table.to_pylist() == other[0].run(query).table.to_pylist() == \
+        warehouse.sql_result(query).table.to_pylist()
+    kinds = {r["type"] for r in here.run("SELECT table_name, table_type AS type FROM information_schema.tables "
+                                         "WHERE table_name = 'galaxy_features'").table.to_pylist()}
+    assert kinds == {"BASE TABLE"}
+    with pytest.raises(SQLError):
+        here.run("SELECT * FROM read_csv('/etc/passwd')")
+    with pytest.raises(Exception, match="configuration"):  # locked for the cursor too (past the parser's guard)
+        here.con.execute("SET enable_external_access = true")
+    with pytest.raises(SQLError, match=r"0\.5 s timeout"):
+        here.run("SELECT count(*) FROM range(1000000) a, range(1000000) b")

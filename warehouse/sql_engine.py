@@ -187,15 +187,30 @@ class SQLEngine:
     """An in-process DuckDB connection with every warehouse table and view registered."""
 
     def __init__(self, warehouse: TableStore, version: dict[str, int] | None = None,
-                 limits: SQLLimits | None = None) -> None:
+                 limits: SQLLimits | None = None, *, prepare: Callable[[SQLEngine], None] | None = None,
+                 parent: SQLEngine | None = None) -> None:
+        """Parameters: ``prepare`` runs once the tables and views exist, before the configuration is
+        locked and file access is turned off (e.g. to add an in-memory table); ``parent`` makes this
+        engine a cursor of the parent's database: its settings (locked), macros, views and tables are
+        shared, and the Lance tables are registered again here (registrations belong to a connection),
+        so each thread has its own connection over one database.
+        """
         self.warehouse = warehouse
+        self.relations: list[str] = []
+        if parent is not None:
+            self.limits = parent.limits
+            self.con = parent.con.cursor()
+            self._register_tables(version or {})
+            self.views = list(parent.views)
+            return
         self.limits = limits or SQLLimits()
         self.con = duckdb.connect(":memory:")
         self._configure()
-        self.relations: list[str] = []
         self._register_tables(version or {})
         self._create_constants()
         self.views = self._create_views()
+        if prepare is not None:
+            prepare(self)
         self.con.execute("SET enable_external_access = false")
         self.con.execute("SET lock_configuration = true")
 

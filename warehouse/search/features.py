@@ -13,6 +13,7 @@ bytes, it is evaluated once per version of its tables and held in memory instead
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Sequence
 
@@ -91,20 +92,58 @@ def _materialised(snap: Snapshot) -> tuple[pa.Table, dict[str, int]] | None:
 
 
 def serving_engine(snap: Snapshot) -> SQLEngine:
-    """The snapshot's engine (this thread's), its ``galaxy_features`` served from the held rows when held.
+    """The engine ``POST /sql`` runs on: in a session that holds features, ``galaxy_features`` is a table.
 
-    In a session that holds features, the view is replaced in the engine by the very rows it evaluated
-    to at these versions (registered Arrow, in memory), so a point query by id reads memory instead of
-    three Lance scans under a window function. Other sessions: :meth:`Snapshot.engine` as it is.
+    In a session that holds features (a server), the snapshot's held rows of the view are copied once
+    per version of the tables into a DuckDB table with an index on ``galaxy_id`` (an ART), in one
+    database per snapshot; each thread queries it through its own cursor (:class:`SQLEngine`
+    ``parent``), the other tables and views as in any engine. A point query by id is then an index
+    lookup (a registered Arrow table or the view over Lance is a scan of every row: ~150 ms at 1M
+    rows). Other sessions, or features too big to hold: :meth:`Snapshot.engine` as it is.
     """
     engine = snap.engine()
-    if getattr(engine, "serves_held_features", None) is None:
-        held = _materialised(snap) if "galaxy_features" in engine.views else None
-        if held is not None:
-            engine.con.execute("DROP VIEW galaxy_features")
-            engine.con.register("galaxy_features", held[0])
-        engine.serves_held_features = held is not None  # type: ignore[attr-defined]
-    return engine
+    if not snap.session.hold_features or "galaxy_features" not in engine.views:
+        return engine
+    pins = tuple(sorted(snap.pins.items()))
+    base = snap.session.cached_engine(("serving", pins), lambda: _serving_database(snap))
+    if not getattr(base, "serves_held_features", False):
+        return engine
+    def cursor() -> SQLEngine:
+        engine = SQLEngine(snap, snap.pins, parent=base)
+        engine.serves_held_features = True  # type: ignore[attr-defined]
+        return engine
+
+    return snap.session.cached_engine(("serving", pins, threading.get_ident()), cursor)
+
+
+_SIZE = re.compile(r"([\d.]+)\s*(bytes|KiB|MiB|GiB|TiB)")
+_UNIT = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+
+
+def _serving_database(snap: Snapshot) -> SQLEngine:
+    """The DuckDB database whose ``galaxy_features`` is the held rows as a table indexed by ``galaxy_id``.
+
+    Its ``memory_limit`` is the session's plus twice the table's Arrow bytes, so the held table does
+    not take the queries' share.
+    """
+    held = _materialised(snap)
+
+    def prepare(engine: SQLEngine) -> None:
+        if held is None:
+            return
+        con = engine.con
+        limit = _SIZE.fullmatch(str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]).strip())
+        if limit is not None:
+            total = int(float(limit.group(1)) * _UNIT[limit.group(2)]) + 2 * held[0].nbytes
+            con.execute(f"SET memory_limit = '{total}B'")
+        con.register("held_features", held[0])
+        con.execute("DROP VIEW galaxy_features")
+        con.execute("CREATE TABLE galaxy_features AS SELECT * FROM held_features")
+        con.unregister("held_features")
+        con.execute("CREATE INDEX galaxy_features_id ON galaxy_features (galaxy_id)")
+        engine.serves_held_features = True  # type: ignore[attr-defined]
+
+    return SQLEngine(snap, snap.pins, snap.session.limits, prepare=prepare)
 
 
 def features_by_id(snap: Snapshot, galaxy_ids: Sequence[str]) -> pa.Table:
