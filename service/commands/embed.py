@@ -137,7 +137,6 @@ def save_montage(wh: Warehouse, result: pl.DataFrame, out: str | Path, *, query_
 def _cmd_similar(args: argparse.Namespace) -> int:
     import polars as pl
 
-    from features.embeddings import load_image_file
     from warehouse import search
 
     if (args.galaxy_id is None) == (args.image is None):
@@ -147,6 +146,8 @@ def _cmd_similar(args: argparse.Namespace) -> int:
     if args.image:
         vec, encoder = embed_query_image(wh, args.image, args.encoder, args.weights)
         query, label = vec, Path(args.image).name
+        from features.embeddings import load_image_file  # only a query by image reads one
+
         query_image = load_image_file(args.image)
     else:
         query, label, encoder = args.galaxy_id, args.galaxy_id, args.encoder
