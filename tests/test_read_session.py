@@ -151,11 +151,16 @@ def test_held_features_engine_is_a_cursor_per_thread_under_the_same_guards(wareh
     each refusing file access and writes of configuration, and each obeying the timeout."""
     import threading
 
-    from warehouse.search.features import serving_engine
+    from warehouse.search.features import raised_limit, serving_engine
 
     ids, _ = make_warehouse(warehouse)
-    snap = ReadSession(warehouse, limits=SQLLimits(timeout_s=0.5, threads=1), hold_features=True).snapshot()
+    limits = SQLLimits(timeout_s=0.5, threads=1, memory_limit="64MiB")
+    snap = ReadSession(warehouse, limits=limits, hold_features=True).snapshot()
     here = serving_engine(snap)
+    shown = here.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    assert raised_limit(shown, 0) >= 64 * 2**20  # raised by the held table, never lowered
+    assert raised_limit("953.6 MiB", 1000) == int(953.6 * 2**20) + 1000 and raised_limit("1.5 GiB", 0) == 3 * 2**29
+    assert raised_limit("unlimited", 10) is None
     assert serving_engine(snap) is here
     other: list = []
     worker = threading.Thread(target=lambda: other.append(serving_engine(snap)))

@@ -25,11 +25,11 @@ from warehouse.session import Snapshot
 from warehouse.sql_engine import SQLEngine
 from warehouse.sqltext import ident
 
-__all__ = ["FEATURE_TABLES", "KEYED_TABLES", "features_by_id", "features_query", "serving_engine"]
+__all__ = ["FEATURE_TABLES", "KEYED_TABLES", "features_by_id", "features_query", "raised_limit", "serving_engine"]
 
 FEATURE_TABLES = ("morphometrics", "photometry")
 """Tables joined to ``galaxies`` when no ``galaxy_features`` view is defined."""
-_PROVENANCE = set(schemas.PROVENANCE_COLUMNS)
+_PROVENANCE = frozenset(schemas.PROVENANCE_COLUMNS)
 
 KEYED_TABLES = ("galaxies", "morphometrics", "photometry")
 """The tables the feature rows are made of (the ``galaxy_features`` view reads them; so does the fallback query)."""
@@ -117,7 +117,16 @@ def serving_engine(snap: Snapshot) -> SQLEngine:
 
 
 _SIZE = re.compile(r"([\d.]+)\s*(bytes|KiB|MiB|GiB|TiB)")
-_UNIT = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+"""DuckDB's way of showing a size (``current_setting('memory_limit')``: ``953.6 MiB``)."""
+_UNITS = ("bytes", "KiB", "MiB", "GiB", "TiB")
+
+
+def raised_limit(shown: str, extra: int) -> int | None:
+    """DuckDB's ``memory_limit`` as it shows it (``953.6 MiB``) plus ``extra`` bytes; None if not a size."""
+    limit = _SIZE.fullmatch(shown.strip())
+    if limit is None:
+        return None
+    return int(float(limit.group(1)) * 1024 ** _UNITS.index(limit.group(2))) + int(extra)
 
 
 def _serving_database(snap: Snapshot) -> SQLEngine:
@@ -132,9 +141,9 @@ def _serving_database(snap: Snapshot) -> SQLEngine:
         if held is None:
             return
         con = engine.con
-        limit = _SIZE.fullmatch(str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]).strip())
-        if limit is not None:
-            total = int(float(limit.group(1)) * _UNIT[limit.group(2)]) + 2 * held[0].nbytes
+        total = raised_limit(str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]),
+                             2 * held[0].nbytes)
+        if total is not None:
             con.execute(f"SET memory_limit = '{total}B'")
         con.register("held_features", held[0])
         con.execute("DROP VIEW galaxy_features")
