@@ -179,3 +179,19 @@ def test_held_features_engine_is_a_cursor_per_thread_under_the_same_guards(wareh
         here.con.execute("SET enable_external_access = true")
     with pytest.raises(SQLError, match=r"0\.5 s timeout"):
         here.run("SELECT count(*) FROM range(1000000) a, range(1000000) b")
+
+
+def test_held_features_are_not_bound_by_the_answer_byte_cap(warehouse):
+    """The server's byte cap bounds answers, not the session's own read of galaxy_features (at 1M galaxies
+    the held rows are ~0.5 GiB, over the 64 MiB cap: every similar and /sql failed with the cap's 400)."""
+    from warehouse.search.features import serving_engine
+
+    ids, _ = make_warehouse(warehouse)
+    snap = ReadSession(warehouse, limits=SQLLimits(max_bytes=2000), hold_features=True).snapshot()
+    found = search.similar_plan(snap, ids[0], k=3, encoder=ENC).table
+    assert found.num_rows == 3 and "ra" in found.column_names
+    engine = serving_engine(snap)
+    assert engine.serves_held_features
+    assert engine.run(f"SELECT galaxy_id FROM galaxy_features WHERE galaxy_id = '{ids[2]}'").table.num_rows == 1
+    with pytest.raises(SQLError, match="byte cap"):  # a user's answer is still capped
+        engine.run("SELECT * FROM galaxy_features")

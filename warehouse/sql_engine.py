@@ -314,12 +314,12 @@ class SQLEngine:
         finally:
             timer.cancel()
 
-    def _read(self, rel: duckdb.DuckDBPyRelation) -> pa.Table:
+    def _read(self, rel: duckdb.DuckDBPyRelation, capped: bool = True) -> pa.Table:
         """The relation's rows as Arrow, made portable, read in batches so :attr:`SQLLimits.max_bytes` stops it."""
         exprs = portable_projection(rel.columns, rel.types)
         if exprs is not None:
             rel = rel.project(", ".join(exprs))
-        cap = self.limits.max_bytes
+        cap = self.limits.max_bytes if capped else None
         if cap is None:
             return rel.to_arrow_table()
         reader = rel.to_arrow_reader(2048)
@@ -332,7 +332,8 @@ class SQLEngine:
             batches.append(batch)
         return pa.Table.from_batches(batches, schema=reader.schema)
 
-    def run(self, query: str, *, limit: int | None = 10_000, timeout_s: float | None = None) -> SQLResult:
+    def run(self, query: str, *, limit: int | None = 10_000, timeout_s: float | None = None,
+            capped: bool = True) -> SQLResult:
         """Run one read-only query (see :meth:`check`).
 
         Parameters
@@ -344,6 +345,9 @@ class SQLEngine:
             :attr:`SQLResult.truncated` says whether the limit cut the result.
         timeout_s : float, optional
             The query is interrupted after this many seconds (default: :attr:`SQLLimits.timeout_s`).
+        capped : bool
+            Whether :attr:`SQLLimits.max_bytes` applies. It bounds what is answered to a user; the code's
+            own reads (the held ``galaxy_features`` of a server: ~0.5 GiB at 1M rows) pass False.
 
         Raises
         ------
@@ -358,7 +362,7 @@ class SQLEngine:
             rel = self.con.sql(stmt.query)
             if rel is None:
                 return pa.table({})
-            return self._read(rel if cap is None else rel.limit(cap + 1))
+            return self._read(rel if cap is None else rel.limit(cap + 1), capped)
 
         table = self._timed(work, timeout_s)
         if cap is not None and table.num_rows > cap:
