@@ -245,6 +245,8 @@ def main() -> None:
     ap.add_argument("--concurrency", default="1,8", help="requests in flight, comma-separated runs")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--baseline-first", action="store_true", help="load the baseline server before this tree's "
+                    "(run both orders: the load of a shared machine drifts during a run)")
     ap.add_argument("--recall-queries", type=int, default=30, help="filtered queries checked per selectivity")
     ap.add_argument("--warehouse", type=Path, help="keep the benchmark warehouse in this folder and reuse it on the "
                     "next run with the same --n/--dim/--seed (else a temporary one, removed at the end)")
@@ -279,7 +281,7 @@ def main() -> None:
         print(f"kernels timed in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         runs = [("this tree", None, [int(c) for c in args.concurrency.split(",")])]
         if args.baseline_code is not None:
-            runs.append((f"baseline {args.baseline_code}", args.baseline_code, [1]))
+            runs.insert(0 if args.baseline_first else 1, (f"baseline {args.baseline_code}", args.baseline_code, [1]))
         rows, recalls, rss = [], {}, {}
         for label, code, concs in runs:
             proc, url = serve(base / "wh", code, tmp)
