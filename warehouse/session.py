@@ -165,7 +165,9 @@ class ReadSession:
         """``(versions, table, where)`` -> allowed row positions (filled by the search)."""
         self.rowmaps: ByteLRU[RowMap] = ByteLRU(rowmap_bytes, max_items=64)
         self._datasets: ByteLRU[lance.LanceDataset] = ByteLRU(2**62, max_items=128)
-        self._engines: ByteLRU[SQLEngine] = ByteLRU(2**62, max_items=32)
+        # an engine per (versions, pool thread) and, in a server, a /sql cursor per thread as well: room for
+        # both for the 40 threads of FastAPI's pool (a miss rebuilds an engine: tens of ms)
+        self._engines: ByteLRU[SQLEngine] = ByteLRU(2**62, max_items=96)
         self._snapshots: ByteLRU[Snapshot] = ByteLRU(2**62, max_items=16)
         self._memo: ByteLRU[Any] = ByteLRU(2**62, max_items=256)
         self._warm: dict[str, lance.LanceDataset] = {}
@@ -274,7 +276,7 @@ class ReadSession:
         return self.cached_engine(key, lambda: SQLEngine(snap, snap.pins, self.limits))
 
     def cached_engine(self, key: Hashable, make: Callable[[], SQLEngine]) -> SQLEngine:
-        """An engine kept under ``key`` (an LRU of 32), made by ``make`` on a miss."""
+        """An engine kept under ``key`` (an LRU of 96), made by ``make`` on a miss."""
         return self._engines.get_or_make(key, lambda: (make(), 0))[0]
 
     def row_map(self, table: str, ds: lance.LanceDataset) -> RowMap:

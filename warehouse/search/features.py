@@ -109,6 +109,7 @@ def serving_engine(snap: Snapshot) -> SQLEngine:
     base = snap.session.cached_engine(("serving", pins), lambda: _serving_database(snap))
     if not getattr(base, "serves_held_features", False):
         return engine
+
     def cursor() -> SQLEngine:
         engine = SQLEngine(snap, snap.pins, parent=base)
         engine.serves_held_features = True  # type: ignore[attr-defined]
