@@ -121,6 +121,13 @@ def test_scs_errors_are_votables_with_an_error_info(vo, params):
     assert len(errors) == 1 and "\n" not in errors[0].value
 
 
+def test_openapi_describes_the_cone_search_columns_from_the_registry(vo):
+    srv, *_ = vo
+    doc = httpx.get(f"{srv.url}/openapi.json", timeout=30).json()["paths"]["/vo/scs"]["get"]["description"]
+    assert "| `ra` | deg | pos.eq.ra;meta.main | right ascension, ICRS |" in doc
+    assert "| `gini` |" in doc and "| `morph_ok` |" in doc
+
+
 def test_scs_error_surfaces_in_pyvo(vo):
     srv, *_ = vo
     with pytest.raises(pyvo.DALQueryError, match="MODEL must be"):
@@ -142,6 +149,8 @@ def test_similar_by_id_and_by_position(vo):
     assert len(near) == 3 and near[0].id == ids[5]
     with pytest.raises(pyvo.DALQueryError, match="no galaxy"):
         pyvo.dal.SCSService(f"{srv.url}/vo/similar").search(pos=(200.0, -60.0), radius=0.1)
+    no_table = _votable(httpx.get(f"{srv.url}/vo/similar", params={"ID": ids[0], "ENCODER": "nope"}, timeout=30).content)
+    assert "no embeddings for encoder 'nope'" in next(i.value for i in no_table.infos if i.name == "Error")
     missing = _votable(httpx.get(f"{srv.url}/vo/similar", params={"ID": "nope"}, timeout=30).content)
     assert "no galaxy 'nope'" in next(i.value for i in missing.infos if i.name == "Error")
 

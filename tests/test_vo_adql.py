@@ -58,7 +58,7 @@ def test_votable_types_units_nulls_roundtrip():
         "vector": pa.FixedSizeListArray.from_arrays(pa.array([1, 2, 3, 4], pa.float32()), 2),
         "probabilities": pa.array([[0.25, 0.75], None], pa.list_(pa.float32())),
         "conformal_set": pa.array([["Ring", "No ring"], None], pa.list_(pa.string())),
-        "mask_png": pa.array([b"abc", None], pa.large_binary()), "label_name": ["é", None],
+        "mask_png": pa.array([b"abc", None], pa.large_binary()), "label_name": ["Ring", None],
         "written_at": pa.array([0, None], pa.timestamp("us", tz="UTC")),
         "galaxy_id_dup": ["x", "y"],
     }).rename_columns(["galaxy_id", "ra", "flags", "morph_ok", "vector", "probabilities", "conformal_set", "mask_png",
@@ -73,13 +73,24 @@ def test_votable_types_units_nulls_roundtrip():
     assert fields["galaxy_id"].ucd == "ID_MAIN" and fields["galaxy_id_2"].ucd is None
     assert fields["ra"].unit == "deg" and fields["ra"].datatype == "double"
     assert fields["vector"].arraysize == "2" and fields["probabilities"].arraysize == "*"
-    assert fields["label_name"].datatype == "unicodeChar" and fields["mask_png_bytes"].unit == "byte"
+    assert fields["label_name"].datatype == "char" and fields["mask_png_bytes"].unit == "byte"
     a = table.array
     assert a["ra"][0] == 1.5 and np.ma.is_masked(a["ra"][1]) and np.ma.is_masked(a["flags"][1])
     assert list(a["vector"][1]) == [3.0, 4.0] and list(a["probabilities"][0]) == [0.25, 0.75]
-    assert a["conformal_set"][0] == "Ring,No ring" and a["mask_png_bytes"][0] == 3 and a["label_name"][0] == "é"
+    assert a["conformal_set"][0] == "Ring,No ring" and a["mask_png_bytes"][0] == 3 and a["label_name"][0] == "Ring"
     assert a["written_at"][0].startswith("1970-01-01T00:00:00")
     assert [i.value for i in vot.resources[0].infos] == ["OK"]
+
+
+def test_non_ascii_text_is_unicode_char():
+    # read back with the standard library: astropy 8.0.2's C parser crashed (refcount of False) reading a
+    # unicodeChar column in this test process, layout-dependent; the Python parser read it fine
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(votable_bytes(table_votable(pa.table({"label_name": ["Galáxia", "Ring"]}), {})))
+    ns = {"v": root.tag[1:].split("}")[0]}
+    assert root.find(".//v:FIELD", ns).get("datatype") == "unicodeChar"
+    assert [td.text for td in root.iterfind(".//v:TD", ns)] == ["Galáxia", "Ring"]
 
 
 def test_error_votable_carries_error_and_query_status():
@@ -87,3 +98,10 @@ def test_error_votable_carries_error_and_query_status():
     assert [(i.name, i.value) for i in vot.infos] == [("Error", "bad RA")]
     status = vot.resources[0].infos[0]
     assert (status.name, status.value, status.content) == ("QUERY_STATUS", "ERROR", "bad RA")
+
+
+def test_error_answers_name_no_absolute_path():
+    from service.http.vo.common import error_response
+
+    body = error_response("no galaxy 'x' in /srv/data/astrovision-data (try ...)\nsecond line").body.decode()
+    assert "/srv/data" not in body and "astrovision-data (try ...)" in body and "second line" not in body

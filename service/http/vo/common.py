@@ -9,6 +9,7 @@ the error of a simple (DAL 1) service is an HTTP 200 whose VOTable carries ``INF
 from __future__ import annotations
 
 import math
+import re
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -17,6 +18,10 @@ from features.errors import InputError
 from service.http.vo.votable import VOTABLE_MIME, error_votable, votable_bytes
 
 __all__ = ["DALError", "dal_params", "error_response", "float_param", "int_param", "votable_response"]
+
+
+_ABSOLUTE = re.compile(r"(?<![\w:/.])(?:/[\w.+@=-]+){2,}/?")
+"""An absolute POSIX path of two or more parts: an error answer names its last part only."""
 
 
 class DALError(InputError):
@@ -69,6 +74,7 @@ def votable_response(vot, status_code: int = 200) -> Response:
 
 
 def error_response(message: str, status_code: int = 200) -> Response:
-    """An error as a VOTable (one line)."""
+    """An error as a VOTable (one line, no absolute path of the server: a path becomes its last part)."""
     lines = str(message).strip().splitlines()
-    return votable_response(error_votable(lines[0][:500] if lines else "bad request"), status_code)
+    line = _ABSOLUTE.sub(lambda m: m.group(0).rstrip("/").rsplit("/", 1)[-1], lines[0]) if lines else "bad request"
+    return votable_response(error_votable(line[:500]), status_code)

@@ -55,6 +55,19 @@ def result_docs(columns: list[str], relations: tuple[str, ...] = _RELATIONS) -> 
     return {c: _LOCAL_DOCS.get(c) or find_doc(c, relations) for c in columns}
 
 
+def columns_markdown(relations: tuple[str, ...] = _RELATIONS) -> str:
+    """A Markdown table of the columns of ``relations`` (name, unit, UCD, description), for the API docs."""
+    from warehouse.schemas.columns import column_docs
+
+    rows, seen = ["| column | unit | UCD | description |", "|---|---|---|---|"], set()
+    for rel in relations:
+        for name, doc in column_docs(rel).items():
+            if name not in seen:
+                seen.add(name)
+                rows.append(f"| `{name}` | {doc.unit or ''} | {doc.ucd or ''} | {doc.description} |")
+    return "\n".join(rows)
+
+
 def _cone_sql(ra: float, dec: float, sr: float, model: str | None) -> str:
     model_filter = f"WHERE model_name = '{model}'" if model else ""
     where = "false" if sr == 0 else f"cone(f.ra, f.dec, {ra!r}, {dec!r}, {sr * 3600.0!r})"
@@ -89,7 +102,13 @@ def add_routes(router: APIRouter, settings: Any, snapshot: Any) -> None:
     Params = Annotated[dict[str, str], Depends(dal_params)]
     responses = {200: {"content": {"application/x-votable+xml": {}}}}
 
-    @router.get("/scs", response_class=Response, responses=responses, tags=["vo"])
+    columns = columns_markdown(("galaxy_features",))
+
+    @router.get("/scs", response_class=Response, responses=responses, tags=["vo"],
+                description=("IVOA Simple Cone Search 1.03: `RA`, `DEC`, `SR` in degrees (ICRS); `VERB`, "
+                             "`MAXREC`, `MODEL`. Errors are a VOTable with `INFO name=\"Error\"`.\n\n"
+                             "Columns (plus `model_name`, `model_version`, `predicted_name`, `confidence` of "
+                             "the newest gate-passing prediction, and `_r`):\n\n") + columns)
     def scs(wh: Snap, params: Params) -> Response:
         """IVOA Simple Cone Search 1.03: ``RA``, ``DEC``, ``SR`` in degrees (ICRS); ``VERB``, ``MAXREC``,
         ``MODEL``. Errors are a VOTable with ``INFO name="Error"``."""
