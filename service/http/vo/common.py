@@ -32,7 +32,10 @@ async def dal_params(request: Request) -> dict[str, str]:
     """The request's parameters, names upper-cased; a form body (POST) adds to the query string."""
     params = {k.upper(): v for k, v in request.query_params.items()}
     if request.method == "POST":
-        form = await request.form()
+        try:
+            form = await request.form()
+        except Exception as exc:  # a malformed multipart or urlencoded body (Starlette's parsers raise several types)
+            raise DALError(f"the request body is not a readable form ({type(exc).__name__})") from None
         params.update({k.upper(): v for k, v in form.items() if isinstance(v, str)})
     return params
 
