@@ -274,6 +274,26 @@ def test_sql_attacks_through_adql_write_nothing(vo, query):
     assert sorted(p.name for p in cwd.iterdir()) == ["server.log"]
 
 
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_junk_requests_to_every_vo_route_are_votable_errors_never_500(vo, method):
+    srv, *_ = vo
+    junk = [{}, {"RA": "nan", "DEC": "inf", "SR": "-1"}, {"POS": "a,b,c", "SIZE": "x", "FORMAT": "image/gif"},
+            {"ID": "\x00' OR 1=1 --", "K": "0"}, {"LANG": "SQL", "QUERY": "SELECT 1"}, {"MAXREC": "-5", "VERB": "9"},
+            {"LANG": "ADQL", "QUERY": "SELECT TOP x FROM"}, {"LANG": "ADQL", "QUERY": "SELECT 1", "RESPONSEFORMAT": "csv"}]
+    routes = ["/vo/scs", "/vo/similar", "/vo/sia", "/vo/sia/image", "/vo/tap/sync"]
+    with httpx.Client(base_url=srv.url, timeout=30) as c:
+        for route in routes:
+            if method == "POST" and route != "/vo/tap/sync":
+                continue
+            for params in junk:
+                r = c.get(route, params=params) if method == "GET" else c.post(route, data=params)
+                assert r.status_code < 500, (route, params, r.text[:200])
+                if r.status_code >= 400 or b'name="Error"' in r.content:
+                    errors = [i for i in _votable(r.content).infos if i.name == "Error"]
+                    assert len(errors) == 1 and "\n" not in errors[0].value, (route, params)
+    assert "Traceback" not in srv.output()
+
+
 # ------------------------------------------------------------------------------------------- token
 def test_the_token_guards_vo(vo, tmp_path):
     _srv, wh, ids, _pos, _ = vo
