@@ -61,6 +61,7 @@ from service.http.models import (
 )
 from service.http.settings import Settings
 from service.http.uploads import read_upload
+from service.http.vo import vo_router
 from warehouse import ReadSession, Snapshot, Warehouse, WarehouseError
 from warehouse.provenance import code_version
 
@@ -432,6 +433,7 @@ def create_app(settings: Settings) -> FastAPI:
                                  limit=result.limit, versions=wh.pins), headers)
 
     app.include_router(api)
+    app.include_router(vo_router(settings, snapshot))  # /vo/: cone search, image access, TAP
 
     # ------------------------------------------------------------------------------------ the page
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
