@@ -44,6 +44,7 @@ __all__ = [
     "WeightsInfo",
     "WeightsOrigin",
     "WeightsProvenance",
+    "checkpoint_filter",
     "env_var_name",
     "hub_reachable",
     "load_timm_model",
@@ -377,7 +378,7 @@ def load_timm_model(timm_name: str, weights: WeightsInfo | None, **timm_kwargs):
     if weights is not None:
         path = Path(weights.path)
         state = _read_state_dict(path)
-        filter_fn = _filter_fn(model)
+        filter_fn = checkpoint_filter(model)
         try:
             if filter_fn is not None:
                 try:
@@ -406,7 +407,7 @@ def load_timm_model(timm_name: str, weights: WeightsInfo | None, **timm_kwargs):
     return model
 
 
-def _filter_fn(model):
+def checkpoint_filter(model):
     """timm's checkpoint filter for the model's family (resamples ViT position embeddings)."""
     import importlib
 
