@@ -25,7 +25,8 @@ from stages.splits import SplitData
 from stages.versions import list_models
 from warehouse.schemas.embeddings import embedding_table
 
-__all__ = ["FitOutput", "FitStep", "Used", "latest_probe", "subsample", "train_images", "train_probe"]
+__all__ = ["FitOutput", "FitStep", "Used", "finetune_inputs", "latest_probe", "subsample", "train_images",
+           "train_probe"]
 
 LogFn = Callable[[str], None]
 Used = dict[str, tuple[list[str], np.ndarray]]
@@ -50,6 +51,29 @@ def subsample(ids: list[str], y: np.ndarray, n: int, seed: int) -> tuple[list[st
         keep.extend(rng.choice(members, size=min(k, len(members)), replace=False).tolist())
     keep.sort()
     return [ids[i] for i in keep], y[keep]
+
+
+def finetune_inputs(wh: Any, cfg: FinetuneConfig) -> FinetuneConfig:
+    """The fine-tune's config with what its encoder needs: a CNN's own input size, the warehouse's weights.
+
+    A CNN encoder (the warehouse's ``ssl_resnet18``, Zoobot's) is fine-tuned at the input size its
+    embeddings were computed at (so the probe's head starts on the features it was fitted on); the
+    warehouse's own encoder takes its weights file under the root (:func:`stages.ssl.ssl_weights`,
+    checked against its record). A ViT keeps ``img_size`` (the CPU demo's 56 px). The registry stores
+    the config returned, so predictions rebuild the same model.
+    """
+    from dataclasses import replace
+
+    from features.embeddings import encoder_spec
+
+    spec = encoder_spec(cfg.encoder)
+    if spec.is_vit:
+        return cfg
+    if spec.trained_here and not cfg.weights_path and cfg.pretrained:
+        from stages.ssl import ssl_weights
+
+        cfg = replace(cfg, weights_path=str(ssl_weights(wh, spec.name).path))
+    return replace(cfg, img_size=spec.img_size)
 
 
 def latest_probe(wh: Any, cfg: FinetuneConfig, split: SplitData) -> tuple[dict[str, Any], Path] | None:

@@ -18,14 +18,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from models.config import RunConfig, config_from_json
+from models.config import FinetuneConfig, RunConfig, config_from_json
 from models.errors import SplitError
 from models.registry import ModelSpec, get_spec
 from models.splits import SPLIT_NAMES
 from stages.finish import RegistryRow, TrainOutcome, finish_run, pixel_stamps
 from stages.fusion import train_fusion
 from stages.splits import SplitData, SplitsOutcome, build_splits, describe_excluded, load_split, read_labels
-from stages.trainers import FitStep, train_images, train_probe
+from stages.trainers import FitStep, finetune_inputs, train_images, train_probe
 from stages.versions import get_model
 from warehouse.schemas.embeddings import embedding_table
 from warehouse.sqltext import quote
@@ -121,6 +121,8 @@ def _prepare(wh: Any, name: str, kind: str, cfg: RunConfig, *, log: LogFn, run_i
 
     if hasattr(cfg, "encoder"):  # the probe, the fine-tune, fusion
         cfg = replace(cfg, encoder=resolve_encoder(wh, cfg.encoder, backbone=kind == "images"))
+    if isinstance(cfg, FinetuneConfig):
+        cfg = finetune_inputs(wh, cfg)
     if kind == "fusion":
         from models.fusion_data import check_frozen_encoder
 

@@ -228,3 +228,30 @@ def test_a_named_hub_encoder_through_the_cli(weights_dir, warehouse, capsys):
     assert "12 galaxies embedded with hf_someone_tiny_resnet (weights local" in out
     assert main([*home, "similar", gal["galaxy_id"][3], "-k", "3", "--encoder", "hf_someone_tiny_resnet"]) == 0
     assert gal["galaxy_id"][3] in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_finetune_of_zoobot_when_auto_chose_it(weights_dir, warehouse):
+    """The fine-tune takes Zoobot's encoder when its embeddings are the ones in use: its input size, its
+    [0, 1] normalisation (the adapter from the training stamps' ImageNet normalisation), its probe's head."""
+    import torch
+    from toy_warehouse import fill_toy_warehouse
+
+    from models.config import make_config
+    from models.dinov2 import InputAdapter
+    from stages.embeddings import embed_shard, get_encoder
+    from stages.training import train_model
+
+    fill_toy_warehouse(warehouse, n=40, size=32, embeddings=False)
+    enc, _ = get_encoder("zoobot_convnext_nano")
+    embed_shard(warehouse, "toy-00000", enc)
+    train_model(warehouse, "dinov2_probe")
+    out = train_model(warehouse, "dinov2_finetune", make_config("dinov2_finetune", max_steps=1, batch_size=8))
+    assert out.config.encoder == "zoobot_convnext_nano" and out.config.img_size == 224
+    assert out.weights_origin.origin is WeightsOrigin.LOCAL and out.weights_origin.sha256 == enc.weights_sha256
+    assert out.notes[0] == "head initialised from dinov2_probe v1"
+    pixels = torch.rand(2, 3, 8, 8)
+    imagenet = (pixels - torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)) / torch.tensor(
+        (0.229, 0.224, 0.225)).view(1, 3, 1, 1)
+    torch.testing.assert_close(InputAdapter((0.0,) * 3, (1.0,) * 3)(imagenet), pixels)
+    torch.testing.assert_close(InputAdapter((0.0,), (1.0,))(imagenet), pixels.mean(dim=1, keepdim=True))
