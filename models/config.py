@@ -192,6 +192,11 @@ class FinetuneConfig(ImageConfig):
     head_lr_scale: float = 10.0
     init_from_probe: bool = True
 
+    def fit_config(self) -> FitConfig:
+        """As :meth:`ImageConfig.fit_config`, without batch-norm recalibration: the encoder keeps the
+        statistics its embeddings and probe were computed with (:meth:`models.dinov2.DINOv2Features.train`)."""
+        return replace(super().fit_config(), bn_recalibration_batches=0)
+
 
 @dataclass(frozen=True)
 class ProbeConfig(RunConfig):

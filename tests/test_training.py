@@ -363,6 +363,22 @@ def test_finetune_of_the_warehouse_own_encoder_when_auto_chose_it(warehouse):
     assert out.notes[0] == "head initialised from dinov2_probe v1"
     row = get_model(warehouse, "dinov2_finetune", out.version)
     assert "fine-tuned backbone ssl_resnet18" in row["weights_origin"]
+    fit = json.loads(row["metrics_json"])["fit"]
+    vs = fit["vs_probe"]
+    assert fit["backbone"] == "ssl_resnet18" and vs["probe"] == "dinov2_probe v1" and vs["n_test"] > 0
+    assert vs["ci95"][0] <= vs["difference"] <= vs["ci95"][1] and vs["beats_probe"] == (vs["ci95"][0] > 0)
+    from service.commands.demo import _uncertainty_lines
+
+    line = " ".join(_uncertainty_lines({"fit": fit}))
+    assert "fine-tuned backbone ssl_resnet18; vs dinov2_probe v1 on the same" in line and "the probe)" in line
+    import torch
+
+    from models.registry import build_model
+
+    model, _ = build_model("dinov2_finetune", 3, replace(cfg, pretrained=False))
+    model.train()  # BatchNorm statistics stay those of the stored embeddings while the encoder trains
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and not any(m.training for m in norms) and model.head.training
     pred = load_predictor(warehouse, "dinov2_finetune", out.version)
     probs = pred.predict(warehouse, ["toy:000000", "toy:000001"])
     assert probs.shape[0] == 2 and np.allclose(probs.sum(axis=1), 1, atol=1e-4)
