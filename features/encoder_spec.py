@@ -51,6 +51,9 @@ class EncoderSpec:
         Built by timm from a Hub repository in timm's layout (:mod:`features.hub_encoders`).
     in_domain : bool
         Pretrained on galaxies (Zoobot): ``auto`` prefers it when its weights resolve.
+    source : str
+        The name it was asked for when that is not ``name`` (``hf_hub:<owner>/<repo>``,
+        ``timm:<model>``): what the table's ``encoder`` column stores, so a query image can load it again.
     """
 
     name: str
@@ -68,11 +71,17 @@ class EncoderSpec:
     in_chans: int = 3
     hub: bool = False
     in_domain: bool = False
+    source: str = ""
 
     @property
     def is_random(self) -> bool:
         """Whether this encoder is a random-weights baseline."""
         return self.hf_repo is None and not self.trained_here
+
+    @property
+    def load_name(self) -> str:
+        """The name :func:`features.embeddings.load_encoder` loads it by."""
+        return self.source or self.name
 
     @property
     def is_vit(self) -> bool:

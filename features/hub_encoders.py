@@ -95,7 +95,7 @@ def hub_spec(name: str, registered: dict[str, EncoderSpec]) -> EncoderSpec | Non
         for spec in registered.values():
             if spec.hf_repo == repo:
                 return spec
-        return EncoderSpec(f"hf_{_slug(repo)}", "", repo, 0, img_size=224, hub=True,
+        return EncoderSpec(f"hf_{_slug(repo)}", "", repo, 0, img_size=224, hub=True, source=name,
                            description=f"timm model hf_hub:{repo} from the Hugging Face Hub")
     if name.startswith(TIMM_PREFIX):
         model = name[len(TIMM_PREFIX):]
@@ -106,7 +106,7 @@ def hub_spec(name: str, registered: dict[str, EncoderSpec]) -> EncoderSpec | Non
             raise InputError(f"encoder {name!r}: timm has no model {arch!r}")
         cfg = timm.models.get_pretrained_cfg(model) if tag else None
         repo = (getattr(cfg, "hf_hub_id", None) if cfg else None) or f"timm/{model}"
-        return EncoderSpec(f"timm_{_slug(model)}", arch, repo, 0, img_size=224, hub=True,
+        return EncoderSpec(f"timm_{_slug(model)}", arch, repo, 0, img_size=224, hub=True, source=name,
                            description=f"timm {model}, weights {repo} from the Hugging Face Hub")
     return None
 

@@ -150,6 +150,10 @@ def embed_query_image(wh: Warehouse, image: str | os.PathLike[str] | np.ndarray,
 
     table = search.pick_table(wh, encoder)
     name = table.removeprefix("embeddings_")
+    if name not in ENCODERS:  # an hf_hub: / timm: table: its rows say the name it loads by
+        names = wh.read(table, columns=["encoder"]).column("encoder").unique().to_pylist()
+        loadable = [n for n in names if ":" in n]
+        name = loadable[0] if len(loadable) == 1 else name
 
     def hashes() -> list[str]:
         return wh.read(table, columns=["weights_sha256"]).column("weights_sha256").unique().to_pylist()
@@ -158,6 +162,7 @@ def embed_query_image(wh: Warehouse, image: str | os.PathLike[str] | np.ndarray,
     stored = wh.session.memo(("weights_sha256", table, wh.pins[table]), hashes) if isinstance(wh, Snapshot) \
         else hashes()
     enc, _ = get_encoder(name, weights_path or "", allow_download, wh)
+    name = enc.name
     if enc.weights_sha256 not in stored:
         raise WarehouseError(
             f"{table} was computed with weights sha256 {', '.join(s[:12] for s in stored)}, but the {name} "
@@ -242,7 +247,7 @@ def embed_shard(
         {
             "galaxy_id": pa.array(ids, pa.string()),
             "shard": pa.array([shard] * n, pa.string()),
-            "encoder": pa.array([encoder.name] * n, pa.string()),
+            "encoder": pa.array([encoder.spec.load_name] * n, pa.string()),  # hf_hub:<repo> for a Hub table
             "weights_sha256": pa.array([encoder.weights_sha256] * n, pa.string()),
             "weights_origin": pa.array([encoder.weights_origin.value] * n, pa.string()),
             "flags": pa.array(flags, pa.int64()),

@@ -228,6 +228,13 @@ def test_a_named_hub_encoder_through_the_cli(weights_dir, warehouse, capsys):
     assert "12 galaxies embedded with hf_someone_tiny_resnet (weights local" in out
     assert main([*home, "similar", gal["galaxy_id"][3], "-k", "3", "--encoder", "hf_someone_tiny_resnet"]) == 0
     assert gal["galaxy_id"][3] in capsys.readouterr().out
+    rows = warehouse.read("embeddings_hf_someone_tiny_resnet")
+    assert set(rows.column("encoder").to_pylist()) == {"hf_hub:someone/tiny-resnet"}  # what it loads by
+    from stages.embeddings import embed_query_image
+
+    vec, name = embed_query_image(warehouse, warehouse.read_image(gal["galaxy_id"][3]), "hf_someone_tiny_resnet")
+    stored = rows.column("vector").to_pylist()[rows.column("galaxy_id").to_pylist().index(gal["galaxy_id"][3])]
+    assert name == "hf_someone_tiny_resnet" and np.allclose(vec, stored, atol=1e-4)
 
 
 @pytest.mark.slow
