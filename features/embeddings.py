@@ -11,7 +11,12 @@ name                timm model                                   dim    weights
 ``dinov2_vitb14``   ``vit_base_patch14_dinov2.lvd142m``          768    ``timm/<model>`` on the Hub
 ``random_vits14``   ``vit_small_patch14_dinov2`` (same network)  384    none: timm's init, seed 0
 ``ssl_resnet18``    ``resnet18`` at half width (32-256 channels) 256    trained in the warehouse
+``zoobot_*``        ``convnext_nano`` ... (Zoobot's family)      640..  ``mwalmsley/zoobot-encoder-*``
 ==================  ===========================================  =====  ==========================
+
+Beside the registered names, ``hf_hub:<owner>/<repo>`` and ``timm:<model>`` load any timm encoder from
+the Hub (:mod:`features.hub_encoders`, which also registers Zoobot's family: 224 px, [0, 1] pixels with
+no ImageNet normalisation, one channel for the greyscale ones).
 
 ``ssl_resnet18`` is trained by the ``ssl_encoder`` asset on the warehouse's own images with SimCLR
 (Chen et al. 2020; :mod:`features.ssl`, :mod:`stages.ssl`), on 64 x 64 stamps; its weights file lies
@@ -36,7 +41,8 @@ Preprocessing (:func:`preprocess`)
    grey repeated to RGB, non-finite pixels 0 (see that module).
 2. The stamp (256 x 256 for DECaLS) is resized to the encoder's input (224 x 224, i.e. 16 x 16 patches
    of 14 px) with antialiased bicubic interpolation (timm's DINOv2 interpolation), clamped to [0, 1].
-3. ImageNet normalisation, mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225).
+3. The encoder's normalisation: ImageNet's, mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225), unless
+   its spec says otherwise (Zoobot: mean 0, std 1; a greyscale encoder first averages the three channels).
 
 Outputs (:func:`embed_images`)
 ------------------------------
@@ -72,6 +78,7 @@ __all__ = [
     "ENCODERS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "IN_DOMAIN_DEFAULT",
     "Encoder",
     "EncoderChoice",
     "EncoderSpec",
@@ -106,7 +113,8 @@ ENCODERS: dict[str, EncoderSpec] = {
 """The encoder registry, by name."""
 
 DEFAULT_ENCODER = "dinov2_vits14"
-"""The encoder the demo uses when its weights resolve (else ``ssl_resnet18`` beside ``random_vits14``)."""
+"""The general-purpose encoder ``auto`` uses when its weights resolve and no in-domain one does (else
+``ssl_resnet18`` beside ``random_vits14``)."""
 
 DEFAULT_SSL_ENCODER = "ssl_resnet18"
 """The encoder the ``ssl_encoder`` asset trains by default."""

@@ -252,6 +252,7 @@ def _how_to(hf_repo: str, filename: str) -> str:
     return (
         f"download https://huggingface.co/{hf_repo}/resolve/main/{filename} on a machine with network "
         f"access, then either pass its path (--weights PATH), set ${env_var_name(hf_repo)}=PATH, put it at "
+        f"${WEIGHTS_DIR_ENV}/{hf_repo}/{filename} (beside the repository's config.json, if any) or "
         f"${WEIGHTS_DIR_ENV}/{name}.safetensors, or copy the Hugging Face cache "
         f"(`huggingface-cli download {hf_repo} {filename}`) to this machine"
     )
