@@ -11,7 +11,12 @@ name                timm model                                   dim    weights
 ``dinov2_vitb14``   ``vit_base_patch14_dinov2.lvd142m``          768    ``timm/<model>`` on the Hub
 ``random_vits14``   ``vit_small_patch14_dinov2`` (same network)  384    none: timm's init, seed 0
 ``ssl_resnet18``    ``resnet18`` at half width (32-256 channels) 256    trained in the warehouse
+``zoobot_*``        ``convnext_nano`` ... (Zoobot's family)      640..  ``mwalmsley/zoobot-encoder-*``
 ==================  ===========================================  =====  ==========================
+
+Beside the registered names, ``hf_hub:<owner>/<repo>`` and ``timm:<model>`` load any timm encoder from
+the Hub (:mod:`features.hub_encoders`, which also registers Zoobot's family: 224 px, [0, 1] pixels with
+no ImageNet normalisation, one channel for the greyscale ones).
 
 ``ssl_resnet18`` is trained by the ``ssl_encoder`` asset on the warehouse's own images with SimCLR
 (Chen et al. 2020; :mod:`features.ssl`, :mod:`stages.ssl`), on 64 x 64 stamps; its weights file lies
@@ -36,7 +41,8 @@ Preprocessing (:func:`preprocess`)
    grey repeated to RGB, non-finite pixels 0 (see that module).
 2. The stamp (256 x 256 for DECaLS) is resized to the encoder's input (224 x 224, i.e. 16 x 16 patches
    of 14 px) with antialiased bicubic interpolation (timm's DINOv2 interpolation), clamped to [0, 1].
-3. ImageNet normalisation, mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225).
+3. The encoder's normalisation: ImageNet's, mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225), unless
+   its spec says otherwise (Zoobot: mean 0, std 1; a greyscale encoder first averages the three channels).
 
 Outputs (:func:`embed_images`)
 ------------------------------
@@ -57,8 +63,10 @@ from pathlib import Path
 
 import numpy as np
 
+from features.encoder_spec import IMAGENET_MEAN, IMAGENET_STD, EncoderSpec
 from features.errors import InputError, OfflineError
 from features.flags import Flag
+from features.hub_encoders import ZOOBOT_ENCODERS, build_hub_model, hub_config, hub_spec, resolve_hub_weights
 from features.pixels import model_input
 from features.sources.base import image_flags
 from features.sources.folder import read_image_file
@@ -70,70 +78,19 @@ __all__ = [
     "ENCODERS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "IN_DOMAIN_DEFAULT",
     "Encoder",
     "EncoderChoice",
     "EncoderSpec",
     "choose_default_encoder",
     "embed_images",
+    "encoder_spec",
     "image_flags",
     "load_encoder",
     "load_image_file",
+    "pooled_features",
     "preprocess",
 ]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class EncoderSpec:
-    """A registered encoder.
-
-    Attributes
-    ----------
-    name : str
-        Registry name, also the suffix of its warehouse table ``embeddings_<name>``.
-    timm_name : str
-        The timm model to build.
-    hf_repo : str or None
-        Hugging Face repository of its weights; ``None`` for a random baseline.
-    dim : int
-        Embedding width.
-    img_size : int
-        Input side in pixels.
-    seed : int or None
-        Seed of the random initialisation (random baselines only).
-    description : str
-    timm_kwargs : tuple of (str, value) pairs
-        Extra arguments for :func:`timm.create_model`.
-    trained_here : bool
-        Its weights are trained in the warehouse by the ``ssl_encoder`` asset (:mod:`stages.ssl`).
-    init_repo : str or None
-        For ``trained_here`` encoders: pretrained weights (a Hugging Face repository in timm's layout)
-        that training continues from when they resolve; ``None``: always from scratch.
-    """
-
-    name: str
-    timm_name: str
-    hf_repo: str | None
-    dim: int
-    img_size: int = 224
-    seed: int | None = None
-    description: str = ""
-    timm_kwargs: tuple[tuple[str, object], ...] = ()
-    trained_here: bool = False
-    init_repo: str | None = None
-
-    @property
-    def is_random(self) -> bool:
-        """Whether this encoder is a random-weights baseline."""
-        return self.hf_repo is None and not self.trained_here
-
-    def create_kwargs(self, img_size: int) -> dict[str, object]:
-        """Arguments of :func:`timm.create_model` (a ViT takes its input size, a CNN any size)."""
-        size = {"img_size": int(img_size)} if self.timm_name.startswith("vit") else {}
-        return {"num_classes": 0, **size, **dict(self.timm_kwargs)}
-
 
 ENCODERS: dict[str, EncoderSpec] = {
     spec.name: spec
@@ -150,12 +107,14 @@ ENCODERS: dict[str, EncoderSpec] = {
         EncoderSpec("ssl_resnet18", "resnet18", None, 256, img_size=64, trained_here=True,
                     description="ResNet-18 at half width, SimCLR (Chen et al. 2020) on this warehouse's images",
                     timm_kwargs=(("channels", (32, 64, 128, 256)), ("stem_width", 32))),
+        *ZOOBOT_ENCODERS,
     )
 }
 """The encoder registry, by name."""
 
 DEFAULT_ENCODER = "dinov2_vits14"
-"""The encoder the demo uses when its weights resolve (else ``ssl_resnet18`` beside ``random_vits14``)."""
+"""The general-purpose encoder ``auto`` uses when its weights resolve and no in-domain one does (else
+``ssl_resnet18`` beside ``random_vits14``)."""
 
 DEFAULT_SSL_ENCODER = "ssl_resnet18"
 """The encoder the ``ssl_encoder`` asset trains by default."""
@@ -201,11 +160,19 @@ class Encoder:
         return int(Flag.RANDOM_WEIGHTS) if self.weights_origin.is_random else 0
 
 
-def _spec(name: str) -> EncoderSpec:
-    try:
-        return ENCODERS[name]
-    except KeyError:
-        raise InputError(f"unknown encoder {name!r}; known: {', '.join(ENCODERS)}") from None
+def encoder_spec(name: str) -> EncoderSpec:
+    """The spec of a registered name, an ``hf_hub:<owner>/<repo>`` or a ``timm:<model>`` encoder.
+
+    Raises
+    ------
+    features.errors.InputError
+        Any other name (the message lists the registered names and the two forms).
+    """
+    spec = ENCODERS.get(name) or hub_spec(name, ENCODERS)
+    if spec is None:
+        raise InputError(f"unknown encoder {name!r}; known: {', '.join(ENCODERS)}, or hf_hub:<owner>/<repo>, "
+                         "timm:<model>")
+    return spec
 
 
 def _state_sha256(model) -> str:
@@ -230,7 +197,8 @@ def load_encoder(
     Parameters
     ----------
     name : str
-        A key of :data:`ENCODERS`.
+        A key of :data:`ENCODERS`, ``hf_hub:<owner>/<repo>`` or ``timm:<model>``
+        (:mod:`features.hub_encoders`).
     weights_path : path, optional
         A local ``.safetensors`` / ``.pth`` file in timm's layout (see :func:`features.weights.resolve_weights`
         for the other places searched). Not allowed for a random baseline; required for an encoder
@@ -251,7 +219,13 @@ def load_encoder(
     """
     import torch
 
-    spec = _spec(name)
+    spec = encoder_spec(name)
+    if spec.hub:
+        weights = weights or resolve_hub_weights(spec, weights_path, allow_download=allow_download,
+                                                 timeout_s=timeout_s)
+        config = hub_config(spec, weights, allow_download=allow_download, timeout_s=timeout_s)
+        model, spec = build_hub_model(spec, weights, config, img_size)
+        return Encoder(spec, model, weights.sha256, weights.origin, spec.img_size)
     size = int(img_size or spec.img_size)
     if spec.is_random:
         if weights_path or weights:
@@ -277,14 +251,15 @@ def load_encoder(
 
 @dataclass(frozen=True)
 class EncoderChoice:
-    """Which encoder the demo uses, and why (print it in the run summary).
+    """Which encoder ``auto`` uses, and why (print it in the run summary).
 
     Attributes
     ----------
     name : str
-        ``dinov2_vits14`` or ``random_vits14``.
+        An in-domain encoder (``zoobot_*``), ``dinov2_vits14``, or ``random_vits14`` when neither
+        resolves (the embeddings stage then uses the warehouse's own encoder where one is trained).
     weights : WeightsInfo or None
-        The resolved DINOv2 weights; ``None`` for the random baseline.
+        The resolved weights; ``None`` when no pretrained weights resolved.
     reason : str
         One sentence for the summary.
     """
@@ -295,11 +270,37 @@ class EncoderChoice:
 
     @property
     def is_random(self) -> bool:
-        """Whether the random baseline was chosen."""
+        """Whether no pretrained encoder resolved."""
         return self.weights is None
 
     def __str__(self) -> str:
         return f"encoder {self.name}: {self.reason}"
+
+
+IN_DOMAIN_DEFAULT = "zoobot_convnext_nano"
+"""The in-domain encoder ``auto`` downloads when online (the one Zoobot's docs suggest starting with)."""
+
+
+def _in_domain(*, allow_download: bool, timeout_s: float) -> EncoderChoice | None:
+    """The first in-domain encoder whose weights are here (no network), else Zoobot's default downloaded."""
+    for spec in ENCODERS.values():
+        if not spec.in_domain:
+            continue
+        try:
+            info = resolve_hub_weights(spec, allow_download=False)
+        except OfflineError:
+            continue
+        return EncoderChoice(spec.name, info, f"in-domain weights ({spec.description}) from {info.origin} "
+                                              f"({info.path}, sha256 {info.sha256[:12]})")
+    if allow_download:
+        spec = ENCODERS[IN_DOMAIN_DEFAULT]
+        try:
+            info = resolve_hub_weights(spec, allow_download=True, timeout_s=timeout_s)
+        except OfflineError:
+            return None
+        return EncoderChoice(spec.name, info, f"in-domain weights ({spec.description}) from {info.origin} "
+                                              f"({info.path}, sha256 {info.sha256[:12]})")
+    return None
 
 
 def choose_default_encoder(
@@ -308,12 +309,19 @@ def choose_default_encoder(
     allow_download: bool = True,
     timeout_s: float = 3.0,
 ) -> EncoderChoice:
-    """``dinov2_vits14`` when its weights resolve, else the named ``random_vits14`` baseline.
+    """What ``auto`` embeds with: an in-domain encoder, else DINOv2 ViT-S/14, else the random baseline.
+
+    The order: (1) an in-domain pretrained encoder (Zoobot, :mod:`features.hub_encoders`) whose
+    weights are already here (a named file, the weights directory, the Hugging Face cache), or
+    ``zoobot_convnext_nano`` downloaded when online; (2) ``dinov2_vits14`` when its weights resolve
+    (same places, then a download); (3) ``random_vits14``, which the embeddings stage replaces by the
+    warehouse's own self-supervised encoder where one is trained (:func:`stages.embeddings.auto_encoders`).
 
     Parameters
     ----------
     weights_path : path, optional
-        A DINOv2 ViT-S/14 weights file; when given it must exist (an error, not a fallback).
+        A DINOv2 ViT-S/14 weights file; when given it must exist (an error, not a fallback) and DINOv2
+        is used (no in-domain look-up).
     allow_download : bool
         Whether a download may be tried when online.
     timeout_s : float
@@ -325,6 +333,10 @@ def choose_default_encoder(
         ``str(choice)`` is a line for the summary, e.g. ``"encoder random_vits14: DINOv2 weights not
         available (...); using the random-weights baseline, whose neighbours are near chance"``.
     """
+    if not weights_path:
+        found = _in_domain(allow_download=allow_download, timeout_s=timeout_s)
+        if found is not None:
+            return found
     spec = ENCODERS[DEFAULT_ENCODER]
     try:
         info = resolve_weights(spec.hf_repo, local_path=weights_path, timeout_s=timeout_s,  # type: ignore[arg-type]
@@ -333,15 +345,16 @@ def choose_default_encoder(
         return EncoderChoice(
             "random_vits14",
             None,
-            "DINOv2 ViT-S/14 weights are not available, so embeddings use the random-weights baseline "
-            "(flag RANDOM_WEIGHTS; lookalike search is near chance). " + str(exc),
+            "no in-domain (Zoobot) and no DINOv2 ViT-S/14 weights are available, so embeddings use the "
+            "random-weights baseline (flag RANDOM_WEIGHTS; lookalike search is near chance). " + str(exc),
         )
     return EncoderChoice(
         DEFAULT_ENCODER, info, f"DINOv2 ViT-S/14 weights from {info.origin} ({info.path}, sha256 {info.sha256[:12]})"
     )
 
 
-def preprocess(images: Sequence[np.ndarray] | np.ndarray, img_size: int = 224, *, start: int = 0):
+def preprocess(images: Sequence[np.ndarray] | np.ndarray, img_size: int = 224, *, start: int = 0,
+               mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
     """Images to a normalised ``float32`` tensor ``[N, 3, img_size, img_size]`` (see module docstring).
 
     Parameters
@@ -351,6 +364,9 @@ def preprocess(images: Sequence[np.ndarray] | np.ndarray, img_size: int = 224, *
         Output side.
     start : int
         Index of the first image, used in error messages.
+    mean, std : sequence of float
+        The encoder's normalisation (:attr:`EncoderSpec.mean`); ONE value each gives one greyscale
+        channel, the mean of the three channels (Zoobot's greyscale encoders).
 
     Raises
     ------
@@ -360,8 +376,9 @@ def preprocess(images: Sequence[np.ndarray] | np.ndarray, img_size: int = 224, *
     import torch
     import torch.nn.functional as F
 
+    chans = len(mean)
     if len(images) == 0:
-        return torch.zeros((0, 3, img_size, img_size), dtype=torch.float32)
+        return torch.zeros((0, chans, img_size, img_size), dtype=torch.float32)
     if isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 4 and images.shape[3] == 3:
         # a stack of uint8 RGB stamps: model_input's uint8 / 255, done in torch below (same float32 values)
         groups = [(list(range(len(images))), torch.from_numpy(np.ascontiguousarray(images)))]
@@ -371,16 +388,18 @@ def preprocess(images: Sequence[np.ndarray] | np.ndarray, img_size: int = 224, *
         for i, a in enumerate(arrays):
             by_shape.setdefault(a.shape, []).append(i)
         groups = [(idx, torch.from_numpy(np.stack([arrays[i] for i in idx]))) for idx in by_shape.values()]
-    out = torch.empty((len(images), 3, img_size, img_size), dtype=torch.float32)
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1)
+    out = torch.empty((len(images), chans, img_size, img_size), dtype=torch.float32)
+    mean_t = torch.tensor(tuple(mean), dtype=torch.float32).view(1, chans, 1, 1)
+    std_t = torch.tensor(tuple(std), dtype=torch.float32).view(1, chans, 1, 1)
     for idx, batch in groups:
         x = batch.permute(0, 3, 1, 2)
         x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
         if x.shape[-2:] != (img_size, img_size):
             x = F.interpolate(x, size=(img_size, img_size), mode="bicubic", antialias=True, align_corners=False)
             x = x.clamp_(0.0, 1.0)
-        out[idx] = (x - mean) / std
+        if chans == 1:
+            x = x.mean(dim=1, keepdim=True)
+        out[idx] = (x - mean_t) / std_t
     return out
 
 
@@ -457,10 +476,11 @@ def embed_images(
     with _threads(_usable_cores()), torch.inference_mode():
         for lo in range(0, n, batch_size):
             hi = min(n, lo + batch_size)
-            x = preprocess(images[lo:hi], enc.img_size, start=lo).to(dev, non_blocking=True)
+            x = preprocess(images[lo:hi], enc.img_size, start=lo, mean=enc.spec.mean,
+                           std=enc.spec.std).to(dev, non_blocking=True)
             tokens = model.forward_features(x)  # type: ignore[attr-defined]
-            if tokens.ndim == 4:  # a CNN's [N, C, h, w] map: both outputs are its global average pool
-                pooled = tokens.float().mean(dim=(2, 3)).cpu().numpy()
+            if tokens.ndim == 4:  # a CNN's [N, C, h, w] map: both outputs are its pooled head input
+                pooled = pooled_features(model, tokens).float().cpu().numpy()
                 cls_out[lo:hi] = pooled
                 mean_out[lo:hi] = pooled
             else:
@@ -469,6 +489,14 @@ def embed_images(
             if progress is not None:
                 progress(hi, n)
     return cls_out, mean_out
+
+
+def pooled_features(model, tokens):
+    """A CNN's image vector: timm's ``forward_head(..., pre_logits=True)`` (global pool, and the head's
+    norm where the family has one, as ConvNeXt does), else the global average pool."""
+    if hasattr(model, "forward_head"):
+        return model.forward_head(tokens, pre_logits=True)
+    return tokens.mean(dim=(2, 3))
 
 
 def load_image_file(path: str | os.PathLike[str]) -> np.ndarray:

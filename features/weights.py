@@ -44,6 +44,7 @@ __all__ = [
     "WeightsInfo",
     "WeightsOrigin",
     "WeightsProvenance",
+    "checkpoint_filter",
     "env_var_name",
     "hub_reachable",
     "load_timm_model",
@@ -251,6 +252,7 @@ def _how_to(hf_repo: str, filename: str) -> str:
     return (
         f"download https://huggingface.co/{hf_repo}/resolve/main/{filename} on a machine with network "
         f"access, then either pass its path (--weights PATH), set ${env_var_name(hf_repo)}=PATH, put it at "
+        f"${WEIGHTS_DIR_ENV}/{hf_repo}/{filename} (beside the repository's config.json, if any) or "
         f"${WEIGHTS_DIR_ENV}/{name}.safetensors, or copy the Hugging Face cache "
         f"(`huggingface-cli download {hf_repo} {filename}`) to this machine"
     )
@@ -377,7 +379,7 @@ def load_timm_model(timm_name: str, weights: WeightsInfo | None, **timm_kwargs):
     if weights is not None:
         path = Path(weights.path)
         state = _read_state_dict(path)
-        filter_fn = _filter_fn(model)
+        filter_fn = checkpoint_filter(model)
         try:
             if filter_fn is not None:
                 try:
@@ -406,7 +408,7 @@ def load_timm_model(timm_name: str, weights: WeightsInfo | None, **timm_kwargs):
     return model
 
 
-def _filter_fn(model):
+def checkpoint_filter(model):
     """timm's checkpoint filter for the model's family (resamples ViT position embeddings)."""
     import importlib
 

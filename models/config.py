@@ -172,13 +172,16 @@ class ImageConfig(RunConfig):
 
 @dataclass(frozen=True)
 class FinetuneConfig(ImageConfig):
-    """The DINOv2 fine-tune: an image classifier with an encoder and layer-wise learning rates.
+    """The fine-tune of the encoder in use: an image classifier with an encoder and layer-wise learning rates.
 
     Attributes
     ----------
     encoder : str
-        DINOv2 encoder (a key of :data:`features.embeddings.ENCODERS`; ``"auto"``: the first ViT whose
-        embeddings table exists, see :func:`stages.training.resolve_encoder`).
+        The encoder fine-tuned (a key of :data:`features.embeddings.ENCODERS`, or an ``hf_hub:`` /
+        ``timm:`` name; ``"auto"``: the encoder in use, the first of :func:`stages.training.auto_order`
+        whose embeddings table exists: Zoobot's, DINOv2, the warehouse's own ``ssl_resnet18``, the
+        random baseline). A CNN encoder is fine-tuned at its own input size (``ssl_resnet18`` 64 px,
+        Zoobot 224 px; :func:`stages.trainers.finetune_inputs`); ``img_size`` applies to the ViTs.
     layer_decay, head_lr_scale, init_from_probe
         Layer-wise learning-rate decay, head learning-rate multiplier, and whether the head starts from the
         latest probe of the same encoder and label column.
@@ -188,6 +191,11 @@ class FinetuneConfig(ImageConfig):
     layer_decay: float = 0.75
     head_lr_scale: float = 10.0
     init_from_probe: bool = True
+
+    def fit_config(self) -> FitConfig:
+        """As :meth:`ImageConfig.fit_config`, without batch-norm recalibration: the encoder keeps the
+        statistics its embeddings and probe were computed with (:meth:`models.dinov2.DINOv2Features.train`)."""
+        return replace(super().fit_config(), bn_recalibration_batches=0)
 
 
 @dataclass(frozen=True)

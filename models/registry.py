@@ -15,7 +15,7 @@ over :data:`MODELS`, so a model added here is tested for forward shapes and a se
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from features.weights import WeightsOrigin, WeightsProvenance
@@ -52,7 +52,7 @@ def _dinov2_finetune(num_classes: int, cfg: FinetuneConfig, pretrained: bool) ->
                                       pretrained=pretrained and cfg.pretrained,
                                       weights_path=cfg.weights_path or None,
                                       allow_random_init=cfg.allow_random_init)
-    return model, bb.provenance
+    return model, replace(bb.provenance, via=f"fine-tuned backbone {cfg.encoder}")
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,9 @@ MODELS: dict[str, ModelSpec] = {
                               "logistic regression on stored DINOv2 embeddings, C chosen on validation",
                               deps=("splits", "embeddings"), tool="sklearn", config_cls=ProbeConfig),
     "dinov2_finetune": ModelSpec("dinov2_finetune", "images",
-                                 "DINOv2 encoder + probe-initialised head, layer-wise lr decay", _dinov2_finetune,
+                                 "fine-tune of the encoder in use (DINOv2 when its weights resolve, else the one "
+                                 "auto chose: Zoobot's or the warehouse's own) + probe-initialised head, layer-wise "
+                                 "lr decay", _dinov2_finetune,
                                  deps=("splits", "galaxies", "dinov2_probe"), config_cls=FinetuneConfig),
     "fusion": ModelSpec("fusion", "fusion",
                         "late fusion (models.fusion): one MLP per modality (frozen-encoder embeddings, "

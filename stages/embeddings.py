@@ -50,7 +50,8 @@ def get_encoder(name: str, weights_path: str = "", allow_download: bool = True,
     Parameters
     ----------
     name : str
-        A registered encoder, or ``"auto"``: DINOv2 ViT-S/14 when its weights resolve, else the named
+        A registered encoder, ``hf_hub:<owner>/<repo>``, ``timm:<model>``, or ``"auto"``: an in-domain
+        (Zoobot) encoder, else DINOv2 ViT-S/14, when their weights resolve, else the named
         ``random_vits14`` baseline (:func:`features.embeddings.choose_default_encoder`).
     weights_path : str
         Local weights file in timm's layout; empty: resolve them (for an encoder trained in the
@@ -89,7 +90,8 @@ def get_encoder(name: str, weights_path: str = "", allow_download: bool = True,
 def auto_encoders(wh: Warehouse, weights_path: str = "", allow_download: bool = True) -> list[tuple[Encoder, str]]:
     """What ``encoder="auto"`` of the ``embeddings`` asset computes, each with its sentence.
 
-    DINOv2 ViT-S/14 alone when its weights resolve; otherwise the warehouse's own self-supervised
+    An in-domain pretrained encoder (Zoobot's, :mod:`features.hub_encoders`) alone when its weights
+    resolve; else DINOv2 ViT-S/14 alone when its weights resolve; otherwise the warehouse's own self-supervised
     encoder (``ssl_resnet18``, when the ``ssl_encoder`` asset has trained it here) and, beside it, the
     ``random_vits14`` baseline every result is compared with. Never silent: each sentence says which
     and why.
@@ -98,12 +100,13 @@ def auto_encoders(wh: Warehouse, weights_path: str = "", allow_download: bool = 
 
     choice = choose_default_encoder(weights_path or None, allow_download=allow_download)
     if not choice.is_random:
-        return [get_encoder(choice.name, weights_path, allow_download)]
+        enc, _ = get_encoder(choice.name, weights_path if choice.name == "dinov2_vits14" else "", allow_download)
+        return [(enc, str(choice))]
     out = []
     record = read_record(wh, DEFAULT_SSL_ENCODER)
     if record is not None:
         enc, _ = get_encoder(DEFAULT_SSL_ENCODER, "", allow_download, wh)
-        out.append((enc, f"encoder {enc.name}: no DINOv2 weights here, so the encoder self-supervised on this "
+        out.append((enc, f"encoder {enc.name}: no in-domain (Zoobot) and no DINOv2 weights here, so the encoder self-supervised on this "
                          f"warehouse's {record['n_images']} galaxies (SimCLR, start: {record['init']}) is used; "
                          "random_vits14 is computed beside it as the baseline"))
     enc, _ = get_encoder("random_vits14", "", allow_download)
@@ -147,6 +150,10 @@ def embed_query_image(wh: Warehouse, image: str | os.PathLike[str] | np.ndarray,
 
     table = search.pick_table(wh, encoder)
     name = table.removeprefix("embeddings_")
+    if name not in ENCODERS:  # an hf_hub: / timm: table: its rows say the name it loads by
+        names = wh.read(table, columns=["encoder"]).column("encoder").unique().to_pylist()
+        loadable = [n for n in names if ":" in n]
+        name = loadable[0] if len(loadable) == 1 else name
 
     def hashes() -> list[str]:
         return wh.read(table, columns=["weights_sha256"]).column("weights_sha256").unique().to_pylist()
@@ -155,6 +162,7 @@ def embed_query_image(wh: Warehouse, image: str | os.PathLike[str] | np.ndarray,
     stored = wh.session.memo(("weights_sha256", table, wh.pins[table]), hashes) if isinstance(wh, Snapshot) \
         else hashes()
     enc, _ = get_encoder(name, weights_path or "", allow_download, wh)
+    name = enc.name
     if enc.weights_sha256 not in stored:
         raise WarehouseError(
             f"{table} was computed with weights sha256 {', '.join(s[:12] for s in stored)}, but the {name} "
@@ -239,7 +247,7 @@ def embed_shard(
         {
             "galaxy_id": pa.array(ids, pa.string()),
             "shard": pa.array([shard] * n, pa.string()),
-            "encoder": pa.array([encoder.name] * n, pa.string()),
+            "encoder": pa.array([encoder.spec.load_name] * n, pa.string()),  # hf_hub:<repo> for a Hub table
             "weights_sha256": pa.array([encoder.weights_sha256] * n, pa.string()),
             "weights_origin": pa.array([encoder.weights_origin.value] * n, pa.string()),
             "flags": pa.array(flags, pa.int64()),

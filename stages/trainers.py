@@ -25,7 +25,8 @@ from stages.splits import SplitData
 from stages.versions import list_models
 from warehouse.schemas.embeddings import embedding_table
 
-__all__ = ["FitOutput", "FitStep", "Used", "latest_probe", "subsample", "train_images", "train_probe"]
+__all__ = ["FitOutput", "FitStep", "Used", "finetune_inputs", "latest_probe", "subsample", "train_images",
+           "train_probe", "versus_probe"]
 
 LogFn = Callable[[str], None]
 Used = dict[str, tuple[list[str], np.ndarray]]
@@ -50,6 +51,29 @@ def subsample(ids: list[str], y: np.ndarray, n: int, seed: int) -> tuple[list[st
         keep.extend(rng.choice(members, size=min(k, len(members)), replace=False).tolist())
     keep.sort()
     return [ids[i] for i in keep], y[keep]
+
+
+def finetune_inputs(wh: Any, cfg: FinetuneConfig) -> FinetuneConfig:
+    """The fine-tune's config with what its encoder needs: a CNN's own input size, the warehouse's weights.
+
+    A CNN encoder (the warehouse's ``ssl_resnet18``, Zoobot's) is fine-tuned at the input size its
+    embeddings were computed at (so the probe's head starts on the features it was fitted on); the
+    warehouse's own encoder takes its weights file under the root (:func:`stages.ssl.ssl_weights`,
+    checked against its record). A ViT keeps ``img_size`` (the CPU demo's 56 px). The registry stores
+    the config returned, so predictions rebuild the same model.
+    """
+    from dataclasses import replace
+
+    from features.embeddings import encoder_spec
+
+    spec = encoder_spec(cfg.encoder)
+    if spec.is_vit:
+        return cfg
+    if spec.trained_here and not cfg.weights_path and cfg.pretrained:
+        from stages.ssl import ssl_weights
+
+        cfg = replace(cfg, weights_path=str(ssl_weights(wh, spec.name).path))
+    return replace(cfg, img_size=spec.img_size)
 
 
 def latest_probe(wh: Any, cfg: FinetuneConfig, split: SplitData) -> tuple[dict[str, Any], Path] | None:
@@ -87,6 +111,46 @@ def _init_head_from_probe(wh: Any, model: Any, origin: WeightsProvenance, cfg: F
     return f"head initialised from dinov2_probe v{row['version']}"
 
 
+
+
+def versus_probe(wh: Any, cfg: FinetuneConfig, split: SplitData, test_ids: list[str], y_test: np.ndarray,
+                 test_probs: np.ndarray) -> dict[str, Any] | None:
+    """The fine-tune against the probe it started from, on the same test galaxies: paired bootstrap.
+
+    The probe is the latest ``dinov2_probe`` of the same encoder and split set
+    (:func:`latest_probe`); both are scored on the test galaxies that have a stored embedding, with
+    the same ``gate_resamples`` draws (:func:`models.baselines.bootstrap_balanced_accuracy`). The
+    fine-tune beats the probe when the 95% interval of the paired difference lies above 0.
+
+    Returns
+    -------
+    dict or None
+        ``probe`` (name and version), ``n_test``, ``finetune`` / ``probe_balanced_accuracy``,
+        ``difference``, ``ci95`` and ``beats_probe``; ``None`` when there is no such probe.
+    """
+    from models.baselines import bootstrap_balanced_accuracy
+    from models.probe import LinearProbe
+    from stages.model_inputs import read_embeddings
+
+    found = latest_probe(wh, cfg, split)
+    if found is None:
+        return None
+    row, path = found
+    table = embedding_table(cfg.encoder)
+    present = set(wh.read(table, columns=["galaxy_id"]).column("galaxy_id").to_pylist())
+    keep = [i for i, g in enumerate(test_ids) if g in present]
+    if not keep:
+        return None
+    probe = LinearProbe.load(path)
+    probe_pred = probe.predict_proba(read_embeddings(wh, table, [test_ids[i] for i in keep])).argmax(axis=1)
+    ours = np.asarray(test_probs)[keep].argmax(axis=1)
+    point, reps = bootstrap_balanced_accuracy(np.asarray(y_test)[keep], {"finetune": ours, "probe": probe_pred},
+                                              n_boot=cfg.gate_resamples, seed=cfg.seed)
+    diff = reps["finetune"] - reps["probe"]
+    lo, hi = (float(v) for v in np.quantile(diff, [0.025, 0.975]))
+    return {"probe": f"dinov2_probe v{row['version']}", "n_test": len(keep),
+            "finetune_balanced_accuracy": point["finetune"], "probe_balanced_accuracy": point["probe"],
+            "difference": point["finetune"] - point["probe"], "ci95": [lo, hi], "beats_probe": lo > 0}
 
 
 def train_images(wh: Any, name: str, cfg: ImageConfig, split: SplitData, tmp: Path, log: LogFn,
@@ -142,6 +206,14 @@ def train_images(wh: Any, name: str, cfg: ImageConfig, split: SplitData, tmp: Pa
     info["num_workers"] = workers
     info["device"] = str(device)
     info["n_train_used"] = len(train_ids)
+    if isinstance(cfg, FinetuneConfig):
+        info["backbone"] = cfg.encoder
+        info["vs_probe"] = versus_probe(wh, cfg, split, split.ids["test"], ys["test"], probs["test"])
+        if info["vs_probe"]:
+            v = info["vs_probe"]
+            log(f"{name} ({cfg.encoder}) vs {v['probe']} on {v['n_test']} test galaxies: balanced accuracy "
+                f"{v['finetune_balanced_accuracy']:.3f} vs {v['probe_balanced_accuracy']:.3f}, difference "
+                f"{v['difference']:+.3f} [95% paired CI {v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}]")
     used = {"train": (train_ids, train_y), **{s: (split.ids[s], ys[s]) for s in ("val", "test")}}
     return probs, used, origin, info
 

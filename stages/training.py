@@ -18,14 +18,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from models.config import RunConfig, config_from_json
+from models.config import FinetuneConfig, RunConfig, config_from_json
 from models.errors import SplitError
 from models.registry import ModelSpec, get_spec
 from models.splits import SPLIT_NAMES
 from stages.finish import RegistryRow, TrainOutcome, finish_run, pixel_stamps
 from stages.fusion import train_fusion
 from stages.splits import SplitData, SplitsOutcome, build_splits, describe_excluded, load_split, read_labels
-from stages.trainers import FitStep, train_images, train_probe
+from stages.trainers import FitStep, finetune_inputs, train_images, train_probe
 from stages.versions import get_model
 from warehouse.schemas.embeddings import embedding_table
 from warehouse.sqltext import quote
@@ -37,6 +37,7 @@ __all__ = [
     "SplitData",
     "SplitsOutcome",
     "TrainOutcome",
+    "auto_order",
     "build_splits",
     "config_from_registry",
     "fit_step",
@@ -64,27 +65,41 @@ def fit_step(spec: ModelSpec) -> FitStep:
         raise ValueError(f"model {spec.name!r} is of kind {spec.kind!r}, which has no fitting step; "
                          f"give its registry entry a fit_step or use one of {', '.join(FIT_STEPS)}") from None
 
-AUTO_ENCODERS: tuple[str, ...] = ("dinov2_vits14", "dinov2_vitb14", "ssl_resnet18", "random_vits14")
-"""Preference order of ``encoder="auto"``."""
+AUTO_ENCODERS: tuple[str, ...] = ("zoobot_convnext_nano", "dinov2_vits14", "dinov2_vitb14", "ssl_resnet18",
+                                   "random_vits14")
+"""Preference order of ``encoder="auto"`` for the probe, the fine-tune and fusion (the head of
+:func:`auto_order`): Zoobot's default first, DINOv2, the warehouse's own, the random baseline last."""
+
+
+def auto_order(wh: Any) -> list[str]:
+    """The encoders ``auto`` takes, best first, among those whose embeddings table exists.
+
+    In-domain pretrained encoders (every registered Zoobot one, ``zoobot_convnext_nano`` first), then
+    any other Hub or timm encoder a user embedded (``hf_*``, ``timm_*`` tables), then DINOv2, the
+    warehouse's own self-supervised encoder, and the random baseline.
+    """
+    from features.embeddings import ENCODERS
+    from warehouse.schemas.embeddings import encoder_of_table
+
+    present = {encoder_of_table(t) for t in wh.tables()} - {None}
+    in_domain = [n for n, s in ENCODERS.items() if s.in_domain and n != AUTO_ENCODERS[0]]
+    hub = sorted(n for n in present if n not in ENCODERS and n.startswith(("hf_", "timm_")))  # type: ignore[union-attr]
+    order = [AUTO_ENCODERS[0], *in_domain, *hub, *AUTO_ENCODERS[1:]]
+    return [n for n in order if n in present]
 
 
 def resolve_encoder(wh: Any, encoder: str, *, backbone: bool = False) -> str:
-    """``"auto"`` -> the first of :data:`AUTO_ENCODERS` whose embeddings table exists (else the first).
+    """``"auto"`` -> the first of :func:`auto_order` (else ``dinov2_vits14``).
 
-    ``backbone``: only encoders a DINOv2 fine-tune can build (the ViTs), not ``ssl_resnet18``.
+    ``backbone`` (the fine-tune): the same order among the registered encoders (the warehouse's own and
+    Zoobot's included; an ``hf_hub:`` / ``timm:`` encoder is fine-tuned when named, not by ``auto``).
     """
     from features.embeddings import ENCODERS
 
     if encoder != "auto":
         return encoder
-    for name in AUTO_ENCODERS:
-        if backbone and ENCODERS[name].trained_here:
-            continue
-        if wh.exists(embedding_table(name)):
-            return name
-    return AUTO_ENCODERS[0]
-
-
+    order = [n for n in auto_order(wh) if not backbone or n in ENCODERS]
+    return order[0] if order else "dinov2_vits14"
 
 
 @dataclass
@@ -106,6 +121,8 @@ def _prepare(wh: Any, name: str, kind: str, cfg: RunConfig, *, log: LogFn, run_i
 
     if hasattr(cfg, "encoder"):  # the probe, the fine-tune, fusion
         cfg = replace(cfg, encoder=resolve_encoder(wh, cfg.encoder, backbone=kind == "images"))
+    if isinstance(cfg, FinetuneConfig):
+        cfg = finetune_inputs(wh, cfg)
     if kind == "fusion":
         from models.fusion_data import check_frozen_encoder
 

@@ -51,7 +51,8 @@ def write_tiny_shard(wh, n: int = 5, shard: str = "demo-00000", size: int = 32, 
 
 # ------------------------------------------------------------------------------------ registry
 def test_registry_widths_match_the_warehouse_tables():
-    assert {k: s.dim for k, s in ENCODERS.items()} == KNOWN_ENCODER_DIMS
+    # a Hub encoder's width is what its config.json states: its table is registered when it is built
+    assert {k: s.dim for k, s in ENCODERS.items() if not s.hub} == KNOWN_ENCODER_DIMS
     for name, dim in KNOWN_ENCODER_DIMS.items():
         spec = schemas.get(f"embeddings_{name}")
         assert spec.columns.field("vector").type == pa.list_(pa.float32(), dim)

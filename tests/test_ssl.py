@@ -250,7 +250,7 @@ def test_ssl_encoder_asset_feeds_its_own_embeddings_table_and_search(warehouse, 
     assert set(rows["weights_sha256"]) == {report.metadata["ssl_encoder"]["weights_sha256"]}
     assert search.pick_table(warehouse) == "embeddings_ssl_resnet18"
     assert resolve_encoder(warehouse, "auto") == "ssl_resnet18"
-    assert resolve_encoder(warehouse, "auto", backbone=True) == "random_vits14"  # a fine-tune needs a ViT
+    assert resolve_encoder(warehouse, "auto", backbone=True) == "ssl_resnet18"  # the fine-tune: the encoder in use
     hits = search.similar(warehouse, ids[0], k=3, encoder="ssl_resnet18", exclude_query=True)
     assert len(hits) == 3 and ids[0] not in hits["galaxy_id"].to_list()
     vec, name = embed_query_image(warehouse, warehouse.read_image(ids[0]), "ssl_resnet18")

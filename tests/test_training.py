@@ -158,13 +158,13 @@ def test_finetune_head_from_probe_only_with_the_same_weights(warehouse, tmp_path
                       weights_path=str(path), allow_random_init=False)
     out = train_model(warehouse, "dinov2_finetune", cfg)
     assert out.weights_origin.origin is WeightsOrigin.LOCAL and out.weights_origin.sha256 == sha256_file(path)
-    assert str(out.weights_origin) == f"local sha256:{sha256_file(path)[:16]}"
+    assert str(out.weights_origin) == f"local sha256:{sha256_file(path)[:16]} (fine-tuned backbone dinov2_vits14)"
     assert out.notes[0] == "head initialised from dinov2_probe v1"
     assert out.notes[1] == "head standardisation re-estimated on 32 training galaxies at 28 px"
     # a random-init backbone does not inherit a probe fitted on other weights
     rnd = train_model(warehouse, "dinov2_finetune", replace(cfg, weights_path="", allow_random_init=True,
                                                            pretrained=False))
-    assert rnd.weights_origin.is_random and str(rnd.weights_origin) == "random init"
+    assert rnd.weights_origin.is_random and str(rnd.weights_origin) == "random init (fine-tuned backbone dinov2_vits14)"
     assert rnd.notes[0].startswith("head initialised at zero: dinov2_probe v1 was fitted on embeddings of other")
 
 
@@ -337,3 +337,48 @@ def test_train_result_owns_its_metadata_keys_both_ways():
     assert TrainResult.from_metadata("fusion", tracked.to_metadata()) == tracked
     skipped = TrainResult.from_metadata("cnn", TrainResult("cnn", skipped_reason="one class").to_metadata())
     assert skipped.skipped and skipped.skipped_reason == "one class" and skipped.version is None
+
+
+def test_finetune_of_the_warehouse_own_encoder_when_auto_chose_it(warehouse):
+    """Without DINOv2 weights ``auto`` fine-tunes the encoder in use, the warehouse's own ``ssl_resnet18``:
+    its weights file, its 64 px input, the head from its probe; predictions rebuild it."""
+    from features.ssl.config import SSLConfig
+    from stages.embeddings import embed_shard, get_encoder
+    from stages.predict import load_predictor
+    from stages.ssl import ssl_weights, train_ssl_encoder
+
+    _fill(warehouse, n=48, embeddings=False)
+    train_ssl_encoder(warehouse, config=SSLConfig(epochs=1, batch_size=16), init="scratch")
+    enc, _ = get_encoder("ssl_resnet18", wh=warehouse)
+    embed_shard(warehouse, "toy-00000", enc)
+    embed_shard(warehouse, "toy-00000", get_encoder("random_vits14")[0])  # the baseline beside it
+    assert train_model(warehouse, "dinov2_probe").config.encoder == "ssl_resnet18"
+    out = train_model(warehouse, "dinov2_finetune", make_config("dinov2_finetune", max_steps=2, batch_size=8))
+    cfg = out.config
+    assert cfg.encoder == "ssl_resnet18" and cfg.img_size == 64
+    assert cfg.weights_path == str(ssl_weights(warehouse, "ssl_resnet18").path)
+    assert out.weights_origin.origin is WeightsOrigin.SELF_SUPERVISED
+    assert out.weights_origin.sha256 == enc.weights_sha256
+    assert str(out.weights_origin).endswith("(fine-tuned backbone ssl_resnet18)")
+    assert out.notes[0] == "head initialised from dinov2_probe v1"
+    row = get_model(warehouse, "dinov2_finetune", out.version)
+    assert "fine-tuned backbone ssl_resnet18" in row["weights_origin"]
+    fit = json.loads(row["metrics_json"])["fit"]
+    vs = fit["vs_probe"]
+    assert fit["backbone"] == "ssl_resnet18" and vs["probe"] == "dinov2_probe v1" and vs["n_test"] > 0
+    assert vs["ci95"][0] <= vs["difference"] <= vs["ci95"][1] and vs["beats_probe"] == (vs["ci95"][0] > 0)
+    from service.commands.demo import _uncertainty_lines
+
+    line = " ".join(_uncertainty_lines({"fit": fit}))
+    assert "fine-tuned backbone ssl_resnet18; vs dinov2_probe v1 on the same" in line and "the probe)" in line
+    import torch
+
+    from models.registry import build_model
+
+    model, _ = build_model("dinov2_finetune", 3, replace(cfg, pretrained=False))
+    model.train()  # BatchNorm statistics stay those of the stored embeddings while the encoder trains
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and not any(m.training for m in norms) and model.head.training
+    pred = load_predictor(warehouse, "dinov2_finetune", out.version)
+    probs = pred.predict(warehouse, ["toy:000000", "toy:000001"])
+    assert probs.shape[0] == 2 and np.allclose(probs.sum(axis=1), 1, atol=1e-4)

@@ -49,6 +49,13 @@ def _uncertainty_lines(metrics: dict) -> list[str]:
                    + f"; ablation: best single {abl['best_single']}; gain over it (95% paired CI excludes 0): "
                    + (", ".join(gains) if gains else "none claimed"))
         out += [f"  {'':<16}      note: {n}" for n in metrics.get("notes", []) if "photometry" in n or "MISSING" in n]
+    fit = metrics.get("fit", {})
+    if fit.get("backbone"):  # a fine-tune: which encoder, and against the probe it started from
+        v = fit.get("vs_probe")
+        out.append(f"  {'':<16}      fine-tuned backbone {fit['backbone']}" + (
+            f"; vs {v['probe']} on the same {v['n_test']} test galaxies: {v['difference']:+.3f} [95% paired CI "
+            f"{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}] ({'beats' if v['beats_probe'] else 'does not beat'} "
+            "the probe)" if v else "; no probe of this encoder to compare with"))
     cal = metrics.get("calibration")
     if cal:
         t = cal["test"]
@@ -145,7 +152,8 @@ def _ssl_note(wh: Warehouse, encoder: str) -> str:
     rec = read_record(wh, encoder) or {}
     secs = rec.get("epoch_seconds") or []
     cost = f", {len(secs)} epochs in {sum(secs):.0f} s" if secs else ""
-    return ("no DINOv2 weights here, so this encoder was self-supervised (SimCLR) on this warehouse's "
+    return ("no in-domain (Zoobot) and no DINOv2 weights here, so this encoder was self-supervised (SimCLR) on "
+            "this warehouse's "
             f"{rec.get('n_images', '?')} galaxies, start: {rec.get('init', '?')}{cost}")
 
 
@@ -168,7 +176,11 @@ def _summary(wh: Warehouse, elapsed: float, contact_sheet: str | None, source: s
             elif kind is WeightsOrigin.SELF_SUPERVISED:
                 note = _ssl_note(wh, row["encoder"])
             else:
-                note = f"weights from {row['weights_origin']}"
+                from features.embeddings import ENCODERS
+
+                spec = ENCODERS.get(row["encoder"])
+                kind = f"in-domain pretrained: {spec.description}; " if spec is not None and spec.in_domain else ""
+                note = f"{kind}weights from {row['weights_origin']}"
             role = " [used by search and the probe]" if table == used and len(emb) > 1 else ""
             lines.append(f"\nEmbeddings: {row['encoder']}{role} - {note}")
     lines += _analysis_lines(wh)

@@ -5,7 +5,8 @@
 
 Examples::
 
-    astrovision embed                                  # DINOv2 ViT-S/14 if its weights resolve, else random_vits14
+    astrovision embed                                  # Zoobot, else DINOv2 ViT-S/14, if weights resolve
+    astrovision embed --encoder hf_hub:mwalmsley/zoobot-encoder-convnext_nano
     astrovision embed --encoder dinov2_vits14 --weights ~/weights/dinov2_vits14.safetensors
     astrovision similar demo:000042 -k 8 --montage lookalikes.png
     astrovision similar demo:000042 --where "label_name = 'Barred Spiral' AND g_r > 0.6"
@@ -66,7 +67,8 @@ def _cmd_embed(args: argparse.Namespace) -> int:
         print(note)
     min_rows = search.INDEX_MIN_ROWS if args.index_min_rows is None else args.index_min_rows
     run_config = {"ops": {  # the resolved encoder, so every shard's run uses the same one
-        "embeddings": {"config": {"encoder": name, "weights_path": args.weights or "",
+        "embeddings": {"config": {"encoder": args.encoder if ":" in args.encoder else name,  # hf_hub:/timm: as given
+                                  "weights_path": args.weights or "",
                                   "batch_size": args.batch_size, "allow_download": not args.no_download}},
         "embedding_index": {"config": {"min_rows": min_rows, "encoder": name}},
         **({"ssl_encoder": {"config": {"encoder": name, "train": "always"}}} if trained_here else {}),
@@ -183,8 +185,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add ``embed`` and ``similar`` to the CLI."""
     p = sub.add_parser("embed", help="compute DINOv2 embeddings of every galaxy (or of some shards)")
     p.add_argument("--encoder", default="auto",
-                   help="dinov2_vits14, dinov2_vitb14, random_vits14, ssl_resnet18 (trained here first), or auto (DINOv2 when its weights "
-                        "resolve, else the named random baseline; the output says which)")
+                   help="a registered encoder (dinov2_vits14, dinov2_vitb14, zoobot_convnext_nano and the other "
+                        "zoobot_* encoders, random_vits14, ssl_resnet18: trained here first), hf_hub:<owner>/<repo>, "
+                        "timm:<model>, or auto (Zoobot, else DINOv2, when its weights resolve, else the warehouse's "
+                        "own encoder; the output says which)")
     p.add_argument("--weights", help="local .safetensors/.pth weights in timm's layout")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--shard", action="append", help="only this shard (repeatable); default all")

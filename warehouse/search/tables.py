@@ -11,7 +11,7 @@ from warehouse.store import TableStore
 
 __all__ = ["ENCODER_PREFERENCE", "embedding_tables", "pick_table", "query_vector"]
 
-ENCODER_PREFERENCE = ("dinov2_vits14", "dinov2_vitb14", "ssl_resnet18")
+ENCODER_PREFERENCE = ("zoobot_convnext_nano", "dinov2_vits14", "dinov2_vitb14", "ssl_resnet18")
 """When several embeddings tables exist and no encoder is named, the first of these that exists."""
 
 

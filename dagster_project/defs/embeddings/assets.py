@@ -7,7 +7,7 @@
   continued from pretrained weights), the training set's table versions and the weights' SHA-256.
 - ``embeddings`` (per shard): CLS and mean-patch vectors of every galaxy of the shard, written to the
   table of the configured encoder, ``embeddings_<encoder>``. With ``encoder="auto"`` (the default) that
-  is ``dinov2_vits14`` when its weights resolve; otherwise ``ssl_resnet18`` (when ``ssl_encoder`` has
+  is an in-domain Zoobot encoder when its weights resolve, else ``dinov2_vits14`` when its weights resolve; otherwise ``ssl_resnet18`` (when ``ssl_encoder`` has
   trained it) and the named ``random_vits14`` baseline beside it, each in its own table
   (:func:`stages.embeddings.auto_encoders`); the materialization metadata says which, and where the
   weights came from.
@@ -38,7 +38,8 @@ class SSLEncoderConfig(dg.Config):
     """Run configuration of the ``ssl_encoder`` asset: a fixed budget of ``epochs`` (no early stopping)."""
 
     encoder: str = Field(default=DEFAULT_SSL_ENCODER, description="the registered encoder to train")
-    train: str = Field(default="auto", description="auto (skip when DINOv2 ViT-S/14 weights resolve) or always")
+    train: str = Field(default="auto", description="auto (skip when Zoobot or DINOv2 ViT-S/14 weights resolve) "
+                       "or always")
     init: str = Field(default="auto", description="auto (continue from the backbone's pretrained weights when "
                       "they resolve, else scratch), scratch or pretrained")
     epochs: int = Field(default=_SSL.epochs, description="fixed budget: passes over the images")
@@ -59,8 +60,9 @@ class EmbeddingsConfig(dg.Config):
 
     encoder: str = Field(
         default="auto",
-        description="dinov2_vits14, dinov2_vitb14, random_vits14, ssl_resnet18, or auto (DINOv2 ViT-S/14 "
-        "when its weights resolve, else ssl_resnet18 when trained here and the random_vits14 baseline)",
+        description="a registered encoder (dinov2_vits14, zoobot_convnext_nano, ssl_resnet18, random_vits14, ...), "
+        "hf_hub:<owner>/<repo>, timm:<model>, or auto (an in-domain Zoobot encoder, else DINOv2 ViT-S/14, when "
+        "its weights resolve; else ssl_resnet18 when trained here and the random_vits14 baseline)",
     )
     weights_path: str = Field(default="", description="local .safetensors/.pth weights in timm's layout")
     batch_size: int = Field(default=32, description="images per forward pass")
