@@ -29,7 +29,7 @@ def toy(toy_gal):
 
 
 def test_scores_are_stored_per_encoder_and_method_with_the_embeddings_version(toy) -> None:
-    wh, ids, _ = toy
+    wh, _ids, _ = toy
     out = score_anomalies(wh, params=PARAMS)
     assert out.scored["random_vits14"]["rows"] == 80
     t = wh.sql_result("SELECT method, count(*) AS n, min(anomaly_rank) AS lo, max(anomaly_rank) AS hi, "
@@ -80,7 +80,7 @@ def test_bad_labels_are_refused_whole(toy, tmp_path) -> None:
     assert not wh.exists("labels") or wh.count("labels") == 0
     csv = tmp_path / "l.csv"
     csv.write_text(f"galaxy_id,value\n{ids[0]},yes\n{ids[1]},maybe\n")
-    with pytest.raises(InputError, match="l.csv, row 3"):
+    with pytest.raises(InputError, match=r"l\.csv, row 3"):
         read_label_csv(csv, name="interesting")
     csv.write_text(f"galaxy_id,value,who\n{ids[0]},yes,cat\n{ids[1]},0,cat\n")
     add_labels(wh, read_label_csv(csv, name="interesting"), "import")
