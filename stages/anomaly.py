@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
-from features.anomaly import METHODS, AnomalyParams, score_vectors
+from features.anomaly import METHODS, MIN_VECTORS, AnomalyParams, score_vectors
 from features.errors import InputError
 from stages.results import StageResult
 from warehouse import Warehouse, quote
@@ -77,6 +77,8 @@ class AnomalyResult(StageResult):
     params: dict
     with_morphometrics: bool
     seconds: float
+    too_few: dict = field(default_factory=dict)
+    """``{encoder: rows}`` of the tables left unscored (fewer than ``MIN_VECTORS`` vectors)."""
 
 
 def _encoders(wh: Warehouse, encoders: Sequence[str] | None) -> list[str]:
@@ -117,8 +119,13 @@ def score_anomalies(wh: Warehouse, encoders: Sequence[str] | None = None, method
     params = params or AnomalyParams()
     t0 = time.perf_counter()
     scored: dict = {}
+    too_few: dict = {}
     for enc in _encoders(wh, encoders):
         v = encoder_vectors(wh, enc)
+        if len(v.ids) < MIN_VECTORS:
+            too_few[enc] = len(v.ids)
+            log(f"anomaly_scores: {enc}: {len(v.ids)} vectors, fewer than {MIN_VECTORS}: not scored")
+            continue
         extra = _morphometrics(wh, v.ids) if with_morphometrics else None
         got = score_vectors(v.x, methods, params, extra)
         p_json = json.dumps({**asdict(params), "with_morphometrics": with_morphometrics})
@@ -134,7 +141,7 @@ def score_anomalies(wh: Warehouse, encoders: Sequence[str] | None = None, method
         scored[enc] = {"rows": len(v.ids), "embeddings_version": v.version, "methods": list(got),
                        "anomaly_version": version}
     return AnomalyResult(scored=scored, params=asdict(params), with_morphometrics=with_morphometrics,
-                         seconds=round(time.perf_counter() - t0, 3))
+                         seconds=round(time.perf_counter() - t0, 3), too_few=too_few)
 
 
 def top_anomalies(wh: Warehouse, encoder: str | None = None, method: str = "iforest", limit: int = 20) -> pa.Table:
