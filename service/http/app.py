@@ -45,6 +45,7 @@ from starlette.exceptions import HTTPException
 
 from features.errors import InputError
 from service.http.guard import RequestGuard
+from service.http.labels import labels_router
 from service.http.models import (
     ErrorResponse,
     GalaxyRecord,
@@ -408,6 +409,7 @@ def create_app(settings: Settings) -> FastAPI:
                                         versions=wh.pins).model_dump(), headers=headers)
 
     app.include_router(api)
+    app.include_router(labels_router(base, snapshot))  # labels, anomalies, rankings, more-like (issue 26)
 
     # ------------------------------------------------------------------------------------ the page
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
