@@ -23,6 +23,7 @@ ranked by cosine similarity with the labelled galaxies left out.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -136,12 +137,15 @@ def _fit_predict(z: np.ndarray, idx: np.ndarray, y: np.ndarray, params: RankingP
         forest.fit(z[idx], y)
         per_tree = np.stack([t.predict(z) for t in forest.estimators_])
         return per_tree.mean(axis=0), per_tree.std(axis=0)
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 
     kernel = ConstantKernel(1.0) * RBF(length_scale=1.0) + WhiteKernel(0.1)
     gp = GaussianProcessRegressor(kernel=kernel, normalize_y=True, random_state=params.seed)
-    gp.fit(z[idx], y)
+    with warnings.catch_warnings():  # a few dozen labels often put a kernel parameter at its bound: expected
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gp.fit(z[idx], y)
     mean, std = gp.predict(z, return_std=True)
     return mean, std
 
