@@ -68,7 +68,7 @@ class AnomalyParams:
     k: int = 10
     n_components: int = 32
     n_estimators: int = 200
-    max_reference: int = 50_000
+    max_reference: int = 20_000
     seed: int = 0
 
 
@@ -123,14 +123,15 @@ def reduce(x: np.ndarray, params: AnomalyParams, extra: np.ndarray | None = None
 
 
 def kth_neighbour_distance(z: np.ndarray, k: int, reference: np.ndarray | None = None,
-                           self_in_reference: bool = True, chunk: int = 4096) -> np.ndarray:
+                           self_in_reference: bool = True, chunk: int | None = None) -> np.ndarray:
     """Euclidean distance from each row of ``z`` to its ``k``-th nearest row of ``reference``.
 
     On unit vectors this is ``sqrt(2 * cosine distance)``, the same order. Exact, chunked (``chunk`` rows
-    at a time, memory ``chunk * len(reference)`` floats). ``self_in_reference``: ``reference`` is ``z``
-    itself, so each row's zero distance to itself is skipped.
+    at a time, memory ``chunk * len(reference)`` floats; default: 2**24 of them, 64 MiB of float32).
+    ``self_in_reference``: ``reference`` is ``z`` itself, so each row's zero distance to itself is skipped.
     """
     ref = z if reference is None else reference
+    chunk = chunk or max(1, min(8192, 2**24 // max(ref.shape[0], 1)))
     kk = k + 1 if self_in_reference else k
     if kk > ref.shape[0]:
         raise InputError(f"k={k} needs more than {ref.shape[0]} reference vectors")
