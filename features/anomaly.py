@@ -68,7 +68,7 @@ class AnomalyParams:
     k: int = 10
     n_components: int = 32
     n_estimators: int = 200
-    max_reference: int = 20_000
+    max_reference: int = 10_000
     seed: int = 0
 
 
@@ -135,14 +135,17 @@ def kth_neighbour_distance(z: np.ndarray, k: int, reference: np.ndarray | None =
     kk = k + 1 if self_in_reference else k
     if kk > ref.shape[0]:
         raise InputError(f"k={k} needs more than {ref.shape[0]} reference vectors")
-    ref_sq = np.einsum("ij,ij->i", ref, ref)
+    import torch  # its top-k is ~3x numpy's partition here, and the product runs on its threads
+
+    r = torch.from_numpy(np.ascontiguousarray(ref, np.float32))
+    r_sq = (r * r).sum(dim=1)
     out = np.empty(z.shape[0], np.float64)
-    for start in range(0, z.shape[0], chunk):
-        q = z[start:start + chunk]
-        d2 = np.einsum("ij,ij->i", q, q)[:, None] + ref_sq[None, :] - 2.0 * (q @ ref.T)
-        np.maximum(d2, 0.0, out=d2)
-        part = np.partition(d2, kk - 1, axis=1)[:, kk - 1]
-        out[start:start + q.shape[0]] = np.sqrt(part)
+    with torch.no_grad():
+        for start in range(0, z.shape[0], chunk):
+            q = torch.from_numpy(np.ascontiguousarray(z[start:start + chunk], np.float32))
+            d2 = ((q * q).sum(dim=1, keepdim=True) + r_sq[None, :] - 2.0 * (q @ r.T)).clamp_(min=0.0)
+            kth = torch.topk(d2, kk, dim=1, largest=False, sorted=True).values[:, kk - 1]
+            out[start:start + q.shape[0]] = np.sqrt(kth.double().numpy())
     return out
 
 

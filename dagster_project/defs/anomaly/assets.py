@@ -26,7 +26,7 @@ class AnomalyConfig(dg.Config):
     k: int = Field(default=10, description="the neighbour whose distance is the knn score")
     n_components: int = Field(default=32, description="principal components of the normalised vectors (0: none)")
     n_estimators: int = Field(default=200, description="isolation forest trees")
-    max_reference: int = Field(default=20_000, description="knn reference set; a seeded sample above it")
+    max_reference: int = Field(default=10_000, description="knn reference set; a seeded sample above it")
     with_morphometrics: bool = Field(default=False, description="append trusted morphometrics to the vectors")
     seed: int = Field(default=0, description="seeds the forest, the PCA and the reference sample")
 
