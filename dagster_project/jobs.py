@@ -24,6 +24,7 @@ GROUP_JOBS: dict[str, str] = {
     "training": "training_job",
     "segmentation": "segmentation_job",
     "analysis": "analysis_job",
+    "anomaly": "anomaly_job",
 }
 """Dagster group -> the job that materializes it."""
 
@@ -34,6 +35,7 @@ _DESCRIPTIONS = {
     "training_job": "splits, the classifiers and their predictions",
     "segmentation_job": "Otsu pseudo-labels, the U-Net trained on them, its masks",
     "analysis_job": "PCA/UMAP maps of the embeddings, then their correlations with physics and CV R^2",
+    "anomaly_job": "the active-learning ranking of a label, retrained on people's labels",
 }
 
 JOBS = [

@@ -71,10 +71,11 @@ def _cmd_embed(args: argparse.Namespace) -> int:
                                   "weights_path": args.weights or "",
                                   "batch_size": args.batch_size, "allow_download": not args.no_download}},
         "embedding_index": {"config": {"min_rows": min_rows, "encoder": name}},
+        "anomaly_scores": {"config": {"encoders": [name]}},  # recomputed whenever the vectors change (issue 26)
         **({"ssl_encoder": {"config": {"encoder": name, "train": "always"}}} if trained_here else {}),
     }}
     failures: list[str] = []
-    assets = ["ssl_encoder"] * trained_here + ["embeddings", "embedding_index"]
+    assets = ["ssl_encoder"] * trained_here + ["embeddings", "embedding_index", "anomaly_scores"]
     report = run_pipeline(wh, shards, groups=["embeddings"], assets=assets, run_config=run_config,
                           progress=not args.quiet, log=failures.append)
     message = report.user_error(USER_ERRORS)

@@ -46,6 +46,7 @@ from starlette.exceptions import HTTPException
 
 from features.errors import InputError
 from service.http.guard import RequestGuard
+from service.http.labels import labels_router
 from service.http.models import (
     ErrorResponse,
     GalaxyRecord,
@@ -434,6 +435,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.include_router(api)
     app.include_router(vo_router(settings, snapshot))  # /vo/: cone search, image access, TAP
+    app.include_router(labels_router(base, snapshot))  # labels, anomalies, rankings, more-like (issue 26)
 
     # ------------------------------------------------------------------------------------ the page
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -105,6 +105,7 @@ def rows_with_defaults(name: str, n: int, /, **columns: list) -> pa.Table:
 
 
 from warehouse.schemas import analysis as _analysis  # noqa: E402,F401
+from warehouse.schemas import anomaly as _anomaly  # noqa: E402,F401
 from warehouse.schemas import core as _core  # noqa: E402,F401
 from warehouse.schemas import demo as _demo  # noqa: E402,F401
 from warehouse.schemas import embeddings as _embeddings  # noqa: E402,F401

@@ -51,8 +51,8 @@ async function api(path, options = {}) {
 }
 
 function clearResults() {
-  for (const id of ["query", "lookalikes"]) $(id).hidden = true;
-  for (const id of ["features", "predictions", "grid"]) $(id).replaceChildren();
+  for (const id of ["query", "lookalikes", "strange"]) $(id).hidden = true;
+  for (const id of ["features", "predictions", "grid", "strange-grid"]) $(id).replaceChildren();
   $("query-title").textContent = "";
   $("lookalike-note").textContent = "";
   $("query-image").removeAttribute("src");
@@ -184,10 +184,117 @@ function renderNeighbours(result) {
     dist.className = "distance";
     dist.textContent = `#${n.rank}  d = ${n.distance.toFixed(4)}` +
       (n.features.label_name ? `  ${n.features.label_name}` : "");
-    card.append(img, link, dist);
+    card.append(img, link, dist, labelButtons(card, n.galaxy_id));
     grid.append(card);
   }
 }
+
+// ---------------------------------------------------------------- labels, rankings (issue 26)
+function labelName() { return $("rank-label").value.trim() || "interesting"; }
+function who() { return $("who").value.trim() || "anonymous"; }
+const marked = new Map();  // galaxy id -> value given on this page for the current label (for "more like these")
+
+async function storeLabel(card, id, name, value) {
+  try {
+    await api("/galaxies/" + encodeURIComponent(id) + "/labels", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ name, value, who: who(), source: "page" }),
+    });
+    if (name === labelName()) {
+      marked.set(id, value);
+      card.classList.toggle("labelled-yes", value > 0.5);
+      card.classList.toggle("labelled-no", value <= 0.5);
+    }
+    card.dataset.labelled = name + "=" + value;
+  } catch (err) {
+    showError(err.message);
+  }
+}
+
+function labelButtons(card, id) {
+  const box = document.createElement("div");
+  box.className = "label-buttons";
+  const yes = document.createElement("button");
+  yes.className = "label-yes";
+  yes.textContent = "interesting";
+  yes.title = "store the label (value 1)";
+  yes.onclick = () => storeLabel(card, id, labelName(), 1);
+  const no = document.createElement("button");
+  no.className = "label-no";
+  no.textContent = "not";
+  no.title = "store the label with value 0";
+  no.onclick = () => storeLabel(card, id, labelName(), 0);
+  const cls = document.createElement("button");
+  cls.className = "label-class";
+  cls.textContent = "class…";
+  cls.title = "store a class label (e.g. merger, ring, artefact)";
+  cls.onclick = () => {
+    const name = prompt("class of " + id + " (e.g. merger, ring, artefact)");
+    if (name && name.trim()) storeLabel(card, id, name.trim(), 1);
+  };
+  yes.textContent = labelName();
+  box.append(yes, no, cls);
+  return box;
+}
+
+function renderRanking(result) {
+  $("strange").hidden = false;
+  $("strange-note").textContent = !result.ranked ? `(by anomaly score; ${result.note})`
+    : result.n_labels ? `(${result.label}: ranked from ${result.n_labels} labels${result.note ? "; " + result.note : ""})`
+    : `(${result.note})`;
+  const grid = $("strange-grid");
+  grid.replaceChildren();
+  for (const g of result.galaxies) {
+    const card = document.createElement("div");
+    card.className = "neighbour strange-card";
+    card.dataset.galaxyId = g.galaxy_id;
+    const img = document.createElement("img");
+    img.alt = g.galaxy_id;
+    img.loading = "lazy";
+    imageInto(img, g.galaxy_id);
+    const link = document.createElement("a");
+    link.href = "/?" + new URLSearchParams({ id: g.galaxy_id, k: $("k").value || "12" });
+    link.textContent = g.galaxy_id;
+    link.className = "neighbour-link";
+    const info = document.createElement("div");
+    info.className = "distance";
+    info.textContent = `#${g.position}  score ${fmt(g.score)}` + (g.label_name ? `  ${g.label_name}` : "");
+    card.append(img, link, info, labelButtons(card, g.galaxy_id));
+    grid.append(card);
+  }
+}
+
+function showStrange() {
+  const label = labelName();
+  return run("strange galaxies", async () => {
+    const result = await api("/rankings/" + encodeURIComponent(label) + "?limit=24");
+    return () => { clearResults(); renderRanking(result); };
+  });
+}
+
+$("rank-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const label = labelName();
+  run("strange galaxies", async () => {
+    const result = await api("/rankings/" + encodeURIComponent(label), {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ limit: 24 }),
+    });
+    return () => { clearResults(); renderRanking(result); };
+  });
+});
+
+$("more-like").addEventListener("click", () => {
+  const positives = [...marked].filter(([, v]) => v > 0.5).map(([id]) => id);
+  const negatives = [...marked].filter(([, v]) => v <= 0.5).map(([id]) => id);
+  if (!positives.length) { showError("mark some galaxies interesting first"); return; }
+  run("more like these", async () => {
+    const result = await api("/more-like", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ positives, negatives, k: 24 }),
+    });
+    return () => { clearResults(); renderRanking(Object.assign(result, { note: "more like " + positives.length + " positives" })); };
+  });
+});
 
 let latest = 0;  // the newest search: an older one answering late does not overwrite it
 
@@ -276,8 +383,11 @@ function fromUrl() {
   $("where").value = params.get("where") || "";
   $("k").value = params.get("k") || "12";
   $("galaxy-id").value = params.get("id") || "";
+  if (params.get("label")) $("rank-label").value = params.get("label");
   const file = history.state && uploads.get(history.state.upload);
-  if (params.get("id")) {
+  if (params.get("view") === "strange") {
+    showStrange();
+  } else if (params.get("id")) {
     searchId(params.get("id"));
   } else if (file) {
     searchFile(file);

@@ -1,0 +1,1 @@
+"""Assets of anomaly scores and active-learning rankings."""
