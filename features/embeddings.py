@@ -14,7 +14,9 @@ name                timm model                                   dim    weights
 ==================  ===========================================  =====  ==========================
 
 ``ssl_resnet18`` is trained by the ``ssl_encoder`` asset on the warehouse's own images with SimCLR
-(Chen et al. 2020; :mod:`features.ssl`, :mod:`stages.ssl`), on 64 x 64 stamps; its weights file lies
+(Chen et al. 2020; :mod:`features.ssl`, :mod:`stages.ssl`), on 64 x 64 stamps centred and scaled on
+each galaxy (its ``stamp="galaxy"``: :func:`features.ssl.stamps.galaxy_stamps`, cut the same way when
+it embeds, so it sees in use what it saw in training); its weights file lies
 under the warehouse root (``<root>/encoders/ssl_resnet18/weights.safetensors``, with a record of its
 SHA-256, the training set's table versions and whether it started from scratch or continued from
 pretrained weights). A CNN has no tokens: both of its outputs are the global average pool of the last
@@ -111,6 +113,9 @@ class EncoderSpec:
     init_repo : str or None
         For ``trained_here`` encoders: pretrained weights (a Hugging Face repository in timm's layout)
         that training continues from when they resolve; ``None``: always from scratch.
+    stamp : str
+        What the encoder sees: ``"frame"`` (the whole image resized) or ``"galaxy"`` (a stamp centred
+        and scaled on the galaxy, :func:`features.ssl.stamps.galaxy_stamps`, in training and here).
     """
 
     name: str
@@ -123,6 +128,7 @@ class EncoderSpec:
     timm_kwargs: tuple[tuple[str, object], ...] = ()
     trained_here: bool = False
     init_repo: str | None = None
+    stamp: str = "frame"
 
     @property
     def is_random(self) -> bool:
@@ -149,7 +155,7 @@ ENCODERS: dict[str, EncoderSpec] = {
                     timm_kwargs=(("init_values", 1.0),)),
         EncoderSpec("ssl_resnet18", "resnet18", None, 256, img_size=64, trained_here=True,
                     description="ResNet-18 at half width, SimCLR (Chen et al. 2020) on this warehouse's images",
-                    timm_kwargs=(("channels", (32, 64, 128, 256)), ("stem_width", 32))),
+                    timm_kwargs=(("channels", (32, 64, 128, 256)), ("stem_width", 32)), stamp="galaxy"),
     )
 }
 """The encoder registry, by name."""
@@ -457,7 +463,12 @@ def embed_images(
     with _threads(_usable_cores()), torch.inference_mode():
         for lo in range(0, n, batch_size):
             hi = min(n, lo + batch_size)
-            x = preprocess(images[lo:hi], enc.img_size, start=lo).to(dev, non_blocking=True)
+            chunk = images[lo:hi]
+            if enc.spec.stamp == "galaxy":  # cut on the galaxy, as in its training (features.ssl.stamps)
+                from features.ssl.stamps import galaxy_stamps
+
+                chunk = galaxy_stamps(chunk, enc.img_size)[0]
+            x = preprocess(chunk, enc.img_size, start=lo).to(dev, non_blocking=True)
             tokens = model.forward_features(x)  # type: ignore[attr-defined]
             if tokens.ndim == 4:  # a CNN's [N, C, h, w] map: both outputs are its global average pool
                 pooled = tokens.float().mean(dim=(2, 3)).cpu().numpy()

@@ -13,8 +13,14 @@ signal that separates ellipticals from spirals; cf. Hayat et al. 2021, ApJL 911,
    (:func:`torch.nn.functional.grid_sample`, bilinear, zeros outside the stamp: the sky floor);
 3. **PSF-like blur**: a circular Gaussian of sigma uniform in ``blur_sigma`` pixels, applied to
    every channel alike (worse seeing);
-4. **noise**: additive Gaussian of sigma uniform in ``noise_sigma`` (pixel units of the ``[0, 1]``
+4. **flux**: every channel times one factor log-uniform in ``flux_scale`` (a brighter or fainter
+   galaxy), and each channel times its own ``exp(N(0, band_scale^2))`` (a per-band calibration or
+   reddening change, Hayat et al. 2021), so instance discrimination cannot rest on exact colour or
+   brightness while the colour's sign survives (the factors are small);
+5. **noise**: additive Gaussian of sigma uniform in ``noise_sigma`` (pixel units of the ``[0, 1]``
    input), one draw per pixel and channel (a shallower exposure), then clipped to ``[0, 1]``.
+
+Views 4 are off in :class:`ViewConfig`'s defaults, and then colour is never changed.
 
 Inputs and outputs are ``float32 [N, 3, S, S]`` in ``[0, 1]`` (before any mean / std normalisation).
 Every random draw comes from the ``torch.Generator`` passed in, so a view is a function of the
@@ -89,6 +95,10 @@ def galaxy_views(x: torch.Tensor, gen: torch.Generator, config: ViewConfig | Non
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     y = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     y = gaussian_blur(y, _uniform(n, *config.blur_sigma, gen))
+    if config.flux_scale != (1.0, 1.0) or config.band_scale > 0:
+        lo, hi = (math.log(v) for v in config.flux_scale)
+        log_gain = _uniform(n, lo, hi, gen).view(n, 1) + config.band_scale * torch.randn(n, 3, generator=gen)
+        y = y * torch.exp(log_gain).view(n, 3, 1, 1)
     noise = _uniform(n, *config.noise_sigma, gen).view(n, 1, 1, 1)
     y = y + noise * torch.randn(y.shape, generator=gen)
     return y.clamp_(0.0, 1.0)
