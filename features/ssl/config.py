@@ -41,8 +41,8 @@ class ViewConfig:
     max_shift: float = 0.08
     blur_sigma: tuple[float, float] = (0.0, 1.2)
     noise_sigma: tuple[float, float] = (0.0, 0.04)
-    flux_scale: tuple[float, float] = (1.0, 1.0)
-    band_scale: float = 0.0
+    flux_scale: tuple[float, float] = (0.7, 1.4)
+    band_scale: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,8 @@ class SSLConfig:
     seed : int
     """
 
-    epochs: int = 15
-    batch_size: int = 32
+    epochs: int = 20
+    batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 1e-4
     temperature: float = 0.2

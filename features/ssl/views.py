@@ -1,10 +1,11 @@
 """Galaxy-valid augmented views for self-supervised training (batched, in torch, seeded).
 
 A galaxy seen from another angle, at a slightly different distance or through other seeing is the same
-galaxy; a galaxy of another colour is not. The views therefore change geometry, resolution and noise
-only, never the colour balance (no hue, saturation or per-channel jitter, which would erase the g-r
-signal that separates ellipticals from spirals; cf. Hayat et al. 2021, ApJL 911, L33, and Stein et al.
-2021, arXiv:2110.13151, who use the same family of views for survey images):
+galaxy; a galaxy of another colour is not. The views therefore change geometry, resolution and noise,
+and colour only by small physically motivated factors (view 4: no hue, saturation or strong
+per-channel jitter, which would erase the g-r signal that separates ellipticals from spirals; cf.
+Hayat et al. 2021, ApJL 911, L33, and Stein et al. 2021, arXiv:2110.13151, who use the same family of
+views for survey images):
 
 1. **rotation** by an angle uniform in [0, 360) degrees and a **flip** with probability 1/2 (galaxies
    have no preferred orientation on the sky);
@@ -20,7 +21,8 @@ signal that separates ellipticals from spirals; cf. Hayat et al. 2021, ApJL 911,
 5. **noise**: additive Gaussian of sigma uniform in ``noise_sigma`` (pixel units of the ``[0, 1]``
    input), one draw per pixel and channel (a shallower exposure), then clipped to ``[0, 1]``.
 
-Views 4 are off in :class:`ViewConfig`'s defaults, and then colour is never changed.
+With ``flux_scale=(1, 1)`` and ``band_scale=0`` view 4 is off (nothing drawn) and colour is never
+changed; the defaults (0.7-1.4 and 0.1) are what ``benchmarks/bench_ssl.py real`` measured.
 
 Inputs and outputs are ``float32 [N, 3, S, S]`` in ``[0, 1]`` (before any mean / std normalisation).
 Every random draw comes from the ``torch.Generator`` passed in, so a view is a function of the
