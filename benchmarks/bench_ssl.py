@@ -1,16 +1,17 @@
-"""Does the warehouse's own self-supervised encoder (``ssl_resnet18``) learn more than the random baseline?
+"""Does the warehouse's own self-supervised encoder (``ssl_resnet18``) beat random networks and pixels on real galaxies?
 
-Two parts, each against ``random_vits14`` (the random-weights ViT-S/14) and a pixel baseline (the
-8 x 8 thumbnails and channel statistics of :func:`models.baselines.pixel_features`):
-
-``rings``
-    Ring precision@10 of lookalike search on the 370 real GZ DECaLS galaxies of ``../shared``: for
-    every ring galaxy, the fraction of its 10 nearest neighbours (cosine, on the vector search uses)
-    that are rings, averaged over the 185 rings (chance 184/369 = 0.499), with a 95% bootstrap
-    interval over the ring queries. ``ssl_resnet18`` is pretrained with SimCLR on these 370 images
-    only (their ring labels are never read before the evaluation); the same network untrained
-    (its seeded random initialisation) is shown as a control. Also the training cost: s/epoch and
-    images/s on this machine.
+``real`` (issue 28 item 4: all arms in one run, seeded)
+    SimCLR (the ``SSLConfig`` / ``ViewConfig`` defaults the ``ssl_encoder`` asset uses, unless the
+    options say otherwise) pretrains ``ssl_resnet18`` on the galaxy-centred stamps
+    (:mod:`features.ssl.stamps`) of every image of ``../shared/data``: the 2,804 GZ1 SDSS frames and
+    the 370 GZ DECaLS rings-sample galaxies, labels unread; with ``--transfer`` (default) a second
+    encoder on the GZ1 frames only, evaluated on the rings. Arms: the SSL encoder, the same network
+    untrained (its seeded init), ``random_vits14`` on the whole frame at 224 px, and 8 x 8 pixel
+    thumbnails of the whole frame, of its central third and of the galaxy stamp. Measures: ring
+    precision@10 (cosine, over the ring queries, chance 0.499); GZ1 precision@10 by class (Elliptical,
+    Edge-on disk, Spiral; mean over classes); a linear probe's test balanced accuracy on a grouped
+    stratified split of GZ1 (groups: identical pixels). 95% bootstrap intervals and, for every arm, the
+    paired difference ``ssl - arm`` on the same resamples. Also s/epoch and images/s of the training.
 
 ``demo``
     On a demo warehouse (made here with ``astrovision demo``'s code when ``--warehouse`` is not
@@ -21,12 +22,13 @@ Two parts, each against ``random_vits14`` (the random-weights ViT-S/14) and a pi
     the five with its 95% CI; encoders: the ``representation_analysis`` rows, pixels: computed here
     with the same estimator).
 
-Run (from the repository root; each part well under 10 minutes on 2 cores)::
+Run (from the repository root, under the shared lock: ``real`` is about 15 minutes on 2 cores)::
 
-    PYTHONPATH=. HF_HUB_OFFLINE=1 flock /work/wt/bench.lock .venv/bin/python benchmarks/bench_ssl.py rings
-    PYTHONPATH=. HF_HUB_OFFLINE=1 flock /work/wt/bench.lock .venv/bin/python benchmarks/bench_ssl.py demo
+    PYTHONPATH=. HF_HUB_OFFLINE=1 flock /tmp/astrovision-heavy.lock .venv/bin/python benchmarks/bench_ssl.py real
+    PYTHONPATH=. HF_HUB_OFFLINE=1 flock /tmp/astrovision-heavy.lock .venv/bin/python benchmarks/bench_ssl.py demo
 
-and ``--json out.json`` to keep the numbers.
+``--json out.json`` keeps the numbers, ``--cache DIR`` the stamps and the random ViT's embeddings,
+``--limit N`` takes N galaxies of each set (a smoke test).
 """
 
 from __future__ import annotations
