@@ -363,3 +363,23 @@ def test_flux_views_perturb_colour_a_little_and_are_seeded():
     off = galaxy_views(x, torch.Generator().manual_seed(3), dataclasses.replace(cfg, flux_scale=(1.0, 1.0),
                                                                                 band_scale=0.0))
     assert float((ratio(off) - ratio(x)).abs().mean()) < 0.5 * float(change.mean())
+
+
+def test_real_benchmark_metrics_on_known_cases():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_ssl", ROOT / "benchmarks" / "bench_ssl.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)  # type: ignore[union-attr]
+    labels = np.array([0] * 12 + [1] * 12 + [2] * 6)
+    separated = np.eye(3)[labels] + 0.01 * np.random.default_rng(0).normal(size=(30, 3))
+    per = bench.per_query_precision(separated, labels, k=5)
+    assert per.shape == (30,) and np.allclose(per, 1.0)  # every neighbour shares the label
+    mixed = bench.per_query_precision(np.ones((30, 3)) + 0.01 * np.random.default_rng(1).normal(size=(30, 3)),
+                                      labels, k=29)  # k = all others: the class's share among the others
+    assert np.allclose(mixed[labels == 0], 11 / 29) and np.allclose(mixed[labels == 2], 5 / 29)
+    assert bench.class_mean(mixed, labels) == pytest.approx((11 / 29 + 11 / 29 + 5 / 29) / 3)
+    boots = bench.stratified_boot(labels, 50, seed=0)
+    assert all(np.array_equal(np.bincount(labels[b]), np.bincount(labels)) for b in boots)  # class sizes kept
+    central = bench._central([np.arange(423 * 423 * 3).reshape(423, 423, 3)])[0]
+    assert central.shape == (141, 141, 3) and central[70, 70, 0] == np.arange(423 * 423 * 3).reshape(423, 423, 3)[211, 211, 0]
