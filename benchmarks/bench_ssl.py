@@ -1,16 +1,17 @@
-"""Does the warehouse's own self-supervised encoder (``ssl_resnet18``) learn more than the random baseline?
+"""Does the warehouse's own self-supervised encoder (``ssl_resnet18``) beat random networks and pixels on real galaxies?
 
-Two parts, each against ``random_vits14`` (the random-weights ViT-S/14) and a pixel baseline (the
-8 x 8 thumbnails and channel statistics of :func:`models.baselines.pixel_features`):
-
-``rings``
-    Ring precision@10 of lookalike search on the 370 real GZ DECaLS galaxies of ``../shared``: for
-    every ring galaxy, the fraction of its 10 nearest neighbours (cosine, on the vector search uses)
-    that are rings, averaged over the 185 rings (chance 184/369 = 0.499), with a 95% bootstrap
-    interval over the ring queries. ``ssl_resnet18`` is pretrained with SimCLR on these 370 images
-    only (their ring labels are never read before the evaluation); the same network untrained
-    (its seeded random initialisation) is shown as a control. Also the training cost: s/epoch and
-    images/s on this machine.
+``real`` (issue 28 item 4: all arms in one run, seeded)
+    SimCLR (the ``SSLConfig`` / ``ViewConfig`` defaults the ``ssl_encoder`` asset uses, unless the
+    options say otherwise) pretrains ``ssl_resnet18`` on the galaxy-centred stamps
+    (:mod:`features.ssl.stamps`) of every image of ``../shared/data``: the 2,804 GZ1 SDSS frames and
+    the 370 GZ DECaLS rings-sample galaxies, labels unread; with ``--transfer`` (default) a second
+    encoder on the GZ1 frames only, evaluated on the rings. Arms: the SSL encoder, the same network
+    untrained (its seeded init), ``random_vits14`` on the whole frame at 224 px, and 8 x 8 pixel
+    thumbnails of the whole frame, of its central third and of the galaxy stamp. Measures: ring
+    precision@10 (cosine, over the ring queries, chance 0.499); GZ1 precision@10 by class (Elliptical,
+    Edge-on disk, Spiral; mean over classes); a linear probe's test balanced accuracy on a grouped
+    stratified split of GZ1 (groups: identical pixels). 95% bootstrap intervals and, for every arm, the
+    paired difference ``ssl - arm`` on the same resamples. Also s/epoch and images/s of the training.
 
 ``demo``
     On a demo warehouse (made here with ``astrovision demo``'s code when ``--warehouse`` is not
@@ -21,12 +22,13 @@ Two parts, each against ``random_vits14`` (the random-weights ViT-S/14) and a pi
     the five with its 95% CI; encoders: the ``representation_analysis`` rows, pixels: computed here
     with the same estimator).
 
-Run (from the repository root; each part well under 10 minutes on 2 cores)::
+Run (from the repository root, under the shared lock: ``real`` is about 15 minutes on 2 cores)::
 
-    PYTHONPATH=. HF_HUB_OFFLINE=1 flock /work/wt/bench.lock .venv/bin/python benchmarks/bench_ssl.py rings
-    PYTHONPATH=. HF_HUB_OFFLINE=1 flock /work/wt/bench.lock .venv/bin/python benchmarks/bench_ssl.py demo
+    PYTHONPATH=. HF_HUB_OFFLINE=1 flock /tmp/astrovision-heavy.lock .venv/bin/python benchmarks/bench_ssl.py real
+    PYTHONPATH=. HF_HUB_OFFLINE=1 flock /tmp/astrovision-heavy.lock .venv/bin/python benchmarks/bench_ssl.py demo
 
-and ``--json out.json`` to keep the numbers.
+``--json out.json`` keeps the numbers, ``--cache DIR`` the stamps and the random ViT's embeddings,
+``--limit N`` takes N galaxies of each set (a smoke test).
 """
 
 from __future__ import annotations
@@ -48,14 +50,37 @@ sys.path.insert(0, str(ROOT))
 def ring_precision(vectors: np.ndarray, labels: np.ndarray, k: int = 10, n_boot: int = 2000,
                    seed: int = 0) -> tuple[float, float, float]:
     """Mean fraction of rings among each ring's ``k`` nearest (cosine, self excluded), with a 95% CI."""
+    per = per_query_precision(vectors, labels, k)[labels == 1]
+    rng = np.random.default_rng(seed)
+    boots = per[rng.integers(0, len(per), (n_boot, len(per)))].mean(axis=1)
+    return float(per.mean()), float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
+
+
+def per_query_precision(vectors: np.ndarray, labels: np.ndarray, k: int = 10) -> np.ndarray:
+    """For every galaxy, the fraction of its ``k`` nearest (cosine, self excluded) that share its label."""
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     dist = 1.0 - unit @ unit.T
     np.fill_diagonal(dist, np.inf)
     nn = np.argsort(dist, axis=1, kind="stable")[:, :k]
-    per = (labels[nn] == 1).mean(axis=1)[labels == 1]
+    return (labels[nn] == labels[:, None]).mean(axis=1)
+
+
+def class_mean(per: np.ndarray, labels: np.ndarray, idx: np.ndarray | None = None) -> float:
+    """Mean over classes of the per-class mean of ``per`` (on the queries ``idx``, default all)."""
+    idx = np.arange(len(per)) if idx is None else idx
+    return float(np.mean([per[idx][labels[idx] == c].mean() for c in np.unique(labels)]))
+
+
+def stratified_boot(labels: np.ndarray, n_boot: int, seed: int) -> list[np.ndarray]:
+    """``n_boot`` bootstrap resamples of the indices, each class resampled within itself."""
     rng = np.random.default_rng(seed)
-    boots = per[rng.integers(0, len(per), (n_boot, len(per)))].mean(axis=1)
-    return float(per.mean()), float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
+    members = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    return [np.concatenate([m[rng.integers(0, len(m), len(m))] for m in members]) for _ in range(n_boot)]
+
+
+def interval(values: list[float] | np.ndarray, point: float) -> tuple[float, float, float]:
+    """``(point, 2.5th, 97.5th percentile)`` of bootstrap ``values``."""
+    return float(point), float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975))
 
 
 def _pixels(images, size: int = 16) -> np.ndarray:
@@ -65,52 +90,183 @@ def _pixels(images, size: int = 16) -> np.ndarray:
     return pixel_features(to_stamps(images, size).numpy())
 
 
-def part_rings(args: argparse.Namespace) -> dict:
-    import torch
+def _central(images, fraction: float = 1 / 3) -> list[np.ndarray]:
+    """The central ``fraction`` of each frame's side (the issue's 140 of 423 px)."""
+    out = []
+    for im in images:
+        h, w = im.shape[:2]
+        ch, cw = max(8, round(h * fraction)), max(8, round(w * fraction))
+        out.append(im[(h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw])
+    return out
 
-    from features.embeddings import ENCODERS, Encoder, embed_images, load_encoder, load_image_file
-    from features.ssl import SSLConfig
-    from features.weights import WeightsOrigin
-    from models.ssl import to_stamps, train_simclr
-    from stages.ssl import new_backbone
 
-    data = Path(args.data)
+def _load(data: Path, label_col: str, limit: int = 0) -> tuple[list[str], list[np.ndarray], list[str]]:
+    from features.embeddings import load_image_file
+
     with (data / "catalog.csv").open() as fh:
         rows = list(csv.DictReader(fh))
-    images = [load_image_file(data / "images" / f"{r['id']}.png") for r in rows]
+    rows = rows[::max(1, len(rows) // limit)][:limit] if limit else rows  # a spread subset (smoke tests)
+    files = {p.stem: p for p in (data / "images").iterdir()}
+    return ([r["id"] for r in rows], [load_image_file(files[r["id"]]) for r in rows], [r[label_col] for r in rows])
+
+
+def _cached(cache: Path | None, key: str, make):
+    """``make()`` or its saved result (``<cache>/<key>.npy``): the random ViT's 224 px embeddings take minutes."""
+    if cache is None:
+        return make()
+    path = cache / f"{key}.npy"
+    if path.is_file():
+        return np.load(path)
+    value = make()
+    cache.mkdir(parents=True, exist_ok=True)
+    np.save(path, value)
+    return value
+
+
+def _embed_stamps(stamps: np.ndarray, backbone, size: int) -> np.ndarray:
+    from features.embeddings import ENCODERS, Encoder, embed_images
+    from features.weights import WeightsOrigin
+
     spec = ENCODERS["ssl_resnet18"]
-    out: dict = {"n": len(images), "chance": None, "rows": {}}
+    return embed_images(stamps, Encoder(spec, backbone, "", WeightsOrigin.SELF_SUPERVISED, size))[0]
+
+
+def _pretrain(stamps: np.ndarray, cfg, size: int, seed: int, what: str):
+    import torch
+
+    from features.embeddings import ENCODERS
+    from models.ssl import train_simclr
+    from stages.ssl import new_backbone
+
+    backbone, _ = new_backbone(ENCODERS["ssl_resnet18"], "scratch", seed=seed)
+    x = torch.from_numpy(stamps).permute(0, 3, 1, 2).float().div_(255.0)
+    print(f"pretraining on {what}: {len(x)} stamps of {size} px", flush=True)
+    res = train_simclr(x, backbone, cfg, log=lambda m: print(m, flush=True))
+    return backbone, res
+
+
+def _probe_arms(feats: dict[str, np.ndarray], y: np.ndarray, ids: list[str], groups: list[str], seed: int,
+                n_boot: int, ref: str) -> tuple[dict, dict, int]:
+    """Linear probe balanced accuracy on a grouped split, its CI, and the paired difference ref - arm."""
+    from models.metrics import balanced_accuracy
+    from models.probe import fit_probe
+    from models.splits import make_splits
+
+    split = make_splits(ids, y, groups, seed=seed).split
+    part = {s: np.flatnonzero(split == s) for s in ("train", "val", "test")}
+    yt = y[part["test"]]
+    preds = {}
+    for name, x in feats.items():
+        probe = fit_probe(x[part["train"]], y[part["train"]], x[part["val"]], y[part["val"]],
+                          num_classes=int(y.max()) + 1, seed=seed)
+        preds[name] = probe.predict_proba(x[part["test"]]).argmax(axis=1)
+    boots = stratified_boot(yt, n_boot, seed)
+    rows, diffs = {}, {}
+    for name, p in preds.items():
+        rows[name] = interval([balanced_accuracy(yt[b], p[b]) for b in boots], balanced_accuracy(yt, p))
+    for name, p in preds.items():
+        if name != ref:
+            q = preds[ref]
+            diffs[name] = interval([balanced_accuracy(yt[b], q[b]) - balanced_accuracy(yt[b], p[b]) for b in boots],
+                                   balanced_accuracy(yt, q) - balanced_accuracy(yt, p))
+    return rows, diffs, len(yt)
+
+
+def part_real(args: argparse.Namespace) -> dict:
+    """Every arm on the real rings and GZ1 galaxies, in one run (see the module docstring)."""
+    import dataclasses
+    import hashlib
+
+    from features.embeddings import ENCODERS, embed_images, load_encoder
+    from features.ssl import SSLConfig, ViewConfig
+    from features.ssl.stamps import galaxy_stamps
+    from models.baselines import pixel_features
+    from stages.ssl import new_backbone
+
+    size, ref = args.size, "ssl"
     t0 = time.perf_counter()
-    cls_random, _ = embed_images(images, load_encoder("random_vits14"))
-    t_random = time.perf_counter() - t0
-    pixels = _pixels(images)
-    backbone, start = new_backbone(spec, "scratch", seed=args.seed)
-    enc = Encoder(spec, backbone, "", WeightsOrigin.SELF_SUPERVISED, spec.img_size)
-    cls_init, _ = embed_images(images, enc)
-    cfg = SSLConfig(epochs=args.epochs, seed=args.seed)
-    stamps = to_stamps(images, spec.img_size)
-    torch.manual_seed(args.seed)
-    res = train_simclr(stamps, backbone, cfg, log=lambda m: print(m, flush=True))
-    cls_ssl, _ = embed_images(images, enc)
-    labels = np.array([int(r["ring"]) for r in rows])  # read only now, for the evaluation
-    n1 = int(labels.sum())
-    out["chance"] = (n1 - 1) / (len(labels) - 1)
-    for name, vec in (("ssl_resnet18 (SimCLR on these 370 images)", cls_ssl),
-                      ("ssl_resnet18 untrained (its seeded init)", cls_init),
-                      ("random_vits14", cls_random), ("pixels", pixels)):
-        out["rows"][name] = ring_precision(vec, labels, args.k)
-    out["train"] = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "start": start,
-                    "seconds_per_epoch": float(np.mean(res.epoch_seconds)),
-                    "images_per_second": res.images_per_second, "final_loss": res.losses[-1],
-                    "first_loss": res.losses[0], "random_vits14_embed_s": t_random}
-    print(f"\n{len(labels)} ring-sample galaxies ({n1} rings); ring precision@{args.k}, chance {out['chance']:.3f}\n")
-    print("| features | ring precision@10 | 95% CI |\n|---|---|---|")
-    for name, (v, lo, hi) in out["rows"].items():
-        print(f"| {name} | {v:.3f} | {lo:.3f}-{hi:.3f} |")
-    t = out["train"]
-    print(f"\nSimCLR: {t['epochs']} epochs, batch {t['batch_size']}, {t['seconds_per_epoch']:.1f} s/epoch, "
-          f"{t['images_per_second']:.0f} images/s (2 views each), NT-Xent {t['first_loss']:.2f} -> {t['final_loss']:.2f}")
+    r_ids, r_img, r_lab = _load(Path(args.rings), "ring", args.limit)
+    g_ids, g_img, g_lab = _load(Path(args.gz1), "gz1_class", args.limit)
+    print(f"read {len(r_ids)} rings-sample and {len(g_ids)} GZ1 images in {time.perf_counter() - t0:.0f} s", flush=True)
+    t0 = time.perf_counter()
+    cache = Path(args.cache) if args.cache else None
+    r_st = _cached(cache, f"stamps_rings_{size}", lambda: galaxy_stamps(r_img, size)[0])
+    g_st = _cached(cache, f"stamps_gz1_{size}", lambda: galaxy_stamps(g_img, size)[0])
+    stamp_s = time.perf_counter() - t0
+    print(f"galaxy stamps in {stamp_s:.0f} s", flush=True)
+    views = ViewConfig(**{**dataclasses.asdict(ViewConfig()), "flux_scale": tuple(args.flux_scale),
+                          "band_scale": args.band_scale, "scale": tuple(args.zoom)})
+    cfg = SSLConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, temperature=args.temperature,
+                    views=views, seed=args.seed)
+    out: dict = {"size": size, "config": cfg.as_dict(), "stamp_seconds": stamp_s}
+    backbone, res = _pretrain(np.concatenate([g_st, r_st]), cfg, size, args.seed, "every image (GZ1 + rings)")
+    out["train"] = {"seconds_per_epoch": float(np.mean(res.epoch_seconds)), "images_per_second": res.images_per_second,
+                    "losses": res.losses, "n_images": res.n_images}
+    feats_r: dict[str, np.ndarray] = {"ssl": _embed_stamps(r_st, backbone, size)}
+    feats_g: dict[str, np.ndarray] = {"ssl": _embed_stamps(g_st, backbone, size)}
+    if args.transfer:
+        tb, tres = _pretrain(g_st, cfg, size, args.seed, "GZ1 only (transfer to the rings)")
+        feats_r["ssl, pretrained on GZ1 only"] = _embed_stamps(r_st, tb, size)
+        out["train_transfer"] = {"seconds_per_epoch": float(np.mean(tres.epoch_seconds)),
+                                 "images_per_second": tres.images_per_second}
+    init, _ = new_backbone(ENCODERS["ssl_resnet18"], "scratch",
+                           seed=args.seed)
+    feats_r["untrained"] = _embed_stamps(r_st, init, size)
+    feats_g["untrained"] = _embed_stamps(g_st, init, size)
+    for name, imgs, ids, feats in (("rings", r_img, r_ids, feats_r), ("gz1", g_img, g_ids, feats_g)):
+        key = "random_vits14_" + name + "_" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:12]
+        feats["random_vits14"] = _cached(cache, key, lambda imgs=imgs: embed_images(imgs, load_encoder("random_vits14"))[0])
+        feats["pixels, whole frame"] = _pixels(imgs)
+        feats["pixels, central third"] = _pixels(_central(imgs))
+    feats_r["pixels, galaxy stamp"] = pixel_features(r_st.transpose(0, 3, 1, 2))
+    feats_g["pixels, galaxy stamp"] = pixel_features(g_st.transpose(0, 3, 1, 2))
+    # labels are read only now, for the evaluation
+    ry = np.array([int(v) for v in r_lab])
+    keep = np.array([c != "Don't know" for c in g_lab])
+    names = sorted({"Spiral" if c.startswith("Spiral") else c for c, k in zip(g_lab, keep) if k})
+    gy = np.array([names.index("Spiral" if c.startswith("Spiral") else c) for c, k in zip(g_lab, keep) if k])
+    g_keep_ids = [i for i, k in zip(g_ids, keep) if k]
+    groups = [hashlib.sha256(np.ascontiguousarray(im).tobytes()).hexdigest() for im, k in zip(g_img, keep) if k]
+    out["gz1_classes"] = {n: int((gy == i).sum()) for i, n in enumerate(names)}
+    out["gz1_duplicate_images"] = len(groups) - len(set(groups))
+    rq = np.flatnonzero(ry == 1)
+    rboots = [rq[b] for b in np.random.default_rng(args.seed).integers(0, len(rq), (args.boot, len(rq)))]
+    gboots = stratified_boot(gy, args.boot, args.seed)
+    per_r = {n: per_query_precision(v, ry, args.k) for n, v in feats_r.items()}
+    per_g = {n: per_query_precision(v[keep], gy, args.k) for n, v in feats_g.items()}
+    out["rings"] = {n: interval([p[b].mean() for b in rboots], p[rq].mean()) for n, p in per_r.items()}
+    out["rings_diff"] = {n: interval([per_r[ref][b].mean() - p[b].mean() for b in rboots],
+                                     per_r[ref][rq].mean() - p[rq].mean()) for n, p in per_r.items() if n != ref}
+    out["gz1"] = {n: interval([class_mean(p, gy, b) for b in gboots], class_mean(p, gy)) for n, p in per_g.items()}
+    out["gz1_diff"] = {n: interval([class_mean(per_g[ref] - p, gy, b) for b in gboots], class_mean(per_g[ref] - p, gy))
+                       for n, p in per_g.items() if n != ref}
+    out["probe"], out["probe_diff"], out["probe_n_test"] = _probe_arms(
+        {n: v[keep] for n, v in feats_g.items()}, gy, g_keep_ids, groups, args.seed, args.boot, ref)
+    _print_real(out, args)
     return out
+
+
+def _print_real(out: dict, args: argparse.Namespace) -> None:
+    def cell(t: tuple) -> str:
+        return f"{t[0]:.3f} [{t[1]:.3f}, {t[2]:.3f}]"
+
+    def dcell(d: dict, n: str) -> str:
+        t = d.get(n)
+        return "" if t is None else f"{t[0]:+.3f} [{t[1]:+.3f}, {t[2]:+.3f}]"
+
+    arms = list(dict.fromkeys([*out["rings"], *out["gz1"]]))
+    print(f"\nstamps {out['size']} px, galaxy-centred; GZ1 classes {out['gz1_classes']}, "
+          f"probe test {out['probe_n_test']} galaxies; precision@{args.k}; 95% bootstrap CIs "
+          f"({args.boot} resamples); diff = ssl minus the arm (paired)\n")
+    print("| arm | ring p@10 | ssl - arm | GZ1 p@10 (class mean) | ssl - arm | GZ1 probe bal. acc. | ssl - arm |")
+    print("|---|---|---|---|---|---|---|")
+    for n in arms:
+        r, g, p = out["rings"].get(n), out["gz1"].get(n), out["probe"].get(n)
+        print(f"| {n} | {cell(r) if r else ''} | {dcell(out['rings_diff'], n)} | {cell(g) if g else ''} | "
+              f"{dcell(out['gz1_diff'], n)} | {cell(p) if p else ''} | {dcell(out['probe_diff'], n)} |")
+    t = out["train"]
+    print(f"\nSimCLR on {t['n_images']} stamps: {t['seconds_per_epoch']:.1f} s/epoch, "
+          f"{t['images_per_second']:.0f} images/s, loss {t['losses'][0]:.2f} -> {t['losses'][-1]:.2f}")
 
 
 def _probe_row(feats: dict[str, np.ndarray], split, seed: int) -> tuple[float, float, float]:
@@ -208,16 +364,32 @@ def part_demo(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("part", choices=("rings", "demo"))
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "gz_decals_rings"))
-    ap.add_argument("--epochs", type=int, default=30, help="rings: SimCLR epochs on the 370 images")
+    ap.add_argument("part", choices=("real", "demo"))
+    ap.add_argument("--rings", default=str(ROOT.parent / "shared" / "data" / "gz_decals_rings"))
+    ap.add_argument("--gz1", default=str(ROOT.parent / "shared" / "data" / "gz1_sdss"))
+    from features.ssl.config import SSLConfig, ViewConfig
+
+    cfg, views = SSLConfig(), ViewConfig()
+    ap.add_argument("--size", type=int, default=64, help="real: side of the galaxy-centred stamps")
+    ap.add_argument("--epochs", type=int, default=cfg.epochs, help="real: SimCLR epochs (default: the asset's)")
+    ap.add_argument("--batch", type=int, default=cfg.batch_size)
+    ap.add_argument("--lr", type=float, default=cfg.lr)
+    ap.add_argument("--temperature", type=float, default=cfg.temperature)
+    ap.add_argument("--zoom", type=float, nargs=2, default=views.scale)
+    ap.add_argument("--flux-scale", type=float, nargs=2, default=views.flux_scale)
+    ap.add_argument("--band-scale", type=float, default=views.band_scale)
+    ap.add_argument("--transfer", action=argparse.BooleanOptionalAction, default=True,
+                    help="real: also pretrain on GZ1 only and evaluate on the rings")
+    ap.add_argument("--boot", type=int, default=2000)
+    ap.add_argument("--limit", type=int, default=0, help="real: at most this many galaxies of each set (smoke test)")
+    ap.add_argument("--cache", help="real: directory keeping the random ViT's embeddings between runs")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--warehouse", help="demo: an existing demo warehouse (default: run the demo here)")
     ap.add_argument("--n", type=int, default=600, help="demo: galaxies when the demo is run here")
     ap.add_argument("--json", help="write the numbers here")
     args = ap.parse_args(argv)
-    out = part_rings(args) if args.part == "rings" else part_demo(args)
+    out = part_real(args) if args.part == "real" else part_demo(args)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2, default=str))
     return 0

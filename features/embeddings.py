@@ -19,7 +19,9 @@ the Hub (:mod:`features.hub_encoders`, which also registers Zoobot's family: 224
 no ImageNet normalisation, one channel for the greyscale ones).
 
 ``ssl_resnet18`` is trained by the ``ssl_encoder`` asset on the warehouse's own images with SimCLR
-(Chen et al. 2020; :mod:`features.ssl`, :mod:`stages.ssl`), on 64 x 64 stamps; its weights file lies
+(Chen et al. 2020; :mod:`features.ssl`, :mod:`stages.ssl`), on 64 x 64 stamps centred and scaled on
+each galaxy (its ``stamp="galaxy"``: :func:`features.ssl.stamps.galaxy_stamps`, cut the same way when
+it embeds, so it sees in use what it saw in training); its weights file lies
 under the warehouse root (``<root>/encoders/ssl_resnet18/weights.safetensors``, with a record of its
 SHA-256, the training set's table versions and whether it started from scratch or continued from
 pretrained weights). A CNN has no tokens: both of its outputs are the global average pool of the last
@@ -106,7 +108,7 @@ ENCODERS: dict[str, EncoderSpec] = {
                     timm_kwargs=(("init_values", 1.0),)),
         EncoderSpec("ssl_resnet18", "resnet18", None, 256, img_size=64, trained_here=True,
                     description="ResNet-18 at half width, SimCLR (Chen et al. 2020) on this warehouse's images",
-                    timm_kwargs=(("channels", (32, 64, 128, 256)), ("stem_width", 32))),
+                    timm_kwargs=(("channels", (32, 64, 128, 256)), ("stem_width", 32)), stamp="galaxy"),
         *ZOOBOT_ENCODERS,
     )
 }
@@ -476,7 +478,12 @@ def embed_images(
     with _threads(_usable_cores()), torch.inference_mode():
         for lo in range(0, n, batch_size):
             hi = min(n, lo + batch_size)
-            x = preprocess(images[lo:hi], enc.img_size, start=lo, mean=enc.spec.mean,
+            chunk = images[lo:hi]
+            if enc.spec.stamp == "galaxy":  # cut on the galaxy, as in its training (features.ssl.stamps)
+                from features.ssl.stamps import galaxy_stamps
+
+                chunk = galaxy_stamps(chunk, enc.img_size)[0]
+            x = preprocess(chunk, enc.img_size, start=lo, mean=enc.spec.mean,
                            std=enc.spec.std).to(dev, non_blocking=True)
             tokens = model.forward_features(x)  # type: ignore[attr-defined]
             if tokens.ndim == 4:  # a CNN's [N, C, h, w] map: both outputs are its pooled head input

@@ -54,6 +54,9 @@ class EncoderSpec:
     source : str
         The name it was asked for when that is not ``name`` (``hf_hub:<owner>/<repo>``,
         ``timm:<model>``): what the table's ``encoder`` column stores, so a query image can load it again.
+    stamp : str
+        What the encoder sees: ``"frame"`` (the whole image resized) or ``"galaxy"`` (a stamp centred
+        and scaled on the galaxy, :func:`features.ssl.stamps.galaxy_stamps`, in training and here).
     """
 
     name: str
@@ -72,6 +75,7 @@ class EncoderSpec:
     hub: bool = False
     in_domain: bool = False
     source: str = ""
+    stamp: str = "frame"
 
     @property
     def is_random(self) -> bool:

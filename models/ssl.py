@@ -181,15 +181,22 @@ def train_simclr(
     return result
 
 
-def to_stamps(images, img_size: int) -> torch.Tensor:
+def to_stamps(images, img_size: int, stamp: str = "frame") -> torch.Tensor:
     """Stored images to the ``float32 [N, 3, img_size, img_size]`` ``[0, 1]`` stamps SimCLR trains on.
 
     The same path as :func:`features.embeddings.preprocess` minus the mean / std (applied by
     :func:`normalise` after the views): :func:`features.pixels.model_input`, then an antialiased bicubic
     resize clamped to ``[0, 1]``, so a trained encoder sees at embedding time what it saw in training.
+    ``stamp="galaxy"`` first cuts each frame on its galaxy (:func:`features.ssl.stamps.galaxy_stamps`,
+    ``uint8`` stamps of ``img_size``), as the embedding of an encoder whose spec says so does.
     """
     from features.embeddings import preprocess
+    from features.ssl.stamps import STAMP_KINDS, galaxy_stamps
 
+    if stamp not in STAMP_KINDS:
+        raise ValueError(f"unknown stamp kind {stamp!r}; known: {', '.join(STAMP_KINDS)}")
+    if stamp == "galaxy":
+        images = galaxy_stamps(images, img_size)[0]
     x = preprocess(images, img_size)
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)

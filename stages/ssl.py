@@ -219,6 +219,7 @@ def train_ssl_encoder(
     features.errors.InputError
         Unknown encoder or ``init``, fewer than two galaxies.
     """
+    import torch
     from filelock import FileLock, Timeout
     from safetensors.torch import save_file
 
@@ -239,7 +240,7 @@ def train_ssl_encoder(
     try:
         record = read_record(wh, name)
         wanted = {"n_images": len(ids), "ids_sha256": ids_sha, "table_versions": versions,
-                  "config": json.loads(json.dumps(config.as_dict())), "init_requested": init}
+                  "config": json.loads(json.dumps(config.as_dict())), "init_requested": init, "stamp": spec.stamp}
         if (not force and record is not None and all(record.get(k) == v for k, v in wanted.items())
                 and (out / "weights.safetensors").is_file()):
             ssl_weights(wh, name)  # the file still matches its record
@@ -247,11 +248,11 @@ def train_ssl_encoder(
             kept = {k: record[k] for k in SSLOutcome.__dataclass_fields__ if k in record}
             return SSLOutcome(**{**kept, "reused": True, "seconds": time.perf_counter() - t0})
         backbone, start = new_backbone(spec, init, config.seed, allow_download=allow_download)
-        log(f"ssl: training {name} on {len(ids)} galaxies ({spec.img_size} px), start: {start}")
-        images = [im for lo in range(0, len(ids), READ_CHUNK) for im in wh.read_images(ids[lo:lo + READ_CHUNK])]
-        stamps = to_stamps(images, spec.img_size)
-        del images
-        data_key = json.dumps({"ids_sha256": ids_sha, "versions": versions, "start": start}, sort_keys=True)
+        log(f"ssl: training {name} on {len(ids)} galaxies ({spec.img_size} px {spec.stamp} stamps), start: {start}")
+        stamps = torch.cat([to_stamps(wh.read_images(ids[lo:lo + READ_CHUNK]), spec.img_size, spec.stamp)
+                            for lo in range(0, len(ids), READ_CHUNK)])
+        data_key = json.dumps({"ids_sha256": ids_sha, "versions": versions, "start": start, "stamp": spec.stamp},
+                              sort_keys=True)
         result = train_simclr(stamps, backbone, config, checkpoint=out / "checkpoint.pt", data_key=data_key, log=log)
         weights = out / "weights.safetensors"
         state = {k: v.detach().contiguous() for k, v in backbone.state_dict().items()}
@@ -262,7 +263,8 @@ def train_ssl_encoder(
             losses=result.losses, epoch_seconds=result.epoch_seconds, images_per_second=result.images_per_second,
             resumed_from=result.resumed_from, notes=result.notes, seconds=time.perf_counter() - t0)
         body = json.dumps({**asdict(outcome), "init_requested": init, "objective": "SimCLR (Chen et al. 2020)",
-                           "timm_name": spec.timm_name, "img_size": spec.img_size}, indent=2, default=str)
+                           "timm_name": spec.timm_name, "img_size": spec.img_size, "stamp": spec.stamp},
+                          indent=2, default=str)
         _atomic_write(out / "encoder.json", lambda p: p.write_text(body))
         (out / "checkpoint.pt").unlink(missing_ok=True)
         return outcome

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -50,7 +51,7 @@ def write_shard(wh: Warehouse, n: int = 8, shard: str = "demo-00000", size: int 
 # ------------------------------------------------------------------------------------------ views, loss
 def test_views_keep_colour_range_and_are_seeded():
     x = torch.from_numpy(_discs(6)).permute(0, 3, 1, 2).float() / 255
-    cfg = ViewConfig(noise_sigma=(0.0, 0.0))
+    cfg = ViewConfig(noise_sigma=(0.0, 0.0), flux_scale=(1.0, 1.0), band_scale=0.0)
     a = galaxy_views(x, torch.Generator().manual_seed(1), cfg)
     b = galaxy_views(x, torch.Generator().manual_seed(1), cfg)
     c = galaxy_views(x, torch.Generator().manual_seed(2), cfg)
@@ -137,6 +138,7 @@ def test_stage_writes_weights_with_record_and_reuses_them(warehouse):
     assert record["table_versions"] == {"galaxies": warehouse.dataset("galaxies").version,
                                         "images": warehouse.dataset("images").version}
     assert record["n_images"] == 8 and record["init"].startswith("scratch") and len(record["losses"]) == 2
+    assert record["stamp"] == "galaxy"  # trained on galaxy-centred stamps, as it embeds
     assert not (ssl_dir(warehouse, "ssl_resnet18") / "checkpoint.pt").exists()
     again = train_ssl_encoder(warehouse, config=TINY, log=lambda _m: None)
     assert again.reused and again.weights_sha256 == out.weights_sha256
@@ -283,3 +285,101 @@ def test_runner_phases_put_ssl_encoder_between_the_shards_and_their_embeddings()
     assert where["embeddings"] < where["embedding_maps"] and phases[where["embeddings"]][0]
     only_shards = plan_runs({k: graph[k] for k in ("galaxies", "embeddings")}, ["s0"])
     assert len(only_shards) == 1 and only_shards[0].partition == "s0"  # an unselected ssl_encoder orders nothing
+
+
+# ------------------------------------------------------------------------------------------ galaxy stamps
+def _small_galaxy_frame(size: int = 200, cy: int = 90, cx: int = 115, r: float = 6.0) -> np.ndarray:
+    """``uint8 (size, size, 3)``: a faint noisy sky with one small exponential disc off the centre."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:size, :size]
+    prof = np.exp(-np.hypot(yy - cy, xx - cx) / r)
+    img = 10 + prof[..., None] * np.array([220.0, 160.0, 90.0]) + rng.normal(0, 2, (size, size, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_galaxy_stamp_is_centred_and_scaled_on_the_galaxy():
+    from features.ssl.stamps import galaxy_stamps, stamp_geometry
+
+    frame = _small_galaxy_frame()
+    geo = stamp_geometry(frame.astype(np.float32) / 255)
+    assert geo.found and abs(geo.cy - 90) < 2 and abs(geo.cx - 115) < 2
+    assert 10 < geo.half < 60  # scaled on the ~6 px disc, not the 200 px frame
+    bigger = stamp_geometry(_small_galaxy_frame(r=12.0).astype(np.float32) / 255)
+    assert bigger.half > 1.5 * geo.half  # the stamp grows with the galaxy
+    stamps, geometry = galaxy_stamps([frame], 32)
+    assert stamps.shape == (1, 32, 32, 3) and stamps.dtype == np.uint8 and geometry == [geo]
+    lum = stamps[0].astype(float).mean(axis=2)
+    peak = np.unravel_index(lum.argmax(), lum.shape)
+    assert abs(peak[0] - 15.5) <= 2 and abs(peak[1] - 15.5) <= 2  # the galaxy is in the middle
+    # the galaxy covers a larger share of the stamp than of the frame, by the ratio of their areas
+    whole = frame.astype(float).mean(axis=2)
+    assert (lum > 60).mean() > 0.5 * (100 / geo.half) ** 2 * (whole > 60).mean()
+
+
+def test_blank_or_sky_only_frame_is_kept_whole():
+    from features.ssl.stamps import galaxy_stamps, stamp_geometry
+
+    blank = np.zeros((40, 40, 3), np.float32)
+    geo = stamp_geometry(blank)
+    assert not geo.found and geo.half == 20 and (geo.cy, geo.cx) == (19.5, 19.5)
+    corner = np.zeros((60, 60, 3), np.uint8)
+    corner[:4, :4] = 255  # a bright corner, nothing near the centre
+    assert not stamp_geometry(corner.astype(np.float32) / 255).found
+    stamps, _ = galaxy_stamps([np.full((16, 16, 3), np.nan, np.float32)], 8)
+    assert stamps.shape == (1, 8, 8, 3) and stamps.max() == 0  # non-finite pixels are sky
+
+
+def test_galaxy_stamp_encoder_embeds_what_it_was_trained_on():
+    from features.embeddings import ENCODERS, Encoder, embed_images
+    from features.ssl.stamps import galaxy_stamps
+    from models.ssl import to_stamps
+
+    spec = ENCODERS["ssl_resnet18"]
+    assert spec.stamp == "galaxy"
+    frames = [_small_galaxy_frame(), _small_galaxy_frame(cy=120, cx=80, r=9.0)]
+    cut, _ = galaxy_stamps(frames, 32)
+    assert torch.allclose(to_stamps(frames, 32, "galaxy"), torch.from_numpy(cut).permute(0, 3, 1, 2).float() / 255,
+                          atol=1e-6)
+    from stages.ssl import new_backbone
+
+    enc = Encoder(spec, new_backbone(spec, "scratch")[0], "", WeightsOrigin.SELF_SUPERVISED, 32)
+    from_frames, _ = embed_images(frames, enc)
+    from_stamps, _ = embed_images(cut, Encoder(dataclasses.replace(spec, stamp="frame"), enc.model, "",
+                                               WeightsOrigin.SELF_SUPERVISED, 32))
+    assert np.allclose(from_frames, from_stamps, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown stamp kind"):
+        to_stamps(frames, 32, "petrosian")
+
+
+def test_flux_views_perturb_colour_a_little_and_are_seeded():
+    x = torch.from_numpy(_discs(16)).permute(0, 3, 1, 2).float() / 255 * 0.5
+    cfg = ViewConfig(noise_sigma=(0.0, 0.0), blur_sigma=(0.0, 0.0), flux_scale=(0.7, 1.4), band_scale=0.1)
+    a = galaxy_views(x, torch.Generator().manual_seed(3), cfg)
+    assert torch.equal(a, galaxy_views(x, torch.Generator().manual_seed(3), cfg))
+    ratio = lambda t: t.sum(dim=(2, 3)) / t.sum(dim=(1, 2, 3))[:, None]  # noqa: E731
+    change = (ratio(a) - ratio(x)).abs()
+    assert 0.002 < float(change.mean()) < 0.1  # colour moved, but by a few percent
+    # switched off, colour is kept (to resampling error) and moves much less
+    off = galaxy_views(x, torch.Generator().manual_seed(3), dataclasses.replace(cfg, flux_scale=(1.0, 1.0),
+                                                                                band_scale=0.0))
+    assert float((ratio(off) - ratio(x)).abs().mean()) < 0.5 * float(change.mean())
+
+
+def test_real_benchmark_metrics_on_known_cases():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_ssl", ROOT / "benchmarks" / "bench_ssl.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)  # type: ignore[union-attr]
+    labels = np.array([0] * 12 + [1] * 12 + [2] * 6)
+    separated = np.eye(3)[labels] + 0.01 * np.random.default_rng(0).normal(size=(30, 3))
+    per = bench.per_query_precision(separated, labels, k=5)
+    assert per.shape == (30,) and np.allclose(per, 1.0)  # every neighbour shares the label
+    mixed = bench.per_query_precision(np.ones((30, 3)) + 0.01 * np.random.default_rng(1).normal(size=(30, 3)),
+                                      labels, k=29)  # k = all others: the class's share among the others
+    assert np.allclose(mixed[labels == 0], 11 / 29) and np.allclose(mixed[labels == 2], 5 / 29)
+    assert bench.class_mean(mixed, labels) == pytest.approx((11 / 29 + 11 / 29 + 5 / 29) / 3)
+    boots = bench.stratified_boot(labels, 50, seed=0)
+    assert all(np.array_equal(np.bincount(labels[b]), np.bincount(labels)) for b in boots)  # class sizes kept
+    central = bench._central([np.arange(423 * 423 * 3).reshape(423, 423, 3)])[0]
+    assert central.shape == (141, 141, 3) and central[70, 70, 0] == np.arange(423 * 423 * 3).reshape(423, 423, 3)[211, 211, 0]

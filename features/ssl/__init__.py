@@ -2,7 +2,9 @@
 
 - :mod:`features.ssl.config`: the budget, hyperparameters and view ranges (no torch);
 - :mod:`features.ssl.views`: galaxy-valid augmentations (rotation, flip, scale, shift, PSF-like blur,
-  noise; never colour);
+  small flux and per-band scale factors, noise);
+- :mod:`features.ssl.stamps`: the galaxy-centred, galaxy-scaled stamp the encoder sees (training and
+  embedding alike);
 - :mod:`features.ssl.simclr`: the projection head and the NT-Xent loss;
 
 The resumable, seeded training (``train_simclr``) is :mod:`models.ssl`, on the one loop of every torch

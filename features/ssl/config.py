@@ -29,12 +29,20 @@ class ViewConfig:
         Range of the Gaussian blur's sigma in pixels (0: none).
     noise_sigma : (float, float)
         Range of the added noise's sigma in ``[0, 1]`` pixel units.
+    flux_scale : (float, float)
+        Range of a factor (log-uniform) multiplying all channels alike (a brighter or fainter
+        galaxy); ``(1, 1)``: none.
+    band_scale : float
+        Standard deviation of ``ln`` of an independent factor per channel (a per-band flux-scale /
+        reddening view, Hayat et al. 2021): small, so colour is perturbed but kept; 0: none.
     """
 
     scale: tuple[float, float] = (0.8, 1.25)
     max_shift: float = 0.08
     blur_sigma: tuple[float, float] = (0.0, 1.2)
     noise_sigma: tuple[float, float] = (0.0, 0.04)
+    flux_scale: tuple[float, float] = (0.7, 1.4)
+    band_scale: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -59,8 +67,8 @@ class SSLConfig:
     seed : int
     """
 
-    epochs: int = 15
-    batch_size: int = 32
+    epochs: int = 20
+    batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 1e-4
     temperature: float = 0.2

@@ -1,10 +1,11 @@
 """Galaxy-valid augmented views for self-supervised training (batched, in torch, seeded).
 
 A galaxy seen from another angle, at a slightly different distance or through other seeing is the same
-galaxy; a galaxy of another colour is not. The views therefore change geometry, resolution and noise
-only, never the colour balance (no hue, saturation or per-channel jitter, which would erase the g-r
-signal that separates ellipticals from spirals; cf. Hayat et al. 2021, ApJL 911, L33, and Stein et al.
-2021, arXiv:2110.13151, who use the same family of views for survey images):
+galaxy; a galaxy of another colour is not. The views therefore change geometry, resolution and noise,
+and colour only by small physically motivated factors (view 4: no hue, saturation or strong
+per-channel jitter, which would erase the g-r signal that separates ellipticals from spirals; cf.
+Hayat et al. 2021, ApJL 911, L33, and Stein et al. 2021, arXiv:2110.13151, who use the same family of
+views for survey images):
 
 1. **rotation** by an angle uniform in [0, 360) degrees and a **flip** with probability 1/2 (galaxies
    have no preferred orientation on the sky);
@@ -13,8 +14,15 @@ signal that separates ellipticals from spirals; cf. Hayat et al. 2021, ApJL 911,
    (:func:`torch.nn.functional.grid_sample`, bilinear, zeros outside the stamp: the sky floor);
 3. **PSF-like blur**: a circular Gaussian of sigma uniform in ``blur_sigma`` pixels, applied to
    every channel alike (worse seeing);
-4. **noise**: additive Gaussian of sigma uniform in ``noise_sigma`` (pixel units of the ``[0, 1]``
+4. **flux**: every channel times one factor log-uniform in ``flux_scale`` (a brighter or fainter
+   galaxy), and each channel times its own ``exp(N(0, band_scale^2))`` (a per-band calibration or
+   reddening change, Hayat et al. 2021), so instance discrimination cannot rest on exact colour or
+   brightness while the colour's sign survives (the factors are small);
+5. **noise**: additive Gaussian of sigma uniform in ``noise_sigma`` (pixel units of the ``[0, 1]``
    input), one draw per pixel and channel (a shallower exposure), then clipped to ``[0, 1]``.
+
+With ``flux_scale=(1, 1)`` and ``band_scale=0`` view 4 is off (nothing drawn) and colour is never
+changed; the defaults (0.7-1.4 and 0.1) are what ``benchmarks/bench_ssl.py real`` measured.
 
 Inputs and outputs are ``float32 [N, 3, S, S]`` in ``[0, 1]`` (before any mean / std normalisation).
 Every random draw comes from the ``torch.Generator`` passed in, so a view is a function of the
@@ -89,6 +97,10 @@ def galaxy_views(x: torch.Tensor, gen: torch.Generator, config: ViewConfig | Non
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     y = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     y = gaussian_blur(y, _uniform(n, *config.blur_sigma, gen))
+    if config.flux_scale != (1.0, 1.0) or config.band_scale > 0:
+        lo, hi = (math.log(v) for v in config.flux_scale)
+        log_gain = _uniform(n, lo, hi, gen).view(n, 1) + config.band_scale * torch.randn(n, 3, generator=gen)
+        y = y * torch.exp(log_gain).view(n, 3, 1, 1)
     noise = _uniform(n, *config.noise_sigma, gen).view(n, 1, 1, 1)
     y = y + noise * torch.randn(y.shape, generator=gen)
     return y.clamp_(0.0, 1.0)
