@@ -12,6 +12,7 @@ only when complete, so a failure or Ctrl-C leaves no partial file (and an existi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -177,12 +178,17 @@ def write_rows(source: ExportSource, out: Path, fmt: str, *, docs: dict[str, Col
             writer = _writer(fmt, fh, source, docs, profiles, infos or {})
             bar = tqdm(total=total, desc=f"export {source.name}", unit="row", unit_scale=True,
                        mininterval=0.5, dynamic_ncols=True, disable=None if progress else True)
-            with bar:
-                for batch in source.batches(batch_rows):
-                    writer.write(batch)
-                    bar.update(batch.num_rows)
-                    if on_batch is not None:
-                        on_batch(batch)
+            try:
+                with bar:
+                    for batch in source.batches(batch_rows):
+                        writer.write(batch)
+                        bar.update(batch.num_rows)
+                        if on_batch is not None:
+                            on_batch(batch)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    writer.close()  # release the format library's handle; the file is deleted below
+                raise
             writer.close()
             rows = writer.rows
         umask = os.umask(0)
