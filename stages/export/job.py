@@ -204,7 +204,8 @@ def write_rows(source: ExportSource, out: Path, fmt: str, *, docs: dict[str, Col
 
 def export(wh: Warehouse, out: Path | str, fmt: str, *, table: str | None = None, sql: str | None = None,
            overwrite: bool = False, batch_rows: int = BATCH_ROWS, progress: bool = True,
-           memory_limit: str | None = None) -> ExportResult:
+           memory_limit: str | None = None,
+           on_batch: Callable[[pa.RecordBatch], None] | None = None) -> ExportResult:
     """Export a table or view (``table``) or a read-only query (``sql``) of ``wh`` to ``out``.
 
     The query runs in the read-only sandbox of :class:`warehouse.sql_engine.SQLEngine` (DuckDB's
@@ -229,4 +230,4 @@ def export(wh: Warehouse, out: Path | str, fmt: str, *, table: str | None = None
     if versions:
         infos["TABLE_VERSIONS"] = ", ".join(f"{n}:{v}" for n, v in sorted(versions.items()))
     return write_rows(source, out, fmt, overwrite=overwrite, batch_rows=batch_rows, progress=progress,
-                      infos=infos)
+                      infos=infos, on_batch=on_batch)
