@@ -213,3 +213,23 @@ def test_interrupted_export_leaves_no_partial_file_and_keeps_the_old_one(wh, tmp
         write_rows(source, out, fmt, overwrite=True, batch_rows=5, progress=False, on_batch=interrupt)
     assert out.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+
+
+def test_votable_is_valid_for_astropy_and_stilts(wh, tmp_path):
+    from astropy.io.votable import validate
+
+    out = tmp_path / "q.vot"
+    export(wh, out, "votable", sql=QUERY, progress=False)
+    assert "found no violations" in validate(str(out), output=None)
+    if shutil.which("stilts"):
+        lint = subprocess.run(["stilts", "votlint", str(out)], capture_output=True, text=True, timeout=120)
+        assert lint.returncode == 0 and lint.stdout.strip() == "" and "WARNING" not in lint.stderr, lint.stdout
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_an_empty_result_is_a_table_with_columns_and_no_rows(wh, tmp_path, fmt):
+    out = tmp_path / f"none.{SUFFIX[fmt]}"
+    result = export(wh, out, fmt, sql="SELECT galaxy_id, ra, [1.0, 2.0] AS l FROM galaxies WHERE ra > 1000",
+                    progress=False)
+    t = _read(out, fmt)
+    assert result.rows == len(t) == 0 and t.colnames == ["galaxy_id", "ra", "l"] and str(t["ra"].unit) == "deg"

@@ -38,9 +38,15 @@ def datatype(plan: ColumnPlan) -> str:
     return _TYPES[plan.dtype.str]
 
 
+def _chars(plan: ColumnPlan) -> int:
+    """``arraysize`` of a string column: at least 2 (astropy writes ``arraysize="1"``, deprecated since
+    VOTable 1.3, for a one-character column)."""
+    return max(plan.width, 2)
+
+
 def _cell_dtype(plan: ColumnPlan) -> np.dtype | tuple:
     if plan.kind == "str":
-        return np.dtype(f"S{plan.width if plan.ascii else 2 * plan.width}")  # unicodeChar: UCS-2, 2 bytes
+        return np.dtype(f"S{_chars(plan) if plan.ascii else 2 * _chars(plan)}")  # unicodeChar: UCS-2, 2 bytes
     if plan.kind == "bool":
         return np.dtype("u1")
     return (plan.dtype, (plan.length,)) if plan.length is not None else plan.dtype
@@ -58,7 +64,7 @@ def _document(plans: list[ColumnPlan], name: str, infos: dict[str, str]) -> tupl
     for p in plans:
         arraysize = None
         if p.kind == "str":
-            arraysize = str(p.width)
+            arraysize = str(_chars(p))
         elif p.length is not None:
             arraysize = str(p.length)
         f = Field(vot, name=p.name, datatype=datatype(p), arraysize=arraysize, unit=p.unit, ucd=p.ucd)
@@ -108,7 +114,7 @@ class VOTableWriter:
             values, null = cell_values(batch.column(i), p)
             if p.kind == "str" and not p.ascii:
                 values = np.array([v.decode("utf-8").encode("utf-16-be") for v in values.tolist()],
-                                  dtype=f"S{2 * p.width}")
+                                  dtype=f"S{2 * _chars(p)}")
             rows[f"f{i}"] = values
             nulls[:, i] = null
         rows["nulls"] = np.packbits(nulls, axis=1, bitorder="big").reshape(n, self._mask_bytes)
