@@ -199,11 +199,11 @@ def main(argv: list[str] | None = None) -> int:
         log(f"building {args.n:,} galaxies and {emb_n:,} x {args.dim} embeddings")
         build(root, args.n, emb_n, args.dim, args.seed)
         jobs = [("galaxy_features", None, args.n, f, "stream") for f in formats]
-        jobs += [("embeddings_bench", None, emb_n, f, "stream") for f in emb_formats]
         if args.baseline:
             query = f"SELECT * FROM galaxy_features LIMIT {args.baseline}"
             jobs += [("galaxy_features", query, args.baseline, f, how) for f in ("votable", "fits")
                      for how in ("stream", "astropy")]
+        jobs += [("embeddings_bench", None, emb_n, f, "stream") for f in emb_formats]
         for table, query, n, fmt, how in jobs:
             if n == 0:
                 continue
@@ -215,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
                             "how": how, **res})
             log(f"  {table} {fmt} {how}: {res['rows']:,} rows {res['seconds']:.1f} s, "
                 f"peak RSS {res['peak_rss_mib']:.0f} MiB (before {res['rss_before_mib']:.0f}), "
-                f"{res['bytes'] / 1e6:.0f} MB")
+                f"{res['bytes'] / 1e6:.0f} MB, load {os.getloadavg()[0]:.1f}")
+            if args.json:  # after each export: a run cut short keeps what it measured
+                Path(args.json).write_text(json.dumps(results, indent=1))
     print(f"\n{args.n:,} galaxies (galaxy_features: 52 columns), {emb_n:,} embeddings x {args.dim} x 2, "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, {datetime.now(UTC):%Y-%m-%d}\n")
     print("| relation | rows | format | writer | wall s | rows/s | peak RSS MiB | RSS before MiB | file MB |")
