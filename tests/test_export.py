@@ -233,3 +233,16 @@ def test_an_empty_result_is_a_table_with_columns_and_no_rows(wh, tmp_path, fmt):
                     progress=False)
     t = _read(out, fmt)
     assert result.rows == len(t) == 0 and t.colnames == ["galaxy_id", "ra", "l"] and str(t["ra"].unit) == "deg"
+
+
+def test_wide_rows_come_in_smaller_batches(wh):
+    """About BATCH_BYTES a batch: embeddings rows (2 x 384 float32) get far fewer rows than galaxy_features."""
+    from stages.export.job import BATCH_BYTES, BATCH_ROWS, batch_rows_for
+
+    engine = SQLEngine(wh)
+    sizes = {}
+    for name in (EMB, "galaxy_features"):
+        source = open_export(engine, table=name)
+        sizes[name] = batch_rows_for(source.schema, source.profile()[1])
+    assert sizes[EMB] * 2 * 384 * 4 <= BATCH_BYTES < (sizes[EMB] + 1) * 2 * 384 * 4 + 256 * 1024
+    assert sizes[EMB] < sizes["galaxy_features"] <= BATCH_ROWS

@@ -32,13 +32,37 @@ if TYPE_CHECKING:
     from warehouse import Warehouse
     from warehouse.export_source import ColumnProfile, ExportSource
 
-__all__ = ["FORMATS", "ExportResult", "column_docs_of", "export", "write_rows"]
+__all__ = ["FORMATS", "ExportResult", "batch_rows_for", "column_docs_of", "export", "write_rows"]
 
 FORMATS: dict[str, str] = {"votable": ".vot", "fits": ".fits", "parquet": ".parquet", "csv": ".csv"}
 """Format name -> the usual file suffix."""
 
 BATCH_ROWS = 65_536
-"""Rows per record batch read from DuckDB and written at once."""
+"""Most rows per record batch read from DuckDB and written at once."""
+
+BATCH_BYTES = 16 * 2**20
+"""Rough size of one batch: wide rows (embeddings) come in fewer rows per batch, so memory stays flat."""
+
+
+def _cell_bytes(t: pa.DataType, profile: ColumnProfile | None) -> int:
+    import pyarrow as pa
+
+    if pa.types.is_fixed_size_list(t):
+        return t.list_size * _cell_bytes(t.value_type, None)
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return max(profile.max_len or 1 if profile else 1, 1) * _cell_bytes(t.value_type, None) + 8
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return (profile.max_bytes or 0 if profile else 16) + 8
+    try:
+        return max(t.bit_width // 8, 1)
+    except ValueError:  # binary and other variable-width types: a guess
+        return 1024
+
+
+def batch_rows_for(schema: pa.Schema, profiles: dict[str, ColumnProfile], most: int = BATCH_ROWS) -> int:
+    """Rows per batch: about :data:`BATCH_BYTES` of row data, at most ``most``, at least 256."""
+    row = sum(_cell_bytes(f.type, profiles.get(f.name)) for f in schema)
+    return int(max(256, min(most, BATCH_BYTES // max(row, 1))))
 
 
 class Writer(Protocol):
@@ -151,7 +175,7 @@ def write_rows(source: ExportSource, out: Path, fmt: str, *, docs: dict[str, Col
     overwrite : bool
         Replace an existing ``out``.
     batch_rows : int
-        Rows per batch.
+        Most rows per batch (fewer for wide rows: about :data:`BATCH_BYTES` each).
     progress : bool
         Show a tqdm bar on stderr (``TQDM_DISABLE=1`` hides it too).
     infos : dict, optional
@@ -180,7 +204,7 @@ def write_rows(source: ExportSource, out: Path, fmt: str, *, docs: dict[str, Col
                        mininterval=0.5, dynamic_ncols=True, disable=None if progress else True)
             try:
                 with bar:
-                    for batch in source.batches(batch_rows):
+                    for batch in source.batches(batch_rows_for(source.schema, profiles, batch_rows)):
                         writer.write(batch)
                         bar.update(batch.num_rows)
                         if on_batch is not None:
