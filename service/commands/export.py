@@ -60,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", "-f", choices=_FORMATS, help="default: from the suffix of --out")
     p.add_argument("--out", "-o", required=True, help="the file to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--batch-rows", type=int, default=65_536, help="rows read and written at once")
+    p.add_argument("--batch-rows", type=int, default=65_536, help="most rows read and written at once (fewer for wide rows: about 16 MiB a batch)")
     p.add_argument("--memory-limit", help="DuckDB memory limit for the query (e.g. 1GB; default DuckDB's)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_export)
