@@ -49,7 +49,7 @@ class ColumnProfile:
     min_len, max_len : int or None
         Shortest and longest list.
     nulls : int
-        NULL cells.
+        NULL cells (counted for string, list and integer columns only).
     min_value, max_value : int or None
         Range of an integer column.
     """
@@ -84,7 +84,10 @@ class ExportSource:
     _relation: duckdb.DuckDBPyRelation = field(repr=False)
 
     def profile(self) -> tuple[int, dict[str, ColumnProfile]]:
-        """Row count and a :class:`ColumnProfile` per column, from one aggregate over the relation.
+        """Row count and a :class:`ColumnProfile` per string, list and integer column, from one aggregate.
+
+        Only those columns are read (DuckDB pushes the projection down to Lance): floats, booleans,
+        timestamps and fixed-size lists (embeddings) need nothing from this pass.
 
         Raises
         ------
@@ -103,15 +106,15 @@ class ExportSource:
                 joined = f"array_to_string({col}, '{LIST_SEPARATOR}')"
                 exprs += [f"max(strlen({joined}))", f"max(strlen({joined}) - length({joined}))", f"count({col})"]
                 slots.append((f.name, "str", 3))
+            elif pa.types.is_fixed_size_list(t):
+                continue  # length known from the type; not read here (an embeddings column is most of a table)
             elif _is_list(t):
                 exprs += [f"min(len({col}))", f"max(len({col}))", f"count({col})"]
                 slots.append((f.name, "list", 3))
             elif pa.types.is_integer(t):
                 exprs += [f"min({col})::HUGEINT::VARCHAR", f"max({col})::HUGEINT::VARCHAR", f"count({col})"]
                 slots.append((f.name, "int", 3))
-            else:
-                exprs += [f"count({col})"]
-                slots.append((f.name, "other", 1))
+            # other columns (floats, booleans, timestamps, binary) need nothing from this pass: not read
         try:
             rows = self._relation.aggregate(", ".join(exprs)).fetchall()
         except duckdb.Error as exc:
@@ -126,10 +129,8 @@ class ExportSource:
                 out[name] = ColumnProfile(max_bytes=int(vals[0] or 0), ascii=not (vals[1] or 0), nulls=nulls)
             elif kind == "list":
                 out[name] = ColumnProfile(min_len=_opt_int(vals[0]), max_len=_opt_int(vals[1]), nulls=nulls)
-            elif kind == "int":
-                out[name] = ColumnProfile(min_value=_opt_int(vals[0]), max_value=_opt_int(vals[1]), nulls=nulls)
             else:
-                out[name] = ColumnProfile(nulls=nulls)
+                out[name] = ColumnProfile(min_value=_opt_int(vals[0]), max_value=_opt_int(vals[1]), nulls=nulls)
         return total, out
 
     def batches(self, rows: int = 65_536) -> Iterator[pa.RecordBatch]:
