@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ import pyarrow as pa
 ROOT = Path(__file__).resolve().parents[1]
 FORMATS = {"votable": "vot", "fits": "fits", "parquet": "parquet", "csv": "csv"}
 CHUNK = 100_000
+FRAGMENT = 10_000
 
 
 def log(msg: str) -> None:
@@ -93,8 +93,24 @@ def build(root: Path, n: int, emb_n: int, dim: int, seed: int) -> None:
                 yield pa.record_batch([_column(f, k, lo, rng, given) for f in spec.schema], schema=spec.schema)
 
         reader = pa.RecordBatchReader.from_batches(spec.schema, batches())
-        lance.write_dataset(reader, wh.table_uri(name), schema=spec.schema, mode="create")
+        # fragments of FRAGMENT rows, as shard-by-shard writes leave them (one huge fragment is read whole)
+        lance.write_dataset(reader, wh.table_uri(name), schema=spec.schema, mode="create",
+                            max_rows_per_file=FRAGMENT, max_rows_per_group=FRAGMENT)
         log(f"  {name}: {rows:,} rows")
+
+
+def _reset_peak() -> None:
+    """Start the kernel's peak RSS (VmHWM) afresh, so the peak is the export's, not the imports'."""
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+
+
+def _peak_mib() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def _rss_mib() -> float:
@@ -113,10 +129,14 @@ def child(spec: dict) -> dict:
     out = Path(spec["out"])
     if spec["how"] == "stream":
         from stages.export import export
+        from stages.export.job import limit_lance_readahead
+
+        limit_lance_readahead()  # as the CLI does
         from warehouse.sql_engine import SQLEngine
 
         SQLEngine(wh)  # DuckDB and the views built once, so the baseline RSS includes them
         before = _rss_mib()
+        _reset_peak()
         start = time.perf_counter()
         if spec.get("sql"):
             result = export(wh, out, spec["format"], sql=spec["sql"], progress=False)
@@ -131,6 +151,7 @@ def child(spec: dict) -> dict:
 
         engine = SQLEngine(wh)
         before = _rss_mib()
+        _reset_peak()
         start = time.perf_counter()
         table = engine.run(spec.get("sql") or f'SELECT * FROM "{spec["table"]}"', limit=None).table
         t = Table({c: _numpy(table.column(c)) for c in table.column_names})
@@ -141,7 +162,7 @@ def child(spec: dict) -> dict:
             t.write(out, format="fits", overwrite=True)
         seconds = time.perf_counter() - start
         rows = len(t)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _peak_mib()
     return {"seconds": seconds, "peak_rss_mib": peak, "rss_before_mib": before, "bytes": out.stat().st_size,
             "rows": rows}
 

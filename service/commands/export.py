@@ -34,7 +34,9 @@ def format_of(out: str, given: str | None) -> str:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from stages.export import export
+    from stages.export.job import limit_lance_readahead
 
+    limit_lance_readahead()  # this process only exports: keep Lance from reading far ahead of the writer
     if (args.table is None) == (args.sql is None):
         raise WarehouseError("give a table or view name, or --sql \"SELECT ...\" (not both)")
     if args.batch_rows < 1:

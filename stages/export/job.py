@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from warehouse import Warehouse
     from warehouse.export_source import ColumnProfile, ExportSource
 
-__all__ = ["FORMATS", "ExportResult", "batch_rows_for", "column_docs_of", "export", "write_rows"]
+__all__ = ["FORMATS", "ExportResult", "batch_rows_for", "column_docs_of", "export", "limit_lance_readahead",
+           "write_rows"]
 
 FORMATS: dict[str, str] = {"votable": ".vot", "fits": ".fits", "parquet": ".parquet", "csv": ".csv"}
 """Format name -> the usual file suffix."""
@@ -42,6 +43,17 @@ BATCH_ROWS = 65_536
 
 BATCH_BYTES = 16 * 2**20
 """Rough size of one batch: wide rows (embeddings) come in fewer rows per batch, so memory stays flat."""
+
+
+LANCE_IO_BUFFER = 64 * 2**20
+"""Lance's read-ahead for an export (``LANCE_DEFAULT_IO_BUFFER_SIZE``): its default lets a scan buffer
+hundreds of MB ahead of a writer that is slower than the disk (200,000 x 2 x 384 float32 rows through
+DuckDB: 770 MiB peak RSS with the default, 400,000: 991; with 64 MiB: 699 and 771)."""
+
+
+def limit_lance_readahead(size: int = LANCE_IO_BUFFER) -> None:
+    """Set ``LANCE_DEFAULT_IO_BUFFER_SIZE`` for this process unless the user set it (before the first scan)."""
+    os.environ.setdefault("LANCE_DEFAULT_IO_BUFFER_SIZE", str(int(size)))
 
 
 def _cell_bytes(t: pa.DataType, profile: ColumnProfile | None) -> int:
