@@ -3,9 +3,10 @@
 Builds a temporary warehouse of ``--n`` seeded synthetic galaxies (``galaxies``, ``morphometrics`` band
 r, ``photometry``: the ``galaxy_features`` view joins them into 52 columns, some NULL) and an
 embeddings table of ``--emb-n`` rows of ``--dim`` float32 (two fixed-length array columns), then
-exports each relation to each format, every export in its own fresh process (so its peak RSS is its
-own): wall time (profile pass included), peak RSS, RSS before the export began (imports, warehouse
-and DuckDB opened) and the file size.
+exports each relation to each format, every export in its own fresh process: wall time (profile pass
+included), peak RSS of the export alone (the kernel's VmHWM reset once imports, the warehouse and a
+DuckDB engine are open), the RSS at that point, and the file size. Tables are written in fragments
+of 10,000 rows, as shard-by-shard writes leave them.
 
 ``--baseline ROWS`` adds, for VOTable and FITS, the first ROWS of ``galaxy_features`` written by
 astropy's own writers (``Table.write``: the whole result read into memory first, VOTable as BINARY2)
