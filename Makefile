@@ -7,7 +7,7 @@ export PYTHONUNBUFFERED := 1
 
 LOCK   := requirements.lock
 
-.PHONY: demo test lint bench lock clean-demo browser
+.PHONY: demo test lint bench lock clean-demo browser votools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,8 +45,17 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	else echo "chromium missing and not root: the browser test will be skipped (sudo apt-get install chromium chromium-driver)"; fi
 
+## votools: Debian's stilts (the export and VO tests read files and services with it), topcat and xvfb
+## (the TOPCAT screenshot of the docs, docs/img/); installed when missing, as root, else says how
+votools:
+	@if [ -x /usr/bin/stilts ] && [ -x /usr/bin/topcat ] && [ -x /usr/bin/Xvfb ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing stilts + topcat + xvfb (STILTS tests, TOPCAT screenshot)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq stilts topcat xvfb >/dev/null; \
+	else echo "stilts/topcat/xvfb missing and not root: the STILTS tests will be skipped (sudo apt-get install stilts topcat xvfb)"; fi
+
 ## test: create the venv if needed and run the test suite (fails when no test ran)
-test: $(VENV)/.installed browser
+test: $(VENV)/.installed browser votools
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
