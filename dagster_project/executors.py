@@ -13,7 +13,13 @@ The last two need a reconstructable job (a pointer a child process or a Dask wor
 :mod:`dagster_project.dask_definitions` (the same assets and jobs with the Dask executor).
 
 Cores are split, not multiplied: with ``W`` shards at once every step gets ``cores // W`` of them
-(:func:`cores_per_shard`): the morphometrics process pool and the BLAS/OpenMP threads of a step.
+(:func:`cores_per_shard`): the morphometrics process pool, the BLAS/OpenMP threads and torch's intra-op
+threads of a step. The unpartitioned run of such a command runs its independent steps side by side
+instead (Dagster's multiprocess executor, at most ``W`` steps at once, each with the same share), so the
+cores stay busy after the shards too.
+
+The CLI's default is :func:`auto_workers`: as many shards at once as the machine has cores, never more
+than there are shards (one shard: in process, with every core, as before).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ __all__ = [
     "EXECUTORS",
     "GPU_ASSETS",
     "Execution",
+    "auto_workers",
     "check_workers",
     "cores",
     "cores_per_shard",
@@ -62,30 +69,39 @@ class Execution:
     ----------
     executor : str
         One of :data:`EXECUTORS`.
-    workers : int
-        Shard runs in flight at once (and the Dask ``LocalCluster``'s worker processes).
+    workers : int or None
+        Shard runs in flight at once (and the Dask ``LocalCluster``'s worker processes); None: chosen by
+        :meth:`resolved` from the shards and the cores (:func:`auto_workers`).
     dask_address : str or None
         An existing Dask scheduler (``tcp://host:8786``); None starts a ``LocalCluster`` of ``workers``
         single-threaded worker processes for the command's duration.
     """
 
     executor: str = "in_process"
-    workers: int = 1
+    workers: int | None = 1
     dask_address: str | None = None
 
     def __post_init__(self) -> None:
-        check_workers(self.workers)
+        if self.workers is not None:
+            check_workers(self.workers)
         if self.executor not in EXECUTORS:
             raise InputError(f"--executor must be one of {list(EXECUTORS)}; got {self.executor!r}")
         if self.dask_address and self.executor != "dask":
             raise InputError(f"--dask-address needs --executor dask (got --executor {self.executor})")
 
     @classmethod
-    def of(cls, workers: int = 1, executor: str | None = None, dask_address: str | None = None) -> Execution:
-        """The CLI's choice: ``--executor`` defaults to ``dask`` with a scheduler address, else ``in_process``."""
+    def of(cls, workers: int | None = 1, executor: str | None = None, dask_address: str | None = None) -> Execution:
+        """The CLI's choice: ``--executor`` defaults to ``dask`` with a scheduler address, else ``in_process``;
+        ``workers`` None is chosen per command (:meth:`resolved`)."""
         if executor is None:
             executor = "dask" if dask_address else "in_process"
         return cls(executor=executor, workers=workers, dask_address=dask_address)
+
+    def resolved(self, shards: int) -> Execution:
+        """This execution with ``workers`` fixed: as given, or :func:`auto_workers` of ``shards``."""
+        if self.workers is not None:
+            return self
+        return Execution(executor=self.executor, workers=auto_workers(shards), dask_address=self.dask_address)
 
     @property
     def in_process(self) -> bool:
@@ -97,6 +113,16 @@ def check_workers(workers: object) -> int:
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InputError(f"--workers must be a positive integer (at least 1); got {workers!r}")
     return workers
+
+
+def auto_workers(shards: int) -> int:
+    """The default ``--workers``: one shard run per core, at most one per shard (at least 1).
+
+    One shard keeps the whole machine in this process (its steps use every core); with more, shards run
+    side by side, each step with its share of the cores, which keeps the cores busier than one shard
+    whose steps each try to use them all (image decoding, small torch models, Python between them).
+    """
+    return max(1, min(cores(), int(shards)))
 
 
 def cores() -> int:
@@ -112,14 +138,16 @@ def cores_per_shard(workers: int) -> int:
     return max(1, cores() // max(1, workers))
 
 
-def execution_run_config(execution: Execution, address: str | None = None) -> dict[str, Any]:
+def execution_run_config(execution: Execution, address: str | None = None,
+                         max_concurrent: int = 1) -> dict[str, Any]:
     """The ``execution`` section of a shard run's config for ``execution`` (empty for in-process runs).
 
     ``max_concurrent`` 1: the steps of one shard follow each other, so ``workers`` bounds the steps in
-    flight over all shards (each with :func:`cores_per_shard` cores).
+    flight over all shards (each with :func:`cores_per_shard` cores). The unpartitioned run, alone in
+    its phase, passes ``workers``: its independent steps side by side.
     """
     if execution.executor == "multiprocess":
-        return {"execution": {"config": {"multiprocess": {"max_concurrent": 1}}}}
+        return {"execution": {"config": {"multiprocess": {"max_concurrent": int(max_concurrent)}}}}
     if execution.executor == "dask":
         return {"execution": {"config": {"cluster": {"existing": {"address": address or execution.dask_address}}}}}
     return {}

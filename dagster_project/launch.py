@@ -8,7 +8,8 @@ pool's business:
 - :func:`run_processes`: each run in a spawned run process of its own (as Dagster's default run
   launcher does, without its daemon and code server beside the CLI), its steps there, in step
   processes (Dagster's multiprocess executor) or on a Dask cluster (``dagster.execute_job`` of a
-  reconstructable job, :mod:`dagster_project.executors`).
+  reconstructable job, :mod:`dagster_project.executors`). The unpartitioned run of a command with
+  several in-process shard runs at once runs its independent steps side by side (:func:`side_by_side`).
 
 Not threads: Dagster's run set-up reconfigures Python logging and deadlocks against another run's
 logging in the same process.
@@ -33,7 +34,7 @@ from dagster_project.plan import RunSpec
 from dagster_project.report import PipelineReport
 from warehouse import Warehouse
 
-__all__ = ["InlinePool", "Launch", "Pool", "launch_runs", "project_defs", "run_processes"]
+__all__ = ["InlinePool", "Launch", "Pool", "launch_runs", "project_defs", "run_processes", "side_by_side"]
 
 
 def project_defs() -> dg.Definitions:
@@ -82,16 +83,28 @@ def execute(launch: Launch, spec: RunSpec, defs: dg.Definitions | None = None,
     logging.getLogger("dagster").setLevel(logging.CRITICAL)
     instance = instance or instance_for(Warehouse.open(launch.root))
     keys = [dg.AssetKey.from_user_string(k) for k in spec.assets]
-    if launch.execution.in_process:
+    execution, concurrent = launch.execution, 1
+    if side_by_side(launch.execution, spec):
+        execution, concurrent = replace(launch.execution, executor="multiprocess"), launch.execution.workers
+    if execution.in_process:
         result = (defs or project_defs()).resolve_job_def(launch.job).execute_in_process(
             run_config=launch.config, instance=instance, partition_key=spec.partition, asset_selection=keys,
             raise_on_error=False, tags=launch.tags)
         return PipelineReport.of_result(result, spec.label)
     tags = {**launch.tags, **({"dagster/partition": spec.partition} if spec.partition else {})}
-    run_config = {**launch.config, **execution_run_config(launch.execution, launch.address)}
-    with dg.execute_job(reconstructable_job(launch.execution.executor, launch.job), instance=instance,
+    run_config = {**launch.config, **execution_run_config(execution, launch.address, concurrent)}
+    with dg.execute_job(reconstructable_job(execution.executor, launch.job), instance=instance,
                         run_config=run_config, tags=tags, asset_selection=keys) as result:
         return PipelineReport.of_result(result, spec.label)
+
+
+def side_by_side(execution: Execution, spec: RunSpec) -> bool:
+    """Whether ``spec``'s steps run side by side: an unpartitioned run of a command with several shard
+    runs at once in process (each step a process of Dagster's multiprocess executor, at most
+    ``workers`` at once, each with the share of cores a shard's step has), so its independent steps
+    (the SSL encoder beside the pseudo-labels and U-Net, the classifiers beside each other, the maps
+    beside the probe) keep the cores busy that the shards did."""
+    return spec.partition is None and execution.in_process and (execution.workers or 1) > 1
 
 
 def _in_run_process(launch: Launch, spec: RunSpec) -> PipelineReport:

@@ -140,8 +140,10 @@ def run_pipeline(
         Print the assets' own log lines on stderr (the ``messages`` logger), e.g. training epochs.
     execution : Execution, optional
         Executor and number of shard runs at once (``--workers``, ``--executor``); default in process,
-        one at a time. With ``W`` workers the morphometrics pool of each shard gets ``cores // W``
-        processes unless ``run_config`` sets its ``workers``.
+        one at a time; ``workers`` None: :func:`dagster_project.executors.auto_workers` of the shards.
+        With ``W`` workers the morphometrics pool of each shard gets ``cores // W`` processes unless
+        ``run_config`` sets its ``workers``, and the unpartitioned run's steps run side by side
+        (:func:`dagster_project.launch.side_by_side`).
 
     Raises
     ------
@@ -152,7 +154,7 @@ def run_pipeline(
     defs = project_defs() if defs is None else defs
     selection = select_assets(asset_graph(defs), groups, assets)
     job_name = defs.resolve_job_def(job or job_for_groups(groups)).name
-    execution = execution or Execution()
+    execution = (execution or Execution()).resolved(len(shards))
     pooled = execution.workers > 1 or not execution.in_process
     report = PipelineReport()
     instance = _prepare_instance(wh, shards, report, log)

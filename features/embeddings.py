@@ -42,7 +42,8 @@ Preprocessing (:func:`preprocess`)
    stored embeddings, query images): composites ``uint8 / 255``, flux images a percentile stretch,
    grey repeated to RGB, non-finite pixels 0 (see that module).
 2. The stamp (256 x 256 for DECaLS) is resized to the encoder's input (224 x 224, i.e. 16 x 16 patches
-   of 14 px) with antialiased bicubic interpolation (timm's DINOv2 interpolation), clamped to [0, 1].
+   of 14 px; the ``random_vits14`` baseline 112 x 112, :data:`RANDOM_BASELINE_SIZE`) with antialiased
+   bicubic interpolation (timm's DINOv2 interpolation), clamped to [0, 1].
 3. The encoder's normalisation: ImageNet's, mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225), unless
    its spec says otherwise (Zoobot: mean 0, std 1; a greyscale encoder first averages the three channels).
 
@@ -81,6 +82,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "IN_DOMAIN_DEFAULT",
+    "RANDOM_BASELINE_SIZE",
     "Encoder",
     "EncoderChoice",
     "EncoderSpec",
@@ -94,6 +96,15 @@ __all__ = [
     "preprocess",
 ]
 
+RANDOM_BASELINE_SIZE = 112
+"""Input side of the ``random_vits14`` baseline: 8 x 8 patches of 14 px instead of DINOv2's 16 x 16.
+
+A random network has no scale it was trained at, and what the baseline is compared on (the probe, the
+lookalike precision, the correlations and CV R^2 of the analysis, all against a pixel baseline of 8 x 8
+thumbnails) needs a random projection of the galaxy, not 256 tokens of it: 64 tokens cost ~4-5x less
+than 256 (self-attention is quadratic in them), so the baseline is no longer the longest stage of a run
+(``docs/benchmarks.md``, "CPU utilisation")."""
+
 ENCODERS: dict[str, EncoderSpec] = {
     spec.name: spec
     for spec in (
@@ -103,8 +114,9 @@ ENCODERS: dict[str, EncoderSpec] = {
         EncoderSpec("dinov2_vitb14", "vit_base_patch14_dinov2.lvd142m",
                     "timm/vit_base_patch14_dinov2.lvd142m", 768,
                     description="DINOv2 ViT-B/14 (Oquab et al. 2024), LVD-142M pretraining"),
-        EncoderSpec("random_vits14", "vit_small_patch14_dinov2", None, 384, seed=0,
-                    description="ViT-S/14 with timm's random initialisation (seed 0, LayerScale 1): a named baseline",
+        EncoderSpec("random_vits14", "vit_small_patch14_dinov2", None, 384, img_size=RANDOM_BASELINE_SIZE, seed=0,
+                    description="ViT-S/14 with timm's random initialisation (seed 0, LayerScale 1) at "
+                                f"{RANDOM_BASELINE_SIZE} px: a named baseline",
                     timm_kwargs=(("init_values", 1.0),)),
         EncoderSpec("ssl_resnet18", "resnet18", None, 256, img_size=64, trained_here=True,
                     description="ResNet-18 at half width, SimCLR (Chen et al. 2020) on this warehouse's images",
@@ -406,10 +418,14 @@ def preprocess(images: Sequence[np.ndarray] | np.ndarray, img_size: int = 224, *
 
 
 def _usable_cores() -> int:
+    """The cores this process may use, at most ``$OMP_NUM_THREADS`` when set (a step that shares the
+    machine with parallel shard runs is given its share there)."""
     try:
-        return len(os.sched_getaffinity(0))
+        n = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+        n = os.cpu_count() or 1
+    limit = os.environ.get("OMP_NUM_THREADS", "")
+    return max(1, min(n, int(limit))) if limit.isdigit() and int(limit) > 0 else n
 
 
 @contextlib.contextmanager

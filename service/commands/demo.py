@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from dagster_project.runner import PipelineReport
     from warehouse import Warehouse
 
-__all__ = ["check_sizes", "register", "run_demo"]
+__all__ = ["check_sizes", "default_shard_size", "register", "run_demo"]
 
 NEXT_STEPS = """\
 Try next:
@@ -190,6 +191,16 @@ def _summary(wh: Warehouse, elapsed: float, contact_sheet: str | None, source: s
     return "\n".join(lines) + "\n\n" + NEXT_STEPS.format(name=source)
 
 
+def default_shard_size(n: int, cores: int, largest: int = 200) -> int:
+    """Galaxies per shard of a demo of ``n``: at most ``largest``, in a number of shards that is a
+    multiple of ``cores``, so shard runs side by side (one per core, the default ``--workers``) finish
+    together instead of leaving a last shard alone on one core (600 galaxies on 2 cores: 4 shards of 150).
+    """
+    per_round = max(1, cores) * largest
+    shards = max(1, cores) * math.ceil(n / per_round)
+    return max(1, math.ceil(n / min(shards, n)))
+
+
 def check_sizes(n: int | None, shard_size: int | None) -> None:
     """``--n`` and ``--shard-size`` must be positive integers when given (None: the defaults).
 
@@ -235,6 +246,10 @@ def run_demo(wh: Warehouse, n: int | None = None, seed: int = 0, shard_size: int
         check_nside(healpix_nside)  # before anything is written
     t0 = time.perf_counter()
     survey = SyntheticSurvey(n=DEFAULT_N if n is None else n, seed=seed)
+    if shard_size is None and healpix_nside is None:
+        from dagster_project.executors import cores
+
+        shard_size = default_shard_size(len(survey), cores())
     survey.name = name
     catalogue = demo_catalogue(wh, survey)
     sheet = wh.local_root / "demo_contact_sheet.png"
@@ -277,7 +292,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the whole pipeline on the synthetic demo survey (offline)")
     p.add_argument("--n", type=int, help="number of galaxies, at least 1 (default: the documented demo size, 600)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--shard-size", type=int, help="galaxies per shard, at least 1 (default 200)")
+    p.add_argument("--shard-size", type=int,
+                   help="galaxies per shard, at least 1 (default: at most 200, in a multiple of the cores' "
+                        "number of shards)")
     p.add_argument("--group", action="append", help="only assets of this Dagster group (repeatable)")
     p.add_argument("--healpix-nside", type=int, default=None,
                    help="shard by sky position: one shard per HEALPix pixel at this nside (a power of two)")

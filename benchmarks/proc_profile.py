@@ -1,0 +1,210 @@
+"""Run a command and measure it: wall, CPU seconds, CPU utilisation and peak RSS of its process tree,
+and the same split per Dagster step from the run records in its warehouse.
+
+Usage (the demo, before/after a change; under the shared heavy lock)::
+
+    flock /tmp/astrovision-heavy.lock .venv/bin/python benchmarks/proc_profile.py --home /tmp/demo-prof \\
+        --json /tmp/demo-prof.json -- .venv/bin/astrovision --home /tmp/demo-prof demo
+
+How it measures:
+
+- total CPU seconds: the ``rusage`` of the command (``os.wait4``), which counts every descendant that was
+  waited for (exact, not sampled);
+- a time series sampled every ``--interval`` seconds with psutil over the command's process tree: the
+  CPU seconds of every process seen (by pid and start time, so a dead process keeps its last sample) and
+  the sum of their resident sets (peak RSS of the tree, not of the largest process);
+- per step: each Dagster step's window (``STEP_START`` to ``STEP_SUCCESS`` / ``STEP_FAILURE`` in the
+  instance under ``<home>/dagster``); the sampled CPU of each interval is shared among the steps running
+  in it (equally), so overlapping steps of parallel shard runs split what the tree used. CPU outside
+  every step (rendering the demo survey, registering the source, run start-up) is its own row.
+
+CPU utilisation is CPU seconds / wall seconds / cores (1.0 = every core busy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+
+__all__ = ["Sample", "TreeSampler", "main", "run_measured", "step_windows", "table"]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sample of the tree: seconds since start, CPU seconds used so far, resident bytes now."""
+
+    t: float
+    cpu_s: float
+    rss: int
+
+
+@dataclass
+class TreeSampler:
+    """Samples a process and its descendants in a background thread (psutil)."""
+
+    pid: int
+    interval: float = 0.5
+    samples: list[Sample] = field(default_factory=list)
+    _cpu: dict[tuple[int, float], float] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def _once(self, t0: float) -> None:
+        try:
+            root = psutil.Process(self.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return
+        rss = 0
+        for p in procs:
+            try:
+                with p.oneshot():
+                    c = p.cpu_times()
+                    key = (p.pid, p.create_time())
+                    self._cpu[key] = max(self._cpu.get(key, 0.0), c.user + c.system)
+                    rss += p.memory_info().rss
+            except psutil.Error:
+                continue
+        self.samples.append(Sample(time.perf_counter() - t0, sum(self._cpu.values()), rss))
+
+    def run(self, t0: float) -> None:
+        while not self._stop.is_set():
+            self._once(t0)
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def run_measured(cmd: list[str], interval: float = 0.5, env: dict | None = None) -> dict:
+    """Run ``cmd``; its exit status, wall, exact CPU (rusage), sampled series and start epoch."""
+    epoch0 = time.time()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env)
+    sampler = TreeSampler(proc.pid, interval)
+    thread = threading.Thread(target=sampler.run, args=(t0,), daemon=True)
+    thread.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    sampler.stop()
+    thread.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return {"cmd": cmd, "rc": proc.returncode, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "epoch0": epoch0, "samples": [(s.t, s.cpu_s, s.rss) for s in sampler.samples],
+            "peak_rss": max((s.rss for s in sampler.samples), default=0),
+            "max_rss_one_process_kb": usage.ru_maxrss}
+
+
+def step_windows(home: Path, epoch0: float) -> list[dict]:
+    """Every step of every run in ``home``'s Dagster instance: asset/step key, partition, start, end
+    (seconds since ``epoch0``)."""
+    sys.path.insert(0, str(ROOT))
+    import dagster as dg
+
+    from dagster_project.runner import instance_for
+    from warehouse import Warehouse
+
+    instance = instance_for(Warehouse.open(home))
+    out = []
+    for run in instance.get_runs():
+        started: dict[str, float] = {}
+        part = run.tags.get("dagster/partition", "")
+        for entry in instance.all_logs(run.run_id):
+            ev = entry.dagster_event
+            if ev is None:
+                continue
+            if ev.event_type == dg.DagsterEventType.STEP_START:
+                started[ev.step_key] = entry.timestamp
+            elif ev.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+                s = started.pop(ev.step_key, None)
+                if s is not None:
+                    out.append({"step": ev.step_key, "partition": part, "start": s - epoch0,
+                                "end": entry.timestamp - epoch0})
+    return sorted(out, key=lambda w: w["start"])
+
+
+def _rates(samples: list[tuple[float, float, int]]) -> list[tuple[float, float, float, int]]:
+    """Intervals ``(t0, t1, cpu_s used in it, rss at t1)`` of the sampled series."""
+    return [(a[0], b[0], max(b[1] - a[1], 0.0), b[2]) for a, b in itertools.pairwise(samples)]
+
+
+def per_step(measured: dict, windows: list[dict]) -> dict[str, dict]:
+    """Wall (sum over partitions of the step windows), CPU seconds and peak tree RSS per step key;
+    ``(outside steps)`` gets the CPU of intervals when no step ran."""
+    rows: dict[str, dict] = {}
+    for w in windows:
+        r = rows.setdefault(w["step"], {"wall_s": 0.0, "cpu_s": 0.0, "peak_rss": 0, "runs": 0,
+                                        "first": w["start"], "last": w["end"]})
+        r["wall_s"] += w["end"] - w["start"]
+        r["runs"] += 1
+        r["first"], r["last"] = min(r["first"], w["start"]), max(r["last"], w["end"])
+    outside = {"wall_s": 0.0, "cpu_s": 0.0, "peak_rss": 0, "runs": 0}
+    for t0, t1, cpu, rss in _rates(measured["samples"]):
+        mid = (t0 + t1) / 2
+        live = [w for w in windows if w["start"] <= mid < w["end"]]
+        if not live:
+            outside["cpu_s"] += cpu
+            outside["wall_s"] += t1 - t0
+            outside["peak_rss"] = max(outside["peak_rss"], rss)
+            continue
+        for w in live:
+            r = rows[w["step"]]
+            r["cpu_s"] += cpu / len(live)
+            r["peak_rss"] = max(r["peak_rss"], rss)
+    rows["(outside steps)"] = outside
+    return rows
+
+
+def table(measured: dict, steps: dict[str, dict], cores: int) -> str:
+    """A Markdown table per step plus the whole command."""
+    lines = ["| step | runs | wall s (sum) | CPU s | CPU / wall / cores | peak tree RSS GB |",
+             "|---|---|---|---|---|---|"]
+    for name, r in sorted(steps.items(), key=lambda kv: -kv[1]["wall_s"]):
+        util = r["cpu_s"] / r["wall_s"] / cores if r["wall_s"] else 0.0
+        lines.append(f"| {name} | {r['runs']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {util:.0%} | "
+                     f"{r['peak_rss'] / 1e9:.2f} |")
+    util = measured["cpu_s"] / measured["wall_s"] / cores
+    lines.append(f"| **whole command** | | **{measured['wall_s']:.1f}** | **{measured['cpu_s']:.1f}** | "
+                 f"**{util:.0%}** | **{measured['peak_rss'] / 1e9:.2f}** |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--home", type=Path, required=True, help="the warehouse the command writes (its Dagster runs)")
+    ap.add_argument("--json", type=Path, help="write everything measured here")
+    ap.add_argument("--interval", type=float, default=0.5)
+    ap.add_argument("cmd", nargs=argparse.REMAINDER, help="-- the command")
+    args = ap.parse_args(argv)
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        ap.error("give the command after --")
+    load0 = os.getloadavg()
+    measured = run_measured(cmd, args.interval)
+    measured["load_before"], measured["load_after"] = load0, os.getloadavg()
+    if args.json:  # kept even if reading the runs fails
+        args.json.write_text(json.dumps(measured))
+    windows = step_windows(args.home, measured["epoch0"])
+    steps = per_step(measured, windows)
+    cores = psutil.cpu_count() or 1
+    print(f"\n# {' '.join(cmd)}\n# exit {measured['rc']}; {cores} cores; load average before "
+          f"{load0[0]:.1f}, after {measured['load_after'][0]:.1f}\n")
+    print(table(measured, steps, cores))
+    if args.json:
+        args.json.write_text(json.dumps({**measured, "windows": windows, "steps": steps, "cores": cores}))
+    return measured["rc"]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,214 @@
+"""Galaxy10 end to end, rehearsed: the README's ``ingest --source galaxy10 --all`` measured per stage.
+
+Usage (serialised with the other engineers' heavy runs)::
+
+    flock /tmp/astrovision-heavy.lock .venv/bin/python benchmarks/rehearse_galaxy10.py --n 1500
+    .venv/bin/python benchmarks/rehearse_galaxy10.py --n 17736            # the full-size rehearsal
+    .venv/bin/python benchmarks/rehearse_galaxy10.py --path ~/data/Galaxy10_DECals.h5   # the real file
+
+Without ``--path`` it first writes a Galaxy10-format HDF5 (the datasets, dtypes and shapes
+:class:`features.sources.galaxy10.Galaxy10Source` reads: ``images`` uint8 N x 256 x 256 x 3, ``ans``
+uint8, ``ra``, ``dec``, ``redshift``, ``pxscale`` float64) whose images are made by the demo renderer
+(:class:`features.sources.synthetic.SyntheticSurvey`: Galaxy10's class proportions), at the real
+coordinates of ``../shared/data/galaxy10/Galaxy10_coord.csv``. Galaxy10's near-duplicates are the same
+galaxy selected twice, so the second galaxy of every pair within 2 arcsec gets the first one's image and
+label; below the full 17,736 the file keeps every such pair first and fills up with the other rows in
+catalogue order, so the pairs appear at any size that holds them. Writing the file is not timed.
+
+Then it runs ``astrovision --home HOME ingest --source galaxy10 --path FILE --all`` with the defaults a
+user gets (shard size, ``--workers``, executor, encoders) into a fresh home, measured by
+:mod:`benchmarks.proc_profile` (exact CPU from ``rusage``, psutil samples of the process tree, the
+Dagster run's step windows), and prints per stage: runs, wall, CPU seconds, CPU utilisation
+(CPU / wall / cores), peak RSS of the process tree while the stage ran, rows and bytes on disk of the
+tables it writes, and beside them ``astrovision plan``'s projection for the same N where the planner has
+a measured cost for the stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from proc_profile import per_step, run_measured, step_windows  # noqa: E402
+
+COORDS = ROOT.parent / "shared" / "data" / "galaxy10" / "Galaxy10_coord.csv"
+GALAXY10_N = 17_736
+
+STAGE_TABLES = {"galaxies": ["galaxies", "images"], "embeddings": ["embeddings_*"],
+                "pseudo_labels": ["pseudo_labels"], "cnn": ["models"], "efficientnet_b0": ["models"],
+                "dinov2_probe": ["models"], "dinov2_finetune": ["models"], "fusion": ["models", "fusion_inputs"],
+                "unet": ["models"], "ssl_encoder": []}
+"""Tables each step writes, where the name is not the step's own (``models``: one registry row)."""
+
+
+def read_coords(path: Path = COORDS) -> tuple[np.ndarray, np.ndarray]:
+    """``ra``, ``dec`` of every Galaxy10 row, in file order."""
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    return (np.array([float(r["ra"]) for r in rows]), np.array([float(r["dec"]) for r in rows]))
+
+
+def choose_rows(ra: np.ndarray, dec: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` catalogue rows (sorted) holding every near-duplicate pair that fits, and the pairs among them
+    as ``(i, j)`` positions in the chosen rows."""
+    from features.sources.duplicates import position_pairs
+
+    pairs = position_pairs(ra, dec)
+    in_pair = np.unique(pairs.ravel())
+    if n >= len(ra):
+        rows = np.arange(len(ra))
+    else:  # whole pairs first (a pair cut in half is no pair), then the other rows in catalogue order
+        keep = np.unique(pairs[: n // 2].ravel())[:n]
+        rest = np.setdiff1d(np.arange(len(ra)), in_pair)
+        rows = np.sort(np.concatenate([keep, rest[: n - len(keep)]]))
+    pos = {int(r): k for k, r in enumerate(rows)}
+    local = np.array([(pos[int(i)], pos[int(j)]) for i, j in pairs if int(i) in pos and int(j) in pos],
+                     dtype=np.int64).reshape(-1, 2)
+    return rows, local
+
+
+def make_file(path: Path, n: int, seed: int = 0, batch: int = 64) -> dict:
+    """Write the Galaxy10-format file of ``n`` rendered galaxies; what it holds."""
+    import h5py
+
+    from features.sources.synthetic import SyntheticSurvey
+
+    ra_all, dec_all = read_coords()
+    rows, pairs = choose_rows(ra_all, dec_all, n)
+    n = len(rows)
+    survey = SyntheticSurvey(n=n, seed=seed)
+    labels = survey.labels.astype(np.uint8)
+    copy_of = {int(j): int(i) for i, j in pairs}  # the second of a pair: the first one's image and label
+    for j, i in copy_of.items():
+        labels[j] = labels[i]
+    firsts = set(copy_of.values())
+    rng = np.random.default_rng(seed)
+    t0 = time.perf_counter()
+    with h5py.File(path, "w") as f:
+        images = f.create_dataset("images", (n, 256, 256, 3), np.uint8, chunks=(1, 256, 256, 3))
+        kept: dict[int, np.ndarray] = {}
+        for b in survey.iter_batches(0, n, batch_size=batch):
+            block = np.stack(b.images).astype(np.uint8)
+            for k, row in enumerate(b.row_index):
+                if int(row) in copy_of:  # its partner has the smaller index, so it was written already
+                    block[k] = kept[copy_of[int(row)]]
+                if int(row) in firsts:
+                    kept[int(row)] = block[k].copy()
+            images[int(b.row_index[0]):int(b.row_index[-1]) + 1] = block
+        f["ans"] = labels
+        f["ra"] = ra_all[rows]
+        f["dec"] = dec_all[rows]
+        f["redshift"] = rng.uniform(0.01, 0.15, n)
+        f["pxscale"] = np.full(n, 0.262)
+    return {"n": n, "pairs": len(pairs), "render_s": time.perf_counter() - t0,
+            "class_counts": np.bincount(labels, minlength=10).tolist()}
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+
+
+def tables_of(step: str, existing: list[str]) -> list[str]:
+    """The warehouse tables a step writes (see :data:`STAGE_TABLES`)."""
+    names = STAGE_TABLES.get(step, [step])
+    out = []
+    for name in names:
+        out += [t for t in existing if t.startswith(name[:-1])] if name.endswith("*") else \
+            [name] if name in existing else []
+    return out
+
+
+def planner(n: int, shard_size: int, cores: int) -> dict[str, float]:
+    """``astrovision plan``'s wall time per stage it has a measured cost for (start-up excluded)."""
+    from stages.plan import load_costs, plan
+
+    costs = load_costs()
+    out = {}
+    for stage in [*costs.core_seconds_per_galaxy, *costs.serial_seconds_per_galaxy]:
+        p = plan(costs, n, shard_size, 1, cores_per_worker=cores, stages=[stage])
+        out[stage] = p.shards_wall_s + p.serial_wall_s
+    whole = plan(costs, n, shard_size, 1, cores_per_worker=cores)
+    out["(planner total, its stages only)"] = whole.wall_s
+    return out
+
+
+def report(measured: dict, steps: dict[str, dict], home: Path, n: int, shard_size: int, cores: int) -> str:
+    from warehouse import Warehouse
+
+    wh = Warehouse.open(home)
+    existing = wh.tables()
+    plan_s = planner(n, shard_size, cores)
+    lines = ["| stage | runs | wall s | CPU s | CPU / wall / cores | peak RSS GB | tables: rows | bytes on disk | "
+             "planner s |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in sorted(steps.items(), key=lambda kv: -kv[1]["wall_s"]):
+        util = r["cpu_s"] / r["wall_s"] / cores if r["wall_s"] else 0.0
+        tables = tables_of(name, existing) if name != "(outside steps)" else []
+        rows = ", ".join(f"{t}: {wh.count(t):,}" for t in tables)
+        size = sum(_dir_bytes(wh.root / "lance" / f"{t}.lance") for t in tables)
+        p = plan_s.get(name)
+        lines.append(f"| {name} | {r['runs']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {util:.0%} | "
+                     f"{r['peak_rss'] / 1e9:.2f} | {rows} | {size / 1e6:,.1f} MB | "
+                     f"{'' if p is None else f'{p:.1f}'} |")
+    util = measured["cpu_s"] / measured["wall_s"] / cores
+    total = _dir_bytes(wh.root)
+    lines.append(f"| **whole command** | | **{measured['wall_s']:.1f}** | **{measured['cpu_s']:.1f}** | **{util:.0%}** | "
+                 f"**{measured['peak_rss'] / 1e9:.2f}** | | **{total / 1e6:,.1f} MB** (home) | "
+                 f"{plan_s['(planner total, its stages only)']:.1f} (its stages only) |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=GALAXY10_N, help="galaxies in the rehearsal file (default 17,736)")
+    ap.add_argument("--path", type=Path, help="an existing Galaxy10 file (the real one): ingest it, write none")
+    ap.add_argument("--out", type=Path, help="work directory (default: a new temporary one)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, help="write everything measured here")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("PYTHONPATH", str(ROOT))
+    work = Path(args.out or tempfile.mkdtemp(prefix="astrovision-rehearsal-"))
+    work.mkdir(parents=True, exist_ok=True)
+    made = None
+    h5 = args.path
+    if h5 is None:
+        h5 = work / "Galaxy10_DECals.h5"
+        made = make_file(h5, args.n, args.seed)
+        print(f"wrote {h5}: {made['n']} galaxies, {made['pairs']} near-duplicate pairs, classes "
+              f"{made['class_counts']} ({made['render_s']:.0f} s, not timed below)", flush=True)
+    import h5py
+
+    with h5py.File(h5, "r") as f:
+        n = int(f["images"].shape[0])
+    home = work / "home"
+    cmd = [str(Path(sys.executable).with_name("astrovision")), "--home", str(home), "ingest", "--source", "galaxy10",
+           "--path", str(h5), "--all"]
+    load0 = os.getloadavg()[0]
+    measured = run_measured(cmd)
+    steps = per_step(measured, step_windows(home, measured["epoch0"]))
+    import psutil
+
+    from features.sources.galaxy10 import Galaxy10Source
+
+    cores = psutil.cpu_count() or 1
+    print(f"\n# {' '.join(cmd)}\n# {n} galaxies; exit {measured['rc']}; {cores} cores; load average {load0:.1f} "
+          f"before, {os.getloadavg()[0]:.1f} after\n")
+    print(report(measured, steps, home, n, Galaxy10Source.default_shard_size, cores))
+    if args.json:
+        args.json.write_text(json.dumps({"made": made, "measured": measured, "steps": steps}))
+    return measured["rc"]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,110 @@
+"""Every core busy by default (issue 25): the default ``--workers``, the unpartitioned steps side by side,
+the demo's shard count, the torch thread share, the cheaper ``random_vits14`` baseline, and the Galaxy10
+rehearsal file."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_cli import cli
+from test_scale import PID_TAG, _runs
+
+from dagster_project.executors import Execution, auto_workers, cores
+from dagster_project.launch import side_by_side
+from dagster_project.plan import RunSpec
+from service.commands.demo import default_shard_size
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+
+@pytest.mark.parametrize("shards", [1, 2, 3, 17])
+def test_default_workers_are_one_per_core_at_most_one_per_shard(shards):
+    assert auto_workers(shards) == max(1, min(cores(), shards))
+    resolved = Execution.of(workers=None).resolved(shards)
+    assert resolved.workers == auto_workers(shards) and resolved.in_process
+    assert Execution.of(workers=3).resolved(shards).workers == 3  # a given --workers is kept
+
+
+def test_only_the_unpartitioned_run_of_a_parallel_command_runs_its_steps_side_by_side():
+    shard = RunSpec("shard a", "a", ("galaxies",), 0)
+    rest = RunSpec("unpartitioned assets", None, ("splits", "cnn"), 1)
+    assert side_by_side(Execution(workers=2), rest)
+    assert not side_by_side(Execution(workers=2), shard)
+    assert not side_by_side(Execution(workers=1), rest)  # one shard at a time: in process, as before
+    assert not side_by_side(Execution(executor="multiprocess", workers=2), rest)  # the user chose an executor
+
+
+@pytest.mark.parametrize(("n", "ncores"), [(1, 2), (5, 2), (600, 2), (1000, 2), (3000, 2), (600, 1), (600, 4),
+                                           (7, 16)])
+def test_demo_shards_come_in_a_multiple_of_the_cores(n, ncores):
+    size = default_shard_size(n, ncores)
+    shards = -(-n // size)
+    assert 1 <= size <= 200
+    assert shards % ncores == 0 or shards == n  # fewer galaxies than cores: one each
+
+
+def test_embedding_threads_follow_the_steps_share(monkeypatch):
+    from features.embeddings import _usable_cores
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    every = _usable_cores()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert _usable_cores() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "999")
+    assert _usable_cores() == every
+    monkeypatch.setenv("OMP_NUM_THREADS", "junk")
+    assert _usable_cores() == every
+
+
+def test_random_baseline_is_a_cheaper_input_of_the_same_network():
+    from features.embeddings import ENCODERS, RANDOM_BASELINE_SIZE, embed_images, load_encoder
+
+    assert ENCODERS["random_vits14"].img_size == RANDOM_BASELINE_SIZE == 112
+    assert ENCODERS["random_vits14"].is_random and "baseline" in ENCODERS["random_vits14"].description
+    enc = load_encoder("random_vits14")
+    assert tuple(enc.model.patch_embed.grid_size) == (8, 8)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (3, 256, 256, 3), dtype=np.uint8)
+    cls, mean = embed_images(images, enc)
+    assert cls.shape == mean.shape == (3, 384) and np.isfinite(cls).all()
+    assert np.linalg.norm(cls[0] - cls[1]) > 0  # the images are told apart
+
+
+def test_rehearsal_file_is_galaxy10_format_with_its_near_duplicate_pairs(tmp_path):
+    from rehearse_galaxy10 import choose_rows, make_file, read_coords
+
+    from features.sources.duplicates import position_pairs
+    from features.sources.galaxy10 import Galaxy10Source
+
+    ra, dec = read_coords()
+    assert len(ra) == 17_736
+    rows, pairs = choose_rows(ra, dec, 300)
+    assert len(rows) == 300 and len(pairs) == len(position_pairs(ra, dec)) == 59  # every pair fits in 300
+    made = make_file(tmp_path / "g10.h5", 20)
+    assert made["n"] == 20 and made["pairs"] == 10
+    src = Galaxy10Source(tmp_path / "g10.h5")
+    src.validate()
+    batch = next(src.iter_batches(0, 20, batch_size=20))
+    found = position_pairs(batch.ra, batch.dec)
+    assert len(found) == 10
+    for i, j in found:  # the same galaxy selected twice: same pixels, same class
+        assert np.array_equal(batch.images[i], batch.images[j]) and batch.labels[i] == batch.labels[j]
+
+
+@pytest.mark.skipif(cores() < 2, reason="one core: the default is one shard after another")
+def test_cli_default_runs_shards_side_by_side_in_run_processes(tmp_path):
+    home = tmp_path / "home"
+    proc = cli(home, "demo", "--n", "8", "--group", "ingest", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    runs = _runs(home)
+    shard_runs = [r for r in runs if r.tags.get("dagster/partition")]
+    assert len(shard_runs) == -(-8 // default_shard_size(8, cores()))
+    assert all(r.tags.get(PID_TAG) for r in runs)
+    rest = [r for r in runs if not r.tags.get("dagster/partition")]
+    assert len(rest) == 1  # duplicate_groups, a step process of the multiprocess executor
+    assert rest[0].run_config["execution"]["config"]["multiprocess"]["max_concurrent"] == auto_workers(len(shard_runs))
+    rows = cli(home, "sql", "SELECT count(*) AS n FROM galaxies", "--format", "csv")
+    assert rows.stdout.strip().splitlines()[-1] == "8"
