@@ -404,6 +404,40 @@ _FUSION_INPUTS = {
     "flags": _d("features.flags.Flag.MODALITY_MISSING when any modality was imputed", "meta.code.qual"),
 }
 
+_ANOMALY_SCORES = {
+    "method": _d("anomaly method: iforest (isolation forest) or knn (distance to the k-th neighbour)", "meta.code"),
+    "score": _d("raw anomaly score of the method (larger = more anomalous)", "stat.value"),
+    "rank": _d("anomaly rank in [0, 1] among the galaxies scored together (1 = most anomalous)", "stat.value"),
+    "embeddings_version": _d("Lance version of the embeddings table the scores were fitted on", "meta.version"),
+    "params_json": _d("parameters of the fit, as JSON", "meta.note"),
+}
+
+_LABELS = {
+    "label_id": _d("identifier of one act of labelling (UUID)", "meta.id"),
+    "name": _d("label name given by a person (interesting, artefact, a class name)", "meta.code.class"),
+    "value": _d("label value: 1 yes, 0 no, grades between", "meta.code"),
+    "who": _d("person who labelled", "meta.id.PI"),
+    "labelled_at": _d("time the label was given (UTC)", "time.creation"),
+    "source": _d("where the label came from: cli, page, api or import", "meta.code"),
+}
+
+_RANKINGS = {
+    "label": _d("label name the ranking looks for (a people's label, not the catalogue class)", "meta.code.class"),
+    "who": _LABELS["who"],
+    "score": _d("ranking score: the model's prediction mixed with the anomaly rank (larger = shown earlier)",
+                "stat.value"),
+    "prediction": _d("ranking model's prediction that the galaxy has the label", "stat.probability"),
+    "uncertainty": _d("ranking model's uncertainty about its prediction", "stat.error"),
+    "anomaly_rank": _ANOMALY_SCORES["rank"],
+    "position": _d("acquisition order shown to a person, 1-based (0 for a galaxy already labelled)", "meta.number"),
+    "labelled_value": _d("the person's own label value where the galaxy is labelled", "meta.code"),
+    "n_labels": _d("number of labels the ranking model was trained on", "meta.number"),
+    "labels_version": _d("Lance version of the labels table used", "meta.version"),
+    "embeddings_version": _ANOMALY_SCORES["embeddings_version"],
+    "anomaly_version": _d("Lance version of the anomaly_scores table used", "meta.version"),
+    "params_json": _ANOMALY_SCORES["params_json"],
+}
+
 _TABLES: dict[str, dict[str, ColumnDoc]] = {
     "galaxies": _GALAXIES,
     "sources": _SOURCES,
@@ -419,6 +453,9 @@ _TABLES: dict[str, dict[str, ColumnDoc]] = {
     "models": _MODELS,
     "predictions": _PREDICTIONS,
     "fusion_inputs": _FUSION_INPUTS,
+    "anomaly_scores": _ANOMALY_SCORES,
+    "labels": _LABELS,
+    "rankings": _RANKINGS,
 }
 
 # --- views (sql/*.sql): their columns in order, and what differs from the tables they read ---------------
@@ -517,6 +554,19 @@ def _uncertain_galaxies_view() -> dict[str, ColumnDoc]:
     return docs
 
 
+def _anomalies_view() -> dict[str, ColumnDoc]:
+    docs = {"galaxy_id": _COMMON["galaxy_id"], "encoder": _COMMON["encoder"], "method": _ANOMALY_SCORES["method"],
+            "anomaly_score": _ANOMALY_SCORES["score"], "anomaly_rank": _ANOMALY_SCORES["rank"],
+            "embeddings_version": _ANOMALY_SCORES["embeddings_version"]}
+    docs.update({c: doc for c, doc in _galaxy_features_view().items() if c != "galaxy_id"})
+    return docs
+
+
+def _latest_labels_view() -> dict[str, ColumnDoc]:
+    return {c: _LABELS.get(c) or _COMMON[c]
+            for c in ("galaxy_id", "name", "value", "who", "labelled_at", "source", "label_id")}
+
+
 _VIEWS: dict[str, dict[str, ColumnDoc]] = {
     "galaxy_images": _galaxy_images_view(),
     "morphology": _morphology_view(),
@@ -524,6 +574,8 @@ _VIEWS: dict[str, dict[str, ColumnDoc]] = {
     "latest_predictions": _latest_predictions_view(),
     "galaxy_masks": _galaxy_masks_view(),
     "uncertain_galaxies": _uncertain_galaxies_view(),
+    "anomalies": _anomalies_view(),
+    "latest_labels": _latest_labels_view(),
 }
 
 VIEW_COLUMNS: dict[str, tuple[str, ...]] = {name: tuple(docs) for name, docs in _VIEWS.items()}
