@@ -383,6 +383,28 @@ def test_pool_matches_serial_and_watchdog_recovers_from_a_hung_worker():
             assert p[q] == pytest.approx(s[q], rel=1e-12)
 
 
+def test_batch_called_from_a_thread_measures_in_a_process_with_the_time_limit():
+    """A Dask worker runs a step in a thread: the time limit (SIGALRM) must still hold there, so the
+    galaxy goes to a worker process, whose values equal the in-thread ones."""
+    import threading
+
+    items = [MorphInput("g:0", sersic_stamp(1.5, size=48, seed=3), "flux", "r", 0.262)]
+    out: dict[str, list[dict]] = {}
+
+    def in_thread(key: str, options: MorphOptions) -> None:
+        out[key] = measure_batch(items, bands=["r"], options=options, workers=1)
+
+    for key, opts in (("limited", MorphOptions(fit_sersic=False, time_limit_s=1e-4)), ("free", FAST)):
+        t = threading.Thread(target=in_thread, args=(key, opts))
+        t.start()
+        t.join()
+    assert out["limited"][0]["flags"] & Flag.MORPH_TIMED_OUT
+    here = measure_batch(items, bands=["r"], options=FAST, workers=1)
+    assert out["free"][0]["flags"] == here[0]["flags"] == 0
+    for q in ("gini", "m20", "concentration", "asymmetry", "r50"):
+        assert out["free"][0][q] == here[0][q]
+
+
 # --- schema and asset ---------------------------------------------------------------------------------------------
 
 def test_schema_covers_every_record_field():
