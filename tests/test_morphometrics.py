@@ -355,6 +355,52 @@ def test_batch_rejects_a_missing_band_up_front():
         measure_batch(items, bands=["i"], workers=1)
 
 
+# --- the stamp statmorph measures in (big frames) ------------------------------------------------------------
+
+@pytest.mark.parametrize("box", [(10, 30, 12, 25), (0, 5, 200, 240), (100, 300, 5, 60), (60, 61, 70, 71),
+                                 (150, 255, 150, 255)])
+def test_statmorph_stamp_is_statmorphs_own_slice(box):
+    from photutils.segmentation import SegmentationImage
+
+    from features.morphometrics import statmorph_stamp
+
+    y0, y1, x0, x1 = box
+    segmap = np.zeros((320, 260), np.int32)
+    segmap[y0:y1, x0:x1] = 1
+    segmap[y0, x0] = 0  # not a full rectangle
+    segmap[y1 - 1, x1 - 1] = 1
+    probe = statmorph.SourceMorphology.__new__(statmorph.SourceMorphology)
+    probe._image, probe._segmap, probe.label = np.zeros(segmap.shape), SegmentationImage(segmap), 1
+    probe._cutout_extent, probe._min_cutout_size = 2.5, 48
+    assert statmorph_stamp(segmap) == probe._slice_stamp
+
+
+def _frame(size: int, centre: tuple[float, float], seed: int) -> np.ndarray:
+    """A 64 x 64 Sersic galaxy and a fainter neighbour placed in a noise frame of ``size`` pixels."""
+    rng = np.random.default_rng(seed)
+    frame = rng.normal(0.0, 0.5, (size, size))
+    cy, cx = centre
+    frame[cy - 32 : cy + 32, cx - 32 : cx + 32] += sersic_stamp(1.5, r_eff=5.0, noise=0.0, ellip=0.3)
+    frame[cy - 32 : cy + 32, cx + 10 : cx + 74] += sersic_stamp(4.0, r_eff=2.0, total=2e3, noise=0.0)
+    return frame
+
+
+@pytest.mark.parametrize(("size", "centre", "sersic"), [(423, (211, 211), True), (300, (150, 150), False)])
+def test_cutout_gives_the_full_frame_values(size, centre, sersic):
+    """statmorph on its own stamp equals statmorph on the whole frame (positions in frame pixels)."""
+    plane = Plane(_frame(size, centre, seed=size), "r", "flux")
+    full = measure_plane(plane, options=MorphOptions(fit_sersic=sersic, time_limit_s=0, cutout=False))
+    cut = measure_plane(plane, options=MorphOptions(fit_sersic=sersic, time_limit_s=0, cutout=True))
+    assert full["flags"] == cut["flags"] and full["statmorph_flag"] == cut["statmorph_flag"] == 0
+    assert full["segment_area"] == cut["segment_area"] > 0
+    for q in QUANTITIES:
+        a, b = full[q], cut[q]
+        assert math.isnan(a) == math.isnan(b), q
+        if not math.isnan(a):
+            assert b == pytest.approx(a, rel=1e-6 if q.startswith("sersic_") else 1e-10, abs=1e-12), q
+    assert abs(cut["xc_centroid"] - centre[1]) < 3 and abs(cut["yc_centroid"] - centre[0]) < 3
+
+
 # --- process pool and watchdog --------------------------------------------------------------------------------
 
 class HangingImage:
