@@ -150,6 +150,22 @@ def test_ellipse_weights_equal_photutils_masks():
             np.testing.assert_allclose(weights, m.data[small], rtol=0, atol=1e-13)
 
 
+def test_light_fraction_functions_equal_statmorphs():
+    """The circle's light fraction is statmorph's bit for bit, the ellipse's to rounding, inside and off the image."""
+    from features.morphometrics.fast import _fraction_of_total_circ, _fraction_of_total_ellip
+
+    sm = statmorph.statmorph
+    image = sersic_stamp(2.0, size=64, seed=11)
+    total = float(np.sum(np.abs(image)))
+    for centre in ((31.7, 32.2), (3.4, 60.1), (-2.0, 30.0)):
+        for r in (0.0, 0.4, 3.3, 17.9, 50.0):
+            np.testing.assert_equal(_fraction_of_total_circ(r, image, centre, 0.5, total),  # NaN off the image
+                                    sm._fraction_of_total_function_circ(r, image, centre, 0.5, total))
+            mine = _fraction_of_total_ellip(r, image, centre, 1.7, 0.6, 0.2, total)
+            theirs = sm._fraction_of_total_function_ellip(r, image, centre, 1.7, 0.6, 0.2, total)
+            np.testing.assert_allclose(mine, theirs, rtol=1e-12, atol=1e-14, equal_nan=True)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_fast_equals_plain_statmorph_on_a_disturbed_galaxy(dtype):
     image = sersic_stamp(1.5, size=72, seed=5) + 0.3 * sersic_stamp(0.8, size=72, r_eff=3, centre=(44, 30), seed=6)
