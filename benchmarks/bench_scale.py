@@ -151,7 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="work directory (default: a new temporary one)")
     ap.add_argument("--costs", type=Path, default=ROOT / "stages" / "scale_costs.json",
                     help="where the measured costs go (the planner's default file)")
+    ap.add_argument("--modes", default=",".join(f"{e}:{w}" for e, w in MODES),
+                    help="executor:workers, comma-separated; the first is the baseline (default: all three)")
     args = ap.parse_args(argv)
+    modes = [(m.split(":")[0], int(m.split(":")[1])) for m in args.modes.split(",")]
     if not SHARED.is_dir():
         raise SystemExit(f"needs the real stamps in {SHARED}")
     os.environ.setdefault("TQDM_DISABLE", "1")
@@ -165,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     h5 = work / "Galaxy10_DECals.h5"
     kind = make_file(h5, args.n)
     runs = []
-    for executor, workers in MODES:
+    for executor, workers in modes:
         runs.append(run_mode(h5, work, args.shard_size, executor, workers))
         print(f"{executor} x {workers}: {runs[-1]['wall_s']:.1f} s", file=sys.stderr, flush=True)
     note = f"{args.n} galaxies ({kind}) in shards of {args.shard_size}, galaxies + morphometrics + duplicate_groups"
