@@ -78,18 +78,23 @@ def run_mode(h5: Path, work: Path, shard_size: int, executor: str, workers: int)
     from dagster_project.executors import Execution, cores
     from dagster_project.runner import instance_for, run_pipeline
     from features.sources.galaxy10 import Galaxy10Source
-    from stages.sources import register_source
+    from stages.sources import register_source, source_lock
     from warehouse import Warehouse
 
     wh = Warehouse.open(work / f"home-{executor}-{workers}")
-    shards = register_source(wh, Galaxy10Source(h5), path=str(h5), shard_size=shard_size)
-    instance_for(wh).get_runs()  # the instance exists before the clock starts, in every mode
-    load0 = os.getloadavg()[0]
-    epoch0 = time.time()
-    t0 = time.perf_counter()
-    report = run_pipeline(wh, shards, assets=ASSETS, progress=False, log=lambda _: None,
-                          execution=Execution.of(workers, executor))
-    wall = time.perf_counter() - t0
+    source = Galaxy10Source(h5)
+    # As `astrovision ingest` does: the source lock held around registration and the runs, so the runs'
+    # processes and the Dask workers (started inside it) see their ancestor holds it. Without it every
+    # run (every Dask step) takes the lock itself, and the shards of one source run one after another.
+    with source_lock(wh, source.name):
+        shards = register_source(wh, source, path=str(h5), shard_size=shard_size)
+        instance_for(wh).get_runs()  # the instance exists before the clock starts, in every mode
+        load0 = os.getloadavg()[0]
+        epoch0 = time.time()
+        t0 = time.perf_counter()
+        report = run_pipeline(wh, shards, assets=ASSETS, progress=False, log=lambda _: None,
+                              execution=Execution.of(workers, executor))
+        wall = time.perf_counter() - t0
     if not report.ok:
         raise SystemExit(f"{executor} x {workers} failed: {report.failed}")
     instance = instance_for(wh)
