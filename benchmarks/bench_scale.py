@@ -74,14 +74,14 @@ def step_seconds(instance, run_ids: list[str]) -> tuple[dict[str, float], list[f
     return steps, overheads
 
 
-def run_mode(h5: Path, work: Path, shard_size: int, executor: str, workers: int) -> dict:
+def run_mode(h5: Path, work: Path, shard_size: int, executor: str, workers: int, index: int = 0) -> dict:
     from dagster_project.executors import Execution, cores
     from dagster_project.runner import instance_for, run_pipeline
     from features.sources.galaxy10 import Galaxy10Source
     from stages.sources import register_source, source_lock
     from warehouse import Warehouse
 
-    wh = Warehouse.open(work / f"home-{executor}-{workers}")
+    wh = Warehouse.open(work / f"home-{index}-{executor}-{workers}")  # a fresh warehouse per mode
     source = Galaxy10Source(h5)
     # As `astrovision ingest` does: the source lock held around registration and the runs, so the runs'
     # processes and the Dask workers (started inside it) see their ancestor holds it. Without it every
@@ -173,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     h5 = work / "Galaxy10_DECals.h5"
     kind = make_file(h5, args.n)
     runs = []
-    for executor, workers in modes:
-        runs.append(run_mode(h5, work, args.shard_size, executor, workers))
+    for index, (executor, workers) in enumerate(modes):
+        runs.append(run_mode(h5, work, args.shard_size, executor, workers, index))
         print(f"{executor} x {workers}: {runs[-1]['wall_s']:.1f} s", file=sys.stderr, flush=True)
     note = f"{args.n} galaxies ({kind}) in shards of {args.shard_size}, galaxies + morphometrics + duplicate_groups"
     args.costs.write_text(json.dumps(costs_from(runs, args.n, note), indent=2) + "\n")
