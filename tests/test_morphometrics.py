@@ -417,6 +417,19 @@ def test_cutout_gives_the_full_frame_values(size, centre, sersic):
     assert abs(cut["xc_centroid"] - centre[1]) < 3 and abs(cut["yc_centroid"] - centre[0]) < 3
 
 
+def test_cutout_only_for_verified_statmorph_versions(monkeypatch):
+    import features.morphometrics.measure as measure
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the stamp was cut for an unverified statmorph")
+
+    plane = Plane(_frame(200, (100, 100), seed=5), "r", "flux")
+    monkeypatch.setattr(measure, "statmorph_stamp", refuse)
+    monkeypatch.setattr(statmorph, "__version__", "99.0")
+    rec = measure_plane(plane, options=MorphOptions(fit_sersic=False, time_limit_s=0))
+    assert rec["flags"] == 0 and rec["error"] is None and abs(rec["xc_centroid"] - 100) < 3
+
+
 # --- process pool and watchdog --------------------------------------------------------------------------------
 
 class HangingImage:

@@ -33,7 +33,7 @@ import statmorph
 
 from features.errors import InputError
 from features.flags import Flag
-from features.morphometrics.fast import morphology_class
+from features.morphometrics.fast import VERIFIED_STATMORPH, morphology_class
 from features.morphometrics.inputs import Plane, measurement_plane
 from features.morphometrics.segmentation import Segmentation, SegmentationOptions, segment_central
 
@@ -127,7 +127,9 @@ class MorphOptions:
         box grown 2.5x, at least 48 pixels, cut to the frame) instead of the whole frame. statmorph
         computes everything inside that stamp, so the values are the same (to rounding: positions are
         shifted back to frame pixels) while the arrays it is given no longer grow with the frame.
-        ``False`` passes the whole frame (the benchmark's comparison).
+        ``False`` passes the whole frame (the benchmark's comparison), and so does any statmorph version
+        not in :data:`~features.morphometrics.fast.VERIFIED_STATMORPH` (one that looked outside its stamp
+        would otherwise change values silently).
     """
 
     fit_sersic: bool = True
@@ -342,7 +344,8 @@ def measure_plane(
             if seg.segmap is None:
                 rec = empty_record()
             else:
-                stamp = statmorph_stamp(seg.segmap) if opt.cutout else (slice(None), slice(None))
+                cut = opt.cutout and statmorph.__version__ in VERIFIED_STATMORPH
+                stamp = statmorph_stamp(seg.segmap) if cut else (slice(None), slice(None))
                 image = seg.image[stamp]
                 weightmap = None if opt.gain else np.full_like(image, seg.rms)
                 morph = run_statmorph(image, seg.segmap[stamp], mask=seg.mask[stamp], weightmap=weightmap,
