@@ -6,7 +6,7 @@ The model (``docs/benchmarks_scale.md`` checks it against measured 1- and 2-work
 - a shard of ``s`` galaxies takes ``s * sum(c_stage) / k + o`` seconds, where ``c_stage`` is the
   stage's measured core-seconds per galaxy, ``k`` the cores of one worker and ``o`` the measured
   start-up cost of one run with that executor (process start, loading the definitions, Dagster's
-  bookkeeping): a stage is assumed to keep all the cores of its worker busy (the morphometrics pool
+  bookkeeping, and what its steps measured beyond the in-process baseline, e.g. Dask's per-step pool): a stage is assumed to keep all the cores of its worker busy (the morphometrics pool
   and the image-encoding threads do; a worker has ``cores // W`` of a machine's cores);
 - ``W`` workers take the shards in order, each the next one when it is free (what the runner does):
   the makespan of that list schedule;
@@ -55,7 +55,9 @@ class Costs:
     tables_of_stage: dict[str, list[str]]
     """Stage -> the tables it writes."""
     run_overhead_s: dict[str, float]
-    """Executor -> seconds of start-up per run."""
+    """Executor -> seconds of start-up per run, plus what that executor's per-shard steps took beyond the
+    baseline's core-seconds (``benchmarks/bench_scale.py``'s ``step_extra_s``: on Dask, the process pool a
+    ``morphometrics`` task starts)."""
     start_s: dict[str, float] = field(default_factory=dict)
     """:func:`start_key` -> seconds before the first run starts (once per command)."""
     measured: dict = field(default_factory=dict)

@@ -150,6 +150,22 @@ def test_ellipse_weights_equal_photutils_masks():
             np.testing.assert_allclose(weights, m.data[small], rtol=0, atol=1e-13)
 
 
+def test_light_fraction_functions_equal_statmorphs():
+    """The circle's light fraction is statmorph's bit for bit, the ellipse's to rounding, inside and off the image."""
+    from features.morphometrics.fast import _fraction_of_total_circ, _fraction_of_total_ellip
+
+    sm = statmorph.statmorph
+    image = sersic_stamp(2.0, size=64, seed=11)
+    total = float(np.sum(np.abs(image)))
+    for centre in ((31.7, 32.2), (3.4, 60.1), (-2.0, 30.0)):
+        for r in (0.0, 0.4, 3.3, 17.9, 50.0):
+            np.testing.assert_equal(_fraction_of_total_circ(r, image, centre, 0.5, total),  # NaN off the image
+                                    sm._fraction_of_total_function_circ(r, image, centre, 0.5, total))
+            mine = _fraction_of_total_ellip(r, image, centre, 1.7, 0.6, 0.2, total)
+            theirs = sm._fraction_of_total_function_ellip(r, image, centre, 1.7, 0.6, 0.2, total)
+            np.testing.assert_allclose(mine, theirs, rtol=1e-12, atol=1e-14, equal_nan=True)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_fast_equals_plain_statmorph_on_a_disturbed_galaxy(dtype):
     image = sersic_stamp(1.5, size=72, seed=5) + 0.3 * sersic_stamp(0.8, size=72, r_eff=3, centre=(44, 30), seed=6)
@@ -355,6 +371,65 @@ def test_batch_rejects_a_missing_band_up_front():
         measure_batch(items, bands=["i"], workers=1)
 
 
+# --- the stamp statmorph measures in (big frames) ------------------------------------------------------------
+
+@pytest.mark.parametrize("box", [(10, 30, 12, 25), (0, 5, 200, 240), (100, 300, 5, 60), (60, 61, 70, 71),
+                                 (150, 255, 150, 255)])
+def test_statmorph_stamp_is_statmorphs_own_slice(box):
+    from photutils.segmentation import SegmentationImage
+
+    from features.morphometrics import statmorph_stamp
+
+    y0, y1, x0, x1 = box
+    segmap = np.zeros((320, 260), np.int32)
+    segmap[y0:y1, x0:x1] = 1
+    segmap[y0, x0] = 0  # not a full rectangle
+    segmap[y1 - 1, x1 - 1] = 1
+    probe = statmorph.SourceMorphology.__new__(statmorph.SourceMorphology)
+    probe._image, probe._segmap, probe.label = np.zeros(segmap.shape), SegmentationImage(segmap), 1
+    probe._cutout_extent, probe._min_cutout_size = 2.5, 48
+    assert statmorph_stamp(segmap) == probe._slice_stamp
+
+
+def _frame(size: int, centre: tuple[float, float], seed: int) -> np.ndarray:
+    """A 64 x 64 Sersic galaxy and a fainter neighbour placed in a noise frame of ``size`` pixels."""
+    rng = np.random.default_rng(seed)
+    frame = rng.normal(0.0, 0.5, (size, size))
+    cy, cx = centre
+    frame[cy - 32 : cy + 32, cx - 32 : cx + 32] += sersic_stamp(1.5, r_eff=5.0, noise=0.0, ellip=0.3)
+    frame[cy - 32 : cy + 32, cx + 10 : cx + 74] += sersic_stamp(4.0, r_eff=2.0, total=2e3, noise=0.0)
+    return frame
+
+
+@pytest.mark.parametrize(("size", "centre", "sersic"), [(423, (211, 211), True), (300, (150, 150), False)])
+def test_cutout_gives_the_full_frame_values(size, centre, sersic):
+    """statmorph on its own stamp equals statmorph on the whole frame (positions in frame pixels)."""
+    plane = Plane(_frame(size, centre, seed=size), "r", "flux")
+    full = measure_plane(plane, options=MorphOptions(fit_sersic=sersic, time_limit_s=0, cutout=False))
+    cut = measure_plane(plane, options=MorphOptions(fit_sersic=sersic, time_limit_s=0, cutout=True))
+    assert full["flags"] == cut["flags"] and full["statmorph_flag"] == cut["statmorph_flag"] == 0
+    assert full["segment_area"] == cut["segment_area"] > 0
+    for q in QUANTITIES:
+        a, b = full[q], cut[q]
+        assert math.isnan(a) == math.isnan(b), q
+        if not math.isnan(a):
+            assert b == pytest.approx(a, rel=1e-6 if q.startswith("sersic_") else 1e-10, abs=1e-12), q
+    assert abs(cut["xc_centroid"] - centre[1]) < 3 and abs(cut["yc_centroid"] - centre[0]) < 3
+
+
+def test_cutout_only_for_verified_statmorph_versions(monkeypatch):
+    import features.morphometrics.measure as measure
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the stamp was cut for an unverified statmorph")
+
+    plane = Plane(_frame(200, (100, 100), seed=5), "r", "flux")
+    monkeypatch.setattr(measure, "statmorph_stamp", refuse)
+    monkeypatch.setattr(statmorph, "__version__", "99.0")
+    rec = measure_plane(plane, options=MorphOptions(fit_sersic=False, time_limit_s=0))
+    assert rec["flags"] == 0 and rec["error"] is None and abs(rec["xc_centroid"] - 100) < 3
+
+
 # --- process pool and watchdog --------------------------------------------------------------------------------
 
 class HangingImage:
@@ -381,6 +456,28 @@ def test_pool_matches_serial_and_watchdog_recovers_from_a_hung_worker():
     for p, s in zip([pooled[0], pooled[2], pooled[3]], serial):
         for q in ("gini", "m20", "concentration", "asymmetry"):
             assert p[q] == pytest.approx(s[q], rel=1e-12)
+
+
+def test_batch_called_from_a_thread_measures_in_a_process_with_the_time_limit():
+    """A Dask worker runs a step in a thread: the time limit (SIGALRM) must still hold there, so the
+    galaxy goes to a worker process, whose values equal the in-thread ones."""
+    import threading
+
+    items = [MorphInput("g:0", sersic_stamp(1.5, size=48, seed=3), "flux", "r", 0.262)]
+    out: dict[str, list[dict]] = {}
+
+    def in_thread(key: str, options: MorphOptions) -> None:
+        out[key] = measure_batch(items, bands=["r"], options=options, workers=1)
+
+    for key, opts in (("limited", MorphOptions(fit_sersic=False, time_limit_s=1e-4)), ("free", FAST)):
+        t = threading.Thread(target=in_thread, args=(key, opts))
+        t.start()
+        t.join()
+    assert out["limited"][0]["flags"] & Flag.MORPH_TIMED_OUT
+    here = measure_batch(items, bands=["r"], options=FAST, workers=1)
+    assert out["free"][0]["flags"] == here[0]["flags"] == 0
+    for q in ("gini", "m20", "concentration", "asymmetry", "r50"):
+        assert out["free"][0][q] == here[0][q]
 
 
 # --- schema and asset ---------------------------------------------------------------------------------------------

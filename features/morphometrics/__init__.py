@@ -35,6 +35,7 @@ from features.morphometrics.measure import (
     measure_plane,
     record_from_morphology,
     run_statmorph,
+    statmorph_stamp,
     time_limit,
 )
 from features.morphometrics.segmentation import Segmentation, SegmentationOptions, segment_central
@@ -65,6 +66,7 @@ __all__ = [
     "rotate180",
     "run_statmorph",
     "segment_central",
+    "statmorph_stamp",
     "summarise_warnings",
     "tally_warnings",
     "time_limit",

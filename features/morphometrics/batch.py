@@ -11,6 +11,10 @@ used. Two guards keep a bad galaxy from stalling a shard:
   caught this way: the pool is terminated, that galaxy gets ``MORPH_TIMED_OUT`` records, and the tasks
   that had not finished are run again in a fresh pool.
 
+Called from a thread other than the main one (a Dask worker runs each task in a thread beside its event
+loop), even ``workers=1`` measures in a worker process: the time limit needs a main thread, and measuring in
+the task thread ran statmorph 2-4x slower, sharing the GIL with the Dask worker.
+
 At most ``4 * workers`` tasks are in flight at once, so a shard's images need not all be in worker
 queues together, and the inputs may be a lazy iterable.
 
@@ -25,6 +29,7 @@ import multiprocessing as mp
 import os
 import re
 import signal
+import threading
 import warnings
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -255,7 +260,9 @@ def measure_batch(
     options : MorphOptions, optional
     workers : int, optional
         Worker processes; None uses every core (``os.cpu_count()``); 0 or 1 measures in this process
-        (the time limit then needs this to be the main thread).
+        when called from its main thread, and in one worker process otherwise (a Dask worker's task
+        thread, any thread: there the time limit could not be kept and statmorph would share the GIL
+        with the caller's event loop).
     progress : callable, optional
         Called with the number of galaxies just finished (e.g. ``tqdm.update``).
     start_method : str
@@ -287,12 +294,12 @@ def measure_batch(
     n_workers = (os.cpu_count() or 1) if workers is None else int(workers)
     if isinstance(items, Sequence):
         n_workers = min(n_workers, max(1, len(items)))
-    if n_workers <= 1:
+    if n_workers <= 1 and threading.current_thread() is threading.main_thread():
         chunks = _serial(items, bands, options, progress)
     else:
         if hard_timeout_s is None and options.time_limit_s > 0:
             hard_timeout_s = options.time_limit_s * len(bands) + _GRACE_S
-        chunks = _pooled(items, bands, options, n_workers, progress, start_method, hard_timeout_s)
+        chunks = _pooled(items, bands, options, max(1, n_workers), progress, start_method, hard_timeout_s)
     return [rec for _, chunk in sorted(chunks, key=lambda c: c[0]) for rec in chunk]
 
 

@@ -56,7 +56,10 @@ Lotz, J. M., Primack, J. & Madau, P. 2004, AJ 128, 163 (eq. 10, bad pixels, Gini
 from __future__ import annotations
 
 import math
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import astropy.units as u
 import numpy as np
@@ -75,6 +78,7 @@ __all__ = [
     "circle_weights",
     "ellipse_overlap_grid",
     "ellipse_weights",
+    "fast_light_fractions",
     "morphology_class",
     "rotate180",
 ]
@@ -184,6 +188,10 @@ class FastSourceMorphology(statmorph.SourceMorphology):
             return super()._sersic_model
 
     def _calculate_morphology(self) -> None:
+        with fast_light_fractions():
+            self._calculate_quantities()
+
+    def _calculate_quantities(self) -> None:
         if self._fit_sersic:
             super()._calculate_morphology()
             return
@@ -345,6 +353,66 @@ class FastSourceMorphology(statmorph.SourceMorphology):
             else:
                 asym = (ap_abs_diff - ap_area * self._sky_asymmetry) / ap_abs_sum
         return asym
+
+
+def _photometry_sum(weights: np.ndarray | None, region: tuple[slice, slice] | None, image: np.ndarray) -> float:
+    """``ap.do_photometry(image, method="exact")[0][0]`` from the aperture's overlap weights.
+
+    The same arithmetic as photutils: the overlapping pixels times their weights, the pixels of
+    positive weight summed as one 1-D array (so the same rounding); NaN when the aperture misses the array.
+    """
+    if weights is None:
+        return np.nan
+    return (image[region] * weights)[weights > 0].sum()
+
+
+def _fraction_of_total_circ(r, image, center, fraction, total_sum):
+    """statmorph's ``_fraction_of_total_function_circ`` with the circle's overlap from :func:`circle_weights`."""
+    assert (r >= 0) & (fraction >= 0) & (fraction <= 1) & (total_sum > 0)
+    if r == 0:
+        cur_fraction = 0.0
+    else:
+        xc, yc = (float(v) for v in np.ravel(center))
+        ap_sum = np.abs(_photometry_sum(*circle_weights(xc, yc, r, image.shape), image))
+        cur_fraction = ap_sum / total_sum
+    return cur_fraction - fraction
+
+
+def _fraction_of_total_ellip(a, image, center, elongation, theta, fraction, total_sum):
+    """statmorph's ``_fraction_of_total_function_ellip`` with the ellipse's overlap from :func:`ellipse_weights`."""
+    assert (a >= 0) & (fraction >= 0) & (fraction <= 1) & (total_sum > 0)
+    if a == 0:
+        cur_fraction = 0.0
+    else:
+        ap = EllipticalAperture(center, a, a / elongation, theta=theta)
+        ap_sum = np.abs(_photometry_sum(*ellipse_weights(ap, image.shape), image))
+        cur_fraction = ap_sum / total_sum
+    return cur_fraction - fraction
+
+
+_FRACTIONS_LOCK = threading.RLock()
+
+
+@contextmanager
+def fast_light_fractions() -> Iterator[None]:
+    """Within the block, statmorph's light-fraction radii (r20, r50, r80, half-light) use the fast overlaps.
+
+    statmorph's ``_radius_at_fraction_of_total_circ`` / ``_ellip`` call the module's
+    ``_fraction_of_total_function_circ`` / ``_ellip`` (a scan of 100 radii, then Brent) through
+    photutils' aperture photometry, which builds the aperture's exact mask on every call. This swaps
+    those two module names for :func:`_fraction_of_total_circ` / :func:`_fraction_of_total_ellip`
+    (the same sums from :func:`circle_weights`, bit-identical, and :func:`ellipse_weights`, ~5e-14 per
+    pixel) for the block, under a re-entrant lock, and restores them after.
+    """
+    module = statmorph.statmorph
+    with _FRACTIONS_LOCK:
+        saved = module._fraction_of_total_function_circ, module._fraction_of_total_function_ellip
+        module._fraction_of_total_function_circ = _fraction_of_total_circ
+        module._fraction_of_total_function_ellip = _fraction_of_total_ellip
+        try:
+            yield
+        finally:
+            module._fraction_of_total_function_circ, module._fraction_of_total_function_ellip = saved
 
 
 def _aperture_weights(ap, shape: tuple[int, int]) -> tuple[np.ndarray | None, tuple[slice, slice] | None]:

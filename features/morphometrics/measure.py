@@ -33,7 +33,7 @@ import statmorph
 
 from features.errors import InputError
 from features.flags import Flag
-from features.morphometrics.fast import morphology_class
+from features.morphometrics.fast import VERIFIED_STATMORPH, morphology_class
 from features.morphometrics.inputs import Plane, measurement_plane
 from features.morphometrics.segmentation import Segmentation, SegmentationOptions, segment_central
 
@@ -48,6 +48,7 @@ __all__ = [
     "measure_plane",
     "record_from_morphology",
     "run_statmorph",
+    "statmorph_stamp",
     "time_limit",
 ]
 
@@ -121,6 +122,14 @@ class MorphOptions:
         Electrons per data unit, for statmorph's Poisson weight map; None uses a constant weight map
         equal to the sky RMS (right for composites and for sky-dominated noise).
     segmentation : SegmentationOptions
+    cutout : bool
+        Hand statmorph only its own postage stamp (:func:`statmorph_stamp`: the central segment's bounding
+        box grown 2.5x, at least 48 pixels, cut to the frame) instead of the whole frame. statmorph
+        computes everything inside that stamp, so the values are the same (to rounding: positions are
+        shifted back to frame pixels) while the arrays it is given no longer grow with the frame.
+        ``False`` passes the whole frame (the benchmark's comparison), and so does any statmorph version
+        not in :data:`~features.morphometrics.fast.VERIFIED_STATMORPH` (one that looked outside its stamp
+        would otherwise change values silently).
     """
 
     fit_sersic: bool = True
@@ -128,6 +137,7 @@ class MorphOptions:
     fast: bool = True
     gain: float | None = None
     segmentation: SegmentationOptions = field(default_factory=SegmentationOptions)
+    cutout: bool = True
 
 
 class MorphTimeout(BaseException):
@@ -203,6 +213,49 @@ def run_statmorph(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return cls(image, segmap, label, mask=mask, weightmap=weightmap, gain=gain, psf=psf, **kwargs)
+
+
+def statmorph_stamp(segmap: np.ndarray, *, cutout_extent: float = 2.5,
+                    min_cutout_size: int = 48) -> tuple[slice, slice]:
+    """The postage stamp statmorph cuts around the source of ``segmap`` (its ``_slice_stamp``).
+
+    statmorph 0.7 measures every quantity inside this stamp (the sky box, apertures, rotations, the
+    Sersic fit), so handing it just the stamp gives the values of the whole frame. The same integer
+    arithmetic as statmorph: the bounding box of the non-zero pixels, centre ``min + size // 2``,
+    half-size ``int(max(dx, dy) * cutout_extent / 2)`` but at least ``min_cutout_size // 2`` (made
+    even), cut to the array.
+
+    Parameters
+    ----------
+    segmap : numpy.ndarray
+        2-D map, non-zero on the (single) source.
+    cutout_extent, min_cutout_size : float, int
+        statmorph's parameters of the same names (its defaults).
+
+    Returns
+    -------
+    tuple of slice
+        ``(rows, columns)`` of the stamp.
+
+    Raises
+    ------
+    ValueError
+        If ``segmap`` has no source pixel.
+    """
+    rows = np.flatnonzero(np.any(segmap, axis=1))
+    cols = np.flatnonzero(np.any(segmap, axis=0))
+    if rows.size == 0:
+        raise ValueError("the segmentation map has no source pixel")
+    ymin, ymax, xmin, xmax = int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
+    dx, dy = xmax + 1 - xmin, ymax + 1 - ymin
+    xc, yc = xmin + dx // 2, ymin + dy // 2
+    dist = max(int(max(dx, dy) * cutout_extent / 2.0), (min_cutout_size - min_cutout_size % 2) // 2)
+    ny, nx = segmap.shape
+    return slice(max(0, yc - dist), min(ny, yc + dist)), slice(max(0, xc - dist), min(nx, xc + dist))
+
+
+_X_POSITIONS = ("xc_centroid", "xc_asymmetry")
+_Y_POSITIONS = ("yc_centroid", "yc_asymmetry")
 
 
 def _clean(value: Any) -> float:
@@ -291,10 +344,16 @@ def measure_plane(
             if seg.segmap is None:
                 rec = empty_record()
             else:
-                weightmap = None if opt.gain else np.full_like(seg.image, seg.rms)
-                morph = run_statmorph(seg.image, seg.segmap, mask=seg.mask, weightmap=weightmap, gain=opt.gain,
-                                      psf=psf, fit_sersic=opt.fit_sersic, fast=opt.fast)
+                cut = opt.cutout and statmorph.__version__ in VERIFIED_STATMORPH
+                stamp = statmorph_stamp(seg.segmap) if cut else (slice(None), slice(None))
+                image = seg.image[stamp]
+                weightmap = None if opt.gain else np.full_like(image, seg.rms)
+                morph = run_statmorph(image, seg.segmap[stamp], mask=seg.mask[stamp], weightmap=weightmap,
+                                      gain=opt.gain, psf=psf, fit_sersic=opt.fit_sersic, fast=opt.fast)
                 rec = record_from_morphology(morph, fit_sersic=opt.fit_sersic)
+                for names, offset in ((_X_POSITIONS, stamp[1].start or 0), (_Y_POSITIONS, stamp[0].start or 0)):
+                    for name in names:  # back to frame pixels
+                        rec[name] += offset
     except MorphTimeout as exc:
         rec = empty_record()
         rec["flags"] = int(Flag.MORPH_TIMED_OUT)
