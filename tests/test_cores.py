@@ -1,4 +1,5 @@
-"""Every core busy by default (issue 25): the default ``--workers``, the unpartitioned steps side by side,
+"""Cores (issue 25): the CLI's ``--workers`` default (1, by measurement), the per-core choice, the unpartitioned
+steps side by side,
 the demo's shard count, the torch thread share, the cheaper ``random_vits14`` baseline, and the Galaxy10
 rehearsal file."""
 
@@ -21,11 +22,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
 @pytest.mark.parametrize("shards", [1, 2, 3, 17])
-def test_default_workers_are_one_per_core_at_most_one_per_shard(shards):
+def test_per_core_workers_are_one_per_core_at_most_one_per_shard(shards):
     assert auto_workers(shards) == max(1, min(cores(), shards))
     resolved = Execution.of(workers=None).resolved(shards)
     assert resolved.workers == auto_workers(shards) and resolved.in_process
     assert Execution.of(workers=3).resolved(shards).workers == 3  # a given --workers is kept
+
+
+def test_cli_default_is_one_shard_at_a_time_in_process():
+    # one per core measured slower and 2.2x the memory on the 2-core demo (docs/benchmarks.md): the default is 1
+    import argparse
+
+    from service.commands.execution import add_execution_args, execution_from
+
+    p = argparse.ArgumentParser()
+    add_execution_args(p)
+    execution = execution_from(p.parse_args([]))
+    assert execution.workers == 1 and execution.in_process
 
 
 def test_only_the_unpartitioned_run_of_a_parallel_command_runs_its_steps_side_by_side():
@@ -94,10 +107,10 @@ def test_rehearsal_file_is_galaxy10_format_with_its_near_duplicate_pairs(tmp_pat
         assert np.array_equal(batch.images[i], batch.images[j]) and batch.labels[i] == batch.labels[j]
 
 
-@pytest.mark.skipif(cores() < 2, reason="one core: the default is one shard after another")
-def test_cli_default_runs_shards_side_by_side_in_run_processes(tmp_path):
+@pytest.mark.skipif(cores() < 2, reason="one core: one per core is one shard after another")
+def test_cli_workers_per_core_runs_shards_side_by_side_in_run_processes(tmp_path):
     home = tmp_path / "home"
-    proc = cli(home, "demo", "--n", "8", "--group", "ingest", timeout=600)
+    proc = cli(home, "demo", "--n", "8", "--group", "ingest", "--workers", str(cores()), timeout=600)
     assert proc.returncode == 0, proc.stderr
     runs = _runs(home)
     shard_runs = [r for r in runs if r.tags.get("dagster/partition")]

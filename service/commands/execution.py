@@ -15,10 +15,11 @@ __all__ = ["add_execution_args", "execution_from"]
 
 def add_execution_args(p: argparse.ArgumentParser) -> None:
     """Add the three options to a sub-command's parser."""
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=int, default=1,
                    help="shards materialized at once, each run in its own process with cores/workers cores, "
-                        "and as many unpartitioned steps side by side (default: one per core, at most one per "
-                        "shard; 1: one shard after another, in this process)")
+                        "and as many unpartitioned steps side by side (default 1: one shard after another, in "
+                        "this process, every step with every core; measured faster than one per core on the "
+                        "2-core demo, docs/benchmarks.md)")
     p.add_argument("--executor", choices=EXECUTORS, default=None,
                    help="where each run's steps execute: in_process (in the run's process; the default), "
                         "multiprocess (a process per step, Dagster's multiprocess executor) or dask "
