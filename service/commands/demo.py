@@ -193,8 +193,9 @@ def _summary(wh: Warehouse, elapsed: float, contact_sheet: str | None, source: s
 
 def default_shard_size(n: int, cores: int, largest: int = 200) -> int:
     """Galaxies per shard of a demo of ``n``: at most ``largest``, in a number of shards that is a
-    multiple of ``cores``, so shard runs side by side (one per core, the default ``--workers``) finish
-    together instead of leaving a last shard alone on one core (600 galaxies on 2 cores: 4 shards of 150).
+    multiple of ``cores``, so shard runs side by side (``--workers`` = the cores) finish together instead
+    of leaving a last shard alone on one core (600 galaxies on 2 cores: 4 shards of 150). The default
+    ``--workers 1`` runs them one after another.
     """
     per_round = max(1, cores) * largest
     shards = max(1, cores) * math.ceil(n / per_round)
