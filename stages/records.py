@@ -12,6 +12,8 @@ import json
 from collections.abc import Collection, Iterable
 from typing import Any
 
+import pyarrow as pa
+
 from features.flags import decode
 from warehouse import Warehouse, WarehouseError, quote, registered, schemas, snapshot_of
 from warehouse.schemas.embeddings import TABLE_PREFIX
@@ -111,21 +113,30 @@ def galaxy_rows(wh: Warehouse, galaxy_id: str, *,
     for table in record_order(snap.tables()):
         if table in SKIPPED_TABLES:
             continue
-        names = snap.session.memo(("columns", table, snap.pins[table]), lambda t=table: snap.dataset(t).schema.names)
-        if "galaxy_id" not in names:
+        keyed, shown = snap.session.memo(("record columns", table, snap.pins[table]),
+                                         lambda t=table: _record_columns(snap.dataset(t).schema))
+        if not keyed:
             continue
-        if full is None or table in full:
-            rows = snap.rows_of(table, [galaxy_id]).to_pylist()
-        elif "flags" in names:
-            rows = snap.rows_of(table, [galaxy_id], columns=["flags"]).to_pylist() if snap.has_ids(
-                table, [galaxy_id]) else []
+        columns = shown if full is None or table in full else [c for c in shown if c == "flags"]
+        if columns:  # from the server's rows held in memory, else one Lance take
+            rows = snap.rows_of(table, [galaxy_id], columns=columns, held=True).to_pylist()
         else:
             rows = [{} for _ in snap.row_map(table).rows(galaxy_id)]
         if rows:
-            out[table] = [{k: v for k, v in row.items()
-                           if k != "galaxy_id" and k not in schemas.PROVENANCE_COLUMNS and not isinstance(v, bytes)}
-                          for row in rows]
+            out[table] = [{k: v for k, v in row.items() if not isinstance(v, bytes)} for row in rows]
     return out
+
+
+def _record_columns(schema: pa.Schema) -> tuple[bool, list[str]]:
+    """Whether a table is keyed by ``galaxy_id``, and the columns a record shows of it.
+
+    Every column but ``galaxy_id``, provenance and binary columns that cannot be null (a binary value is
+    left out of a record, a null one shown as null: those columns are read, and their values dropped).
+    """
+    if "galaxy_id" not in schema.names:
+        return False, []
+    return True, [f.name for f in schema if f.name != "galaxy_id" and f.name not in schemas.PROVENANCE_COLUMNS
+            and not ((pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)) and not f.nullable)]
 
 
 def model_classes(wh: Warehouse) -> dict[tuple[str, int], list[str]]:

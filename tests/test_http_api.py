@@ -54,6 +54,19 @@ def test_galaxy_record_has_catalogue_photometry_predictions_and_decoded_flags(se
     assert rec["versions"]["galaxies"] == wh.dataset("galaxies").version
 
 
+def test_record_from_held_rows_is_the_record_taken_from_lance(served):
+    """The server answers a record from the rows it holds in memory; with no row-map bytes it takes them from
+    Lance: the same JSON, byte for byte (NaN colours as null, flags, predictions)."""
+    wh, files, client = served
+    taking = TestClient(create_app(Settings(home=wh.root, row_map_bytes=0)), raise_server_exceptions=False)
+    for gid in files:
+        fast, slow = client.get(f"/galaxies/{gid}"), taking.get(f"/galaxies/{gid}")
+        assert fast.status_code == slow.status_code == 200 and fast.content == slow.content
+    held = {k[1] for k in client.app.state.read_session.rowmaps._items if k[0] == "held"}
+    assert {"galaxies", "photometry", "predictions", f"embeddings_{ENCODER}"} <= held
+    assert not any(k[0] == "held" for k in taking.app.state.read_session.rowmaps._items)
+
+
 def test_image_png_is_the_stored_stamp(served):
     from PIL import Image
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -68,6 +70,42 @@ def test_record_rows_are_taken_by_key(warehouse):
     assert ("galaxies", snap.pins["galaxies"]) in {k for k in session.rowmaps._items}  # the map was used
     with pytest.raises(WarehouseError, match="no galaxy"):
         galaxy_record(snap, "demo:nope")
+
+
+@pytest.mark.parametrize("rowmap_bytes", [None, 1], ids=["held in memory", "over the bound"])
+def test_record_from_held_rows_equals_the_lance_takes(warehouse, rowmap_bytes, caplog):
+    """A server's record from its rows held in memory is the record taken from Lance: NaN, null, flags and
+    several rows per key included; over the bound it is taken from Lance and the log says so."""
+    import json
+    import logging
+
+    from stages.records import galaxy_record, galaxy_rows
+
+    ids, _ = make_warehouse(warehouse)
+    _with_morphometrics(warehouse, ids)
+    n = len(ids)
+    warehouse.upsert("galaxies", fill_rows("galaxies", 2, galaxy_id=ids[:2], source=["demo"] * 2, native_id=ids[:2],
+                                           shard=["demo-00000"] * 2, ra=[None, float("nan")], redshift=[None, 0.1],
+                                           label_name=[None, "Ring"], flags=[3, 0]))
+    taken = ReadSession(warehouse).snapshot()
+    kwargs = {} if rowmap_bytes is None else {"rowmap_bytes": rowmap_bytes}
+    held_session = ReadSession(warehouse, hold_features=True, **kwargs)
+    held = held_session.snapshot()
+    with caplog.at_level(logging.WARNING, logger="warehouse.session"):
+        for gid in (ids[0], ids[1], ids[n - 1]):
+            for full in (None, ("galaxies", "photometry")):
+                assert json.dumps(galaxy_rows(held, gid, full=full), default=str) == json.dumps(
+                    galaxy_rows(taken, gid, full=full), default=str)
+            assert json.dumps(galaxy_record(held, gid), default=str) == json.dumps(galaxy_record(taken, gid),
+                                                                                  default=str)
+    rec = galaxy_record(held, ids[0])
+    assert rec["catalogue"]["ra"] is None and rec["catalogue"]["label_name"] is None and rec["catalogue"]["flags"] == 3
+    assert math.isnan(galaxy_record(held, ids[1])["catalogue"]["ra"]) and len(rec["morphometrics"]) == 2
+    kept = {k[1] for k in held_session.rowmaps._items if k[0] == "held"}
+    if rowmap_bytes is None:
+        assert kept == {"galaxies", "photometry", "morphometrics", f"embeddings_{ENC}"} and not caplog.records
+    else:  # over the bound: not held, said once per table and columns
+        assert not kept and 1 <= caplog.text.count("galaxies v") <= 2 and "taken from Lance" in caplog.text
 
 
 def test_snapshots_follow_commits_and_pin_versions(warehouse):

@@ -73,8 +73,6 @@ log = logging.getLogger(__name__)
 _STATIC = resources.files("service.http") / "static"
 _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422)}
 _PREDICTION_FIELDS = set(Prediction.model_fields) - {"extra"}
-_SERVER_ROWMAP_BYTES = 3 * 2**30
-"""The server session's id -> row maps and held ``galaxy_features`` (held while under half of this)."""
 _BODY_SLACK = 65536
 """Bytes a request body may hold beyond ``max_upload_bytes`` (multipart headers and form fields)."""
 _ABSOLUTE = re.compile(r"(?<![\w:/.])(?:/[\w.+@=-]+){2,}/?")
@@ -215,8 +213,9 @@ def create_app(settings: Settings) -> FastAPI:
              os.path.expanduser("~"): "~"}
 
     def open_session() -> ReadSession:
-        # a server holds the galaxy_features rows (1M galaxies: ~0.5 GiB) within half the row-map bytes
-        return ReadSession(base, limits=settings.sql_limits, hold_features=True, rowmap_bytes=_SERVER_ROWMAP_BYTES)
+        # a server holds the galaxy_features rows (1M galaxies: ~0.5 GiB) within half the row-map bytes, and
+        # each table's record columns (1M photometry rows: ~0.4 GiB) within a quarter
+        return ReadSession(base, limits=settings.sql_limits, hold_features=True, rowmap_bytes=settings.row_map_bytes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

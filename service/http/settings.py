@@ -82,6 +82,10 @@ class Settings:
         Most neighbours a ``similar`` request may ask for.
     allow_download : bool
         Whether embedding an uploaded image may download encoder weights.
+    row_map_bytes : int
+        Bytes the server's read session may hold per kind of table-version data: id -> row maps, the
+        ``galaxy_features`` rows (held while under half of it) and the columns a record shows of each table
+        (each held while under a quarter; over it, that table's records are taken from Lance, logged).
     """
 
     home: Path | str
@@ -96,6 +100,7 @@ class Settings:
     sql_threads: int = 2
     max_k: int = 200
     allow_download: bool = False
+    row_map_bytes: int = 3 * 2**30
 
     def __post_init__(self) -> None:
         if not is_loopback(self.host) and not self.token:
@@ -104,6 +109,8 @@ class Settings:
             )
         if self.sql_threads < 1 or self.sql_max_bytes < 1 or self.max_image_bytes < 1:
             raise InputError("sql_threads, sql_max_bytes and max_image_bytes must be positive")
+        if self.row_map_bytes < 0:
+            raise InputError(f"row_map_bytes must be 0 or more, got {self.row_map_bytes}")
 
     @property
     def sql_limits(self) -> SQLLimits:
