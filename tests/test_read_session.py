@@ -164,6 +164,48 @@ def test_session_where_obeys_its_timeout(warehouse):
         search.similar_plan(snap, ids[0], where=slow, encoder=ENC)
 
 
+def test_session_queries_are_timed_by_one_watchdog_not_a_thread_each(warehouse, monkeypatch):
+    """A session's queries start no timer thread (each start waits for the thread to run: ~1 ms on a busy
+    machine); its one watchdog still interrupts a slow /sql query and a slow where filter."""
+    import threading
+
+    from warehouse.search.features import serving_engine
+
+    ids, _ = make_warehouse(warehouse)
+    session = ReadSession(warehouse, limits=SQLLimits(timeout_s=0.5, threads=1), hold_features=True)
+    snap = session.snapshot()
+    monkeypatch.setattr(threading, "Timer", None)  # a per-query timer would fail here
+    for engine in (snap.engine(), serving_engine(snap)):
+        for g in ids[:5]:
+            assert engine.run(f"SELECT galaxy_id FROM galaxy_features WHERE galaxy_id = '{g}'").table.num_rows == 1
+        with pytest.raises(SQLError, match=r"0\.5 s timeout"):
+            engine.run("SELECT count(*) FROM range(1000000) a, range(1000000) b")
+    with pytest.raises(SQLError, match=r"0\.5 s timeout"):
+        search.similar_plan(snap, ids[0], where="(SELECT count(*) FROM range(1000000) a, range(1000000) b) > 0",
+                            encoder=ENC)
+    assert session.watchdog._thread in threading.enumerate()  # one thread, the session's
+    assert engine.run("SELECT 1 AS one").table.to_pylist() == [{"one": 1}]  # an interrupt does not linger
+
+
+def test_watchdog_calls_only_what_is_still_armed():
+    import threading
+
+    from warehouse.sql_engine import Watchdog
+
+    dog, fired = Watchdog(idle_s=0.1), []
+    done = threading.Event()
+    dog.disarm(dog.arm(0.05, lambda: fired.append("disarmed")))
+    dog.arm(0.2, lambda: (fired.append("late"), done.set()))
+    dog.arm(0.1, lambda: fired.append("soon"))
+    assert done.wait(5) and fired == ["soon", "late"]
+    thread = dog._thread
+    thread.join(5)
+    assert not thread.is_alive() and dog._thread is None  # idle: it ended
+    dog.arm(0.05, lambda: fired.append("again"))  # and starts again when armed
+    dog._thread.join(5)
+    assert fired == ["soon", "late", "again"]
+
+
 def test_held_features_answer_sql_as_the_view(warehouse):
     """A server's engine serves galaxy_features from the held rows: every query answers as the view does."""
     from warehouse.search.features import serving_engine

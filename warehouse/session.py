@@ -40,7 +40,7 @@ import pyarrow as pa
 
 from warehouse.errors import WarehouseError
 from warehouse.facade import Warehouse
-from warehouse.sql_engine import SQLEngine, SQLLimits, SQLResult
+from warehouse.sql_engine import SQLEngine, SQLLimits, SQLResult, Watchdog
 
 __all__ = ["ByteLRU", "ReadSession", "RowMap", "Snapshot", "snapshot_of"]
 
@@ -188,6 +188,8 @@ class ReadSession:
         self._stamped: tuple[int, ...] | None = None
         self._lock = threading.Lock()
         self._hold_lock = threading.Lock()
+        self.watchdog = Watchdog()
+        """Interrupts the session's queries past their timeout (one thread, not a timer thread per query)."""
 
     def __repr__(self) -> str:
         return f"ReadSession({str(self.base.root)!r})"
@@ -288,8 +290,13 @@ class ReadSession:
         return self.cached_engine(key, lambda: SQLEngine(snap, snap.pins, self.limits))
 
     def cached_engine(self, key: Hashable, make: Callable[[], SQLEngine]) -> SQLEngine:
-        """An engine kept under ``key`` (an LRU of 96), made by ``make`` on a miss."""
-        return self._engines.get_or_make(key, lambda: (make(), 0))[0]
+        """An engine kept under ``key`` (an LRU of 96), made by ``make`` on a miss (timed by the session's watchdog)."""
+        def made() -> tuple[SQLEngine, int]:
+            engine = make()
+            engine.watchdog = engine.watchdog or self.watchdog
+            return engine, 0
+
+        return self._engines.get_or_make(key, made)[0]
 
     def row_map(self, table: str, ds: lance.LanceDataset) -> RowMap:
         """The id -> rows map of a table version (read once: its ``galaxy_id`` column)."""
