@@ -172,6 +172,24 @@ def test_help_does_not_import_torch():
     assert out.stdout.strip() == "False", out.stderr
 
 
+def test_show_of_a_record_without_predictions_imports_no_duckdb_pil_or_filelock(tmp_path):
+    """A cold ``show`` reads the record by key: it loads no SQL engine (no predictions to rank), no image
+    library and no file lock (a read takes none): each ~0.01-0.1 s of a cold start."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_search import make_warehouse
+
+    from warehouse import Warehouse
+
+    make_warehouse(Warehouse.open(tmp_path / "wh"))
+    code = ("import sys, runpy; sys.argv = ['astrovision', '--home', sys.argv[1], 'show', 'demo:000003'];\n"
+            "try:\n    runpy.run_module('service.cli', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('duckdb', 'PIL', 'filelock', 'polars') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "wh")], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert out.returncode == 0 and "demo:000003" in out.stdout, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+
+
 def test_ingested_demo_survey_cross_matches_its_own_catalogue_offline(tmp_path):
     home = tmp_path / "home"
     proc = cli(home, "ingest", "--source", "demo", "--n", "6", "--shard-size", "6")

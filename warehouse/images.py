@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image
 
 __all__ = ["PNG_LEVEL", "decode_image", "encode_image"]
 
@@ -40,6 +39,8 @@ def encode_image(image: np.ndarray, *, png_level: int = PNG_LEVEL) -> tuple[str,
     if image.dtype == np.uint8 and (image.ndim == 2 or image.shape[2] in (1, 3, 4)):
         arr = image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image
         buf = io.BytesIO()
+        from PIL import Image  # imported on use: a command that reads no pixels skips it
+
         Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG", compress_level=png_level)
         return "png", buf.getvalue()
     buf = io.BytesIO()
@@ -58,6 +59,8 @@ def decode_image(encoding: str, data: bytes, *, channels: int | None = None) -> 
         The stored channel count; a single-channel PNG comes back as ``(H, W, 1)`` when it is 1.
     """
     if encoding == "png":
+        from PIL import Image
+
         arr = np.asarray(Image.open(io.BytesIO(data)))
         if channels == 1 and arr.ndim == 2:
             arr = arr[:, :, None]

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from filelock import FileLock
+if TYPE_CHECKING:  # imported on use: a read never locks
+    from filelock import FileLock
 
 __all__ = ["file_lock", "lock_path"]
 
@@ -34,4 +36,6 @@ def file_lock(root: Path, name: str) -> FileLock:
     Use as ``with file_lock(root, name):``; ``acquire(timeout=...)`` raises :class:`filelock.Timeout`
     when another process holds it that long.
     """
+    from filelock import FileLock
+
     return FileLock(str(lock_path(root, name)))

@@ -36,13 +36,13 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-import duckdb
 import pyarrow as pa
 
 from warehouse import schemas
 from warehouse.errors import SQLError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # duckdb is imported where used: a command that runs no query (a record) skips it
+    import duckdb
     import polars as pl
 
     from warehouse.store import TableStore
@@ -213,6 +213,7 @@ def explained_statement(query: str) -> str:
     SQLError
         ``query`` does not start with ``EXPLAIN``.
     """
+    import duckdb
     tokens = duckdb.tokenize(query)
     ends = [pos for pos, _ in tokens[1:]] + [len(query)]
     words = [(pos, query[pos:end].strip()) for (pos, kind), end in zip(tokens, ends)
@@ -244,6 +245,7 @@ class SQLEngine:
         shared, and the Lance tables are registered again here (registrations belong to a connection),
         so each thread has its own connection over one database.
         """
+        import duckdb
         self.warehouse = warehouse
         self.relations: list[str] = []
         self.watchdog: Watchdog | None = parent.watchdog if parent is not None else None
@@ -267,6 +269,7 @@ class SQLEngine:
 
     def _configure(self) -> None:
         """Threads, memory limit, and no directory of the machine in the settings (before the lock)."""
+        import duckdb
         lim = self.limits
         if int(lim.threads) < 1:
             raise SQLError(f"threads must be at least 1, got {lim.threads}")
@@ -300,6 +303,7 @@ class SQLEngine:
             self.con.execute(f"CREATE MACRO {name}() AS {int(value)}")
 
     def _create_views(self) -> list[str]:
+        import duckdb
         created = []
         for path in view_files():
             text = path.read_text()
@@ -325,6 +329,7 @@ class SQLEngine:
         Allowed: one ``SELECT`` (incl. ``WITH``/``DESCRIBE``/``SHOW``/``SUMMARIZE``), or ``EXPLAIN``
         / ``EXPLAIN ANALYZE`` of one ``SELECT`` (``EXPLAIN ANALYZE`` executes what it explains).
         """
+        import duckdb
         statements = self._parse(query)
         if len(statements) != 1:
             raise SQLError(f"expected exactly one statement, got {len(statements)}")
@@ -339,6 +344,7 @@ class SQLEngine:
         return stmt
 
     def _parse(self, query: str) -> list[duckdb.Statement]:
+        import duckdb
         try:
             return self.con.extract_statements(query)
         except duckdb.Error as exc:
@@ -346,6 +352,7 @@ class SQLEngine:
 
     def _timed(self, work: Callable[[], _T], timeout_s: float | None) -> _T:
         """Run ``work`` on the connection, interrupted after ``timeout_s``; DuckDB errors as one line."""
+        import duckdb
         timeout_s = self.limits.timeout_s if timeout_s is None else timeout_s
         if self.watchdog is not None:
             token = self.watchdog.arm(timeout_s, self.con.interrupt)
@@ -411,6 +418,7 @@ class SQLEngine:
             One line: what went wrong, plus the tables and views that exist; a result over
             :attr:`SQLLimits.max_bytes`, or a column no face can carry (named).
         """
+        import duckdb
         stmt = self.check(query)
         cap = None if limit is None or stmt.type != duckdb.StatementType.SELECT else max(int(limit), 0)
 
@@ -458,6 +466,7 @@ class SQLEngine:
         SQLError
             ``where`` is not one expression, names an unknown column, or the query failed.
         """
+        import duckdb
         stmt = self.check(query)
         try:
             expr = duckdb.SQLExpression(where)
