@@ -28,6 +28,7 @@ side share nothing.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -186,6 +187,7 @@ class ReadSession:
         self._checked = 0.0
         self._checked_ns = 0
         self._stamped: tuple[int, ...] | None = None
+        self._stat_paths: tuple[tuple[str, ...], list[str]] | None = None
         self._lock = threading.Lock()
         self._hold_lock = threading.Lock()
         self.watchdog = Watchdog()
@@ -203,10 +205,13 @@ class ReadSession:
         """
         if self.base.location.remote:
             return None
-        lance_dir = Path(self.base.lance_dir)
+        tables = tuple(self._latest or ())
+        if self._stat_paths is None or self._stat_paths[0] != tables:  # the paths as text, made once
+            lance_dir = Path(self.base.lance_dir)
+            self._stat_paths = (tables, [str(lance_dir), *(str(lance_dir / f"{t}.lance" / "_versions")
+                                                           for t in tables)])
         try:
-            return (lance_dir.stat().st_mtime_ns,
-                    *((lance_dir / f"{t}.lance" / "_versions").stat().st_mtime_ns for t in self._latest or {}))
+            return tuple(os.stat(path).st_mtime_ns for path in self._stat_paths[1])
         except OSError:
             return None
 
