@@ -116,9 +116,10 @@ def similar_plan(
         feats = feats.drop_columns([c for c in ("rank", "distance") if c in feats.column_names])
         at = pc.index_in(hits.column("galaxy_id"), value_set=feats.column("galaxy_id"))
         feats = feats.take(at)
-        for name in feats.column_names:
-            if name != "galaxy_id":
-                hits = hits.append_column(feats.schema.field(name), feats.column(name))
+        keep = [i for i, name in enumerate(feats.column_names) if name != "galaxy_id"]
+        # one table built from the columns (an append_column per column copied the table ~50 times)
+        hits = pa.Table.from_arrays([*hits.columns, *(feats.column(i) for i in keep)],
+                                    schema=pa.schema([*hits.schema, *(feats.schema.field(i) for i in keep)]))
     return SimilarResult(hits, plan)
 
 
