@@ -108,6 +108,27 @@ def test_record_from_held_rows_equals_the_lance_takes(warehouse, rowmap_bytes, c
         assert not kept and 1 <= caplog.text.count("galaxies v") <= 2 and "taken from Lance" in caplog.text
 
 
+@pytest.mark.parametrize("hold", [True, False], ids=["held features", "taken features"])
+def test_neighbours_without_a_galaxies_row_keep_their_rank_with_null_features(warehouse, hold):
+    """A vector whose galaxy has no catalogue row is still a neighbour, in its place, with null features."""
+    from test_search import _fsl
+
+    from warehouse.schemas.embeddings import embedding_spec
+
+    ids, vecs = make_warehouse(warehouse)
+    spec = embedding_spec(ENC, vecs.shape[1])
+    warehouse.upsert(spec.name, pa.table({  # an exact copy of ids[3]'s vector, for a galaxy not in the catalogue
+        "galaxy_id": ["demo:orphan"], "shard": ["demo-00000"], "encoder": [ENC], "weights_sha256": ["0" * 64],
+        "weights_origin": ["random"], "flags": pa.array([0], pa.int64()), "vector": _fsl(vecs[3:4]),
+        "patch_mean": _fsl(vecs[3:4])}), spec=spec)
+    snap = ReadSession(warehouse, hold_features=hold).snapshot()
+    found = search.similar_plan(snap, ids[3], k=5, encoder=ENC).table.to_pylist()
+    assert {found[0]["galaxy_id"], found[1]["galaxy_id"]} == {ids[3], "demo:orphan"}
+    by_id = {r["galaxy_id"]: r for r in found}
+    assert by_id["demo:orphan"]["ra"] is None and by_id["demo:orphan"]["label_name"] is None
+    assert by_id[ids[3]]["ra"] == 3.0 and all(r["ra"] is not None for r in found if r["galaxy_id"] != "demo:orphan")
+
+
 def test_snapshots_follow_commits_and_pin_versions(warehouse):
     """A new version is seen by the next snapshot without a restart; a pinned one stays as it was."""
     make_warehouse(warehouse)

@@ -114,8 +114,8 @@ def similar_plan(
         ids = hits.column("galaxy_id").to_pylist()
         feats = features_by_id(snap, ids)
         feats = feats.drop_columns([c for c in ("rank", "distance") if c in feats.column_names])
-        at = pc.index_in(hits.column("galaxy_id"), value_set=feats.column("galaxy_id"))
-        feats = feats.take(at)
+        if not feats.column("galaxy_id").equals(hits.column("galaxy_id")):  # some have no features: align
+            feats = feats.take(pc.index_in(hits.column("galaxy_id"), value_set=feats.column("galaxy_id")))
         keep = [i for i, name in enumerate(feats.column_names) if name != "galaxy_id"]
         # one table built from the columns (an append_column per column copied the table ~50 times)
         hits = pa.Table.from_arrays([*hits.columns, *(feats.column(i) for i in keep)],
