@@ -194,8 +194,10 @@ class FinetuneConfig(ImageConfig):
 
     def fit_config(self) -> FitConfig:
         """As :meth:`ImageConfig.fit_config`, without batch-norm recalibration: the encoder keeps the
-        statistics its embeddings and probe were computed with (:meth:`models.dinov2.DINOv2Features.train`)."""
-        return replace(super().fit_config(), bn_recalibration_batches=0)
+        statistics its embeddings and probe were computed with (:meth:`models.dinov2.DINOv2Features.train`);
+        a head initialised from the probe is scored before training and kept when no epoch beats it on
+        validation (``best_epoch`` 0 in the history), so the fine-tune never ends below its start there."""
+        return replace(super().fit_config(), bn_recalibration_batches=0, score_start=self.init_from_probe)
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,9 @@ class FitConfig:
     bn_recalibration_batches : int
         Before each validation, re-estimate batch-norm statistics on this many un-augmented training
         batches (0: keep the running averages). See :func:`recalibrate_bn`.
+    score_start : bool
+        Score the model as given on validation before the first step (epoch 0) and keep it if no epoch
+        beats it (:attr:`models.loop.LoopConfig.score_start`); for a head initialised from a probe.
     """
 
     epochs: int = 3
@@ -76,6 +79,7 @@ class FitConfig:
     max_steps: int = 0
     augment: bool = True
     bn_recalibration_batches: int = 8
+    score_start: bool = False
 
 
 @dataclass
@@ -291,7 +295,8 @@ def fit(
             result.checkpoint = str(ckpt_dir / "best.pt")
 
     loop = LoopConfig(epochs=config.epochs, patience=config.patience, max_steps=config.max_steps,
-                      grad_clip=config.grad_clip, warmup_frac=config.warmup_frac, select="val_balanced_accuracy")
+                      grad_clip=config.grad_clip, warmup_frac=config.warmup_frac, select="val_balanced_accuracy",
+                      score_start=config.score_start)
     try:
         out = train_loop(model, optimizer, lambda epoch: train_loader, step, loop, steps_per_epoch=len(train_loader),
                          score=score, on_improve=keep, log=log)

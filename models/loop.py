@@ -86,6 +86,10 @@ class LoopConfig:
         Share of the steps in linear warm-up (``cosine`` only).
     select : str
         Key of the ``score`` dict that chooses the kept epoch (higher is better).
+    score_start : bool
+        With ``select``, also score the weights as given, before any step, as epoch 0: a run whose
+        epochs never beat its start keeps the start (a fine-tune initialised from a probe can then
+        only match or beat the probe on validation).
     name : str
         Prefix of the log lines (``"unet "``, ``"ssl "``; empty for classifiers).
     """
@@ -97,6 +101,7 @@ class LoopConfig:
     schedule: Literal["cosine", "constant"] = "cosine"
     warmup_frac: float = 0.0
     select: str = ""
+    score_start: bool = False
     name: str = ""
 
 
@@ -109,7 +114,8 @@ class LoopResult:
     history : list of dict
         Per epoch: ``epoch``, ``train_loss`` (mean over images), the ``score`` values, ``seconds``.
     best_epoch : int
-        1-based epoch whose weights were kept (the last one without ``select``; 0 if none ran).
+        1-based epoch whose weights were kept (the last one without ``select``; 0 if none ran, or if the
+        start scored with ``score_start`` was never beaten).
     best_score : float
     steps : int
         Optimizer steps in this call.
@@ -148,8 +154,8 @@ def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_s
                              warmup_lr_init=0.0, warmup_prefix=True, t_in_epochs=False)
 
 
-def _improved(score: float, best: float, best_epoch: int) -> bool:
-    if best_epoch == 0:
+def _improved(score: float, best: float, have_best: bool) -> bool:
+    if not have_best:
         return True
     return math.isfinite(score) and (not math.isfinite(best) or score > best + 1e-9)
 
@@ -244,6 +250,15 @@ def train_loop(
     done = start_epoch * steps_per_epoch  # steps before this call (resumed epochs)
     meter = [0, 0.0, 0.0]  # images, seconds waiting for batches, seconds of whole steps
     t_start = time.perf_counter()
+    if config.select and config.score_start and score is not None and start_epoch == 0:
+        model.eval()
+        row0 = {"epoch": 0, "train_loss": float("nan"), **score(0), "seconds": time.perf_counter() - t_start}
+        result.history.append(row0)
+        _log_epoch(log, config, row0)
+        result.best_epoch, result.best_score = 0, float(row0[config.select])
+        best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        if on_improve is not None:
+            on_improve(0, best_state)
     for epoch in range(start_epoch + 1, config.epochs + 1):
         model.train()
         t_epoch = time.perf_counter()
@@ -257,7 +272,7 @@ def train_loop(
         stop = done + result.steps >= total
         if config.select:
             value = float(row[config.select])
-            if _improved(value, result.best_score, result.best_epoch):
+            if _improved(value, result.best_score, best_state is not None):
                 result.best_epoch, result.best_score, bad = epoch, value, 0
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
                 if on_improve is not None:

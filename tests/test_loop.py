@@ -76,6 +76,33 @@ def test_early_stopping_restores_the_best_epoch_and_stops_after_patience():
     assert float(model.weight.detach().sum()) == pytest.approx(kept[2])
 
 
+def test_score_start_keeps_the_start_when_no_epoch_beats_it():
+    """A fine-tune initialised from a probe is scored before its first step; if training only makes
+    validation worse, the weights it started from are what the run keeps (epoch 0)."""
+    model = nn.Linear(2, 1)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scores = iter([0.8, 0.6, 0.7, 0.5])  # epoch 0 (the start), then 1-3
+    saved: list[int] = []
+    out = train_loop(model, opt, lambda e: [torch.ones(4, 2)] * 3, lambda b: (model(b).pow(2).mean(), len(b)),
+                     LoopConfig(epochs=3, select="acc", score_start=True, schedule="constant"), steps_per_epoch=3,
+                     score=lambda epoch: {"acc": next(scores)}, on_improve=lambda e, state: saved.append(e))
+    assert [h["epoch"] for h in out.history] == [0, 1, 2, 3] and out.steps == 9
+    assert out.best_epoch == 0 and out.best_score == 0.8 and saved == [0]
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, start[k])
+
+
+def test_score_start_gives_way_to_a_better_epoch():
+    model = nn.Linear(2, 1)
+    scores = iter([0.5, 0.9, 0.7])
+    out = train_loop(model, torch.optim.SGD(model.parameters(), lr=0.1), lambda e: [torch.ones(4, 2)] * 2,
+                     lambda b: (model(b).pow(2).mean(), len(b)),
+                     LoopConfig(epochs=2, select="acc", score_start=True, schedule="constant"), steps_per_epoch=2,
+                     score=lambda epoch: {"acc": next(scores)})
+    assert out.best_epoch == 1 and out.best_score == 0.9
+
+
 def test_max_steps_ends_the_run_mid_epoch():
     model = nn.Linear(2, 1)
     opt = torch.optim.AdamW(model.parameters(), lr=0.1)

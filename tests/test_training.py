@@ -366,6 +366,8 @@ def test_finetune_of_the_warehouse_own_encoder_when_auto_chose_it(warehouse):
     fit = json.loads(row["metrics_json"])["fit"]
     vs = fit["vs_probe"]
     assert fit["backbone"] == "ssl_resnet18" and vs["probe"] == "dinov2_probe v1" and vs["n_test"] > 0
+    # the probe-initialised start is scored on val as epoch 0 and kept unless an epoch beats it
+    assert fit["history"][0]["epoch"] == 0 and fit["best_epoch"] in {h["epoch"] for h in fit["history"]}
     assert vs["ci95"][0] <= vs["difference"] <= vs["ci95"][1] and vs["beats_probe"] == (vs["ci95"][0] > 0)
     from service.commands.demo import _uncertainty_lines
 
