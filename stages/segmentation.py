@@ -372,7 +372,8 @@ def train_unet(wh: Any, config: Any = None, *, seed: int = 0, split_name: str | 
     gate = _unet_gate(scores)
     passed, reason = gate["passed"], gate["reason"]
     png = _montage(test_stamps, test_otsu, pred, [truths.get(g) for g in test_ids], [cls_of[g] for g in test_ids])
-    fit_info = {**fit.as_dict(), "inference_galaxies_per_s": len(test_ids) / infer_s if infer_s else math.nan}
+    fit_info = {**fit.as_dict(), "n_train_used": n["train"],
+                "inference_galaxies_per_s": len(test_ids) / infer_s if infer_s else math.nan}
     tmp = Path(wh.models_dir) / MODEL_NAME / f".tmp-{uuid.uuid4().hex}"
     tmp.mkdir(parents=True, exist_ok=True)
 

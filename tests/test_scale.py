@@ -238,3 +238,32 @@ def test_plan_command_reads_a_costs_file(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["astrovision: error: plan: --workers must be positive; got 0"]
     assert load_costs().run_overhead_s  # the measured file shipped with the code loads
+
+
+def _stage_costs() -> dict:
+    return {
+        "morphometrics": {"runs": "shard", "wall_s": {"fixed": 2.0, "per_galaxy": 0.5, "per_trained": 0.0},
+                          "cpu_s": {"fixed": 1.0, "per_galaxy": 1.0, "per_trained": 0.0}},
+        "cnn": {"runs": "once", "budget": "cnn", "share": 0.7,
+                "wall_s": {"fixed": 10.0, "per_galaxy": 0.01, "per_trained": 0.1},
+                "cpu_s": {"fixed": 10.0, "per_galaxy": 0.02, "per_trained": 0.2}},
+    }
+
+
+def test_per_stage_projection_counts_shard_runs_and_stops_training_costs_at_the_budget():
+    from stages.plan import project_stages
+
+    costs = _costs(stage_costs=_stage_costs())
+    small = {r.stage: r for r in project_stages(costs, 100, 40, budgets={"cnn": 200})}
+    assert (small["morphometrics"].runs, small["morphometrics"].wall_s, small["morphometrics"].cpu_s) == (3, 56.0, 103.0)
+    assert (small["cnn"].runs, small["cnn"].trained, small["cnn"].cap) == (1, 70, 200)
+    assert small["cnn"].wall_s == pytest.approx(10 + 1 + 7) and small["cnn"].cpu_s == pytest.approx(10 + 2 + 14)
+    big = {r.stage: r for r in project_stages(costs, 10_000, 1000, budgets={"cnn": 200})}
+    assert big["cnn"].trained == 200 and big["cnn"].wall_s == pytest.approx(10 + 100 + 20)  # training capped
+    uncapped = {r.stage: r for r in project_stages(costs, 10_000, 1000, budgets={})}
+    assert uncapped["cnn"].trained == 7000
+    with pytest.raises(InputError, match="no per-stage costs"):
+        project_stages(_costs(), 100, 40)
+    with pytest.raises(InputError, match="--shard-size must be positive"):
+        project_stages(costs, 100, 0)
+

@@ -311,7 +311,7 @@ def test_unet_trains_on_its_budget_and_records_it(demo_segmented):
 
     out = train_unet(wh, cfg, log=logs.append)
     row = [r for r in wh.read("models").to_pylist() if r["name"] == "unet"][-1]
-    assert row["version"] == out.version and out.n["train"] == 20
+    assert row["version"] == out.version and out.n["train"] == 20 == out.fit["n_train_used"]
     assert json.loads(row["config_json"])["max_train"] == 20
     note = json.loads(row["metrics_json"])["notes"][0]
     assert "budget: trained on 20 of" in note and "max_train 20" in note
