@@ -402,6 +402,9 @@ def test_stage_trains_on_its_budget_and_records_what_it_left_out(warehouse):
     assert "budget: 4 of 8 galaxies" in record["notes"][-1] and "8 images seen in 2 epochs" in record["notes"][-1]
     assert any("training ssl_resnet18 on 4 galaxies" in m and "budget: 4 of 8" in m for m in logs)
     assert train_ssl_encoder(warehouse, config=TINY, max_images=4, log=lambda _m: None).reused
+    from service.commands.demo import _ssl_note
+
+    assert "on 4 of this warehouse's 8 galaxies (budget max_images 4)" in _ssl_note(warehouse, "ssl_resnet18")
     full = train_ssl_encoder(warehouse, config=TINY, max_images=0, log=lambda _m: None)  # another budget retrains
     assert not full.reused and (full.n_trained, full.max_images) == (8, 0)
     assert full.weights_sha256 != out.weights_sha256
