@@ -267,3 +267,4 @@ def test_per_stage_projection_counts_shard_runs_and_stops_training_costs_at_the_
     with pytest.raises(InputError, match="--shard-size must be positive"):
         project_stages(costs, 100, 0)
 
+
