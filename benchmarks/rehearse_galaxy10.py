@@ -6,6 +6,7 @@ Usage (serialised with the other engineers' heavy runs)::
     .venv/bin/python benchmarks/rehearse_galaxy10.py --n 17736            # the full-size rehearsal
     .venv/bin/python benchmarks/rehearse_galaxy10.py --path ~/data/Galaxy10_DECals.h5   # the real file
     .venv/bin/python benchmarks/rehearse_galaxy10.py --fit OUT1 OUT2      # planner costs from two rehearsals
+    .venv/bin/python benchmarks/rehearse_galaxy10.py --check OUT3         # planner vs a third one, per stage
 
 Without ``--path`` it first writes a Galaxy10-format HDF5 (the datasets, dtypes and shapes
 :class:`features.sources.galaxy10.Galaxy10Source` reads: ``images`` uint8 N x 256 x 256 x 3, ``ans``
@@ -230,6 +231,29 @@ def fit_stage_costs(outs: list[Path]) -> tuple[dict[str, dict], dict]:
     return costs, measured
 
 
+def check(out: Path, costs_path: Path | None = None) -> str:
+    """Planner vs measured, per stage, for the rehearsal in ``out`` (its N, Galaxy10's shard size)."""
+    from features.sources.galaxy10 import Galaxy10Source
+
+    run = json.loads((out / "rehearsal.json").read_text())
+    n = int(run["n"])
+    plan_s = planner(n, Galaxy10Source.default_shard_size, costs_path)
+    lines = [f"planner vs measured at {n} galaxies ({out})", "",
+             "| stage | measured wall s | planner wall s | planner / measured | measured CPU s | planner CPU s | "
+             "planner / measured |", "|---|---|---|---|---|---|---|"]
+    tw = tp = cw = cp = 0.0
+    for name, r in sorted(run["steps"].items(), key=lambda kv: -kv[1]["wall_s"]):
+        if name == "(outside steps)" or name not in plan_s:
+            continue
+        pw, pc = plan_s[name]
+        tw, tp, cw, cp = tw + r["wall_s"], tp + pw, cw + r["cpu_s"], cp + pc
+        lines.append(f"| {name} | {r['wall_s']:.1f} | {pw:.1f} | {pw / r['wall_s']:.2f} | {r['cpu_s']:.1f} | "
+                     f"{pc:.1f} | {pc / r['cpu_s'] if r['cpu_s'] else float('nan'):.2f} |")
+    lines.append(f"| **steps** | **{tw:.1f}** | **{tp:.1f}** | **{tp / tw:.2f}** | **{cw:.1f}** | **{cp:.1f}** | "
+                 f"**{cp / cw:.2f}** |")
+    return "\n".join(lines)
+
+
 def report(measured: dict, steps: dict[str, dict], home: Path, n: int, shard_size: int, cores: int) -> str:
     from warehouse import Warehouse
 
@@ -266,8 +290,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fit", type=Path, nargs="+", metavar="OUT",
                     help="no run: fit the planner's per-stage costs on these rehearsal --out directories")
     ap.add_argument("--costs", type=Path, default=None,
-                    help="with --fit: the costs file to update (default stages/scale_costs.json)")
+                    help="with --fit: the costs file to update, with --check: to read (default stages/scale_costs.json)")
+    ap.add_argument("--check", type=Path, metavar="OUT",
+                    help="no run: planner vs measured per stage for the rehearsal in this --out directory")
     args = ap.parse_args(argv)
+    if args.check:
+        print(check(args.check, args.costs))
+        return 0
     if args.fit:
         from stages.plan import COSTS_FILE
 

@@ -154,3 +154,12 @@ def test_stage_costs_fitted_on_two_rehearsals_reproduce_them(tmp_path):
     assert at["cnn"].wall_s == pytest.approx(5 + 4 + 28)
     big = {r.stage: r for r in project_stages(costs, 10_000, 10_000, budgets={"cnn": 2048})}
     assert big["cnn"].wall_s == pytest.approx(5 + 100 + 204.8)  # training stops at the budget, evaluation does not
+    from rehearse_galaxy10 import check
+
+    from stages.plan import COSTS_FILE
+
+    path = tmp_path / "costs.json"
+    path.write_text(json.dumps({**json.loads(COSTS_FILE.read_text()), "stage_costs": stage_costs}))
+    table = check(outs[1], path)
+    assert "| morphometrics | 121.0 | 121.0 | 1.00 | 242.0 | 242.0 | 1.00 |" in table
+    assert "| cnn | 37.0 | 37.0 | 1.00 |" in table
