@@ -186,11 +186,15 @@ def training_parts(home: Path) -> dict[str, dict]:
 
 
 def _line(xs: list[float], ys: list[float]) -> tuple[float, float]:
-    """Least-squares ``y = a + b x``; one distinct ``x``: through the origin."""
+    """Least-squares ``y = a + b x``; one distinct ``x``, or a negative ``a`` or ``b``: through the origin
+    (the largest ``x``'s point)."""
     x, y = np.asarray(xs, float), np.asarray(ys, float)
     if len(set(xs)) < 2:
         return 0.0, float(y.sum() / x.sum()) if x.sum() else 0.0
     b, a = np.polyfit(x, y, 1)
+    if a < 0 or b < 0:  # noise at small N: a negative cost projects nonsense; the largest run through the origin
+        k = int(np.argmax(x))
+        return 0.0, float(y[k] / x[k]) if x[k] else 0.0
     return float(a), float(b)
 
 

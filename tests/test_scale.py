@@ -17,7 +17,7 @@ from test_cli import cli
 from dagster_project.executors import Execution, cores_per_shard, split_cores_config
 from dagster_project.runner import PID_TAG
 from features.errors import InputError
-from stages.plan import Costs, load_costs, plan
+from stages.plan import COSTS_FILE, Costs, load_costs, plan
 
 
 def _runs(home) -> list[dg.DagsterRun]:
@@ -268,3 +268,27 @@ def test_per_stage_projection_counts_shard_runs_and_stops_training_costs_at_the_
         project_stages(costs, 100, 0)
 
 
+
+
+def test_shipped_costs_cover_every_asset_of_the_default_job_with_the_code_budgets(tmp_path):
+    """``astrovision plan`` projects every stage ``ingest --all`` runs, training stages under TRAIN_BUDGETS."""
+    from dagster_project.definitions import defs
+    from models.config import TRAIN_BUDGETS
+    from stages.plan import project_stages
+
+    costs = load_costs()
+    assets = {k.to_user_string() for k in defs.get_repository_def().asset_graph.get_all_asset_keys()}
+    assert assets <= set(costs.stage_costs), sorted(assets - set(costs.stage_costs))
+    assert {c["budget"] for c in costs.stage_costs.values() if "budget" in c} == set(TRAIN_BUDGETS)
+    rows = {r.stage: r for r in project_stages(costs, 17_736, 1000)}
+    assert rows["ssl_encoder"].trained == TRAIN_BUDGETS["ssl_encoder"] and rows["morphometrics"].runs == 18
+    assert all(r.wall_s >= 0 and r.cpu_s >= 0 for r in rows.values())
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**json.loads(COSTS_FILE.read_text()),
+                               "stage_costs": {"cnn": {**_stage_costs()["cnn"], "runs": "twice"}}}))
+    with pytest.raises(InputError, match="runs must be shard or once"):
+        load_costs(bad)
+    proc = cli(tmp_path / "home", "plan", "--galaxies", "17736", "--shard-size", "1000", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "every stage of the default job" in proc.stdout and "ssl_encoder" in proc.stdout
+    assert "(cap 2,048)" in proc.stdout
