@@ -5,6 +5,8 @@ Usage (serialised with the other engineers' heavy runs)::
     flock /tmp/astrovision-heavy.lock .venv/bin/python benchmarks/rehearse_galaxy10.py --n 1500
     .venv/bin/python benchmarks/rehearse_galaxy10.py --n 17736            # the full-size rehearsal
     .venv/bin/python benchmarks/rehearse_galaxy10.py --path ~/data/Galaxy10_DECals.h5   # the real file
+    .venv/bin/python benchmarks/rehearse_galaxy10.py --fit OUT1 OUT2      # planner costs from two rehearsals
+    .venv/bin/python benchmarks/rehearse_galaxy10.py --check OUT3         # planner vs a third one, per stage
 
 Without ``--path`` it first writes a Galaxy10-format HDF5 (the datasets, dtypes and shapes
 :class:`features.sources.galaxy10.Galaxy10Source` reads: ``images`` uint8 N x 256 x 256 x 3, ``ans``
@@ -20,8 +22,14 @@ user gets (shard size, ``--workers``, executor, encoders) into a fresh home, mea
 :mod:`benchmarks.proc_profile` (exact CPU from ``rusage``, psutil samples of the process tree, the
 Dagster run's step windows), and prints per stage: runs, wall, CPU seconds, CPU utilisation
 (CPU / wall / cores), peak RSS of the process tree while the stage ran, rows and bytes on disk of the
-tables it writes, and beside them ``astrovision plan``'s projection for the same N where the planner has
-a measured cost for the stage.
+tables it writes, and beside them ``astrovision plan``'s projection (wall and CPU) for the same N.
+Everything measured goes to ``<out>/rehearsal.json``, with each training stage's training seconds and the
+galaxies it trained on (from the registry rows and the SSL encoder's record).
+
+``--fit OUT ...`` (no run) fits the planner's per-stage costs (``stage_costs`` of
+``stages/scale_costs.json``, :func:`stages.plan.project_stages`) on the rehearsals in those ``--out``
+directories: per stage, least squares of ``fixed + per_galaxy * N`` on what is not training and of
+``fixed + per_trained * T`` on the training seconds (two sizes or more identify both terms).
 """
 
 from __future__ import annotations
@@ -51,6 +59,12 @@ STAGE_TABLES = {"galaxies": ["galaxies", "images"], "embeddings": ["embeddings_*
                 "dinov2_probe": ["models"], "dinov2_finetune": ["models"], "fusion": ["models", "fusion_inputs"],
                 "unet": ["models"], "ssl_encoder": []}
 """Tables each step writes, where the name is not the step's own (``models``: one registry row)."""
+
+PER_SHARD = ("galaxies", "morphometrics", "embeddings", "photometry")
+"""The default job's per-shard assets (``partitions_def=SHARDS``): one run per shard."""
+TRAINED = {"ssl_encoder": "ssl_encoder", "cnn": "cnn", "efficientnet_b0": "efficientnet_b0",
+           "dinov2_finetune": "dinov2_finetune", "unet": "unet"}
+"""Training stage -> its key of :data:`models.config.TRAIN_BUDGETS`."""
 
 
 def read_coords(path: Path = COORDS) -> tuple[np.ndarray, np.ndarray]:
@@ -130,18 +144,118 @@ def tables_of(step: str, existing: list[str]) -> list[str]:
     return out
 
 
-def planner(n: int, shard_size: int, cores: int) -> dict[str, float]:
-    """``astrovision plan``'s wall time per stage it has a measured cost for (start-up excluded)."""
-    from stages.plan import load_costs, plan
+def planner(n: int, shard_size: int, costs_path: Path | None = None) -> dict[str, tuple[float, float]]:
+    """``astrovision plan``'s per-stage projection for ``n`` galaxies: stage -> (wall s, CPU s); empty when the
+    costs file has no per-stage costs yet."""
+    from stages.plan import load_costs, project_stages
 
-    costs = load_costs()
-    out = {}
-    for stage in [*costs.core_seconds_per_galaxy, *costs.serial_seconds_per_galaxy]:
-        p = plan(costs, n, shard_size, 1, cores_per_worker=cores, stages=[stage])
-        out[stage] = p.shards_wall_s + p.serial_wall_s
-    whole = plan(costs, n, shard_size, 1, cores_per_worker=cores)
-    out["(planner total, its stages only)"] = whole.wall_s
+    costs = load_costs(costs_path)
+    if not costs.stage_costs:
+        return {}
+    return {r.stage: (r.wall_s, r.cpu_s) for r in project_stages(costs, n, shard_size)}
+
+
+def training_parts(home: Path) -> dict[str, dict]:
+    """Per training stage of a finished rehearsal: ``train_s`` (the training's own seconds: the registry
+    row's ``train_seconds``, the SSL record's ``seconds``) and ``trained`` (galaxies trained on)."""
+    from warehouse import Warehouse
+
+    wh = Warehouse.open(home)
+    out: dict[str, dict] = {}
+    record = home / "encoders" / "ssl_resnet18" / "encoder.json"
+    if record.is_file():
+        r = json.loads(record.read_text())
+        if not r.get("reused"):
+            out["ssl_encoder"] = {"train_s": float(r["seconds"]), "trained": int(r.get("n_trained") or r["n_images"])}
+    if not wh.exists("models"):
+        return out
+    for row in wh.read("models").to_pylist():
+        if row["name"] not in TRAINED or row["name"] == "ssl_encoder":
+            continue
+        fit = json.loads(row["metrics_json"] or "{}").get("fit", {})
+        trained = fit.get("n_train_used")
+        if trained is None and row["name"] == "unet":  # rows before n_train_used: usable train pseudo-labels
+            from features.segmentation.otsu import FAILED
+
+            sp = wh.read("splits", columns=["galaxy_id", "split", "split_name"]).to_pylist()
+            train = {r["galaxy_id"] for r in sp if r["split_name"] == row["split_name"] and r["split"] == "train"}
+            pl = wh.read("pseudo_labels", columns=["galaxy_id", "flags"]).to_pylist()
+            trained = sum(1 for r in pl if r["galaxy_id"] in train and not r["flags"] & FAILED)
+        out[row["name"]] = {"train_s": float(row["train_seconds"] or 0.0), "trained": int(trained or 0)}
     return out
+
+
+def _line(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Least-squares ``y = a + b x``; one distinct ``x``, or a negative ``a`` or ``b``: through the origin
+    (the largest ``x``'s point)."""
+    x, y = np.asarray(xs, float), np.asarray(ys, float)
+    if len(set(xs)) < 2:
+        return 0.0, float(y.sum() / x.sum()) if x.sum() else 0.0
+    b, a = np.polyfit(x, y, 1)
+    if a < 0 or b < 0:  # noise at small N: a negative cost projects nonsense; the largest run through the origin
+        k = int(np.argmax(x))
+        return 0.0, float(y[k] / x[k]) if x[k] else 0.0
+    return float(a), float(b)
+
+
+def fit_stage_costs(outs: list[Path]) -> tuple[dict[str, dict], dict]:
+    """``stage_costs`` (see :mod:`stages.plan`) fitted on the rehearsals in ``outs``, and what they were."""
+    from models.config import TRAIN_BUDGETS
+
+    runs = [json.loads((d / "rehearsal.json").read_text()) for d in outs]
+    for d, r in zip(outs, runs):
+        r.setdefault("training", training_parts(d / "home"))
+    stages = sorted({s for r in runs for s in r["steps"]} - {"(outside steps)"})
+    costs: dict[str, dict] = {}
+    for stage in stages:
+        have = [r for r in runs if stage in r["steps"]]
+        ns = [float(r["n"]) for r in have]
+        entry: dict = {"runs": "shard" if stage in PER_SHARD else "once"}
+        train = [r["training"].get(stage) for r in have] if stage in TRAINED else []
+        if train and all(train):
+            trained = [float(t["trained"]) for t in train]
+            cap = TRAIN_BUDGETS[TRAINED[stage]]
+            free = [t / n for t, n in zip(trained, ns) if t < cap]
+            entry.update(budget=TRAINED[stage], share=round(max(free), 3) if free else 0.7)
+        for part in ("wall_s", "cpu_s"):
+            total = [float(r["steps"][stage][part]) for r in have]
+            shares = [min(t["train_s"] / float(r["steps"][stage]["wall_s"]), 1.0) if train and all(train) else 0.0
+                      for t, r in zip(train or [None] * len(have), have)]
+            t_part = [v * sh for v, sh in zip(total, shares)]
+            a, b = _line(ns, [v - t for v, t in zip(total, t_part)])
+            ta, tb = _line(trained, t_part) if train and all(train) else (0.0, 0.0)
+            entry[part] = {"fixed": round(a + ta, 4), "per_galaxy": round(b, 6), "per_trained": round(tb, 6)}
+        costs[stage] = entry
+    loads = [r.get("load", [None, None]) for r in runs]
+    measured = {"on": f"rehearsals of {', '.join(str(r['n']) for r in runs)} galaxies (one shard each)",
+                "command": "benchmarks/rehearse_galaxy10.py --n N, then --fit", "commit": runs[0].get("commit", "?"),
+                "machine": f"{runs[0].get('cores', 2)} cores, load average "
+                           + ", ".join(f"{lo[0]}-{lo[1]}" for lo in loads),
+                "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    return costs, measured
+
+
+def check(out: Path, costs_path: Path | None = None) -> str:
+    """Planner vs measured, per stage, for the rehearsal in ``out`` (its N, Galaxy10's shard size)."""
+    from features.sources.galaxy10 import Galaxy10Source
+
+    run = json.loads((out / "rehearsal.json").read_text())
+    n = int(run["n"])
+    plan_s = planner(n, Galaxy10Source.default_shard_size, costs_path)
+    lines = [f"planner vs measured at {n} galaxies ({out})", "",
+             "| stage | measured wall s | planner wall s | planner / measured | measured CPU s | planner CPU s | "
+             "planner / measured |", "|---|---|---|---|---|---|---|"]
+    tw = tp = cw = cp = 0.0
+    for name, r in sorted(run["steps"].items(), key=lambda kv: -kv[1]["wall_s"]):
+        if name == "(outside steps)" or name not in plan_s:
+            continue
+        pw, pc = plan_s[name]
+        tw, tp, cw, cp = tw + r["wall_s"], tp + pw, cw + r["cpu_s"], cp + pc
+        lines.append(f"| {name} | {r['wall_s']:.1f} | {pw:.1f} | {pw / r['wall_s']:.2f} | {r['cpu_s']:.1f} | "
+                     f"{pc:.1f} | {pc / r['cpu_s'] if r['cpu_s'] else float('nan'):.2f} |")
+    lines.append(f"| **steps** | **{tw:.1f}** | **{tp:.1f}** | **{tp / tw:.2f}** | **{cw:.1f}** | **{cp:.1f}** | "
+                 f"**{cp / cw:.2f}** |")
+    return "\n".join(lines)
 
 
 def report(measured: dict, steps: dict[str, dict], home: Path, n: int, shard_size: int, cores: int) -> str:
@@ -149,9 +263,9 @@ def report(measured: dict, steps: dict[str, dict], home: Path, n: int, shard_siz
 
     wh = Warehouse.open(home)
     existing = wh.tables()
-    plan_s = planner(n, shard_size, cores)
+    plan_s = planner(n, shard_size)
     lines = ["| stage | runs | wall s | CPU s | CPU / wall / cores | peak RSS GB | tables: rows | bytes on disk | "
-             "planner s |", "|---|---|---|---|---|---|---|---|---|"]
+             "planner wall s | planner CPU s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in sorted(steps.items(), key=lambda kv: -kv[1]["wall_s"]):
         util = r["cpu_s"] / r["wall_s"] / cores if r["wall_s"] else 0.0
         tables = tables_of(name, existing) if name != "(outside steps)" else []
@@ -160,12 +274,13 @@ def report(measured: dict, steps: dict[str, dict], home: Path, n: int, shard_siz
         p = plan_s.get(name)
         lines.append(f"| {name} | {r['runs']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {util:.0%} | "
                      f"{r['peak_rss'] / 1e9:.2f} | {rows} | {size / 1e6:,.1f} MB | "
-                     f"{'' if p is None else f'{p:.1f}'} |")
+                     f"{'' if p is None else f'{p[0]:.1f}'} | {'' if p is None else f'{p[1]:.1f}'} |")
     util = measured["cpu_s"] / measured["wall_s"] / cores
     total = _dir_bytes(wh.root)
+    pw, pc = sum(p[0] for p in plan_s.values()), sum(p[1] for p in plan_s.values())
     lines.append(f"| **whole command** | | **{measured['wall_s']:.1f}** | **{measured['cpu_s']:.1f}** | **{util:.0%}** | "
                  f"**{measured['peak_rss'] / 1e9:.2f}** | | **{total / 1e6:,.1f} MB** (home) | "
-                 f"{plan_s['(planner total, its stages only)']:.1f} (its stages only) |")
+                 f"{pw:.1f} (steps) | {pc:.1f} (steps) |")
     return "\n".join(lines)
 
 
@@ -175,8 +290,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--path", type=Path, help="an existing Galaxy10 file (the real one): ingest it, write none")
     ap.add_argument("--out", type=Path, help="work directory (default: a new temporary one)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", type=Path, help="write everything measured here")
+    ap.add_argument("--json", type=Path, help="write everything measured here (also <out>/rehearsal.json)")
+    ap.add_argument("--fit", type=Path, nargs="+", metavar="OUT",
+                    help="no run: fit the planner's per-stage costs on these rehearsal --out directories")
+    ap.add_argument("--costs", type=Path, default=None,
+                    help="with --fit: the costs file to update, with --check: to read (default stages/scale_costs.json)")
+    ap.add_argument("--check", type=Path, metavar="OUT",
+                    help="no run: planner vs measured per stage for the rehearsal in this --out directory")
     args = ap.parse_args(argv)
+    if args.check:
+        print(check(args.check, args.costs))
+        return 0
+    if args.fit:
+        from stages.plan import COSTS_FILE
+
+        path = args.costs or COSTS_FILE
+        costs, measured = fit_stage_costs(args.fit)
+        raw = json.loads(path.read_text())
+        raw["stage_costs"], raw["stage_costs_measured"] = costs, measured
+        path.write_text(json.dumps(raw, indent=2) + "\n")
+        print(f"wrote stage_costs of {len(costs)} stages to {path} ({measured['on']})")
+        return 0
     os.environ.setdefault("PYTHONPATH", str(ROOT))
     work = Path(args.out or tempfile.mkdtemp(prefix="astrovision-rehearsal-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -205,8 +339,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n# {' '.join(cmd)}\n# {n} galaxies; exit {measured['rc']}; {cores} cores; load average {load0:.1f} "
           f"before, {os.getloadavg()[0]:.1f} after\n")
     print(report(measured, steps, home, n, Galaxy10Source.default_shard_size, cores))
+    import subprocess
+
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip() or "?"
+    body = json.dumps({"n": n, "made": made, "measured": measured, "steps": steps, "cores": cores,
+                       "load": [round(load0, 1), round(os.getloadavg()[0], 1)], "commit": commit,
+                       "training": training_parts(home)})
+    (work / "rehearsal.json").write_text(body)
     if args.json:
-        args.json.write_text(json.dumps({"made": made, "measured": measured, "steps": steps}))
+        args.json.write_text(body)
     return measured["rc"]
 
 

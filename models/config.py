@@ -16,7 +16,8 @@ file; it never allows random initialisation.
 ============================  =====================================  =====================================
 model                         demo (CPU)                             full (GPU)
 ============================  =====================================  =====================================
-cnn                           64 px, 4 epochs, batch 32, lr 2e-3     128 px, 60 epochs, batch 64, lr 1e-3
+cnn                           64 px, 4 epochs on <= 2048 galaxies,   128 px, 60 epochs, batch 64, lr 1e-3
+                              batch 32, lr 2e-3
 efficientnet_b0               64 px, 2 epochs on <= 256 galaxies,    224 px, 30 epochs, batch 64, lr 5e-4
                               batch 32, lr 2e-3
 dinov2_probe                  C on a 13-point grid                   same, ViT-B/14 embeddings
@@ -25,6 +26,12 @@ dinov2_finetune               56 px, 1 epoch on <= 256 galaxies,     224 px, 15 
 fusion                        <= 150 epochs (patience 20), batch     same, ViT-B/14 embeddings
                               128, lr 2e-3, hidden 64, ablations
 ============================  =====================================  =====================================
+
+Training budgets (:data:`TRAIN_BUDGETS`): under the ``demo`` preset every stage that trains on images uses
+at most a fixed number of galaxies (a seeded, class-stratified sample of the training split), so its cost
+stops growing with the catalogue once the catalogue is large enough; below the cap nothing changes.
+The ``ssl_encoder`` asset (:func:`stages.ssl.train_ssl_encoder`) and the ``unet`` asset take their caps
+from the same table. What a run skipped is in its registry row (``n_train_used``, notes) or encoder record.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PRESETS",
+    "TRAIN_BUDGETS",
     "FinetuneConfig",
     "FusionConfig",
     "ImageConfig",
@@ -241,16 +249,25 @@ class FusionConfig(RunConfig):
     ablate: bool = True
 
 
+TRAIN_BUDGETS: dict[str, int] = {"ssl_encoder": 2048, "cnn": 2048, "unet": 2048, "efficientnet_b0": 256,
+                                  "dinov2_finetune": 256}
+"""Per training stage, the most galaxies it trains on under the default (``demo``) preset: SimCLR's
+images (so images seen <= cap x epochs), the classifiers' and the U-Net's training galaxies (``max_train``).
+The demo (600 galaxies, ~420 in train) stays under the 2048 caps; Galaxy10 (17,736, ~12,400 in train) does not.
+:mod:`stages.plan` projects the training stages with these caps."""
+
 _IMAGE_DEMO: dict[str, Any] = {"allow_random_init": True, "patience": 5}
 _IMAGE_FULL: dict[str, Any] = {"allow_random_init": False, "label_smoothing": 0.1, "patience": 8}
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "cnn": {
-        "demo": {**_IMAGE_DEMO, "img_size": 64, "epochs": 4, "batch_size": 32, "lr": 2e-3},
+        "demo": {**_IMAGE_DEMO, "img_size": 64, "epochs": 4, "batch_size": 32, "lr": 2e-3,
+                 "max_train": TRAIN_BUDGETS["cnn"]},
         "full": {**_IMAGE_FULL, "img_size": 128, "epochs": 60, "batch_size": 64, "lr": 1e-3},
     },
     "efficientnet_b0": {
-        "demo": {**_IMAGE_DEMO, "img_size": 64, "epochs": 2, "batch_size": 32, "lr": 2e-3, "max_train": 256},
+        "demo": {**_IMAGE_DEMO, "img_size": 64, "epochs": 2, "batch_size": 32, "lr": 2e-3,
+                 "max_train": TRAIN_BUDGETS["efficientnet_b0"]},
         "full": {**_IMAGE_FULL, "img_size": 224, "epochs": 30, "batch_size": 64, "lr": 5e-4},
     },
     "dinov2_probe": {
@@ -258,7 +275,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "full": {"encoder": "dinov2_vitb14"},
     },
     "dinov2_finetune": {
-        "demo": {**_IMAGE_DEMO, "img_size": 56, "epochs": 1, "batch_size": 32, "lr": 1e-4, "max_train": 256,
+        "demo": {**_IMAGE_DEMO, "img_size": 56, "epochs": 1, "batch_size": 32, "lr": 1e-4,
+                 "max_train": TRAIN_BUDGETS["dinov2_finetune"],
                  "layer_decay": 0.75, "head_lr_scale": 10.0},
         "full": {**_IMAGE_FULL, "encoder": "dinov2_vitb14", "img_size": 224, "epochs": 15, "batch_size": 32,
                  "lr": 5e-5, "layer_decay": 0.75, "head_lr_scale": 10.0},

@@ -54,6 +54,10 @@ class SegFitConfig:
         U-Net width and depth (:class:`models.unet.UNet`).
     max_steps : int
         Stop after this many optimizer steps (0: no limit); for smoke tests.
+    max_train : int
+        Train on at most this many galaxies (0: all): the training budget, a seeded class-stratified
+        sample taken by the caller (:func:`stages.segmentation.train_unet`); the ``unet`` asset's default
+        is :data:`models.config.TRAIN_BUDGETS` ``["unet"]``.
     """
 
     size: int = 64
@@ -66,6 +70,7 @@ class SegFitConfig:
     base: int = 16
     depth: int = 3
     max_steps: int = 0
+    max_train: int = 0
 
 
 @dataclass

@@ -154,6 +154,10 @@ class SSLEncoderResult(StageResult):
     seconds: float = 0.0
     config: dict[str, Any] = field(default_factory=dict)
     objective: str = "SimCLR (Chen et al. 2020)"
+    trained_on: int = 0
+    """Galaxies trained on (at most ``max_images`` of ``images``)."""
+    max_images: int = 0
+    """The budget (0: every galaxy)."""
 
     @classmethod
     def of(cls, out: SSLOutcome) -> SSLEncoderResult:
@@ -166,5 +170,5 @@ class SSLEncoderResult(StageResult):
             resumed_from_epoch=out.resumed_from, reused=out.reused,
             seconds_per_epoch=sum(out.epoch_seconds) / len(out.epoch_seconds) if out.epoch_seconds else nan,
             images_per_second=None if math.isnan(out.images_per_second) else out.images_per_second,
-            seconds=out.seconds, config=out.config,
+            seconds=out.seconds, config=out.config, trained_on=out.n_trained, max_images=out.max_images,
         )

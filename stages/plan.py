@@ -17,6 +17,18 @@ The model (``docs/benchmarks_scale.md`` checks it against measured 1- and 2-work
 
 The costs file (``stages/scale_costs.json``) is written by ``benchmarks/bench_scale.py``; its
 ``measured`` block says on what, when and under what load.
+
+Every stage of the default job (:func:`project_stages`, the per-stage table of ``astrovision plan``):
+the ``stage_costs`` block, fitted by ``benchmarks/rehearse_galaxy10.py --fit`` on rehearsals of the
+README's ``ingest --source galaxy10 --all`` (one worker in process; its ``stage_costs_measured`` says
+which runs). Each stage's wall and CPU seconds are ``r * fixed + N * per_galaxy + T * per_trained``:
+
+- ``r`` its runs: one per shard (``ceil(N / S)``) for a per-shard stage, one for the others;
+- ``N`` the galaxies; ``T`` the galaxies a training stage trains on under its budget,
+  ``min(round(share * N), cap)`` with ``cap`` from :data:`models.config.TRAIN_BUDGETS` (``share``: the
+  part of the catalogue in its training set, 1 for SimCLR, ~0.7 for the classifiers' train split);
+- a training stage's training (its registry ``train_seconds``, the SSL record's seconds) is what scales
+  with ``T``; its evaluation, calibration and conformal sets on val/test scale with ``N``.
 """
 
 from __future__ import annotations
@@ -30,7 +42,7 @@ from pathlib import Path
 
 from features.errors import InputError
 
-__all__ = ["COSTS_FILE", "Costs", "Plan", "load_costs", "plan", "start_key"]
+__all__ = ["COSTS_FILE", "Costs", "Plan", "StageProjection", "load_costs", "plan", "project_stages", "start_key"]
 
 COSTS_FILE = Path(__file__).with_name("scale_costs.json")
 """The measured costs the planner reads by default."""
@@ -62,6 +74,12 @@ class Costs:
     """:func:`start_key` -> seconds before the first run starts (once per command)."""
     measured: dict = field(default_factory=dict)
     """When, where and on what the costs were measured."""
+    stage_costs: dict[str, dict] = field(default_factory=dict)
+    """Every stage of the default job -> ``runs`` (``shard`` / ``once``), ``wall_s`` and ``cpu_s`` (each
+    ``{"fixed", "per_galaxy", "per_trained"}``), and for a training stage ``budget`` (a key of
+    :data:`models.config.TRAIN_BUDGETS`) and ``share`` (see :func:`project_stages`)."""
+    stage_costs_measured: dict = field(default_factory=dict)
+    """Which rehearsals ``stage_costs`` were fitted on (command, sizes, load, commit)."""
 
 
 def load_costs(path: str | Path | None = None) -> Costs:
@@ -69,9 +87,16 @@ def load_costs(path: str | Path | None = None) -> Costs:
     path = Path(path) if path else COSTS_FILE
     try:
         raw = json.loads(path.read_text())
-        return Costs(**{k: raw[k] for k in ("core_seconds_per_galaxy", "serial_seconds_per_galaxy",
-                                            "bytes_per_galaxy", "tables_of_stage", "run_overhead_s")},
-                     start_s=raw.get("start_s", {}), measured=raw.get("measured", {}))
+        costs = Costs(**{k: raw[k] for k in ("core_seconds_per_galaxy", "serial_seconds_per_galaxy",
+                                             "bytes_per_galaxy", "tables_of_stage", "run_overhead_s")},
+                      start_s=raw.get("start_s", {}), measured=raw.get("measured", {}),
+                      stage_costs=raw.get("stage_costs", {}), stage_costs_measured=raw.get("stage_costs_measured", {}))
+        for stage, c in costs.stage_costs.items():
+            if c["runs"] not in ("shard", "once"):
+                raise ValueError(f"stage {stage}: runs must be shard or once, not {c['runs']!r}")
+            for part in ("wall_s", "cpu_s"):
+                float(c[part]["fixed"]) + float(c[part]["per_galaxy"]) + float(c[part]["per_trained"])
+        return costs
     except FileNotFoundError:
         raise InputError(f"no costs file {path}: run benchmarks/bench_scale.py to measure one") from None
     except (ValueError, KeyError, TypeError) as exc:
@@ -166,3 +191,56 @@ def plan(costs: Costs, galaxies: int, shard_size: int, workers: int, *, cores_pe
                 core_hours=core_s / 3600,
                 bytes_by_table={t: galaxies * costs.bytes_per_galaxy[t] for t in sorted(tables)
                                 if t in costs.bytes_per_galaxy})
+
+
+@dataclass(frozen=True)
+class StageProjection:
+    """One stage of :func:`project_stages`."""
+
+    stage: str
+    runs: int
+    trained: int
+    """Galaxies it trains on under its budget (0: not a training stage)."""
+    cap: int
+    """Its budget (0: none)."""
+    wall_s: float
+    cpu_s: float
+
+
+def project_stages(costs: Costs, galaxies: int, shard_size: int,
+                   budgets: dict[str, int] | None = None) -> list[StageProjection]:
+    """Wall and CPU seconds of every stage of the default job (one worker in process), slowest first.
+
+    Parameters
+    ----------
+    costs : Costs
+        With ``stage_costs`` (see the module docstring for the model).
+    galaxies, shard_size : int
+    budgets : dict, optional
+        Training stage -> most galaxies it trains on; default :data:`models.config.TRAIN_BUDGETS` (the
+        ``demo`` preset's, the default everywhere).
+
+    Raises
+    ------
+    features.errors.InputError
+        A size that is not positive, or a costs file without ``stage_costs``.
+    """
+    from models.config import TRAIN_BUDGETS
+
+    for name, value in (("--galaxies", galaxies), ("--shard-size", shard_size)):
+        _positive(name, value)
+    if not costs.stage_costs:
+        raise InputError("plan: this costs file has no per-stage costs (stage_costs); fit them with "
+                         "benchmarks/rehearse_galaxy10.py --fit")
+    budgets = TRAIN_BUDGETS if budgets is None else budgets
+    shards = math.ceil(galaxies / shard_size)
+    out = []
+    for stage, c in costs.stage_costs.items():
+        runs = shards if c["runs"] == "shard" else 1
+        cap = int(budgets.get(c.get("budget", ""), 0))
+        trained = round(float(c.get("share", 0.0)) * galaxies)
+        trained = min(trained, cap) if cap else trained
+        wall, cpu = (runs * p["fixed"] + galaxies * p["per_galaxy"] + trained * p["per_trained"]
+                     for p in (c["wall_s"], c["cpu_s"]))
+        out.append(StageProjection(stage, runs, trained, cap, max(wall, 0.0), max(cpu, 0.0)))
+    return sorted(out, key=lambda p: -p.wall_s)

@@ -268,20 +268,33 @@ def _montage(stamps: Sequence[np.ndarray], otsu: Sequence[np.ndarray], pred: Seq
     return montage_png(rows, ["image", "Otsu", "U-Net", "truth"])
 
 
-def _unet_inputs(wh: Any, split_name: str) -> tuple[dict[str, list], dict[str, int], dict[str, tuple], list[str]]:
+def _unet_inputs(wh: Any, split_name: str, max_train: int = 0,
+                 seed: int = 0) -> tuple[dict[str, list], dict[str, int], dict[str, tuple], list[str]]:
     """The split rows, table versions, (ids, stamps, pseudo-labels, flags) per split, and notes.
 
-    Train and val keep only galaxies whose pseudo-label did not fail; test keeps every galaxy.
+    Train and val keep only galaxies whose pseudo-label did not fail; test keeps every galaxy. With
+    ``max_train``, train keeps a seeded class-stratified sample of at most that many of them (the
+    budget; the others' stamps are not read).
     """
+    from stages.trainers import budget_note, subsample
+
     rows = _split_rows(wh, split_name)
     versions = {t: int(wh.dataset(t).version) for t in ("splits", "pseudo_labels", "images", "truth") if wh.exists(t)}
     if "pseudo_labels" not in versions:
         raise MissingInputError(f"table 'pseudo_labels' does not exist in {wh.root}; materialize pseudo_labels first")
     ids = {s: [g for g, sp in zip(rows["galaxy_id"], rows["split"]) if sp == s] for s in ("train", "val", "test")}
+    cls_of = dict(zip(rows["galaxy_id"], rows["label"]))
     data: dict[str, tuple[list[str], list[np.ndarray], list[np.ndarray], np.ndarray]] = {}
+    budget = ""
     for s, gids in ids.items():
         labels, flags = read_labels(wh, gids, version=versions["pseudo_labels"])
         keep = [k for k, f in enumerate(flags) if not f & FAILED] if s != "test" else list(range(len(gids)))
+        if s == "train" and max_train and len(keep) > max_train:
+            usable = [gids[k] for k in keep]
+            chosen, _ = subsample(usable, np.array([cls_of[g] for g in usable]), max_train, seed)
+            budget = budget_note(len(chosen), len(usable), max_train)
+            chosen_set = set(chosen)
+            keep = [k for k in keep if gids[k] in chosen_set]
         g = [gids[k] for k in keep]
         data[s] = (g, _stamps(wh, g), [labels[k] for k in keep], flags[keep])
     n = {s: len(v[0]) for s, v in data.items()}
@@ -290,7 +303,8 @@ def _unet_inputs(wh: Any, split_name: str) -> tuple[dict[str, list], dict[str, i
                                 f"val {n['val']}, test {len(ids['test'])}; at least {MIN_TRAIN}, {MIN_VAL} and 1 "
                                 "needed): add galaxies")
     notes = [f"left out of training: {len(ids['train']) - n['train']} train and {len(ids['val']) - n['val']} val "
-             "galaxies whose pseudo-label failed (flags SEG_OTSU_FAILED / SEG_NO_CENTRAL_SOURCE / IMAGE_BLANK)"]
+             "galaxies whose pseudo-label failed (flags SEG_OTSU_FAILED / SEG_NO_CENTRAL_SOURCE / IMAGE_BLANK)"
+             + (f" or beyond the budget ({budget})" if budget else "")]
     return rows, versions, data, notes
 
 
@@ -334,8 +348,9 @@ def train_unet(wh: Any, config: Any = None, *, seed: int = 0, split_name: str | 
     log = log or _quiet
     cfg = config or SegFitConfig()
     split_name = split_name or split_set_name("label", 0)
-    rows, versions, data, notes = _unet_inputs(wh, split_name)
+    rows, versions, data, notes = _unet_inputs(wh, split_name, cfg.max_train, seed)
     n = {s: len(v[0]) for s, v in data.items()}
+    log(f"unet: {notes[0]}")
     cls_of = dict(zip(rows["galaxy_id"], rows["label_name"]))
     train = (resize_images(data["train"][1], cfg.size), resize_labels(data["train"][2], cfg.size))
     val = (resize_images(data["val"][1], cfg.size), resize_labels(data["val"][2], cfg.size))
@@ -357,7 +372,8 @@ def train_unet(wh: Any, config: Any = None, *, seed: int = 0, split_name: str | 
     gate = _unet_gate(scores)
     passed, reason = gate["passed"], gate["reason"]
     png = _montage(test_stamps, test_otsu, pred, [truths.get(g) for g in test_ids], [cls_of[g] for g in test_ids])
-    fit_info = {**fit.as_dict(), "inference_galaxies_per_s": len(test_ids) / infer_s if infer_s else math.nan}
+    fit_info = {**fit.as_dict(), "n_train_used": n["train"],
+                "inference_galaxies_per_s": len(test_ids) / infer_s if infer_s else math.nan}
     tmp = Path(wh.models_dir) / MODEL_NAME / f".tmp-{uuid.uuid4().hex}"
     tmp.mkdir(parents=True, exist_ok=True)
 

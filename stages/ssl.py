@@ -10,15 +10,19 @@ Files, under ``<root>/encoders/<encoder>/``:
   file, fsync, :func:`os.replace`), so a reader sees the old file or the new one, never half of one;
 - ``encoder.json``: its record (written after the weights, also atomically): SHA-256 of the weights,
   how training started (``scratch`` or ``continued from <repo> ...``), the training set (galaxy count,
-  ``galaxies`` / ``images`` table versions, a hash of the ids), the configuration, the loss per epoch
-  and the timings;
+  ``galaxies`` / ``images`` table versions, a hash of the ids), the budget (``max_images`` and the
+  galaxies trained on, ``n_trained``), the configuration, the loss per epoch and the timings;
 - ``checkpoint.pt`` while training runs (one per epoch, see :mod:`models.ssl`); removed once
   the weights are written. A rerun after a kill resumes from it;
 - ``.lock``: held while training, so a second process is refused with a one-line error instead of
   training the same encoder twice.
 
-A rerun whose training set, configuration and start are those of the stored record reuses the weights
-(nothing is trained); any change retrains.
+A rerun whose training set, budget, configuration and start are those of the stored record reuses the
+weights (nothing is trained); any change retrains.
+
+The budget: SimCLR trains on at most ``max_images`` galaxies (default :data:`MAX_IMAGES`, a seeded sample
+of the warehouse's), so a run sees at most ``max_images * epochs`` images whatever the catalogue's size;
+every galaxy is still embedded by the encoder afterwards (the embeddings stage).
 """
 
 from __future__ import annotations
@@ -36,12 +40,13 @@ from features.embeddings import DEFAULT_SSL_ENCODER, ENCODERS, EncoderSpec
 from features.errors import InputError, OfflineError
 from features.ssl import SSLConfig
 from features.weights import WeightsInfo, WeightsOrigin, load_timm_model, resolve_weights, sha256_file
+from models.config import TRAIN_BUDGETS
 from models.errors import MissingInputError
 from models.ssl import to_stamps, train_simclr
 from warehouse import Warehouse, WarehouseError
 
-__all__ = ["ENCODERS_DIR", "INITS", "SSLOutcome", "new_backbone", "read_record", "ssl_dir", "ssl_weights",
-           "train_ssl_encoder"]
+__all__ = ["ENCODERS_DIR", "INITS", "MAX_IMAGES", "SSLOutcome", "budget_sample", "new_backbone", "read_record",
+           "ssl_dir", "ssl_weights", "train_ssl_encoder"]
 
 ENCODERS_DIR = "encoders"
 """Directory under the warehouse root holding one directory per encoder trained in the warehouse."""
@@ -52,6 +57,9 @@ they resolve and starts from scratch otherwise (recorded either way)."""
 
 READ_CHUNK = 512
 """Images decoded at a time."""
+
+MAX_IMAGES = TRAIN_BUDGETS["ssl_encoder"]
+"""Default budget: the most galaxies SimCLR trains on (:data:`models.config.TRAIN_BUDGETS`)."""
 
 
 def ssl_dir(wh: Warehouse, name: str) -> Path:
@@ -96,6 +104,7 @@ class SSLOutcome:
     weights_sha256: str
     init: str
     n_images: int
+    """Galaxies in the warehouse."""
     table_versions: dict[str, int]
     ids_sha256: str
     config: dict[str, Any]
@@ -106,6 +115,10 @@ class SSLOutcome:
     reused: bool = False
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    max_images: int = 0
+    """The budget (0: every galaxy)."""
+    n_trained: int = 0
+    """Galaxies trained on: ``min(n_images, max_images)``."""
 
 
 def _spec(name: str) -> EncoderSpec:
@@ -174,6 +187,17 @@ def _training_set(wh: Warehouse) -> tuple[list[str], dict[str, int], str]:
     return ids, versions, hashlib.sha256("\n".join(ids).encode()).hexdigest()
 
 
+def budget_sample(ids: list[str], max_images: int, seed: int) -> list[str]:
+    """The galaxies SimCLR trains on: all of ``ids`` when they fit ``max_images`` (0: no cap), else a seeded
+    sample of that many, in ``ids``' order."""
+    import numpy as np
+
+    if not max_images or len(ids) <= max_images:
+        return ids
+    keep = np.sort(np.random.default_rng(seed).choice(len(ids), size=max_images, replace=False))
+    return [ids[i] for i in keep]
+
+
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     write(tmp)
@@ -190,9 +214,10 @@ def train_ssl_encoder(
     init: str = "auto",
     allow_download: bool = False,
     force: bool = False,
+    max_images: int = MAX_IMAGES,
     log: Callable[[str], None] = print,
 ) -> SSLOutcome:
-    """Pretrain ``name`` with SimCLR on every galaxy image of the warehouse and store its weights.
+    """Pretrain ``name`` with SimCLR on the warehouse's galaxy images (at most ``max_images``) and store its weights.
 
     Parameters
     ----------
@@ -207,6 +232,9 @@ def train_ssl_encoder(
         Whether pretrained start weights may be downloaded.
     force : bool
         Retrain even when the stored weights are up to date.
+    max_images : int
+        The budget: train on at most this many galaxies, a sample seeded by ``config.seed``
+        (:func:`budget_sample`; 0: all). Recorded with what it left out.
     log : callable
         Progress lines (one per epoch).
 
@@ -217,7 +245,7 @@ def train_ssl_encoder(
     warehouse.WarehouseError
         Another process is training the same encoder in this warehouse.
     features.errors.InputError
-        Unknown encoder or ``init``, fewer than two galaxies.
+        Unknown encoder or ``init``, fewer than two galaxies, a negative ``max_images``.
     """
     import torch
     from filelock import FileLock, Timeout
@@ -226,9 +254,12 @@ def train_ssl_encoder(
     t0 = time.perf_counter()
     config = config or SSLConfig()
     spec = _spec(name)
+    if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 0:
+        raise InputError(f"ssl: max_images must be a whole number >= 0 (0: every galaxy); got {max_images!r}")
     ids, versions, ids_sha = _training_set(wh)
     if len(ids) < 2:
         raise InputError(f"SimCLR needs at least 2 galaxies; {wh.root} has {len(ids)}")
+    train_ids = budget_sample(ids, max_images, config.seed)
     out = ssl_dir(wh, name)
     out.mkdir(parents=True, exist_ok=True)
     lock = FileLock(out / ".lock", timeout=0)
@@ -240,7 +271,8 @@ def train_ssl_encoder(
     try:
         record = read_record(wh, name)
         wanted = {"n_images": len(ids), "ids_sha256": ids_sha, "table_versions": versions,
-                  "config": json.loads(json.dumps(config.as_dict())), "init_requested": init, "stamp": spec.stamp}
+                  "config": json.loads(json.dumps(config.as_dict())), "init_requested": init, "stamp": spec.stamp,
+                  "max_images": max_images, "n_trained": len(train_ids)}
         if (not force and record is not None and all(record.get(k) == v for k, v in wanted.items())
                 and (out / "weights.safetensors").is_file()):
             ssl_weights(wh, name)  # the file still matches its record
@@ -248,11 +280,14 @@ def train_ssl_encoder(
             kept = {k: record[k] for k in SSLOutcome.__dataclass_fields__ if k in record}
             return SSLOutcome(**{**kept, "reused": True, "seconds": time.perf_counter() - t0})
         backbone, start = new_backbone(spec, init, config.seed, allow_download=allow_download)
-        log(f"ssl: training {name} on {len(ids)} galaxies ({spec.img_size} px {spec.stamp} stamps), start: {start}")
-        stamps = torch.cat([to_stamps(wh.read_images(ids[lo:lo + READ_CHUNK]), spec.img_size, spec.stamp)
-                            for lo in range(0, len(ids), READ_CHUNK)])
-        data_key = json.dumps({"ids_sha256": ids_sha, "versions": versions, "start": start, "stamp": spec.stamp},
-                              sort_keys=True)
+        budget = (f"budget: {len(train_ids)} of {len(ids)} galaxies (max_images {max_images}, a sample seeded by "
+                  f"{config.seed}), at most {len(train_ids) * config.epochs:,} images seen in {config.epochs} epochs")
+        log(f"ssl: training {name} on {len(train_ids)} galaxies ({spec.img_size} px {spec.stamp} stamps), start: "
+            f"{start}; {budget}")
+        stamps = torch.cat([to_stamps(wh.read_images(train_ids[lo:lo + READ_CHUNK]), spec.img_size, spec.stamp)
+                            for lo in range(0, len(train_ids), READ_CHUNK)])
+        data_key = json.dumps({"ids_sha256": ids_sha, "versions": versions, "start": start, "stamp": spec.stamp,
+                               **({"max_images": max_images} if len(train_ids) < len(ids) else {})}, sort_keys=True)
         result = train_simclr(stamps, backbone, config, checkpoint=out / "checkpoint.pt", data_key=data_key, log=log)
         weights = out / "weights.safetensors"
         state = {k: v.detach().contiguous() for k, v in backbone.state_dict().items()}
@@ -261,7 +296,8 @@ def train_ssl_encoder(
             encoder=name, weights_path=str(weights), weights_sha256=sha256_file(weights), init=start,
             n_images=len(ids), table_versions=versions, ids_sha256=ids_sha, config=config.as_dict(),
             losses=result.losses, epoch_seconds=result.epoch_seconds, images_per_second=result.images_per_second,
-            resumed_from=result.resumed_from, notes=result.notes, seconds=time.perf_counter() - t0)
+            resumed_from=result.resumed_from, notes=[*result.notes, budget], seconds=time.perf_counter() - t0,
+            max_images=max_images, n_trained=len(train_ids))
         body = json.dumps({**asdict(outcome), "init_requested": init, "objective": "SimCLR (Chen et al. 2020)",
                            "timm_name": spec.timm_name, "img_size": spec.img_size, "stamp": spec.stamp},
                           indent=2, default=str)

@@ -25,8 +25,8 @@ from stages.splits import SplitData
 from stages.versions import list_models
 from warehouse.schemas.embeddings import embedding_table
 
-__all__ = ["FitOutput", "FitStep", "Used", "finetune_inputs", "latest_probe", "subsample", "train_images",
-           "train_probe", "versus_probe"]
+__all__ = ["FitOutput", "FitStep", "Used", "budget_note", "finetune_inputs", "latest_probe", "subsample",
+           "train_images", "train_probe", "versus_probe"]
 
 LogFn = Callable[[str], None]
 Used = dict[str, tuple[list[str], np.ndarray]]
@@ -51,6 +51,12 @@ def subsample(ids: list[str], y: np.ndarray, n: int, seed: int) -> tuple[list[st
         keep.extend(rng.choice(members, size=min(k, len(members)), replace=False).tolist())
     keep.sort()
     return [ids[i] for i in keep], y[keep]
+
+
+def budget_note(used: int, available: int, cap: int) -> str:
+    """The note a run capped by its training budget records (``max_train``, :data:`models.config.TRAIN_BUDGETS`)."""
+    return (f"budget: trained on {used} of {available} training galaxies (max_train {cap}: a seeded, "
+            f"class-stratified sample; {available - used} not trained on)")
 
 
 def finetune_inputs(wh: Any, cfg: FinetuneConfig) -> FinetuneConfig:
@@ -174,6 +180,9 @@ def train_images(wh: Any, name: str, cfg: ImageConfig, split: SplitData, tmp: Pa
         log(f"{name}: {notes[-1]}")
     workers = auto_num_workers(device) if cfg.num_workers < 0 else cfg.num_workers
     train_ids, train_y = subsample(split.ids["train"], split.y["train"], cfg.max_train, cfg.seed)
+    if len(train_ids) < len(split.ids["train"]):
+        notes.append(budget_note(len(train_ids), len(split.ids["train"]), cfg.max_train))
+        log(f"{name}: {notes[-1]}")
     ds = {s: GalaxyImageDataset(wh, ids, y, img_size=cfg.img_size)
           for s, ids, y in (("train", train_ids, train_y), ("val", split.ids["val"], split.y["val"]),
                             ("test", split.ids["test"], split.y["test"]))}

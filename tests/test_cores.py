@@ -5,6 +5,7 @@ rehearsal file."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -121,3 +122,44 @@ def test_cli_workers_per_core_runs_shards_side_by_side_in_run_processes(tmp_path
     assert rest[0].run_config["execution"]["config"]["multiprocess"]["max_concurrent"] == auto_workers(len(shard_runs))
     rows = cli(home, "sql", "SELECT count(*) AS n FROM galaxies", "--format", "csv")
     assert rows.stdout.strip().splitlines()[-1] == "8"
+
+
+def test_stage_costs_fitted_on_two_rehearsals_reproduce_them(tmp_path):
+    """``rehearse_galaxy10.py --fit``: training seconds scale with the galaxies trained on, the rest with N."""
+    from rehearse_galaxy10 import fit_stage_costs
+
+    from stages.plan import Costs, project_stages
+
+    def run(n: int, trained: int, morph: float, cnn: float, cnn_train: float) -> dict:
+        steps = {"morphometrics": {"wall_s": morph, "cpu_s": 2 * morph, "runs": 1},
+                 "cnn": {"wall_s": cnn, "cpu_s": cnn, "runs": 1}}
+        return {"n": n, "steps": steps, "training": {"cnn": {"train_s": cnn_train, "trained": trained}},
+                "load": [0.5, 0.7], "cores": 2}
+
+    outs = []
+    for n, trained in ((100, 70), (400, 280)):  # morphometrics 1 + 0.3 N; cnn: 5 + 0.01 N + 0.1 T of training
+        d = tmp_path / f"n{n}"
+        d.mkdir()
+        (d / "rehearsal.json").write_text(json.dumps(run(n, trained, 1 + 0.3 * n, 5 + 0.01 * n + 0.1 * trained,
+                                                         0.1 * trained)))
+        outs.append(d)
+    stage_costs, measured = fit_stage_costs(outs)
+    assert stage_costs["morphometrics"]["runs"] == "shard" and stage_costs["cnn"]["runs"] == "once"
+    assert stage_costs["cnn"]["budget"] == "cnn" and stage_costs["cnn"]["share"] == 0.7
+    assert stage_costs["cnn"]["wall_s"]["per_trained"] == pytest.approx(0.1)
+    assert "100, 400 galaxies" in measured["on"]
+    costs = Costs({}, {}, {}, {}, {"in_process": 0.0}, stage_costs=stage_costs)
+    at = {r.stage: r for r in project_stages(costs, 400, 1000)}
+    assert at["morphometrics"].wall_s == pytest.approx(121.0) and at["morphometrics"].cpu_s == pytest.approx(242.0)
+    assert at["cnn"].wall_s == pytest.approx(5 + 4 + 28)
+    big = {r.stage: r for r in project_stages(costs, 10_000, 10_000, budgets={"cnn": 2048})}
+    assert big["cnn"].wall_s == pytest.approx(5 + 100 + 204.8)  # training stops at the budget, evaluation does not
+    from rehearse_galaxy10 import check
+
+    from stages.plan import COSTS_FILE
+
+    path = tmp_path / "costs.json"
+    path.write_text(json.dumps({**json.loads(COSTS_FILE.read_text()), "stage_costs": stage_costs}))
+    table = check(outs[1], path)
+    assert "| morphometrics | 121.0 | 121.0 | 1.00 | 242.0 | 242.0 | 1.00 |" in table
+    assert "| cnn | 37.0 | 37.0 | 1.00 |" in table

@@ -17,7 +17,7 @@ from test_cli import cli
 from dagster_project.executors import Execution, cores_per_shard, split_cores_config
 from dagster_project.runner import PID_TAG
 from features.errors import InputError
-from stages.plan import Costs, load_costs, plan
+from stages.plan import COSTS_FILE, Costs, load_costs, plan
 
 
 def _runs(home) -> list[dg.DagsterRun]:
@@ -238,3 +238,57 @@ def test_plan_command_reads_a_costs_file(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["astrovision: error: plan: --workers must be positive; got 0"]
     assert load_costs().run_overhead_s  # the measured file shipped with the code loads
+
+
+def _stage_costs() -> dict:
+    return {
+        "morphometrics": {"runs": "shard", "wall_s": {"fixed": 2.0, "per_galaxy": 0.5, "per_trained": 0.0},
+                          "cpu_s": {"fixed": 1.0, "per_galaxy": 1.0, "per_trained": 0.0}},
+        "cnn": {"runs": "once", "budget": "cnn", "share": 0.7,
+                "wall_s": {"fixed": 10.0, "per_galaxy": 0.01, "per_trained": 0.1},
+                "cpu_s": {"fixed": 10.0, "per_galaxy": 0.02, "per_trained": 0.2}},
+    }
+
+
+def test_per_stage_projection_counts_shard_runs_and_stops_training_costs_at_the_budget():
+    from stages.plan import project_stages
+
+    costs = _costs(stage_costs=_stage_costs())
+    small = {r.stage: r for r in project_stages(costs, 100, 40, budgets={"cnn": 200})}
+    assert (small["morphometrics"].runs, small["morphometrics"].wall_s, small["morphometrics"].cpu_s) == (3, 56.0, 103.0)
+    assert (small["cnn"].runs, small["cnn"].trained, small["cnn"].cap) == (1, 70, 200)
+    assert small["cnn"].wall_s == pytest.approx(10 + 1 + 7) and small["cnn"].cpu_s == pytest.approx(10 + 2 + 14)
+    big = {r.stage: r for r in project_stages(costs, 10_000, 1000, budgets={"cnn": 200})}
+    assert big["cnn"].trained == 200 and big["cnn"].wall_s == pytest.approx(10 + 100 + 20)  # training capped
+    uncapped = {r.stage: r for r in project_stages(costs, 10_000, 1000, budgets={})}
+    assert uncapped["cnn"].trained == 7000
+    with pytest.raises(InputError, match="no per-stage costs"):
+        project_stages(_costs(), 100, 40)
+    with pytest.raises(InputError, match="--shard-size must be positive"):
+        project_stages(costs, 100, 0)
+
+
+
+
+def test_shipped_costs_cover_every_asset_of_the_default_job_with_the_code_budgets(tmp_path):
+    """``astrovision plan`` projects every stage ``ingest --all`` runs, training stages under TRAIN_BUDGETS."""
+    from dagster_project.definitions import defs
+    from models.config import TRAIN_BUDGETS
+    from stages.plan import project_stages
+
+    costs = load_costs()
+    assets = {k.to_user_string() for k in defs.get_repository_def().asset_graph.get_all_asset_keys()}
+    assert assets <= set(costs.stage_costs), sorted(assets - set(costs.stage_costs))
+    assert {c["budget"] for c in costs.stage_costs.values() if "budget" in c} == set(TRAIN_BUDGETS)
+    rows = {r.stage: r for r in project_stages(costs, 17_736, 1000)}
+    assert rows["ssl_encoder"].trained == TRAIN_BUDGETS["ssl_encoder"] and rows["morphometrics"].runs == 18
+    assert all(r.wall_s >= 0 and r.cpu_s >= 0 for r in rows.values())
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**json.loads(COSTS_FILE.read_text()),
+                               "stage_costs": {"cnn": {**_stage_costs()["cnn"], "runs": "twice"}}}))
+    with pytest.raises(InputError, match="runs must be shard or once"):
+        load_costs(bad)
+    proc = cli(tmp_path / "home", "plan", "--galaxies", "17736", "--shard-size", "1000", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "every stage of the default job" in proc.stdout and "ssl_encoder" in proc.stdout
+    assert "(cap 2,048)" in proc.stdout

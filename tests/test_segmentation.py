@@ -296,3 +296,23 @@ def test_train_list_shows_the_unet_without_a_balanced_accuracy(demo_segmented, c
     assert main(["--home", str(wh.root), "train", "--list"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("unet"))
     assert "test_bacc=-" in line and "label=pseudo_labels:" in line
+
+
+def test_unet_trains_on_its_budget_and_records_it(demo_segmented):
+    """``max_train`` caps the U-Net's training galaxies; the registry row says how many and what was left out."""
+    from dagster_project.defs.segmentation.assets import UNetConfig
+    from models.config import TRAIN_BUDGETS
+
+    assert UNetConfig().max_train == TRAIN_BUDGETS["unet"] == 2048
+    wh, _ = demo_segmented
+    logs: list[str] = []
+    cfg = SegFitConfig(size=32, epochs=1, batch_size=8, base=4, depth=2, max_steps=1, max_train=20)
+    from stages.segmentation import train_unet
+
+    out = train_unet(wh, cfg, log=logs.append)
+    row = [r for r in wh.read("models").to_pylist() if r["name"] == "unet"][-1]
+    assert row["version"] == out.version and out.n["train"] == 20 == out.fit["n_train_used"]
+    assert json.loads(row["config_json"])["max_train"] == 20
+    note = json.loads(row["metrics_json"])["notes"][0]
+    assert "budget: trained on 20 of" in note and "max_train 20" in note
+    assert any("budget: trained on 20 of" in m for m in logs)

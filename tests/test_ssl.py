@@ -383,3 +383,31 @@ def test_real_benchmark_metrics_on_known_cases():
     assert all(np.array_equal(np.bincount(labels[b]), np.bincount(labels)) for b in boots)  # class sizes kept
     central = bench._central([np.arange(423 * 423 * 3).reshape(423, 423, 3)])[0]
     assert central.shape == (141, 141, 3) and central[70, 70, 0] == np.arange(423 * 423 * 3).reshape(423, 423, 3)[211, 211, 0]
+
+
+def test_stage_trains_on_its_budget_and_records_what_it_left_out(warehouse):
+    """``max_images`` caps the galaxies SimCLR trains on (a seeded sample), so the cost stops growing with N."""
+    from stages.ssl import MAX_IMAGES, budget_sample, read_record, train_ssl_encoder
+
+    ids = write_shard(warehouse, n=8)
+    assert budget_sample(ids, 0, 0) == ids == budget_sample(ids, 8, 0)
+    sample = budget_sample(ids, 5, 3)
+    assert sample == budget_sample(ids, 5, 3) and len(sample) == 5 and sample == sorted(sample)
+    assert set(sample) < set(ids) and sample != budget_sample(ids, 5, 4)
+    logs: list[str] = []
+    out = train_ssl_encoder(warehouse, config=TINY, max_images=4, log=logs.append)
+    record = read_record(warehouse, "ssl_resnet18")
+    assert (out.n_images, out.n_trained, out.max_images) == (8, 4, 4)
+    assert (record["n_images"], record["n_trained"], record["max_images"]) == (8, 4, 4)
+    assert "budget: 4 of 8 galaxies" in record["notes"][-1] and "8 images seen in 2 epochs" in record["notes"][-1]
+    assert any("training ssl_resnet18 on 4 galaxies" in m and "budget: 4 of 8" in m for m in logs)
+    assert train_ssl_encoder(warehouse, config=TINY, max_images=4, log=lambda _m: None).reused
+    from service.commands.demo import _ssl_note
+
+    assert "on 4 of this warehouse's 8 galaxies (budget max_images 4)" in _ssl_note(warehouse, "ssl_resnet18")
+    full = train_ssl_encoder(warehouse, config=TINY, max_images=0, log=lambda _m: None)  # another budget retrains
+    assert not full.reused and (full.n_trained, full.max_images) == (8, 0)
+    assert full.weights_sha256 != out.weights_sha256
+    with pytest.raises(InputError, match="max_images must be a whole number >= 0"):
+        train_ssl_encoder(warehouse, config=TINY, max_images=-1)
+    assert MAX_IMAGES == 2048  # the demo (600 galaxies) trains on every galaxy, as before the budget

@@ -384,3 +384,19 @@ def test_finetune_of_the_warehouse_own_encoder_when_auto_chose_it(warehouse):
     pred = load_predictor(warehouse, "dinov2_finetune", out.version)
     probs = pred.predict(warehouse, ["toy:000000", "toy:000001"])
     assert probs.shape[0] == 2 and np.allclose(probs.sum(axis=1), 1, atol=1e-4)
+
+
+def test_cnn_trains_on_its_budget_and_the_row_says_so(filled):
+    """The demo preset caps the CNN's training galaxies (``TRAIN_BUDGETS``); a capped run records what it left out."""
+    from models.config import TRAIN_BUDGETS
+
+    assert make_config("cnn").max_train == TRAIN_BUDGETS["cnn"] == 2048
+    assert make_config("cnn", preset="full").max_train == 0  # the GPU preset trains on every galaxy
+    out = train_model(filled, "cnn", _cnn_cfg(max_train=20))
+    row = get_model(filled, "cnn", out.version)
+    n_train = filled.count("splits", where=f"split_name = '{out.split_name}' AND split = 'train'")
+    assert n_train > 21
+    assert out.fit["n_train_used"] <= 21  # at least one per class, rounded per class
+    note = next(n for n in out.notes if n.startswith("budget:"))
+    assert note in json.loads(row["metrics_json"])["notes"]
+    assert f"of {n_train} training galaxies (max_train 20" in note

@@ -153,9 +153,11 @@ def _ssl_note(wh: Warehouse, encoder: str) -> str:
     rec = read_record(wh, encoder) or {}
     secs = rec.get("epoch_seconds") or []
     cost = f", {len(secs)} epochs in {sum(secs):.0f} s" if secs else ""
+    n, trained = rec.get("n_images", "?"), rec.get("n_trained")
+    on = (f"{trained} of this warehouse's {n} galaxies (budget max_images {rec.get('max_images')})"
+          if trained and trained != n else f"this warehouse's {n} galaxies")
     return ("no in-domain (Zoobot) and no DINOv2 weights here, so this encoder was self-supervised (SimCLR) on "
-            "this warehouse's "
-            f"{rec.get('n_images', '?')} galaxies, start: {rec.get('init', '?')}{cost}")
+            f"{on}, start: {rec.get('init', '?')}{cost}")
 
 
 def _summary(wh: Warehouse, elapsed: float, contact_sheet: str | None, source: str = "demo",

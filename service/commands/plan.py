@@ -7,9 +7,9 @@ import json
 from dataclasses import asdict
 
 from dagster_project.executors import EXECUTORS, cores
-from stages.plan import COSTS_FILE, Plan, load_costs, plan
+from stages.plan import COSTS_FILE, Plan, StageProjection, load_costs, plan, project_stages
 
-__all__ = ["format_plan", "register"]
+__all__ = ["format_plan", "format_stages", "register"]
 
 
 def _duration(seconds: float) -> str:
@@ -45,15 +45,36 @@ def format_plan(p: Plan, measured: dict) -> str:
     return "\n".join(lines)
 
 
+def format_stages(rows: list[StageProjection], galaxies: int, shard_size: int, measured: dict) -> str:
+    """The per-stage projection of the default job as text (:func:`stages.plan.project_stages`)."""
+    wall, cpu = sum(r.wall_s for r in rows), sum(r.cpu_s for r in rows)
+    lines = [f"every stage of the default job (ingest --all: one worker in process, shards of {shard_size:,}, "
+             "the demo preset's training budgets), one after another:",
+             f"  {'stage':<24} {'runs':>5} {'trains on':>14} {'wall':>10} {'CPU':>10}"]
+    for r in rows:
+        trains = f"{r.trained:,}" + (f" (cap {r.cap:,})" if r.cap else "") if r.trained else ""
+        lines.append(f"  {r.stage:<24} {r.runs:>5} {trains:>14} {_duration(r.wall_s):>10} {_duration(r.cpu_s):>10}")
+    lines.append(f"  {'total':<24} {'':>5} {'':>14} {_duration(wall):>10} {_duration(cpu):>10}"
+                 f"  ({galaxies:,} galaxies)")
+    if measured:
+        lines.append(f"  per-stage costs fitted on {measured.get('on', '?')} ({measured.get('machine', '?')}; "
+                     f"{measured.get('command', '?')}); see docs/benchmarks.md, Galaxy10 rehearsal")
+    return "\n".join(lines)
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     costs = load_costs(args.costs)
     cores_per_worker = args.cores_per_worker or cores() / max(args.workers, 1)  # plan() refuses workers < 1
     p = plan(costs, args.galaxies, args.shard_size, args.workers, cores_per_worker=cores_per_worker,
              executor=args.executor, stages=args.stage)
+    rows = project_stages(costs, args.galaxies, args.shard_size) if costs.stage_costs else []
     if args.format == "json":
-        print(json.dumps({**asdict(p), "bytes_total": p.bytes_total}, indent=2))
+        print(json.dumps({**asdict(p), "bytes_total": p.bytes_total, "per_stage": [asdict(r) for r in rows]},
+                         indent=2))
     else:
         print(format_plan(p, costs.measured))
+        if rows:
+            print(format_stages(rows, args.galaxies, args.shard_size, costs.stage_costs_measured))
     return 0
 
 

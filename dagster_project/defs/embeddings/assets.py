@@ -23,6 +23,7 @@ from dagster_project.partitions import SHARDS
 from dagster_project.resources import WarehouseResource
 from features.embeddings import DEFAULT_SSL_ENCODER, choose_default_encoder
 from features.ssl.config import SSLConfig, ViewConfig
+from models.config import TRAIN_BUDGETS
 from stages.embedding_results import SSLEncoderResult, embed_shard_encoders, update_indexes
 from stages.embeddings import NORM_MAX, NORM_MIN
 from stages.results import Skipped
@@ -43,6 +44,8 @@ class SSLEncoderConfig(dg.Config):
     init: str = Field(default="auto", description="auto (continue from the backbone's pretrained weights when "
                       "they resolve, else scratch), scratch or pretrained")
     epochs: int = Field(default=_SSL.epochs, description="fixed budget: passes over the images")
+    max_images: int = Field(default=TRAIN_BUDGETS["ssl_encoder"], description="budget: train on at most this many "
+                            "galaxies, a seeded sample (0: all), so images seen <= max_images x epochs at any N")
     batch_size: int = Field(default=_SSL.batch_size, description="images per SimCLR step (2 views each)")
     lr: float = Field(default=_SSL.lr, description="peak AdamW learning rate, cosine decay")
     temperature: float = Field(default=_SSL.temperature, description="NT-Xent temperature")
@@ -94,7 +97,7 @@ def ssl_encoder(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
     ssl = SSLConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                     temperature=config.temperature, seed=config.seed, views=ViewConfig())
     out = train_ssl_encoder(wh, config.encoder, ssl, init=config.init, allow_download=config.allow_download,
-                            force=config.force, log=context.log.info)
+                            force=config.force, max_images=config.max_images, log=context.log.info)
     return dg.MaterializeResult(metadata=as_metadata(SSLEncoderResult.of(out)))
 
 

@@ -20,6 +20,7 @@ from dagster_project.defs.segmentation.checks import (
     score_table,
 )
 from dagster_project.resources import WarehouseResource
+from models.config import TRAIN_BUDGETS
 
 # stages.segmentation imports torch, scipy and scikit-image: imported inside the asset bodies.
 
@@ -47,6 +48,8 @@ class UNetConfig(dg.Config):
     depth: int = Field(default=3, description="U-Net poolings")
     augment: bool = Field(default=True, description="paired flips, rotations and crops")
     max_steps: int = Field(default=0, description="stop after this many steps (0: no limit); smoke tests")
+    max_train: int = Field(default=TRAIN_BUDGETS["unet"], description="train on at most this many galaxies "
+                           "(a seeded class-stratified sample of the usable train split; 0: all)")
     seed: int = Field(default=0, description="seeds the weights, the batches and the augmentation")
     split_name: str | None = Field(
         default=None, description="the split set (of the splits table) to train on; default: the classifiers' "
@@ -98,7 +101,8 @@ def unet(context: dg.AssetExecutionContext, warehouse: WarehouseResource, config
     from stages.segmentation import train_unet
 
     cfg = SegFitConfig(size=config.size, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-                       base=config.base, depth=config.depth, augment=config.augment, max_steps=config.max_steps)
+                       base=config.base, depth=config.depth, augment=config.augment, max_steps=config.max_steps,
+                       max_train=config.max_train)
     try:
         out = train_unet(warehouse.open(), cfg, seed=config.seed, split_name=config.split_name,
                          run_id=context.run_id, log=context.log.info)
