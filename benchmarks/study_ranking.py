@@ -4,7 +4,8 @@ Runs the simulated labeller of ``bench_active_learning.py`` (same seeded 80 % dr
 scores, same loop) over *variants* of the ranking: the model, the anomaly weight, exploration, the
 features the model sees. Vectors come from the benchmark's ``--cache`` (run it first). Each variant is
 written ``model[:key=value...]`` with keys ``w`` (anomaly weight), ``e`` (explore every), ``pca``
-(principal components of the model's features; the anomaly scores keep the product's 32). Models: the
+(principal components of the model's features; the anomaly scores keep the product's 32), ``neg``
+(how a set of negatives only ranks, :data:`NEGATIVES_ONLY`). Models: the
 product's (``rf``, ``gp``, and whatever :data:`models.ranking.MODELS` holds) plus two study-only ones,
 ``rfc`` (a random-forest *classifier* with balanced class weights; uncertainty = the trees' spread) and
 ``lrq`` (a balanced logistic regression; uncertainty = the spread of a 10-member bootstrap committee,
@@ -33,6 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_active_learning as bench
 from bench_active_learning import _ci, _hits, _ratio_ci, active_learning
 
 import models.ranking as ranking
@@ -73,6 +75,31 @@ def _study_fit_predict(z: np.ndarray, idx: np.ndarray, y: np.ndarray,
 
 
 _product_fit_predict = ranking._fit_predict
+_product_rank_galaxies = ranking.rank_galaxies
+NEGATIVES_ONLY = {"mode": "far"}
+"""How a label set of negatives only ranks: ``far`` (the product: far from the negatives' mean) or
+``anom`` (the anomaly rank, times one minus the rank of the cosine similarity to the nearest negative)."""
+
+
+def _rank_galaxies(z: np.ndarray, anomaly_rank: np.ndarray, labelled: list[int], values: np.ndarray,
+                   params: RankingParams) -> ranking.Ranking:
+    y = np.asarray(values, np.float64)
+    if NEGATIVES_ONLY["mode"] == "far" or np.unique(y).size > 1 or y[0] > 0.5:
+        return _product_rank_galaxies(z, anomaly_rank, labelled, values, params)
+    from features.anomaly import normalise, to_rank
+
+    zn = normalise(z)
+    nearest = (zn @ zn[list(labelled)].T).max(axis=1)
+    prediction = np.asarray(anomaly_rank, np.float64) * (1.0 - to_rank(nearest))
+    uncertainty = 1.0 - np.abs(2.0 * to_rank(prediction) - 1.0)
+    w = params.anomaly_weight
+    score = (1.0 - w) * prediction + w * np.asarray(anomaly_rank, np.float64)
+    mask = np.zeros(z.shape[0], bool)
+    mask[list(labelled)] = True
+    order = ranking.acquisition_order(score, uncertainty, mask, params.explore_every)
+    position = np.zeros(z.shape[0], np.int64)
+    position[order] = np.arange(1, order.size + 1)
+    return ranking.Ranking(score, prediction, uncertainty, order, position, "")
 
 
 def _fit_predict(z: np.ndarray, idx: np.ndarray, y: np.ndarray, params: RankingParams) -> tuple[np.ndarray, np.ndarray]:
@@ -81,11 +108,13 @@ def _fit_predict(z: np.ndarray, idx: np.ndarray, y: np.ndarray, params: RankingP
     return _product_fit_predict(z, idx, y, params)
 
 
-def parse_variant(spec: str) -> tuple[RankingParams, int]:
-    """``model[:w=..][:e=..][:pca=..]`` -> ranking params (seed 0) and the model's components."""
+def parse_variant(spec: str) -> tuple[RankingParams, int, str]:
+    """``model[:w=..][:e=..][:pca=..][:neg=..]`` -> ranking params (seed 0), the model's components and
+    the negatives-only mode (:data:`NEGATIVES_ONLY`)."""
     model, *opts = spec.split(":")
     kw: dict[str, float | int | str] = {"model": model}
     pca = AnomalyParams().n_components
+    neg = "far"
     for o in opts:
         k, v = o.split("=")
         if k == "w":
@@ -94,9 +123,11 @@ def parse_variant(spec: str) -> tuple[RankingParams, int]:
             kw["explore_every"] = int(v)
         elif k == "pca":
             pca = int(v)
+        elif k == "neg":
+            neg = v
         else:
             raise SystemExit(f"unknown variant key {k!r} in {spec!r}")
-    return RankingParams(**kw), pca  # type: ignore[arg-type]
+    return RankingParams(**kw), pca, neg  # type: ignore[arg-type]
 
 
 def study(x: np.ndarray, interesting: np.ndarray, seeds: int, variants: list[str],
@@ -116,7 +147,7 @@ def study(x: np.ndarray, interesting: np.ndarray, seeds: int, variants: list[str
             put(f"anomaly {m}", _hits(np.argsort(-sc.rank, kind="stable"), ys))
         zs: dict[int, np.ndarray] = {}
         for v in variants:
-            params, pca = parse_variant(v)
+            params, pca, NEGATIVES_ONLY["mode"] = parse_variant(v)
             params = dataclasses.replace(params, seed=s)
             if pca not in zs:
                 zs[pca] = reduce(xs, AnomalyParams(seed=s, n_components=pca))
@@ -155,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     ranking._fit_predict = _fit_predict
     ranking.MODELS = tuple(dict.fromkeys(ranking.MODELS + STUDY_MODELS))
+    bench.rank_galaxies = _rank_galaxies
     for name in args.sets:
         t0 = time.perf_counter()
         with np.load(args.cache / f"{name}.npz") as f:
