@@ -248,7 +248,8 @@ def vectors(ds: str, enc: str, args: argparse.Namespace) -> tuple[np.ndarray, np
     """Vectors and interesting mask of data set ``ds`` by encoder ``enc`` (from ``args.cache`` if there)."""
     path = None
     if args.cache:
-        tag = "gz1" if ds == "gz1" else f"{ds}_n{args.demo_n}_s{args.size}_a{args.artefact_frac:g}"
+        frac = args.artefact_frac if "artefacts" in ds else 0.0
+        tag = "gz1" if ds == "gz1" else f"{ds}_n{args.demo_n}_s{args.size}_a{frac:g}"
         path = args.cache / f"{tag}_{enc}.npz"
         if path.exists():
             with np.load(path) as f:
