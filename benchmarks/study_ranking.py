@@ -78,7 +78,8 @@ _product_fit_predict = ranking._fit_predict
 _product_rank_galaxies = ranking.rank_galaxies
 NEGATIVES_ONLY = {"mode": "far"}
 """How a label set of negatives only ranks: ``far`` (the product: far from the negatives' mean) or
-``anom`` (the anomaly rank, times one minus the rank of the cosine similarity to the nearest negative)."""
+``anom`` (the anomaly rank, times one minus the rank of the cosine similarity to the nearest negative),
+``anom0`` (the anomaly rank as it is: nothing is known yet of what the person wants)."""
 
 
 def _rank_galaxies(z: np.ndarray, anomaly_rank: np.ndarray, labelled: list[int], values: np.ndarray,
@@ -88,9 +89,10 @@ def _rank_galaxies(z: np.ndarray, anomaly_rank: np.ndarray, labelled: list[int],
         return _product_rank_galaxies(z, anomaly_rank, labelled, values, params)
     from features.anomaly import normalise, to_rank
 
-    zn = normalise(z)
-    nearest = (zn @ zn[list(labelled)].T).max(axis=1)
-    prediction = np.asarray(anomaly_rank, np.float64) * (1.0 - to_rank(nearest))
+    prediction = np.asarray(anomaly_rank, np.float64)
+    if NEGATIVES_ONLY["mode"] == "anom":
+        zn = normalise(z)
+        prediction = prediction * (1.0 - to_rank((zn @ zn[list(labelled)].T).max(axis=1)))
     uncertainty = 1.0 - np.abs(2.0 * to_rank(prediction) - 1.0)
     w = params.anomaly_weight
     score = (1.0 - w) * prediction + w * np.asarray(anomaly_rank, np.float64)
