@@ -5,7 +5,8 @@ scores, same loop) over *variants* of the ranking: the model, the anomaly weight
 features the model sees. Vectors come from the benchmark's ``--cache`` (run it first). Each variant is
 written ``model[:key=value...]`` with keys ``w`` (anomaly weight), ``e`` (explore every), ``pca``
 (principal components of the model's features; the anomaly scores keep the product's 32), ``neg``
-(how a set of negatives only ranks, :data:`NEGATIVES_ONLY`). Models: the
+(how a set of negatives only ranks, :data:`NEGATIVES_ONLY`), ``wpos`` (the anomaly weight falls from 1
+to ``w`` over the first ``wpos`` positives, :data:`WEIGHT_BY_POSITIVES`). Models: the
 product's (``rf``, ``gp``, and whatever :data:`models.ranking.MODELS` holds) plus two study-only ones,
 ``rfc`` (a random-forest *classifier* with balanced class weights; uncertainty = the trees' spread) and
 ``lrq`` (a balanced logistic regression; uncertainty = the spread of a 10-member bootstrap committee,
@@ -76,6 +77,8 @@ def _study_fit_predict(z: np.ndarray, idx: np.ndarray, y: np.ndarray,
 
 _product_fit_predict = ranking._fit_predict
 _product_rank_galaxies = ranking.rank_galaxies
+WEIGHT_BY_POSITIVES = {"k": 0}
+"""``wpos=k``: the anomaly weight is ``max(w, 1 - positives / k)`` (0: the product's fixed ``w``)."""
 NEGATIVES_ONLY = {"mode": "far"}
 """How a label set of negatives only ranks: ``far`` (the product: far from the negatives' mean) or
 ``anom`` (the anomaly rank, times one minus the rank of the cosine similarity to the nearest negative),
@@ -85,6 +88,9 @@ NEGATIVES_ONLY = {"mode": "far"}
 def _rank_galaxies(z: np.ndarray, anomaly_rank: np.ndarray, labelled: list[int], values: np.ndarray,
                    params: RankingParams) -> ranking.Ranking:
     y = np.asarray(values, np.float64)
+    if WEIGHT_BY_POSITIVES["k"]:  # trust the anomaly order until the person has marked k positives
+        w = max(params.anomaly_weight, 1.0 - float((y > 0.5).sum()) / WEIGHT_BY_POSITIVES["k"])
+        params = dataclasses.replace(params, anomaly_weight=w)
     if NEGATIVES_ONLY["mode"] == "far" or np.unique(y).size > 1 or y[0] > 0.5:
         return _product_rank_galaxies(z, anomaly_rank, labelled, values, params)
     from features.anomaly import normalise, to_rank
@@ -110,13 +116,13 @@ def _fit_predict(z: np.ndarray, idx: np.ndarray, y: np.ndarray, params: RankingP
     return _product_fit_predict(z, idx, y, params)
 
 
-def parse_variant(spec: str) -> tuple[RankingParams, int, str]:
-    """``model[:w=..][:e=..][:pca=..][:neg=..]`` -> ranking params (seed 0), the model's components and
-    the negatives-only mode (:data:`NEGATIVES_ONLY`)."""
+def parse_variant(spec: str) -> tuple[RankingParams, int, str, int]:
+    """``model[:w=..][:e=..][:pca=..][:neg=..][:wpos=..]`` -> ranking params (seed 0), the model's
+    components, the negatives-only mode (:data:`NEGATIVES_ONLY`) and :data:`WEIGHT_BY_POSITIVES`."""
     model, *opts = spec.split(":")
     kw: dict[str, float | int | str] = {"model": model}
     pca = AnomalyParams().n_components
-    neg = "far"
+    neg, wpos = "far", 0
     for o in opts:
         k, v = o.split("=")
         if k == "w":
@@ -127,9 +133,11 @@ def parse_variant(spec: str) -> tuple[RankingParams, int, str]:
             pca = int(v)
         elif k == "neg":
             neg = v
+        elif k == "wpos":
+            wpos = int(v)
         else:
             raise SystemExit(f"unknown variant key {k!r} in {spec!r}")
-    return RankingParams(**kw), pca, neg  # type: ignore[arg-type]
+    return RankingParams(**kw), pca, neg, wpos  # type: ignore[arg-type]
 
 
 def study(x: np.ndarray, interesting: np.ndarray, seeds: int, variants: list[str],
@@ -149,7 +157,7 @@ def study(x: np.ndarray, interesting: np.ndarray, seeds: int, variants: list[str
             put(f"anomaly {m}", _hits(np.argsort(-sc.rank, kind="stable"), ys))
         zs: dict[int, np.ndarray] = {}
         for v in variants:
-            params, pca, NEGATIVES_ONLY["mode"] = parse_variant(v)
+            params, pca, NEGATIVES_ONLY["mode"], WEIGHT_BY_POSITIVES["k"] = parse_variant(v)
             params = dataclasses.replace(params, seed=s)
             if pca not in zs:
                 zs[pca] = reduce(xs, AnomalyParams(seed=s, n_components=pca))
