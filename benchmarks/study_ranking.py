@@ -82,7 +82,8 @@ WEIGHT_BY_POSITIVES = {"k": 0}
 NEGATIVES_ONLY = {"mode": "far"}
 """How a label set of negatives only ranks: ``far`` (the product: far from the negatives' mean) or
 ``anom`` (the anomaly rank, times one minus the rank of the cosine similarity to the nearest negative),
-``anom0`` (the anomaly rank as it is: nothing is known yet of what the person wants)."""
+``anom0`` (the anomaly rank as it is: nothing is known yet of what the person wants), ``cos`` (the
+anomaly rank times one minus the cosine similarity to the nearest negative, clipped to [0, 1])."""
 
 
 def _rank_galaxies(z: np.ndarray, anomaly_rank: np.ndarray, labelled: list[int], values: np.ndarray,
@@ -96,9 +97,11 @@ def _rank_galaxies(z: np.ndarray, anomaly_rank: np.ndarray, labelled: list[int],
     from features.anomaly import normalise, to_rank
 
     prediction = np.asarray(anomaly_rank, np.float64)
-    if NEGATIVES_ONLY["mode"] == "anom":
+    if NEGATIVES_ONLY["mode"] in ("anom", "cos"):
         zn = normalise(z)
-        prediction = prediction * (1.0 - to_rank((zn @ zn[list(labelled)].T).max(axis=1)))
+        nearest = (zn @ zn[list(labelled)].T).max(axis=1)
+        prediction = prediction * (1.0 - (to_rank(nearest) if NEGATIVES_ONLY["mode"] == "anom"
+                                          else np.clip(nearest, 0.0, 1.0)))
     uncertainty = 1.0 - np.abs(2.0 * to_rank(prediction) - 1.0)
     w = params.anomaly_weight
     score = (1.0 - w) * prediction + w * np.asarray(anomaly_rank, np.float64)
