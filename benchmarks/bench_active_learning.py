@@ -48,7 +48,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from features.anomaly import METHODS, AnomalyParams, reduce, score_vectors
-from models.ranking import RankingParams, more_like_these, rank_galaxies
+from models.ranking import MODELS, RankingParams, more_like_these, rank_galaxies
 
 INTERESTING_DEMO = ("Merging", "Disturbed")
 LABEL_STEPS = (10, 25, 50)
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--artefact-frac", type=float, default=0.03)
     p.add_argument("--encoders", nargs="+", default=["random_vits14", "pixels_asym"])
     p.add_argument("--datasets", nargs="+", default=["demo", "demo+artefacts", "gz1"])
-    p.add_argument("--models", nargs="+", default=["rf", "gp"])
+    p.add_argument("--models", nargs="+", default=list(MODELS))
     p.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
     p.add_argument("--cost", type=int, default=0, help="time the scores of this many vectors instead")
     p.add_argument("--json", type=Path, default=None, help="also write the per-seed values here")
