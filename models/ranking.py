@@ -8,10 +8,11 @@ an *acquisition order* that mostly exploits the score but puts, every ``explore_
 unlabelled galaxy the model is least sure of (the spread of the forest's trees, or the Gaussian
 process's predictive standard deviation, as in Protege, Walmsley et al. 2023).
 
-Models (``model``): ``rfc`` (a random forest *classifier* with balanced class weights: labels above 0.5
-are the wanted class, ``p`` is the trees' mean vote; the default, by measurement), ``rf`` (a random
-forest regressor, Astronomaly's choice, which keeps grades) and ``gp`` (a Gaussian process with an RBF +
-white kernel); ``docs/benchmarks_anomaly.md`` measures them.
+Models (``model``): ``gp`` (a Gaussian process with an RBF + white kernel, as in Protege; the default, by
+measurement: the best or level with the best on most benchmark sets and the best on real GZ1 pixels),
+``rfc`` (a random forest *classifier* with balanced class weights: labels above 0.5 are the wanted
+class, ``p`` is the trees' mean vote; the best on the synthetic survey's pixels) and ``rf`` (a random
+forest regressor, Astronomaly's choice); ``docs/benchmarks_anomaly.md`` measures them.
 
 Documented behaviour on thin label sets: an empty set is an :class:`~features.errors.InputError`; a
 set holding one class only trains no model, and :attr:`Ranking.note` says so: only positives rank by
@@ -40,7 +41,7 @@ from features.errors import InputError
 __all__ = ["MODELS", "Ranking", "RankingParams", "acquisition_order", "more_like_these", "rank_galaxies",
            "rocchio"]
 
-MODELS: tuple[str, ...] = ("rfc", "rf", "gp")
+MODELS: tuple[str, ...] = ("gp", "rfc", "rf")
 """The ranking models :func:`rank_galaxies` knows."""
 
 
@@ -62,7 +63,7 @@ class RankingParams:
     seed : int
     """
 
-    model: str = "rfc"
+    model: str = "gp"
     anomaly_weight: float = 0.2
     explore_every: int = 5
     n_estimators: int = 200

@@ -148,8 +148,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--encoder", default=None, help="embeddings to learn on")
     # literals, not imports, to keep the CLI's start cheap; test_anomaly_cli checks them against the science code
     p.add_argument("--method", default="knn", choices=["iforest", "knn"], help="anomaly score combined with it")
-    p.add_argument("--model", default="rfc", choices=["rfc", "rf", "gp"],
-                   help="rfc: random-forest classifier (balanced classes), rf: forest regressor, gp: Gaussian process")
+    p.add_argument("--model", default="gp", choices=["gp", "rfc", "rf"],
+                   help="gp: Gaussian process, rfc: random-forest classifier (balanced classes), rf: forest regressor")
     p.add_argument("--anomaly-weight", type=float, default=0.2, help="weight of the anomaly rank in the score")
     p.add_argument("--explore-every", type=int, default=5, help="every n-th galaxy shown is the most uncertain")
     p.add_argument("--limit", type=int, default=20, help="galaxies listed")

@@ -69,7 +69,7 @@ class RankRequest(BaseModel):
     who: str | None = Field(None, max_length=64, description="only this person's labels; default everyone's")
     encoder: str | None = Field(None, max_length=100)
     method: Literal["iforest", "knn"] = "knn"
-    model: Literal["rfc", "rf", "gp"] = "rfc"
+    model: Literal["gp", "rfc", "rf"] = "gp"
     limit: int = Field(24, ge=1, le=500)
 
 
