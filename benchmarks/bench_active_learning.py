@@ -48,7 +48,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from features.anomaly import METHODS, AnomalyParams, reduce, score_vectors
-from models.ranking import RankingParams, more_like_these, rank_galaxies
+from models.ranking import MODELS, RankingParams, more_like_these, rank_galaxies
 
 INTERESTING_DEMO = ("Merging", "Disturbed")
 LABEL_STEPS = (10, 25, 50)
@@ -150,9 +150,12 @@ def _hits(order: np.ndarray, interesting: np.ndarray) -> int:
 
 
 def active_learning(z: np.ndarray, anomaly_rank: np.ndarray, interesting: np.ndarray, model: str,
-                    seed: int) -> dict[int, int]:
-    """Interesting among the first 100 shown after each of :data:`LABEL_STEPS` labels."""
-    params = RankingParams(model=model, seed=seed)
+                    seed: int, params: RankingParams | None = None) -> dict[int, int]:
+    """Interesting among the first 100 shown after each of :data:`LABEL_STEPS` labels.
+
+    ``params`` (the product's defaults with ``model`` and ``seed`` when not given) lets a study vary them.
+    """
+    params = params or RankingParams(model=model, seed=seed)
     order = np.argsort(-anomaly_rank, kind="stable")
     shown: list[int] = []
     out = {}
@@ -241,6 +244,27 @@ def cost(n: int, dim: int = 384) -> str:
     return "\n".join(lines)
 
 
+def vectors(ds: str, enc: str, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors and interesting mask of data set ``ds`` by encoder ``enc`` (from ``args.cache`` if there)."""
+    path = None
+    if args.cache:
+        frac = args.artefact_frac if "artefacts" in ds else 0.0
+        tag = "gz1" if ds == "gz1" else f"{ds}_n{args.demo_n}_s{args.size}_a{frac:g}"
+        path = args.cache / f"{tag}_{enc}.npz"
+        if path.exists():
+            with np.load(path) as f:
+                return f["x"], f["interesting"]
+    if ds == "gz1":
+        images, interesting, _ = load_gz1(args.shared)
+    else:
+        images, interesting, _ = load_demo(args.demo_n, args.size, args.artefact_frac if "artefacts" in ds else 0.0)
+    x = embed(images, enc)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, x=x, interesting=interesting)
+    return x, interesting
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=10)
@@ -249,10 +273,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--artefact-frac", type=float, default=0.03)
     p.add_argument("--encoders", nargs="+", default=["random_vits14", "pixels_asym"])
     p.add_argument("--datasets", nargs="+", default=["demo", "demo+artefacts", "gz1"])
-    p.add_argument("--models", nargs="+", default=["rf", "gp"])
+    p.add_argument("--models", nargs="+", default=list(MODELS))
     p.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
     p.add_argument("--cost", type=int, default=0, help="time the scores of this many vectors instead")
     p.add_argument("--json", type=Path, default=None, help="also write the per-seed values here")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="keep each data set's vectors and interesting mask here (.npz) and reuse them")
     args = p.parse_args(argv)
     if args.cost:
         print(cost(args.cost))
@@ -260,14 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     dump = {}
     for ds in args.datasets:
         t0 = time.perf_counter()
-        if ds == "gz1":
-            images, interesting, _ = load_gz1(args.shared)
-        else:
-            images, interesting, _ = load_demo(args.demo_n, args.size, args.artefact_frac if "artefacts" in ds else 0.0)
         for enc in args.encoders:
-            x = embed(images, enc)
+            x, interesting = vectors(ds, enc, args)
             res = run_dataset(x, interesting, args.seeds, tuple(args.models))
-            print(table(f"{ds}, {enc}", res, len(images), float(interesting.mean())), flush=True)
+            print(table(f"{ds}, {enc}", res, x.shape[0], float(interesting.mean())), flush=True)
             dump[f"{ds}/{enc}"] = res
         print(f"\n({ds}: {time.perf_counter() - t0:.0f} s)", flush=True)
     if args.json:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pyarrow as pa
 
-from features.anomaly import AnomalyParams, normalise, reduce
+from features.anomaly import DEFAULT_METHOD, AnomalyParams, normalise, reduce
 from features.errors import InputError
 from models.ranking import RankingParams, rank_galaxies, rocchio
 from stages.anomaly import encoder_vectors
@@ -68,7 +68,7 @@ def _anomaly_ranks(wh: Warehouse, encoder: str, method: str, ids: list[str]) -> 
 
 
 def rank(wh: Warehouse, label: str, *, who: str | None = None, encoder: str | None = None,
-         method: str = "iforest", params: RankingParams | None = None, run_id: str | None = None) -> RankResult:
+         method: str = DEFAULT_METHOD, params: RankingParams | None = None, run_id: str | None = None) -> RankResult:
     """Retrain the ranking of ``label`` on the newest labels (of ``who``, or everyone) and store it.
 
     Raises

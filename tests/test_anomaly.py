@@ -109,7 +109,7 @@ def test_rank_learns_a_class_and_records_what_it_used(toy) -> None:
     assert stored.column("n")[0].as_py() == 10 and stored.column("k")[0].as_py() == 10
     # only positives: documented behaviour, a note, still a ranking
     add_labels(wh, [LabelIn(g, "keep", 1.0, "ann") for g in pos], "cli")
-    assert "no regressor trained" in rank(wh, "keep", who="ann").note
+    assert "no model trained" in rank(wh, "keep", who="ann").note
 
 
 def test_more_like_these_leaves_the_query_out_and_names_unknown_ids(toy) -> None:

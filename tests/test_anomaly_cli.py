@@ -39,3 +39,20 @@ def test_anomalies_label_rank_more_like(warehouse, capsys, tmp_path) -> None:
     assert main([*home, "more-like", *pos, "--not", neg[0], "-k", "4"]) == 0
     listed = [line.split()[1] for line in capsys.readouterr().out.strip().splitlines()[1:]]
     assert len(listed) == 4 and not set(listed) & {*pos, neg[0]}
+
+
+def test_rank_defaults_match_the_science_code() -> None:
+    # the CLI spells its defaults as literals (a cheap start); they must stay those of the measured product
+    from features.anomaly import DEFAULT_METHOD, METHODS
+    from models.ranking import MODELS, RankingParams
+    from service.cli import build_parser
+
+    args = build_parser().parse_args(["rank", "--label", "interesting"])
+    want = RankingParams()
+    assert (args.method, args.model, args.anomaly_weight, args.explore_every) == (
+        DEFAULT_METHOD, want.model, want.anomaly_weight, want.explore_every)
+    assert build_parser().parse_args(["anomalies"]).method == DEFAULT_METHOD
+    for model in MODELS:
+        assert build_parser().parse_args(["rank", "--label", "x", "--model", model]).model == model
+    for method in METHODS:
+        assert build_parser().parse_args(["rank", "--label", "x", "--method", method]).method == method

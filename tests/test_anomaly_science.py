@@ -78,14 +78,16 @@ def _two_groups(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x, wanted
 
 
-@pytest.mark.parametrize("model", ["rf", "gp"])
+@pytest.mark.parametrize("model", ["rfc", "rf", "gp"])
 def test_ranking_learns_the_wanted_group(model: str) -> None:
     x, wanted = _two_groups()
     labelled = [0, 1, 2, 100, 101, 102, 103, 104]
     values = [1, 1, 1, 0, 0, 0, 0, 0]
     r = rank_galaxies(x, np.full(300, 0.5), labelled, values, RankingParams(model=model, explore_every=0))
     top = r.order[:20]
-    assert wanted[top].mean() >= 0.8  # 30 of 300 wanted: 0.1 by chance
+    # 30 of 300 wanted: 0.1 by chance. The classifier tries sqrt(8) of the 8 columns per split, so with one
+    # telling column and 3 positives it finds fewer (0.6 here); the benchmark, on 32 components, is its measure
+    assert wanted[top].mean() >= (0.5 if model == "rfc" else 0.8)
     assert (r.position[labelled] == 0).all() and sorted(r.position[r.position > 0]) == list(range(1, 293))
     assert r.note == ""
 
@@ -93,12 +95,30 @@ def test_ranking_learns_the_wanted_group(model: str) -> None:
 def test_only_positives_is_documented_behaviour_and_empty_is_an_error() -> None:
     x, wanted = _two_groups()
     r = rank_galaxies(x, np.full(300, 0.5), [0, 1, 2], [1, 1, 1], RankingParams(explore_every=0))
-    assert "no regressor trained" in r.note
+    assert "no model trained" in r.note
     assert wanted[r.order[:20]].mean() >= 0.8
     with pytest.raises(InputError, match="no labels"):
         rank_galaxies(x, np.full(300, 0.5), [], [])
     with pytest.raises(InputError, match="distinct rows"):
         rank_galaxies(x, np.full(300, 0.5), [0, 0], [1, 0])
+
+
+def test_only_negatives_keep_the_anomaly_order_away_from_them() -> None:
+    # 270 ordinary galaxies, 15 artefacts (dimension 1) and 15 wanted ones (dimension 0); the anomaly score
+    # ranks both rare groups on top. "Not these" on 5 artefacts must leave the wanted group next in line,
+    # not send the person to the galaxies least like the artefacts (the ordinary ones), as it once did.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 8))
+    artefact, wanted = np.zeros(300, bool), np.zeros(300, bool)
+    artefact[:15], wanted[15:30] = True, True
+    x[artefact, 1] += 6.0
+    x[wanted, 0] += 6.0
+    anomaly = np.where(artefact | wanted, 0.9 + 0.1 * rng.random(300), 0.6 * rng.random(300))
+    for model in ("rfc", "rf", "gp"):
+        r = rank_galaxies(x, anomaly, [0, 1, 2, 3, 4], [0, 0, 0, 0, 0], RankingParams(model=model, explore_every=0))
+        assert "no model trained" in r.note and "anomaly rank" in r.note
+        assert wanted[r.order[:15]].all(), model  # the whole wanted group first
+        assert r.position[artefact].min() == 0 and r.position[artefact][5:].min() > 15  # artefacts after it
 
 
 def test_acquisition_order_mixes_score_and_uncertainty() -> None:

@@ -125,7 +125,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("anomalies", help="the most anomalous galaxies (isolation forest, k-th neighbour distance)")
     p.add_argument("--compute", action="store_true", help="(re)compute the scores first (the anomaly_scores asset)")
     p.add_argument("--encoder", default=None, help="encoder (default: the first scored)")
-    p.add_argument("--method", default="iforest", choices=["iforest", "knn"], help="which score to list")
+    p.add_argument("--method", default="knn", choices=["iforest", "knn"], help="which score to list")
     p.add_argument("--methods", nargs="+", default=["iforest", "knn"], help="with --compute: methods to compute")
     p.add_argument("-k", type=int, default=10, help="with --compute: the neighbour of the knn score")
     p.add_argument("--with-morphometrics", action="store_true", help="with --compute: add trusted morphometrics")
@@ -146,8 +146,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label", required=True, help="the label to learn, e.g. interesting")
     p.add_argument("--who", default=None, help="only this person's labels (default: everyone's, newest wins)")
     p.add_argument("--encoder", default=None, help="embeddings to learn on")
-    p.add_argument("--method", default="iforest", choices=["iforest", "knn"], help="anomaly score combined with it")
-    p.add_argument("--model", default="rf", choices=["rf", "gp"], help="random forest or Gaussian process")
+    # literals, not imports, to keep the CLI's start cheap; test_anomaly_cli checks them against the science code
+    p.add_argument("--method", default="knn", choices=["iforest", "knn"], help="anomaly score combined with it")
+    p.add_argument("--model", default="gp", choices=["gp", "rfc", "rf"],
+                   help="gp: Gaussian process, rfc: random-forest classifier (balanced classes), rf: forest regressor")
     p.add_argument("--anomaly-weight", type=float, default=0.2, help="weight of the anomaly rank in the score")
     p.add_argument("--explore-every", type=int, default=5, help="every n-th galaxy shown is the most uncertain")
     p.add_argument("--limit", type=int, default=20, help="galaxies listed")

@@ -68,8 +68,8 @@ class RankingResponse(BaseModel):
 class RankRequest(BaseModel):
     who: str | None = Field(None, max_length=64, description="only this person's labels; default everyone's")
     encoder: str | None = Field(None, max_length=100)
-    method: Literal["iforest", "knn"] = "iforest"
-    model: Literal["rf", "gp"] = "rf"
+    method: Literal["iforest", "knn"] = "knn"
+    model: Literal["gp", "rfc", "rf"] = "gp"
     limit: int = Field(24, ge=1, le=500)
 
 
@@ -106,7 +106,7 @@ def labels_router(base: Warehouse, snapshot: Callable[..., Snapshot]) -> APIRout
 
     @router.get("/anomalies", response_model=RankingResponse)
     def anomalies(wh: Snap, encoder: Annotated[str | None, Query(max_length=100)] = None,
-                  method: Literal["iforest", "knn"] = "iforest",
+                  method: Literal["iforest", "knn"] = "knn",
                   limit: Annotated[int, Query(ge=1, le=500)] = 24) -> RankingResponse:
         """The most anomalous galaxies (rank 1 first)."""
         from stages.anomaly import top_anomalies
@@ -123,7 +123,7 @@ def labels_router(base: Warehouse, snapshot: Callable[..., Snapshot]) -> APIRout
         has = wh.exists("rankings") and wh.count(
             "rankings", where=f"label = {quote(label)} AND who = {quote(who or ANYONE)}") > 0
         if not has:
-            out = anomalies(wh, encoder, "iforest", limit)
+            out = anomalies(wh, encoder, "knn", limit)
             return out.model_copy(update={"label": label, "note": "no ranking yet: label some galaxies and re-rank"})
         t = ranked(wh, label, who=who, encoder=encoder, limit=limit).to_pylist()
         n = wh.sql_result(f"SELECT max(n_labels) AS n FROM rankings WHERE label = {quote(label)}",

@@ -37,8 +37,9 @@ class RankingConfig(dg.Config):
     label: str = Field(default="interesting", description="the label name to learn")
     who: str = Field(default="", description="only this person's labels; empty: everyone's (newest wins)")
     encoder: str = Field(default="", description="embeddings to learn on; empty: the preferred table")
-    method: str = Field(default="iforest", description="the anomaly method combined with the prediction")
-    model: str = Field(default="rf", description="rf (random forest, Astronomaly) or gp (Gaussian process)")
+    method: str = Field(default="knn", description="the anomaly method combined with the prediction")
+    model: str = Field(default="gp", description="gp (Gaussian process), rfc (random-forest classifier, balanced "
+                       "classes) or rf (random forest regressor, Astronomaly)")
     anomaly_weight: float = Field(default=0.2, description="weight of the anomaly rank in the score")
     explore_every: int = Field(default=5, description="every n-th shown galaxy is the most uncertain (0: never)")
     seed: int = Field(default=0, description="seeds the model")
