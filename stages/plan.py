@@ -95,7 +95,8 @@ def load_costs(path: str | Path | None = None) -> Costs:
             if c["runs"] not in ("shard", "once"):
                 raise ValueError(f"stage {stage}: runs must be shard or once, not {c['runs']!r}")
             for part in ("wall_s", "cpu_s"):
-                float(c[part]["fixed"]) + float(c[part]["per_galaxy"]) + float(c[part]["per_trained"])
+                for term in ("fixed", "per_galaxy", "per_trained"):
+                    float(c[part][term])  # a missing or non-numeric term is the error below
         return costs
     except FileNotFoundError:
         raise InputError(f"no costs file {path}: run benchmarks/bench_scale.py to measure one") from None

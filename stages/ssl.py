@@ -189,13 +189,13 @@ def _training_set(wh: Warehouse) -> tuple[list[str], dict[str, int], str]:
 
 def budget_sample(ids: list[str], max_images: int, seed: int) -> list[str]:
     """The galaxies SimCLR trains on: all of ``ids`` when they fit ``max_images`` (0: no cap), else a seeded
-    sample of that many, in ``ids``' order."""
+    sample of that many, in ``ids``' order (:func:`stages.trainers.subsample`, the classifiers' and the
+    U-Net's budget sampler, with every galaxy in one class: SimCLR reads no label)."""
     import numpy as np
 
-    if not max_images or len(ids) <= max_images:
-        return ids
-    keep = np.sort(np.random.default_rng(seed).choice(len(ids), size=max_images, replace=False))
-    return [ids[i] for i in keep]
+    from stages.trainers import subsample
+
+    return subsample(ids, np.zeros(len(ids)), max_images, seed)[0]
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
