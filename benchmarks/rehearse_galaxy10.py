@@ -19,7 +19,7 @@ catalogue order, so the pairs appear at any size that holds them. Writing the fi
 
 Then it runs ``astrovision --home HOME ingest --source galaxy10 --path FILE --all`` with the defaults a
 user gets (shard size, ``--workers``, executor, encoders) into a fresh home, measured by
-:mod:`benchmarks.proc_profile` (exact CPU from ``rusage``, psutil samples of the process tree, the
+:mod:`benchmarks.proc_profile` (exact CPU from ``rusage`` of the whole tree, orphans included, psutil samples of the process tree, the
 Dagster run's step windows), and prints per stage: runs, wall, CPU seconds, CPU utilisation
 (CPU / wall / cores), peak RSS of the process tree while the stage ran, rows and bytes on disk of the
 tables it writes, and beside them ``astrovision plan``'s projection (wall and CPU) for the same N.
