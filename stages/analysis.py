@@ -154,9 +154,20 @@ def _colour_values(wh: Warehouse, ids: list[str]) -> dict[str, list]:
     return {k: [by.get(i, {}).get(k) for i in ids] for k in ("label_name", "gini", "g_r")}
 
 
+def _umap_job(args: tuple[np.ndarray, int, int, int]) -> tuple[Any, float | None, float]:
+    """One encoder's seeded UMAP, its neighbourhood preservation and seconds: what a pool worker runs."""
+    from models.representation import neighbourhood_preservation, umap_map
+
+    x, seed, neighbors, cap = args
+    t = time.perf_counter()
+    um = umap_map(x, seed=seed, n_neighbors=neighbors, max_fit=cap)
+    knn = (round(neighbourhood_preservation(x, um.coords, seed=seed), 4) if np.isfinite(um.coords).all() else None)
+    return um, knn, time.perf_counter() - t
+
+
 def build_maps(wh: Warehouse, *, encoders: Sequence[str] | None = None, methods: Sequence[str] = METHODS,
                n_components: int = 10, seed: int = 0, umap_neighbors: int = 15, umap_max_fit: int | None = None,
-               run_id: str | None = None, log: LogFn = lambda _m: None) -> MapsOutcome:
+               run_id: str | None = None, log: LogFn = lambda _m: None, workers: int | None = None) -> MapsOutcome:
     """PCA and/or UMAP maps of every (or the named) encoder's CLS vectors, stored and drawn.
 
     Each (encoder, method) range of ``embedding_maps`` is replaced in one commit, so galaxies gone from
@@ -164,12 +175,17 @@ def build_maps(wh: Warehouse, *, encoders: Sequence[str] | None = None, methods:
     (UMAP when made, else PC1-PC2) coloured by class, by Gini (``morph_ok`` rows) and by g-r
     (``phot_quality_ok`` rows), as ``<root>/analysis/<encoder>_<method>_<colour>.png``.
 
+    The encoders' UMAPs (seeded, single-threaded each) are fitted side by side in ``workers``
+    processes (default: the step's cores, :func:`features.parallel.step_cores`; 1: one after another
+    in this process); the maps are the same either way (``tests/test_analysis.py``).
+
     Raises
     ------
     ValueError
         An unknown method, a named encoder without embeddings, or no embeddings at all.
     """
-    from models.representation import UMAP_MAX_FIT, neighbourhood_preservation, pca_map, umap_map
+    from features.parallel import ordered_pool, step_cores
+    from models.representation import UMAP_MAX_FIT, pca_map
     from models.representation.plots import map_png
 
     bad = [m for m in methods if m not in METHODS]
@@ -181,8 +197,14 @@ def build_maps(wh: Warehouse, *, encoders: Sequence[str] | None = None, methods:
     t0 = time.perf_counter()
     out = MapsOutcome()
     out_dir = figures_dir(wh)
-    for table in tables:
-        v = _vectors(wh, table)
+    vectors = [_vectors(wh, table) for table in tables]
+    cap = UMAP_MAX_FIT if umap_max_fit is None else int(umap_max_fit)
+    mapped = [v for v in vectors if "umap" in methods and len(v.ids) >= max(PCA_MIN_VECTORS, UMAP_MIN_VECTORS)]
+    procs = min(len(mapped), step_cores() if workers is None else max(1, workers))  # one process per map at most
+    with ordered_pool(procs, preload=["models.representation", "umap"]) as pmap:
+        umaps = dict(zip((v.encoder for v in mapped),
+                         pmap(_umap_job, [(v.x, seed, umap_neighbors, cap) for v in mapped])))
+    for table, v in zip(tables, vectors):
         info: dict[str, Any] = {"rows": len(v.ids), "dim": int(v.x.shape[1]), "embeddings_version": v.version,
                                 "weights_origin": v.weights_origin, "weights_sha256": v.weights_sha256}
         shown = None
@@ -213,18 +235,14 @@ def build_maps(wh: Warehouse, *, encoders: Sequence[str] | None = None, methods:
             out.notes.append(f"{v.encoder}: {len(v.ids)} vectors, fewer than {UMAP_MIN_VECTORS}: no UMAP")
             info["umap"] = {"skipped": out.notes[-1]}
         elif "umap" in methods:
-            t = time.perf_counter()
-            cap = UMAP_MAX_FIT if umap_max_fit is None else int(umap_max_fit)
-            um = umap_map(v.x, seed=seed, n_neighbors=umap_neighbors, max_fit=cap)
+            um, knn, seconds = umaps[v.encoder]
             params = {"n_neighbors": um.n_neighbors, "min_dist": um.min_dist, "seed": seed, "max_fit": cap,
                       "metric": "euclidean"}
             wh.replace("embedding_maps", _map_rows(v, "umap", um.coords, um.fitted, params),
                        where=f"encoder = {quote(v.encoder)} AND method = 'umap'", run_id=run_id)
             info["umap"] = {**params, "fitted": int(um.fitted.sum()),
                             "transformed": int((~um.fitted).sum()),
-                            "knn10_preservation": round(neighbourhood_preservation(v.x, um.coords, seed=seed), 4)
-                            if np.isfinite(um.coords).all() else None,
-                            "seconds": round(time.perf_counter() - t, 3)}
+                            "knn10_preservation": knn, "seconds": round(seconds, 3)}
             shown = ("umap", um.coords)
         log(f"{table}: {info}")
         if shown is None:

@@ -76,13 +76,33 @@ class PseudoLabelOutcome:
     table_version: int | None
 
 
+def _pseudo_label_row(args: tuple[np.ndarray, str, str, OtsuOptions | None]) -> dict[str, Any]:
+    """One galaxy's ``pseudo_labels`` row (without ``galaxy_id`` and ``method``): what a pool worker runs."""
+    image, image_kind, bands, options = args
+    try:
+        pl = pseudo_label_image(image, image_kind=image_kind, bands=bands, options=options)
+        labels, thr, bg, rms, flags = pl.labels, pl.thresholds, pl.background, pl.rms, pl.flags
+    except InputError:
+        labels = np.zeros(np.shape(image)[:2], dtype=np.uint8)
+        thr, bg, rms, flags = (math.nan, math.nan), math.nan, math.nan, int(Flag.SEG_OTSU_FAILED)
+    return {"mask_png": encode_image(labels)[1], "height": labels.shape[0], "width": labels.shape[1],
+            "threshold_low": thr[0], "threshold_high": thr[1], "background": bg, "rms": rms,
+            "area_px": int(np.count_nonzero(labels)), "bulge_px": int(np.count_nonzero(labels == 2)),
+            "flags": int(flags)}
+
+
 def build_pseudo_labels(wh: Any, *, options: OtsuOptions | None = None, chunk: int = 256,
-                        run_id: str | None = None, log: LogFn | None = None) -> PseudoLabelOutcome:
+                        run_id: str | None = None, log: LogFn | None = None,
+                        workers: int | None = None) -> PseudoLabelOutcome:
     """Otsu pseudo-labels (:func:`features.segmentation.pseudo_label_image`) of every galaxy without one.
 
     A galaxy whose image cannot be read as a plane (smaller than 8 px) gets an empty label flagged
-    ``SEG_OTSU_FAILED``; nothing stops the batch.
+    ``SEG_OTSU_FAILED``; nothing stops the batch. The galaxies of a chunk are labelled by ``workers``
+    processes (default: the step's cores, :func:`features.parallel.step_cores`; 1: in this process);
+    the rows are the same either way (``tests/test_segmentation.py``).
     """
+    from features.parallel import ordered_pool
+
     log = log or _quiet
     if not wh.exists("images"):
         raise MissingInputError(f"table 'images' does not exist in {wh.root}; ingest a source first")
@@ -96,28 +116,20 @@ def build_pseudo_labels(wh: Any, *, options: OtsuOptions | None = None, chunk: i
     counts: dict[str, int] = {}
     failed = 0
     version = None
-    for start in range(0, len(todo), chunk):
-        idx = todo[start:start + chunk]
-        ids = [meta["galaxy_id"][i] for i in idx]
-        rows = []
-        for gid, i, image in zip(ids, idx, wh.read_images(ids)):
-            try:
-                pl = pseudo_label_image(image, image_kind=meta["image_kind"][i], bands=meta["bands"][i],
-                                        options=options)
-                labels, thr, bg, rms, flags = pl.labels, pl.thresholds, pl.background, pl.rms, pl.flags
-            except InputError:
-                labels = np.zeros(np.shape(image)[:2], dtype=np.uint8)
-                thr, bg, rms, flags = (math.nan, math.nan), math.nan, math.nan, int(Flag.SEG_OTSU_FAILED)
-            for f in Flag(flags):
-                counts[f.name] = counts.get(f.name, 0) + 1
-            failed += bool(flags & FAILED)
-            rows.append({"galaxy_id": gid, "method": PSEUDO_LABEL_METHOD, "mask_png": encode_image(labels)[1],
-                         "height": labels.shape[0], "width": labels.shape[1], "threshold_low": thr[0],
-                         "threshold_high": thr[1], "background": bg, "rms": rms,
-                         "area_px": int(np.count_nonzero(labels)), "bulge_px": int(np.count_nonzero(labels == 2)),
-                         "flags": int(flags)})
-        version = wh.upsert("pseudo_labels", rows, run_id=run_id)
-        log(f"pseudo_labels: {start + len(idx)}/{len(todo)} galaxies labelled")
+    with ordered_pool(workers, preload=["stages.segmentation"]) as pmap:
+        for start in range(0, len(todo), chunk):
+            idx = todo[start:start + chunk]
+            ids = [meta["galaxy_id"][i] for i in idx]
+            args = [(image, meta["image_kind"][i], meta["bands"][i], options)
+                    for i, image in zip(idx, wh.read_images(ids))]
+            rows = [{"galaxy_id": gid, "method": PSEUDO_LABEL_METHOD, **row}
+                    for gid, row in zip(ids, pmap(_pseudo_label_row, args))]
+            for row in rows:
+                for f in Flag(row["flags"]):
+                    counts[f.name] = counts.get(f.name, 0) + 1
+                failed += bool(row["flags"] & FAILED)
+            version = wh.upsert("pseudo_labels", rows, run_id=run_id)
+            log(f"pseudo_labels: {start + len(idx)}/{len(todo)} galaxies labelled")
     if version is None and wh.exists("pseudo_labels"):
         version = int(wh.dataset("pseudo_labels").version)
     return PseudoLabelOutcome(PSEUDO_LABEL_METHOD, len(todo), len(done), failed, counts,

@@ -275,3 +275,22 @@ def test_a_tiny_warehouse_gets_named_skips_not_failures(warehouse):
     out = build_maps(warehouse)
     assert f"dinov2_vits14: 20 vectors, fewer than {UMAP_MIN_VECTORS}: no UMAP" in out.notes
     assert set(warehouse.sql("SELECT DISTINCT method FROM embedding_maps")["method"]) == {"pca"}
+
+
+def test_umaps_fitted_side_by_side_in_processes_equal_the_serial_ones(tmp_path):
+    """Issue 25: the two encoders' UMAPs in two processes give the serial path's maps and scores, bit for bit."""
+    from warehouse import Warehouse
+
+    tables, outs = [], []
+    for name, workers in (("serial", 1), ("pool", 2)):
+        wh = Warehouse.open(tmp_path / name)
+        fill_toy(wh)
+        outs.append(build_maps(wh, workers=workers))
+        tables.append(wh.read("embedding_maps", columns=["galaxy_id", "encoder", "method", "x", "y", "coords",
+                                                         "fitted", "params_json"]).sort_by(
+            [("encoder", "ascending"), ("method", "ascending"), ("galaxy_id", "ascending")]))
+    serial, pooled = tables
+    assert serial.num_rows == 2 * 2 * 60 and serial.equals(pooled)
+    for enc in ("dinov2_vits14", "random_vits14"):
+        a, b = outs[0].encoders[enc]["umap"], outs[1].encoders[enc]["umap"]
+        assert a["fitted"] == b["fitted"] == 60 and a["knn10_preservation"] == b["knn10_preservation"] is not None

@@ -316,3 +316,41 @@ def test_unet_trains_on_its_budget_and_records_it(demo_segmented):
     note = json.loads(row["metrics_json"])["notes"][0]
     assert "budget: trained on 20 of" in note and "max_train 20" in note
     assert any("budget: trained on 20 of" in m for m in logs)
+
+
+def _toy_images_warehouse(root):
+    """40 toy stamps (two of them blank) plus two 4-px images Otsu cannot label (``SEG_OTSU_FAILED``)."""
+    import pyarrow as pa
+
+    from models.toy import toy_images, toy_rows
+    from warehouse import Warehouse
+
+    wh = Warehouse.open(root)
+    for source, n, size in (("toy", 40, 48), ("tiny", 2, 4)):
+        images, y = toy_images(n, size, seed=1)
+        if source == "toy":
+            images[3] = 0
+            images[17] = 0
+        gal, img = toy_rows(images, y, source=source)
+        wh.upsert("galaxies", pa.table(gal))
+        wh.upsert("images", pa.table(img))
+    return wh
+
+
+def test_pseudo_labels_in_a_process_pool_equal_the_serial_ones(tmp_path):
+    """Issue 25: the pool (two processes, chunks smaller than the table) writes the very rows of the serial loop."""
+    from stages.segmentation import build_pseudo_labels
+
+    columns = ["galaxy_id", "method", "mask_png", "height", "width", "threshold_low", "threshold_high",
+               "background", "rms", "area_px", "bulge_px", "flags"]
+    tables, outcomes = [], []
+    for name, workers, chunk in (("serial", 1, 256), ("pool", 2, 16)):
+        wh = _toy_images_warehouse(tmp_path / name)
+        outcomes.append(build_pseudo_labels(wh, workers=workers, chunk=chunk))
+        tables.append(wh.read("pseudo_labels", columns=columns).sort_by("galaxy_id"))
+    serial, pooled = (t.to_pylist() for t in tables)
+    assert len(serial) == 42
+    for a, b in zip(serial, pooled):  # exact, NaN (a failure's thresholds) equal to NaN
+        assert a.keys() == b.keys() and all(a[k] == b[k] or (a[k] != a[k] and b[k] != b[k]) for k in a), a["galaxy_id"]
+    assert outcomes[0].failed == outcomes[1].failed >= 4 and outcomes[0].flag_counts == outcomes[1].flag_counts
+    assert outcomes[1].flag_counts.get("SEG_OTSU_FAILED") == 2

@@ -1,0 +1,118 @@
+"""A step's share of the cores, and an ordered process pool sized to it.
+
+A step of a Dagster run gets a thread budget from the executor that starts it
+(:func:`dagster_project.executors.step_threads` sets ``OMP_NUM_THREADS`` to ``cores // workers`` for
+parallel shard runs; in process, with the default ``--workers 1``, it is unset and the step has every
+core). :func:`step_cores` reads that budget; :func:`ordered_pool` turns it into processes for work
+that is single-threaded in Python (Otsu per galaxy, seeded UMAP fits), with results in input order, so
+the parallel path returns exactly what the serial one does.
+
+No Dagster here: the science and stage code call these with plain functions.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+__all__ = ["MapFn", "ordered_pool", "step_cores"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+MapFn = Callable[[Callable[[Any], Any], Iterable[Any]], list[Any]]
+"""``map(fn, items) -> [fn(item) for item in items]``, in input order."""
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def step_cores() -> int:
+    """The cores this step may use: its CPU affinity, at most ``$OMP_NUM_THREADS`` when that is a positive
+    integer (the share a parallel executor gave the step); at least 1."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        n = os.cpu_count() or 1
+    limit = os.environ.get("OMP_NUM_THREADS", "")
+    return max(1, min(n, int(limit))) if limit.isdigit() and int(limit) > 0 else max(1, n)
+
+
+def _serial_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    return [fn(item) for item in items]
+
+
+def _init_worker() -> None:
+    """Default SIGTERM (a background shell may pass it ignored, and ``terminate`` would then leave the
+    worker behind) and one BLAS/OpenMP thread: the pool is the parallelism."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for var in _THREAD_VARS:
+        os.environ[var] = "1"
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        pass
+
+
+@contextmanager
+def ordered_pool(workers: int | None = None, *, preload: Sequence[str] = (),
+                 min_items: int = 2) -> Iterator[MapFn]:
+    """A ``map(fn, items)`` over ``workers`` processes (default :func:`step_cores`), results in input order.
+
+    With one worker the map is a plain loop in this process (no pool is started). Otherwise a pool of
+    ``forkserver`` processes (``spawn`` where there is none; never ``fork``: the caller may hold torch's
+    and Dagster's threads), each with one BLAS thread, the modules in ``preload`` imported once in the
+    fork server. ``fn`` must be a module-level function and items and results picklable. A map of
+    fewer than ``min_items`` items runs in this process too. The pool lives for the ``with`` block, so
+    one pool serves many maps; it is closed (its workers joined) on exit, terminated on an error.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Processes; None: :func:`step_cores`. Values below 1 count as 1.
+    preload : sequence of str
+        Modules the fork server imports before it forks the workers.
+    min_items : int
+        Smaller maps are not worth the round trip to the workers.
+
+    Yields
+    ------
+    callable
+        ``map(fn, items) -> list``.
+    """
+    n = step_cores() if workers is None else max(1, int(workers))
+    if n <= 1:
+        yield _serial_map
+        return
+    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    ctx = mp.get_context(method)
+    if method == "forkserver" and preload:
+        ctx.set_forkserver_preload(list(preload))
+    pool = None
+
+    def pooled(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        nonlocal pool
+        items = list(items)
+        if len(items) < min_items:
+            return _serial_map(fn, items)
+        if pool is None:
+            pool = ctx.Pool(n, initializer=_init_worker)
+        chunksize = max(1, len(items) // (4 * n))
+        return pool.map(fn, items, chunksize=chunksize)
+
+    try:
+        yield pooled
+    except BaseException:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+            pool = None
+        raise
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
