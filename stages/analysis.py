@@ -362,9 +362,25 @@ def _analysis_figures(wh: Warehouse, rows: list[dict[str, Any]], names: list[str
     return figures
 
 
+def _spearman_job(args: tuple[np.ndarray, np.ndarray, int, int, int]) -> Any:
+    """One seeded Spearman estimate (:func:`models.representation.spearman_ci`): what a pool worker runs."""
+    from models.representation import spearman_ci
+
+    x, y, n_boot, n_perm, seed = args
+    return spearman_ci(x, y, n_boot=n_boot, n_perm=n_perm, seed=seed)
+
+
+def _r2_job(args: tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, int, int, int, str | None]) -> Any:
+    """One quantity's seeded grouped CV R^2 (:func:`models.representation.grouped_cv_r2`): what a pool worker runs."""
+    from models.representation import grouped_cv_r2
+
+    feats, y, groups, n_folds, n_boot, seed, ref = args
+    return grouped_cv_r2(feats, y, groups, n_folds=n_folds, n_boot=n_boot, seed=seed, reference=ref)
+
+
 def analyse(wh: Warehouse, *, encoders: Sequence[str] | None = None, n_pcs: int = 5, n_boot: int = 1000,
             n_perm: int = 1000, n_folds: int = 5, seed: int = 0, pixel_baseline: bool = True,
-            run_id: str | None = None, log: LogFn = lambda _m: None) -> AnalysisOutcome:
+            run_id: str | None = None, log: LogFn = lambda _m: None, workers: int | None = None) -> AnalysisOutcome:
     """Spearman rho (bootstrap CI, permutation p, BH q) of the top ``n_pcs`` PCs with each quantity, and
     the grouped CV ridge R^2 of each quantity from every encoder's vectors and the pixel baseline.
 
@@ -375,12 +391,15 @@ def analyse(wh: Warehouse, *, encoders: Sequence[str] | None = None, n_pcs: int 
     ``r2_cv_minus_pixels`` tests of this call. The rows of the analysed encoders and of ``pixels`` are
 replaced in one commit; other encoders' rows stay.
 
+    The estimates (each seeded on its own) are computed by ``workers`` processes (default: the step's
+    cores, :func:`features.parallel.step_cores`; 1: in this process); the rows are the same either way.
+
     Raises
     ------
     ValueError
         No embeddings, or an encoder without a PCA map.
     """
-    from models.representation import grouped_cv_r2, spearman_ci
+    from features.parallel import ordered_pool
 
     t0 = time.perf_counter()
     tables = encoder_tables(wh, encoders)
@@ -392,6 +411,8 @@ replaced in one commit; other encoders' rows stay.
     notes: list[str] = []
     rows: list[dict[str, Any]] = []
     meta: dict[str, dict[str, Any]] = {}
+    rho_rows: list[dict[str, Any]] = []
+    rho_jobs: list[tuple[np.ndarray, np.ndarray, int, int, int]] = []
     for enc in list(names):
         if wh.count(TABLE_PREFIX + enc) < PCA_MIN_VECTORS:
             notes.append(f"{enc}: fewer than {PCA_MIN_VECTORS} vectors, not analysed")
@@ -405,9 +426,8 @@ replaced in one commit; other encoders' rows stay.
             x = pcs[[pos[g] for g in common]]
             y = np.array([vals[g] for g in common])
             for j in range(pcs.shape[1]):
-                e = spearman_ci(x[:, j], y, n_boot=n_boot, n_perm=n_perm, seed=seed)
-                rows.append({"quantity": qn, "encoder": enc, "statistic": f"spearman_pc{j + 1}", "value": e.value,
-                             "ci_low": e.ci_low, "ci_high": e.ci_high, "p": e.p, "n": e.n, **m})
+                rho_jobs.append((x[:, j].copy(), y, n_boot, n_perm, seed))
+                rho_rows.append({"quantity": qn, "encoder": enc, "statistic": f"spearman_pc{j + 1}", **m})
     # cross-validated R^2 on the galaxies every feature set has
     vecs = {enc: _vectors(wh, TABLE_PREFIX + enc) for enc in names}
     shared = sorted(set.intersection(*(set(v.ids) for v in vecs.values()))) if vecs else []
@@ -423,6 +443,7 @@ replaced in one commit; other encoders' rows stay.
     gal = wh.read("galaxies", columns=["galaxy_id", "duplicate_group"]).to_pydict()
     group_of = {g: (d or g) for g, d in zip(gal["galaxy_id"], gal["duplicate_group"])}
     r2: dict[str, dict[str, tuple[float, float, float]]] = {}
+    r2_jobs: dict[str, tuple] = {}
     for qn, vals in quantities.items():
         use = [i for i, g in enumerate(shared) if g in vals]
         groups = np.array([group_of.get(shared[i], shared[i]) for i in use])
@@ -431,8 +452,13 @@ replaced in one commit; other encoders' rows stay.
             continue
         y = np.array([vals[shared[i]] for i in use])
         ref = PIXELS if PIXELS in feats else None
-        est = grouped_cv_r2({k: f[use] for k, f in feats.items()}, y, groups, n_folds=n_folds, n_boot=n_boot,
-                            seed=seed, reference=ref)
+        r2_jobs[qn] = ({k: f[use] for k, f in feats.items()}, y, groups, n_folds, n_boot, seed, ref)
+    with ordered_pool(workers, preload=["models.representation"]) as pmap:
+        rhos = pmap(_spearman_job, rho_jobs)
+        estimates = dict(zip(r2_jobs, pmap(_r2_job, list(r2_jobs.values()))))
+    for row, e in zip(rho_rows, rhos):
+        rows.append({**row, "value": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high, "p": e.p, "n": e.n})
+    for qn, est in estimates.items():
         r2[qn] = {}
         for key, e in est.items():
             enc, stat = (key.split("-minus-")[0], "r2_cv_minus_pixels") if "-minus-" in key else (key, "r2_cv")

@@ -294,3 +294,21 @@ def test_umaps_fitted_side_by_side_in_processes_equal_the_serial_ones(tmp_path):
     for enc in ("dinov2_vits14", "random_vits14"):
         a, b = outs[0].encoders[enc]["umap"], outs[1].encoders[enc]["umap"]
         assert a["fitted"] == b["fitted"] == 60 and a["knn10_preservation"] == b["knn10_preservation"] is not None
+
+
+def test_analysis_estimates_in_processes_equal_the_serial_ones(tmp_path):
+    """Issue 25: rho and R^2 rows from two processes are the serial path's, value for value (NaN where it is NaN)."""
+    from warehouse import Warehouse
+
+    results = []
+    for name, workers in (("serial", 1), ("pool", 2)):
+        wh = Warehouse.open(tmp_path / name)
+        fill_toy(wh)
+        build_maps(wh, methods=["pca"])
+        out = analyse(wh, n_boot=50, n_perm=50, workers=workers)
+        results.append((out.rows.to_pylist(), out.notes))
+    (serial, notes), (pooled, pooled_notes) = results
+    assert len(serial) > 20 and notes == pooled_notes
+    assert {r["statistic"] for r in serial} >= {"spearman_pc1", "r2_cv", "r2_cv_minus_pixels"}
+    for a, b in zip(serial, pooled, strict=True):
+        assert all(a[k] == b[k] or (a[k] != a[k] and b[k] != b[k]) for k in a), (a, b)
