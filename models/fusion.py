@@ -247,9 +247,18 @@ def _quant(x: np.ndarray, lo: float, hi: float) -> list[float]:
     return [float(v) for v in np.nanquantile(x, [lo, hi])]
 
 
+def _subset_predictions(args: tuple[Modalities, np.ndarray, Modalities, np.ndarray, Modalities, tuple[str, ...],
+                                    int, int, dict[str, Any]]) -> np.ndarray:
+    """Test predictions of one subset's :func:`fit_fusion`: what a pool worker of :func:`ablation` runs."""
+    train, y_train, val, y_val, test, subset, num_classes, seed, fit_kwargs = args
+    f = fit_fusion(train, y_train, val, y_val, modalities=subset, num_classes=num_classes, seed=seed, **fit_kwargs)
+    return f.predict_proba(test).argmax(axis=1)
+
+
 def ablation(train: Modalities, y_train: np.ndarray, val: Modalities, y_val: np.ndarray, test: Modalities,
              y_test: np.ndarray, *, modalities: Sequence[str], num_classes: int, seed: int = 0, n_boot: int = 2000,
-             fitted: dict[tuple[str, ...], np.ndarray] | None = None, **fit_kwargs: Any) -> dict[str, Any]:
+             fitted: dict[tuple[str, ...], np.ndarray] | None = None, workers: int | None = None,
+             **fit_kwargs: Any) -> dict[str, Any]:
     """Every non-empty subset of ``modalities``: test balanced accuracy, its CI, and the paired difference to the best single.
 
     Each subset is a :func:`fit_fusion` of its own (same seed, same galaxies). The test galaxies are
@@ -261,6 +270,9 @@ def ablation(train: Modalities, y_train: np.ndarray, val: Modalities, y_val: np.
     ----------
     fitted : dict, optional
         Subset -> test predictions already computed (the full model), not refitted.
+    workers : int, optional
+        Processes fitting the subsets side by side (each fit is single-threaded and seeded, so the
+        predictions are the same); default the step's cores (:func:`features.parallel.step_cores`).
 
     Returns
     -------
@@ -269,18 +281,17 @@ def ablation(train: Modalities, y_train: np.ndarray, val: Modalities, y_val: np.
         subsets ``difference_vs_best_single``, ``difference_ci95``, ``gain`` True/False), ``best_single``,
         ``n_test``, ``n_boot``, ``rule``.
     """
+    from features.parallel import ordered_pool
     from models.baselines import bootstrap_balanced_accuracy
 
     fitted = dict(fitted or {})
-    preds: dict[tuple[str, ...], np.ndarray] = {}
-    for r in range(1, len(modalities) + 1):
-        for subset in itertools.combinations(modalities, r):
-            if subset in fitted:
-                preds[subset] = np.asarray(fitted[subset])
-                continue
-            f = fit_fusion(train, y_train, val, y_val, modalities=subset, num_classes=num_classes, seed=seed,
-                           **fit_kwargs)
-            preds[subset] = f.predict_proba(test).argmax(axis=1)
+    subsets = [s for r in range(1, len(modalities) + 1) for s in itertools.combinations(modalities, r)]
+    todo = [s for s in subsets if s not in fitted]
+    with ordered_pool(workers, preload=["models.fusion"]) as pmap:
+        made = pmap(_subset_predictions, [(train, y_train, val, y_val, test, s, num_classes, seed, fit_kwargs)
+                                          for s in todo])
+    new = dict(zip(todo, made))
+    preds = {s: np.asarray(fitted[s]) if s in fitted else new[s] for s in subsets}
     keys = {"+".join(s): s for s in preds}
     point, reps = bootstrap_balanced_accuracy(y_test, {k: preds[s] for k, s in keys.items()}, n_boot=n_boot,
                                               seed=seed)
