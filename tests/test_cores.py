@@ -163,3 +163,20 @@ def test_stage_costs_fitted_on_two_rehearsals_reproduce_them(tmp_path):
     table = check(outs[1], path)
     assert "| morphometrics | 121.0 | 121.0 | 1.00 | 242.0 | 242.0 | 1.00 |" in table
     assert "| cnn | 37.0 | 37.0 | 1.00 |" in table
+
+
+def test_step_pool_is_sized_by_the_steps_share_and_keeps_input_order(monkeypatch):
+    import math
+
+    from features.parallel import ordered_pool, step_cores
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a step of a parallel shard run on its share
+    assert step_cores() == 1
+    with ordered_pool() as pmap:
+        assert pmap(math.factorial, range(6)) == [1, 1, 2, 6, 24, 120]  # one worker: a plain loop here
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert step_cores() == cores()  # in process (the default --workers 1): every core
+    with ordered_pool(2) as pmap:
+        assert pmap(math.factorial, range(40)) == [math.factorial(i) for i in range(40)]
+        with pytest.raises(ValueError, match="negative"):
+            pmap(math.factorial, [3, -1, 4])  # a worker's error reaches the step
