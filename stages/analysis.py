@@ -370,12 +370,15 @@ def _spearman_job(args: tuple[np.ndarray, np.ndarray, int, int, int]) -> Any:
     return spearman_ci(x, y, n_boot=n_boot, n_perm=n_perm, seed=seed)
 
 
-def _r2_job(args: tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, int, int, int, str | None]) -> Any:
-    """One quantity's seeded grouped CV R^2 (:func:`models.representation.grouped_cv_r2`): what a pool worker runs."""
+def _r2_job(args: tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, int, int, int, str | None]) -> Any:
+    """One quantity's seeded grouped CV R^2 (:func:`models.representation.grouped_cv_r2`) on the rows ``use``
+    of every feature set: what a pool worker runs. The rows are taken here, so the step holds one copy of
+    the features, not one per quantity."""
     from models.representation import grouped_cv_r2
 
-    feats, y, groups, n_folds, n_boot, seed, ref = args
-    return grouped_cv_r2(feats, y, groups, n_folds=n_folds, n_boot=n_boot, seed=seed, reference=ref)
+    feats, use, y, groups, n_folds, n_boot, seed, ref = args
+    return grouped_cv_r2({k: f[use] for k, f in feats.items()}, y, groups, n_folds=n_folds, n_boot=n_boot,
+                         seed=seed, reference=ref)
 
 
 def analyse(wh: Warehouse, *, encoders: Sequence[str] | None = None, n_pcs: int = 5, n_boot: int = 1000,
@@ -452,7 +455,7 @@ replaced in one commit; other encoders' rows stay.
             continue
         y = np.array([vals[shared[i]] for i in use])
         ref = PIXELS if PIXELS in feats else None
-        r2_jobs[qn] = ({k: f[use] for k, f in feats.items()}, y, groups, n_folds, n_boot, seed, ref)
+        r2_jobs[qn] = (feats, np.asarray(use, dtype=np.int64), y, groups, n_folds, n_boot, seed, ref)
     with ordered_pool(workers, preload=["models.representation"]) as pmap:
         rhos = pmap(_spearman_job, rho_jobs)
         estimates = dict(zip(r2_jobs, pmap(_r2_job, list(r2_jobs.values()))))
