@@ -33,10 +33,19 @@ from contextlib import contextmanager
 
 import numpy as np
 import statmorph
-from astropy.modeling import models
+from astropy.modeling import fitting, models
 from scipy.special import gammaincinv
 
-__all__ = ["Sersic2DWithDerivatives", "analytic_sersic_fit"]
+from features.morphometrics.kernels import sersic_jacobian, sersic_residual
+
+__all__ = ["CompiledSersicFitter", "Sersic2DWithDerivatives", "analytic_sersic_fit"]
+
+
+def _bn(n: float) -> tuple[float, float]:
+    """``b_n = gammaincinv(2 n, 1/2)`` and its derivative in ``n`` (central difference, step ``1e-6 n``)."""
+    h = 1e-6 * n
+    dbn = (gammaincinv(2.0 * (n + h), 0.5) - gammaincinv(2.0 * (n - h), 0.5)) / (2.0 * h)
+    return float(gammaincinv(2.0 * n, 0.5)), float(dbn)
 
 
 class Sersic2DWithDerivatives(models.Sersic2D):
@@ -47,9 +56,7 @@ class Sersic2DWithDerivatives(models.Sersic2D):
         """Partial derivatives of the profile in parameter order (amplitude, r_eff, n, x_0, y_0, ellip, theta)."""
         amplitude, r_eff, n, x_0, y_0, ellip, theta = (
             float(np.squeeze(v)) for v in (amplitude, r_eff, n, x_0, y_0, ellip, theta))
-        bn = gammaincinv(2.0 * n, 0.5)
-        h = 1e-6 * n
-        dbn = (gammaincinv(2.0 * (n + h), 0.5) - gammaincinv(2.0 * (n - h), 0.5)) / (2.0 * h)
+        bn, dbn = _bn(n)
         c, s = np.cos(theta), np.sin(theta)
         b = (1.0 - ellip) * r_eff
         with np.errstate(all="ignore"):
@@ -84,6 +91,72 @@ class Sersic2DWithDerivatives(models.Sersic2D):
         return out
 
 
+class CompiledSersicFitter(fitting.LevMarLSQFitter):
+    """astropy's ``LevMarLSQFitter`` with the Sersic residual and Jacobian from compiled loops, on the pixels that count.
+
+    For a :class:`Sersic2DWithDerivatives` without fixed or tied parameters and a data array with weights:
+
+    * The pixels of weight 0 are left out before MINPACK sees them. statmorph gives weight 0 to every
+      masked pixel and every pixel of value 0 (``fit_weights``); such a pixel's residual and Jacobian
+      row are exactly 0, and MINPACK's norms, Householder sums and ``Q^T f`` add those zeros without
+      changing a bit (only a zero row among the first 7, where the Householder diagonals sit, would
+      round differently). 8-20 % of a ring stamp's pixels are masked.
+    * The residual ``w (model - z)`` and the weighted Jacobian come from one compiled pass each
+      (:mod:`features.morphometrics.kernels`), written straight into the arrays MINPACK reads, instead
+      of astropy's evaluation, ``fit_deriv``'s temporaries and ``_wrap_deriv``'s three copies.
+
+    Everything else is astropy's and scipy's: the bounds (``n >= 0.01`` clamps the residual's
+    parameters, not the Jacobian's, as in astropy), ``leastsq``'s arguments, the non-finite check, the
+    returned model and ``fit_info``. Any other model or call goes to astropy unchanged.
+    """
+
+    def __call__(self, model, x, y, z=None, weights=None, **kwargs):
+        """Fit ``model``; for the Sersic case described in the class docstring, on the weighted pixels only."""
+        if self._compiled(model) and z is not None and weights is not None and np.shape(weights) == np.shape(z):
+            keep = np.ravel(weights) != 0
+            x, y, z, weights = (np.ascontiguousarray(np.ravel(a)[keep], dtype=np.float64) for a in (x, y, z, weights))
+        return super().__call__(model, x, y, z, weights=weights, **kwargs)
+
+    @staticmethod
+    def _compiled(model) -> bool:
+        return isinstance(model, Sersic2DWithDerivatives) and not (model.has_fixed or model.has_tied)
+
+    def objective_function(self, fps, *args, fit_param_indices=None):
+        """``weights * (model(x, y) - z)`` raveled, from :func:`~features.morphometrics.kernels.sersic_residual`."""
+        model, weights = args[0], args[1]
+        if not (self._compiled(model) and len(args) == 5 and weights is not None and np.ndim(weights) == 1):
+            return super().objective_function(fps, *args, fit_param_indices=fit_param_indices)
+        x, y, z = args[2:]
+        params = fitting.fitter_to_model_params_array(model, fps, self._use_min_max_bounds,
+                                                      fit_param_indices=fit_param_indices)
+        amplitude, r_eff, n, x_0, y_0, ellip, theta = (float(v) for v in params)
+        value = sersic_residual(x, y, z, weights, amplitude, r_eff, n, x_0, y_0, ellip, theta,
+                                float(gammaincinv(2.0 * n, 0.5)))
+        if not np.all(np.isfinite(value)):
+            raise fitting.NonFiniteValueError(
+                "Objective function has encountered a non-finite value, this will cause the fit to fail!")
+        return value
+
+    @staticmethod
+    def _wrap_deriv(params, model, weights, x, y, z=None, fit_param_indices=None):
+        """The weighted ``(7, m)`` Jacobian at the fitter's (unclamped) parameters, as astropy's ``_wrap_deriv``."""
+        if not (CompiledSersicFitter._compiled(model) and weights is not None and np.ndim(weights) == 1):
+            return fitting.LevMarLSQFitter._wrap_deriv(params, model, weights, x, y, z,
+                                                       fit_param_indices=fit_param_indices)
+        amplitude, r_eff, n, x_0, y_0, ellip, theta = (float(v) for v in params)
+        bn, dbn = _bn(n)
+        return sersic_jacobian(x, y, weights, amplitude, r_eff, n, x_0, y_0, ellip, theta, bn, dbn)
+
+
+class _FittingWithCompiledSersic(types.ModuleType):
+    """``astropy.modeling.fitting`` as statmorph sees it, with ``LevMarLSQFitter`` replaced."""
+
+    LevMarLSQFitter = CompiledSersicFitter
+
+    def __getattr__(self, name: str):
+        return getattr(fitting, name)
+
+
 class _ModelsWithDerivatives(types.ModuleType):
     """``astropy.modeling.models`` as statmorph sees it, with ``Sersic2D`` replaced."""
 
@@ -94,6 +167,7 @@ class _ModelsWithDerivatives(types.ModuleType):
 
 
 _MODELS = _ModelsWithDerivatives("astropy.modeling.models (Sersic2D with derivatives)")
+_FITTING = _FittingWithCompiledSersic("astropy.modeling.fitting (compiled Sersic fitter)")
 _LOCK = threading.Lock()
 
 
@@ -108,9 +182,9 @@ def analytic_sersic_fit() -> Iterator[None]:
     """
     module = statmorph.statmorph
     with _LOCK:
-        saved = module.models
-        module.models = _MODELS
+        saved = module.models, module.fitting
+        module.models, module.fitting = _MODELS, _FITTING
         try:
             yield
         finally:
-            module.models = saved
+            module.models, module.fitting = saved

@@ -1,0 +1,121 @@
+"""The fast statmorph against plain statmorph on the reference image, and its compiled hot paths against the code they replace."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import statmorph
+from astropy.io import fits
+from astropy.modeling import fitting as astropy_fitting
+from astropy.modeling import models as astropy_models
+
+from features.morphometrics.fast import FastSourceMorphology
+from features.morphometrics.kernels import sersic_jacobian, sersic_residual
+from features.morphometrics.sersic import CompiledSersicFitter, Sersic2DWithDerivatives, analytic_sersic_fit
+
+PARAM_NAMES = ("amplitude", "r_eff", "n", "x_0", "y_0", "ellip", "theta")
+
+
+@pytest.fixture
+def reference_image(shared_dir):
+    """statmorph's reference galaxy (float32 image, segmap, mask), as its own test suite reads it."""
+    with fits.open(shared_dir / "statmorph_reference" / "slice.fits") as hdul:
+        return hdul[0].data, hdul[1].data.astype(np.int64), hdul[2].data.astype(bool)
+
+
+@pytest.mark.parametrize("noise", ["gain", "weightmap"])
+def test_fast_equals_plain_statmorph_on_the_reference_image(reference_image, noise):
+    """Every quantity within 1e-10 relative of plain statmorph (Sersic 1e-6), the same flags and types."""
+    image, segmap, mask = reference_image
+    kw = {"gain": 1.0} if noise == "gain" else {"weightmap": np.full_like(image, 0.5)}
+    plain = statmorph.SourceMorphology(image, segmap, 1, mask=mask, **kw)
+    fast = FastSourceMorphology(image, segmap, 1, mask=mask, **kw)
+    assert fast.flag == plain.flag and fast.flag_sersic == plain.flag_sersic
+    for name in statmorph.statmorph._quantity_names:
+        a, b = float(plain[name]), float(fast[name])
+        rtol = 1e-6 if name.startswith("sersic_") else 1e-10
+        assert math.isclose(a, b, rel_tol=rtol, abs_tol=1e-12), (name, a, b)
+        assert type(fast[name]) is type(plain[name]), name
+
+
+def _random_params(rng: np.random.Generator) -> list[float]:
+    return [rng.uniform(0.5, 5), rng.uniform(3, 15), rng.uniform(0.3, 4), rng.uniform(20, 30),
+            rng.uniform(20, 28), rng.uniform(0, 0.7), rng.uniform(-3, 3)]
+
+
+def test_sersic_kernels_equal_astropy_and_fit_deriv():
+    from scipy.special import gammaincinv
+
+    y, x = np.mgrid[0:48, 0:52].astype(float)
+    y[24, 25], x[24, 25] = 24.0, 25.0
+    rng = np.random.default_rng(11)
+    z = rng.normal(size=x.shape)
+    w = rng.uniform(0.5, 2.0, size=x.shape)
+    for k in range(6):
+        params = _random_params(rng)
+        if k == 0:
+            params[3:5] = [25.0, 24.0]  # a pixel at the centre (z = 0): position derivatives 0, as fit_deriv
+        expected = w * (astropy_models.Sersic2D.evaluate(x, y, *params) - z)
+        got = sersic_residual(x.ravel(), y.ravel(), z.ravel(), w.ravel(), *params, gammaincinv(2.0 * params[2], 0.5))
+        np.testing.assert_allclose(got, expected.ravel(), rtol=1e-13, atol=1e-15)
+        n = params[2]
+        h = 1e-6 * n
+        dbn = (gammaincinv(2.0 * (n + h), 0.5) - gammaincinv(2.0 * (n - h), 0.5)) / (2.0 * h)
+        jac = sersic_jacobian(x.ravel(), y.ravel(), w.ravel(), *params, gammaincinv(2.0 * n, 0.5), dbn)
+        want = np.array([np.ravel(w * d) for d in Sersic2DWithDerivatives.fit_deriv(x, y, *params)])
+        assert jac.shape == want.shape == (7, x.size)
+        for j in range(7):
+            np.testing.assert_allclose(jac[j], want[j], rtol=1e-12, atol=1e-14 * np.max(np.abs(want[j])),
+                                       err_msg=PARAM_NAMES[j])
+
+
+def _noisy_sersic(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:60, 0:64].astype(float)
+    image = astropy_models.Sersic2D(2.0, 7.0, 1.6, 31.3, 29.2, 0.3, 0.7)(x, y) + rng.normal(0, 0.05, x.shape)
+    weights = np.full(x.shape, 20.0)
+    weights[rng.random(x.shape) < 0.15] = 0.0  # masked pixels (statmorph gives them weight 0)
+    weights[40:50, 5:20] = 0.0
+    return x, y, image, weights
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_compiled_fitter_equals_astropys_on_the_weighted_pixels(seed):
+    x, y, image, weights = _noisy_sersic(seed)
+    init = Sersic2DWithDerivatives(1.0, 6.0, 2.5, 30.0, 30.0, 0.2, 0.5, bounds={"n": (0.01, None)})
+    ours, theirs = CompiledSersicFitter(), astropy_fitting.LevMarLSQFitter()
+    got = ours(init, x, y, z=image, weights=weights, maxiter=500, acc=1e-5)
+    want = theirs(init, x, y, z=image, weights=weights, maxiter=500, acc=1e-5)
+    np.testing.assert_allclose(got.parameters, want.parameters, rtol=1e-10)
+    assert ours.fit_info["ierr"] == theirs.fit_info["ierr"] and ours.fit_info["nfev"] == theirs.fit_info["nfev"]
+    assert ours.fit_info["fvec"].size == np.count_nonzero(weights)  # MINPACK saw only the weighted pixels
+
+
+def test_compiled_fitter_leaves_other_fits_to_astropy():
+    x, y, image, weights = _noisy_sersic(3)
+    fixed = Sersic2DWithDerivatives(1.0, 6.0, 2.5, 30.0, 30.0, 0.2, 0.5, fixed={"theta": True},
+                                    bounds={"n": (0.01, None)})
+    got = CompiledSersicFitter()(fixed, x, y, z=image, weights=weights)
+    want = astropy_fitting.LevMarLSQFitter()(fixed, x, y, z=image, weights=weights)
+    np.testing.assert_array_equal(got.parameters, want.parameters)
+    plain = astropy_models.Sersic2D(1.0, 6.0, 2.5, 30.0, 30.0, 0.2, 0.5, bounds={"n": (0.01, None)})  # no derivatives: finite differences
+    np.testing.assert_array_equal(CompiledSersicFitter()(plain, x, y, z=image, weights=weights).parameters,
+                                  astropy_fitting.LevMarLSQFitter()(plain, x, y, z=image, weights=weights).parameters)
+
+
+def test_compiled_fitter_rejects_a_diverging_model_as_astropy_does():
+    x, y, image, weights = _noisy_sersic(4)
+    huge = Sersic2DWithDerivatives(1e307, 6.0, 2.5, 30.0, 30.0, 0.2, 0.5)
+    for fitter in (astropy_fitting.LevMarLSQFitter(), CompiledSersicFitter()):
+        with pytest.raises(astropy_fitting.NonFiniteValueError):
+            fitter(huge, x, y, z=image, weights=weights)
+
+
+def test_statmorph_sees_the_compiled_fitter_only_inside_the_block():
+    with pytest.raises(RuntimeError), analytic_sersic_fit():
+        assert statmorph.statmorph.fitting.LevMarLSQFitter is CompiledSersicFitter
+        assert statmorph.statmorph.fitting.TRFLSQFitter is astropy_fitting.TRFLSQFitter
+        raise RuntimeError("fit blew up")
+    assert statmorph.statmorph.fitting is astropy_fitting
