@@ -70,6 +70,7 @@ from photutils.aperture import CircularAnnulus, CircularAperture, EllipticalAnnu
 from photutils.geometry import circular_overlap_grid, elliptical_overlap_grid
 from scipy import ndimage as ndi
 
+from features.morphometrics.kernels import asymmetry_sums
 from features.morphometrics.sersic import analytic_sersic_fit
 
 __all__ = [
@@ -281,7 +282,7 @@ class FastSourceMorphology(statmorph.SourceMorphology):
 
     def _asymmetry_function(self, center, image, kind):
         """statmorph's asymmetry function (Lotz et al. 2004 eq. 10), evaluated on the aperture's box."""
-        image = np.float64(image)
+        image = np.ascontiguousarray(image, dtype=np.float64)
         ny, nx = image.shape
         xc, yc = center
 
@@ -317,21 +318,17 @@ class FastSourceMorphology(statmorph.SourceMorphology):
         else:  # photutils rejects the radius: keep its error
             weights, region = _aperture_weights(CircularAperture((xc, yc), extent), image.shape)
         if weights is None:
-            ap_area = ap_abs_sum = ap_abs_diff = np.nan
+            ap_area = ap_abs_sum = ap_abs_diff = ap_sqr_sum = ap_sqr_diff = np.nan
         else:
-            box = (region[0].start, region[0].stop, region[1].start, region[1].stop)
-            sub = image[region]
-            image_180 = rotate180(image, xc, yc, order=1, box=box)
-            mask_180 = rotate180(self._mask_stamp, xc, yc, order=0, box=box)
-            # statmorph zeroes both images where either pixel of a symmetric pair is masked; a zero weight
-            # there gives the same (finite) sums term by term.
-            weights = np.where(self._mask_stamp[region] | (mask_180 >= 0.5), 0.0, weights)
-            diff = image_180 - sub
+            # The rotation (rotate180's arithmetic) and the sums in one compiled pass over the box, summed
+            # as np.sum does. statmorph zeroes both images where either pixel of a symmetric pair is
+            # masked; a zero weight there gives the same (finite) sums term by term.
+            sums = asymmetry_sums(image, self._mask_stamp, float(xc), float(yc),
+                                  np.ascontiguousarray(weights, dtype=np.float64), region[0].start,
+                                  region[1].start, kind == "rms")
             # numpy float64 scalars, as photutils returns them: statmorph's sky terms are in the input's
             # dtype (float32 for a float32 image), and a Python float beside them would let the float32 win.
-            ap_area = np.sum(weights)
-            ap_abs_sum = np.sum(np.abs(sub) * weights)
-            ap_abs_diff = np.sum(np.abs(diff) * weights)
+            ap_area, ap_abs_sum, ap_abs_diff, ap_sqr_sum, ap_sqr_diff = (np.float64(v) for v in sums)
 
         if ap_abs_sum == 0.0:
             warnings.warn("[asymmetry_function] Zero flux sum.", AstropyUserWarning, stacklevel=2)
@@ -341,8 +338,6 @@ class FastSourceMorphology(statmorph.SourceMorphology):
         if kind == "shape":
             asym = ap_abs_diff / ap_abs_sum
         elif kind == "rms":
-            ap_sqr_sum = np.sum(sub**2 * weights)
-            ap_sqr_diff = np.sum(diff**2 * weights)
             if self.sky_sigma == -99.0:
                 asym = ap_sqr_diff / ap_sqr_sum
             else:

@@ -1,10 +1,13 @@
-"""Compiled (numba) loops for the hot paths of the fast statmorph: the single-Sersic fit's residual and Jacobian.
+"""Compiled (numba) loops for the hot paths of the fast statmorph: the Sersic fit's residual and Jacobian, the asymmetry sums.
 
 Each kernel does in one pass over the pixels what the numpy code it replaces does in several passes with
 temporaries, with the same formula and the same order of floating-point operations per pixel (no
 ``fastmath``, so LLVM neither reorders nor contracts them). The transcendental functions (``exp``,
 ``log``, ``pow``) are the C library's where numpy may use its own vectorised ones, so single values can
 differ in the last bit; the callers state what that does to their results.
+
+:func:`asymmetry_sums` uses no transcendental function and sums as numpy does (:func:`pairwise_sum`), so
+it returns exactly the numbers of the numpy code it replaces.
 
 Compiled on first use and cached on disk (``cache=True``), so a worker process pays the compilation
 (~1 s) once per installation, not once per process.
@@ -21,7 +24,7 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["sersic_jacobian", "sersic_residual"]
+__all__ = ["asymmetry_sums", "pairwise_sum", "sersic_jacobian", "sersic_residual"]
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -131,3 +134,166 @@ def sersic_jacobian(x: np.ndarray, y: np.ndarray, w: np.ndarray, amplitude: floa
             v = d[j]
             out[j, k] = w[k] * (v if math.isfinite(v) else 0.0)
     return out
+
+
+@numba.njit(cache=True)
+def _block(a: np.ndarray, lo: int, n: int) -> float:
+    """numpy's ``pairwise_sum`` of a block of ``n <= 128`` values: 8 accumulators, or a plain loop under 8."""
+    if n < 8:
+        res = -0.0
+        for i in range(lo, lo + n):
+            res += a[i]
+        return res
+    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    i = 8
+    stop = n - n % 8
+    while i < stop:
+        k = lo + i
+        r0 += a[k]
+        r1 += a[k + 1]
+        r2 += a[k + 2]
+        r3 += a[k + 3]
+        r4 += a[k + 4]
+        r5 += a[k + 5]
+        r6 += a[k + 6]
+        r7 += a[k + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res
+
+
+@numba.njit(cache=True)
+def _pairwise(a: np.ndarray, lo: int, n: int) -> float:
+    """numpy's ``pairwise_sum`` of ``a[lo:lo + n]``: blocks of <= 128, above that the two halves (the first
+    a multiple of 8) summed separately and added. The recursion runs on an explicit stack (numba's
+    on-disk cache does not hold recursive functions)."""
+    if n <= 128:
+        return _block(a, lo, n)
+    los = np.empty(64, np.int64)
+    ns = np.empty(64, np.int64)
+    state = np.empty(64, np.int64)  # 0: not split yet, 1: summing the first half, 2: summing the second
+    lefts = np.empty(64)
+    top = 0
+    los[0], ns[0], state[0] = lo, n, 0
+    while True:
+        m = ns[top]
+        if m > 128 and state[top] == 0:
+            state[top] = 1
+            half = m // 2
+            half -= half % 8
+            los[top + 1], ns[top + 1], state[top + 1] = los[top], half, 0
+            top += 1
+            continue
+        v = _block(a, los[top], m)
+        top -= 1
+        while top >= 0 and state[top] == 2:
+            v = lefts[top] + v
+            top -= 1
+        if top < 0:
+            return v
+        lefts[top] = v
+        state[top] = 2
+        half = ns[top] // 2
+        half -= half % 8
+        los[top + 1], ns[top + 1], state[top + 1] = los[top] + half, ns[top] - half, 0
+        top += 1
+
+
+@numba.njit(cache=True)
+def pairwise_sum(a: np.ndarray) -> float:
+    """``np.sum(a)`` of a contiguous float64 array, bit for bit: numpy's pairwise summation from 0.
+
+    Parameters
+    ----------
+    a : numpy.ndarray
+        1-D float64 array (a contiguous array's ``ravel()``).
+
+    Returns
+    -------
+    float
+    """
+    return 0.0 + _pairwise(a, 0, a.size)
+
+
+@numba.njit(cache=True)
+def asymmetry_sums(image: np.ndarray, mask: np.ndarray, xc: float, yc: float, weights: np.ndarray, i0: int, j0: int,
+                   squares: bool) -> tuple[float, float, float, float, float]:
+    """The aperture sums of statmorph's asymmetry function for the rotation about ``(xc, yc)``, in one pass.
+
+    For each pixel ``(i, j)`` of the aperture's box (rows ``i0 + a``, columns ``j0 + b`` for the
+    ``(a, b)`` of ``weights``): the image rotated by 180 degrees there, bilinearly, with zero outside the
+    array (:func:`features.morphometrics.fast.rotate180`, the same four products added in the same
+    order); the rotated mask from the nearest pixel; the weight set to 0 where either pixel of the
+    symmetric pair is masked. Then, with ``s`` the pixel and ``d`` the rotated value minus ``s``, the sums
+    of ``w``, ``|s| w``, ``|d| w`` and (with ``squares``) ``s^2 w`` and ``d^2 w``, each with numpy's
+    pairwise summation over the box in row-major order: exactly ``np.sum`` of the numpy arrays.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        2-D float64 stamp.
+    mask : numpy.ndarray
+        2-D bool, True where masked.
+    xc, yc : float
+        Centre of rotation, inside the array.
+    weights : numpy.ndarray
+        2-D float64 exact aperture overlap of the box.
+    i0, j0 : int
+        The box's first row and column in ``image``.
+    squares : bool
+        Also the two sums of squares (else 0.0).
+
+    Returns
+    -------
+    tuple of float
+        ``(area, abs_sum, abs_diff, sqr_sum, sqr_diff)``.
+    """
+    ny, nx = image.shape
+    h, w = weights.shape
+    sx = 2.0 * xc
+    sy = 2.0 * yc
+    x0 = math.floor(sx)
+    y0 = math.floor(sy)
+    fx = sx - x0
+    fy = sy - y0
+    w00 = (1.0 - fy) * (1.0 - fx)
+    w01 = (1.0 - fy) * fx
+    w10 = fy * (1.0 - fx)
+    w11 = fy * fx
+    my = math.floor(fy + 0.5)
+    mx = math.floor(fx + 0.5)
+    nbuf = 5 if squares else 3
+    buf = np.empty((nbuf, h * w))
+    for a in range(h):
+        i = i0 + a
+        r = y0 - i
+        for b in range(w):
+            j = j0 + b
+            c = x0 - j
+            v00 = image[r, c] if 0 <= r < ny and 0 <= c < nx else 0.0
+            v01 = image[r, c + 1] if 0 <= r < ny and 0 <= c + 1 < nx else 0.0
+            v10 = image[r + 1, c] if 0 <= r + 1 < ny and 0 <= c < nx else 0.0
+            v11 = image[r + 1, c + 1] if 0 <= r + 1 < ny and 0 <= c + 1 < nx else 0.0
+            rotated = w00 * v00 + w01 * v01 + w10 * v10 + w11 * v11
+            rm, cm = r + my, c + mx
+            masked = mask[i, j] or (0 <= rm < ny and 0 <= cm < nx and mask[rm, cm])
+            wt = 0.0 if masked else weights[a, b]
+            s = image[i, j]
+            d = rotated - s
+            k = a * w + b
+            buf[0, k] = wt
+            buf[1, k] = abs(s) * wt
+            buf[2, k] = abs(d) * wt
+            if squares:
+                buf[3, k] = (s * s) * wt
+                buf[4, k] = (d * d) * wt
+    area = pairwise_sum(buf[0])
+    abs_sum = pairwise_sum(buf[1])
+    abs_diff = pairwise_sum(buf[2])
+    sqr_sum = pairwise_sum(buf[3]) if squares else 0.0
+    sqr_diff = pairwise_sum(buf[4]) if squares else 0.0
+    return area, abs_sum, abs_diff, sqr_sum, sqr_diff
