@@ -49,26 +49,29 @@ def test_sersic_kernels_equal_astropy_and_fit_deriv():
     from scipy.special import gammaincinv
 
     y, x = np.mgrid[0:48, 0:52].astype(float)
-    y[24, 25], x[24, 25] = 24.0, 25.0
     rng = np.random.default_rng(11)
     z = rng.normal(size=x.shape)
     w = rng.uniform(0.5, 2.0, size=x.shape)
+    xs, ys, zs, ws = (np.ascontiguousarray(a.ravel()) for a in (x, y, z, w))
     for k in range(6):
         params = _random_params(rng)
         if k == 0:
             params[3:5] = [25.0, 24.0]  # a pixel at the centre (z = 0): position derivatives 0, as fit_deriv
-        expected = w * (astropy_models.Sersic2D.evaluate(x, y, *params) - z)
-        got = sersic_residual(x.ravel(), y.ravel(), z.ravel(), w.ravel(), *params, gammaincinv(2.0 * params[2], 0.5))
-        np.testing.assert_allclose(got, expected.ravel(), rtol=1e-13, atol=1e-15)
         n = params[2]
+        bn = gammaincinv(2.0 * n, 0.5)
+        lnz, u, e = np.empty(x.size), np.empty(x.size), np.empty(x.size)
+        expected = w * (astropy_models.Sersic2D.evaluate(x, y, *params) - z)
+        got = sersic_residual(xs, ys, zs, ws, *params, bn, lnz, u, e)
+        np.testing.assert_allclose(got, expected.ravel(), rtol=1e-13, atol=1e-15)
         h = 1e-6 * n
         dbn = (gammaincinv(2.0 * (n + h), 0.5) - gammaincinv(2.0 * (n - h), 0.5)) / (2.0 * h)
-        jac = sersic_jacobian(x.ravel(), y.ravel(), w.ravel(), *params, gammaincinv(2.0 * n, 0.5), dbn)
         want = np.array([np.ravel(w * d) for d in Sersic2DWithDerivatives.fit_deriv(x, y, *params)])
-        assert jac.shape == want.shape == (7, x.size)
-        for j in range(7):
-            np.testing.assert_allclose(jac[j], want[j], rtol=1e-12, atol=1e-14 * np.max(np.abs(want[j])),
-                                       err_msg=PARAM_NAMES[j])
+        for reuse in (False, True):  # computed here, or from the residual's profile values
+            jac = sersic_jacobian(xs, ys, ws, *params, bn, dbn, lnz, u, e, reuse)
+            assert jac.shape == want.shape == (7, x.size)
+            for j in range(7):
+                np.testing.assert_allclose(jac[j], want[j], rtol=1e-12, atol=1e-14 * np.max(np.abs(want[j])),
+                                           err_msg=f"{PARAM_NAMES[j]}, reuse={reuse}")
 
 
 def _noisy_sersic(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -155,3 +158,46 @@ def test_asymmetry_sums_equal_the_numpy_rotation_and_sums():
         got = asymmetry_sums(image, mask, xc, yc, np.ascontiguousarray(weights), box[0], box[2], True)
         assert got == expected, (xc, yc, r)
         assert asymmetry_sums(image, mask, xc, yc, np.ascontiguousarray(weights), box[0], box[2], False)[:3] == expected[:3]
+
+
+def test_the_jacobian_reuses_the_residuals_profile_values(monkeypatch):
+    """After each residual, MINPACK asks for the Jacobian at the same parameters: no exp/log recomputed."""
+    import features.morphometrics.sersic as sersic_module
+
+    reused = []
+    kernel = sersic_module.sersic_jacobian
+
+    def spy(*args):
+        reused.append(args[-1])
+        return kernel(*args)
+
+    monkeypatch.setattr(sersic_module, "sersic_jacobian", spy)
+    x, y, image, weights = _noisy_sersic(0)
+    init = Sersic2DWithDerivatives(1.0, 6.0, 2.5, 30.0, 30.0, 0.2, 0.5, bounds={"n": (0.01, None)})
+    CompiledSersicFitter()(init, x, y, z=image, weights=weights, maxiter=500, acc=1e-5)
+    assert len(reused) > 3 and all(reused)
+
+
+def test_overlap_grids_equal_photutils():
+    """The compiled exact pixel overlaps of circles and ellipses against photutils' (the values statmorph uses)."""
+    from photutils.geometry import circular_overlap_grid, elliptical_overlap_grid
+
+    from features.morphometrics.kernels import circle_overlap_grid, ellipse_overlap_grid
+
+    rng = np.random.default_rng(21)
+    for k in range(150):
+        r = rng.uniform(0.2, 60) if k % 10 else rng.uniform(0.05, 0.8)  # sub-pixel radii too
+        xc, yc = rng.uniform(-3, 3, size=2)
+        ixmin, ixmax = int(np.floor(xc - r + 0.5)), int(np.ceil(xc + r + 0.5))
+        iymin, iymax = int(np.floor(yc - r + 0.5)), int(np.ceil(yc + r + 0.5))
+        edges = (ixmin - 0.5 - xc, ixmax - 0.5 - xc, iymin - 0.5 - yc, iymax - 0.5 - yc)
+        nx, ny = ixmax - ixmin, iymax - iymin
+        np.testing.assert_allclose(circle_overlap_grid(*edges, nx, ny, r),
+                                   circular_overlap_grid(*edges, nx, ny, r, 1, 1), rtol=0, atol=1e-12)
+        a = rng.uniform(0.3, 60)
+        b, theta = a * rng.uniform(0.05, 1), rng.uniform(-4, 4)
+        np.testing.assert_allclose(ellipse_overlap_grid(*edges, nx, ny, a, b, theta),
+                                   elliptical_overlap_grid(*edges, nx, ny, a, b, theta, 1, 1), rtol=0, atol=1e-12)
+    # a grid wholly inside, and one wholly outside
+    assert np.all(circle_overlap_grid(-2.0, 2.0, -2.0, 2.0, 4, 4, 10.0) == 1.0)
+    assert np.all(ellipse_overlap_grid(20.0, 24.0, 20.0, 24.0, 4, 4, 10.0, 5.0, 0.3) == 0.0)

@@ -67,9 +67,9 @@ import statmorph
 from astropy.utils import lazyproperty
 from astropy.utils.exceptions import AstropyUserWarning
 from photutils.aperture import CircularAnnulus, CircularAperture, EllipticalAnnulus, EllipticalAperture
-from photutils.geometry import circular_overlap_grid, elliptical_overlap_grid
 from scipy import ndimage as ndi
 
+from features.morphometrics import kernels
 from features.morphometrics.kernels import asymmetry_sums
 from features.morphometrics.sersic import analytic_sersic_fit
 
@@ -89,7 +89,6 @@ VERIFIED_STATMORPH: tuple[str, ...] = ("0.7.2",)
 
 _SERSIC_NAMES = frozenset(n for n in statmorph.statmorph._quantity_names if n.startswith("sersic_"))
 _EIGHT_CONNECTED = ndi.generate_binary_structure(2, 2)
-_EXACT_ELLIPSE_BELOW = 400  # pixels: smaller grids go to photutils whole (classifying them costs more than it saves)
 
 
 def rotate180(image: np.ndarray, xc: float, yc: float, *, order: int = 1,
@@ -454,9 +453,9 @@ def circle_weights(xc: float, yc: float, r: float, shape: tuple[int, int], *,
     if ixmin >= nx or iymin >= ny or ixmax <= 0 or iymax <= 0:
         return None, None
     edges = (ixmin - 0.5 - xc, ixmax - 0.5 - xc, iymin - 0.5 - yc, iymax - 0.5 - yc)
-    overlap = circular_overlap_grid(*edges, ixmax - ixmin, iymax - iymin, r, 1, 1)
+    overlap = kernels.circle_overlap_grid(*edges, ixmax - ixmin, iymax - iymin, float(r))
     if r_in is not None:
-        overlap -= circular_overlap_grid(*edges, ixmax - ixmin, iymax - iymin, r_in, 1, 1)
+        overlap -= kernels.circle_overlap_grid(*edges, ixmax - ixmin, iymax - iymin, float(r_in))
     region = (slice(max(iymin, 0), min(iymax, ny)), slice(max(ixmin, 0), min(ixmax, nx)))
     small = (slice(max(-iymin, 0), min(iymax - iymin, ny - iymin)), slice(max(-ixmin, 0), min(ixmax - ixmin, nx - ixmin)))
     return overlap[small], region
@@ -464,15 +463,14 @@ def circle_weights(xc: float, yc: float, r: float, shape: tuple[int, int], *,
 
 def ellipse_overlap_grid(xmin: float, xmax: float, ymin: float, ymax: float, nx: int, ny: int,
                          a: float, b: float, theta: float) -> np.ndarray:
-    """``photutils.geometry.elliptical_overlap_grid`` (exact method), computing the geometry only where it matters.
+    """The exact overlap of an ellipse with a pixel grid: ``photutils.geometry.elliptical_overlap_grid``'s
+    arguments and meaning (exact method), computed by :func:`features.morphometrics.kernels.ellipse_overlap_grid`.
 
-    photutils computes the exact overlap of every pixel in the ellipse's bounding box (~0.12 us each), although
-    only the pixels on the ellipse's edge have a fractional overlap. Here a pixel whose four corners lie
-    inside the (convex) ellipse gets 1, one whose centre lies farther outside than half a pixel diagonal
-    (in the ellipse's own metric) gets 0, and only the remaining edge pixels go to photutils, a row run
-    at a time with the same pixel edges (to an ulp). Edge pixels agree with photutils' to ~4e-15; interior
-    pixels are exactly 1 where photutils' triangle arithmetic gives 1 to within ~5e-14 (elongated
-    ellipses). Grids under 400 pixels go to photutils whole.
+    photutils computes the exact overlap of every pixel in the ellipse's bounding box (~0.12 us each)
+    through Python-visible grids. The compiled kernel gives 1 to a pixel whose four corners lie inside
+    the (convex) ellipse, 0 to one that cannot reach it, and computes the area only on the edge pixels,
+    mapping the ellipse to the unit disk: equal to photutils' values to ~3e-13 per pixel (tested),
+    10-15x faster than photutils on a whole box.
 
     Parameters
     ----------
@@ -490,32 +488,8 @@ def ellipse_overlap_grid(xmin: float, xmax: float, ymin: float, ymax: float, nx:
     numpy.ndarray
         ``(ny, nx)`` fractions of each pixel inside the ellipse.
     """
-    if nx * ny < _EXACT_ELLIPSE_BELOW:
-        return elliptical_overlap_grid(xmin, xmax, ymin, ymax, nx, ny, a, b, theta, 1, 1)
-    dx = (xmax - xmin) / nx
-    dy = (ymax - ymin) / ny
-    xe = xmin + np.arange(nx + 1) * dx  # the pixel edges photutils uses (pxmin = xmin + i dx)
-    ye = ymin + np.arange(ny + 1) * dy
-    c, s = math.cos(theta), math.sin(theta)
-
-    def radius2(x: np.ndarray, y: np.ndarray) -> np.ndarray:  # (x_maj / a)^2 + (x_min / b)^2 on the outer grid
-        p = np.add.outer(y * (s / a), x * (c / a))
-        q = np.add.outer(y * (c / b), x * (-s / b))
-        return p * p + q * q
-
-    inside = radius2(xe, ye) < 1.0 - 1e-9
-    full = inside[:-1, :-1] & inside[1:, :-1] & inside[:-1, 1:] & inside[1:, 1:]
-    reach = 0.5 * math.hypot(dx, dy) / min(a, b)  # farthest a pixel reaches from its centre, in units of the ellipse
-    outside = radius2(xe[:-1] + 0.5 * dx, ye[:-1] + 0.5 * dy) > (1.0 + reach) ** 2 * (1.0 + 1e-9)
-    frac = full.astype(np.float64)
-    edge = np.zeros((ny, nx + 2), dtype=np.int8)
-    edge[:, 1:-1] = ~(full | outside)
-    step = np.diff(edge, axis=1)
-    rows, starts = np.nonzero(step == 1)  # row-major order: the k-th start and k-th end bound one run
-    _, ends = np.nonzero(step == -1)
-    for j, i0, i1 in zip(rows.tolist(), starts.tolist(), ends.tolist()):
-        frac[j, i0:i1] = elliptical_overlap_grid(xe[i0], xe[i1], ye[j], ye[j + 1], i1 - i0, 1, a, b, theta, 1, 1)[0]
-    return frac
+    return kernels.ellipse_overlap_grid(float(xmin), float(xmax), float(ymin), float(ymax), int(nx), int(ny),
+                                        float(a), float(b), float(theta))
 
 
 def ellipse_weights(ap: EllipticalAperture | EllipticalAnnulus,

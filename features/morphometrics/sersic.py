@@ -103,7 +103,9 @@ class CompiledSersicFitter(fitting.LevMarLSQFitter):
       round differently). 8-20 % of a ring stamp's pixels are masked.
     * The residual ``w (model - z)`` and the weighted Jacobian come from one compiled pass each
       (:mod:`features.morphometrics.kernels`), written straight into the arrays MINPACK reads, instead
-      of astropy's evaluation, ``fit_deriv``'s temporaries and ``_wrap_deriv``'s three copies.
+      of astropy's evaluation, ``fit_deriv``'s temporaries and ``_wrap_deriv``'s three copies. The
+      Jacobian reuses the residual's ``ln z``, ``z^(1/n)`` and exponential when MINPACK asks for it at
+      the parameters of the last residual (after every accepted step), so it evaluates no ``exp``/``log``.
 
     Everything else is astropy's and scipy's: the bounds (``n >= 0.01`` clamps the residual's
     parameters, not the Jacobian's, as in astropy), ``leastsq``'s arguments, the non-finite check, the
@@ -129,23 +131,30 @@ class CompiledSersicFitter(fitting.LevMarLSQFitter):
         x, y, z = args[2:]
         params = fitting.fitter_to_model_params_array(model, fps, self._use_min_max_bounds,
                                                       fit_param_indices=fit_param_indices)
-        amplitude, r_eff, n, x_0, y_0, ellip, theta = (float(v) for v in params)
-        value = sersic_residual(x, y, z, weights, amplitude, r_eff, n, x_0, y_0, ellip, theta,
-                                float(gammaincinv(2.0 * n, 0.5)))
+        values = tuple(float(v) for v in params)
+        lnz, u, e = np.empty(x.size), np.empty(x.size), np.empty(x.size)
+        value = sersic_residual(x, y, z, weights, *values, float(gammaincinv(2.0 * values[2], 0.5)), lnz, u, e)
+        self._last_profile = (values, x, lnz, u, e)
         if not np.all(np.isfinite(value)):
             raise fitting.NonFiniteValueError(
                 "Objective function has encountered a non-finite value, this will cause the fit to fail!")
         return value
 
-    @staticmethod
-    def _wrap_deriv(params, model, weights, x, y, z=None, fit_param_indices=None):
-        """The weighted ``(7, m)`` Jacobian at the fitter's (unclamped) parameters, as astropy's ``_wrap_deriv``."""
-        if not (CompiledSersicFitter._compiled(model) and weights is not None and np.ndim(weights) == 1):
+    def _wrap_deriv(self, params, model, weights, x, y, z=None, fit_param_indices=None):
+        """The weighted ``(7, m)`` Jacobian at the fitter's (unclamped) parameters, as astropy's ``_wrap_deriv``.
+
+        A method, not astropy's staticmethod (astropy passes ``self._wrap_deriv`` to ``leastsq``), so it
+        can reuse the profile values of the last residual when that was at the same parameters and pixels.
+        """
+        if not (self._compiled(model) and weights is not None and np.ndim(weights) == 1):
             return fitting.LevMarLSQFitter._wrap_deriv(params, model, weights, x, y, z,
                                                        fit_param_indices=fit_param_indices)
-        amplitude, r_eff, n, x_0, y_0, ellip, theta = (float(v) for v in params)
-        bn, dbn = _bn(n)
-        return sersic_jacobian(x, y, weights, amplitude, r_eff, n, x_0, y_0, ellip, theta, bn, dbn)
+        values = tuple(float(v) for v in params)
+        last = getattr(self, "_last_profile", None)
+        reuse = last is not None and last[0] == values and last[1] is x
+        lnz, u, e = last[2:] if reuse else (np.empty(0), np.empty(0), np.empty(0))
+        bn, dbn = _bn(values[2])
+        return sersic_jacobian(x, y, weights, *values, bn, dbn, lnz, u, e, reuse)
 
 
 class _FittingWithCompiledSersic(types.ModuleType):
