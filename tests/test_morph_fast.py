@@ -201,3 +201,36 @@ def test_overlap_grids_equal_photutils():
     # a grid wholly inside, and one wholly outside
     assert np.all(circle_overlap_grid(-2.0, 2.0, -2.0, 2.0, 4, 4, 10.0) == 1.0)
     assert np.all(ellipse_overlap_grid(20.0, 24.0, 20.0, 24.0, 4, 4, 10.0, 5.0, 0.3) == 0.0)
+
+
+def test_exact_elliptical_apertures_sum_as_photutils():
+    """The elliptical apertures statmorph gets inside the fast block: photutils' sums to rounding, its own path
+    for anything but a plain exact sum (mask, error, other methods, non-finite data)."""
+    from photutils.aperture import EllipticalAnnulus, EllipticalAperture
+
+    from features.morphometrics.fast import (
+        ExactEllipticalAnnulus,
+        ExactEllipticalAperture,
+        fast_light_fractions,
+    )
+
+    rng = np.random.default_rng(13)
+    image = rng.normal(size=(80, 90))
+    for _ in range(40):
+        centre = tuple(rng.uniform(-10, 95, size=2))
+        a = rng.uniform(1, 60)
+        b, theta = a * rng.uniform(0.1, 1), rng.uniform(-4, 4)
+        pairs = ((ExactEllipticalAperture(centre, a, b, theta=theta), EllipticalAperture(centre, a, b, theta=theta)),
+                 (ExactEllipticalAnnulus(centre, 0.5 * a, a, b, theta=theta),
+                  EllipticalAnnulus(centre, 0.5 * a, a, b, theta=theta)))
+        for ours, theirs in pairs:
+            np.testing.assert_allclose(ours.do_photometry(image)[0], theirs.do_photometry(image)[0], rtol=1e-12,
+                                       atol=1e-12, equal_nan=True)
+            mask = image > 1.5
+            np.testing.assert_array_equal(ours.do_photometry(image, mask=mask)[0], theirs.do_photometry(image, mask=mask)[0])
+            np.testing.assert_array_equal(ours.do_photometry(image, method="center")[0],
+                                          theirs.do_photometry(image, method="center")[0])
+    with fast_light_fractions():
+        assert statmorph.statmorph.EllipticalAperture is ExactEllipticalAperture
+    assert statmorph.statmorph.EllipticalAperture is EllipticalAperture
+    assert statmorph.statmorph.EllipticalAnnulus is EllipticalAnnulus

@@ -260,7 +260,9 @@ def asymmetry_sums(image: np.ndarray, mask: np.ndarray, xc: float, yc: float, we
     order); the rotated mask from the nearest pixel; the weight set to 0 where either pixel of the
     symmetric pair is masked. Then, with ``s`` the pixel and ``d`` the rotated value minus ``s``, the sums
     of ``w``, ``|s| w``, ``|d| w`` and (with ``squares``) ``s^2 w`` and ``d^2 w``, each with numpy's
-    pairwise summation over the box in row-major order: exactly ``np.sum`` of the numpy arrays.
+    pairwise summation over the box in row-major order: exactly ``np.sum`` of the numpy arrays. Pixels of
+    zero weight (outside the aperture, or masked) contribute exact zeros and are not computed, which
+    needs a finite image (statmorph's stamps are: it masks non-finite pixels and zeroes them).
 
     Parameters
     ----------
@@ -297,21 +299,32 @@ def asymmetry_sums(image: np.ndarray, mask: np.ndarray, xc: float, yc: float, we
     my = math.floor(fy + 0.5)
     mx = math.floor(fx + 0.5)
     nbuf = 5 if squares else 3
-    buf = np.empty((nbuf, h * w))
+    buf = np.zeros((nbuf, h * w))
+    # every source pixel of the box inside the array (the usual case): no bounds checks in the loop
+    inside = y0 - (i0 + h - 1) >= 0 and y0 - i0 + 1 < ny and x0 - (j0 + w - 1) >= 0 and x0 - j0 + 1 < nx
     for a in range(h):
         i = i0 + a
         r = y0 - i
         for b in range(w):
+            weight = weights[a, b]
+            if weight == 0.0:  # outside the aperture: every term is 0 (the image is finite)
+                continue
             j = j0 + b
             c = x0 - j
-            v00 = image[r, c] if 0 <= r < ny and 0 <= c < nx else 0.0
-            v01 = image[r, c + 1] if 0 <= r < ny and 0 <= c + 1 < nx else 0.0
-            v10 = image[r + 1, c] if 0 <= r + 1 < ny and 0 <= c < nx else 0.0
-            v11 = image[r + 1, c + 1] if 0 <= r + 1 < ny and 0 <= c + 1 < nx else 0.0
-            rotated = w00 * v00 + w01 * v01 + w10 * v10 + w11 * v11
             rm, cm = r + my, c + mx
-            masked = mask[i, j] or (0 <= rm < ny and 0 <= cm < nx and mask[rm, cm])
-            wt = 0.0 if masked else weights[a, b]
+            if inside:
+                v00, v01, v10, v11 = image[r, c], image[r, c + 1], image[r + 1, c], image[r + 1, c + 1]
+                masked = mask[i, j] or mask[rm, cm]
+            else:
+                v00 = image[r, c] if 0 <= r < ny and 0 <= c < nx else 0.0
+                v01 = image[r, c + 1] if 0 <= r < ny and 0 <= c + 1 < nx else 0.0
+                v10 = image[r + 1, c] if 0 <= r + 1 < ny and 0 <= c < nx else 0.0
+                v11 = image[r + 1, c + 1] if 0 <= r + 1 < ny and 0 <= c + 1 < nx else 0.0
+                masked = mask[i, j] or (0 <= rm < ny and 0 <= cm < nx and mask[rm, cm])
+            if masked:
+                continue
+            rotated = w00 * v00 + w01 * v01 + w10 * v10 + w11 * v11
+            wt = weight
             s = image[i, j]
             d = rotated - s
             k = a * w + b
