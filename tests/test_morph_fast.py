@@ -155,9 +155,11 @@ def test_asymmetry_sums_equal_the_numpy_rotation_and_sums():
         diff = rotated - sub
         expected = (np.sum(w), np.sum(np.abs(sub) * w), np.sum(np.abs(diff) * w), np.sum(sub**2 * w),
                     np.sum(diff**2 * w))
-        got = asymmetry_sums(image, mask, xc, yc, np.ascontiguousarray(weights), box[0], box[2], True)
+        work = np.full(5 * weights.size + 3, np.nan)  # a reused work array holds anything
+        got = asymmetry_sums(image, mask, xc, yc, np.ascontiguousarray(weights), box[0], box[2], True, work)
         assert got == expected, (xc, yc, r)
-        assert asymmetry_sums(image, mask, xc, yc, np.ascontiguousarray(weights), box[0], box[2], False)[:3] == expected[:3]
+        assert asymmetry_sums(image, mask, xc, yc, np.ascontiguousarray(weights), box[0], box[2], False,
+                              work)[:3] == expected[:3]
 
 
 def test_the_jacobian_reuses_the_residuals_profile_values(monkeypatch):
@@ -192,15 +194,15 @@ def test_overlap_grids_equal_photutils():
         iymin, iymax = int(np.floor(yc - r + 0.5)), int(np.ceil(yc + r + 0.5))
         edges = (ixmin - 0.5 - xc, ixmax - 0.5 - xc, iymin - 0.5 - yc, iymax - 0.5 - yc)
         nx, ny = ixmax - ixmin, iymax - iymin
-        np.testing.assert_allclose(circle_overlap_grid(*edges, nx, ny, r),
+        np.testing.assert_allclose(circle_overlap_grid(*edges, nx, ny, r, np.full((ny, nx), np.nan)),
                                    circular_overlap_grid(*edges, nx, ny, r, 1, 1), rtol=0, atol=1e-12)
         a = rng.uniform(0.3, 60)
         b, theta = a * rng.uniform(0.05, 1), rng.uniform(-4, 4)
-        np.testing.assert_allclose(ellipse_overlap_grid(*edges, nx, ny, a, b, theta),
+        np.testing.assert_allclose(ellipse_overlap_grid(*edges, nx, ny, a, b, theta, np.full((ny, nx), np.nan)),
                                    elliptical_overlap_grid(*edges, nx, ny, a, b, theta, 1, 1), rtol=0, atol=1e-12)
     # a grid wholly inside, and one wholly outside
-    assert np.all(circle_overlap_grid(-2.0, 2.0, -2.0, 2.0, 4, 4, 10.0) == 1.0)
-    assert np.all(ellipse_overlap_grid(20.0, 24.0, 20.0, 24.0, 4, 4, 10.0, 5.0, 0.3) == 0.0)
+    assert np.all(circle_overlap_grid(-2.0, 2.0, -2.0, 2.0, 4, 4, 10.0, np.empty((4, 4))) == 1.0)
+    assert np.all(ellipse_overlap_grid(20.0, 24.0, 20.0, 24.0, 4, 4, 10.0, 5.0, 0.3, np.full((4, 4), 7.0)) == 0.0)
 
 
 def test_exact_elliptical_apertures_sum_as_photutils():
@@ -234,3 +236,20 @@ def test_exact_elliptical_apertures_sum_as_photutils():
         assert statmorph.statmorph.EllipticalAperture is ExactEllipticalAperture
     assert statmorph.statmorph.EllipticalAperture is EllipticalAperture
     assert statmorph.statmorph.EllipticalAnnulus is EllipticalAnnulus
+
+
+def test_weights_in_work_arrays_equal_fresh_ones():
+    """The reused work arrays (per name, per thread) give the same weights as fresh arrays, whatever they held."""
+    from photutils.aperture import EllipticalAnnulus
+
+    from features.morphometrics.fast import circle_weights, ellipse_weights, work_array
+
+    work_array("test/outer", 10_000)[:] = np.nan
+    for r, r_in in ((12.5, 3.0), (30.2, None), (4.1, 2.0)):
+        fresh, region = circle_weights(40.3, 38.8, r, (80, 90), r_in=r_in)
+        reused, same = circle_weights(40.3, 38.8, r, (80, 90), r_in=r_in, work="test")
+        assert same == region
+        np.testing.assert_array_equal(reused, fresh)
+        ap = EllipticalAnnulus((40.3, 38.8), 0.5 * r, r, 0.6 * r, theta=0.4)
+        np.testing.assert_array_equal(ellipse_weights(ap, (80, 90), work="test")[0], ellipse_weights(ap, (80, 90))[0])
+    assert work_array("test/outer", 5).base is not None  # a view of the kept array
