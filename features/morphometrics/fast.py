@@ -325,12 +325,11 @@ class FastSourceMorphology(statmorph.SourceMorphology):
         if weights is None:
             ap_area = ap_abs_sum = ap_abs_diff = ap_sqr_sum = ap_sqr_diff = np.nan
         else:
-            # The rotation (rotate180's arithmetic) and the sums in one compiled pass over the box, summed
-            # as np.sum does. statmorph zeroes both images where either pixel of a symmetric pair is
+            # The rotation (rotate180's arithmetic) and the sums in one compiled pass over the box. statmorph zeroes both images where either pixel of a symmetric pair is
             # masked; a zero weight there gives the same (finite) sums term by term.
             sums = asymmetry_sums(image, self._mask_stamp, float(xc), float(yc),
                                   np.ascontiguousarray(weights, dtype=np.float64), region[0].start,
-                                  region[1].start, kind == "rms", work_array("asymmetry/sums", 5 * weights.size))
+                                  region[1].start, kind == "rms")
             # numpy float64 scalars, as photutils returns them: statmorph's sky terms are in the input's
             # dtype (float32 for a float32 image), and a Python float beside them would let the float32 win.
             ap_area, ap_abs_sum, ap_abs_diff, ap_sqr_sum, ap_sqr_diff = (np.float64(v) for v in sums)

@@ -6,9 +6,6 @@ temporaries, with the same formula and the same order of floating-point operatio
 ``log``) are the C library's where numpy may use its own vectorised ones, so single values can differ in
 the last bit; the callers state what that does to their results.
 
-:func:`asymmetry_sums` uses no transcendental function and sums as numpy does (:func:`pairwise_sum`), so
-it returns exactly the numbers of the numpy code it replaces.
-
 Compiled on first use and cached on disk (``cache=True``), so a worker process pays the compilation
 (~1 s) once per installation, not once per process.
 
@@ -24,8 +21,7 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["asymmetry_sums", "circle_overlap_grid", "ellipse_overlap_grid", "pairwise_sum", "sersic_jacobian",
-           "sersic_residual"]
+__all__ = ["asymmetry_sums", "circle_overlap_grid", "ellipse_overlap_grid", "sersic_jacobian", "sersic_residual"]
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -167,91 +163,19 @@ def sersic_jacobian(x: np.ndarray, y: np.ndarray, w: np.ndarray, amplitude: floa
 
 
 @numba.njit(cache=True)
-def _block(a: np.ndarray, lo: int, n: int) -> float:
-    """numpy's ``pairwise_sum`` of a block of ``n <= 128`` values: 8 accumulators, or a plain loop under 8."""
-    if n < 8:
-        res = -0.0
-        for i in range(lo, lo + n):
-            res += a[i]
-        return res
-    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
-    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
-    i = 8
-    stop = n - n % 8
-    while i < stop:
-        k = lo + i
-        r0 += a[k]
-        r1 += a[k + 1]
-        r2 += a[k + 2]
-        r3 += a[k + 3]
-        r4 += a[k + 4]
-        r5 += a[k + 5]
-        r6 += a[k + 6]
-        r7 += a[k + 7]
-        i += 8
-    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    while i < n:
-        res += a[lo + i]
-        i += 1
-    return res
-
-
-@numba.njit(cache=True)
-def _pairwise(a: np.ndarray, lo: int, n: int) -> float:
-    """numpy's ``pairwise_sum`` of ``a[lo:lo + n]``: blocks of <= 128, above that the two halves (the first
-    a multiple of 8) summed separately and added. The recursion runs on an explicit stack (numba's
-    on-disk cache does not hold recursive functions)."""
-    if n <= 128:
-        return _block(a, lo, n)
-    los = np.empty(64, np.int64)
-    ns = np.empty(64, np.int64)
-    state = np.empty(64, np.int64)  # 0: not split yet, 1: summing the first half, 2: summing the second
-    lefts = np.empty(64)
-    top = 0
-    los[0], ns[0], state[0] = lo, n, 0
-    while True:
-        m = ns[top]
-        if m > 128 and state[top] == 0:
-            state[top] = 1
-            half = m // 2
-            half -= half % 8
-            los[top + 1], ns[top + 1], state[top + 1] = los[top], half, 0
-            top += 1
-            continue
-        v = _block(a, los[top], m)
-        top -= 1
-        while top >= 0 and state[top] == 2:
-            v = lefts[top] + v
-            top -= 1
-        if top < 0:
-            return v
-        lefts[top] = v
-        state[top] = 2
-        half = ns[top] // 2
-        half -= half % 8
-        los[top + 1], ns[top + 1], state[top + 1] = los[top] + half, ns[top] - half, 0
-        top += 1
-
-
-@numba.njit(cache=True)
-def pairwise_sum(a: np.ndarray) -> float:
-    """``np.sum(a)`` of a contiguous float64 array, bit for bit: numpy's pairwise summation from 0.
-
-    Parameters
-    ----------
-    a : numpy.ndarray
-        1-D float64 array (a contiguous array's ``ravel()``).
-
-    Returns
-    -------
-    float
-    """
-    return 0.0 + _pairwise(a, 0, a.size)
+def _add(total: float, carry: float, x: float) -> tuple[float, float]:
+    """Neumaier's compensated addition: ``total + carry`` is the running sum to ~1 ulp."""
+    t = total + x
+    if abs(total) >= abs(x):
+        carry += (total - t) + x
+    else:
+        carry += (x - t) + total
+    return t, carry
 
 
 @numba.njit(cache=True)
 def asymmetry_sums(image: np.ndarray, mask: np.ndarray, xc: float, yc: float, weights: np.ndarray, i0: int, j0: int,
-                   squares: bool, work: np.ndarray) -> tuple[float, float, float, float, float]:
+                   squares: bool) -> tuple[float, float, float, float, float]:
     """The aperture sums of statmorph's asymmetry function for the rotation about ``(xc, yc)``, in one pass.
 
     For each pixel ``(i, j)`` of the aperture's box (rows ``i0 + a``, columns ``j0 + b`` for the
@@ -259,10 +183,11 @@ def asymmetry_sums(image: np.ndarray, mask: np.ndarray, xc: float, yc: float, we
     array (:func:`features.morphometrics.fast.rotate180`, the same four products added in the same
     order); the rotated mask from the nearest pixel; the weight set to 0 where either pixel of the
     symmetric pair is masked. Then, with ``s`` the pixel and ``d`` the rotated value minus ``s``, the sums
-    of ``w``, ``|s| w``, ``|d| w`` and (with ``squares``) ``s^2 w`` and ``d^2 w``, each with numpy's
-    pairwise summation over the box in row-major order: exactly ``np.sum`` of the numpy arrays. Pixels of
-    zero weight (outside the aperture, or masked) contribute exact zeros and are not computed, which
-    needs a finite image (statmorph's stamps are: it masks non-finite pixels and zeroes them).
+    of ``w``, ``|s| w``, ``|d| w`` and (with ``squares``) ``s^2 w`` and ``d^2 w``: each row summed in
+    order, the rows with compensated (Neumaier) addition, so each sum is within a few ulp of the exact
+    one, as numpy's pairwise ``np.sum`` of the same terms is (tested to 1e-13 relative). Pixels of zero
+    weight (outside the aperture, or masked) add exact zeros and are skipped, which needs a finite
+    image (statmorph's stamps are: it masks non-finite pixels and zeroes them). Nothing is allocated.
 
     Parameters
     ----------
@@ -278,9 +203,6 @@ def asymmetry_sums(image: np.ndarray, mask: np.ndarray, xc: float, yc: float, we
         The box's first row and column in ``image``.
     squares : bool
         Also the two sums of squares (else 0.0).
-    work : numpy.ndarray
-        float64 work array of at least ``5 * weights.size`` values (contents overwritten; reused between
-        calls, as a fresh array costs more in page faults than the sums).
 
     Returns
     -------
@@ -301,17 +223,17 @@ def asymmetry_sums(image: np.ndarray, mask: np.ndarray, xc: float, yc: float, we
     w11 = fy * fx
     my = math.floor(fy + 0.5)
     mx = math.floor(fx + 0.5)
-    nbuf = 5 if squares else 3
-    buf = work[: nbuf * h * w].reshape((nbuf, h * w))
-    buf[:] = 0.0
     # every source pixel of the box inside the array (the usual case): no bounds checks in the loop
     inside = y0 - (i0 + h - 1) >= 0 and y0 - i0 + 1 < ny and x0 - (j0 + w - 1) >= 0 and x0 - j0 + 1 < nx
+    t0 = t1 = t2 = t3 = t4 = 0.0
+    c0 = c1 = c2 = c3 = c4 = 0.0
     for a in range(h):
         i = i0 + a
         r = y0 - i
+        s0 = s1 = s2 = s3 = s4 = 0.0
         for b in range(w):
             weight = weights[a, b]
-            if weight == 0.0:  # outside the aperture: every term is 0 (the image is finite)
+            if weight == 0.0:
                 continue
             j = j0 + b
             c = x0 - j
@@ -328,22 +250,20 @@ def asymmetry_sums(image: np.ndarray, mask: np.ndarray, xc: float, yc: float, we
             if masked:
                 continue
             rotated = w00 * v00 + w01 * v01 + w10 * v10 + w11 * v11
-            wt = weight
             s = image[i, j]
             d = rotated - s
-            k = a * w + b
-            buf[0, k] = wt
-            buf[1, k] = abs(s) * wt
-            buf[2, k] = abs(d) * wt
+            s0 += weight
+            s1 += abs(s) * weight
+            s2 += abs(d) * weight
             if squares:
-                buf[3, k] = (s * s) * wt
-                buf[4, k] = (d * d) * wt
-    area = pairwise_sum(buf[0])
-    abs_sum = pairwise_sum(buf[1])
-    abs_diff = pairwise_sum(buf[2])
-    sqr_sum = pairwise_sum(buf[3]) if squares else 0.0
-    sqr_diff = pairwise_sum(buf[4]) if squares else 0.0
-    return area, abs_sum, abs_diff, sqr_sum, sqr_diff
+                s3 += (s * s) * weight
+                s4 += (d * d) * weight
+        t0, c0 = _add(t0, c0, s0)
+        t1, c1 = _add(t1, c1, s1)
+        t2, c2 = _add(t2, c2, s2)
+        t3, c3 = _add(t3, c3, s3)
+        t4, c4 = _add(t4, c4, s4)
+    return t0 + c0, t1 + c1, t2 + c2, t3 + c3, t4 + c4
 
 
 @numba.njit(cache=True)
