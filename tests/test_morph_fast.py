@@ -61,13 +61,13 @@ def test_sersic_kernels_equal_astropy_and_fit_deriv():
         bn = gammaincinv(2.0 * n, 0.5)
         lnz, u, e = np.empty(x.size), np.empty(x.size), np.empty(x.size)
         expected = w * (astropy_models.Sersic2D.evaluate(x, y, *params) - z)
-        got = sersic_residual(xs, ys, zs, ws, *params, bn, lnz, u, e)
+        got = sersic_residual(xs, ys, zs, ws, *params, bn, lnz, u, e, np.full(x.size, np.nan))
         np.testing.assert_allclose(got, expected.ravel(), rtol=1e-13, atol=1e-15)
         h = 1e-6 * n
         dbn = (gammaincinv(2.0 * (n + h), 0.5) - gammaincinv(2.0 * (n - h), 0.5)) / (2.0 * h)
         want = np.array([np.ravel(w * d) for d in Sersic2DWithDerivatives.fit_deriv(x, y, *params)])
         for reuse in (False, True):  # computed here, or from the residual's profile values
-            jac = sersic_jacobian(xs, ys, ws, *params, bn, dbn, lnz, u, e, reuse)
+            jac = sersic_jacobian(xs, ys, ws, *params, bn, dbn, lnz, u, e, reuse, np.full((7, x.size), np.nan))
             assert jac.shape == want.shape == (7, x.size)
             for j in range(7):
                 np.testing.assert_allclose(jac[j], want[j], rtol=1e-12, atol=1e-14 * np.max(np.abs(want[j])),
@@ -156,7 +156,7 @@ def test_the_jacobian_reuses_the_residuals_profile_values(monkeypatch):
     kernel = sersic_module.sersic_jacobian
 
     def spy(*args):
-        reused.append(args[-1])
+        reused.append(args[-2])
         return kernel(*args)
 
     monkeypatch.setattr(sersic_module, "sersic_jacobian", spy)
@@ -228,7 +228,8 @@ def test_weights_in_work_arrays_equal_fresh_ones():
     """The reused work arrays (per name, per thread) give the same weights as fresh arrays, whatever they held."""
     from photutils.aperture import EllipticalAnnulus
 
-    from features.morphometrics.fast import circle_weights, ellipse_weights, work_array
+    from features.morphometrics.fast import circle_weights, ellipse_weights
+    from features.morphometrics.kernels import work_array
 
     work_array("test/outer", 10_000)[:] = np.nan
     for r, r_in in ((12.5, 3.0), (30.2, None), (4.1, 2.0)):

@@ -70,7 +70,7 @@ from photutils.aperture import CircularAnnulus, CircularAperture, EllipticalAnnu
 from scipy import ndimage as ndi
 
 from features.morphometrics import kernels
-from features.morphometrics.kernels import asymmetry_sums
+from features.morphometrics.kernels import asymmetry_sums, work_array
 from features.morphometrics.sersic import analytic_sersic_fit
 
 __all__ = [
@@ -84,7 +84,6 @@ __all__ = [
     "fast_light_fractions",
     "morphology_class",
     "rotate180",
-    "work_array",
 ]
 
 VERIFIED_STATMORPH: tuple[str, ...] = ("0.7.2",)
@@ -455,27 +454,9 @@ def _aperture_weights(ap, shape: tuple[int, int]) -> tuple[np.ndarray | None, tu
     return apm.data[small], region
 
 
-_WORK = threading.local()
-
-
-def work_array(name: str, size: int) -> np.ndarray:
-    """A float64 work array of ``size`` values, reused by every call with ``name`` in this thread.
-
-    A fresh array costs a page fault per 4 KiB on first touch (~2.4 us each on the development
-    machine: more than the overlap or asymmetry computation written into it), so the hot loops reuse
-    one per purpose. The contents are undefined; the caller must be done with it before the next call
-    with the same name (they are per thread, so threads do not share them).
-    """
-    pool = _WORK.__dict__.setdefault("pool", {})
-    buf = pool.get(name)
-    if buf is None or buf.size < size:
-        buf = np.empty(max(size, 2 * buf.size if buf is not None else size))
-        pool[name] = buf
-    return buf[:size]
-
-
 def _grid(work: str | None, part: str, ny: int, nx: int) -> np.ndarray:
-    """A ``(ny, nx)`` array for an overlap grid: the named work array's (see :func:`work_array`), or a new one."""
+    """A ``(ny, nx)`` array for an overlap grid: the named work array's (see
+    :func:`~features.morphometrics.kernels.work_array`), or a new one."""
     if work is None:
         return np.empty((ny, nx))
     return work_array(f"{work}/{part}", ny * nx).reshape(ny, nx)
@@ -502,7 +483,8 @@ def circle_weights(xc: float, yc: float, r: float, shape: tuple[int, int], *, r_
     r_in : float, optional
         Inner radius of an annulus, ``0 <= r_in <= r``.
     work : str, optional
-        Compute in the thread's reused work arrays of this name (:func:`work_array`): the weights are
+        Compute in the thread's reused work arrays of this name
+        (:func:`~features.morphometrics.kernels.work_array`): the weights are
         then valid only until the next call with the same name. Fresh arrays by default.
 
     Returns

@@ -17,17 +17,49 @@ Sersic, J. L. 1963, BAAA 6, 41. Graham, A. W. & Driver, S. P. 2005, PASA 22, 118
 from __future__ import annotations
 
 import math
+import threading
 
 import numba
 import numpy as np
 
-__all__ = ["asymmetry_sums", "circle_overlap_grid", "ellipse_overlap_grid", "sersic_jacobian", "sersic_residual"]
+__all__ = ["asymmetry_sums", "circle_overlap_grid", "ellipse_overlap_grid", "sersic_jacobian", "sersic_residual",
+           "work_array"]
+
+_WORK = threading.local()
+
+
+def work_array(name: str, size: int) -> np.ndarray:
+    """A float64 work array of ``size`` values, reused by every call with ``name`` in this thread.
+
+    A fresh array costs a page fault per 4 KiB on first touch (~2.4 us each on the development
+    machine: more than the overlap, asymmetry or Sersic computation written into it), so the hot loops
+    reuse one per purpose. The contents are undefined; the caller must be done with it before the next
+    call with the same name (they are per thread, so threads do not share them).
+
+    Parameters
+    ----------
+    name : str
+        What the array is for.
+    size : int
+        Number of values.
+
+    Returns
+    -------
+    numpy.ndarray
+        1-D float64 view of the kept array.
+    """
+    pool = _WORK.__dict__.setdefault("pool", {})
+    buf = pool.get(name)
+    if buf is None or buf.size < size:
+        buf = np.empty(max(size, 2 * buf.size if buf is not None else size))
+        pool[name] = buf
+    return buf[:size]
 
 
 @numba.njit(cache=True, error_model="numpy")
 def sersic_residual(x: np.ndarray, y: np.ndarray, z: np.ndarray, w: np.ndarray, amplitude: float, r_eff: float,
                     n: float, x_0: float, y_0: float, ellip: float, theta: float, bn: float, lnz: np.ndarray,
-                    u: np.ndarray, e: np.ndarray) -> np.ndarray:
+                    u: np.ndarray, e: np.ndarray, out: np.ndarray) -> np.ndarray:
     """``w * (Sersic2D(x, y) - z)`` per pixel, keeping ``ln z``, ``z^(1/n)`` and the exponential for the Jacobian.
 
     astropy's ``Sersic2D.evaluate`` (``c = 0``) step by step: ``x_maj = |dx cos + dy sin|``,
@@ -47,16 +79,17 @@ def sersic_residual(x: np.ndarray, y: np.ndarray, z: np.ndarray, w: np.ndarray, 
     lnz, u, e : numpy.ndarray
         1-D float64 outputs, one value per pixel: ``ln z`` (0 at ``z = 0``), ``z^(1/n)`` and
         ``exp(-bn (z^(1/n) - 1))``.
+    out : numpy.ndarray
+        1-D float64 output for the residuals (e.g. a :func:`work_array`).
 
     Returns
     -------
     numpy.ndarray
-        1-D float64 weighted residuals.
+        ``out``: the weighted residuals.
     """
     cos_t = math.cos(theta)
     sin_t = math.sin(theta)
     b = (1.0 - ellip) * r_eff
-    out = np.empty(x.size)
     for k in range(x.size):
         dx = x[k] - x_0
         dy = y[k] - y_0
@@ -82,7 +115,7 @@ def sersic_residual(x: np.ndarray, y: np.ndarray, z: np.ndarray, w: np.ndarray, 
 @numba.njit(cache=True, error_model="numpy")
 def sersic_jacobian(x: np.ndarray, y: np.ndarray, w: np.ndarray, amplitude: float, r_eff: float, n: float,
                     x_0: float, y_0: float, ellip: float, theta: float, bn: float, dbn: float, lnz: np.ndarray,
-                    u: np.ndarray, e: np.ndarray, reuse: bool) -> np.ndarray:
+                    u: np.ndarray, e: np.ndarray, reuse: bool, out: np.ndarray) -> np.ndarray:
     """Weighted partial derivatives of the Sersic profile, ``(7, m)`` in astropy's parameter order.
 
     The formulas of :meth:`features.morphometrics.sersic.Sersic2DWithDerivatives.fit_deriv` (see that
@@ -104,11 +137,13 @@ def sersic_jacobian(x: np.ndarray, y: np.ndarray, w: np.ndarray, amplitude: floa
         :func:`sersic_residual`'s per-pixel values at these parameters (read only with ``reuse``).
     reuse : bool
         Take ``ln z``, ``z^(1/n)`` and the exponential from ``lnz``, ``u`` and ``e``.
+    out : numpy.ndarray
+        ``(7, m)`` float64 C-contiguous output (e.g. a reshaped :func:`work_array`).
 
     Returns
     -------
     numpy.ndarray
-        ``(7, m)`` float64: d/d(amplitude, r_eff, n, x_0, y_0, ellip, theta), weighted.
+        ``out``: d/d(amplitude, r_eff, n, x_0, y_0, ellip, theta), weighted.
     """
     c = math.cos(theta)
     s = math.sin(theta)
@@ -118,7 +153,6 @@ def sersic_jacobian(x: np.ndarray, y: np.ndarray, w: np.ndarray, amplitude: floa
     inv_r, inv_e = -1.0 / r_eff, 1.0 / (1.0 - ellip)
     mc_r, ms_r = -c / r_eff, -s / r_eff
     shape_t = b / r_eff - r_eff / b
-    out = np.empty((7, x.size))
     d = np.empty(7)
     for k in range(x.size):
         dx = x[k] - x_0

@@ -36,7 +36,7 @@ import statmorph
 from astropy.modeling import fitting, models
 from scipy.special import gammaincinv
 
-from features.morphometrics.kernels import sersic_jacobian, sersic_residual
+from features.morphometrics.kernels import sersic_jacobian, sersic_residual, work_array
 
 __all__ = ["CompiledSersicFitter", "Sersic2DWithDerivatives", "analytic_sersic_fit"]
 
@@ -106,6 +106,8 @@ class CompiledSersicFitter(fitting.LevMarLSQFitter):
       of astropy's evaluation, ``fit_deriv``'s temporaries and ``_wrap_deriv``'s three copies. The
       Jacobian reuses the residual's ``ln z``, ``z^(1/n)`` and exponential when MINPACK asks for it at
       the parameters of the last residual (after every accepted step), so it evaluates no ``exp``/``log``.
+      Both write into reused work arrays (:func:`~features.morphometrics.kernels.work_array`; MINPACK
+      copies what it is given), so no call pays fresh pages.
 
     Everything else is astropy's and scipy's: the bounds (``n >= 0.01`` clamps the residual's
     parameters, not the Jacobian's, as in astropy), ``leastsq``'s arguments, the non-finite check, the
@@ -132,8 +134,10 @@ class CompiledSersicFitter(fitting.LevMarLSQFitter):
         params = fitting.fitter_to_model_params_array(model, fps, self._use_min_max_bounds,
                                                       fit_param_indices=fit_param_indices)
         values = tuple(float(v) for v in params)
-        lnz, u, e = np.empty(x.size), np.empty(x.size), np.empty(x.size)
-        value = sersic_residual(x, y, z, weights, *values, float(gammaincinv(2.0 * values[2], 0.5)), lnz, u, e)
+        m = x.size
+        lnz, u, e = (work_array(f"sersic/{name}", m) for name in ("lnz", "u", "e"))
+        value = sersic_residual(x, y, z, weights, *values, float(gammaincinv(2.0 * values[2], 0.5)), lnz, u, e,
+                                work_array("sersic/residual", m))
         self._last_profile = (values, x, lnz, u, e)
         if not np.all(np.isfinite(value)):
             raise fitting.NonFiniteValueError(
@@ -154,7 +158,8 @@ class CompiledSersicFitter(fitting.LevMarLSQFitter):
         reuse = last is not None and last[0] == values and last[1] is x
         lnz, u, e = last[2:] if reuse else (np.empty(0), np.empty(0), np.empty(0))
         bn, dbn = _bn(values[2])
-        return sersic_jacobian(x, y, weights, *values, bn, dbn, lnz, u, e, reuse)
+        out = work_array("sersic/jacobian", 7 * x.size).reshape(7, x.size)
+        return sersic_jacobian(x, y, weights, *values, bn, dbn, lnz, u, e, reuse, out)
 
 
 class _FittingWithCompiledSersic(types.ModuleType):
