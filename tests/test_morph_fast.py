@@ -240,3 +240,29 @@ def test_weights_in_work_arrays_equal_fresh_ones():
         ap = EllipticalAnnulus((40.3, 38.8), 0.5 * r, r, 0.6 * r, theta=0.4)
         np.testing.assert_array_equal(ellipse_weights(ap, (80, 90), work="test")[0], ellipse_weights(ap, (80, 90))[0])
     assert work_array("test/outer", 5).base is not None  # a view of the kept array
+
+
+def test_aperture_sums_equal_numpys():
+    """The compiled aperture sums against the numpy expressions they replace (photutils' and statmorph's)."""
+    from features.morphometrics.kernels import aperture_sum, masked_aperture_sums
+
+    rng = np.random.default_rng(17)
+    for dtype in (np.float64, np.float32):
+        image = rng.normal(size=(70, 64)).astype(dtype)
+        mask = rng.random(image.shape) > 0.8
+        for _ in range(50):
+            i0, j0 = (int(v) for v in rng.integers(0, 30, size=2))
+            h, w = (int(v) for v in rng.integers(1, 35, size=2))
+            full = rng.uniform(-1e-16, 1.0, size=(h + 3, w + 2))
+            weights = full[1:h + 1, 2:]  # a view, as the weights cut to the array are
+            sub = image[i0:i0 + h, j0:j0 + w]
+            want = (sub * weights)[weights > 0].sum()
+            np.testing.assert_allclose(aperture_sum(image, weights, i0, j0), want, rtol=1e-13, atol=1e-13)
+            flux, area = masked_aperture_sums(image, mask, weights, i0, j0)
+            np.testing.assert_allclose(flux, np.sum(sub * weights), rtol=1e-13, atol=1e-13)
+            np.testing.assert_allclose(area, np.sum(np.where(mask[i0:i0 + h, j0:j0 + w], 0.0, weights)), rtol=1e-13,
+                                       atol=1e-13)
+    image[3, 4] = np.nan  # a non-finite pixel of zero weight is left out, as photutils does
+    weights = np.ones((5, 5))
+    weights[3, 4] = 0.0
+    assert np.isfinite(aperture_sum(image.astype(np.float64), weights, 0, 0))

@@ -324,10 +324,10 @@ class FastSourceMorphology(statmorph.SourceMorphology):
         if weights is None:
             ap_area = ap_abs_sum = ap_abs_diff = ap_sqr_sum = ap_sqr_diff = np.nan
         else:
-            # The rotation (rotate180's arithmetic) and the sums in one compiled pass over the box. statmorph zeroes both images where either pixel of a symmetric pair is
-            # masked; a zero weight there gives the same (finite) sums term by term.
-            sums = asymmetry_sums(image, self._mask_stamp, float(xc), float(yc),
-                                  np.ascontiguousarray(weights, dtype=np.float64), region[0].start,
+            # The rotation (rotate180's arithmetic) and the sums in one compiled pass over the box (the
+            # weights may be a view cut to the array: no copy). statmorph zeroes both images where either
+            # pixel of a symmetric pair is masked; a zero weight there gives the same (finite) sums.
+            sums = asymmetry_sums(image, self._mask_stamp, float(xc), float(yc), weights, region[0].start,
                                   region[1].start, kind == "rms")
             # numpy float64 scalars, as photutils returns them: statmorph's sky terms are in the input's
             # dtype (float32 for a float32 image), and a Python float beside them would let the float32 win.
@@ -356,12 +356,13 @@ class FastSourceMorphology(statmorph.SourceMorphology):
 def _photometry_sum(weights: np.ndarray | None, region: tuple[slice, slice] | None, image: np.ndarray) -> float:
     """``ap.do_photometry(image, method="exact")[0][0]`` from the aperture's overlap weights.
 
-    The same arithmetic as photutils: the overlapping pixels times their weights, the pixels of
-    positive weight summed as one 1-D array (so the same rounding); NaN when the aperture misses the array.
+    As photutils: the overlapping pixels times their weights, summed over the pixels of positive weight
+    (:func:`features.morphometrics.kernels.aperture_sum`, to a few ulp of photutils' summation); NaN when
+    the aperture misses the array. A numpy float64 scalar, as photutils returns.
     """
     if weights is None:
         return np.nan
-    return (image[region] * weights)[weights > 0].sum()
+    return np.float64(kernels.aperture_sum(image, weights, region[0].start, region[1].start))
 
 
 def _fraction_of_total_circ(r, image, center, fraction, total_sum):
@@ -575,8 +576,8 @@ def _masked_mean(weights_region: tuple[np.ndarray | None, tuple[slice, slice] | 
     weights, region = weights_region
     if weights is None:
         return np.nan
-    area = float(np.sum(np.where(mask[region], 0.0, weights)))
-    return float(np.sum(image[region] * weights)) / area if area else 0.0
+    flux, area = kernels.masked_aperture_sums(image, mask, weights, region[0].start, region[1].start)
+    return flux / area if area else 0.0
 
 
 def morphology_class(version: str | None = None) -> type[statmorph.SourceMorphology]:

@@ -22,8 +22,8 @@ import threading
 import numba
 import numpy as np
 
-__all__ = ["asymmetry_sums", "circle_overlap_grid", "ellipse_overlap_grid", "sersic_jacobian", "sersic_residual",
-           "work_array"]
+__all__ = ["aperture_sum", "asymmetry_sums", "circle_overlap_grid", "ellipse_overlap_grid", "masked_aperture_sums",
+           "sersic_jacobian", "sersic_residual", "work_array"]
 
 _WORK = threading.local()
 
@@ -298,6 +298,79 @@ def asymmetry_sums(image: np.ndarray, mask: np.ndarray, xc: float, yc: float, we
         t3, c3 = _add(t3, c3, s3)
         t4, c4 = _add(t4, c4, s4)
     return t0 + c0, t1 + c1, t2 + c2, t3 + c3, t4 + c4
+
+
+@numba.njit(cache=True)
+def aperture_sum(image: np.ndarray, weights: np.ndarray, i0: int, j0: int) -> float:
+    """``sum(image * weights)`` over the pixels of positive weight, the weights covering ``image[i0:, j0:]``.
+
+    photutils' exact aperture photometry (pixels of zero or negative weight, e.g. an annulus' rounding,
+    are left out, so a non-finite pixel there does not count). Each row summed in order, the rows with
+    compensated addition: within a few ulp of numpy's pairwise sum of the same terms, with no
+    temporary arrays (each costs page faults).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        2-D array (any real dtype; products are float64).
+    weights : numpy.ndarray
+        2-D float64 overlap of the box starting at row ``i0``, column ``j0``.
+    i0, j0 : int
+        The box's first row and column in ``image``.
+
+    Returns
+    -------
+    float
+    """
+    h, w = weights.shape
+    total = carry = 0.0
+    for a in range(h):
+        row = 0.0
+        for b in range(w):
+            wt = weights[a, b]
+            if wt > 0.0:
+                row += float(image[i0 + a, j0 + b]) * wt
+        total, carry = _add(total, carry, row)
+    return total + carry
+
+
+@numba.njit(cache=True)
+def masked_aperture_sums(image: np.ndarray, mask: np.ndarray, weights: np.ndarray, i0: int,
+                         j0: int) -> tuple[float, float]:
+    """``(sum(image * weights), sum(weights where not mask))`` over the box at ``(i0, j0)``: statmorph's ``_aperture_mean``.
+
+    Every pixel of the box counts in the first sum (statmorph's stamp is zero where masked), only the
+    unmasked ones in the area. Summed as :func:`aperture_sum`.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        2-D array.
+    mask : numpy.ndarray
+        2-D bool, True where masked.
+    weights : numpy.ndarray
+        2-D float64 overlap of the box.
+    i0, j0 : int
+        The box's first row and column.
+
+    Returns
+    -------
+    tuple of float
+        ``(flux, area)``.
+    """
+    h, w = weights.shape
+    flux = flux_c = area = area_c = 0.0
+    for a in range(h):
+        row_flux = 0.0
+        row_area = 0.0
+        for b in range(w):
+            wt = weights[a, b]
+            row_flux += float(image[i0 + a, j0 + b]) * wt
+            if not mask[i0 + a, j0 + b]:
+                row_area += wt
+        flux, flux_c = _add(flux, flux_c, row_flux)
+        area, area_c = _add(area, area_c, row_area)
+    return flux + flux_c, area + area_c
 
 
 @numba.njit(cache=True)
