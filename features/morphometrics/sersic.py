@@ -8,6 +8,12 @@ and one Jacobian (~3.3 evaluations' worth of arithmetic) per iteration: the fit 
 on the same parameters to ~1e-7 relative (the iterations are the same; only the Jacobian's rounding
 differs). The model values themselves are astropy's (``evaluate`` is inherited).
 
+:class:`CompiledSersicFitter` (the ``LevMarLSQFitter`` statmorph gets inside :func:`analytic_sersic_fit`)
+then hands MINPACK only the pixels of non-zero weight and computes the residual and the Jacobian in
+compiled loops (:mod:`features.morphometrics.kernels`), the Jacobian reusing the residual's ``exp`` and
+``log``: ~2x faster again per fit, parameters within ~1e-13 of the numpy path; what is left is
+MINPACK's own QR of the ``m x 7`` Jacobian per iteration.
+
 With ``I = A exp(-b_n (z^(1/n) - 1))``, ``z^2 = (x_maj / r_e)^2 + (x_min / ((1 - e) r_e))^2``, and
 ``b_n`` from ``gammaincinv(2n, 1/2)`` (its derivative in ``n`` by a central difference):
 
@@ -187,10 +193,10 @@ _LOCK = threading.Lock()
 
 @contextmanager
 def analytic_sersic_fit() -> Iterator[None]:
-    """Within the block, statmorph's single-Sersic fit uses :class:`Sersic2DWithDerivatives`.
+    """Within the block, statmorph's single-Sersic fit uses :class:`Sersic2DWithDerivatives` and :class:`CompiledSersicFitter`.
 
-    statmorph builds its model from its module's ``models`` name; this swaps that name for the block
-    (under a lock, so concurrent fits in threads take turns) and restores it after. Only
+    statmorph builds its model and fitter from its module's ``models`` and ``fitting`` names; this swaps
+    those names for the block (under a lock, so concurrent fits in threads take turns) and restores them after. Only
     :class:`~features.morphometrics.fast.FastSourceMorphology` enters it, for the statmorph versions it
     is verified against, and only for the unconvolved model (``ConvolvedSersic2D`` has no derivatives).
     """
