@@ -287,9 +287,19 @@ class FastSourceMorphology(statmorph.SourceMorphology):
                 (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)) if rows.size else None)
         return self.__dict__["_mid_box"]
 
+    def _float64_image(self, image: np.ndarray) -> np.ndarray:
+        """``image`` as a contiguous float64 array, converted once per image object (a float32 stamp would
+        otherwise be copied on every Nelder-Mead step)."""
+        cached = self.__dict__.get("_float64_of")
+        if cached is not None and cached[0] is image:
+            return cached[1]
+        converted = np.ascontiguousarray(image, dtype=np.float64)
+        self.__dict__["_float64_of"] = (image, converted)
+        return converted
+
     def _asymmetry_function(self, center, image, kind):
         """statmorph's asymmetry function (Lotz et al. 2004 eq. 10), evaluated on the aperture's box."""
-        image = np.ascontiguousarray(image, dtype=np.float64)
+        image = self._float64_image(image)
         ny, nx = image.shape
         xc, yc = center
 
