@@ -17,7 +17,8 @@ with the same segmentation:
 
 Printed: galaxies per second, seconds per galaxy per core, speed-up over ``plain``, the projected time
 for 17,736 galaxies on 2 cores, and the largest absolute and relative difference of every quantity from
-``plain``. ``--profile`` adds where plain statmorph spends its time (per statmorph quantity);
+``plain``. ``--profile`` adds where plain statmorph spends its time (per statmorph quantity, CPU seconds),
+``--profile-fast`` the same for the fast class (and ``--before``'s);
 ``--cprofile`` adds cProfile's top functions of the ``fast`` configuration (what is left to cut).
 
 Usage::
@@ -58,6 +59,7 @@ from features.morphometrics import (  # noqa: E402
     measurement_plane,
     segment_central,
 )
+from features.morphometrics.measure import statmorph_stamp  # noqa: E402
 
 GALAXY10_N = 17_736
 RINGS = ROOT.parent / "shared" / "data" / "gz_decals_rings"
@@ -141,32 +143,63 @@ def differences(base: list[dict], other: list[dict], names: tuple[str, ...]) -> 
     return out
 
 
-def profile_plain(items: list[MorphInput], band: str) -> dict[str, float]:
-    """Seconds per galaxy spent in each statmorph quantity (lazy properties timed in evaluation order)."""
+def profile_plain(items: list[MorphInput], band: str, cls: type | None = None) -> dict[str, float]:
+    """CPU seconds per galaxy spent in each statmorph quantity (lazy properties timed in evaluation order).
+
+    Plain statmorph by default (on the whole plane); with ``cls`` a fast class, measured as the stage
+    does (on statmorph's stamp, inside the class's own fast block), with the Sersic fit.
+    """
     names = statmorph.statmorph._quantity_names
     totals: dict[str, float] = {}
 
-    class Timed(statmorph.SourceMorphology):
-        def _calculate_morphology(self):
-            for name in names:
-                t = time.perf_counter()
-                _ = self[name]
-                totals[name] = totals.get(name, 0.0) + time.perf_counter() - t
+    def timed_loop(self) -> None:
+        for name in names:
+            t = time.process_time()
+            _ = self[name]
+            totals[name] = totals.get(name, 0.0) + time.process_time() - t
+
+    if cls is None:
+        Timed = type("Timed", (statmorph.SourceMorphology,), {"_calculate_morphology": timed_loop})
+    else:  # the fast classes run statmorph's quantities in _calculate_quantities, inside their fast block
+        Timed = type("Timed", (cls,), {"_calculate_quantities": timed_loop})
 
     seg_time = 0.0
     for it in items:
         plane = measurement_plane(it.image, image_kind=it.image_kind, bands=it.bands, band=band)
-        t = time.perf_counter()
+        t = time.process_time()
         seg = segment_central(plane.data, noise_floor=plane.noise_floor)
-        seg_time += time.perf_counter() - t
+        seg_time += time.process_time() - t
         if seg.segmap is None:
             continue
+        stamp = statmorph_stamp(seg.segmap) if cls is not None else (slice(None), slice(None))
+        image = seg.image[stamp]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            Timed(seg.image, seg.segmap, 1, mask=seg.mask, weightmap=np.full_like(seg.image, seg.rms))
+            Timed(image, seg.segmap[stamp], 1, mask=seg.mask[stamp], weightmap=np.full_like(image, seg.rms))
     totals = {k: v / len(items) for k, v in totals.items()}
     totals["(our segmentation)"] = seg_time / len(items)
     return totals
+
+
+def print_profile(prof: dict[str, float], what: str) -> None:
+    """The per-quantity table of :func:`profile_plain`'s result, largest first."""
+    total = sum(prof.values())
+    print(f"\nWhere {what} spends its time ({total:.3f} CPU s/galaxy with our segmentation; each quantity "
+          "includes the lazy properties it is the first to need):\n")
+    print("| quantity (first to need it) | CPU s/galaxy | share |")
+    print("|---|---|---|")
+    for k, v in sorted(prof.items(), key=lambda kv: -kv[1])[:10]:
+        print(f"| {k} | {v:.3f} | {v / total:.0%} |")
+
+
+def print_profiles(args: argparse.Namespace, items: list[MorphInput], classes: dict[str, type]) -> None:
+    """The per-quantity profiles the arguments ask for (``--profile``, ``--profile-fast``)."""
+    if args.profile:
+        print_profile(profile_plain(items, args.band), "plain statmorph")
+    if args.profile_fast:
+        if "fast_before" in classes:
+            print_profile(profile_plain(items, args.band, classes["fast_before"]), f"the fast class at {args.before}")
+        print_profile(profile_plain(items, args.band, measure_module.morphology_class()), "the fast class")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,9 +210,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--profile", action="store_true", help="also time each statmorph quantity (plain)")
     ap.add_argument("--cprofile", action="store_true", help="also cProfile the fast configuration")
+    ap.add_argument("--profile-fast", action="store_true",
+                    help="also time each statmorph quantity of the fast class (and of --before's)")
     ap.add_argument("--before", metavar="REF", help="also time the fast class as committed at this git ref "
                     "(or in the project tree at this directory)")
     ap.add_argument("--no-pool", action="store_true", help="skip the process-pool configuration")
+    ap.add_argument("--profile-only", action="store_true",
+                    help="only the per-quantity profiles (--profile / --profile-fast), no timed comparison")
     args = ap.parse_args(argv)
     items = load(args.n, args.seed)
     load_avg = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
@@ -198,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fast_before: the fast class at {args.before}\n")
     measure_image(items[0].image, image_kind=items[0].image_kind, bands=items[0].bands, band=args.band,
                   pxscale=items[0].pxscale, options=configs["fast"])  # warm-up: loads the compiled kernels
+    if args.profile_only:
+        print_profiles(args, items, classes)
+        print(f"load average at end {os.getloadavg()[0]:.1f}")
+        return 0
     results, times, cpu = run_interleaved(items, configs, args.band, classes)
     if not args.no_pool:
         t0 = time.perf_counter()
@@ -243,15 +284,7 @@ def main(argv: list[str] | None = None) -> int:
           f"identical flags in fast: {flags == [r['statmorph_flag'] for r in results['fast']]}, "
           f"flag_sersic: {[r['flag_sersic'] for r in results['plain']] == [r['flag_sersic'] for r in results['fast']]}")
 
-    if args.profile:
-        prof = profile_plain(items, args.band)
-        total = sum(v for k, v in prof.items() if not k.startswith("("))
-        print(f"\nWhere plain statmorph spends its time ({total:.3f} s/galaxy in statmorph; each quantity includes "
-              "the lazy properties it is the first to need):\n")
-        print("| quantity (first to need it) | s/galaxy | share |")
-        print("|---|---|---|")
-        for k, v in sorted(prof.items(), key=lambda kv: -kv[1])[:10]:
-            print(f"| {k} | {v:.3f} | {v / total:.0%} |")
+    print_profiles(args, items, classes)
     if args.cprofile:
         print(f"\ncProfile of `fast` on the same {n} galaxies (top functions by own time):\n")
         print("```")
