@@ -115,7 +115,7 @@ class MorphOptions:
     time_limit_s : float
         Per galaxy and band; beyond it the record is NaN with ``MORPH_TIMED_OUT``. 0 disables it.
     fast : bool
-        Use :class:`~features.morphometrics.fast.FastSourceMorphology` (3.5x faster per core; within 1e-10
+        Use :class:`~features.morphometrics.fast.FastSourceMorphology` (~6x faster per core; within 1e-10
         of plain statmorph, Sersic parameters within 1e-6).
         ``False`` runs plain ``statmorph.SourceMorphology`` (the benchmark's baseline).
     gain : float or None
