@@ -266,3 +266,24 @@ def test_aperture_sums_equal_numpys():
     weights = np.ones((5, 5))
     weights[3, 4] = 0.0
     assert np.isfinite(aperture_sum(image.astype(np.float64), weights, 0, 0))
+
+
+@pytest.mark.parametrize("case", ["overflow_on_a_dropped_pixel", "nan_on_a_dropped_pixel"])
+def test_compiled_fitter_fails_where_astropy_fails(case: str) -> None:
+    """Pixels of weight 0 are left out of the compiled fit, but astropy's residual ``w (model - z)`` still
+    sees them (``0 * inf`` is NaN): a fit astropy rejects must be rejected here too, so the fast record
+    stays plain statmorph's (MORPH_FAILED), not a fit plain statmorph never returns."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:60, 0:64].astype(float)
+    z = Sersic2DWithDerivatives(1.0, 8, 1.5, 31, 29, 0.3, 0.7)(x, y) + rng.normal(0, 0.01, (60, 64))
+    w = np.ones_like(z)
+    w[29, 31] = 0.0
+    if case == "overflow_on_a_dropped_pixel":  # the start explodes at the centre, which has weight 0
+        start = Sersic2DWithDerivatives(1e-300, 7, 400, 31, 29, 0.3, 0.7)
+    else:
+        z[29, 31] = np.nan
+        start = Sersic2DWithDerivatives(1.0, 8, 1.5, 31, 29, 0.3, 0.7)
+    with pytest.raises(astropy_fitting.NonFiniteValueError):
+        astropy_fitting.LevMarLSQFitter()(start.copy(), x, y, z, weights=w)
+    with pytest.raises(astropy_fitting.NonFiniteValueError):
+        CompiledSersicFitter()(start.copy(), x, y, z, weights=w)

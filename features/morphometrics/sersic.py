@@ -122,10 +122,34 @@ class CompiledSersicFitter(fitting.LevMarLSQFitter):
 
     def __call__(self, model, x, y, z=None, weights=None, **kwargs):
         """Fit ``model``; for the Sersic case described in the class docstring, on the weighted pixels only."""
+        self._dropped = None
         if self._compiled(model) and z is not None and weights is not None and np.shape(weights) == np.shape(z):
             keep = np.ravel(weights) != 0
-            x, y, z, weights = (np.ascontiguousarray(np.ravel(a)[keep], dtype=np.float64) for a in (x, y, z, weights))
+            dropped = [np.ravel(np.broadcast_to(a, np.shape(z)))[~keep] for a in (x, y, z)]
+            # astropy's residual is w * (model - z) on every pixel: a non-finite z there makes it NaN (0 * inf)
+            # and the fit fail, so such data is left to astropy whole, to fail the same way
+            if all(np.isfinite(d).all() for d in dropped):
+                self._dropped = (dropped[0].astype(np.float64), dropped[1].astype(np.float64))
+                x, y, z, weights = (np.ascontiguousarray(np.ravel(a)[keep], dtype=np.float64)
+                                    for a in (x, y, z, weights))
         return super().__call__(model, x, y, z, weights=weights, **kwargs)
+
+    def _dropped_model_finite(self, values: tuple[float, ...]) -> bool:
+        """Whether the model is finite on the pixels left out (where astropy's residual is ``0 * (model - z)``).
+
+        The profile is at most ``amplitude * exp(b_n)`` (at the centre), so with finite parameters,
+        ``r_eff > 0`` and ``0 <= ellip < 1`` it is finite everywhere; otherwise the left-out pixels are
+        evaluated (rare: Levenberg-Marquardt exploring huge ``n`` or a degenerate ellipse).
+        """
+        if not self._dropped or self._dropped[0].size == 0:
+            return True
+        amplitude, r_eff, n, _, _, ellip, _ = values
+        with np.errstate(over="ignore", invalid="ignore"):
+            peak = abs(amplitude) * np.exp(float(gammaincinv(2.0 * n, 0.5)))
+        if np.isfinite(values).all() and np.isfinite(peak) and r_eff > 0 and 0 <= ellip < 1:
+            return True
+        with np.errstate(all="ignore"):
+            return bool(np.isfinite(Sersic2DWithDerivatives.evaluate(*self._dropped, *values)).all())
 
     @staticmethod
     def _compiled(model) -> bool:
@@ -145,7 +169,7 @@ class CompiledSersicFitter(fitting.LevMarLSQFitter):
         value = sersic_residual(x, y, z, weights, *values, float(gammaincinv(2.0 * values[2], 0.5)), lnz, u, e,
                                 work_array("sersic/residual", m))
         self._last_profile = (values, x, lnz, u, e)
-        if not np.all(np.isfinite(value)):
+        if not (np.all(np.isfinite(value)) and self._dropped_model_finite(values)):
             raise fitting.NonFiniteValueError(
                 "Objective function has encountered a non-finite value, this will cause the fit to fail!")
         return value
