@@ -16,6 +16,7 @@ import multiprocessing as mp
 import os
 import signal
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -31,13 +32,16 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 def step_cores() -> int:
     """The cores this step may use: its CPU affinity, at most ``$OMP_NUM_THREADS`` when that is a positive
-    integer (the share a parallel executor gave the step); at least 1."""
+    integer (the share a parallel executor gave the step; anything else in it is ignored); at least 1."""
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         n = os.cpu_count() or 1
-    limit = os.environ.get("OMP_NUM_THREADS", "")
-    return max(1, min(n, int(limit))) if limit.isdigit() and int(limit) > 0 else max(1, n)
+    try:
+        limit = int(os.environ.get("OMP_NUM_THREADS", "").strip())
+    except ValueError:
+        limit = 0
+    return max(1, min(n, limit) if limit > 0 else n)
 
 
 def _serial_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
@@ -63,17 +67,21 @@ def ordered_pool(workers: int | None = None, *, preload: Sequence[str] = (),
                  min_items: int = 2) -> Iterator[MapFn]:
     """A ``map(fn, items)`` over ``workers`` processes (default :func:`step_cores`), results in input order.
 
-    With one worker the map is a plain loop in this process (no pool is started). Otherwise a pool of
-    ``forkserver`` processes (``spawn`` where there is none; never ``fork``: the caller may hold torch's
-    and Dagster's threads), each with one BLAS thread, the modules in ``preload`` imported once in the
-    fork server. ``fn`` must be a module-level function and items and results picklable. A map of
-    fewer than ``min_items`` items runs in this process too. The pool lives for the ``with`` block, so
-    one pool serves many maps; it is closed (its workers joined) on exit, terminated on an error.
+    With one worker the map is a plain loop in this process (no pool is started). Otherwise a
+    :class:`concurrent.futures.ProcessPoolExecutor` of ``forkserver`` processes (``spawn`` where there is
+    none; never ``fork``: the caller may hold torch's and Dagster's threads), each with one BLAS thread,
+    started at the first map with no more processes than that map has items. A worker that dies (the
+    OOM killer, a crash in compiled code) fails the map with ``BrokenProcessPool`` instead of leaving it
+    waiting for the lost items. ``preload`` names modules the fork server imports before it forks, when
+    this pool is the first to start it in the process (later pools share the running server). ``fn`` must be
+    a module-level function and items and results picklable. A map of fewer than ``min_items`` items runs
+    in this process too. The pool lives for the ``with`` block, so one pool serves many maps; it is shut
+    down on exit, with its queued work cancelled on an error.
 
     Parameters
     ----------
     workers : int, optional
-        Processes; None: :func:`step_cores`. Values below 1 count as 1.
+        Processes at most; None: :func:`step_cores`. Values below 1 count as 1.
     preload : sequence of str
         Modules the fork server imports before it forks the workers.
     min_items : int
@@ -92,7 +100,7 @@ def ordered_pool(workers: int | None = None, *, preload: Sequence[str] = (),
     ctx = mp.get_context(method)
     if method == "forkserver" and preload:
         ctx.set_forkserver_preload(list(preload))
-    pool = None
+    pool: ProcessPoolExecutor | None = None
 
     def pooled(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
         nonlocal pool
@@ -100,19 +108,17 @@ def ordered_pool(workers: int | None = None, *, preload: Sequence[str] = (),
         if len(items) < min_items:
             return _serial_map(fn, items)
         if pool is None:
-            pool = ctx.Pool(n, initializer=_init_worker)
+            pool = ProcessPoolExecutor(min(n, len(items)), mp_context=ctx, initializer=_init_worker)
         chunksize = max(1, len(items) // (4 * n))
-        return pool.map(fn, items, chunksize=chunksize)
+        return list(pool.map(fn, items, chunksize=chunksize))
 
     try:
         yield pooled
     except BaseException:
         if pool is not None:
-            pool.terminate()
-            pool.join()
+            pool.shutdown(wait=True, cancel_futures=True)
             pool = None
         raise
     finally:
         if pool is not None:
-            pool.close()
-            pool.join()
+            pool.shutdown(wait=True)

@@ -6,6 +6,7 @@ rehearsal file."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -180,3 +181,23 @@ def test_step_pool_is_sized_by_the_steps_share_and_keeps_input_order(monkeypatch
         assert pmap(math.factorial, range(40)) == [math.factorial(i) for i in range(40)]
         with pytest.raises(ValueError, match="negative"):
             pmap(math.factorial, [3, -1, 4])  # a worker's error reaches the step
+
+
+def test_step_pool_fails_when_a_worker_dies_instead_of_waiting_forever():
+    """A worker killed mid-map (the OOM killer, a crash in compiled code) fails the step at once; with
+    ``multiprocessing.Pool`` the lost items were waited for forever (review of the pool)."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from features.parallel import ordered_pool
+
+    with pytest.raises(BrokenProcessPool), ordered_pool(2) as pmap:
+        pmap(os._exit, [3, 3, 3, 3])
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", 1), (" 1 ", 1), ("0", None), ("", None),
+                                                 ("²", None), ("4,2", None), ("many", None)])
+def test_step_cores_reads_only_a_positive_integer_share(monkeypatch, value, expected):
+    from features.parallel import step_cores
+
+    monkeypatch.setenv("OMP_NUM_THREADS", value)
+    assert step_cores() == (expected or cores())

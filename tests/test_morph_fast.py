@@ -287,3 +287,26 @@ def test_compiled_fitter_fails_where_astropy_fails(case: str) -> None:
         astropy_fitting.LevMarLSQFitter()(start.copy(), x, y, z, weights=w)
     with pytest.raises(astropy_fitting.NonFiniteValueError):
         CompiledSersicFitter()(start.copy(), x, y, z, weights=w)
+
+
+def test_kernels_compile_without_a_cache_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """numba raises when ``cache=True`` finds no writable cache directory (read-only install, no home):
+    the kernels are then compiled per process instead of failing the import."""
+    import numba
+
+    from features.morphometrics import kernels
+
+    real = numba.njit
+
+    def no_cache_dir(*args, cache=False, **kwargs):
+        if cache:
+            raise RuntimeError("cannot cache function 'f': no locator available for file 'f.py'")
+        return real(*args, cache=cache, **kwargs)
+
+    monkeypatch.setattr(numba, "njit", no_cache_dir)
+
+    @kernels._njit()
+    def twice(v: float) -> float:
+        return 2.0 * v
+
+    assert twice(1.5) == 3.0

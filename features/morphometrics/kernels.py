@@ -28,6 +28,19 @@ __all__ = ["aperture_sum", "asymmetry_sums", "circle_overlap_grid", "ellipse_ove
 _WORK = threading.local()
 
 
+
+def _njit(**options):
+    """``numba.njit(cache=True, **options)``; without a writable cache directory (a read-only install and
+    no writable home: numba raises when the decorator runs) the kernel is compiled in each process instead."""
+
+    def decorate(fn):
+        try:
+            return numba.njit(cache=True, **options)(fn)
+        except RuntimeError:
+            return numba.njit(cache=False, **options)(fn)
+
+    return decorate
+
 def work_array(name: str, size: int) -> np.ndarray:
     """A float64 work array of ``size`` values, reused by every call with ``name`` in this thread.
 
@@ -56,7 +69,7 @@ def work_array(name: str, size: int) -> np.ndarray:
     return buf[:size]
 
 
-@numba.njit(cache=True, error_model="numpy")
+@_njit(error_model="numpy")
 def sersic_residual(x: np.ndarray, y: np.ndarray, z: np.ndarray, w: np.ndarray, amplitude: float, r_eff: float,
                     n: float, x_0: float, y_0: float, ellip: float, theta: float, bn: float, lnz: np.ndarray,
                     u: np.ndarray, e: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -112,7 +125,7 @@ def sersic_residual(x: np.ndarray, y: np.ndarray, z: np.ndarray, w: np.ndarray, 
     return out
 
 
-@numba.njit(cache=True, error_model="numpy")
+@_njit(error_model="numpy")
 def sersic_jacobian(x: np.ndarray, y: np.ndarray, w: np.ndarray, amplitude: float, r_eff: float, n: float,
                     x_0: float, y_0: float, ellip: float, theta: float, bn: float, dbn: float, lnz: np.ndarray,
                     u: np.ndarray, e: np.ndarray, reuse: bool, out: np.ndarray) -> np.ndarray:
@@ -196,7 +209,7 @@ def sersic_jacobian(x: np.ndarray, y: np.ndarray, w: np.ndarray, amplitude: floa
     return out
 
 
-@numba.njit(cache=True)
+@_njit()
 def _add(total: float, carry: float, x: float) -> tuple[float, float]:
     """Neumaier's compensated addition: ``total + carry`` is the running sum to ~1 ulp."""
     t = total + x
@@ -207,7 +220,7 @@ def _add(total: float, carry: float, x: float) -> tuple[float, float]:
     return t, carry
 
 
-@numba.njit(cache=True)
+@_njit()
 def asymmetry_sums(image: np.ndarray, mask: np.ndarray, xc: float, yc: float, weights: np.ndarray, i0: int, j0: int,
                    squares: bool) -> tuple[float, float, float, float, float]:
     """The aperture sums of statmorph's asymmetry function for the rotation about ``(xc, yc)``, in one pass.
@@ -300,7 +313,7 @@ def asymmetry_sums(image: np.ndarray, mask: np.ndarray, xc: float, yc: float, we
     return t0 + c0, t1 + c1, t2 + c2, t3 + c3, t4 + c4
 
 
-@numba.njit(cache=True)
+@_njit()
 def aperture_sum(image: np.ndarray, weights: np.ndarray, i0: int, j0: int) -> float:
     """``sum(image * weights)`` over the pixels of positive weight, the weights covering ``image[i0:, j0:]``.
 
@@ -334,7 +347,7 @@ def aperture_sum(image: np.ndarray, weights: np.ndarray, i0: int, j0: int) -> fl
     return total + carry
 
 
-@numba.njit(cache=True)
+@_njit()
 def masked_aperture_sums(image: np.ndarray, mask: np.ndarray, weights: np.ndarray, i0: int,
                          j0: int) -> tuple[float, float]:
     """``(sum(image * weights), sum(weights where not mask))`` over the box at ``(i0, j0)``: statmorph's ``_aperture_mean``.
@@ -373,13 +386,13 @@ def masked_aperture_sums(image: np.ndarray, mask: np.ndarray, weights: np.ndarra
     return flux + flux_c, area + area_c
 
 
-@numba.njit(cache=True)
+@_njit()
 def _sector(ax: float, ay: float, bx: float, by: float, r2: float) -> float:
     """Signed area of the circular sector (radius^2 ``r2``, centre at the origin) between directions a and b."""
     return 0.5 * r2 * math.atan2(ax * by - ay * bx, ax * bx + ay * by)
 
 
-@numba.njit(cache=True)
+@_njit()
 def _edge_area(px: float, py: float, qx: float, qy: float, r2: float) -> float:
     """Signed area of the disk ``|X| <= r`` (centre at the origin) intersected with the triangle (origin, P, Q).
 
@@ -412,7 +425,7 @@ def _edge_area(px: float, py: float, qx: float, qy: float, r2: float) -> float:
     return area
 
 
-@numba.njit(cache=True)
+@_njit()
 def _quad_in_disk_edgewise(x0: float, y0: float, x1: float, y1: float, x2: float, y2: float, x3: float, y3: float,
                            r2: float) -> float:
     """Area of the counter-clockwise convex quadrilateral (0, 1, 2, 3) inside the disk of radius^2 ``r2`` at the
@@ -421,7 +434,7 @@ def _quad_in_disk_edgewise(x0: float, y0: float, x1: float, y1: float, x2: float
             + _edge_area(x2, y2, x3, y3, r2) + _edge_area(x3, y3, x0, y0, r2))
 
 
-@numba.njit(cache=True)
+@_njit()
 def _quad_in_disk(x0: float, y0: float, x1: float, y1: float, x2: float, y2: float, x3: float, y3: float,
                   r2: float) -> float:
     """Area of the counter-clockwise convex quadrilateral (0, 1, 2, 3) inside the disk of radius^2 ``r2`` at the
@@ -485,7 +498,7 @@ def _quad_in_disk(x0: float, y0: float, x1: float, y1: float, x2: float, y2: flo
     return area
 
 
-@numba.njit(cache=True)
+@_njit()
 def circle_overlap_grid(xmin: float, xmax: float, ymin: float, ymax: float, nx: int, ny: int,
                         r: float, out: np.ndarray) -> np.ndarray:
     """Exact fraction of each pixel of a grid inside the circle of radius ``r`` centred at the origin.
@@ -547,7 +560,7 @@ def circle_overlap_grid(xmin: float, xmax: float, ymin: float, ymax: float, nx: 
     return out
 
 
-@numba.njit(cache=True)
+@_njit()
 def ellipse_overlap_grid(xmin: float, xmax: float, ymin: float, ymax: float, nx: int, ny: int, a: float,
                          b: float, theta: float, out: np.ndarray) -> np.ndarray:
     """Exact fraction of each pixel of a grid inside the ellipse (semi-axes ``a``, ``b``, angle ``theta``) at the origin.
