@@ -124,11 +124,67 @@ def _cached(cache: Path | None, key: str, make):
 
 
 def _embed_stamps(stamps: np.ndarray, backbone, size: int) -> np.ndarray:
+    """The product's embedding of galaxy stamps that are already cut (``uint8 [N, size, size, 3]``).
+
+    The stamps come from :func:`features.ssl.stamps.galaxy_stamps`, as the product's embedding cuts them
+    from the frame, so the spec is told ``stamp="frame"``: with ``"galaxy"`` :func:`embed_images` would cut
+    each stamp a second time (a tighter crop, ~0.85 of the side, than the one trained on and stored).
+    """
+    import dataclasses
+
     from features.embeddings import ENCODERS, Encoder, embed_images
     from features.weights import WeightsOrigin
 
-    spec = ENCODERS["ssl_resnet18"]
+    spec = dataclasses.replace(ENCODERS["ssl_resnet18"], stamp="frame")
     return embed_images(stamps, Encoder(spec, backbone, "", WeightsOrigin.SELF_SUPERVISED, size))[0]
+
+
+DIHEDRAL = tuple((k, flip) for k in range(4) for flip in (False, True))
+"""The 8 transforms of the square's symmetry group D4: ``k`` quarter turns, then a left-right flip or not."""
+
+
+def dihedral(image: np.ndarray, k: int, flip: bool) -> np.ndarray:
+    """``image`` (``[H, W, ...]``) turned by ``k`` quarter turns, then flipped left-right when ``flip``."""
+    out = np.rot90(image, k, axes=(0, 1))
+    return np.ascontiguousarray(out[:, ::-1] if flip else out)
+
+
+def dihedral_mean(embed, images) -> np.ndarray:
+    """The mean of ``embed(images transformed)`` over the 8 transforms of :data:`DIHEDRAL`
+    (galaxies have no preferred orientation, Dieleman et al. 2015)."""
+    return np.mean([embed([dihedral(im, k, f) for im in images]) for k, f in DIHEDRAL], axis=0)
+
+
+def stage_pool(stamps: np.ndarray, backbone, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A ResNet's pooled last stage (what :func:`_embed_stamps` gives) and its global-average-pooled
+    stages 1-4, each L2-normalised, concatenated (features from more than the last stage); one pass."""
+    import torch
+
+    from features.embeddings import preprocess
+
+    last, every = [], []
+    with torch.inference_mode():
+        for lo in range(0, len(stamps), 64):
+            x = preprocess(stamps[lo:lo + 64], size)
+            pools = [m.mean(dim=(2, 3)) for m in
+                     backbone.forward_intermediates(x, indices=[1, 2, 3, 4], intermediates_only=True)]
+            last.append(pools[-1])
+            every.append(torch.cat([torch.nn.functional.normalize(v, dim=1) for v in pools], 1))
+    return torch.cat(last).numpy(), torch.cat(every).numpy()
+
+
+def cnn_levers(stamps: np.ndarray, backbone, size: int, levers: list[str]) -> dict[str, np.ndarray]:
+    """The embedding variants of ``levers`` (``d8``, ``stages``, ``d8+stages``) by name suffix, sharing passes."""
+    out = {}
+    if "stages" in levers:
+        out["all stages"] = stage_pool(stamps, backbone, size)[1]
+    if "d8" in levers or "d8+stages" in levers:
+        views = [stage_pool(np.stack([dihedral(im, k, f) for im in stamps]), backbone, size) for k, f in DIHEDRAL]
+        if "d8" in levers:
+            out["D8 mean"] = np.mean([v[0] for v in views], axis=0)
+        if "d8+stages" in levers:
+            out["D8 mean of all stages"] = np.mean([v[1] for v in views], axis=0)
+    return out
 
 
 def _pretrain(stamps: np.ndarray, cfg, size: int, seed: int, what: str):
@@ -145,9 +201,36 @@ def _pretrain(stamps: np.ndarray, cfg, size: int, seed: int, what: str):
     return backbone, res
 
 
+def _save_encoder(path: Path, backbone, cfg, size: int, train: dict) -> None:
+    """The pretrained backbone (safetensors) with its options and training figures in the metadata."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous() for k, v in backbone.state_dict().items()}
+    save_file(state, str(path), metadata={"config": json.dumps(cfg.as_dict()), "size": str(size),
+                                          "train": json.dumps(train)})
+
+
+def _load_encoder(path: Path, cfg, size: int):
+    """A backbone saved by :func:`_save_encoder` with the same options (else a clear one-line error)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from features.embeddings import ENCODERS
+    from stages.ssl import new_backbone
+
+    with safe_open(str(path), framework="pt") as fh:
+        meta = fh.metadata()
+    if json.loads(meta["config"]) != json.loads(json.dumps(cfg.as_dict())) or int(meta["size"]) != size:
+        raise SystemExit(f"{path} was pretrained with other options (size {meta['size']}, config {meta['config']})")
+    backbone, _ = new_backbone(ENCODERS["ssl_resnet18"], "scratch", seed=cfg.seed)
+    backbone.load_state_dict(load_file(str(path)))
+    return backbone.eval(), json.loads(meta["train"])
+
+
 def _probe_arms(feats: dict[str, np.ndarray], y: np.ndarray, ids: list[str], groups: list[str], seed: int,
-                n_boot: int, ref: str) -> tuple[dict, dict, int]:
-    """Linear probe balanced accuracy on a grouped split, its CI, and the paired difference ref - arm."""
+                n_boot: int, refs: list[str]) -> tuple[dict, dict, int]:
+    """Linear probe balanced accuracy on a grouped split, its CI, and the paired differences ``ref - arm``
+    (``{ref: {arm: interval}}``) for every ``ref`` of ``refs``."""
     from models.metrics import balanced_accuracy
     from models.probe import fit_probe
     from models.splits import make_splits
@@ -164,11 +247,11 @@ def _probe_arms(feats: dict[str, np.ndarray], y: np.ndarray, ids: list[str], gro
     rows, diffs = {}, {}
     for name, p in preds.items():
         rows[name] = interval([balanced_accuracy(yt[b], p[b]) for b in boots], balanced_accuracy(yt, p))
-    for name, p in preds.items():
-        if name != ref:
-            q = preds[ref]
-            diffs[name] = interval([balanced_accuracy(yt[b], q[b]) - balanced_accuracy(yt[b], p[b]) for b in boots],
-                                   balanced_accuracy(yt, q) - balanced_accuracy(yt, p))
+    for ref in refs:
+        q = preds[ref]
+        diffs[ref] = {name: interval([balanced_accuracy(yt[b], q[b]) - balanced_accuracy(yt[b], p[b]) for b in boots],
+                                     balanced_accuracy(yt, q) - balanced_accuracy(yt, p))
+                      for name, p in preds.items() if name != ref}
     return rows, diffs, len(yt)
 
 
@@ -199,9 +282,14 @@ def part_real(args: argparse.Namespace) -> dict:
     cfg = SSLConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, temperature=args.temperature,
                     views=views, seed=args.seed)
     out: dict = {"size": size, "config": cfg.as_dict(), "stamp_seconds": stamp_s}
-    backbone, res = _pretrain(np.concatenate([g_st, r_st]), cfg, size, args.seed, "every image (GZ1 + rings)")
-    out["train"] = {"seconds_per_epoch": float(np.mean(res.epoch_seconds)), "images_per_second": res.images_per_second,
-                    "losses": res.losses, "n_images": res.n_images}
+    if args.load_encoder:  # the weights (and training figures) of an earlier run of the same options
+        backbone, out["train"] = _load_encoder(Path(args.load_encoder), cfg, size)
+    else:
+        backbone, res = _pretrain(np.concatenate([g_st, r_st]), cfg, size, args.seed, "every image (GZ1 + rings)")
+        out["train"] = {"seconds_per_epoch": float(np.mean(res.epoch_seconds)),
+                        "images_per_second": res.images_per_second, "losses": res.losses, "n_images": res.n_images}
+        if args.save_encoder:
+            _save_encoder(Path(args.save_encoder), backbone, cfg, size, out["train"])
     feats_r: dict[str, np.ndarray] = {"ssl": _embed_stamps(r_st, backbone, size)}
     feats_g: dict[str, np.ndarray] = {"ssl": _embed_stamps(g_st, backbone, size)}
     if args.transfer:
@@ -220,6 +308,18 @@ def part_real(args: argparse.Namespace) -> dict:
         feats["pixels, central third"] = _pixels(_central(imgs))
     feats_r["pixels, galaxy stamp"] = pixel_features(r_st.transpose(0, 3, 1, 2))
     feats_g["pixels, galaxy stamp"] = pixel_features(g_st.transpose(0, 3, 1, 2))
+    refs = [ref]
+    for arm, net in (("ssl", backbone), ("untrained", init)):
+        for feats, st in ((feats_r, r_st), (feats_g, g_st)):
+            feats.update({f"{arm}, {k}": v for k, v in cnn_levers(st, net, size, args.lever).items()})
+    for lever in args.lever:  # embedding variants of the same networks (issue 28: the rings gap)
+        refs.append({"d8": "ssl, D8 mean", "stages": "ssl, all stages"}.get(lever, "ssl, D8 mean of all stages"))
+        if lever == "d8":  # the random ViT with the same lever (a ViT has no stages to pool)
+            vit = load_encoder("random_vits14")
+            for name, imgs, ids, feats in (("rings", r_img, r_ids, feats_r), ("gz1", g_img, g_ids, feats_g)):
+                key = "random_vits14_d8_" + name + "_" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:12]
+                feats["random_vits14, D8 mean"] = _cached(
+                    cache, key, lambda imgs=imgs, vit=vit: dihedral_mean(lambda x, vit=vit: embed_images(x, vit)[0], imgs))
     # labels are read only now, for the evaluation
     ry = np.array([int(v) for v in r_lab])
     keep = np.array([c != "Don't know" for c in g_lab])
@@ -235,13 +335,15 @@ def part_real(args: argparse.Namespace) -> dict:
     per_r = {n: per_query_precision(v, ry, args.k) for n, v in feats_r.items()}
     per_g = {n: per_query_precision(v[keep], gy, args.k) for n, v in feats_g.items()}
     out["rings"] = {n: interval([p[b].mean() for b in rboots], p[rq].mean()) for n, p in per_r.items()}
-    out["rings_diff"] = {n: interval([per_r[ref][b].mean() - p[b].mean() for b in rboots],
-                                     per_r[ref][rq].mean() - p[rq].mean()) for n, p in per_r.items() if n != ref}
+    out["refs"] = refs
+    out["rings_diff"] = {r: {n: interval([per_r[r][b].mean() - p[b].mean() for b in rboots],
+                                         per_r[r][rq].mean() - p[rq].mean()) for n, p in per_r.items() if n != r}
+                         for r in refs}
     out["gz1"] = {n: interval([class_mean(p, gy, b) for b in gboots], class_mean(p, gy)) for n, p in per_g.items()}
-    out["gz1_diff"] = {n: interval([class_mean(per_g[ref] - p, gy, b) for b in gboots], class_mean(per_g[ref] - p, gy))
-                       for n, p in per_g.items() if n != ref}
+    out["gz1_diff"] = {r: {n: interval([class_mean(per_g[r] - p, gy, b) for b in gboots], class_mean(per_g[r] - p, gy))
+                           for n, p in per_g.items() if n != r} for r in refs}
     out["probe"], out["probe_diff"], out["probe_n_test"] = _probe_arms(
-        {n: v[keep] for n, v in feats_g.items()}, gy, g_keep_ids, groups, args.seed, args.boot, ref)
+        {n: v[keep] for n, v in feats_g.items()}, gy, g_keep_ids, groups, args.seed, args.boot, refs)
     _print_real(out, args)
     return out
 
@@ -255,15 +357,16 @@ def _print_real(out: dict, args: argparse.Namespace) -> None:
         return "" if t is None else f"{t[0]:+.3f} [{t[1]:+.3f}, {t[2]:+.3f}]"
 
     arms = list(dict.fromkeys([*out["rings"], *out["gz1"]]))
-    print(f"\nstamps {out['size']} px, galaxy-centred; GZ1 classes {out['gz1_classes']}, "
-          f"probe test {out['probe_n_test']} galaxies; precision@{args.k}; 95% bootstrap CIs "
-          f"({args.boot} resamples); diff = ssl minus the arm (paired)\n")
-    print("| arm | ring p@10 | ssl - arm | GZ1 p@10 (class mean) | ssl - arm | GZ1 probe bal. acc. | ssl - arm |")
-    print("|---|---|---|---|---|---|---|")
-    for n in arms:
-        r, g, p = out["rings"].get(n), out["gz1"].get(n), out["probe"].get(n)
-        print(f"| {n} | {cell(r) if r else ''} | {dcell(out['rings_diff'], n)} | {cell(g) if g else ''} | "
-              f"{dcell(out['gz1_diff'], n)} | {cell(p) if p else ''} | {dcell(out['probe_diff'], n)} |")
+    for ref in out["refs"]:
+        print(f"\nstamps {out['size']} px, galaxy-centred; GZ1 classes {out['gz1_classes']}, "
+              f"probe test {out['probe_n_test']} galaxies; precision@{args.k}; 95% bootstrap CIs "
+              f"({args.boot} resamples); diff = {ref!r} minus the arm (paired)\n")
+        print("| arm | ring p@10 | ref - arm | GZ1 p@10 (class mean) | ref - arm | GZ1 probe bal. acc. | ref - arm |")
+        print("|---|---|---|---|---|---|---|")
+        for n in arms:
+            r, g, p = out["rings"].get(n), out["gz1"].get(n), out["probe"].get(n)
+            print(f"| {n} | {cell(r) if r else ''} | {dcell(out['rings_diff'][ref], n)} | {cell(g) if g else ''} | "
+                  f"{dcell(out['gz1_diff'][ref], n)} | {cell(p) if p else ''} | {dcell(out['probe_diff'][ref], n)} |")
     t = out["train"]
     print(f"\nSimCLR on {t['n_images']} stamps: {t['seconds_per_epoch']:.1f} s/epoch, "
           f"{t['images_per_second']:.0f} images/s, loss {t['losses'][0]:.2f} -> {t['losses'][-1]:.2f}")
@@ -383,6 +486,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--boot", type=int, default=2000)
     ap.add_argument("--limit", type=int, default=0, help="real: at most this many galaxies of each set (smoke test)")
     ap.add_argument("--cache", help="real: directory keeping the random ViT's embeddings between runs")
+    ap.add_argument("--save-encoder", help="real: write the pretrained encoder here (safetensors)")
+    ap.add_argument("--load-encoder", help="real: evaluate this saved encoder (same options) instead of pretraining")
+    ap.add_argument("--lever", action="append", default=[], choices=("d8", "stages", "d8+stages"),
+                    help="real: also evaluate an embedding variant of the SSL and untrained networks (repeatable): "
+                         "the mean over the 8 dihedral transforms (random_vits14 too), every stage pooled, or both")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--warehouse", help="demo: an existing demo warehouse (default: run the demo here)")

@@ -68,6 +68,10 @@ class GalaxyImageDataset(Dataset):
         Class index per galaxy (``-1`` when absent, e.g. for prediction).
     img_size : int
         Side of the square stamp the model sees; stored images are resized (bilinear, antialiased).
+    stamp : {"frame", "galaxy"}
+        ``"galaxy"``: each image is first cut on its galaxy (:func:`features.ssl.stamps.galaxy_stamps`,
+        which also resizes), as an encoder whose spec says so was trained and embeds (the fine-tune of
+        ``ssl_resnet18``); ``"frame"``: the whole image.
     cache_mb : float
         Keep up to this many megabytes of resized uint8 stamps in memory (0: decode every time).
 
@@ -86,7 +90,13 @@ class GalaxyImageDataset(Dataset):
         *,
         img_size: int = 64,
         cache_mb: float = 256.0,
+        stamp: str = "frame",
     ) -> None:
+        from features.ssl.stamps import STAMP_KINDS
+
+        if stamp not in STAMP_KINDS:
+            raise ValueError(f"unknown stamp kind {stamp!r}; known: {', '.join(STAMP_KINDS)}")
+        self.stamp = stamp
         self.reader = reader
         self.galaxy_ids = list(galaxy_ids)
         self.targets = [-1] * len(self.galaxy_ids) if targets is None else [int(t) for t in targets]
@@ -101,6 +111,10 @@ class GalaxyImageDataset(Dataset):
         return len(self.galaxy_ids)
 
     def _resize(self, image: np.ndarray) -> np.ndarray:
+        if self.stamp == "galaxy":
+            from features.ssl.stamps import galaxy_stamps
+
+            return galaxy_stamps([image], self.img_size)[0][0]
         img = model_input_uint8(image)
         if img.shape[0] != self.img_size or img.shape[1] != self.img_size:
             # reducing_gap: box-reduce by an integer factor first, then resample (fast, still antialiased)

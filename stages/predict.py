@@ -100,10 +100,12 @@ class Predictor:
                 return torch.softmax(self._model(torch.from_numpy(x)), dim=1).numpy().astype(np.float32)
         from models.data import GalaxyImageDataset, make_loader
         from models.fit import evaluate
+        from stages.trainers import input_stamp
 
         dev = resolve_device(device)
         self._model.to(dev)
-        ds = GalaxyImageDataset(wh, ids, None, img_size=self.config.img_size, cache_mb=0)
+        ds = GalaxyImageDataset(wh, ids, None, img_size=self.config.img_size, cache_mb=0,
+                                stamp=input_stamp(self.config))
         probs, _ = evaluate(self._model, make_loader(ds, batch_size=batch_size, shuffle=False), dev,
                             amp=self.config.amp)
         return probs
@@ -143,6 +145,7 @@ class Predictor:
         """Predictive entropy and mutual information per galaxy over ``passes`` MC-dropout passes."""
         from models.data import GalaxyImageDataset, make_loader, prepare_batch
         from models.mc_dropout import entropy, mc_dropout_probs, mutual_information
+        from stages.trainers import input_stamp
 
         dev = resolve_device(device)
         self._model.to(dev)
@@ -153,7 +156,8 @@ class Predictor:
             samples = mc_dropout_probs(self._model, (x[i:i + batch_size] for i in range(0, len(x), batch_size)),
                                        passes, seed=seed)
             return entropy(samples.mean(axis=0)), mutual_information(samples)
-        ds = GalaxyImageDataset(wh, list(galaxy_ids), None, img_size=self.config.img_size, cache_mb=0)
+        ds = GalaxyImageDataset(wh, list(galaxy_ids), None, img_size=self.config.img_size, cache_mb=0,
+                                stamp=input_stamp(self.config))
         batches = (prepare_batch(x, dev) for x, _ in make_loader(ds, batch_size=batch_size, shuffle=False))
         samples = mc_dropout_probs(self._model, batches, passes, seed=seed)
         return entropy(samples.mean(axis=0)), mutual_information(samples)

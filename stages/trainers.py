@@ -82,6 +82,17 @@ def finetune_inputs(wh: Any, cfg: FinetuneConfig) -> FinetuneConfig:
     return replace(cfg, img_size=spec.img_size)
 
 
+def input_stamp(cfg: Any) -> str:
+    """What an image model's dataset feeds it: the fine-tuned encoder's own ``stamp`` (``ssl_resnet18``
+    was trained on, and embeds, galaxy-centred stamps, so its probe's head was fitted on those), else
+    the whole frame."""
+    if not isinstance(cfg, FinetuneConfig):
+        return "frame"
+    from features.embeddings import encoder_spec
+
+    return encoder_spec(cfg.encoder).stamp
+
+
 def latest_probe(wh: Any, cfg: FinetuneConfig, split: SplitData) -> tuple[dict[str, Any], Path] | None:
     for row in reversed(list_models(wh)):
         if row["name"] != "dinov2_probe" or row.get("split_hash") != split.content_hash:
@@ -183,7 +194,7 @@ def train_images(wh: Any, name: str, cfg: ImageConfig, split: SplitData, tmp: Pa
     if len(train_ids) < len(split.ids["train"]):
         notes.append(budget_note(len(train_ids), len(split.ids["train"]), cfg.max_train))
         log(f"{name}: {notes[-1]}")
-    ds = {s: GalaxyImageDataset(wh, ids, y, img_size=cfg.img_size)
+    ds = {s: GalaxyImageDataset(wh, ids, y, img_size=cfg.img_size, stamp=input_stamp(cfg))
           for s, ids, y in (("train", train_ids, train_y), ("val", split.ids["val"], split.y["val"]),
                             ("test", split.ids["test"], split.y["test"]))}
     pin = device.type == "cuda"

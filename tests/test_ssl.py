@@ -385,6 +385,57 @@ def test_real_benchmark_metrics_on_known_cases():
     assert central.shape == (141, 141, 3) and central[70, 70, 0] == np.arange(423 * 423 * 3).reshape(423, 423, 3)[211, 211, 0]
 
 
+def _bench_ssl():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_ssl", ROOT / "benchmarks" / "bench_ssl.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)  # type: ignore[union-attr]
+    return bench
+
+
+def test_real_benchmark_embeds_its_stamps_as_the_product_embeds_the_frames():
+    """The benchmark's stamps are cut already: embedding them must not cut them again (it did: a tighter
+    crop than the one trained on and stored, so its table was not the product's encoder)."""
+    from features.embeddings import ENCODERS, Encoder, embed_images
+    from features.ssl.stamps import galaxy_stamps
+    from stages.ssl import new_backbone
+
+    bench = _bench_ssl()
+    spec = ENCODERS["ssl_resnet18"]
+    net = new_backbone(spec, "scratch")[0]
+    frames = [_small_galaxy_frame(), _small_galaxy_frame(cy=120, cx=80, r=9.0), _small_galaxy_frame(r=4.0)]
+    stamps, _ = galaxy_stamps(frames, 32)
+    product, _ = embed_images(frames, Encoder(spec, net, "", WeightsOrigin.SELF_SUPERVISED, 32))
+    assert np.allclose(bench._embed_stamps(stamps, net, 32), product, atol=1e-5)
+    last, every = bench.stage_pool(stamps, net, 32)  # the levers' own pass gives the same last stage
+    assert np.allclose(last, product, atol=1e-5) and every.shape == (3, 32 + 64 + 128 + 256)
+
+
+def test_real_benchmark_levers_and_saved_encoder(tmp_path):
+    """The dihedral mean is invariant to turning or flipping the input; a saved encoder loads back only
+    under the options it was pretrained with."""
+    from features.embeddings import ENCODERS
+    from stages.ssl import new_backbone
+
+    bench = _bench_ssl()
+    net = new_backbone(ENCODERS["ssl_resnet18"], "scratch")[0]
+    stamps = _discs(4)
+    levers = bench.cnn_levers(stamps, net, 32, ["d8", "stages", "d8+stages"])
+    turned = bench.cnn_levers(np.stack([bench.dihedral(s, 1, True) for s in stamps]), net, 32, ["d8", "d8+stages"])
+    for name in ("D8 mean", "D8 mean of all stages"):
+        assert np.allclose(levers[name], turned[name], atol=1e-4)
+    assert not np.allclose(levers["all stages"], bench.cnn_levers(
+        np.stack([bench.dihedral(s, 1, True) for s in stamps]), net, 32, ["stages"])["all stages"], atol=1e-4)
+    cfg = SSLConfig(epochs=1)
+    bench._save_encoder(tmp_path / "enc.safetensors", net, cfg, 32, {"losses": [1.0]})
+    loaded, train = bench._load_encoder(tmp_path / "enc.safetensors", cfg, 32)
+    assert train == {"losses": [1.0]} and np.allclose(bench._embed_stamps(stamps, loaded, 32),
+                                                      bench._embed_stamps(stamps, net, 32))
+    with pytest.raises(SystemExit, match="other options"):
+        bench._load_encoder(tmp_path / "enc.safetensors", SSLConfig(epochs=2), 32)
+
+
 def test_stage_trains_on_its_budget_and_records_what_it_left_out(warehouse):
     """``max_images`` caps the galaxies SimCLR trains on (a seeded sample), so the cost stops growing with N."""
     from stages.ssl import MAX_IMAGES, budget_sample, read_record, train_ssl_encoder

@@ -356,6 +356,23 @@ def test_finetune_of_the_warehouse_own_encoder_when_auto_chose_it(warehouse):
     out = train_model(warehouse, "dinov2_finetune", make_config("dinov2_finetune", max_steps=2, batch_size=8))
     cfg = out.config
     assert cfg.encoder == "ssl_resnet18" and cfg.img_size == 64
+    # it sees what the encoder embedded (galaxy-centred stamps, not whole frames: the probe's head was fitted
+    # on those; the whole frame put the demo's start 0.17 below its probe)
+    import torch
+
+    from features.embeddings import pooled_features
+    from models.data import GalaxyImageDataset, prepare_batch
+    from stages.trainers import input_stamp
+
+    assert input_stamp(cfg) == "galaxy" and input_stamp(make_config("cnn")) == "frame"
+    rows = warehouse.read("embeddings_ssl_resnet18", columns=["galaxy_id", "vector"])
+    ids = rows.column("galaxy_id").to_pylist()[:6]
+    stored = np.asarray(rows.column("vector").to_pylist()[:6], np.float32)
+    ds = GalaxyImageDataset(warehouse, ids, None, img_size=cfg.img_size, cache_mb=0, stamp=input_stamp(cfg))
+    x = prepare_batch(torch.stack([ds[i][0] for i in range(len(ids))]), torch.device("cpu"))
+    with torch.inference_mode():
+        seen = pooled_features(enc.model, enc.model.forward_features(x)).numpy()
+    assert np.allclose(seen, stored, atol=1e-4)
     assert cfg.weights_path == str(ssl_weights(warehouse, "ssl_resnet18").path)
     assert out.weights_origin.origin is WeightsOrigin.SELF_SUPERVISED
     assert out.weights_origin.sha256 == enc.weights_sha256
