@@ -20,7 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-__all__ = ["MapFn", "ordered_pool", "step_cores"]
+__all__ = ["POOL_MIN_ROWS", "MapFn", "ordered_pool", "pool_workers", "step_cores"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -42,6 +42,24 @@ def step_cores() -> int:
     except ValueError:
         limit = 0
     return max(1, min(n, limit) if limit > 0 else n)
+
+
+POOL_MIN_ROWS = 5_000
+"""Below this many galaxies a step whose jobs are a few short fits keeps them in its own process.
+
+Measured on the default demo (600 galaxies, 2 cores, 2026-12-07, ``docs/benchmarks.md``): the fusion
+ablation's fits in a pool took 14.1 s instead of 6.6 and the analysis' estimates 12.8 s instead of 9.9,
+because each worker imports torch / scikit-learn first. At 1,000 galaxies each step left ~7 idle
+core-seconds, about a worker's start; the threshold between that and Galaxy10's 17,736 is not measured.
+"""
+
+
+def pool_workers(workers: int | None, n_rows: int, min_rows: int = POOL_MIN_ROWS) -> int | None:
+    """The ``workers`` for :func:`ordered_pool` of a step over ``n_rows`` galaxies: as given when given;
+    otherwise 1 (no pool) below ``min_rows`` and the step's cores (``None``) from there."""
+    if workers is not None:
+        return workers
+    return 1 if n_rows < min_rows else None
 
 
 def _serial_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:

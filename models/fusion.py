@@ -272,7 +272,8 @@ def ablation(train: Modalities, y_train: np.ndarray, val: Modalities, y_val: np.
         Subset -> test predictions already computed (the full model), not refitted.
     workers : int, optional
         Processes fitting the subsets side by side (each fit is single-threaded and seeded, so the
-        predictions are the same); default the step's cores (:func:`features.parallel.step_cores`).
+        predictions are the same); default the step's cores (:func:`features.parallel.step_cores`) from
+        :data:`features.parallel.POOL_MIN_ROWS` galaxies, one below (a worker's start costs more there).
 
     Returns
     -------
@@ -281,13 +282,14 @@ def ablation(train: Modalities, y_train: np.ndarray, val: Modalities, y_val: np.
         subsets ``difference_vs_best_single``, ``difference_ci95``, ``gain`` True/False), ``best_single``,
         ``n_test``, ``n_boot``, ``rule``.
     """
-    from features.parallel import ordered_pool
+    from features.parallel import ordered_pool, pool_workers
     from models.baselines import bootstrap_balanced_accuracy
 
     fitted = dict(fitted or {})
     subsets = [s for r in range(1, len(modalities) + 1) for s in itertools.combinations(modalities, r)]
     todo = [s for s in subsets if s not in fitted]
-    with ordered_pool(workers, preload=["models.fusion"]) as pmap:
+    n_rows = len(np.asarray(y_train)) + len(np.asarray(y_val)) + len(np.asarray(y_test))
+    with ordered_pool(pool_workers(workers, n_rows), preload=["models.fusion"]) as pmap:
         made = pmap(_subset_predictions, [(train, y_train, val, y_val, test, s, num_classes, seed, fit_kwargs)
                                           for s in todo])
     new = dict(zip(todo, made))

@@ -395,14 +395,15 @@ def analyse(wh: Warehouse, *, encoders: Sequence[str] | None = None, n_pcs: int 
 replaced in one commit; other encoders' rows stay.
 
     The estimates (each seeded on its own) are computed by ``workers`` processes (default: the step's
-    cores, :func:`features.parallel.step_cores`; 1: in this process); the rows are the same either way.
+    cores, :func:`features.parallel.step_cores`, from :data:`features.parallel.POOL_MIN_ROWS` galaxies,
+    else 1; 1: in this process); the rows are the same either way.
 
     Raises
     ------
     ValueError
         No embeddings, or an encoder without a PCA map.
     """
-    from features.parallel import ordered_pool
+    from features.parallel import ordered_pool, pool_workers
 
     t0 = time.perf_counter()
     tables = encoder_tables(wh, encoders)
@@ -456,7 +457,7 @@ replaced in one commit; other encoders' rows stay.
         y = np.array([vals[shared[i]] for i in use])
         ref = PIXELS if PIXELS in feats else None
         r2_jobs[qn] = (feats, np.asarray(use, dtype=np.int64), y, groups, n_folds, n_boot, seed, ref)
-    with ordered_pool(workers, preload=["models.representation"]) as pmap:
+    with ordered_pool(pool_workers(workers, len(shared)), preload=["models.representation"]) as pmap:
         rhos = pmap(_spearman_job, rho_jobs)
         estimates = dict(zip(r2_jobs, pmap(_r2_job, list(r2_jobs.values()))))
     for row, e in zip(rho_rows, rhos):

@@ -201,3 +201,13 @@ def test_step_cores_reads_only_a_positive_integer_share(monkeypatch, value, expe
 
     monkeypatch.setenv("OMP_NUM_THREADS", value)
     assert step_cores() == (expected or cores())
+
+
+def test_short_steps_keep_their_fits_in_process_below_the_pool_threshold():
+    """On the demo the fusion ablation and the analysis were slower in a pool (each worker imports torch or
+    scikit-learn first): below POOL_MIN_ROWS galaxies they stay in the step's process unless told."""
+    from features.parallel import POOL_MIN_ROWS, pool_workers
+
+    assert pool_workers(None, 600) == 1
+    assert pool_workers(None, POOL_MIN_ROWS) is None  # the step's cores
+    assert pool_workers(2, 600) == 2  # an explicit choice stands
