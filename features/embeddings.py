@@ -70,6 +70,7 @@ from features.encoder_spec import IMAGENET_MEAN, IMAGENET_STD, EncoderSpec
 from features.errors import InputError, OfflineError
 from features.flags import Flag
 from features.hub_encoders import ZOOBOT_ENCODERS, build_hub_model, hub_config, hub_spec, resolve_hub_weights
+from features.parallel import step_cores
 from features.pixels import model_input
 from features.sources.base import image_flags
 from features.sources.folder import read_image_file
@@ -417,17 +418,6 @@ def preprocess(images: Sequence[np.ndarray] | np.ndarray, img_size: int = 224, *
     return out
 
 
-def _usable_cores() -> int:
-    """The cores this process may use, at most ``$OMP_NUM_THREADS`` when set (a step that shares the
-    machine with parallel shard runs is given its share there)."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        n = os.cpu_count() or 1
-    limit = os.environ.get("OMP_NUM_THREADS", "")
-    return max(1, min(n, int(limit))) if limit.isdigit() and int(limit) > 0 else n
-
-
 @contextlib.contextmanager
 def _threads(n: int) -> Iterator[None]:
     import torch
@@ -491,7 +481,7 @@ def embed_images(
     model = enc.model
     model.to(dev)  # type: ignore[attr-defined]
     n_prefix = int(getattr(model, "num_prefix_tokens", 1))
-    with _threads(_usable_cores()), torch.inference_mode():
+    with _threads(step_cores()), torch.inference_mode():
         for lo in range(0, n, batch_size):
             hi = min(n, lo + batch_size)
             chunk = images[lo:hi]

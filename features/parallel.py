@@ -20,7 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-__all__ = ["POOL_MIN_ROWS", "MapFn", "ordered_pool", "pool_workers", "step_cores"]
+__all__ = ["POOL_MIN_ROWS", "MapFn", "init_worker", "ordered_pool", "pool_workers", "step_cores"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -66,9 +66,14 @@ def _serial_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
     return [fn(item) for item in items]
 
 
-def _init_worker() -> None:
-    """Default SIGTERM (a background shell may pass it ignored, and ``terminate`` would then leave the
-    worker behind) and one BLAS/OpenMP thread: the pool is the parallelism."""
+def init_worker() -> None:
+    """Worker set-up of a process pool: default SIGTERM, one BLAS/OpenMP thread (the pool is the parallelism).
+
+    A pool stops its workers with SIGTERM. A process started in the background from a shell can inherit
+    SIGTERM as ignored, and its workers would then outlive the pool (a hung worker never exits and the
+    join waits forever), so the default action is restored here. Used by :func:`ordered_pool` and the
+    morphometrics pool (:mod:`features.morphometrics.batch`).
+    """
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     for var in _THREAD_VARS:
         os.environ[var] = "1"
@@ -126,7 +131,7 @@ def ordered_pool(workers: int | None = None, *, preload: Sequence[str] = (),
         if len(items) < min_items:
             return _serial_map(fn, items)
         if pool is None:
-            pool = ProcessPoolExecutor(min(n, len(items)), mp_context=ctx, initializer=_init_worker)
+            pool = ProcessPoolExecutor(min(n, len(items)), mp_context=ctx, initializer=init_worker)
         chunksize = max(1, len(items) // (4 * n))
         return list(pool.map(fn, items, chunksize=chunksize))
 

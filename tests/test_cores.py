@@ -62,7 +62,7 @@ def test_demo_shards_come_in_a_multiple_of_the_cores(n, ncores):
 
 
 def test_embedding_threads_follow_the_steps_share(monkeypatch):
-    from features.embeddings import _usable_cores
+    from features.embeddings import step_cores as _usable_cores  # what embed_images sizes torch's threads by
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     every = _usable_cores()

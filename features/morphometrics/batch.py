@@ -28,7 +28,6 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import re
-import signal
 import threading
 import warnings
 from collections import Counter, deque
@@ -43,6 +42,7 @@ from features.errors import InputError
 from features.flags import Flag
 from features.morphometrics.inputs import LUMINANCE, parse_bands
 from features.morphometrics.measure import MorphOptions, _with_arcsec, empty_record, measure_image
+from features.parallel import init_worker
 
 __all__ = ["WARNINGS_KEY", "MorphInput", "check_bands", "measure_batch", "measure_one", "records_to_table",
            "summarise_warnings", "tally_warnings"]
@@ -154,24 +154,6 @@ def _timed_out(item: MorphInput, bands: Sequence[str], why: str) -> list[dict[st
     return out
 
 
-def _init_worker() -> None:
-    """Worker set-up: default SIGTERM, one BLAS/OpenMP thread per process (the pool is the parallelism).
-
-    ``Pool.terminate`` stops workers with SIGTERM. A process started in the background from a shell can
-    inherit SIGTERM as ignored, and its workers then outlive ``terminate`` (the watchdog's hung worker
-    never exits and the pool's join waits forever), so the default action is restored here.
-    """
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
-    except ImportError:  # threadpoolctl comes with scikit-learn; without it the env vars still apply
-        pass
-
-
 def _worker_task(args: tuple[MorphInput, tuple[str, ...], MorphOptions]) -> list[dict[str, Any]]:
     item, bands, options = args
     return measure_one(item, bands, options)
@@ -207,7 +189,7 @@ def _pooled(items: Iterable[MorphInput], bands: tuple[str, ...], options: MorphO
     feeder = _Feeder(items)
     while True:
         stalled = False
-        with ctx.Pool(workers, initializer=_init_worker) as pool:
+        with ctx.Pool(workers, initializer=init_worker) as pool:
             inflight: deque[tuple[tuple[int, MorphInput], Any]] = deque()
             while True:
                 while len(inflight) < 4 * workers and (task := feeder.next()) is not None:
