@@ -134,7 +134,7 @@ class CompiledSersicFitter(fitting.LevMarLSQFitter):
                                     for a in (x, y, z, weights))
         return super().__call__(model, x, y, z, weights=weights, **kwargs)
 
-    def _dropped_model_finite(self, values: tuple[float, ...]) -> bool:
+    def _dropped_model_finite(self, values: tuple[float, ...], bn: float) -> bool:
         """Whether the model is finite on the pixels left out (where astropy's residual is ``0 * (model - z)``).
 
         The profile is at most ``amplitude * exp(b_n)`` (at the centre), so with finite parameters,
@@ -143,9 +143,9 @@ class CompiledSersicFitter(fitting.LevMarLSQFitter):
         """
         if not self._dropped or self._dropped[0].size == 0:
             return True
-        amplitude, r_eff, n, _, _, ellip, _ = values
+        amplitude, r_eff, _, _, _, ellip, _ = values
         with np.errstate(over="ignore", invalid="ignore"):
-            peak = abs(amplitude) * np.exp(float(gammaincinv(2.0 * n, 0.5)))
+            peak = abs(amplitude) * np.exp(bn)
         if np.isfinite(values).all() and np.isfinite(peak) and r_eff > 0 and 0 <= ellip < 1:
             return True
         with np.errstate(all="ignore"):
@@ -166,10 +166,10 @@ class CompiledSersicFitter(fitting.LevMarLSQFitter):
         values = tuple(float(v) for v in params)
         m = x.size
         lnz, u, e = (work_array(f"sersic/{name}", m) for name in ("lnz", "u", "e"))
-        value = sersic_residual(x, y, z, weights, *values, float(gammaincinv(2.0 * values[2], 0.5)), lnz, u, e,
-                                work_array("sersic/residual", m))
+        bn = float(gammaincinv(2.0 * values[2], 0.5))
+        value = sersic_residual(x, y, z, weights, *values, bn, lnz, u, e, work_array("sersic/residual", m))
         self._last_profile = (values, x, lnz, u, e)
-        if not (np.all(np.isfinite(value)) and self._dropped_model_finite(values)):
+        if not (np.all(np.isfinite(value)) and self._dropped_model_finite(values, bn)):
             raise fitting.NonFiniteValueError(
                 "Objective function has encountered a non-finite value, this will cause the fit to fail!")
         return value
