@@ -120,6 +120,9 @@ class CompiledSersicFitter(fitting.LevMarLSQFitter):
     returned model and ``fit_info``. Any other model or call goes to astropy unchanged.
     """
 
+    _dropped: tuple[np.ndarray, np.ndarray] | None = None
+    """``x`` and ``y`` of the pixels of weight 0 left out of the current fit (set by ``__call__``)."""
+
     def __call__(self, model, x, y, z=None, weights=None, **kwargs):
         """Fit ``model``; for the Sersic case described in the class docstring, on the weighted pixels only."""
         self._dropped = None
