@@ -201,16 +201,16 @@ def _pretrain(stamps: np.ndarray, cfg, size: int, seed: int, what: str):
     return backbone, res
 
 
-def _save_encoder(path: Path, backbone, cfg, size: int, train: dict) -> None:
+def _save_encoder(path: Path, backbone, cfg, size: int, train: dict, extent: float) -> None:
     """The pretrained backbone (safetensors) with its options and training figures in the metadata."""
     from safetensors.torch import save_file
 
     state = {k: v.detach().contiguous() for k, v in backbone.state_dict().items()}
     save_file(state, str(path), metadata={"config": json.dumps(cfg.as_dict()), "size": str(size),
-                                          "train": json.dumps(train)})
+                                          "extent": repr(extent), "train": json.dumps(train)})
 
 
-def _load_encoder(path: Path, cfg, size: int):
+def _load_encoder(path: Path, cfg, size: int, extent: float):
     """A backbone saved by :func:`_save_encoder` with the same options (else a clear one-line error)."""
     from safetensors import safe_open
     from safetensors.torch import load_file
@@ -220,8 +220,11 @@ def _load_encoder(path: Path, cfg, size: int):
 
     with safe_open(str(path), framework="pt") as fh:
         meta = fh.metadata()
-    if json.loads(meta["config"]) != json.loads(json.dumps(cfg.as_dict())) or int(meta["size"]) != size:
-        raise SystemExit(f"{path} was pretrained with other options (size {meta['size']}, config {meta['config']})")
+    saved_extent = float(meta.get("extent", "1.6"))  # files saved before --extent existed used 1.6
+    if (json.loads(meta["config"]) != json.loads(json.dumps(cfg.as_dict())) or int(meta["size"]) != size
+            or saved_extent != extent):
+        raise SystemExit(f"{path} was pretrained with other options (size {meta['size']}, extent {saved_extent}, "
+                         f"config {meta['config']})")
     backbone, _ = new_backbone(ENCODERS["ssl_resnet18"], "scratch", seed=cfg.seed)
     backbone.load_state_dict(load_file(str(path)))
     return backbone.eval(), json.loads(meta["train"])
@@ -262,7 +265,7 @@ def part_real(args: argparse.Namespace) -> dict:
 
     from features.embeddings import ENCODERS, embed_images, load_encoder
     from features.ssl import SSLConfig, ViewConfig
-    from features.ssl.stamps import galaxy_stamps
+    from features.ssl.stamps import EXTENT, galaxy_stamps
     from models.baselines import pixel_features
     from stages.ssl import new_backbone
 
@@ -273,23 +276,24 @@ def part_real(args: argparse.Namespace) -> dict:
     print(f"read {len(r_ids)} rings-sample and {len(g_ids)} GZ1 images in {time.perf_counter() - t0:.0f} s", flush=True)
     t0 = time.perf_counter()
     cache = Path(args.cache) if args.cache else None
-    r_st = _cached(cache, f"stamps_rings_{size}", lambda: galaxy_stamps(r_img, size)[0])
-    g_st = _cached(cache, f"stamps_gz1_{size}", lambda: galaxy_stamps(g_img, size)[0])
+    ext = "" if args.extent == EXTENT else f"_extent{args.extent:g}"
+    r_st = _cached(cache, f"stamps_rings_{size}{ext}", lambda: galaxy_stamps(r_img, size, args.extent)[0])
+    g_st = _cached(cache, f"stamps_gz1_{size}{ext}", lambda: galaxy_stamps(g_img, size, args.extent)[0])
     stamp_s = time.perf_counter() - t0
     print(f"galaxy stamps in {stamp_s:.0f} s", flush=True)
     views = ViewConfig(**{**dataclasses.asdict(ViewConfig()), "flux_scale": tuple(args.flux_scale),
                           "band_scale": args.band_scale, "scale": tuple(args.zoom)})
     cfg = SSLConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, temperature=args.temperature,
                     views=views, seed=args.seed)
-    out: dict = {"size": size, "config": cfg.as_dict(), "stamp_seconds": stamp_s}
+    out: dict = {"size": size, "extent": args.extent, "config": cfg.as_dict(), "stamp_seconds": stamp_s}
     if args.load_encoder:  # the weights (and training figures) of an earlier run of the same options
-        backbone, out["train"] = _load_encoder(Path(args.load_encoder), cfg, size)
+        backbone, out["train"] = _load_encoder(Path(args.load_encoder), cfg, size, args.extent)
     else:
         backbone, res = _pretrain(np.concatenate([g_st, r_st]), cfg, size, args.seed, "every image (GZ1 + rings)")
         out["train"] = {"seconds_per_epoch": float(np.mean(res.epoch_seconds)),
                         "images_per_second": res.images_per_second, "losses": res.losses, "n_images": res.n_images}
         if args.save_encoder:
-            _save_encoder(Path(args.save_encoder), backbone, cfg, size, out["train"])
+            _save_encoder(Path(args.save_encoder), backbone, cfg, size, out["train"], args.extent)
     feats_r: dict[str, np.ndarray] = {"ssl": _embed_stamps(r_st, backbone, size)}
     feats_g: dict[str, np.ndarray] = {"ssl": _embed_stamps(g_st, backbone, size)}
     if args.transfer:
@@ -471,9 +475,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rings", default=str(ROOT.parent / "shared" / "data" / "gz_decals_rings"))
     ap.add_argument("--gz1", default=str(ROOT.parent / "shared" / "data" / "gz1_sdss"))
     from features.ssl.config import SSLConfig, ViewConfig
+    from features.ssl.stamps import EXTENT
 
     cfg, views = SSLConfig(), ViewConfig()
     ap.add_argument("--size", type=int, default=64, help="real: side of the galaxy-centred stamps")
+    ap.add_argument("--extent", type=float, default=EXTENT,
+                    help="real: stamp half side in segment radii (default: the product's, features.ssl.stamps.EXTENT)")
     ap.add_argument("--epochs", type=int, default=cfg.epochs, help="real: SimCLR epochs (default: the asset's)")
     ap.add_argument("--batch", type=int, default=cfg.batch_size)
     ap.add_argument("--lr", type=float, default=cfg.lr)

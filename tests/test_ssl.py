@@ -306,6 +306,8 @@ def test_galaxy_stamp_is_centred_and_scaled_on_the_galaxy():
     assert 10 < geo.half < 60  # scaled on the ~6 px disc, not the 200 px frame
     bigger = stamp_geometry(_small_galaxy_frame(r=12.0).astype(np.float32) / 255)
     assert bigger.half > 1.5 * geo.half  # the stamp grows with the galaxy
+    tight = stamp_geometry(_small_galaxy_frame(r=12.0).astype(np.float32) / 255, extent=1.0)
+    assert (tight.cy, tight.cx) == (bigger.cy, bigger.cx) and tight.half == pytest.approx(bigger.half / 1.6)
     stamps, geometry = galaxy_stamps([frame], 32)
     assert stamps.shape == (1, 32, 32, 3) and stamps.dtype == np.uint8 and geometry == [geo]
     lum = stamps[0].astype(float).mean(axis=2)
@@ -428,12 +430,14 @@ def test_real_benchmark_levers_and_saved_encoder(tmp_path):
     assert not np.allclose(levers["all stages"], bench.cnn_levers(
         np.stack([bench.dihedral(s, 1, True) for s in stamps]), net, 32, ["stages"])["all stages"], atol=1e-4)
     cfg = SSLConfig(epochs=1)
-    bench._save_encoder(tmp_path / "enc.safetensors", net, cfg, 32, {"losses": [1.0]})
-    loaded, train = bench._load_encoder(tmp_path / "enc.safetensors", cfg, 32)
+    bench._save_encoder(tmp_path / "enc.safetensors", net, cfg, 32, {"losses": [1.0]}, 1.6)
+    loaded, train = bench._load_encoder(tmp_path / "enc.safetensors", cfg, 32, 1.6)
     assert train == {"losses": [1.0]} and np.allclose(bench._embed_stamps(stamps, loaded, 32),
                                                       bench._embed_stamps(stamps, net, 32))
     with pytest.raises(SystemExit, match="other options"):
-        bench._load_encoder(tmp_path / "enc.safetensors", SSLConfig(epochs=2), 32)
+        bench._load_encoder(tmp_path / "enc.safetensors", SSLConfig(epochs=2), 32, 1.6)
+    with pytest.raises(SystemExit, match="extent 1.6"):
+        bench._load_encoder(tmp_path / "enc.safetensors", cfg, 32, 1.0)
 
 
 def test_stage_trains_on_its_budget_and_records_what_it_left_out(warehouse):

@@ -64,8 +64,9 @@ class StampGeometry:
     found: bool
 
 
-def stamp_geometry(rgb: np.ndarray) -> StampGeometry:
-    """The stamp of one ``float32 (H, W, 3)`` ``[0, 1]`` frame (module docstring, steps 1-4).
+def stamp_geometry(rgb: np.ndarray, extent: float = EXTENT) -> StampGeometry:
+    """The stamp of one ``float32 (H, W, 3)`` ``[0, 1]`` frame (module docstring, steps 1-4); its half
+    side is ``extent`` times the segment's equivalent radius (default :data:`EXTENT`).
 
     A frame without a segment near its centre (all sky, blank, or non-finite) gives the whole frame.
     """
@@ -101,7 +102,7 @@ def stamp_geometry(rgb: np.ndarray) -> StampGeometry:
         return whole
     yy, xx = np.indices((h, w))
     cy, cx = float((weight * yy).sum() / total), float((weight * xx).sum() / total)
-    half = float(np.clip(EXTENT * f * np.sqrt(seg.sum() / np.pi), MIN_HALF, max(full_h, full_w) / 2))
+    half = float(np.clip(extent * f * np.sqrt(seg.sum() / np.pi), MIN_HALF, max(full_h, full_w) / 2))
     return StampGeometry(f * cy + (f - 1) / 2, f * cx + (f - 1) / 2, half, True)
 
 
@@ -123,7 +124,8 @@ def _cut(rgb: np.ndarray, g: StampGeometry, size: int):
     return x[0].clamp_(0.0, 1.0)
 
 
-def galaxy_stamps(images: Sequence[np.ndarray] | np.ndarray, size: int) -> tuple[np.ndarray, list[StampGeometry]]:
+def galaxy_stamps(images: Sequence[np.ndarray] | np.ndarray, size: int,
+                  extent: float = EXTENT) -> tuple[np.ndarray, list[StampGeometry]]:
     """Galaxy-centred ``uint8 [N, size, size, 3]`` stamps of stored images, and where each was cut.
 
     Parameters
@@ -132,6 +134,8 @@ def galaxy_stamps(images: Sequence[np.ndarray] | np.ndarray, size: int) -> tuple
         Stored images (anything :func:`features.pixels.model_input` takes).
     size : int
         Output side in pixels.
+    extent : float, optional
+        Half side of the stamp in segment radii (default :data:`EXTENT`).
 
     Returns
     -------
@@ -150,7 +154,7 @@ def galaxy_stamps(images: Sequence[np.ndarray] | np.ndarray, size: int) -> tuple
     geometry = []
     for i, im in enumerate(images):
         rgb = model_input(im, what=f"image {i}")
-        g = stamp_geometry(rgb)
+        g = stamp_geometry(rgb, extent)
         geometry.append(g)
         out[i] = (_cut(rgb, g, size).permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
     return out, geometry
