@@ -265,7 +265,7 @@ def part_real(args: argparse.Namespace) -> dict:
 
     from features.embeddings import ENCODERS, embed_images, load_encoder
     from features.ssl import SSLConfig, ViewConfig
-    from features.ssl.stamps import EXTENT, galaxy_stamps
+    from features.ssl.stamps import galaxy_stamps
     from models.baselines import pixel_features
     from stages.ssl import new_backbone
 
@@ -276,7 +276,7 @@ def part_real(args: argparse.Namespace) -> dict:
     print(f"read {len(r_ids)} rings-sample and {len(g_ids)} GZ1 images in {time.perf_counter() - t0:.0f} s", flush=True)
     t0 = time.perf_counter()
     cache = Path(args.cache) if args.cache else None
-    ext = "" if args.extent == EXTENT else f"_extent{args.extent:g}"
+    ext = f"_extent{args.extent:g}"  # the cached stamps are only valid for the extent they were cut at
     r_st = _cached(cache, f"stamps_rings_{size}{ext}", lambda: galaxy_stamps(r_img, size, args.extent)[0])
     g_st = _cached(cache, f"stamps_gz1_{size}{ext}", lambda: galaxy_stamps(g_img, size, args.extent)[0])
     stamp_s = time.perf_counter() - t0
@@ -301,6 +301,23 @@ def part_real(args: argparse.Namespace) -> dict:
         feats_r["ssl, pretrained on GZ1 only"] = _embed_stamps(r_st, tb, size)
         out["train_transfer"] = {"seconds_per_epoch": float(np.mean(tres.epoch_seconds)),
                                  "images_per_second": tres.images_per_second}
+    for other in args.versus:  # an earlier saved encoder, on stamps cut at its own extent: a paired comparison
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        with safe_open(other, framework="pt") as fh:
+            meta = fh.metadata()
+        o_ext = float(meta.get("extent", "1.6"))  # files saved before --extent existed used 1.6
+        if int(meta["size"]) != size:
+            raise SystemExit(f"--versus {other}: pretrained at {meta['size']} px, this run is at {size}")
+        o_net, _ = new_backbone(ENCODERS["ssl_resnet18"], "scratch", seed=args.seed)
+        o_net.load_state_dict(load_file(other))
+        o_net.eval()
+        ox = f"_extent{o_ext:g}"
+        o_r = _cached(cache, f"stamps_rings_{size}{ox}", lambda e=o_ext: galaxy_stamps(r_img, size, e)[0])
+        o_g = _cached(cache, f"stamps_gz1_{size}{ox}", lambda e=o_ext: galaxy_stamps(g_img, size, e)[0])
+        label = f"ssl saved {Path(other).name} (extent {o_ext:g})"
+        feats_r[label], feats_g[label] = _embed_stamps(o_r, o_net, size), _embed_stamps(o_g, o_net, size)
     init, _ = new_backbone(ENCODERS["ssl_resnet18"], "scratch",
                            seed=args.seed)
     feats_r["untrained"] = _embed_stamps(r_st, init, size)
@@ -495,6 +512,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", help="real: directory keeping the random ViT's embeddings between runs")
     ap.add_argument("--save-encoder", help="real: write the pretrained encoder here (safetensors)")
     ap.add_argument("--load-encoder", help="real: evaluate this saved encoder (same options) instead of pretraining")
+    ap.add_argument("--versus", action="append", default=[], metavar="SAFETENSORS",
+                    help="real: also evaluate this encoder saved by --save-encoder (same size; its own stamp extent), "
+                         "paired with the others")
     ap.add_argument("--lever", action="append", default=[], choices=("d8", "stages", "d8+stages"),
                     help="real: also evaluate an embedding variant of the SSL and untrained networks (repeatable): "
                          "the mean over the 8 dihedral transforms (random_vits14 too), every stage pooled, or both")

@@ -298,7 +298,7 @@ def _small_galaxy_frame(size: int = 200, cy: int = 90, cx: int = 115, r: float =
 
 
 def test_galaxy_stamp_is_centred_and_scaled_on_the_galaxy():
-    from features.ssl.stamps import galaxy_stamps, stamp_geometry
+    from features.ssl.stamps import EXTENT, galaxy_stamps, stamp_geometry
 
     frame = _small_galaxy_frame()
     geo = stamp_geometry(frame.astype(np.float32) / 255)
@@ -306,8 +306,8 @@ def test_galaxy_stamp_is_centred_and_scaled_on_the_galaxy():
     assert 10 < geo.half < 60  # scaled on the ~6 px disc, not the 200 px frame
     bigger = stamp_geometry(_small_galaxy_frame(r=12.0).astype(np.float32) / 255)
     assert bigger.half > 1.5 * geo.half  # the stamp grows with the galaxy
-    tight = stamp_geometry(_small_galaxy_frame(r=12.0).astype(np.float32) / 255, extent=1.0)
-    assert (tight.cy, tight.cx) == (bigger.cy, bigger.cx) and tight.half == pytest.approx(bigger.half / 1.6)
+    wide = stamp_geometry(_small_galaxy_frame(r=12.0).astype(np.float32) / 255, extent=2.0)
+    assert (wide.cy, wide.cx) == (bigger.cy, bigger.cx) and wide.half == pytest.approx(bigger.half * 2.0 / EXTENT)
     stamps, geometry = galaxy_stamps([frame], 32)
     assert stamps.shape == (1, 32, 32, 3) and stamps.dtype == np.uint8 and geometry == [geo]
     lum = stamps[0].astype(float).mean(axis=2)
