@@ -436,7 +436,7 @@ def test_real_benchmark_levers_and_saved_encoder(tmp_path):
                                                       bench._embed_stamps(stamps, net, 32))
     with pytest.raises(SystemExit, match="other options"):
         bench._load_encoder(tmp_path / "enc.safetensors", SSLConfig(epochs=2), 32, 1.6)
-    with pytest.raises(SystemExit, match="extent 1.6"):
+    with pytest.raises(SystemExit, match=r"extent 1\.6"):
         bench._load_encoder(tmp_path / "enc.safetensors", cfg, 32, 1.0)
 
 
