@@ -28,7 +28,9 @@ which runs). Each stage's wall and CPU seconds are ``r * fixed + N * per_galaxy 
   ``min(round(share * N), cap)`` with ``cap`` from :data:`models.config.TRAIN_BUDGETS` (``share``: the
   part of the catalogue in its training set, 1 for SimCLR, ~0.7 for the classifiers' train split);
 - a training stage's training (its registry ``train_seconds``, the SSL record's seconds) is what scales
-  with ``T``; its evaluation, calibration and conformal sets on val/test scale with ``N``.
+  with ``T``; its evaluation, calibration and conformal sets on val/test scale with ``N``. Where every
+  rehearsal trained on about the same ``T`` (the cap), the two cannot be told apart and the fit puts
+  all of it on ``N`` (``per_trained`` 0): per-epoch validation over val grows with ``N``.
 """
 
 from __future__ import annotations
