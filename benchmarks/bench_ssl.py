@@ -210,8 +210,9 @@ def _save_encoder(path: Path, backbone, cfg, size: int, train: dict, extent: flo
                                           "extent": repr(extent), "train": json.dumps(train)})
 
 
-def _load_encoder(path: Path, cfg, size: int, extent: float):
-    """A backbone saved by :func:`_save_encoder` with the same options (else a clear one-line error)."""
+def _saved_encoder(path: Path):
+    """A backbone saved by :func:`_save_encoder` and its metadata, ``extent`` as a float (1.6 in files saved
+    before ``--extent`` existed)."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -219,15 +220,28 @@ def _load_encoder(path: Path, cfg, size: int, extent: float):
     from stages.ssl import new_backbone
 
     with safe_open(str(path), framework="pt") as fh:
-        meta = fh.metadata()
-    saved_extent = float(meta.get("extent", "1.6"))  # files saved before --extent existed used 1.6
-    if (json.loads(meta["config"]) != json.loads(json.dumps(cfg.as_dict())) or int(meta["size"]) != size
-            or saved_extent != extent):
-        raise SystemExit(f"{path} was pretrained with other options (size {meta['size']}, extent {saved_extent}, "
-                         f"config {meta['config']})")
-    backbone, _ = new_backbone(ENCODERS["ssl_resnet18"], "scratch", seed=cfg.seed)
+        meta = dict(fh.metadata())
+    meta["extent"] = float(meta.get("extent", "1.6"))
+    backbone, _ = new_backbone(ENCODERS["ssl_resnet18"], "scratch")
     backbone.load_state_dict(load_file(str(path)))
-    return backbone.eval(), json.loads(meta["train"])
+    return backbone.eval(), meta
+
+
+def _load_encoder(path: Path, cfg, size: int, extent: float):
+    """A backbone saved by :func:`_save_encoder` with the same options (else a clear one-line error)."""
+    backbone, meta = _saved_encoder(path)
+    if (json.loads(meta["config"]) != json.loads(json.dumps(cfg.as_dict())) or int(meta["size"]) != size
+            or meta["extent"] != extent):
+        raise SystemExit(f"{path} was pretrained with other options (size {meta['size']}, extent {meta['extent']}, "
+                         f"config {meta['config']})")
+    return backbone, json.loads(meta["train"])
+
+
+def _stamps(cache: Path | None, name: str, images, size: int, extent: float) -> np.ndarray:
+    """Galaxy stamps of ``images`` (:func:`features.ssl.stamps.galaxy_stamps`), cached by size and extent."""
+    from features.ssl.stamps import galaxy_stamps
+
+    return _cached(cache, f"stamps_{name}_{size}_extent{extent:g}", lambda: galaxy_stamps(images, size, extent)[0])
 
 
 def _probe_arms(feats: dict[str, np.ndarray], y: np.ndarray, ids: list[str], groups: list[str], seed: int,
@@ -265,7 +279,6 @@ def part_real(args: argparse.Namespace) -> dict:
 
     from features.embeddings import ENCODERS, embed_images, load_encoder
     from features.ssl import SSLConfig, ViewConfig
-    from features.ssl.stamps import galaxy_stamps
     from models.baselines import pixel_features
     from stages.ssl import new_backbone
 
@@ -276,9 +289,8 @@ def part_real(args: argparse.Namespace) -> dict:
     print(f"read {len(r_ids)} rings-sample and {len(g_ids)} GZ1 images in {time.perf_counter() - t0:.0f} s", flush=True)
     t0 = time.perf_counter()
     cache = Path(args.cache) if args.cache else None
-    ext = f"_extent{args.extent:g}"  # the cached stamps are only valid for the extent they were cut at
-    r_st = _cached(cache, f"stamps_rings_{size}{ext}", lambda: galaxy_stamps(r_img, size, args.extent)[0])
-    g_st = _cached(cache, f"stamps_gz1_{size}{ext}", lambda: galaxy_stamps(g_img, size, args.extent)[0])
+    r_st = _stamps(cache, "rings", r_img, size, args.extent)
+    g_st = _stamps(cache, "gz1", g_img, size, args.extent)
     stamp_s = time.perf_counter() - t0
     print(f"galaxy stamps in {stamp_s:.0f} s", flush=True)
     views = ViewConfig(**{**dataclasses.asdict(ViewConfig()), "flux_scale": tuple(args.flux_scale),
@@ -302,22 +314,12 @@ def part_real(args: argparse.Namespace) -> dict:
         out["train_transfer"] = {"seconds_per_epoch": float(np.mean(tres.epoch_seconds)),
                                  "images_per_second": tres.images_per_second}
     for other in args.versus:  # an earlier saved encoder, on stamps cut at its own extent: a paired comparison
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        with safe_open(other, framework="pt") as fh:
-            meta = fh.metadata()
-        o_ext = float(meta.get("extent", "1.6"))  # files saved before --extent existed used 1.6
+        o_net, meta = _saved_encoder(Path(other))
         if int(meta["size"]) != size:
             raise SystemExit(f"--versus {other}: pretrained at {meta['size']} px, this run is at {size}")
-        o_net, _ = new_backbone(ENCODERS["ssl_resnet18"], "scratch", seed=args.seed)
-        o_net.load_state_dict(load_file(other))
-        o_net.eval()
-        ox = f"_extent{o_ext:g}"
-        o_r = _cached(cache, f"stamps_rings_{size}{ox}", lambda e=o_ext: galaxy_stamps(r_img, size, e)[0])
-        o_g = _cached(cache, f"stamps_gz1_{size}{ox}", lambda e=o_ext: galaxy_stamps(g_img, size, e)[0])
-        label = f"ssl saved {Path(other).name} (extent {o_ext:g})"
-        feats_r[label], feats_g[label] = _embed_stamps(o_r, o_net, size), _embed_stamps(o_g, o_net, size)
+        label = f"ssl saved {Path(other).name} (extent {meta['extent']:g})"
+        feats_r[label] = _embed_stamps(_stamps(cache, "rings", r_img, size, meta["extent"]), o_net, size)
+        feats_g[label] = _embed_stamps(_stamps(cache, "gz1", g_img, size, meta["extent"]), o_net, size)
     init, _ = new_backbone(ENCODERS["ssl_resnet18"], "scratch",
                            seed=args.seed)
     feats_r["untrained"] = _embed_stamps(r_st, init, size)
