@@ -63,8 +63,9 @@ STAGE_TABLES = {"galaxies": ["galaxies", "images"], "embeddings": ["embeddings_*
 PER_SHARD = ("galaxies", "morphometrics", "embeddings", "photometry")
 """The default job's per-shard assets (``partitions_def=SHARDS``): one run per shard."""
 TRAINED = {"ssl_encoder": "ssl_encoder", "cnn": "cnn", "efficientnet_b0": "efficientnet_b0",
-           "dinov2_finetune": "dinov2_finetune", "unet": "unet"}
-"""Training stage -> its key of :data:`models.config.TRAIN_BUDGETS`."""
+           "dinov2_finetune": "dinov2_finetune", "unet": "unet", "embeddings": "random_vits14"}
+"""Stage with a capped part -> its key of :func:`stages.plan.stage_budgets` (``embeddings``: the
+``random_vits14`` baseline's sample)."""
 
 
 def read_coords(path: Path = COORDS) -> tuple[np.ndarray, np.ndarray]:
@@ -155,6 +156,25 @@ def planner(n: int, shard_size: int, costs_path: Path | None = None) -> dict[str
     return {r.stage: (r.wall_s, r.cpu_s) for r in project_stages(costs, n, shard_size)}
 
 
+def baseline_part(home: Path, table: str = "embeddings_random_vits14") -> dict | None:
+    """The ``random_vits14`` baseline's part of the ``embeddings`` stage of a finished rehearsal, from the
+    latest materialization of each shard: ``train_s`` (its rows / its galaxies per second) and
+    ``trained`` (the galaxies it embedded); ``None`` without a baseline beside another encoder."""
+    import dagster as dg
+
+    instance = dg.DagsterInstance.from_config(str(home / "dagster"))
+    latest: dict[str, dict] = {}
+    for rec in instance.fetch_materializations(dg.AssetKey("embeddings"), limit=10_000).records:  # Dagster caps a fetch at 10,000
+        tables = rec.asset_materialization.metadata.get("tables")
+        entry = tables.data.get(table) if tables is not None else None
+        if entry is not None and len(tables.data) > 1 and rec.partition_key not in latest:  # newest first
+            latest[rec.partition_key] = entry
+    if not latest:
+        return None
+    return {"train_s": sum(e["rows"] / e["galaxies_per_second"] for e in latest.values() if e["rows"]),
+            "trained": sum(int(e["rows"]) for e in latest.values())}
+
+
 def training_parts(home: Path) -> dict[str, dict]:
     """Per training stage of a finished rehearsal: ``train_s`` (the training's own seconds: the registry
     row's ``train_seconds``, the SSL record's ``seconds``) and ``trained`` (galaxies trained on)."""
@@ -162,6 +182,9 @@ def training_parts(home: Path) -> dict[str, dict]:
 
     wh = Warehouse.open(home)
     out: dict[str, dict] = {}
+    baseline = baseline_part(home)
+    if baseline is not None:
+        out["embeddings"] = baseline
     record = home / "encoders" / "ssl_resnet18" / "encoder.json"
     if record.is_file():
         r = json.loads(record.read_text())
@@ -200,11 +223,16 @@ def _line(xs: list[float], ys: list[float]) -> tuple[float, float]:
 
 def fit_stage_costs(outs: list[Path]) -> tuple[dict[str, dict], dict]:
     """``stage_costs`` (see :mod:`stages.plan`) fitted on the rehearsals in ``outs``, and what they were."""
-    from models.config import TRAIN_BUDGETS
+    from stages.plan import stage_budgets
 
+    budgets = stage_budgets()
     runs = [json.loads((d / "rehearsal.json").read_text()) for d in outs]
     for d, r in zip(outs, runs):
         r.setdefault("training", training_parts(d / "home"))
+        if "embeddings" not in r["training"] and (d / "home" / "dagster").is_dir():  # runs before the baseline part
+            part = baseline_part(d / "home")
+            if part is not None:
+                r["training"]["embeddings"] = part
     stages = sorted({s for r in runs for s in r["steps"]} - {"(outside steps)"})
     costs: dict[str, dict] = {}
     for stage in stages:
@@ -214,7 +242,7 @@ def fit_stage_costs(outs: list[Path]) -> tuple[dict[str, dict], dict]:
         train = [r["training"].get(stage) for r in have] if stage in TRAINED else []
         if train and all(train):
             trained = [float(t["trained"]) for t in train]
-            cap = TRAIN_BUDGETS[TRAINED[stage]]
+            cap = budgets[TRAINED[stage]]
             free = [t / n for t, n in zip(trained, ns) if t < cap]
             entry.update(budget=TRAINED[stage], share=round(max(free), 3) if free else 0.7)
             if max(trained) < 1.1 * min(trained):

@@ -29,6 +29,7 @@ class ShardEmbeddings(StageResult):
 
     The top-level fields describe the first table (the one search and the probe use: with ``auto``, the
     preferred encoder); ``tables`` has every table's entry: encoder, weights, note, ``rows`` (written),
+    ``shard_galaxies`` (in the shard), ``sample`` (the baseline's expected sample size, 0: every galaxy),
     ``stored_rows`` (the shard's rows in the table after the write), ``flagged_images``, ``nan_vectors``, ``norm_min`` / ``norm_max``, ``unique_ids``, ``missing``,
     ``extra`` (stored vs expected galaxy ids) and ``galaxies_per_second``.
     """
@@ -48,20 +49,33 @@ class ShardEmbeddings(StageResult):
 
 def embed_shard_encoders(wh: Warehouse, shard: str, *, encoder: str = "auto", weights_path: str = "",
                          allow_download: bool = True, batch_size: int = 32, run_id: str | None = None,
+                         baseline_sample: int | None = None,
                          log: Callable[[str], None] = print) -> ShardEmbeddings:
-    """Embed ``shard`` with ``encoder`` (``auto``: :func:`stages.embeddings.auto_encoders`) into each
-    encoder's ``embeddings_<encoder>`` table, and measure what was stored (for the asset's checks)."""
-    from stages.embeddings import auto_encoders, embed_shard, get_encoder, vector_stats
+    """Embed ``shard`` with ``encoder`` (``auto``: :func:`stages.embeddings.auto_encoders`, the
+    ``random_vits14`` baseline on a hash sample of about ``baseline_sample`` galaxies beside another
+    encoder; default :data:`features.embeddings.BASELINE_SAMPLE`) into each encoder's
+    ``embeddings_<encoder>`` table, and measure what was stored (for the asset's checks)."""
+    from features.embeddings import BASELINE_SAMPLE
+    from stages.embeddings import (
+        ChosenEncoder,
+        auto_encoders,
+        embed_shard,
+        get_encoder,
+        shard_ids,
+        vector_stats,
+    )
     from stages.progress import Progress
 
-    chosen = (auto_encoders(wh, weights_path, allow_download) if encoder == "auto"
-              else [get_encoder(encoder, weights_path, allow_download, wh)])
+    sample = BASELINE_SAMPLE if baseline_sample is None else baseline_sample
+    chosen = (auto_encoders(wh, weights_path, allow_download, sample) if encoder == "auto"
+              else [ChosenEncoder(*get_encoder(encoder, weights_path, allow_download, wh))])
     per: dict[str, dict[str, Any]] = {}
-    for enc, note in chosen:
-        log(note)
-        total = wh.count("galaxies", f"shard = {quote(shard)}")
+    for c in chosen:
+        enc = c.encoder
+        log(c.note)
+        total = len(shard_ids(wh, shard, c.sample)[0])
         with Progress(total, f"embeddings {enc.name} {shard}", log=log) as progress:
-            result = embed_shard(wh, shard, enc, batch_size=batch_size, run_id=run_id,
+            result = embed_shard(wh, shard, enc, batch_size=batch_size, run_id=run_id, sample=c.sample,
                                  progress=lambda done, _total, p=progress: p.set(done))
         stats = vector_stats(wh, result.table, shard)
         expected = set(result.galaxy_ids)
@@ -69,8 +83,9 @@ def embed_shard_encoders(wh: Warehouse, shard: str, *, encoder: str = "auto", we
                      .column("galaxy_id").to_pylist())
         per[result.table] = {
             "encoder": enc.name, "random_weights": enc.weights_origin.is_random,
-            "weights_origin": enc.weights_origin.value, "weights_sha256": enc.weights_sha256, "note": note,
-            "rows": result.rows, "stored_rows": stats["rows"], "flagged_images": result.flagged,
+            "weights_origin": enc.weights_origin.value, "weights_sha256": enc.weights_sha256, "note": c.note,
+            "rows": result.rows, "shard_galaxies": result.shard_galaxies, "sample": c.sample,
+            "stored_rows": stats["rows"], "flagged_images": result.flagged,
             "nan_vectors": stats["nan_vectors"],
             "norm_min": stats["norm_min"], "norm_max": stats["norm_max"], "unique_ids": stats["unique_ids"],
             "missing": len(expected - stored), "extra": len(stored - expected),
@@ -81,7 +96,7 @@ def embed_shard_encoders(wh: Warehouse, shard: str, *, encoder: str = "auto", we
     return ShardEmbeddings(
         table=table, tables=per, encoder=first["encoder"], random_weights=first["random_weights"],
         weights_origin=first["weights_origin"], weights_sha256=first["weights_sha256"], encoder_note=first["note"],
-        rows=first["rows"], dim=chosen[0][0].dim, flagged_images=first["flagged_images"],
+        rows=first["rows"], dim=chosen[0].encoder.dim, flagged_images=first["flagged_images"],
         galaxies_per_second=first["galaxies_per_second"],
     )
 

@@ -14,20 +14,22 @@ import numpy as np
 import pyarrow as pa
 
 from features.embeddings import (
+    BASELINE_SAMPLE,
     DEFAULT_SSL_ENCODER,
     ENCODERS,
     Encoder,
     choose_default_encoder,
     embed_images,
     image_flags,
+    in_baseline_sample,
     load_encoder,
 )
 from features.errors import InputError
 from warehouse import Warehouse, quote
 from warehouse.schemas.embeddings import embedding_spec, embedding_table
 
-__all__ = ["NORM_MAX", "NORM_MIN", "ShardEmbedding", "auto_encoders", "embed_query_image", "embed_shard",
-           "get_encoder", "vector_stats"]
+__all__ = ["NORM_MAX", "NORM_MIN", "ChosenEncoder", "ShardEmbedding", "auto_encoders", "embed_query_image", "embed_shard",
+           "get_encoder", "shard_ids", "vector_stats"]
 
 NORM_MIN = 1e-3
 """The ``norms_in_range`` check fails for a CLS vector shorter than this (a collapsed output)."""
@@ -87,32 +89,50 @@ def get_encoder(name: str, weights_path: str = "", allow_download: bool = True,
     return enc, note or f"encoder {enc.name}, weights from {enc.weights_origin}"
 
 
-def auto_encoders(wh: Warehouse, weights_path: str = "", allow_download: bool = True) -> list[tuple[Encoder, str]]:
+@dataclass(frozen=True)
+class ChosenEncoder:
+    """An encoder the ``embeddings`` asset computes, the sentence saying why, and its sample."""
+
+    encoder: Encoder
+    note: str
+    sample: int = 0
+    """Expected galaxies embedded (:func:`features.embeddings.in_baseline_sample`); 0: every galaxy."""
+
+
+def auto_encoders(wh: Warehouse, weights_path: str = "", allow_download: bool = True,
+                  baseline_sample: int = BASELINE_SAMPLE) -> list[ChosenEncoder]:
     """What ``encoder="auto"`` of the ``embeddings`` asset computes, each with its sentence.
 
     An in-domain pretrained encoder (Zoobot's, :mod:`features.hub_encoders`) alone when its weights
     resolve; else DINOv2 ViT-S/14 alone when its weights resolve; otherwise the warehouse's own self-supervised
     encoder (``ssl_resnet18``, when the ``ssl_encoder`` asset has trained it here) and, beside it, the
-    ``random_vits14`` baseline every result is compared with. Never silent: each sentence says which
-    and why.
+    ``random_vits14`` baseline every result is compared with, on a hash sample of about
+    ``baseline_sample`` galaxies (:data:`features.embeddings.BASELINE_SAMPLE`; 0: all). When nothing
+    else is available the baseline is the encoder in use and embeds every galaxy. Never silent: each
+    sentence says which and why.
     """
     from stages.ssl import read_record
 
     choice = choose_default_encoder(weights_path or None, allow_download=allow_download)
     if not choice.is_random:
         enc, _ = get_encoder(choice.name, weights_path if choice.name == "dinov2_vits14" else "", allow_download)
-        return [(enc, str(choice))]
-    out = []
+        return [ChosenEncoder(enc, str(choice))]
     record = read_record(wh, DEFAULT_SSL_ENCODER)
-    if record is not None:
-        enc, _ = get_encoder(DEFAULT_SSL_ENCODER, "", allow_download, wh)
-        out.append((enc, f"encoder {enc.name}: no in-domain (Zoobot) and no DINOv2 weights here, so the encoder self-supervised on this "
-                         f"warehouse's {record['n_images']} galaxies (SimCLR, start: {record['init']}) is used; "
-                         "random_vits14 is computed beside it as the baseline"))
-    enc, _ = get_encoder("random_vits14", "", allow_download)
-    out.append((enc, choice.reason if record is None else "encoder random_vits14: the random-weights baseline "
-                "(flag RANDOM_WEIGHTS), computed for comparison"))
-    return out
+    if record is None:
+        enc, _ = get_encoder("random_vits14", "", allow_download)
+        return [ChosenEncoder(enc, choice.reason)]
+    ssl, _ = get_encoder(DEFAULT_SSL_ENCODER, "", allow_download, wh)
+    base, _ = get_encoder("random_vits14", "", allow_download)
+    n = wh.count("galaxies")
+    sample = baseline_sample if 0 < baseline_sample < n else 0
+    where = (f"on a hash sample of about {sample:,} of the {n:,} galaxies (baseline_sample; 0: all)" if sample
+             else f"on all {n:,} galaxies")
+    return [ChosenEncoder(ssl, f"encoder {ssl.name}: no in-domain (Zoobot) and no DINOv2 weights here, so the "
+                               f"encoder self-supervised on this warehouse's {record['n_images']} galaxies "
+                               f"(SimCLR, start: {record['init']}) is used; random_vits14 is computed beside it "
+                               "as the baseline"),
+            ChosenEncoder(base, "encoder random_vits14: the random-weights baseline (flag RANDOM_WEIGHTS), computed "
+                                f"for comparison {where}", sample)]
 
 
 def embed_query_image(wh: Warehouse, image: str | os.PathLike[str] | np.ndarray, encoder: str | None = None,
@@ -183,11 +203,23 @@ class ShardEmbedding:
     galaxy_ids: list[str]
     seconds: float
     flagged: int
+    shard_galaxies: int = 0
+    """Galaxies in the shard (``rows`` of them embedded: fewer for a sampled baseline)."""
 
 
 def _fsl(matrix: np.ndarray) -> pa.FixedSizeListArray:
     m = np.ascontiguousarray(matrix, dtype=np.float32)
     return pa.FixedSizeListArray.from_arrays(pa.array(m.reshape(-1)), m.shape[1])
+
+
+def shard_ids(wh: Warehouse, shard: str, sample: int = 0) -> tuple[list[str], int]:
+    """The galaxies of ``shard`` to embed (``sample``: those in the hash sample, see :func:`embed_shard`)
+    and how many the shard has."""
+    ids = wh.read("galaxies", columns=["galaxy_id"], where=f"shard = {quote(shard)}").column("galaxy_id").to_pylist()
+    if not sample:
+        return ids, len(ids)
+    keep = in_baseline_sample(ids, wh.count("galaxies"), sample)
+    return [g for g, k in zip(ids, keep) if k], len(ids)
 
 
 def embed_shard(
@@ -198,8 +230,10 @@ def embed_shard(
     batch_size: int = 32,
     run_id: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    sample: int = 0,
 ) -> ShardEmbedding:
-    """Embed every galaxy of ``shard`` and upsert its rows in ``embeddings_<encoder>`` (one commit).
+    """Embed every galaxy of ``shard`` (or its part of a sample) and upsert its rows in ``embeddings_<encoder>``
+    (one commit).
 
     Parameters
     ----------
@@ -214,6 +248,10 @@ def embed_shard(
         Recorded with every row.
     progress : callable, optional
         ``progress(done, total)`` over the shard.
+    sample : int
+        0: every galaxy. Else only the shard's galaxies in a hash sample of about ``sample`` of the
+        warehouse's (:func:`features.embeddings.in_baseline_sample`). Rows are upserted: vectors
+        stored earlier (a sample drawn when the catalogue was smaller, a run on every galaxy) stay.
 
     Notes
     -----
@@ -222,8 +260,7 @@ def embed_shard(
     ``RANDOM_WEIGHTS``.
     """
     t0 = time.perf_counter()
-    gal = wh.read("galaxies", columns=["galaxy_id"], where=f"shard = {quote(shard)}")
-    ids = gal.column("galaxy_id").to_pylist()
+    ids, in_shard = shard_ids(wh, shard, sample)
     n = len(ids)
     cls = np.empty((n, encoder.dim), dtype=np.float32)
     pmean = np.empty((n, encoder.dim), dtype=np.float32)
@@ -258,7 +295,7 @@ def embed_shard(
     if n:
         wh.upsert(table, rows, spec=spec, run_id=run_id)
     flagged = int(((flags & ~np.int64(encoder.flags)) != 0).sum())
-    return ShardEmbedding(table, shard, n, ids, time.perf_counter() - t0, flagged)
+    return ShardEmbedding(table, shard, n, ids, time.perf_counter() - t0, flagged, in_shard)
 
 
 def vector_stats(wh: Warehouse, table: str, shard: str) -> dict[str, float | int]:

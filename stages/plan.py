@@ -25,8 +25,10 @@ which runs). Each stage's wall and CPU seconds are ``r * fixed + N * per_galaxy 
 
 - ``r`` its runs: one per shard (``ceil(N / S)``) for a per-shard stage, one for the others;
 - ``N`` the galaxies; ``T`` the galaxies a training stage trains on under its budget,
-  ``min(round(share * N), cap)`` with ``cap`` from :data:`models.config.TRAIN_BUDGETS` (``share``: the
+  ``min(round(share * N), cap)`` with ``cap`` from :func:`stage_budgets` (``share``: the
   part of the catalogue in its training set, 1 for SimCLR, ~0.7 for the classifiers' train split);
+  ``embeddings`` is fitted the same way, its ``random_vits14`` baseline as the capped part (``T`` the
+  baseline's hash sample, :data:`features.embeddings.BASELINE_SAMPLE`, share 1);
 - a training stage's training (its registry ``train_seconds``, the SSL record's seconds) is what scales
   with ``T``; its evaluation, calibration and conformal sets on val/test scale with ``N``. Where every
   rehearsal trained on about the same ``T`` (the cap), the two cannot be told apart and the fit puts
@@ -44,7 +46,8 @@ from pathlib import Path
 
 from features.errors import InputError
 
-__all__ = ["COSTS_FILE", "Costs", "Plan", "StageProjection", "load_costs", "plan", "project_stages", "start_key"]
+__all__ = ["COSTS_FILE", "Costs", "Plan", "StageProjection", "load_costs", "plan", "project_stages", "stage_budgets",
+           "start_key"]
 
 COSTS_FILE = Path(__file__).with_name("scale_costs.json")
 """The measured costs the planner reads by default."""
@@ -78,8 +81,8 @@ class Costs:
     """When, where and on what the costs were measured."""
     stage_costs: dict[str, dict] = field(default_factory=dict)
     """Every stage of the default job -> ``runs`` (``shard`` / ``once``), ``wall_s`` and ``cpu_s`` (each
-    ``{"fixed", "per_galaxy", "per_trained"}``), and for a training stage ``budget`` (a key of
-    :data:`models.config.TRAIN_BUDGETS`) and ``share`` (see :func:`project_stages`)."""
+    ``{"fixed", "per_galaxy", "per_trained"}``), and for a stage with a capped part ``budget`` (a key of
+    :func:`stage_budgets`) and ``share`` (see :func:`project_stages`)."""
     stage_costs_measured: dict = field(default_factory=dict)
     """Which rehearsals ``stage_costs`` were fitted on (command, sizes, load, commit)."""
 
@@ -210,6 +213,15 @@ class StageProjection:
     cpu_s: float
 
 
+def stage_budgets() -> dict[str, int]:
+    """Every cap a stage's cost is fitted against: :data:`models.config.TRAIN_BUDGETS` and, as
+    ``random_vits14``, the baseline's sample (:data:`features.embeddings.BASELINE_SAMPLE`)."""
+    from features.embeddings import BASELINE_SAMPLE
+    from models.config import TRAIN_BUDGETS
+
+    return {**TRAIN_BUDGETS, "random_vits14": BASELINE_SAMPLE}
+
+
 def project_stages(costs: Costs, galaxies: int, shard_size: int,
                    budgets: dict[str, int] | None = None) -> list[StageProjection]:
     """Wall and CPU seconds of every stage of the default job (one worker in process), slowest first.
@@ -220,22 +232,20 @@ def project_stages(costs: Costs, galaxies: int, shard_size: int,
         With ``stage_costs`` (see the module docstring for the model).
     galaxies, shard_size : int
     budgets : dict, optional
-        Training stage -> most galaxies it trains on; default :data:`models.config.TRAIN_BUDGETS` (the
-        ``demo`` preset's, the default everywhere).
+        Budget -> most galaxies it covers; default :func:`stage_budgets` (the ``demo`` preset's
+        training budgets, the default everywhere, and the baseline's sample).
 
     Raises
     ------
     features.errors.InputError
         A size that is not positive, or a costs file without ``stage_costs``.
     """
-    from models.config import TRAIN_BUDGETS
-
     for name, value in (("--galaxies", galaxies), ("--shard-size", shard_size)):
         _positive(name, value)
     if not costs.stage_costs:
         raise InputError("plan: this costs file has no per-stage costs (stage_costs); fit them with "
                          "benchmarks/rehearse_galaxy10.py --fit")
-    budgets = TRAIN_BUDGETS if budgets is None else budgets
+    budgets = stage_budgets() if budgets is None else budgets
     shards = math.ceil(galaxies / shard_size)
     out = []
     for stage, c in costs.stage_costs.items():

@@ -15,6 +15,7 @@ from features.embeddings import (
     choose_default_encoder,
     embed_images,
     image_flags,
+    in_baseline_sample,
     load_encoder,
     load_image_file,
     preprocess,
@@ -189,6 +190,35 @@ def test_embed_shard_flags_a_nan_image_without_stopping(warehouse, tiny_random):
     assert set(table.column("weights_origin").to_pylist()) == {"random init"}
     embed_shard(warehouse, "demo-00000", tiny_random)
     assert warehouse.count(res.table) == 4  # idempotent upsert
+
+
+def test_baseline_sample_is_a_fixed_hash_sample_of_the_expected_size():
+    ids = [f"g10:{i:06d}" for i in range(20_000)]
+    keep = np.array(in_baseline_sample(ids, len(ids), 3000))
+    assert abs(keep.sum() - 3000) < 4 * np.sqrt(3000 * (1 - 3000 / 20_000))  # Binomial(n, k/n)
+    assert in_baseline_sample(ids[::-1], len(ids), 3000) == keep[::-1].tolist()  # per galaxy, not per order
+    smaller = np.array(in_baseline_sample(ids, 40_000, 3000))  # the catalogue grew: a subset of the old sample
+    assert smaller.sum() < keep.sum() and not (smaller & ~keep).any()
+    assert all(in_baseline_sample(ids[:10], 10, 3000)) and all(in_baseline_sample(ids[:10], 10, 0))
+
+
+def test_sampled_shard_keeps_its_sample_as_the_catalogue_grows(warehouse, tiny_random):
+    from stages.embeddings import embed_shard
+
+    first = write_tiny_shard(warehouse, n=6, shard="demo-00000")
+    res = embed_shard(warehouse, "demo-00000", tiny_random, sample=3)  # 3 of 6
+    want = [g for g, k in zip(first, in_baseline_sample(first, 6, 3)) if k]
+    assert (res.rows, res.shard_galaxies) == (len(want), 6) and sorted(res.galaxy_ids) == sorted(want)
+    assert sorted(warehouse.read(res.table).column("galaxy_id").to_pylist()) == sorted(want)
+    second = write_tiny_shard(warehouse, n=18, shard="demo-00001")
+    embed_shard(warehouse, "demo-00001", tiny_random, sample=3)
+    again = embed_shard(warehouse, "demo-00000", tiny_random, sample=3)  # re-embedded at 24 galaxies: fewer
+    now = first + second
+    sample_now = {g for g, k in zip(now, in_baseline_sample(now, 24, 3)) if k}
+    assert set(again.galaxy_ids) == sample_now & set(first) and again.rows < len(want)
+    stored = warehouse.read(res.table).column("galaxy_id").to_pylist()
+    assert len(stored) == len(set(stored)) and sample_now <= set(stored)  # the sample, and what was stored stays
+    assert set(want) <= set(stored)
 
 
 def _materialize(wh, assets, partition=None):

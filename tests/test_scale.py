@@ -273,15 +273,17 @@ def test_per_stage_projection_counts_shard_runs_and_stops_training_costs_at_the_
 def test_shipped_costs_cover_every_asset_of_the_default_job_with_the_code_budgets(tmp_path):
     """``astrovision plan`` projects every stage ``ingest --all`` runs, training stages under TRAIN_BUDGETS."""
     from dagster_project.definitions import defs
+    from features.embeddings import BASELINE_SAMPLE
     from models.config import TRAIN_BUDGETS
-    from stages.plan import project_stages
+    from stages.plan import project_stages, stage_budgets
 
     costs = load_costs()
     assets = {k.to_user_string() for k in defs.get_repository_def().asset_graph.get_all_asset_keys()}
     assert assets <= set(costs.stage_costs), sorted(assets - set(costs.stage_costs))
-    assert {c["budget"] for c in costs.stage_costs.values() if "budget" in c} == set(TRAIN_BUDGETS)
+    assert {c["budget"] for c in costs.stage_costs.values() if "budget" in c} == set(stage_budgets())
     rows = {r.stage: r for r in project_stages(costs, 17_736, 1000)}
     assert rows["ssl_encoder"].trained == TRAIN_BUDGETS["ssl_encoder"] and rows["morphometrics"].runs == 18
+    assert rows["embeddings"].trained == BASELINE_SAMPLE  # the baseline's sample, not the catalogue
     assert all(r.wall_s >= 0 and r.cpu_s >= 0 for r in rows.values())
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({**json.loads(COSTS_FILE.read_text()),

@@ -16,7 +16,7 @@ import pytest
 import torch
 from toy_warehouse import write_image_shard
 
-from features.embeddings import EncoderSpec, load_encoder
+from features.embeddings import EncoderSpec, in_baseline_sample, load_encoder
 from features.errors import InputError, OfflineError
 from features.ssl import SSLConfig, ViewConfig, galaxy_views, gaussian_blur, nt_xent
 from features.weights import WeightsOrigin, sha256_file
@@ -238,7 +238,8 @@ def test_ssl_encoder_asset_feeds_its_own_embeddings_table_and_search(warehouse, 
     from warehouse import search
 
     ids = write_shard(warehouse, n=8)
-    run_config = {"ops": {"ssl_encoder": {"config": {"epochs": 1, "batch_size": 4}}}}
+    run_config = {"ops": {"ssl_encoder": {"config": {"epochs": 1, "batch_size": 4}},
+                          "embeddings": {"config": {"baseline_sample": 4}}}}
     report = run_pipeline(warehouse, ["demo-00000"], groups=["embeddings"], assets=["ssl_encoder", "embeddings"],
                           run_config=run_config, progress=False, log=lambda _m: None)
     assert report.ok, report.failed
@@ -246,6 +247,15 @@ def test_ssl_encoder_asset_feeds_its_own_embeddings_table_and_search(warehouse, 
     meta = report.metadata["embeddings[demo-00000]"]
     assert meta["table"] == "embeddings_ssl_resnet18" and set(meta["tables"]) == {
         "embeddings_ssl_resnet18", "embeddings_random_vits14"}
+    # the baseline beside it embeds its hash sample of about 4 of the 8 galaxies, and says so
+    sampled = [g for g, k in zip(ids, in_baseline_sample(ids, 8, 4)) if k]
+    assert 0 < len(sampled) < 8
+    assert sorted(warehouse.read("embeddings_random_vits14").column("galaxy_id").to_pylist()) == sorted(sampled)
+    base = meta["tables"]["embeddings_random_vits14"]
+    assert (base["rows"], base["shard_galaxies"], base["sample"], base["missing"], base["extra"]) == (
+        len(sampled), 8, 4, 0, 0)
+    assert "hash sample of about 4 of the 8 galaxies" in base["note"]
+    assert meta["tables"]["embeddings_ssl_resnet18"]["rows"] == 8
     rows = warehouse.read("embeddings_ssl_resnet18").to_pydict()
     assert sorted(rows["galaxy_id"]) == sorted(ids)
     assert set(rows["weights_origin"]) == {"self-supervised"} and set(rows["flags"]) == {0}

@@ -185,7 +185,10 @@ def _summary(wh: Warehouse, elapsed: float, contact_sheet: str | None, source: s
                 kind = f"in-domain pretrained: {spec.description}; " if spec is not None and spec.in_domain else ""
                 note = f"{kind}weights from {row['weights_origin']}"
             role = " [used by search and the probe]" if table == used and len(emb) > 1 else ""
-            lines.append(f"\nEmbeddings: {row['encoder']}{role} - {note}")
+            have, of = wh.count(table), wh.count("galaxies")
+            sampled = have < of and WeightsOrigin(row["weights_origin"]).is_random
+            part = f" ({have:,} of the {of:,} galaxies: the baseline's sample)" if sampled else ""
+            lines.append(f"\nEmbeddings: {row['encoder']}{role} - {note}{part}")
     lines += _analysis_lines(wh)
     lines += _model_lines(wh, report)
     if contact_sheet:

@@ -49,8 +49,9 @@ def format_stages(rows: list[StageProjection], galaxies: int, shard_size: int, m
     """The per-stage projection of the default job as text (:func:`stages.plan.project_stages`)."""
     wall, cpu = sum(r.wall_s for r in rows), sum(r.cpu_s for r in rows)
     lines = [f"every stage of the default job (ingest --all: one worker in process, shards of {shard_size:,}, "
-             "the demo preset's training budgets), one after another:",
-             f"  {'stage':<24} {'runs':>5} {'trains on':>14} {'wall':>10} {'CPU':>10}"]
+             "the demo preset's training budgets), one after another; 'capped' is the galaxies a training stage "
+             "trains on, or for embeddings the random_vits14 baseline's sample:",
+             f"  {'stage':<24} {'runs':>5} {'capped':>14} {'wall':>10} {'CPU':>10}"]
     for r in rows:
         trains = f"{r.trained:,}" + (f" (cap {r.cap:,})" if r.cap else "") if r.trained else ""
         lines.append(f"  {r.stage:<24} {r.runs:>5} {trains:>14} {_duration(r.wall_s):>10} {_duration(r.cpu_s):>10}")
