@@ -12,7 +12,9 @@ No Dagster, no argparse.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -36,13 +38,14 @@ from models.calibration import CalibrationReport, apply_temperature, calibrate, 
 from models.config import RunConfig
 from models.conformal import SCORES, Conformalizer, set_report, val_halves
 from models.metrics import classification_metrics, confusion_png
+from models.probe import DEFAULT_CS
 from models.splits import SPLIT_NAMES
 from stages.split_leaks import current_groups
 from stages.splits import SplitData
 from stages.trainers import FitOutput, Used
 from stages.versions import artefact_dir, next_version, record_model
 
-__all__ = ["RegistryRow", "TrainOutcome", "commit_run", "finish_run", "pixel_stamps"]
+__all__ = ["PIXEL_CS", "RegistryRow", "TrainOutcome", "commit_run", "finish_run", "pixel_baseline", "pixel_stamps"]
 
 LogFn = Callable[[str], None]
 
@@ -169,24 +172,71 @@ def pixel_stamps(wh: Any, ids: list[str], batch: int = 256) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, 3, PIXEL_STAMP, PIXEL_STAMP), np.uint8)
 
 
+PIXEL_CS = tuple(DEFAULT_CS[::2])
+"""The gate's pixel probe chooses its ``C`` among these (every other value of the probe's grid)."""
+
+
+def _pixel_key(wh: Any, used: Used, num_classes: int, seed: int) -> str:
+    """What the gate's pixel baseline depends on: the galaxies and labels of each split, the images
+    table's version, the stamp size, the ``C`` grid, the classes and the seed (SHA-256)."""
+    h = hashlib.sha256()
+    for s in SPLIT_NAMES:
+        ids, y = used[s]
+        h.update(f"{s}:{len(ids)}\0".encode() + "\0".join(ids).encode())
+        h.update(np.asarray(y, dtype=np.int64).tobytes())
+    meta = {"images": wh.dataset("images").version, "stamp": PIXEL_STAMP, "Cs": PIXEL_CS, "k": num_classes,
+            "seed": seed}
+    h.update(json.dumps(meta, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def pixel_baseline(wh: Any, used: Used, num_classes: int, seed: int) -> tuple[np.ndarray, bool]:
+    """The pixel baseline's test predictions: a probe (:func:`models.probe.fit_probe`) on 16 px stamps
+    (:func:`models.baselines.pixel_features`) of the run's own training galaxies, ``C`` chosen on its
+    validation galaxies.
+
+    The predictions are kept under ``<root>/cache/gate/`` by :func:`_pixel_key`, so models trained on
+    the same galaxies (the probe and fusion on the whole train split; EfficientNet and the fine-tune on
+    the same budget sample) fit it once: it is deterministic, and at Galaxy10's size it is ~55 s.
+    A cache file that cannot be read is refitted and rewritten. Returns the predictions and whether
+    they came from the cache.
+    """
+    from models.probe import fit_probe
+
+    path = Path(wh.cache_dir) / "gate" / f"pixels-{_pixel_key(wh, used, num_classes, seed)}.npy"
+    n_test = len(used["test"][0])
+    try:
+        pred = np.load(path, allow_pickle=False)
+        if pred.shape == (n_test,):
+            return pred, True
+    except (OSError, ValueError):
+        pass
+    feats = {s: pixel_features(pixel_stamps(wh, used[s][0])) for s in SPLIT_NAMES}
+    probe = fit_probe(feats["train"], used["train"][1], feats["val"], used["val"][1],
+                      num_classes=num_classes, Cs=PIXEL_CS, seed=seed)
+    pred = probe.predict_proba(feats["test"]).argmax(axis=1).astype(np.int64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as fh:
+        np.save(fh, pred, allow_pickle=False)
+    os.replace(tmp, path)
+    return pred, False
+
+
 def _gate(wh: Any, cfg: RunConfig, split: SplitData, used: Used, test_pred: np.ndarray, log: LogFn) -> Gate:
     """Measure the baselines on the run's own galaxies and gate the model against them on test.
 
     The pixel baseline trains on the same training galaxies as the model (after ``max_train``) and
-    chooses its ``C`` on the same validation galaxies.
+    chooses its ``C`` on the same validation galaxies (:func:`pixel_baseline`).
     """
-    from models.probe import DEFAULT_CS, fit_probe
-
     t0 = time.perf_counter()
-    feats = {s: pixel_features(pixel_stamps(wh, used[s][0])) for s in SPLIT_NAMES}
-    probe = fit_probe(feats["train"], used["train"][1], feats["val"], used["val"][1],
-                      num_classes=split.num_classes, Cs=DEFAULT_CS[::2], seed=cfg.seed)
+    pixels, cached = pixel_baseline(wh, used, split.num_classes, cfg.seed)
     y_test = used["test"][1]
-    preds = {"majority": majority_predictions(used["train"][1], len(y_test)),
-             "pixels": probe.predict_proba(feats["test"]).argmax(axis=1)}
+    preds = {"majority": majority_predictions(used["train"][1], len(y_test)), "pixels": pixels}
     out = gate(y_test, test_pred, preds, confidence=cfg.gate_confidence, n_boot=cfg.gate_resamples,
                seed=cfg.seed)
-    log(f"baselines on the {out.n} test galaxies ({time.perf_counter() - t0:.1f} s): "
+    log(f"baselines on the {out.n} test galaxies ({time.perf_counter() - t0:.1f} s"
+        f"{', pixel probe from the cache' if cached else ''}): "
         + ", ".join(f"{k} {v['balanced_accuracy']:.3f}" for k, v in out.baselines.items())
         + f"; gate {'passed' if out.passed else 'FAILED'}: {out.reason}")
     return out

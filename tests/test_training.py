@@ -51,6 +51,23 @@ def test_probe_run_is_registered_with_table_versions(filled):
     assert out2.metrics == out.metrics  # same seed, same table versions
 
 
+def test_gate_pixel_baseline_is_fitted_once_per_galaxies_and_a_bad_cache_is_refitted(filled):
+    a = train_model(filled, "dinov2_probe", make_config("dinov2_probe"))
+    files = list((Path(filled.cache_dir) / "gate").glob("pixels-*.npy"))
+    assert len(files) == 1 and np.load(files[0]).shape == (a.gate.n,)
+    logs: list[str] = []
+    b = train_model(filled, "dinov2_probe", make_config("dinov2_probe"), log=logs.append)
+    assert any("pixel probe from the cache" in m for m in logs)  # the same galaxies: not fitted again
+    assert b.gate.as_dict() == a.gate.as_dict()
+    files[0].write_bytes(b"not a numpy file")  # a cache file that cannot be read is refitted
+    logs.clear()
+    c = train_model(filled, "dinov2_probe", make_config("dinov2_probe"), log=logs.append)
+    assert not any("from the cache" in m for m in logs) and c.gate.as_dict() == a.gate.as_dict()
+    assert np.load(files[0]).shape == (a.gate.n,)
+    other = train_model(filled, "dinov2_probe", make_config("dinov2_probe", seed=1))  # another seed: its own fit
+    assert len(list((Path(filled.cache_dir) / "gate").glob("pixels-*.npy"))) == 2 and other.version == 4
+
+
 OLD_TRAIN_CONFIG = {  # a registry row's config_json before the per-kind configs: every kind's 34 fields
     "preset": "demo", "label_column": "label", "seed": 0, "split_seed": 0, "split_fractions": [0.7, 0.15, 0.15],
     "img_size": 64, "batch_size": 32, "epochs": 3, "lr": 0.001, "weight_decay": 0.05, "patience": 5,
