@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -66,6 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("astrovision: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`astrovision plan | head`): stop quietly, as cat does
+        # stdout points at nothing from here, so the interpreter's last flush cannot raise again
+        # (the recipe of the Python docs' "Note on SIGPIPE")
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,6 +23,19 @@ def cli(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedPro
     )
 
 
+def test_output_into_a_closed_pipe_stops_quietly(tmp_path):
+    """``astrovision plan | head -1``: the reader has gone, so the write fails; no traceback, exit 141."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line is written
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "service.cli", "--home", str(tmp_path / "home"), "plan",
+                           "--galaxies", "17736", "--shard-size", "1000"], stdout=write, stderr=subprocess.PIPE,
+                          text=True, timeout=120, env=env)
+    os.close(write)
+    assert proc.returncode == 141 and "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, \
+        proc.stderr
+
+
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("cli")
