@@ -283,6 +283,12 @@ def part_real(args: argparse.Namespace) -> dict:
     from stages.ssl import new_backbone
 
     size, ref = args.size, "ssl"
+    versus = []  # earlier saved encoders, checked before anything is pretrained
+    for other in args.versus:
+        o_net, meta = _saved_encoder(Path(other))
+        if int(meta["size"]) != size:
+            raise SystemExit(f"--versus {other}: pretrained at {meta['size']} px, this run is at {size}")
+        versus.append((Path(other), o_net, meta))
     t0 = time.perf_counter()
     r_ids, r_img, r_lab = _load(Path(args.rings), "ring", args.limit)
     g_ids, g_img, g_lab = _load(Path(args.gz1), "gz1_class", args.limit)
@@ -313,11 +319,8 @@ def part_real(args: argparse.Namespace) -> dict:
         feats_r["ssl, pretrained on GZ1 only"] = _embed_stamps(r_st, tb, size)
         out["train_transfer"] = {"seconds_per_epoch": float(np.mean(tres.epoch_seconds)),
                                  "images_per_second": tres.images_per_second}
-    for other in args.versus:  # an earlier saved encoder, on stamps cut at its own extent: a paired comparison
-        o_net, meta = _saved_encoder(Path(other))
-        if int(meta["size"]) != size:
-            raise SystemExit(f"--versus {other}: pretrained at {meta['size']} px, this run is at {size}")
-        label = f"ssl saved {Path(other).name} (extent {meta['extent']:g})"
+    for other, o_net, meta in versus:  # an earlier saved encoder, on stamps cut at its own extent: paired
+        label = f"ssl saved {other.name} (extent {meta['extent']:g})"
         feats_r[label] = _embed_stamps(_stamps(cache, "rings", r_img, size, meta["extent"]), o_net, size)
         feats_g[label] = _embed_stamps(_stamps(cache, "gz1", g_img, size, meta["extent"]), o_net, size)
     init, _ = new_backbone(ENCODERS["ssl_resnet18"], "scratch",

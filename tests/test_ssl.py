@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -448,6 +449,11 @@ def test_real_benchmark_levers_and_saved_encoder(tmp_path):
         bench._load_encoder(tmp_path / "enc.safetensors", SSLConfig(epochs=2), 32, 1.6)
     with pytest.raises(SystemExit, match=r"extent 1\.6"):
         bench._load_encoder(tmp_path / "enc.safetensors", cfg, 32, 1.0)
+    # --versus of another size is refused before any image is read or anything pretrained
+    args = argparse.Namespace(size=64, versus=[str(tmp_path / "enc.safetensors")], rings="/nonexistent",
+                              gz1="/nonexistent")
+    with pytest.raises(SystemExit, match="pretrained at 32 px, this run is at 64"):
+        bench.part_real(args)
 
 
 def test_stage_trains_on_its_budget_and_records_what_it_left_out(warehouse):
