@@ -395,8 +395,8 @@ def analyse(wh: Warehouse, *, encoders: Sequence[str] | None = None, n_pcs: int 
 replaced in one commit; other encoders' rows stay.
 
     The estimates (each seeded on its own) are computed by ``workers`` processes (default: the step's
-    cores, :func:`features.parallel.step_cores`, from :data:`features.parallel.POOL_MIN_ROWS` galaxies,
-    else 1; 1: in this process); the rows are the same either way.
+    cores, :func:`features.parallel.step_cores`, from :data:`features.parallel.POOL_MIN_ROWS` galaxies
+    in the largest embeddings table, else 1; 1: in this process); the rows are the same either way.
 
     Raises
     ------
@@ -457,7 +457,10 @@ replaced in one commit; other encoders' rows stay.
         y = np.array([vals[shared[i]] for i in use])
         ref = PIXELS if PIXELS in feats else None
         r2_jobs[qn] = (feats, np.asarray(use, dtype=np.int64), y, groups, n_folds, n_boot, seed, ref)
-    with ordered_pool(pool_workers(workers, len(shared)), preload=["models.representation"]) as pmap:
+    # the rho jobs run on each encoder's own vectors: the largest table decides, not the galaxies all
+    # of them share (a sampled random_vits14 baseline makes that ~3,000 at any N)
+    largest = max([len(shared), *(len(v.ids) for v in vecs.values())])
+    with ordered_pool(pool_workers(workers, largest), preload=["models.representation"]) as pmap:
         rhos = pmap(_spearman_job, rho_jobs)
         estimates = dict(zip(r2_jobs, pmap(_r2_job, list(r2_jobs.values()))))
     for row, e in zip(rho_rows, rhos):
