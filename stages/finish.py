@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from models.conformal import SCORES, Conformalizer, set_report, val_halves
 from models.metrics import classification_metrics, confusion_png
 from models.probe import DEFAULT_CS
 from models.splits import SPLIT_NAMES
+from stages.files import atomic_write
 from stages.split_leaks import current_groups
 from stages.splits import SplitData
 from stages.trainers import FitOutput, Used
@@ -216,10 +216,12 @@ def pixel_baseline(wh: Any, used: Used, num_classes: int, seed: int) -> tuple[np
                       num_classes=num_classes, Cs=PIXEL_CS, seed=seed)
     pred = probe.predict_proba(feats["test"]).argmax(axis=1).astype(np.int64)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as fh:
-        np.save(fh, pred, allow_pickle=False)
-    os.replace(tmp, path)
+
+    def save(tmp: Path) -> None:
+        with tmp.open("wb") as fh:  # a file object: np.save would add ".npy" to a name without it
+            np.save(fh, pred, allow_pickle=False)
+
+    atomic_write(path, save)
     return pred, False
 
 

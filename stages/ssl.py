@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -43,6 +42,7 @@ from features.weights import WeightsInfo, WeightsOrigin, load_timm_model, resolv
 from models.config import TRAIN_BUDGETS
 from models.errors import MissingInputError
 from models.ssl import to_stamps, train_simclr
+from stages.files import atomic_write
 from warehouse import Warehouse, WarehouseError
 
 __all__ = ["ENCODERS_DIR", "INITS", "MAX_IMAGES", "SSLOutcome", "budget_sample", "new_backbone", "read_record",
@@ -198,14 +198,6 @@ def budget_sample(ids: list[str], max_images: int, seed: int) -> list[str]:
     return subsample(ids, np.zeros(len(ids)), max_images, seed)[0]
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    with tmp.open("rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def train_ssl_encoder(
     wh: Warehouse,
     name: str = DEFAULT_SSL_ENCODER,
@@ -291,7 +283,7 @@ def train_ssl_encoder(
         result = train_simclr(stamps, backbone, config, checkpoint=out / "checkpoint.pt", data_key=data_key, log=log)
         weights = out / "weights.safetensors"
         state = {k: v.detach().contiguous() for k, v in backbone.state_dict().items()}
-        _atomic_write(weights, lambda p: save_file(state, str(p), metadata={"encoder": name, "objective": "SimCLR"}))
+        atomic_write(weights, lambda p: save_file(state, str(p), metadata={"encoder": name, "objective": "SimCLR"}))
         outcome = SSLOutcome(
             encoder=name, weights_path=str(weights), weights_sha256=sha256_file(weights), init=start,
             n_images=len(ids), table_versions=versions, ids_sha256=ids_sha, config=config.as_dict(),
@@ -301,7 +293,7 @@ def train_ssl_encoder(
         body = json.dumps({**asdict(outcome), "init_requested": init, "objective": "SimCLR (Chen et al. 2020)",
                            "timm_name": spec.timm_name, "img_size": spec.img_size, "stamp": spec.stamp},
                           indent=2, default=str)
-        _atomic_write(out / "encoder.json", lambda p: p.write_text(body))
+        atomic_write(out / "encoder.json", lambda p: p.write_text(body))
         (out / "checkpoint.pt").unlink(missing_ok=True)
         return outcome
     finally:
