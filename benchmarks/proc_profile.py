@@ -64,6 +64,8 @@ class TreeSampler:
     pid: int
     interval: float = 0.5
     orphans: bool = False
+    skip: frozenset[tuple[int, float]] = frozenset()
+    """``(pid, create_time)`` of processes (and their descendants) not to count: the profiler's own."""
     samples: list[Sample] = field(default_factory=list)
     _cpu: dict[tuple[int, float], float] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -71,7 +73,7 @@ class TreeSampler:
     def _once(self, t0: float) -> None:
         try:
             if self.orphans:
-                procs = psutil.Process().children(recursive=True)
+                procs = [p for p in psutil.Process().children(recursive=True) if not self._skipped(p)]
             else:
                 root = psutil.Process(self.pid)
                 procs = [root, *root.children(recursive=True)]
@@ -88,6 +90,12 @@ class TreeSampler:
             except psutil.Error:
                 continue
         self.samples.append(Sample(time.perf_counter() - t0, sum(self._cpu.values()), rss))
+
+    def _skipped(self, p: psutil.Process) -> bool:
+        try:
+            return any((q.pid, q.create_time()) in self.skip for q in [p, *p.parents()])
+        except psutil.Error:
+            return True
 
     def run(self, t0: float) -> None:
         while not self._stop.is_set():
@@ -109,9 +117,22 @@ def _become_subreaper() -> bool:
         return False
 
 
-def _reap_orphans(grace_s: float = 30.0) -> int:
+def _children() -> set[tuple[int, float]]:
+    """``(pid, create_time)`` of this process's live children."""
+    out = set()
+    for p in psutil.Process().children():
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE:
+                out.add((p.pid, p.create_time()))
+        except psutil.Error:
+            continue
+    return out
+
+
+def _reap_orphans(grace_s: float = 30.0, keep: frozenset[tuple[int, float]] = frozenset()) -> int:
     """Reap the descendants re-parented to this process (waiting up to ``grace_s`` for the running ones);
-    how many were reaped."""
+    how many were reaped. ``keep``: children this process had before the command started (a pool of its
+    own, e.g. the rehearsal's renderer), which are not waited for."""
     reaped, deadline = 0, time.monotonic() + grace_s
     while True:
         try:
@@ -120,7 +141,7 @@ def _reap_orphans(grace_s: float = 30.0) -> int:
             return reaped
         if pid:
             reaped += 1
-        elif time.monotonic() > deadline:
+        elif not (_children() - keep) or time.monotonic() > deadline:
             return reaped
         else:
             time.sleep(0.05)
@@ -135,16 +156,17 @@ def run_measured(cmd: list[str], interval: float = 0.5, env: dict | None = None)
     """Run ``cmd``; its exit status, wall, exact CPU of the whole tree (rusage, orphans included where the
     profiler can be their subreaper), sampled series and start epoch."""
     subreaper = _become_subreaper()
+    own = frozenset(_children())  # e.g. the rehearsal renderer's forkserver: not the command's
     cpu0 = _children_cpu()
     epoch0 = time.time()
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env)
-    sampler = TreeSampler(proc.pid, interval, orphans=subreaper)
+    sampler = TreeSampler(proc.pid, interval, orphans=subreaper, skip=own)
     thread = threading.Thread(target=sampler.run, args=(t0,), daemon=True)
     thread.start()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
-    orphans = _reap_orphans() if subreaper else 0
+    orphans = _reap_orphans(keep=own) if subreaper else 0
     sampler.stop()
     thread.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -192,7 +214,9 @@ def _rates(samples: list[tuple[float, float, int]]) -> list[tuple[float, float, 
 
 def per_step(measured: dict, windows: list[dict]) -> dict[str, dict]:
     """Wall (sum over partitions of the step windows), CPU seconds and peak tree RSS per step key;
-    ``(outside steps)`` gets the CPU of intervals when no step ran."""
+    ``(outside steps)`` gets the CPU of intervals when no step ran while the command did, and
+    ``(after exit)`` (only when there are any) the intervals after it exited, when the profiler was waiting
+    for orphaned descendants (:func:`_reap_orphans`): not part of the command's wall time."""
     rows: dict[str, dict] = {}
     for w in windows:
         r = rows.setdefault(w["step"], {"wall_s": 0.0, "cpu_s": 0.0, "peak_rss": 0, "runs": 0,
@@ -201,19 +225,23 @@ def per_step(measured: dict, windows: list[dict]) -> dict[str, dict]:
         r["runs"] += 1
         r["first"], r["last"] = min(r["first"], w["start"]), max(r["last"], w["end"])
     outside = {"wall_s": 0.0, "cpu_s": 0.0, "peak_rss": 0, "runs": 0}
+    after = dict(outside)
     for t0, t1, cpu, rss in _rates(measured["samples"]):
         mid = (t0 + t1) / 2
         live = [w for w in windows if w["start"] <= mid < w["end"]]
         if not live:
-            outside["cpu_s"] += cpu
-            outside["wall_s"] += t1 - t0
-            outside["peak_rss"] = max(outside["peak_rss"], rss)
+            row = after if mid >= measured["wall_s"] else outside
+            row["cpu_s"] += cpu
+            row["wall_s"] += t1 - t0
+            row["peak_rss"] = max(row["peak_rss"], rss)
             continue
         for w in live:
             r = rows[w["step"]]
             r["cpu_s"] += cpu / len(live)
             r["peak_rss"] = max(r["peak_rss"], rss)
     rows["(outside steps)"] = outside
+    if after["wall_s"]:
+        rows["(after exit)"] = after
     return rows
 
 

@@ -60,6 +60,9 @@ STAGE_TABLES = {"galaxies": ["galaxies", "images"], "embeddings": ["embeddings_*
                 "unet": ["models"], "ssl_encoder": []}
 """Tables each step writes, where the name is not the step's own (``models``: one registry row)."""
 
+NOT_STEPS = ("(outside steps)", "(after exit)")
+"""Rows of :func:`proc_profile.per_step` that are no stage."""
+
 PER_SHARD = ("galaxies", "morphometrics", "embeddings", "photometry")
 """The default job's per-shard assets (``partitions_def=SHARDS``): one run per shard."""
 TRAINED = {"ssl_encoder": "ssl_encoder", "cnn": "cnn", "efficientnet_b0": "efficientnet_b0",
@@ -209,12 +212,14 @@ def training_parts(home: Path) -> dict[str, dict]:
 
 
 def _line(xs: list[float], ys: list[float]) -> tuple[float, float]:
-    """Least-squares ``y = a + b x``; one distinct ``x``, or a negative ``a`` or ``b``: through the origin
-    (the largest ``x``'s point)."""
+    """``y = a + b x`` by least squares on the *relative* residuals ``(a + b x - y) / y``: the planner is
+    judged per stage by ``planned / measured``, so a 500-galaxy run counts as much as a 17,736 one (plain
+    least squares fits the largest run and leaves the small ones tens of percent off). One distinct ``x``,
+    or a negative ``a`` or ``b``: through the origin (the largest ``x``'s point)."""
     x, y = np.asarray(xs, float), np.asarray(ys, float)
     if len(set(xs)) < 2:
         return 0.0, float(y.sum() / x.sum()) if x.sum() else 0.0
-    b, a = np.polyfit(x, y, 1)
+    b, a = np.polyfit(x, y, 1, w=1.0 / np.maximum(np.abs(y), 1e-3))
     if a < 0 or b < 0:  # noise at small N: a negative cost projects nonsense; the largest run through the origin
         k = int(np.argmax(x))
         return 0.0, float(y[k] / x[k]) if x[k] else 0.0
@@ -233,7 +238,7 @@ def fit_stage_costs(outs: list[Path]) -> tuple[dict[str, dict], dict]:
             part = baseline_part(d / "home")
             if part is not None:
                 r["training"]["embeddings"] = part
-    stages = sorted({s for r in runs for s in r["steps"]} - {"(outside steps)"})
+    stages = sorted({s for r in runs for s in r["steps"]} - set(NOT_STEPS))
     costs: dict[str, dict] = {}
     for stage in stages:
         have = [r for r in runs if stage in r["steps"]]
@@ -282,7 +287,7 @@ def check(out: Path, costs_path: Path | None = None) -> str:
              "planner / measured |", "|---|---|---|---|---|---|---|"]
     tw = tp = cw = cp = 0.0
     for name, r in sorted(run["steps"].items(), key=lambda kv: -kv[1]["wall_s"]):
-        if name == "(outside steps)" or name not in plan_s:
+        if name in NOT_STEPS or name not in plan_s:
             continue
         pw, pc = plan_s[name]
         tw, tp, cw, cp = tw + r["wall_s"], tp + pw, cw + r["cpu_s"], cp + pc
@@ -303,7 +308,7 @@ def report(measured: dict, steps: dict[str, dict], home: Path, n: int, shard_siz
              "planner wall s | planner CPU s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in sorted(steps.items(), key=lambda kv: -kv[1]["wall_s"]):
         util = r["cpu_s"] / r["wall_s"] / cores if r["wall_s"] else 0.0
-        tables = tables_of(name, existing) if name != "(outside steps)" else []
+        tables = tables_of(name, existing) if name not in NOT_STEPS else []
         rows = ", ".join(f"{t}: {wh.count(t):,}" for t in tables)
         size = sum(_dir_bytes(wh.root / "lance" / f"{t}.lance") for t in tables)
         p = plan_s.get(name)
