@@ -28,8 +28,11 @@ galaxies it trained on (from the registry rows and the SSL encoder's record).
 
 ``--fit OUT ...`` (no run) fits the planner's per-stage costs (``stage_costs`` of
 ``stages/scale_costs.json``, :func:`stages.plan.project_stages`) on the rehearsals in those ``--out``
-directories: per stage, least squares of ``fixed + per_galaxy * N`` on what is not training and of
-``fixed + per_trained * T`` on the training seconds (two sizes or more identify both terms).
+directories: per stage, non-negative least squares on relative residuals (:func:`_nnls`) of
+``fixed + per_galaxy * N`` on what is not training and of ``fixed + per_trained * T (+ per_galaxy * N)``
+on the training seconds (two sizes or more identify the first two terms; the third, each epoch's
+validation on a val split that keeps growing once ``T`` stops at the cap, needs sizes on both sides of
+the cap).
 """
 
 from __future__ import annotations
@@ -59,6 +62,9 @@ STAGE_TABLES = {"galaxies": ["galaxies", "images"], "embeddings": ["embeddings_*
                 "dinov2_probe": ["models"], "dinov2_finetune": ["models"], "fusion": ["models", "fusion_inputs"],
                 "unet": ["models"], "ssl_encoder": []}
 """Tables each step writes, where the name is not the step's own (``models``: one registry row)."""
+
+FIT_FLOOR_S = 30.0
+"""Seconds below which a stage's fit weighs absolute, not relative, error (the planner check's threshold)."""
 
 NOT_STEPS = ("(outside steps)", "(after exit)")
 """Rows of :func:`proc_profile.per_step` that are no stage."""
@@ -211,19 +217,28 @@ def training_parts(home: Path) -> dict[str, dict]:
     return out
 
 
+def _nnls(columns: list[list[float]], ys: list[float]) -> list[float]:
+    """Coefficients ``c >= 0`` of ``y ~ sum(c_k * column_k)`` by least squares on the *relative* residuals
+    ``(fit - y) / y`` (``scipy.optimize.nnls`` on the rows divided by ``y``): the planner is judged per stage
+    by ``planned / measured``, so a 500-galaxy run counts as much as a 17,736 one (plain least squares fits
+    the largest run and leaves the small ones tens of percent off), and no cost comes out negative. A value
+    under :data:`FIT_FLOOR_S` is divided by the floor instead: a step of a few seconds is judged by its
+    absolute error, or its noise at 500 galaxies would pull the line away from the runs that matter."""
+    from scipy.optimize import nnls
+
+    a, y = np.asarray(columns, float).T, np.asarray(ys, float)
+    w = 1.0 / np.maximum(np.abs(y), FIT_FLOOR_S)
+    coef, _ = nnls(a * w[:, None], y * w)
+    return [float(c) for c in coef]
+
+
 def _line(xs: list[float], ys: list[float]) -> tuple[float, float]:
-    """``y = a + b x`` by least squares on the *relative* residuals ``(a + b x - y) / y``: the planner is
-    judged per stage by ``planned / measured``, so a 500-galaxy run counts as much as a 17,736 one (plain
-    least squares fits the largest run and leaves the small ones tens of percent off). One distinct ``x``,
-    or a negative ``a`` or ``b``: through the origin (the largest ``x``'s point)."""
-    x, y = np.asarray(xs, float), np.asarray(ys, float)
+    """``y = a + b * x`` by :func:`_nnls`; one distinct ``x``: all of it per ``x`` (``a`` = 0), as a fixed
+    cost cannot be told apart."""
     if len(set(xs)) < 2:
-        return 0.0, float(y.sum() / x.sum()) if x.sum() else 0.0
-    b, a = np.polyfit(x, y, 1, w=1.0 / np.maximum(np.abs(y), 1e-3))
-    if a < 0 or b < 0:  # noise at small N: a negative cost projects nonsense; the largest run through the origin
-        k = int(np.argmax(x))
-        return 0.0, float(y[k] / x[k]) if x[k] else 0.0
-    return float(a), float(b)
+        return 0.0, float(sum(ys) / sum(xs)) if sum(xs) else 0.0
+    a, b = _nnls([[1.0] * len(xs), xs], ys)
+    return a, b
 
 
 def fit_stage_costs(outs: list[Path]) -> tuple[dict[str, dict], dict]:
@@ -254,14 +269,20 @@ def fit_stage_costs(outs: list[Path]) -> tuple[dict[str, dict], dict]:
                 # about the same galaxies trained on at every size (the budget's cap): training seconds cannot
                 # be told apart from the per-epoch validation, which grows with N, so all is fitted on N
                 train = []
+        # training also grows with N where the training set stops at the cap (each epoch's validation on
+        # the val split): fitted as its own per-galaxy term once some sizes are at the cap and some not
+        with_n = bool(train) and all(train) and max(t / n for t, n in zip(trained, ns)) > 1.1 * min(
+            t / n for t, n in zip(trained, ns))
         for part in ("wall_s", "cpu_s"):
             total = [float(r["steps"][stage][part]) for r in have]
             shares = [min(t["train_s"] / float(r["steps"][stage]["wall_s"]), 1.0) if train and all(train) else 0.0
                       for t, r in zip(train or [None] * len(have), have)]
             t_part = [v * sh for v, sh in zip(total, shares)]
-            a, b = _line(ns, [v - t for v, t in zip(total, t_part)])
-            ta, tb = _line(trained, t_part) if train and all(train) else (0.0, 0.0)
-            entry[part] = {"fixed": round(a + ta, 4), "per_galaxy": round(b, 6), "per_trained": round(tb, 6)}
+            a, b = _line(ns, [v - t for v, t in zip(total, t_part)])  # fixed: once per command (stages.plan)
+            ta = tb = tn = 0.0
+            if train and all(train):
+                ta, tb, tn = _nnls([[1.0] * len(ns), trained, ns], t_part) if with_n else [*_line(trained, t_part), 0.0]
+            entry[part] = {"fixed": round(a + ta, 4), "per_galaxy": round(b + tn, 6), "per_trained": round(tb, 6)}
         costs[stage] = entry
     loads = [r.get("load", [None, None]) for r in runs]
     from features.sources.galaxy10 import Galaxy10Source

@@ -21,9 +21,13 @@ The costs file (``stages/scale_costs.json``) is written by ``benchmarks/bench_sc
 Every stage of the default job (:func:`project_stages`, the per-stage table of ``astrovision plan``):
 the ``stage_costs`` block, fitted by ``benchmarks/rehearse_galaxy10.py --fit`` on rehearsals of the
 README's ``ingest --source galaxy10 --all`` (one worker in process; its ``stage_costs_measured`` says
-which runs). Each stage's wall and CPU seconds are ``r * fixed + N * per_galaxy + T * per_trained``:
+which runs). Each stage's wall and CPU seconds are ``fixed + N * per_galaxy + T * per_trained``:
 
-- ``r`` its runs: one per shard (``ceil(N / S)``) for a per-shard stage, one for the others;
+- ``fixed`` is paid once per command (a pool's start, numba compiling the morphometrics kernels in a
+  fresh tree, a model's load); every rehearsal ran in Galaxy10's shards of 1,000, so a per-shard start
+  cost cannot be told apart from the per-galaxy one and is folded into ``per_galaxy``; the per-run start
+  of other shard sizes is the first model's ``o`` above. ``runs`` (one per shard, ``ceil(N / S)``, for
+  a per-shard stage, one for the others) is printed, not multiplied;
 - ``N`` the galaxies; ``T`` the galaxies a training stage trains on under its budget,
   ``min(round(share * N), cap)`` with ``cap`` from :func:`stage_budgets` (``share``: the
   part of the catalogue in its training set, 1 for SimCLR, ~0.7 for the classifiers' train split);
@@ -253,7 +257,7 @@ def project_stages(costs: Costs, galaxies: int, shard_size: int,
         cap = int(budgets.get(c.get("budget", ""), 0))
         trained = round(float(c.get("share", 0.0)) * galaxies)
         trained = min(trained, cap) if cap else trained
-        wall, cpu = (runs * p["fixed"] + galaxies * p["per_galaxy"] + trained * p["per_trained"]
+        wall, cpu = (p["fixed"] + galaxies * p["per_galaxy"] + trained * p["per_trained"]
                      for p in (c["wall_s"], c["cpu_s"]))
         out.append(StageProjection(stage, runs, trained, cap, max(wall, 0.0), max(cpu, 0.0)))
     return sorted(out, key=lambda p: -p.wall_s)
