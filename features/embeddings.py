@@ -533,7 +533,7 @@ def embed_images(
             if enc.spec.stamp == "galaxy":  # cut on the galaxy, as in its training (features.ssl.stamps)
                 from features.ssl.stamps import galaxy_stamps
 
-                chunk = galaxy_stamps(chunk, enc.img_size)[0]
+                chunk = galaxy_stamps(chunk, enc.img_size, threads=step_cores())[0]
             x = preprocess(chunk, enc.img_size, start=lo, mean=enc.spec.mean,
                            std=enc.spec.std).to(dev, non_blocking=True)
             tokens = model.forward_features(x)  # type: ignore[attr-defined]

@@ -191,12 +191,13 @@ def to_stamps(images, img_size: int, stamp: str = "frame") -> torch.Tensor:
     ``uint8`` stamps of ``img_size``), as the embedding of an encoder whose spec says so does.
     """
     from features.embeddings import preprocess
+    from features.parallel import step_cores
     from features.ssl.stamps import STAMP_KINDS, galaxy_stamps
 
     if stamp not in STAMP_KINDS:
         raise ValueError(f"unknown stamp kind {stamp!r}; known: {', '.join(STAMP_KINDS)}")
     if stamp == "galaxy":
-        images = galaxy_stamps(images, img_size)[0]
+        images = galaxy_stamps(images, img_size, threads=step_cores())[0]
     x = preprocess(images, img_size)
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)

@@ -25,6 +25,7 @@ from features.embeddings import (
     load_encoder,
 )
 from features.errors import InputError
+from features.parallel import step_cores
 from warehouse import Warehouse, quote
 from warehouse.schemas.embeddings import embedding_spec, embedding_table
 
@@ -267,7 +268,7 @@ def embed_shard(
     flags = np.zeros(n, dtype=np.int64)
     for lo in range(0, n, READ_CHUNK):
         chunk = ids[lo:lo + READ_CHUNK]
-        images = wh.read_images(chunk)
+        images = wh.read_images(chunk, threads=step_cores())
         flags[lo:lo + len(chunk)] = [image_flags(im) | encoder.flags for im in images]
         done = lo
 

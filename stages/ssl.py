@@ -37,6 +37,7 @@ from typing import Any
 
 from features.embeddings import DEFAULT_SSL_ENCODER, ENCODERS, EncoderSpec
 from features.errors import InputError, OfflineError
+from features.parallel import step_cores
 from features.ssl import SSLConfig
 from features.weights import WeightsInfo, WeightsOrigin, load_timm_model, resolve_weights, sha256_file
 from models.config import TRAIN_BUDGETS
@@ -276,7 +277,8 @@ def train_ssl_encoder(
                   f"{config.seed}), at most {len(train_ids) * config.epochs:,} images seen in {config.epochs} epochs")
         log(f"ssl: training {name} on {len(train_ids)} galaxies ({spec.img_size} px {spec.stamp} stamps), start: "
             f"{start}; {budget}")
-        stamps = torch.cat([to_stamps(wh.read_images(train_ids[lo:lo + READ_CHUNK]), spec.img_size, spec.stamp)
+        stamps = torch.cat([to_stamps(wh.read_images(train_ids[lo:lo + READ_CHUNK], threads=step_cores()),
+                                      spec.img_size, spec.stamp)
                             for lo in range(0, len(train_ids), READ_CHUNK)])
         data_key = json.dumps({"ids_sha256": ids_sha, "versions": versions, "start": start, "stamp": spec.stamp,
                                **({"max_images": max_images} if len(train_ids) < len(ids) else {})}, sort_keys=True)

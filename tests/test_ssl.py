@@ -329,6 +329,17 @@ def test_galaxy_stamp_is_centred_and_scaled_on_the_galaxy():
     assert (lum > 60).mean() > 0.5 * (100 / geo.half) ** 2 * (whole > 60).mean()
 
 
+def test_galaxy_stamps_cut_on_threads_equal_the_serial_ones():
+    from features.ssl.stamps import galaxy_stamps
+
+    frames = [_small_galaxy_frame(cy=80 + 7 * i, cx=120 - 5 * i, r=4.0 + i) for i in range(7)]
+    frames[3] = np.zeros_like(frames[3])  # a blank frame among them, kept whole
+    serial, geo = galaxy_stamps(frames, 24)
+    threaded, geo_t = galaxy_stamps(frames, 24, threads=3)
+    assert np.array_equal(serial, threaded) and geo == geo_t
+    assert not geo[3].found and all(g.found for i, g in enumerate(geo) if i != 3)
+
+
 def test_blank_or_sky_only_frame_is_kept_whole():
     from features.ssl.stamps import galaxy_stamps, stamp_geometry
 

@@ -234,6 +234,19 @@ def test_random_image_read_by_id(warehouse):
     assert warehouse.read("images", columns=["height"], where=f"galaxy_id = {quote('demo:000002')}").num_rows == 1
 
 
+def test_images_decoded_on_threads_equal_the_serial_ones(warehouse):
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 255, (40, 40, 3), dtype=np.uint8) for _ in range(9)]
+    warehouse.upsert("images", [image_row(i, im) for i, im in enumerate(images)])
+    ids = [f"demo:{i:06d}" for i in (8, 0, 3, 5, 1, 7, 2, 6, 4)]
+    serial = warehouse.read_images(ids)
+    threaded = warehouse.read_images(ids, threads=3)
+    assert len(threaded) == 9
+    for a, b, i in zip(serial, threaded, (8, 0, 3, 5, 1, 7, 2, 6, 4)):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(b, images[i])  # in the order asked for
+
+
 def test_quote_escapes():
     assert quote("a'b") == "'a''b'"
 
