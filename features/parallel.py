@@ -15,12 +15,14 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-__all__ = ["POOL_MIN_ROWS", "MapFn", "init_worker", "ordered_pool", "pool_workers", "step_cores"]
+__all__ = ["POOL_MIN_ROWS", "MapFn", "exit_with_owner", "init_worker", "ordered_pool", "pool_workers", "step_cores"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -66,15 +68,57 @@ def _serial_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
     return [fn(item) for item in items]
 
 
-def init_worker() -> None:
-    """Worker set-up of a process pool: default SIGTERM, one BLAS/OpenMP thread (the pool is the parallelism).
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, killed and not yet reaped, does not)."""
+    if os.path.isdir("/proc/self"):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _exit_with(owner: int, every_s: float) -> None:
+    while True:
+        time.sleep(every_s)
+        if not _alive(owner):
+            os._exit(1)
+
+
+def exit_with_owner(owner: int, every_s: float = 1.0) -> None:
+    """End this pool worker once ``owner`` (the process that made the pool) is gone.
+
+    When the owner dies without shutting its pool down (``kill``, SIGTERM's default action, the OOM
+    killer), a worker of a ``forkserver`` pool would wait on its task queue forever: it holds both ends
+    of that pipe, so it never sees end-of-file, and the fork server lives as long as its workers. A daemon
+    thread checks every ``every_s`` seconds and ends the worker once the owner is gone (a zombie counts
+    as gone). A pool's ``initializer``, with ``initargs=(os.getpid(),)``.
+    """
+    threading.Thread(target=_exit_with, args=(int(owner), every_s), daemon=True, name="exit-with-owner").start()
+
+
+def init_worker(owner: int | None = None, every_s: float = 1.0) -> None:
+    """Worker set-up of a process pool: default SIGTERM, one BLAS/OpenMP thread (the pool is the parallelism),
+    and an exit when the pool's owner is gone.
 
     A pool stops its workers with SIGTERM. A process started in the background from a shell can inherit
     SIGTERM as ignored, and its workers would then outlive the pool (a hung worker never exits and the
-    join waits forever), so the default action is restored here. Used by :func:`ordered_pool` and the
-    morphometrics pool (:mod:`features.morphometrics.batch`).
+    join waits forever), so the default action is restored here.
+
+    ``owner``: the process that made the pool (pass ``os.getpid()`` in ``initargs``); the worker ends
+    when it is gone (:func:`exit_with_owner`). Used by :func:`ordered_pool` and the morphometrics pool
+    (:mod:`features.morphometrics.batch`).
     """
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if owner is not None:
+        exit_with_owner(owner, every_s)
     for var in _THREAD_VARS:
         os.environ[var] = "1"
     try:
@@ -131,7 +175,8 @@ def ordered_pool(workers: int | None = None, *, preload: Sequence[str] = (),
         if len(items) < min_items:
             return _serial_map(fn, items)
         if pool is None:
-            pool = ProcessPoolExecutor(min(n, len(items)), mp_context=ctx, initializer=init_worker)
+            pool = ProcessPoolExecutor(min(n, len(items)), mp_context=ctx, initializer=init_worker,
+                                       initargs=(os.getpid(),))
         chunksize = max(1, len(items) // (4 * n))
         return list(pool.map(fn, items, chunksize=chunksize))
 

@@ -189,7 +189,7 @@ def _pooled(items: Iterable[MorphInput], bands: tuple[str, ...], options: MorphO
     feeder = _Feeder(items)
     while True:
         stalled = False
-        with ctx.Pool(workers, initializer=init_worker) as pool:
+        with ctx.Pool(workers, initializer=init_worker, initargs=(os.getpid(),)) as pool:
             inflight: deque[tuple[tuple[int, MorphInput], Any]] = deque()
             while True:
                 while len(inflight) < 4 * workers and (task := feeder.next()) is not None:

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from features.errors import InputError
+from features.parallel import exit_with_owner
 from features.sources.base import GalaxyBatch, Source
 from features.sources.classes import GALAXY10_CLASSES, GALAXY10_COUNTS
 from features.sources.synthetic.galaxy import TRUTH_SCHEMA, RenderedGalaxy, render_galaxy
@@ -189,7 +190,8 @@ class SyntheticSurvey(Source):
                 yield _render_chunk(self.seed, self.size, rows, [int(x) for x in self.labels[s:e]])
             return
         ctx = _pool_context()
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=exit_with_owner,
+                                   initargs=(os.getpid(),))
         try:
             pending: deque[list[Future]] = deque()
             it = iter(windows)
