@@ -118,12 +118,12 @@ def _become_subreaper() -> bool:
 
 
 def _children() -> set[tuple[int, float]]:
-    """``(pid, create_time)`` of this process's live children."""
+    """``(pid, create_time)`` of this process's children, zombies included (not reaped yet: they are
+    waited for, as their CPU reaches this process's ``rusage`` only then)."""
     out = set()
     for p in psutil.Process().children():
         try:
-            if p.status() != psutil.STATUS_ZOMBIE:
-                out.add((p.pid, p.create_time()))
+            out.add((p.pid, p.create_time()))
         except psutil.Error:
             continue
     return out
