@@ -16,7 +16,8 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,8 @@ from stages.splits import SplitData
 from stages.trainers import FitOutput, Used
 from stages.versions import artefact_dir, next_version, record_model
 
-__all__ = ["PIXEL_CS", "RegistryRow", "TrainOutcome", "commit_run", "finish_run", "pixel_baseline", "pixel_stamps"]
+__all__ = ["PIXEL_CS", "RegistryRow", "TrainOutcome", "commit_run", "finish_run", "pixel_baseline",
+           "pixel_baseline_beside", "pixel_stamps"]
 
 LogFn = Callable[[str], None]
 
@@ -223,6 +225,51 @@ def pixel_baseline(wh: Any, used: Used, num_classes: int, seed: int) -> tuple[np
 
     atomic_write(path, save)
     return pred, False
+
+
+def _pixel_baseline_at(root: str, local_root: str, used: Used, num_classes: int, seed: int) -> bool:
+    """:func:`pixel_baseline` in a worker process, on the warehouse at ``root``; whether it was cached."""
+    from warehouse import Warehouse
+
+    return pixel_baseline(Warehouse(root, Path(local_root)), used, num_classes, seed)[1]
+
+
+@contextmanager
+def pixel_baseline_beside(wh: Any, used: Used, num_classes: int, seed: int, log: LogFn,
+                          min_rows: int | None = None) -> Iterator[None]:
+    """Fit the gate's pixel baseline (:func:`pixel_baseline`, into its cache) in a second process while
+    the ``with`` block fits a single-threaded model, so the gate later finds it cached.
+
+    Only from ``min_rows`` galaxies (default :data:`features.parallel.POOL_MIN_ROWS`) and with a second
+    core (:func:`features.parallel.step_cores`): below, a process's start costs more than it saves, and
+    the block runs alone as before. At Galaxy10's size the probe's ``C`` chain (one thread, ~100 s) left
+    the second core idle while the pixel probe waited its turn (~55 s) in the gate. The result is the
+    same either way (the cache is keyed by everything the baseline depends on); if the side process
+    fails, the gate fits the baseline itself and reports any error there.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    from features.parallel import POOL_MIN_ROWS, init_worker, step_cores
+
+    n = sum(len(used[s][0]) for s in SPLIT_NAMES)
+    if n < (POOL_MIN_ROWS if min_rows is None else min_rows) or step_cores() < 2:
+        yield
+        return
+    import multiprocessing as mp
+    import os
+
+    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(1, mp_context=mp.get_context(method), initializer=init_worker,
+                             initargs=(os.getpid(),)) as side:
+        ahead = side.submit(_pixel_baseline_at, str(wh.root), str(wh.local_root), used, num_classes, seed)
+        try:
+            yield
+        finally:
+            try:
+                ahead.result()
+            except Exception as exc:  # the gate fits it again and raises there if it must
+                log(f"the gate's pixel baseline beside the fit failed ({type(exc).__name__}: {exc}); "
+                    "the gate fits it itself")
 
 
 def _gate(wh: Any, cfg: RunConfig, split: SplitData, used: Used, test_pred: np.ndarray, log: LogFn) -> Gate:

@@ -241,6 +241,7 @@ def train_images(wh: Any, name: str, cfg: ImageConfig, split: SplitData, tmp: Pa
 def train_probe(wh: Any, name: str, cfg: ProbeConfig, split: SplitData, tmp: Path, log: LogFn,
                 notes: list[str]) -> FitOutput:
     from models.probe import fit_probe
+    from stages.finish import pixel_baseline_beside
     from stages.model_inputs import read_embeddings
 
     table = embedding_table(cfg.encoder)
@@ -276,8 +277,9 @@ def train_probe(wh: Any, name: str, cfg: ProbeConfig, split: SplitData, tmp: Pat
     if random:
         log(f"dinov2_probe: the embeddings in {table} come from a RANDOM-WEIGHTS encoder")
     t0 = time.perf_counter()
-    probe = fit_probe(x["train"], ys["train"], x["val"], ys["val"], num_classes=split.num_classes, seed=cfg.seed)
-    seconds = time.perf_counter() - t0
+    with pixel_baseline_beside(wh, used, split.num_classes, cfg.seed, log):  # the gate's, on the idle core
+        probe = fit_probe(x["train"], ys["train"], x["val"], ys["val"], num_classes=split.num_classes, seed=cfg.seed)
+        seconds = time.perf_counter() - t0
     probe.save(tmp / "probe.npz")
     log(f"dinov2_probe: C = {probe.C:g} chosen on validation (balanced accuracy {probe.val_scores[probe.C]:.4f}); "
         f"{x['train'].shape[1]}-D standardised features, {len(ys['train'])} training galaxies")

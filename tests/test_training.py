@@ -68,6 +68,27 @@ def test_gate_pixel_baseline_is_fitted_once_per_galaxies_and_a_bad_cache_is_refi
     assert len(list((Path(filled.cache_dir) / "gate").glob("pixels-*.npy"))) == 2 and other.version == 4
 
 
+@pytest.mark.skipif(len(__import__("os").sched_getaffinity(0)) < 2, reason="the side process needs a second core")
+def test_gate_pixel_baseline_fitted_beside_the_probe_in_a_process_equals_the_gates_own(filled, monkeypatch):
+    import features.parallel
+
+    gate_dir = Path(filled.cache_dir) / "gate"
+    monkeypatch.setattr(features.parallel, "POOL_MIN_ROWS", 0)  # the toy warehouse counts as Galaxy10-sized
+    logs: list[str] = []
+    beside = train_model(filled, "dinov2_probe", make_config("dinov2_probe"), log=logs.append)
+    assert any("pixel probe from the cache" in m for m in logs)  # the side process filled the cache first
+    assert not any("beside the fit failed" in m for m in logs)
+    cached = np.load(next(gate_dir.glob("pixels-*.npy")))
+    for f in gate_dir.glob("pixels-*.npy"):
+        f.unlink()
+    monkeypatch.setattr(features.parallel, "POOL_MIN_ROWS", 10**9)  # the demo's size: no side process
+    logs.clear()
+    alone = train_model(filled, "dinov2_probe", make_config("dinov2_probe"), log=logs.append)
+    assert not any("from the cache" in m for m in logs)
+    assert alone.gate.as_dict() == beside.gate.as_dict() and alone.metrics == beside.metrics
+    assert np.array_equal(np.load(next(gate_dir.glob("pixels-*.npy"))), cached)
+
+
 OLD_TRAIN_CONFIG = {  # a registry row's config_json before the per-kind configs: every kind's 34 fields
     "preset": "demo", "label_column": "label", "seed": 0, "split_seed": 0, "split_fractions": [0.7, 0.15, 0.15],
     "img_size": 64, "batch_size": 32, "epochs": 3, "lr": 0.001, "weight_decay": 0.05, "patience": 5,
