@@ -22,7 +22,8 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-__all__ = ["POOL_MIN_ROWS", "MapFn", "exit_with_owner", "init_worker", "ordered_pool", "pool_workers", "step_cores"]
+__all__ = ["POOL_MIN_ROWS", "MapFn", "exit_with_owner", "init_worker", "ordered_pool", "pool_workers", "process_pool",
+           "step_cores"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -129,6 +130,20 @@ def init_worker(owner: int | None = None, every_s: float = 1.0) -> None:
         pass
 
 
+def process_pool(workers: int, *, preload: Sequence[str] = (), one_thread: bool = True) -> ProcessPoolExecutor:
+    """A :class:`concurrent.futures.ProcessPoolExecutor` of ``workers`` ``forkserver`` processes (``spawn``
+    where there is none; never ``fork``: the caller may hold torch's and Dagster's threads) whose workers
+    end when this process is gone (:func:`exit_with_owner`) and, with ``one_thread``, run one BLAS thread
+    each with the default SIGTERM (:func:`init_worker`). ``preload`` names modules the fork server imports
+    before it forks, when this pool is the first to start it in the process (later pools share it)."""
+    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    ctx = mp.get_context(method)
+    if method == "forkserver" and preload:
+        ctx.set_forkserver_preload(list(preload))
+    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker if one_thread else exit_with_owner,
+                               initargs=(os.getpid(),))
+
+
 @contextmanager
 def ordered_pool(workers: int | None = None, *, preload: Sequence[str] = (),
                  min_items: int = 2) -> Iterator[MapFn]:
@@ -163,10 +178,6 @@ def ordered_pool(workers: int | None = None, *, preload: Sequence[str] = (),
     if n <= 1:
         yield _serial_map
         return
-    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-    ctx = mp.get_context(method)
-    if method == "forkserver" and preload:
-        ctx.set_forkserver_preload(list(preload))
     pool: ProcessPoolExecutor | None = None
 
     def pooled(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
@@ -175,8 +186,7 @@ def ordered_pool(workers: int | None = None, *, preload: Sequence[str] = (),
         if len(items) < min_items:
             return _serial_map(fn, items)
         if pool is None:
-            pool = ProcessPoolExecutor(min(n, len(items)), mp_context=ctx, initializer=init_worker,
-                                       initargs=(os.getpid(),))
+            pool = process_pool(min(n, len(items)), preload=preload)
         chunksize = max(1, len(items) // (4 * n))
         return list(pool.map(fn, items, chunksize=chunksize))
 

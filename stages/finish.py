@@ -235,32 +235,23 @@ def _pixel_baseline_at(root: str, local_root: str, used: Used, num_classes: int,
 
 
 @contextmanager
-def pixel_baseline_beside(wh: Any, used: Used, num_classes: int, seed: int, log: LogFn,
-                          min_rows: int | None = None) -> Iterator[None]:
+def pixel_baseline_beside(wh: Any, used: Used, num_classes: int, seed: int, log: LogFn) -> Iterator[None]:
     """Fit the gate's pixel baseline (:func:`pixel_baseline`, into its cache) in a second process while
     the ``with`` block fits a single-threaded model, so the gate later finds it cached.
 
-    Only from ``min_rows`` galaxies (default :data:`features.parallel.POOL_MIN_ROWS`) and with a second
+    Only from :data:`features.parallel.POOL_MIN_ROWS` galaxies and with a second
     core (:func:`features.parallel.step_cores`): below, a process's start costs more than it saves, and
     the block runs alone as before. At Galaxy10's size the probe's ``C`` chain (one thread, ~100 s) left
     the second core idle while the pixel probe waited its turn (~55 s) in the gate. The result is the
     same either way (the cache is keyed by everything the baseline depends on); if the side process
     fails, the gate fits the baseline itself and reports any error there.
     """
-    from concurrent.futures import ProcessPoolExecutor
+    import features.parallel as parallel  # POOL_MIN_ROWS read at call time
 
-    from features.parallel import POOL_MIN_ROWS, init_worker, step_cores
-
-    n = sum(len(used[s][0]) for s in SPLIT_NAMES)
-    if n < (POOL_MIN_ROWS if min_rows is None else min_rows) or step_cores() < 2:
+    if sum(len(used[s][0]) for s in SPLIT_NAMES) < parallel.POOL_MIN_ROWS or parallel.step_cores() < 2:
         yield
         return
-    import multiprocessing as mp
-    import os
-
-    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-    with ProcessPoolExecutor(1, mp_context=mp.get_context(method), initializer=init_worker,
-                             initargs=(os.getpid(),)) as side:
+    with parallel.process_pool(1) as side:
         ahead = side.submit(_pixel_baseline_at, str(wh.root), str(wh.local_root), used, num_classes, seed)
         try:
             yield

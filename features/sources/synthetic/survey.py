@@ -9,18 +9,17 @@ byte-identically on its own, serially or over a process pool.
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
 import os
 from collections import OrderedDict, deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from features.errors import InputError
-from features.parallel import exit_with_owner
+from features.parallel import process_pool
 from features.sources.base import GalaxyBatch, Source
 from features.sources.classes import GALAXY10_CLASSES, GALAXY10_COUNTS
 from features.sources.synthetic.galaxy import TRUTH_SCHEMA, RenderedGalaxy, render_galaxy
@@ -56,15 +55,6 @@ def default_workers() -> int:
         return max(len(os.sched_getaffinity(0)), 1)
     except AttributeError:  # not Linux
         return max(os.cpu_count() or 1, 1)
-
-
-def _pool_context() -> mp.context.BaseContext:
-    """``forkserver`` (safe beside threads, unlike fork) with the renderer preloaded, so workers start fast."""
-    if "forkserver" in mp.get_all_start_methods():
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["features.sources.synthetic.galaxy"])
-        return ctx
-    return mp.get_context("spawn")
 
 
 def _render_chunk(seed: int, size: int, rows: list[int], labels: list[int]) -> list[tuple[int, np.ndarray, dict, list]]:
@@ -189,9 +179,8 @@ class SyntheticSurvey(Source):
                 rows = list(range(s, e))
                 yield _render_chunk(self.seed, self.size, rows, [int(x) for x in self.labels[s:e]])
             return
-        ctx = _pool_context()
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=exit_with_owner,
-                                   initargs=(os.getpid(),))
+        # forkserver (safe beside threads, unlike fork) with the renderer preloaded, so workers start fast
+        pool = process_pool(workers, preload=["features.sources.synthetic.galaxy"], one_thread=False)
         try:
             pending: deque[list[Future]] = deque()
             it = iter(windows)
