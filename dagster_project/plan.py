@@ -36,11 +36,14 @@ class AssetNode:
         The asset keys (user strings) it reads.
     group : str
         Its Dagster group (``"default"`` when none was given).
+    kinds : frozenset of str
+        Its Dagster kinds (``"pytorch"``, ``"lance"``, ...).
     """
 
     partitioned: bool
     deps: tuple[str, ...] = ()
     group: str = "default"
+    kinds: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ def asset_graph(defs) -> dict[str, AssetNode]:
                 partitioned=a.partitions_def is not None,
                 deps=tuple(d.asset_key.to_user_string() for d in spec.deps),
                 group=spec.group_name or "default",
+                kinds=frozenset(spec.kinds or ()),
             )
     return graph
 

@@ -38,6 +38,7 @@ from dagster_project.launch import InlinePool, Launch, Pool, launch_runs, projec
 from dagster_project.plan import asset_graph, plan_runs, select_assets
 from dagster_project.report import PipelineReport
 from features.errors import InputError
+from features.parallel import warm_imports
 from warehouse import Warehouse
 
 __all__ = [
@@ -48,9 +49,34 @@ __all__ = [
     "add_shards",
     "instance_for",
     "mark_orphaned_runs",
+    "modules_to_warm",
     "project_defs",
     "run_pipeline",
 ]
+
+WARM_IMPORTS: dict[str, tuple[str, ...]] = {
+    "pytorch": ("torch", "torchvision", "timm"),
+    "embedding_index": ("lancedb",),
+}
+"""Libraries imported in the background when a command starts its steps in this process, by the
+selected assets' Dagster kind or by asset name (:func:`features.parallel.warm_imports`): ~6 s of one core
+for the torch stack and ~1.5 s for lancedb, spent while the shards' pools keep the cores busy instead of
+at the first step that needs them (measured in ``docs/benchmarks.md``, "The demo's idle cores")."""
+
+WARM_FIRST = ("PIL.Image", "PIL.ImageDraw", "PIL.ImageFont", "urllib3", "idna", "sortedcontainers")
+"""What both the warmed libraries and the shard steps import (``tests/test_warm_imports.py``): imported
+in this thread before the warm-up starts (~0.1 s), so no module is imported by two threads at once."""
+
+
+def modules_to_warm(selection: Mapping[str, Any]) -> list[str]:
+    """The :data:`WARM_IMPORTS` of the assets in ``selection`` (name -> :class:`~dagster_project.plan.AssetNode`),
+    each module once, in the table's order."""
+    out: list[str] = []
+    for name, node in selection.items():
+        for key in (*sorted(getattr(node, "kinds", ())), name):
+            out += [m for m in WARM_IMPORTS.get(key, ()) if m not in out]
+    return out
+
 
 _QUIET_LOGGERS = {"console": {"config": {"log_level": "CRITICAL"}}}
 """Dagster's console logger stays quiet: the runner reports failures itself, one line each."""
@@ -165,7 +191,11 @@ def run_pipeline(
     with ExitStack() as stack:
         bar = stack.enter_context(tqdm(total=len(runs), desc=job_name, unit="run", disable=not progress))
         launch = Launch(str(wh.root), job_name, config, tags, execution)
-        pool = _open_pool(stack, launch, defs, set(selection)) if pooled else InlinePool(launch, defs, instance)
+        if pooled:
+            pool = _open_pool(stack, launch, defs, set(selection))
+        else:
+            warm_imports(modules_to_warm(selection), first=WARM_FIRST)
+            pool = InlinePool(launch, defs, instance)
 
         def done(spec) -> None:
             bar.update(1)

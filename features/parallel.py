@@ -12,9 +12,11 @@ No Dagster here: the science and stage code call these with plain functions.
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing as mp
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -23,7 +25,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 __all__ = ["POOL_MIN_ROWS", "MapFn", "exit_with_owner", "init_worker", "ordered_pool", "pool_workers", "process_pool",
-           "step_cores"]
+           "step_cores", "warm_imports"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -200,3 +202,39 @@ def ordered_pool(workers: int | None = None, *, preload: Sequence[str] = (),
     finally:
         if pool is not None:
             pool.shutdown(wait=True)
+
+
+def _import_all(modules: Sequence[str]) -> None:
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:  # the step that needs it imports it again and reports the error there
+            pass
+
+
+def warm_imports(modules: Sequence[str], *, first: Sequence[str] = ()) -> threading.Thread | None:
+    """Import ``modules`` in a daemon thread now, so a later step finds them loaded.
+
+    A command that runs its steps in this process imports each library where a step first needs it:
+    torch, torchvision and timm cost ~6 CPU-seconds on one core at the first training step, with the
+    other core idle. Started while earlier steps keep every core busy (a shard's renderer and
+    morphometrics pools), the import uses CPU that is shared out instead of a core alone. A step that
+    needs a module first waits on Python's import lock for it and never sees it half imported.
+
+    Two threads that enter an import cycle from opposite ends can see a partly initialized module, so
+    no module should be imported by both threads at once: ``first`` names the modules that the steps
+    running meanwhile import too (Pillow, urllib3 for the torch stack and the shard steps); they are
+    imported here, in the calling thread, before the thread starts. ``tests/test_warm_imports.py``
+    checks that the rest of what is warmed shares nothing with the shard steps' imports beyond numpy
+    and the standard library.
+
+    Returns the thread (None when every module is already loaded). An import that fails here is
+    ignored: the step that needs the module imports it again and reports the error.
+    """
+    todo = [m for m in modules if m not in sys.modules]
+    if not todo:
+        return None
+    _import_all(first)
+    thread = threading.Thread(target=_import_all, args=(todo,), daemon=True, name="warm-imports")
+    thread.start()
+    return thread
