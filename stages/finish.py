@@ -25,6 +25,7 @@ from typing import Any
 import joblib
 import numpy as np
 
+from features.parallel import step_cores
 from features.weights import WeightsProvenance
 from models.baselines import (
     PIXEL_STAMP,
@@ -168,7 +169,7 @@ def pixel_stamps(wh: Any, ids: list[str], batch: int = 256) -> np.ndarray:
     """
     from models.data import GalaxyImageDataset
 
-    ds = GalaxyImageDataset(wh, ids, img_size=PIXEL_STAMP, cache_mb=0)
+    ds = GalaxyImageDataset(wh, ids, img_size=PIXEL_STAMP, cache_mb=0, threads=step_cores())
     out = [np.stack([x.numpy() for x, _ in ds.__getitems__(list(range(i, min(i + batch, len(ids)))))])
            for i in range(0, len(ids), batch)]
     return np.concatenate(out) if out else np.zeros((0, 3, PIXEL_STAMP, PIXEL_STAMP), np.uint8)

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from features.parallel import step_cores
 from models.config import RunConfig, config_from_json, resolve_device
 from models.errors import MissingInputError
 from stages.versions import get_model, list_models
@@ -105,7 +106,7 @@ class Predictor:
         dev = resolve_device(device)
         self._model.to(dev)
         ds = GalaxyImageDataset(wh, ids, None, img_size=self.config.img_size, cache_mb=0,
-                                stamp=input_stamp(self.config))
+                                stamp=input_stamp(self.config), threads=step_cores())
         probs, _ = evaluate(self._model, make_loader(ds, batch_size=batch_size, shuffle=False), dev,
                             amp=self.config.amp)
         return probs
@@ -157,7 +158,7 @@ class Predictor:
                                        passes, seed=seed)
             return entropy(samples.mean(axis=0)), mutual_information(samples)
         ds = GalaxyImageDataset(wh, list(galaxy_ids), None, img_size=self.config.img_size, cache_mb=0,
-                                stamp=input_stamp(self.config))
+                                stamp=input_stamp(self.config), threads=step_cores())
         batches = (prepare_batch(x, dev) for x, _ in make_loader(ds, batch_size=batch_size, shuffle=False))
         samples = mc_dropout_probs(self._model, batches, passes, seed=seed)
         return entropy(samples.mean(axis=0)), mutual_information(samples)

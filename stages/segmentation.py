@@ -28,6 +28,7 @@ import numpy as np
 
 from features.errors import InputError
 from features.flags import Flag
+from features.parallel import step_cores
 from features.segmentation import (
     CLASS_NAMES,
     PSEUDO_LABEL_METHOD,
@@ -231,7 +232,7 @@ class UNetOutcome:
 def _stamps(wh: Any, ids: Sequence[str]) -> list[np.ndarray]:
     from features.pixels import model_input_uint8
 
-    return [model_input_uint8(im) for im in wh.read_images(list(ids))]
+    return [model_input_uint8(im) for im in wh.read_images(list(ids), threads=step_cores())]
 
 
 def _predict(model: Any, stamps: Sequence[np.ndarray], size: int) -> list[np.ndarray]:

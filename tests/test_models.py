@@ -217,6 +217,33 @@ def test_dataset_reads_one_batch_per_take_and_caches():
     assert reader.calls == 1  # cached stamps
 
 
+@pytest.mark.parametrize("stamp", ["frame", "galaxy"])
+def test_dataset_threads_read_parts_side_by_side_and_give_the_same_stamps(stamp):
+    images, y = toy_images(11, 40)
+    ids = [f"g{i}" for i in range(11)]
+    plain = GalaxyImageDataset(_Reader(images), ids, y, img_size=24, cache_mb=0, stamp=stamp)
+    reader = _Reader(images)
+    threaded = GalaxyImageDataset(reader, ids, y, img_size=24, cache_mb=0, stamp=stamp, threads=3)
+    order = [10, 2, 7, 0, 5, 9, 1]
+    for (xa, ya), (xb, yb) in zip(threaded.__getitems__(order), plain.__getitems__(order)):
+        assert torch.equal(xa, xb) and ya == yb
+    assert reader.calls == 3  # one read per thread's part
+    assert len(threaded.__getitems__([4])) == 1 and reader.calls == 4  # one galaxy: one read
+
+
+def test_dataset_threads_pass_a_read_error_on():
+    class Broken(_Reader):
+        def read_images(self, ids):
+            if "g5" in ids:
+                raise OSError("truncated PNG in g5")
+            return super().read_images(ids)
+
+    images, y = toy_images(8, 40)
+    ds = GalaxyImageDataset(Broken(images), [f"g{i}" for i in range(8)], y, img_size=24, threads=2)
+    with pytest.raises(OSError, match="truncated PNG in g5"):
+        ds.__getitems__(list(range(8)))
+
+
 def test_background_cache_fill_caches_every_stamp_without_changing_a_batch():
     from models.data import background_cache_fill
 
