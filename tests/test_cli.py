@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 import urllib.request
 from pathlib import Path
@@ -34,6 +35,24 @@ def test_output_into_a_closed_pipe_stops_quietly(tmp_path):
     os.close(write)
     assert proc.returncode == 141 and "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, \
         proc.stderr
+
+
+def test_quick_exit_keeps_threads_atexit_and_buffered_output_and_the_status():
+    """The console script skips only the interpreter's teardown: a running thread finishes, atexit handlers
+    run (after the thread, as in Python's own exit), buffered output is written, the status is kept."""
+    code = textwrap.dedent("""
+        import atexit, sys, threading, time
+        from service.cli import quick_exit
+        atexit.register(lambda: print("atexit ran", flush=False))
+        threading.Thread(target=lambda: (time.sleep(0.3), print("thread done", flush=False))).start()
+        sys.stdout.write("x" * 200_000)
+        sys.stderr.write("to stderr")
+        quick_exit(3)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout.startswith("x" * 200_000) and proc.stdout.endswith("thread done\natexit ran\n")
+    assert proc.stderr == "to stderr"
 
 
 @pytest.fixture(scope="module")
