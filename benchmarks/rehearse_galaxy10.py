@@ -7,6 +7,7 @@ Usage (serialised with the other engineers' heavy runs)::
     .venv/bin/python benchmarks/rehearse_galaxy10.py --path ~/data/Galaxy10_DECals.h5   # the real file
     .venv/bin/python benchmarks/rehearse_galaxy10.py --fit OUT1 OUT2      # planner costs from two rehearsals
     .venv/bin/python benchmarks/rehearse_galaxy10.py --check OUT3         # planner vs a third one, per stage
+    .venv/bin/python benchmarks/rehearse_galaxy10.py --restep dinov2_probe --out OUT   # one stage again
 
 Without ``--path`` it first writes a Galaxy10-format HDF5 (the datasets, dtypes and shapes
 :class:`features.sources.galaxy10.Galaxy10Source` reads: ``images`` uint8 N x 256 x 256 x 3, ``ans``
@@ -33,6 +34,13 @@ directories: per stage, non-negative least squares on relative residuals (:func:
 on the training seconds (two sizes or more identify the first two terms; the third, each epoch's
 validation on a val split that keeps growing once ``T`` stops at the cap, needs sizes on both sides of
 the cap).
+
+``--restep MODEL --out OUT`` measures one training stage of a finished rehearsal again on its own
+warehouse, with the code of today (``astrovision train MODEL``, the same step under the same profiler,
+the gate's cached pixel baseline removed first so the step fits it as in the full run), and puts it in
+place of that stage's row of ``<out>/rehearsal.json``; the row it replaced and the commit that measured
+the new one are kept under ``restepped``. It is how a change to one stage reaches ``--fit`` without
+another hour-long rehearsal.
 """
 
 from __future__ import annotations
@@ -296,6 +304,34 @@ def fit_stage_costs(outs: list[Path]) -> tuple[dict[str, dict], dict]:
     return costs, measured
 
 
+def restep(out: Path, model: str) -> dict:
+    """Measure ``model``'s training stage again on the rehearsal in ``out`` and replace its row (see the
+    module docstring); returns the new row."""
+    import shutil
+    import subprocess
+
+    from warehouse import Warehouse
+
+    path = out / "rehearsal.json"
+    run = json.loads(path.read_text())
+    home = out / "home"
+    shutil.rmtree(Path(Warehouse.open(home).cache_dir) / "gate", ignore_errors=True)
+    cmd = [str(Path(sys.executable).with_name("astrovision")), "--home", str(home), "train", model]
+    measured = run_measured(cmd)
+    if measured["rc"] != 0:
+        raise SystemExit(f"{' '.join(cmd)} exited {measured['rc']}")
+    row = per_step(measured, step_windows(home, measured["epoch0"]))[model]
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip() or "?"
+    run.setdefault("restepped", {})[model] = {"before": run["steps"].get(model), "commit": commit,
+                                              "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                              "load": round(os.getloadavg()[0], 1)}
+    run["steps"][model] = row
+    run["training"] = training_parts(home)
+    path.write_text(json.dumps(run))
+    return row
+
+
 def check(out: Path, costs_path: Path | None = None) -> str:
     """Planner vs measured, per stage, for the rehearsal in ``out`` (its N, Galaxy10's shard size)."""
     from features.sources.galaxy10 import Galaxy10Source
@@ -358,7 +394,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --fit: the costs file to update, with --check: to read (default stages/scale_costs.json)")
     ap.add_argument("--check", type=Path, metavar="OUT",
                     help="no run: planner vs measured per stage for the rehearsal in this --out directory")
+    ap.add_argument("--restep", metavar="MODEL",
+                    help="with --out: measure this training stage again on that rehearsal's warehouse and "
+                         "replace its row in rehearsal.json")
     args = ap.parse_args(argv)
+    if args.restep:
+        if args.out is None:
+            ap.error("--restep needs --out (a finished rehearsal)")
+        os.environ.setdefault("PYTHONPATH", str(ROOT))
+        row = restep(args.out, args.restep)
+        before = json.loads((args.out / "rehearsal.json").read_text())["restepped"][args.restep]["before"] or {}
+        print(f"{args.restep}: {row['wall_s']:.1f} s wall, {row['cpu_s']:.1f} CPU s (the rehearsal's row: "
+              f"{before.get('wall_s', float('nan')):.1f} s wall, {before.get('cpu_s', float('nan')):.1f} CPU s)")
+        return 0
     if args.check:
         print(check(args.check, args.costs))
         return 0

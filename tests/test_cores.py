@@ -166,6 +166,31 @@ def test_stage_costs_fitted_on_two_rehearsals_reproduce_them(tmp_path):
     assert "| cnn | 37.0 | 37.0 | 1.00 |" in table
 
 
+def test_restep_measures_one_stage_again_on_a_rehearsals_warehouse(tmp_path):
+    """``rehearse_galaxy10.py --restep``: the stage runs again as a real ``astrovision train`` under the
+    profiler, with the gate's cached pixel baseline removed first; its row is replaced, the old one kept."""
+    from rehearse_galaxy10 import restep
+    from toy_warehouse import fill_toy_warehouse
+
+    from warehouse import Warehouse
+
+    out = tmp_path / "rehearsal"
+    wh = Warehouse.open(out / "home")
+    fill_toy_warehouse(wh, n=40)
+    stale = Path(wh.cache_dir) / "gate" / "pixels-stale.npy"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"not a cached baseline")
+    old = {"wall_s": 999.0, "cpu_s": 999.0, "runs": 1}
+    (out / "rehearsal.json").write_text(json.dumps({"n": 40, "steps": {"dinov2_probe": old, "galaxies": old},
+                                                    "training": {}}))
+    row = restep(out, "dinov2_probe")
+    run = json.loads((out / "rehearsal.json").read_text())
+    assert run["steps"]["dinov2_probe"] == row and row["runs"] == 1 and 0 < row["wall_s"] < 999
+    assert run["steps"]["galaxies"] == old and run["restepped"]["dinov2_probe"]["before"] == old
+    assert not stale.exists() and list(stale.parent.glob("pixels-*.npy"))  # fitted again, cached again
+    assert [m["name"] for m in Warehouse.open(out / "home").read("models").to_pylist()] == ["dinov2_probe"]
+
+
 def test_stage_cost_line_is_fitted_on_relative_residuals():
     """The planner is judged by planned / measured per stage: a small rehearsal weighs as much as a big one."""
     from rehearse_galaxy10 import _line
