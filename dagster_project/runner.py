@@ -52,6 +52,7 @@ __all__ = [
     "modules_to_warm",
     "project_defs",
     "run_pipeline",
+    "start_warm_imports",
 ]
 
 WARM_IMPORTS: dict[str, tuple[str, ...]] = {
@@ -66,6 +67,15 @@ at the first step that needs them (measured in ``docs/benchmarks.md``, "The demo
 WARM_FIRST = ("PIL.Image", "PIL.ImageDraw", "PIL.ImageFont", "urllib3", "idna", "sortedcontainers")
 """What both the warmed libraries and the shard steps import (``tests/test_warm_imports.py``): imported
 in this thread before the warm-up starts (~0.1 s), so no module is imported by two threads at once."""
+
+
+def start_warm_imports(groups: Sequence[str] | None = None, assets: Sequence[str] | None = None,
+                       defs: dg.Definitions | None = None) -> Any:
+    """Start the warm-up of :data:`WARM_IMPORTS` for the assets a later :func:`run_pipeline` of ``groups``
+    and ``assets`` will run, now: for a command with work of its own first (the demo renders its survey
+    on every core before its first run). Returns the thread, or None."""
+    selection = select_assets(asset_graph(project_defs() if defs is None else defs), groups, assets)
+    return warm_imports(modules_to_warm(selection), first=WARM_FIRST)
 
 
 def modules_to_warm(selection: Mapping[str, Any]) -> list[str]:
@@ -191,15 +201,17 @@ def run_pipeline(
     with ExitStack() as stack:
         bar = stack.enter_context(tqdm(total=len(runs), desc=job_name, unit="run", disable=not progress))
         launch = Launch(str(wh.root), job_name, config, tags, execution)
-        if pooled:
-            pool = _open_pool(stack, launch, defs, set(selection))
-        else:
-            warm_imports(modules_to_warm(selection), first=WARM_FIRST)
-            pool = InlinePool(launch, defs, instance)
+        pool = _open_pool(stack, launch, defs, set(selection)) if pooled else InlinePool(launch, defs, instance)
+        # in process, the libraries of later steps are imported beside the runs after the first: while
+        # the first run sets up, the warm-up and the main thread would only share its one core (the GIL)
+        warm = [] if pooled else modules_to_warm(selection)
 
         def done(spec) -> None:
             bar.update(1)
             bar.set_postfix_str(spec.label)
+            if warm:
+                warm_imports(warm, first=WARM_FIRST)
+                warm.clear()
 
         launch_runs(runs, pool, execution.workers, report, log, done)
     return report

@@ -241,7 +241,7 @@ def run_demo(wh: Warehouse, n: int | None = None, seed: int = 0, shard_size: int
     features.errors.InputError
         ``n``, ``shard_size`` below 1 or ``seed`` negative (checked before anything is written).
     """
-    from dagster_project.runner import run_pipeline
+    from dagster_project.runner import run_pipeline, start_warm_imports
     from features.sources.sky import check_nside
     from features.sources.synthetic import DEFAULT_N, SyntheticSurvey, contact_sheet
     from stages.photometry import demo_catalogue
@@ -251,6 +251,8 @@ def run_demo(wh: Warehouse, n: int | None = None, seed: int = 0, shard_size: int
     if healpix_nside is not None:
         check_nside(healpix_nside)  # before anything is written
     t0 = time.perf_counter()
+    if execution is None or (execution.in_process and execution.workers == 1):
+        start_warm_imports(groups)  # beside the rendering below, which keeps every core busy
     survey = SyntheticSurvey(n=DEFAULT_N if n is None else n, seed=seed)
     if shard_size is None and healpix_nside is None:
         from dagster_project.executors import cores
