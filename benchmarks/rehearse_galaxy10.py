@@ -320,7 +320,8 @@ def restep(out: Path, model: str) -> dict:
     measured = run_measured(cmd)
     if measured["rc"] != 0:
         raise SystemExit(f"{' '.join(cmd)} exited {measured['rc']}")
-    row = per_step(measured, step_windows(home, measured["epoch0"]))[model]
+    ours = [w for w in step_windows(home, measured["epoch0"]) if w["start"] >= 0]  # not the rehearsal's own runs
+    row = per_step(measured, ours)[model]
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip() or "?"
     run.setdefault("restepped", {})[model] = {"before": run["steps"].get(model), "commit": commit,

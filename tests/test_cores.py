@@ -188,7 +188,10 @@ def test_restep_measures_one_stage_again_on_a_rehearsals_warehouse(tmp_path):
     assert run["steps"]["dinov2_probe"] == row and row["runs"] == 1 and 0 < row["wall_s"] < 999
     assert run["steps"]["galaxies"] == old and run["restepped"]["dinov2_probe"]["before"] == old
     assert not stale.exists() and list(stale.parent.glob("pixels-*.npy"))  # fitted again, cached again
-    assert [m["name"] for m in Warehouse.open(out / "home").read("models").to_pylist()] == ["dinov2_probe"]
+    again = restep(out, "dinov2_probe")  # the warehouse's earlier runs of the step are not this one's
+    run = json.loads((out / "rehearsal.json").read_text())
+    assert again["runs"] == 1 and run["restepped"]["dinov2_probe"]["before"] == row
+    assert [m["name"] for m in Warehouse.open(out / "home").read("models").to_pylist()] == ["dinov2_probe"] * 2
 
 
 def test_stage_cost_line_is_fitted_on_relative_residuals():
