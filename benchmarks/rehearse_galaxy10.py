@@ -296,7 +296,12 @@ def fit_stage_costs(outs: list[Path]) -> tuple[dict[str, dict], dict]:
     from features.sources.galaxy10 import Galaxy10Source
 
     size = Galaxy10Source.default_shard_size
-    measured = {"on": f"rehearsals of {', '.join(str(r['n']) for r in runs)} galaxies (shards of {size:,})",
+    again: dict[str, list[str]] = {}
+    for r in runs:
+        for stage in r.get("restepped", {}):
+            again.setdefault(stage, []).append(str(r["n"]))
+    resteps = "".join(f"; {stage} measured again at {', '.join(ns)} (--restep)" for stage, ns in again.items())
+    measured = {"on": f"rehearsals of {', '.join(str(r['n']) for r in runs)} galaxies (shards of {size:,}){resteps}",
                 "command": "benchmarks/rehearse_galaxy10.py --n N, then --fit", "commit": runs[0].get("commit", "?"),
                 "machine": f"{runs[0].get('cores', 2)} cores, load average "
                            + ", ".join(f"{lo[0]}-{lo[1]}" for lo in loads),
