@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 __all__ = ["POOL_MIN_ROWS", "MapFn", "exit_with_owner", "init_worker", "ordered_pool", "pool_workers", "process_pool",
-           "step_cores", "warm_imports"]
+           "step_cores", "thread_map", "warm_imports"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -202,6 +202,26 @@ def ordered_pool(workers: int | None = None, *, preload: Sequence[str] = (),
     finally:
         if pool is not None:
             pool.shutdown(wait=True)
+
+
+def thread_map(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None) -> list[R]:
+    """``[fn(item) for item in items]`` on ``workers`` threads (default :func:`step_cores`), in input order.
+
+    For jobs that spend their time in large numpy operations, which release the GIL (the analysis'
+    seeded Spearman bootstraps: 0.52x on 2 threads for 600 galaxies), where a process pool's start
+    costs more than the jobs (:data:`POOL_MIN_ROWS`). BLAS is held to one thread meanwhile, as in a
+    pool's workers; ``fn`` must not depend on global random state. The first exception is raised.
+    """
+    items = list(items)
+    n = min(step_cores() if workers is None else max(1, int(workers)), len(items))
+    if n <= 1:
+        return _serial_map(fn, items)
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1), ThreadPoolExecutor(n) as pool:
+        return list(pool.map(fn, items))
 
 
 def _import_all(modules: Sequence[str]) -> None:

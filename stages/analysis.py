@@ -396,14 +396,15 @@ replaced in one commit; other encoders' rows stay.
 
     The estimates (each seeded on its own) are computed by ``workers`` processes (default: the step's
     cores, :func:`features.parallel.step_cores`, from :data:`features.parallel.POOL_MIN_ROWS` galaxies
-    in the largest embeddings table, else 1; 1: in this process); the rows are the same either way.
+    in the largest embeddings table; below it the Spearman estimates run on the step's cores as threads,
+    :func:`features.parallel.thread_map`; 1: all in this thread); the rows are the same either way.
 
     Raises
     ------
     ValueError
         No embeddings, or an encoder without a PCA map.
     """
-    from features.parallel import ordered_pool, pool_workers
+    from features.parallel import ordered_pool, pool_workers, thread_map
 
     t0 = time.perf_counter()
     tables = encoder_tables(wh, encoders)
@@ -460,8 +461,11 @@ replaced in one commit; other encoders' rows stay.
     # the rho jobs run on each encoder's own vectors: the largest table decides, not the galaxies all
     # of them share (a sampled random_vits14 baseline makes that ~3,000 at any N)
     largest = max([len(shared), *(len(v.ids) for v in vecs.values())])
-    with ordered_pool(pool_workers(workers, largest), preload=["models.representation"]) as pmap:
-        rhos = pmap(_spearman_job, rho_jobs)
+    procs = pool_workers(workers, largest)
+    with ordered_pool(procs, preload=["models.representation"]) as pmap:
+        # below the pool's threshold the rho jobs still share the cores, as threads: numpy's sorts and
+        # reductions release the GIL, so they cost no process start (workers=1: all in this thread)
+        rhos = (pmap if procs != 1 or workers == 1 else thread_map)(_spearman_job, rho_jobs)
         estimates = dict(zip(r2_jobs, pmap(_r2_job, list(r2_jobs.values()))))
     for row, e in zip(rho_rows, rhos):
         rows.append({**row, "value": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high, "p": e.p, "n": e.n})

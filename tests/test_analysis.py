@@ -296,19 +296,39 @@ def test_umaps_fitted_side_by_side_in_processes_equal_the_serial_ones(tmp_path):
         assert a["fitted"] == b["fitted"] == 60 and a["knn10_preservation"] == b["knn10_preservation"] is not None
 
 
-def test_analysis_estimates_in_processes_equal_the_serial_ones(tmp_path):
-    """Issue 25: rho and R^2 rows from two processes are the serial path's, value for value (NaN where it is NaN)."""
+def test_analysis_estimates_in_processes_or_threads_equal_the_serial_ones(tmp_path, monkeypatch):
+    """Issue 25: rho and R^2 rows from two processes, or (the default below the pool's threshold) with the rho
+    jobs on two threads, are the serial path's, value for value (NaN where it is NaN)."""
+    import features.parallel
     from warehouse import Warehouse
 
+    monkeypatch.setattr(features.parallel, "step_cores", lambda: 2)  # two threads on any machine
     results = []
-    for name, workers in (("serial", 1), ("pool", 2)):
+    for name, workers in (("serial", 1), ("pool", 2), ("threads", None)):
         wh = Warehouse.open(tmp_path / name)
         fill_toy(wh)
         build_maps(wh, methods=["pca"])
         out = analyse(wh, n_boot=50, n_perm=50, workers=workers)
         results.append((out.rows.to_pylist(), out.notes))
-    (serial, notes), (pooled, pooled_notes) = results
-    assert len(serial) > 20 and notes == pooled_notes
+    (serial, notes), *others = results
+    assert len(serial) > 20
     assert {r["statistic"] for r in serial} >= {"spearman_pc1", "r2_cv", "r2_cv_minus_pixels"}
-    for a, b in zip(serial, pooled, strict=True):
-        assert all(a[k] == b[k] or (a[k] != a[k] and b[k] != b[k]) for k in a), (a, b)
+    for rows, other_notes in others:
+        assert other_notes == notes
+        for a, b in zip(serial, rows, strict=True):
+            assert all(a[k] == b[k] or (a[k] != a[k] and b[k] != b[k]) for k in a), (a, b)
+
+
+def test_thread_map_keeps_order_and_raises_the_first_error():
+    from features.parallel import thread_map
+
+    assert thread_map(lambda x: x * x, range(20), workers=3) == [x * x for x in range(20)]
+    assert thread_map(lambda x: x + 1, [], workers=2) == []
+
+    def bad(x):
+        if x == 5:
+            raise ValueError("galaxy 5")
+        return x
+
+    with pytest.raises(ValueError, match="galaxy 5"):
+        thread_map(bad, range(10), workers=2)
