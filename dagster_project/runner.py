@@ -15,6 +15,7 @@ and :mod:`dagster_project.instance` keeps the instance safe to share between CLI
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import replace
@@ -59,7 +60,7 @@ WARM_IMPORTS: dict[str, tuple[str, ...]] = {
     "pytorch": ("torch", "torchvision", "timm"),
     "embedding_index": ("lancedb",),
 }
-"""Libraries imported in the background when a command starts its steps in this process, by the
+"""Libraries imported in the background once the first run of an in-process command is done, by the
 selected assets' Dagster kind or by asset name (:func:`features.parallel.warm_imports`): ~6 s of one core
 for the torch stack and ~1.5 s for lancedb, spent while the shards' pools keep the cores busy instead of
 at the first step that needs them (measured in ``docs/benchmarks.md``, "The demo's idle cores")."""
@@ -70,7 +71,7 @@ in this thread before the warm-up starts (~0.1 s), so no module is imported by t
 
 
 def start_warm_imports(groups: Sequence[str] | None = None, assets: Sequence[str] | None = None,
-                       defs: dg.Definitions | None = None) -> Any:
+                       defs: dg.Definitions | None = None) -> threading.Thread | None:
     """Start the warm-up of :data:`WARM_IMPORTS` for the assets a later :func:`run_pipeline` of ``groups``
     and ``assets`` will run, now: for a command with work of its own first (the demo renders its survey
     on every core before its first run). Returns the thread, or None."""
@@ -83,7 +84,7 @@ def modules_to_warm(selection: Mapping[str, Any]) -> list[str]:
     each module once, in the table's order."""
     out: list[str] = []
     for name, node in selection.items():
-        for key in (*sorted(getattr(node, "kinds", ())), name):
+        for key in (*sorted(node.kinds), name):
             out += [m for m in WARM_IMPORTS.get(key, ()) if m not in out]
     return out
 
