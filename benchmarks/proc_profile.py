@@ -107,14 +107,30 @@ class TreeSampler:
 
 
 PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
+
+
+def _set_subreaper(on: bool) -> bool:
+    """Make this process the child subreaper of what it starts, or stop being one (Linux); False where
+    that is not possible."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _is_subreaper() -> bool:
+    try:
+        flag = ctypes.c_int(0)
+        ok = ctypes.CDLL(None, use_errno=True).prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0) == 0
+        return ok and bool(flag.value)
+    except (OSError, AttributeError):
+        return False
 
 
 def _become_subreaper() -> bool:
     """Make this process the child subreaper of what it starts (Linux); False where that is not possible."""
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
+    return _set_subreaper(True)
 
 
 def _children() -> set[tuple[int, float]]:
@@ -155,7 +171,16 @@ def _children_cpu() -> float:
 def run_measured(cmd: list[str], interval: float = 0.5, env: dict | None = None) -> dict:
     """Run ``cmd``; its exit status, wall, exact CPU of the whole tree (rusage, orphans included where the
     profiler can be their subreaper), sampled series and start epoch."""
+    was_subreaper = _is_subreaper()
     subreaper = _become_subreaper()
+    try:
+        return _run(cmd, interval, env, subreaper)
+    finally:
+        if subreaper and not was_subreaper:  # leave the caller as it was: later orphans of its other
+            _set_subreaper(False)            # children (a test process's) go to init, not to it
+
+
+def _run(cmd: list[str], interval: float, env: dict | None, subreaper: bool) -> dict:
     own = frozenset(_children())  # e.g. the rehearsal renderer's forkserver: not the command's
     cpu0 = _children_cpu()
     epoch0 = time.time()

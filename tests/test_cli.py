@@ -213,8 +213,7 @@ def test_show_of_a_record_without_predictions_imports_no_duckdb_pil_or_filelock(
     from warehouse import Warehouse
 
     make_warehouse(Warehouse.open(tmp_path / "wh"))
-    code = ("import sys, runpy; sys.argv = ['astrovision', '--home', sys.argv[1], 'show', 'demo:000003'];\n"
-            "try:\n    runpy.run_module('service.cli', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+    code = ("import sys\nfrom service.cli import main\nassert main(['--home', sys.argv[1], 'show', 'demo:000003']) == 0\n"
             "print(sorted(m for m in ('duckdb', 'PIL', 'filelock', 'polars') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "wh")], capture_output=True, text=True,
                          timeout=120, cwd=tmp_path)

@@ -35,6 +35,16 @@ def test_orphans_cpu_is_counted(tmp_path: Path) -> None:
     assert m["cpu_s"] >= 0.5
 
 
+def test_the_profiler_leaves_its_caller_no_subreaper(tmp_path: Path) -> None:
+    """After a measurement, orphans of the caller's other children go to init again, not to the caller
+    (a test process that measured once would otherwise collect every later test's orphans)."""
+    from proc_profile import _is_subreaper
+
+    assert not _is_subreaper()
+    assert run_measured([sys.executable, "-c", "pass"], interval=0.05)["subreaper"]
+    assert not _is_subreaper()
+
+
 def test_time_after_the_command_exits_is_not_outside_steps() -> None:
     """Samples taken while the profiler waits for orphans (after the command's wall) get their own row."""
     from proc_profile import per_step
