@@ -207,10 +207,12 @@ def ordered_pool(workers: int | None = None, *, preload: Sequence[str] = (),
 def thread_map(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None) -> list[R]:
     """``[fn(item) for item in items]`` on ``workers`` threads (default :func:`step_cores`), in input order.
 
-    For jobs that spend their time in large numpy operations, which release the GIL (the analysis'
-    seeded Spearman bootstraps: 0.52x on 2 threads for 600 galaxies), where a process pool's start
-    costs more than the jobs (:data:`POOL_MIN_ROWS`). BLAS is held to one thread meanwhile, as in a
-    pool's workers; ``fn`` must not depend on global random state. The first exception is raised.
+    For work whose time is in code that releases the GIL, where a process pool's start costs more than
+    the work (:data:`POOL_MIN_ROWS`): the analysis' seeded Spearman bootstraps (numpy's sorts), Pillow's
+    decoding and resizing, galaxy stamps. ``fn`` must not depend on global random state; a caller whose
+    jobs call BLAS holds it to one thread around the map (``threadpoolctl.threadpool_limits(1)``), as a
+    pool's workers do. With one worker (or one item) the map is a plain loop. The first exception is
+    raised.
     """
     items = list(items)
     n = min(step_cores() if workers is None else max(1, int(workers)), len(items))
@@ -218,9 +220,7 @@ def thread_map(fn: Callable[[T], R], items: Iterable[T], workers: int | None = N
         return _serial_map(fn, items)
     from concurrent.futures import ThreadPoolExecutor
 
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1), ThreadPoolExecutor(n) as pool:
+    with ThreadPoolExecutor(n) as pool:
         return list(pool.map(fn, items))
 
 

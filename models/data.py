@@ -144,15 +144,11 @@ class GalaxyImageDataset(Dataset):
         def part(ks: Sequence[int]) -> list[np.ndarray]:
             return [self._resize(im) for im in self.reader.read_images([self.galaxy_ids[i] for i in ks])]
 
-        n = min(self.threads, len(indices))
-        if n <= 1:
-            return part(indices)
-        from concurrent.futures import ThreadPoolExecutor
+        from features.parallel import thread_map
 
-        size = -(-len(indices) // n)
+        size = -(-len(indices) // min(self.threads, max(1, len(indices))))
         parts = [indices[k:k + size] for k in range(0, len(indices), size)]
-        with ThreadPoolExecutor(len(parts)) as pool:
-            return [stamp for chunk in pool.map(part, parts) for stamp in chunk]
+        return [stamp for chunk in thread_map(part, parts, workers=self.threads) for stamp in chunk]
 
     @property
     def fits_in_cache(self) -> bool:

@@ -463,9 +463,15 @@ replaced in one commit; other encoders' rows stay.
     largest = max([len(shared), *(len(v.ids) for v in vecs.values())])
     procs = pool_workers(workers, largest)
     with ordered_pool(procs, preload=["models.representation"]) as pmap:
-        # below the pool's threshold the rho jobs still share the cores, as threads: numpy's sorts and
-        # reductions release the GIL, so they cost no process start (workers=1: all in this thread)
-        rhos = (pmap if procs != 1 or workers == 1 else thread_map)(_spearman_job, rho_jobs)
+        if procs == 1 and workers is None:
+            # below the pool's threshold the rho jobs still share the cores, as threads: numpy's sorts and
+            # reductions release the GIL, so they cost no process start; BLAS one thread, as in a pool
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(1):
+                rhos = thread_map(_spearman_job, rho_jobs)
+        else:
+            rhos = pmap(_spearman_job, rho_jobs)
         estimates = dict(zip(r2_jobs, pmap(_r2_job, list(r2_jobs.values()))))
     for row, e in zip(rho_rows, rhos):
         rows.append({**row, "value": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high, "p": e.p, "n": e.n})

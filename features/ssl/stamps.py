@@ -166,11 +166,6 @@ def galaxy_stamps(images: Sequence[np.ndarray] | np.ndarray, size: int,
         out[i] = (_cut(rgb, g, size).permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
         return g
 
-    if threads > 1 and len(images) > 1:
-        from concurrent.futures import ThreadPoolExecutor
+    from features.parallel import thread_map
 
-        with ThreadPoolExecutor(min(int(threads), len(images))) as pool:
-            geometry = list(pool.map(one, range(len(images))))
-    else:
-        geometry = [one(i) for i in range(len(images))]
-    return out, geometry
+    return out, thread_map(one, range(len(images)), workers=threads)
