@@ -309,11 +309,18 @@ def fit_stage_costs(outs: list[Path]) -> tuple[dict[str, dict], dict]:
     return costs, measured
 
 
+def _commit() -> str:
+    """The short commit of this checkout (``?`` outside git)."""
+    import subprocess
+
+    return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip() or "?"
+
+
 def restep(out: Path, model: str) -> dict:
     """Measure ``model``'s training stage again on the rehearsal in ``out`` and replace its row (see the
     module docstring); returns the new row."""
     import shutil
-    import subprocess
 
     from warehouse import Warehouse
 
@@ -327,9 +334,7 @@ def restep(out: Path, model: str) -> dict:
         raise SystemExit(f"{' '.join(cmd)} exited {measured['rc']}")
     ours = [w for w in step_windows(home, measured["epoch0"]) if w["start"] >= 0]  # not the rehearsal's own runs
     row = per_step(measured, ours)[model]
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip() or "?"
-    run.setdefault("restepped", {})[model] = {"before": run["steps"].get(model), "commit": commit,
+    run.setdefault("restepped", {})[model] = {"before": run["steps"].get(model), "commit": _commit(),
                                               "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                               "load": round(os.getloadavg()[0], 1)}
     run["steps"][model] = row
@@ -454,10 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n# {' '.join(cmd)}\n# {n} galaxies; exit {measured['rc']}; {cores} cores; load average {load0:.1f} "
           f"before, {os.getloadavg()[0]:.1f} after\n")
     print(report(measured, steps, home, n, Galaxy10Source.default_shard_size, cores))
-    import subprocess
 
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip() or "?"
+    commit = _commit()
     body = json.dumps({"n": n, "made": made, "measured": measured, "steps": steps, "cores": cores,
                        "load": [round(load0, 1), round(os.getloadavg()[0], 1)], "commit": commit,
                        "training": training_parts(home)})
