@@ -194,6 +194,23 @@ def test_restep_measures_one_stage_again_on_a_rehearsals_warehouse(tmp_path):
     assert [m["name"] for m in Warehouse.open(out / "home").read("models").to_pylist()] == ["dinov2_probe"] * 2
 
 
+def test_restep_of_a_stage_that_fails_says_so_and_keeps_the_rehearsal(tmp_path):
+    """A restep whose command fails (here: no embeddings to probe) exits with the command and its status;
+    ``rehearsal.json`` is left as it was."""
+    from rehearse_galaxy10 import restep
+
+    from warehouse import Warehouse
+
+    out = tmp_path / "rehearsal"
+    Warehouse.open(out / "home")
+    body = json.dumps({"n": 40, "steps": {"dinov2_probe": {"wall_s": 999.0, "cpu_s": 999.0, "runs": 1}},
+                       "training": {}})
+    (out / "rehearsal.json").write_text(body)
+    with pytest.raises(SystemExit, match=r"train dinov2_probe exited 2"):
+        restep(out, "dinov2_probe")
+    assert (out / "rehearsal.json").read_text() == body
+
+
 def test_stage_cost_line_is_fitted_on_relative_residuals():
     """The planner is judged by planned / measured per stage: a small rehearsal weighs as much as a big one."""
     from rehearse_galaxy10 import _line
